@@ -1,0 +1,228 @@
+"""Wire formats: observations in, forecasts and dead letters out (contract version 1).
+
+Observation (key = entity id, UTF-8; value = JSON)::
+
+    {"entity": "sensor-7", "ts": 1700000000000 | "2023-11-14T22:13:20Z", "value": 21.5}
+
+Forecast (key = entity id; value = JSON)::
+
+    {"v": 1, "entity": ..., "origin": <ts ms>, "step_ms": ..., "ts": [H target ts ms],
+     "point": [H], "quantiles": {"0.1": [H], ...}, "model_version": n, "warm": bool,
+     "produced_at": <ms>}
+
+Dead letter: the original key and value bytes unchanged, with headers
+``streammeta.reason``, ``streammeta.detail``, ``streammeta.source.topic``,
+``streammeta.source.partition`` and ``streammeta.source.offset``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+
+CONTRACT_VERSION = 1
+
+
+class Reason(enum.StrEnum):
+    """Why a record was dead-lettered (the ``reason`` label of the metric)."""
+
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    NON_FINITE = "non_finite"
+    OVERSIZE = "oversize"
+    ENTITY_EMPTY = "entity_empty"
+    ENTITY_TOO_LONG = "entity_too_long"
+    KEY_MISMATCH = "key_mismatch"
+    BAD_TIMESTAMP = "bad_timestamp"
+    MISALIGNED = "misaligned_timestamp"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+    CAPACITY = "capacity"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed message and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: Reason
+    detail: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("streammeta.reason", self.reason.value.encode()),
+            ("streammeta.detail", self.detail.encode("utf-8", "replace")[:1000]),
+            ("streammeta.source.topic", self.record.topic.encode()),
+            ("streammeta.source.partition", str(self.record.partition).encode()),
+            ("streammeta.source.offset", str(self.record.offset).encode()),
+        ]
+
+
+@dataclass
+class Observations:
+    """Decoded observations of a batch, columnar; ``index[i]`` points into the batch."""
+
+    entities: list[str] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.ts, dtype=np.int64), np.asarray(self.values, dtype=np.float64)
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+
+
+def parse_ts(raw: object) -> int:
+    """Epoch milliseconds (int, or integral float) or ISO-8601 (naive means UTC) → epoch ms."""
+    if isinstance(raw, bool):
+        raise _Invalid(Reason.WRONG_TYPE, "ts is a boolean")
+    if isinstance(raw, int):
+        if not -(2**62) < raw < 2**62:
+            raise _Invalid(Reason.BAD_TIMESTAMP, "ts out of range")
+        return raw
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise _Invalid(Reason.NON_FINITE, "ts is not finite")
+        if raw != int(raw) or abs(raw) >= 2**53:
+            raise _Invalid(Reason.BAD_TIMESTAMP, "ts in ms must be integral")
+        return int(raw)
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise _Invalid(Reason.BAD_TIMESTAMP, "ts is not ISO-8601") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    raise _Invalid(Reason.WRONG_TYPE, f"ts is {type(raw).__name__}")
+
+
+class Decoder:
+    """Validates raw records into :class:`Observations`; everything else becomes a dead letter."""
+
+    def __init__(self, max_record_bytes: int = 4096, max_entity_id_length: int = 256) -> None:
+        self.max_record_bytes = max_record_bytes
+        self.max_entity_id_length = max_entity_id_length
+
+    def decode(self, records: list[Record]) -> tuple[Observations, list[DeadLetter]]:
+        out = Observations()
+        dead: list[DeadLetter] = []
+        for i, record in enumerate(records):
+            try:
+                entity, ts, value = self._one(record)
+            except _Invalid as bad:
+                dead.append(DeadLetter(record, bad.reason, bad.detail))
+                continue
+            out.entities.append(entity)
+            out.ts.append(ts)
+            out.values.append(value)
+            out.index.append(i)
+        return out, dead
+
+    def _one(self, record: Record) -> tuple[str, int, float]:
+        raw = record.value
+        if raw is None:
+            raise _Invalid(Reason.MISSING_FIELD, "record has no value (tombstone)")
+        if len(raw) > self.max_record_bytes:
+            raise _Invalid(Reason.OVERSIZE, f"{len(raw)} bytes > {self.max_record_bytes}")
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise _Invalid(Reason.NOT_JSON, "value is not UTF-8 JSON") from None
+        if not isinstance(obj, dict):
+            raise _Invalid(Reason.NOT_OBJECT, f"JSON {type(obj).__name__}, expected an object")
+        try:
+            entity, ts_raw, value = obj["entity"], obj["ts"], obj["value"]
+        except KeyError as missing:
+            raise _Invalid(Reason.MISSING_FIELD, f"missing field {missing.args[0]!r}") from None
+        if not isinstance(entity, str):
+            raise _Invalid(Reason.WRONG_TYPE, f"entity is {type(entity).__name__}")
+        if not entity:
+            raise _Invalid(Reason.ENTITY_EMPTY, "entity is empty")
+        if len(entity) > self.max_entity_id_length:
+            raise _Invalid(Reason.ENTITY_TOO_LONG, f"entity id of {len(entity)} characters")
+        if record.key is not None and record.key != entity.encode("utf-8", "surrogatepass"):
+            raise _Invalid(Reason.KEY_MISMATCH, "message key differs from the entity field")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(Reason.WRONG_TYPE, f"value is {type(value).__name__}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise _Invalid(Reason.NON_FINITE, "value is not finite")
+        return entity, parse_ts(ts_raw), value
+
+
+def encode_observation(entity: str, ts: int, value: float) -> tuple[bytes, bytes]:
+    """(key, value) bytes of one observation, as producers should write it."""
+    return entity.encode(), orjson.dumps({"entity": entity, "ts": ts, "value": value})
+
+
+class ForecastEncoder:
+    """Encodes a batch of forecasts to JSON messages (one per entity) with orjson."""
+
+    def __init__(self, step_ms: int, quantiles: tuple[float, ...]) -> None:
+        self.step_ms = step_ms
+        self.quantile_names = [repr(q) for q in quantiles]
+
+    def encode(
+        self,
+        entities: list[str],
+        origin: np.ndarray,  # (B,) int64 ms
+        point: np.ndarray,  # (B, H)
+        quantiles: np.ndarray,  # (B, Q, H)
+        warm: np.ndarray,  # (B,) bool
+        model_version: int,
+        produced_at: int,
+    ) -> list[bytes]:
+        horizon = point.shape[1]
+        offsets = np.arange(1, horizon + 1, dtype=np.int64) * self.step_ms
+        target_ts = origin[:, None] + offsets[None, :]  # (B, H)
+        # float32 keeps ~7 significant digits, plenty for a forecast, and orjson
+        # writes its shortest representation straight from the array.
+        point32 = np.ascontiguousarray(point, dtype=np.float32)
+        quant32 = np.ascontiguousarray(quantiles, dtype=np.float32)
+        warm_l = warm.tolist()
+        origin_l = origin.tolist()
+        names = self.quantile_names
+        dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+        return [
+            dumps(
+                {
+                    "v": CONTRACT_VERSION,
+                    "entity": entities[i],
+                    "origin": origin_l[i],
+                    "step_ms": self.step_ms,
+                    "ts": target_ts[i],
+                    "point": point32[i],
+                    "quantiles": dict(zip(names, quant32[i], strict=True)),
+                    "model_version": model_version,
+                    "warm": warm_l[i],
+                    "produced_at": produced_at,
+                },
+                option=option,
+            )
+            for i in range(len(entities))
+        ]

@@ -1,0 +1,352 @@
+"""Configuration: ``config.toml`` → a frozen, validated tree of dataclasses.
+
+Each component owns one section. Any key can be overridden from the environment
+as ``STREAMMETA_<SECTION>_<KEY>`` (upper case), for secrets and bootstrap servers:
+``STREAMMETA_KAFKA_BOOTSTRAP_SERVERS=broker:9092``. A bad value fails at load
+with a :class:`ConfigError` naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streammeta.errors import ConfigError
+
+ENV_PREFIX = "STREAMMETA_"
+SECRET_KEYS = frozenset({"sasl_password", "ssl_password"})
+
+
+def _check(key: str, value: object, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, expected)
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "streammeta.observations"
+    forecast_topic: str = "streammeta.forecasts"
+    dead_letter_topic: str = "streammeta.dead-letters"
+    group_id: str = "streammeta"
+    client_id: str = "streammeta"
+    # Static group membership (KIP-345); empty = dynamic. Set per replica (pod name).
+    group_instance_id: str = ""
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_password: str = ""
+    ssl_check_hostname: bool = True
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 1000
+    max_poll_records: int = 5000
+    poll_timeout_ms: int = 200
+    auto_offset_reset: str = "earliest"
+    acks: str = "all"
+    linger_ms: int = 5
+    batch_size: int = 262144
+    compression_type: str = "none"
+    request_timeout_ms: int = 30000
+    shutdown_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        _check("kafka.bootstrap_servers", self.bootstrap_servers,
+               bool(self.bootstrap_servers.strip()), "host:port[,host:port...]")
+        for name in ("input_topic", "forecast_topic", "dead_letter_topic", "group_id"):
+            value = getattr(self, name)
+            _check(f"kafka.{name}", value, bool(value) and " " not in value,
+                   "a non-empty name without spaces")
+        topics = {self.input_topic, self.forecast_topic, self.dead_letter_topic}
+        _check("kafka.forecast_topic", self.forecast_topic, len(topics) == 3,
+               "input, forecast and dead-letter topics to be three different topics")
+        protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        _check("kafka.security_protocol", self.security_protocol,
+               self.security_protocol in protocols, f"one of {', '.join(protocols)}")
+        if self.security_protocol.startswith("SASL"):
+            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+            _check("kafka.sasl_mechanism", self.sasl_mechanism, self.sasl_mechanism in mechanisms,
+                   f"one of {', '.join(mechanisms)} when security_protocol is SASL_*")
+            if self.sasl_mechanism != "OAUTHBEARER":
+                _check("kafka.sasl_username", self.sasl_username, bool(self.sasl_username),
+                       f"a user name with sasl_mechanism {self.sasl_mechanism}")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            _check(f"kafka.{name}", value, not value or Path(value).is_file(),
+                   "an existing file (or empty)")
+        _check("kafka.session_timeout_ms", self.session_timeout_ms,
+               6000 <= self.session_timeout_ms <= 300000, "an integer in [6000, 300000]")
+        _check("kafka.heartbeat_interval_ms", self.heartbeat_interval_ms,
+               0 < self.heartbeat_interval_ms * 3 <= self.session_timeout_ms,
+               "positive and at most a third of session_timeout_ms")
+        _check("kafka.max_poll_records", self.max_poll_records,
+               1 <= self.max_poll_records <= 1_000_000, "an integer in [1, 1000000]")
+        _check("kafka.poll_timeout_ms", self.poll_timeout_ms, 0 <= self.poll_timeout_ms <= 60000,
+               "an integer in [0, 60000]")
+        _check("kafka.auto_offset_reset", self.auto_offset_reset,
+               self.auto_offset_reset in ("earliest", "latest"), "'earliest' or 'latest'")
+        _check("kafka.acks", self.acks, self.acks in ("all", "1"),
+               "'all' or '1' (acks=0 loses records)")
+        _check("kafka.linger_ms", self.linger_ms, 0 <= self.linger_ms <= 10000, "0..10000")
+        _check("kafka.batch_size", self.batch_size, 1024 <= self.batch_size <= 64 << 20,
+               "bytes in [1024, 64 MiB]")
+        codecs = ("none", "gzip", "lz4", "zstd", "snappy")
+        _check("kafka.compression_type", self.compression_type, self.compression_type in codecs,
+               f"one of {', '.join(codecs)}")
+        _check("kafka.request_timeout_ms", self.request_timeout_ms,
+               1000 <= self.request_timeout_ms <= 600000, "1000..600000")
+        _check("kafka.shutdown_timeout_s", self.shutdown_timeout_s,
+               0 < self.shutdown_timeout_s <= 600, "seconds in (0, 600]")
+
+
+@dataclass(frozen=True)
+class SeriesConfig:
+    step_ms: int = 3_600_000
+    season: int = 24
+    horizon: int = 48
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    # Gaps up to this many missing steps are filled by linear interpolation
+    # (not scored, not learned from as targets); longer gaps restart the entity cold.
+    max_gap_fill: int = 48
+    max_entity_id_length: int = 256
+    max_record_bytes: int = 4096
+
+    def __post_init__(self) -> None:
+        _check("series.step_ms", self.step_ms, self.step_ms >= 1, "a positive integer (ms)")
+        _check("series.season", self.season, 1 <= self.season <= 10000, "an integer in [1, 10000]")
+        _check("series.horizon", self.horizon, 1 <= self.horizon <= 1000, "an integer in [1, 1000]")
+        _check("series.quantiles", self.quantiles,
+               len(self.quantiles) >= 1 and all(0 < q < 1 for q in self.quantiles)
+               and list(self.quantiles) == sorted(set(self.quantiles)),
+               "a non-empty increasing list of levels in (0, 1)")
+        _check("series.max_gap_fill", self.max_gap_fill, 0 <= self.max_gap_fill <= 100000,
+               "an integer >= 0")
+        _check("series.max_entity_id_length", self.max_entity_id_length,
+               1 <= self.max_entity_id_length <= 4096, "an integer in [1, 4096]")
+        _check("series.max_record_bytes", self.max_record_bytes,
+               64 <= self.max_record_bytes <= 1 << 20, "bytes in [64, 1 MiB]")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    window: int = 72
+    context_dim: int = 16
+    hidden: int = 64
+    # Parameter file to start from (see ``streammeta pretrain``); empty = seeded random init.
+    init: str = ""
+    device: str = "auto"
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _check("model.window", self.window, 2 <= self.window <= 4096, "an integer in [2, 4096]")
+        _check("model.context_dim", self.context_dim, 1 <= self.context_dim <= 256, "1..256")
+        _check("model.hidden", self.hidden, 4 <= self.hidden <= 4096, "4..4096")
+        _check("model.init", self.init, not self.init or Path(self.init).is_file(),
+               "an existing parameter file (or empty)")
+        _check("model.device", self.device,
+               self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+               "'auto', 'cpu' or 'cuda[:N]'")
+        _check("model.threads", self.threads, 0 <= self.threads <= 256,
+               "an integer >= 0 (0 = torch's default)")
+
+
+@dataclass(frozen=True)
+class AdaptationConfig:
+    # Switch off to ablate online adaptation (forecasts from the initialisation only).
+    enabled: bool = True
+    inner_steps: int = 1
+    inner_lr: float = 0.05
+    loss: str = "mae"
+
+    def __post_init__(self) -> None:
+        _check("adaptation.inner_steps", self.inner_steps, 1 <= self.inner_steps <= 20, "1..20")
+        _check("adaptation.inner_lr", self.inner_lr,
+               math.isfinite(self.inner_lr) and 0 < self.inner_lr <= 10, "a float in (0, 10]")
+        _check("adaptation.loss", self.loss, self.loss in ("mae", "mse"), "'mae' or 'mse'")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_entities: int = 1_000_000
+    # Smoothing of the online error gauges (per resolved forecast).
+    error_smoothing: float = 0.001
+
+    def __post_init__(self) -> None:
+        _check("engine.max_entities", self.max_entities, 1 <= self.max_entities <= 50_000_000,
+               "an integer in [1, 50000000]")
+        _check("engine.error_smoothing", self.error_smoothing,
+               0 < self.error_smoothing <= 1, "a float in (0, 1]")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9464
+    # /healthz fails when the loop has not completed an iteration for this long.
+    stall_after_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check("metrics.port", self.port, 0 <= self.port <= 65535, "a port in [0, 65535]")
+        _check("metrics.stall_after_s", self.stall_after_s, self.stall_after_s > 0,
+               "seconds > 0")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+        _check("log.level", self.level, self.level in levels, f"one of {', '.join(levels)}")
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    series: SeriesConfig = field(default_factory=SeriesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        """A copy with some keys of one section changed (validated again)."""
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **changes)}
+        )
+
+
+def sections() -> dict[str, type]:
+    """Section name → its dataclass, in file order."""
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _coerce(key: str, raw: object, kind: Any, from_env: bool) -> object:
+    """Turn a TOML (or environment string) value into the field's type, strictly."""
+    if from_env:
+        assert isinstance(raw, str)
+        if kind is bool:
+            lowered = raw.strip().lower()
+            _check(key, raw, lowered in ("true", "false", "1", "0", "yes", "no"), "a boolean")
+            return lowered in ("true", "1", "yes")
+        if kind is int:
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(key, raw, "an integer") from None
+        if kind is float:
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(key, raw, "a number") from None
+        if typing.get_origin(kind) is tuple:
+            try:
+                return tuple(float(part) for part in raw.split(",") if part.strip())
+            except ValueError:
+                raise ConfigError(key, raw, "comma-separated numbers") from None
+        return raw
+    if kind is bool:
+        _check(key, raw, isinstance(raw, bool), "true or false")
+        return raw
+    if kind is int:
+        _check(key, raw, isinstance(raw, int) and not isinstance(raw, bool), "an integer")
+        return raw
+    if kind is float:
+        _check(key, raw, isinstance(raw, int | float) and not isinstance(raw, bool), "a number")
+        return float(raw)  # type: ignore[arg-type]
+    if typing.get_origin(kind) is tuple:
+        ok = isinstance(raw, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in raw
+        )
+        _check(key, raw, ok, "a list of numbers")
+        return tuple(float(v) for v in raw)  # type: ignore[union-attr]
+    _check(key, raw, isinstance(raw, str), "a string")
+    return raw
+
+
+def _build(section: str, cls: type, table: Mapping[str, object], env: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for unknown in sorted(set(table) - names):
+        raise ConfigError(f"{section}.{unknown}", table[unknown], f"one of the keys {sorted(names)}")
+    values: dict[str, object] = {}
+    for name in names:
+        key = f"{section}.{name}"
+        env_name = f"{ENV_PREFIX}{section}_{name}".upper()
+        if env_name in env:
+            values[name] = _coerce(key, env[env_name], hints[name], from_env=True)
+        elif name in table:
+            values[name] = _coerce(key, table[name], hints[name], from_env=False)
+    return cls(**values)
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (or only defaults when ``None``), apply environment overrides, validate."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError("(file)", str(path), "an existing config.toml") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("(file)", str(path), f"valid TOML ({exc})") from None
+    tables = sections()
+    for unknown in sorted(set(data) - set(tables)):
+        raise ConfigError(unknown, "[section]", f"one of the sections {sorted(tables)}")
+    built = {}
+    for name, cls in tables.items():
+        table = data.get(name, {})
+        _check(name, table, isinstance(table, dict), "a [section] table")
+        built[name] = _build(name, cls, table, env)
+    return Config(**built)
+
+
+def to_toml(config: Config, mask_secrets: bool = True) -> str:
+    """The effective configuration as TOML text; secrets are masked."""
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        lines.append(f"[{section.name}]")
+        for item in dataclasses.fields(getattr(config, section.name)):
+            value = getattr(getattr(config, section.name), item.name)
+            if mask_secrets and item.name in SECRET_KEYS and value:
+                value = "***"
+            lines.append(f"{item.name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+

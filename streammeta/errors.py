@@ -1,0 +1,35 @@
+"""The exception tree of streammeta.
+
+    StreamMetaError
+    ├── ConfigError          a configuration key has a bad value (names key, value, expectation)
+    ├── ParameterFileError   a parameter or checkpoint file is corrupt, foreign or mismatched
+    ├── DataError            a data set given on the command line cannot be read
+    └── BrokerError          the Kafka edge cannot start (unreachable broker, missing topic)
+
+Per-record problems are not exceptions: they become dead letters with a reason
+(see ``streammeta.codec.Reason``).
+"""
+
+from __future__ import annotations
+
+
+class StreamMetaError(Exception):
+    """Root of every error streammeta raises on purpose."""
+
+
+class ConfigError(StreamMetaError):
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"config key {key!r}: got {value!r}, expected {expected}")
+
+
+class ParameterFileError(StreamMetaError):
+    pass
+
+
+class DataError(StreamMetaError):
+    pass
+
+
+class BrokerError(StreamMetaError):
+    pass
