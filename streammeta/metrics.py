@@ -1,0 +1,79 @@
+"""Prometheus metrics of the daemon, on an explicit registry (no global singletons).
+
+Names follow Prometheus conventions: ``streammeta_`` prefix, base units,
+``_total`` counters, and never an entity id as a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streammeta.codec import Reason
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """Every metric the daemon exports. Pass a fresh registry in tests."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.records_consumed = Counter(
+            "streammeta_records_consumed", "Records read from the input topic.", registry=r)
+        self.observations = Counter(
+            "streammeta_observations_processed",
+            "Observations applied to entity state.", registry=r)
+        self.forecasts = Counter(
+            "streammeta_forecasts_published",
+            "Forecast messages acknowledged by the broker.", registry=r)
+        self.dead_letters = Counter(
+            "streammeta_dead_letters", "Records sent to the dead-letter topic, by reason.",
+            ["reason"], registry=r)
+        for reason in Reason:  # export every reason at 0 so alerts and rates see them
+            self.dead_letters.labels(reason=reason.value)
+        self.batch_duration = Histogram(
+            "streammeta_batch_duration_seconds",
+            "Time to process one polled batch: decode, engine, publish, commit.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.record_latency = Histogram(
+            "streammeta_record_latency_seconds",
+            "From a record's Kafka timestamp to its forecasts being acknowledged.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.consumer_lag = Gauge(
+            "streammeta_consumer_lag_records",
+            "Records behind the end of each assigned input partition.",
+            ["partition"], registry=r)
+        self.entities = Gauge(
+            "streammeta_entities_resident", "Entities with state in memory.", registry=r)
+        self.model_version = Gauge(
+            "streammeta_model_version", "Version of the parameters serving forecasts.",
+            registry=r)
+        self.online_error = Gauge(
+            "streammeta_online_error",
+            "Exponentially weighted mean absolute error of resolved forecasts, in units of "
+            "each entity's running standard deviation; model = streammeta or seasonal_naive.",
+            ["model"], registry=r)
+        self.scored = Counter(
+            "streammeta_forecasts_scored",
+            "Forecast values resolved by an arriving observation and scored.", registry=r)
+        self.gap_steps = Counter(
+            "streammeta_gap_steps_filled", "Missing steps filled by interpolation.", registry=r)
+        self.entity_resets = Counter(
+            "streammeta_entity_resets",
+            "Entities restarted cold after a gap longer than series.max_gap_fill.", registry=r)
+        self.kafka_errors = Counter(
+            "streammeta_kafka_errors", "Errors talking to Kafka, by operation.",
+            ["operation"], registry=r)
+        for operation in ("poll", "produce", "commit"):
+            self.kafka_errors.labels(operation=operation)
+        self.commits = Counter(
+            "streammeta_offset_commits", "Successful offset commits.", registry=r)
+        self.loop_heartbeat = Gauge(
+            "streammeta_loop_last_iteration_timestamp_seconds",
+            "Unix time at which the processing loop last completed an iteration.", registry=r)
+        self.ready = Gauge(
+            "streammeta_ready", "1 when assigned, restored and serving, else 0.", registry=r)
+
+    def count_error(self, operation: str) -> None:
+        self.kafka_errors.labels(operation=operation).inc()
