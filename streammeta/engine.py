@@ -1,0 +1,295 @@
+"""The vectorised online loop: observations in, forecasts out, no Kafka.
+
+A batch is processed in *rounds*: round r holds the r-th observation of every
+entity that has at least r+1 in the batch, so each round touches each entity at
+most once and can be done with whole-tensor gathers and scatters. Per round:
+check timestamps (late, duplicate, misaligned, gap), score the pending
+forecasts that the new values resolve, append the values, take the inner-loop
+step(s) on the newest example whose targets have arrived, and forecast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streammeta import model
+from streammeta.codec import Reason
+from streammeta.config import Config
+from streammeta.state import FREE, Arena
+
+
+@dataclass
+class Forecasts:
+    """One forecast per accepted observation, rows aligned."""
+
+    obs_index: np.ndarray  # (B,) index into the processed observations
+    slots: np.ndarray  # (B,)
+    origin_ts: np.ndarray  # (B,) int64 ms
+    point: np.ndarray  # (B, H) float32
+    quantiles: np.ndarray  # (B, Q, H) float32
+    warm: np.ndarray  # (B,) bool
+
+    def __len__(self) -> int:
+        return len(self.obs_index)
+
+
+@dataclass
+class Result:
+    forecasts: Forecasts
+    rejected: list[tuple[int, Reason, str]] = field(default_factory=list)
+    scored: int = 0  # forecast values resolved and scored
+    gap_steps: int = 0
+    resets: int = 0
+
+
+def ring_length(window: int, horizon: int, season: int) -> int:
+    # Room for a training example (L inputs + H targets) and the seasonal-naive
+    # reference of the longest horizon.
+    return max(window + horizon, season * math.ceil(horizon / season)) + 1
+
+
+def scored_horizons(horizon: int, season: int) -> tuple[int, ...]:
+    return tuple(sorted({1, min(season, horizon), horizon}))
+
+
+class Engine:
+    """Holds θ, the arena and the inner loop; ``process`` is the whole online step."""
+
+    def __init__(self, config: Config, params: model.Params | None = None, version: int = 0):
+        s, m, a = config.series, config.model, config.adaptation
+        self.config = config
+        self.shape = model.ModelShape(
+            window=m.window, horizon=s.horizon, season=s.season, context_dim=m.context_dim,
+            hidden=m.hidden, quantiles=s.quantiles)
+        self.params = params if params is not None else model.init_params(
+            self.shape, seed=m.seed, inner_lr=a.inner_lr)
+        self.version = version
+        self.step_ms = s.step_ms
+        self.max_gap_fill = s.max_gap_fill
+        self.adapt_enabled = a.enabled
+        self.inner_steps = a.inner_steps
+        self.point_loss = a.loss
+        self.quantile_levels = torch.tensor(s.quantiles)
+        self.z = torch.distributions.Normal(0.0, 1.0).icdf(self.quantile_levels)  # (Q,)
+        self.horizons = scored_horizons(s.horizon, s.season)
+        self._h = torch.tensor(self.horizons)  # (S,)
+        self._naive_lag = torch.tensor([s.season * math.ceil(h / s.season) for h in self.horizons])
+        self._naive_back = torch.tensor(
+            [s.season * math.ceil(h / s.season) - h for h in range(1, s.horizon + 1)])  # (H,)
+        self.arena = Arena(
+            ring_len=ring_length(m.window, s.horizon, s.season), context_dim=m.context_dim,
+            horizon=s.horizon, scored_horizons=len(self.horizons),
+            max_entities=config.engine.max_entities, phi0=self.params["phi0"])
+        self.ew_span = 4 * max(m.window, s.season)  # running normaliser memory (values)
+        self.error_smoothing = config.engine.error_smoothing
+        self.online_error = {"streammeta": math.nan, "seasonal_naive": math.nan}
+
+    # -- parameters ---------------------------------------------------------------
+    def swap(self, params: model.Params, version: int) -> None:
+        """Serve new parameters from the next round on (between batches)."""
+        self.params = params
+        self.version = version
+        self.arena.phi0 = params["phi0"].detach().clone()
+
+    # -- the online step ----------------------------------------------------------
+    @torch.no_grad()
+    def process(self, entities: list[str], ts: np.ndarray, values: np.ndarray) -> Result:
+        """Apply a batch of observations (arrival order) and forecast from each."""
+        n = len(entities)
+        slots = self.arena.slots_for(entities) if n else np.zeros(0, dtype=np.int64)
+        result = Result(forecasts=_empty_forecasts(self.shape))
+        full = np.nonzero(slots == FREE)[0]
+        for i in full.tolist():
+            result.rejected.append((i, Reason.CAPACITY, "engine.max_entities reached"))
+        parts: list[Forecasts] = []
+        for rows in _rounds(slots):
+            parts.append(self._round(rows, slots[rows], ts[rows], values[rows], result))
+        if parts:
+            result.forecasts = _concat(parts)
+        return result
+
+    def _round(self, rows: np.ndarray, slots_np: np.ndarray, ts_np: np.ndarray,
+               y_np: np.ndarray, result: Result) -> Forecasts:
+        arena = self.arena
+        slots = torch.from_numpy(slots_np)
+        ts = torch.from_numpy(ts_np)
+        count = arena.count[slots]
+        delta = ts - arena.last_ts[slots]
+        seen = count > 0
+        bad = seen & ((delta <= 0) | (delta % self.step_ms != 0))
+        if bool(bad.any()):
+            for i in torch.nonzero(bad).flatten().tolist():
+                d = int(delta[i])
+                reason = (Reason.DUPLICATE if d == 0 else Reason.LATE if d < 0
+                          else Reason.MISALIGNED)
+                result.rejected.append((int(rows[i]), reason,
+                                        f"ts {int(ts[i])} vs last {int(ts[i]) - d}"))
+            keep = ~bad
+            rows, slots_np, ts_np, y_np = (rows[keep.numpy()], slots_np[keep.numpy()],
+                                           ts_np[keep.numpy()], y_np[keep.numpy()])
+            slots, ts, delta, seen = slots[keep], ts[keep], delta[keep], seen[keep]
+        y = torch.from_numpy(y_np).to(torch.float32)
+        gap = torch.where(seen, delta // self.step_ms - 1, torch.zeros_like(delta))
+        if bool((gap > 0).any()):
+            self._fill_gaps(slots, y, gap, result)
+        self._score(slots, y, result)
+        self._append(slots, ts, y)
+        if self.adapt_enabled:
+            self._adapt(slots)
+        return self._forecast(rows, slots, ts)
+
+    def _fill_gaps(self, slots: Tensor, y: Tensor, gap: Tensor, result: Result) -> None:
+        arena = self.arena
+        too_long = gap > self.max_gap_fill
+        if bool(too_long.any()):
+            arena.reset(slots[too_long])
+            result.resets += int(too_long.sum())
+            gap = torch.where(too_long, torch.zeros_like(gap), gap)
+        fill = gap > 0
+        if not bool(fill.any()):
+            return
+        s, g, target = slots[fill], gap[fill], y[fill]
+        start = arena.count[s]  # (F,) absolute index of the first missing step
+        last = arena.ring[s, (start - 1) % arena.ring_len]
+        for i in range(int(g.max())):  # loop over gap length, not entities
+            live = g > i
+            si = s[live]
+            idx = start[live] + i
+            w = (i + 1) / (g[live] + 1).to(torch.float32)
+            arena.ring[si, idx % arena.ring_len] = last[live] + (target[live] - last[live]) * w
+            arena.pending[si, idx % arena.horizon] = float("nan")  # targets never observed
+        arena.count[s] += g
+        arena.last_ts[s] += g * self.step_ms
+        result.gap_steps += int(g.sum())
+
+    def _score(self, slots: Tensor, y: Tensor, result: Result) -> None:
+        """Score the warm forecasts whose target is this value, and seasonal naive on them."""
+        arena = self.arena
+        j = arena.count[slots]  # absolute index the new value will take
+        cell = j % arena.horizon
+        forecast = arena.pending[slots, cell]  # (B, S)
+        arena.pending[slots, cell] = float("nan")
+        valid = ~torch.isnan(forecast) & (j[:, None] >= self._naive_lag[None, :])
+        if not bool(valid.any()):
+            return
+        naive = arena.ring[slots[:, None], (j[:, None] - self._naive_lag[None, :]) % arena.ring_len]
+        scale = self._scale(slots)[:, None]
+        model_err = ((y[:, None] - forecast).abs() / scale)[valid]
+        naive_err = ((y[:, None] - naive).abs() / scale)[valid]
+        scored = int(valid.sum())
+        result.scored += scored
+        keep = (1.0 - self.error_smoothing) ** scored
+        for name, err in (("streammeta", model_err), ("seasonal_naive", naive_err)):
+            mean = float(err.mean())
+            old = self.online_error[name]
+            self.online_error[name] = mean if math.isnan(old) else old * keep + mean * (1 - keep)
+
+    def _scale(self, slots: Tensor) -> Tensor:
+        mean = self.arena.ew_mean[slots]
+        return torch.maximum(self.arena.ew_var[slots].sqrt(), 1e-3 * mean.abs() + 1e-6)
+
+    def _append(self, slots: Tensor, ts: Tensor, y: Tensor) -> None:
+        arena = self.arena
+        j = arena.count[slots]
+        arena.ring[slots, j % arena.ring_len] = y
+        arena.count[slots] = j + 1
+        arena.last_ts[slots] = ts
+        # Exponentially weighted mean/variance; plain averages while young.
+        rate = torch.maximum(1.0 / (j + 1).to(torch.float32), torch.tensor(1.0 / self.ew_span))
+        mean = arena.ew_mean[slots]
+        diff = y - mean
+        arena.ew_mean[slots] = mean + rate * diff
+        arena.ew_var[slots] = (1 - rate) * (arena.ew_var[slots] + rate * diff.square())
+
+    def _adapt(self, slots: Tensor) -> None:
+        """Inner loop on each entity's newest example with at least one arrived target."""
+        arena, L, H = self.arena, self.shape.window, self.shape.horizon
+        n = arena.count[slots]
+        ready = n > L
+        if not bool(ready.any()):
+            return
+        s, n = slots[ready], n[ready]
+        k = torch.clamp(n - L, max=H)  # targets available for the newest example
+        first = n - k - L  # absolute index of its first input
+        seq = arena.values(s, first, L + H)  # (B, L+H)
+        x, mean, scale = model.normalise(seq[:, :L])
+        target = (seq[:, L:] - mean) / scale  # (B, H)
+        mask = (torch.arange(H)[None, :] < k[:, None]).to(torch.float32)  # (B, H)
+        with torch.enable_grad():
+            phi = model.adapt(self.params, arena.phi[s], x, target, mask,
+                              self.quantile_levels, self.point_loss, self.inner_steps)
+        arena.phi[s] = phi
+
+    def _forecast(self, rows: np.ndarray, slots: Tensor, ts: Tensor) -> Forecasts:
+        arena, shape = self.arena, self.shape
+        L, H, m = shape.window, shape.horizon, shape.season
+        n = arena.count[slots]  # (B,) values seen, the newest at n-1
+        warm = n >= L
+        # Cold: seasonal naive once a season is seen, else the last value; quantiles
+        # from the running standard deviation.
+        back = torch.where(n[:, None] >= m, self._naive_back[None, :], 0)  # (B, H)
+        point = arena.ring[slots[:, None], (n[:, None] - 1 - back) % arena.ring_len]  # (B, H)
+        spread = arena.ew_var[slots].sqrt()[:, None, None] * self.z[None, :, None]
+        quant = point[:, None, :] + spread  # (B, Q, H)
+        if bool(warm.any()):
+            s = slots[warm]
+            window = arena.values(s, n[warm] - L, L)  # (W, L)
+            x, mean, scale = model.normalise(window)
+            out = model.forward(self.params, x, arena.phi[s], shape.outputs)  # (W, K, H)
+            out = out * scale[:, :, None] + mean[:, :, None]
+            point[warm] = out[:, 0]
+            quant[warm] = torch.sort(out[:, 1:], dim=1).values  # no crossing quantiles
+        # Remember warm forecasts at the scored horizons until their targets arrive.
+        cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
+        at_h = point[:, self._h - 1]  # (B, S)
+        at_h = torch.where(warm[:, None], at_h, torch.full_like(at_h, float("nan")))
+        arena.pending[slots[:, None], cells, torch.arange(len(self.horizons))[None, :]] = at_h
+        return Forecasts(
+            obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
+            point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
+
+
+def _rounds(slots: np.ndarray) -> list[np.ndarray]:
+    """Split row indices into rounds: the r-th occurrence of each slot goes to round r."""
+    live = np.nonzero(slots != FREE)[0]
+    if len(live) == 0:
+        return []
+    s = slots[live]
+    order = np.argsort(s, kind="stable")
+    sorted_slots = s[order]
+    starts = np.ones(len(s), dtype=bool)
+    starts[1:] = sorted_slots[1:] != sorted_slots[:-1]
+    positions = np.arange(len(s))
+    rank_sorted = positions - np.maximum.accumulate(np.where(starts, positions, 0))
+    rank = np.empty(len(s), dtype=np.int64)
+    rank[order] = rank_sorted
+    if rank.max() == 0:
+        return [live]
+    by_round = np.argsort(rank, kind="stable")  # keeps arrival order inside a round
+    bounds = np.cumsum(np.bincount(rank))
+    return [live[part] for part in np.split(by_round, bounds[:-1])]
+
+
+def _empty_forecasts(shape: model.ModelShape) -> Forecasts:
+    H, Q = shape.horizon, len(shape.quantiles)
+    return Forecasts(
+        obs_index=np.zeros(0, dtype=np.int64), slots=np.zeros(0, dtype=np.int64),
+        origin_ts=np.zeros(0, dtype=np.int64), point=np.zeros((0, H), dtype=np.float32),
+        quantiles=np.zeros((0, Q, H), dtype=np.float32), warm=np.zeros(0, dtype=bool))
+
+
+def _concat(parts: list[Forecasts]) -> Forecasts:
+    if len(parts) == 1:
+        return parts[0]
+    return Forecasts(
+        obs_index=np.concatenate([p.obs_index for p in parts]),
+        slots=np.concatenate([p.slots for p in parts]),
+        origin_ts=np.concatenate([p.origin_ts for p in parts]),
+        point=np.concatenate([p.point for p in parts]),
+        quantiles=np.concatenate([p.quantiles for p in parts]),
+        warm=np.concatenate([p.warm for p in parts]))

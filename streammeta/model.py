@@ -1,0 +1,144 @@
+"""The global forecaster f_θ(window, φ_e) and its batched inner loop.
+
+θ is a plain dict of tensors so that the same function serves the daemon (batched
+autograd over entities) and the outer loop (``torch.func`` over tasks). Each
+entity owns a small context vector φ_e (CAVIA-style fast weights) that the inner
+loop adapts with meta-learned per-dimension step sizes α (Meta-SGD).
+
+φ_e enters twice: concatenated to the window at the MLP's input, and through a
+basis straight onto the output (a per-entity correction of level and shape).
+
+Output per entity: K = 1 + Q rows of H values — the point forecast, then one row
+per quantile level — in the window's normalised units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Params = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    window: int  # L
+    horizon: int  # H
+    season: int  # m
+    context_dim: int  # C
+    hidden: int  # D
+    quantiles: tuple[float, ...]  # Q levels
+
+    @property
+    def outputs(self) -> int:  # K
+        return 1 + len(self.quantiles)
+
+
+def init_params(shape: ModelShape, seed: int = 0, inner_lr: float = 0.05) -> Params:
+    """Initial θ: the linear path starts as seasonal naive, the MLP as zero.
+
+    Starting from seasonal naive means an untrained model is already a sane
+    forecaster; learning only has to improve on it.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    L, H, m, C, D, K = (shape.window, shape.horizon, shape.season, shape.context_dim,
+                        shape.hidden, shape.outputs)
+    naive = torch.zeros(L, H)
+    for h in range(1, H + 1):
+        back = m * math.ceil(h / m) - h  # y[t+h] ≈ y[t-back], 0 <= back < m
+        naive[L - 1 - back if back < L else L - 1, h - 1] = 1.0  # window < season: last value
+    lin_w = naive.repeat(1, K)  # (L, K*H)
+    lin_b = torch.zeros(K, H)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    for k, q in enumerate(shape.quantiles, start=1):
+        lin_b[k] = 0.5 * float(normal.icdf(torch.tensor(q)))  # a spread in normalised units
+    return {
+        "lin_w": lin_w,
+        "lin_b": lin_b.reshape(K * H),
+        "w1": torch.randn(L + C, D, generator=gen) / math.sqrt(L + C),
+        "b1": torch.zeros(D),
+        "w2": torch.randn(D, D, generator=gen) / math.sqrt(D),
+        "b2": torch.zeros(D),
+        # Small, not zero: φ must reach the output through the MLP for its gradient to exist.
+        "w3": 0.01 * torch.randn(D, K * H, generator=gen) / math.sqrt(D),
+        "b3": torch.zeros(K * H),
+        "basis": _correction_basis(C, K, H),
+        "phi0": torch.zeros(C),
+        "alpha": torch.full((C,), inner_lr),
+    }
+
+
+def _correction_basis(C: int, K: int, H: int) -> Tensor:
+    """φ's direct path to the output, (C, K*H): a level and a trend over the horizon.
+
+    With an untrained θ these let the inner loop correct an entity's bias at once;
+    the outer loop reshapes them (the remaining rows start at zero).
+    """
+    basis = torch.zeros(C, K, H)
+    basis[0] = 1.0  # level, every output row
+    if C > 1:
+        basis[1] = torch.linspace(0.0, 1.0, H)  # trend
+    return basis.reshape(C, K * H)
+
+
+def forward(params: Params, x: Tensor, phi: Tensor, outputs: int) -> Tensor:
+    """x (B, L) normalised window, phi (B, C) → (B, K, H) in normalised units."""
+    linear = x @ params["lin_w"] + params["lin_b"]  # (B, K*H)
+    h = F.gelu(torch.cat([x, phi], dim=-1) @ params["w1"] + params["b1"])  # (B, D)
+    h = F.gelu(h @ params["w2"] + params["b2"])  # (B, D)
+    out = linear + h @ params["w3"] + params["b3"] + phi @ params["basis"]  # (B, K*H)
+    return out.reshape(x.shape[0], outputs, -1)
+
+
+def loss_per_row(out: Tensor, y: Tensor, mask: Tensor, quantiles: Tensor, point_loss: str) -> Tensor:
+    """Masked mean over horizons of the point loss plus the pinball loss: (B,).
+
+    out (B, K, H), y (B, H), mask (B, H) with 1 where the target has arrived.
+    """
+    err = y - out[:, 0]  # (B, H)
+    point = err.abs() if point_loss == "mae" else err.square()
+    qerr = y[:, None, :] - out[:, 1:]  # (B, Q, H)
+    q = quantiles[None, :, None]
+    pinball = torch.maximum(q * qerr, (q - 1) * qerr).mean(dim=1)  # (B, H)
+    total = (point + pinball) * mask
+    return total.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def normalise(window: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-row standardisation of a window (B, L) → (x, mean (B,1), scale (B,1))."""
+    mean = window.mean(dim=1, keepdim=True)
+    scale = window.std(dim=1, keepdim=True, unbiased=False)
+    scale = torch.maximum(scale, 1e-3 * mean.abs() + 1e-6)  # flat windows
+    return (window - mean) / scale, mean, scale
+
+
+def adapt(
+    params: Params,
+    phi: Tensor,  # (B, C)
+    x: Tensor,  # (B, L) normalised inputs
+    y: Tensor,  # (B, H) normalised targets
+    mask: Tensor,  # (B, H)
+    quantiles: Tensor,
+    point_loss: str,
+    steps: int,
+    create_graph: bool = False,
+) -> Tensor:
+    """Inner loop: ``steps`` Meta-SGD steps on every row's φ at once → adapted φ (B, C).
+
+    The rows' losses are independent, so the gradient of their sum with respect
+    to the (B, C) context matrix is every entity's own gradient: one backward
+    pass adapts the whole batch.
+    """
+    K = 1 + quantiles.numel()
+    alpha = params["alpha"].clamp(min=0.0)
+    for _ in range(steps):
+        if not phi.requires_grad:
+            phi = phi.detach().requires_grad_(True)
+        loss = loss_per_row(forward(params, x, phi, K), y, mask, quantiles, point_loss).sum()
+        (grad,) = torch.autograd.grad(loss, phi, create_graph=create_graph)
+        phi = phi - alpha * grad
+    return phi if create_graph else phi.detach()

@@ -1,0 +1,114 @@
+"""The state arena: one slot per entity, every field a tensor indexed by slot.
+
+Per slot: a ring buffer of the last R values (absolute index i lives at
+``ring[slot, i % R]``), the count of values seen, the last timestamp, a running
+(exponentially weighted) mean and variance, the fast weights φ, and the pending
+forecasts still waiting for their targets (keyed by target index mod H, one
+column per scored horizon). Gathers and scatters over these tensors replace any
+per-entity Python object, so the cost per observation stays flat from a
+thousand entities to a million.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FREE = -1  # slot id given to entities that did not fit (capacity reached)
+
+
+class Arena:
+    def __init__(
+        self,
+        ring_len: int,  # R
+        context_dim: int,  # C
+        horizon: int,  # H
+        scored_horizons: int,  # S
+        max_entities: int,
+        phi0: Tensor,
+        initial_capacity: int = 1024,
+    ) -> None:
+        self.ring_len = ring_len
+        self.horizon = horizon
+        self.max_entities = max_entities
+        self.phi0 = phi0.detach().clone()
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+        self.capacity = 0
+        self.ring = torch.zeros(0, ring_len)  # (N, R)
+        self.count = torch.zeros(0, dtype=torch.int64)  # (N,)
+        self.last_ts = torch.zeros(0, dtype=torch.int64)  # (N,)
+        self.ew_mean = torch.zeros(0)  # (N,)
+        self.ew_var = torch.zeros(0)  # (N,)
+        self.phi = torch.zeros(0, context_dim)  # (N, C)
+        self.pending = torch.zeros(0, horizon, scored_horizons)  # (N, H, S)
+        self._grow(min(initial_capacity, max_entities))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def slots_for(self, entities: list[str]) -> np.ndarray:
+        """Slot of each entity, allocating new ones; ``FREE`` where capacity is exhausted."""
+        index = self.index
+        slots = [index.get(e, FREE) for e in entities]
+        if FREE in slots:
+            for i, entity in enumerate(entities):
+                if slots[i] == FREE:
+                    slots[i] = self._allocate(entity)
+        return np.asarray(slots, dtype=np.int64)
+
+    def _allocate(self, entity: str) -> int:
+        slot = self.index.get(entity)  # the same new entity twice in one batch
+        if slot is not None:
+            return slot
+        if len(self.names) >= self.max_entities:
+            return FREE
+        if len(self.names) == self.capacity:
+            self._grow(min(self.capacity * 2, self.max_entities))
+        slot = len(self.names)
+        self.index[entity] = slot
+        self.names.append(entity)
+        return slot
+
+    def _grow(self, capacity: int) -> None:
+        extra = capacity - self.capacity
+        if extra <= 0:
+            return
+
+        def more(t: Tensor, fill: float = 0.0) -> Tensor:
+            pad = torch.full((extra, *t.shape[1:]), fill, dtype=t.dtype)
+            return torch.cat([t, pad])
+
+        self.ring = more(self.ring)
+        self.count = more(self.count)
+        self.last_ts = more(self.last_ts)
+        self.ew_mean = more(self.ew_mean)
+        self.ew_var = more(self.ew_var)
+        self.phi = torch.cat([self.phi, self.phi0.expand(extra, -1)])
+        self.pending = more(self.pending, float("nan"))
+        self.capacity = capacity
+
+    def reset(self, slots: Tensor, phi: Tensor | None = None) -> None:
+        """Restart entities cold: history forgotten, φ back to φ₀ (or the given rows)."""
+        self.count[slots] = 0
+        self.ew_mean[slots] = 0.0
+        self.ew_var[slots] = 0.0
+        self.pending[slots] = float("nan")
+        self.phi[slots] = self.phi0 if phi is None else phi
+
+    def values(self, slots: Tensor, first: Tensor, length: int) -> Tensor:
+        """Values at absolute indices first..first+length-1 of each slot: (B, length).
+
+        Indices older than R values ago or not yet seen return whatever the ring
+        holds there; callers mask them.
+        """
+        offsets = torch.arange(length)
+        cols = (first[:, None] + offsets[None, :]) % self.ring_len  # (B, length)
+        flat = slots[:, None] * self.ring_len + cols
+        return self.ring.view(-1)[flat]
+
+    def nbytes(self) -> int:
+        tensors = (self.ring, self.count, self.last_ts, self.ew_mean, self.ew_var, self.phi,
+                   self.pending)
+        return sum(t.element_size() * t.nelement() for t in tensors)
