@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Both create the
+# virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint unit integration bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The pinned CPU wheel first: a bare `torch` requirement would pull GBs of CUDA packages.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/streammeta demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check streammeta tests benchmarks
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected no test: that is a failure too.
+test: lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -q -m integration $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

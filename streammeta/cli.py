@@ -1,0 +1,169 @@
+"""Command line: ``streammeta run | demo | replay | check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from streammeta import config as config_mod
+from streammeta.config import Config
+from streammeta.errors import StreamMetaError
+
+log = logging.getLogger("streammeta")
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def _config_path(given: str | None) -> str | None:
+    """--config, else $STREAMMETA_CONFIG, else ./config.toml when present, else defaults only."""
+    if given:
+        return given
+    if os.environ.get("STREAMMETA_CONFIG"):
+        return os.environ["STREAMMETA_CONFIG"]
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    config = config_mod.load(_config_path(getattr(args, "config", None)))
+    if getattr(args, "init", None):
+        config = config.replace("model", init=args.init)
+    return config
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+
+
+def install_stop_handlers(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT only ask the loop to stop; it then flushes, commits and exits."""
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+# -- subcommands -------------------------------------------------------------------
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = config_mod.load(args.path if args.path else _config_path(None))
+    print(config_mod.to_toml(config), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streammeta.service import Service
+
+    config = load_config(args)
+    _setup_logging(config.log.level)
+    service = Service(config)
+    install_stop_handlers(service.stop)
+    service.run()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streammeta.demo import run_demo
+
+    config = load_config(args)
+    _setup_logging("WARNING" if not args.verbose else config.log.level)
+    return run_demo(config, data=args.data, fmt=args.format, rate=args.rate,
+                    duration=args.duration, install_handlers=install_stop_handlers)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streammeta import kafka_edge
+    from streammeta.replay import observations_from_file, replay
+
+    config = load_config(args)
+    _setup_logging(config.log.level)
+    if args.bootstrap_servers:
+        config = config.replace("kafka", bootstrap_servers=args.bootstrap_servers)
+    if args.topic:
+        config = config.replace("kafka", input_topic=args.topic)
+    kafka = config.kafka
+    entities, ts, values = observations_from_file(args.data, args.format)
+    writer = kafka_edge.ObservationWriter(kafka)
+    stop = threading.Event()
+    install_stop_handlers(stop.set)
+    try:
+        sent = replay(entities, ts, values, writer.send, rate=args.rate, limit=args.limit,
+                      progress=not args.quiet, stop=stop)
+        writer.flush()
+    finally:
+        writer.close()
+    print(f"sent {sent} observations to {kafka.input_topic}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streammeta",
+        description="Streaming online meta-learning forecaster: observations from Kafka in, "
+        "per-entity forecasts to Kafka out.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int],
+            config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        if config:
+            p.add_argument("--config", metavar="PATH",
+                           help="config.toml to read (default: $STREAMMETA_CONFIG, else "
+                           "./config.toml if present, else built-in defaults); any key can "
+                           "be overridden by STREAMMETA_<SECTION>_<KEY>")
+        return p
+
+    run = add("run", "Run the daemon: consume observations, publish forecasts, serve "
+              "/metrics, /healthz and /readyz, until SIGTERM or SIGINT.", cmd_run)
+    run.add_argument("--init", metavar="FILE", help="parameter file to start from")
+
+    demo = add("demo", "Start an embedded Kafka-compatible broker (Tansu), replay bundled M4 "
+               "hourly data into it and run the daemon on it, printing live progress.",
+               cmd_demo)
+    demo.add_argument("--rate", type=float, default=2000.0,
+                      help="observations per second to replay (default 2000; 0 = unpaced)")
+    demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                      help="stop after this many seconds (default: until Ctrl-C or the data "
+                      "is consumed)")
+    demo.add_argument("--data", metavar="PATH", help="data set to replay instead of the "
+                      "bundled M4 hourly subset")
+    demo.add_argument("--format", choices=("m4", "long", "ett"), default="m4")
+    demo.add_argument("--init", metavar="FILE", help="parameter file to start from")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log")
+
+    replay = add("replay", "Write a CSV data set (M4 wide, long entity,ts,value, or ETT) to "
+                 "the input topic as observations, at a chosen rate.", cmd_replay)
+    replay.add_argument("--data", required=True, metavar="PATH")
+    replay.add_argument("--format", choices=("m4", "long", "ett"), required=True)
+    replay.add_argument("--rate", type=float, default=0.0,
+                        help="observations per second (default 0 = as fast as possible)")
+    replay.add_argument("--limit", type=int, default=None, help="stop after N observations")
+    replay.add_argument("--bootstrap-servers", help="override kafka.bootstrap_servers")
+    replay.add_argument("--topic", help="override kafka.input_topic")
+    replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    check = add("check-config", "Print the effective configuration (file + environment, "
+                "secrets masked); exit 2 naming the key, value and expectation if invalid.",
+                cmd_check_config, config=False)
+    check.add_argument("path", nargs="?", metavar="PATH", help="config file (default as run)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except StreamMetaError as exc:
+        print(f"streammeta: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,95 @@
+"""``streammeta demo``: embedded broker + bundled data + the daemon, with live progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from streammeta.config import Config
+from streammeta.daemon import Progress
+
+if TYPE_CHECKING:
+    from streammeta.service import Service
+
+
+def run_demo(
+    config: Config,
+    data: str | None,
+    fmt: str,
+    rate: float,
+    duration: float | None,
+    install_handlers: Callable[[Callable[[], None]], None],
+) -> int:
+    from streammeta import datasets, kafka_edge
+    from streammeta.broker import EmbeddedBroker
+    from streammeta.replay import observations_from_file, replay
+    from streammeta.service import Service
+
+    path = data if data else str(datasets.bundled_m4())
+    entities, ts, values = observations_from_file(path, fmt)
+    print(f"streammeta demo: {len(entities)} observations of {len(set(entities))} entities "
+          f"from {path}")
+    with EmbeddedBroker() as broker:
+        config = config.replace("kafka", bootstrap_servers=broker.bootstrap,
+                                session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        kafka_edge.ensure_topics(config.kafka)
+        print(f"embedded Tansu broker on {broker.bootstrap}; topics {config.kafka.input_topic} "
+              f"→ {config.kafka.forecast_topic} (+ {config.kafka.dead_letter_topic})")
+        service = Service(config, on_progress=_print_progress)
+        service.daemon.progress_every_s = 2.0
+        install_handlers(service.stop)
+        stop_replay = threading.Event()
+        writer = kafka_edge.ObservationWriter(config.kafka)
+        sent = [0]
+
+        def feed() -> None:
+            sent[0] = replay(entities, ts, values, writer.send, rate=rate or None,
+                             stop=stop_replay)
+            writer.flush()
+
+        feeder = threading.Thread(target=feed, name="demo-replay", daemon=True)
+        feeder.start()
+        if duration is not None:
+            timer = threading.Timer(duration, service.stop)
+            timer.daemon = True
+            timer.start()
+        done = threading.Thread(target=_stop_when_drained,
+                                args=(service, feeder, len(entities)), daemon=True)
+        done.start()
+        if service.metrics_url:
+            print(f"metrics: {service.metrics_url}  (also /healthz, /readyz)")
+        print("replaying at " + (f"{rate:.0f} obs/s" if rate else "full speed")
+              + "; Ctrl-C to stop")
+        service.run()
+        stop_replay.set()
+        feeder.join(timeout=10)
+        writer.close()
+        d = service.daemon
+        print(f"done: {d.observations} observations → {d.forecasts} forecasts, "
+              f"{d.dead_letters} dead letters, {len(d.engine.arena)} entities; online error "
+              f"{_fmt(d.engine.online_error['streammeta'])} vs seasonal naive "
+              f"{_fmt(d.engine.online_error['seasonal_naive'])}")
+    return 0
+
+
+def _stop_when_drained(service: Service, feeder: threading.Thread, total: int) -> None:
+    """Stop once the replay has finished and every record was processed."""
+    daemon = service.daemon
+    while not daemon.stopping:
+        consumed = daemon.observations + daemon.dead_letters
+        if not feeder.is_alive() and consumed >= total:
+            daemon.stop()
+            return
+        time.sleep(0.2)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"
+
+
+def _print_progress(p: Progress) -> None:
+    print(f"[{p.seconds:6.1f} s] {p.observations:>9} obs  {p.events_per_s:>8.0f} obs/s  "
+          f"{p.entities:>6} entities  model v{p.model_version}  online error "
+          f"{_fmt(p.error_model)} (seasonal naive {_fmt(p.error_naive)})", flush=True)

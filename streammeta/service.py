@@ -1,0 +1,54 @@
+"""Wires the daemon to Kafka, the metrics/health server and the service manager."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from streammeta.config import Config
+from streammeta.daemon import Daemon, Notifier, Progress
+from streammeta.engine import Engine
+from streammeta.health import HealthServer, LoopHealth
+from streammeta.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """``streammeta run``: the daemon against the configured Kafka cluster."""
+
+    def __init__(self, config: Config,
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
+        from streammeta import kafka_edge, systemd
+
+        self.config = config
+        self.metrics = Metrics()
+        self.health = LoopHealth(config.metrics.stall_after_s)
+        self.server: HealthServer | None = None
+        if config.metrics.enabled:
+            self.server = HealthServer(config.metrics.host, config.metrics.port,
+                                       self.metrics.registry, self.health)
+        source = kafka_edge.KafkaSource(config.kafka, on_error=self.metrics.count_error)
+        sink = kafka_edge.KafkaSink(config.kafka, on_error=self.metrics.count_error)
+        notifier: Notifier = systemd.Notifier()
+        self.daemon = Daemon(config, source, sink, self.metrics, engine=Engine(config),
+                             health=self.health, notifier=notifier,
+                             on_progress=on_progress)
+
+    @property
+    def metrics_url(self) -> str | None:
+        return self.server.url + "/metrics" if self.server is not None else None
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+    def run(self) -> None:
+        if self.server is not None:
+            self.server.start()
+            log.info("metrics and probes on %s", self.server.url)
+        try:
+            self.daemon.run()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+
