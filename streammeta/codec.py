@@ -18,6 +18,7 @@ Dead letter: the original key and value bytes unchanged, with headers
 from __future__ import annotations
 
 import enum
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -152,7 +153,7 @@ class Decoder:
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise _Invalid(Reason.NOT_JSON, "value is not UTF-8 JSON") from None
+            obj = _loads_lenient(raw)
         if not isinstance(obj, dict):
             raise _Invalid(Reason.NOT_OBJECT, f"JSON {type(obj).__name__}, expected an object")
         try:
@@ -173,6 +174,15 @@ class Decoder:
         if not math.isfinite(value):
             raise _Invalid(Reason.NON_FINITE, "value is not finite")
         return entity, parse_ts(ts_raw), value
+
+
+def _loads_lenient(raw: bytes) -> object:
+    """Second chance for what orjson refuses: NaN/Infinity literals and overflowing
+    numbers (as Python's json module writes them) decode, to be reported as non-finite."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise _Invalid(Reason.NOT_JSON, "value is not UTF-8 JSON") from None
 
 
 def encode_observation(entity: str, ts: int, value: float) -> tuple[bytes, bytes]:

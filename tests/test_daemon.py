@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+
+from streammeta import config as config_mod
+from streammeta.codec import Reason, Record, encode_observation
+from streammeta.config import Config
+from streammeta.daemon import Daemon
+from streammeta.errors import BrokerError
+from streammeta.metrics import Metrics
+from streammeta.streams import MemorySink, MemorySource
+
+STEP = 3_600_000
+TOPIC = "obs"
+
+
+@pytest.fixture
+def cfg() -> Config:
+    config = config_mod.load(None, env={})
+    return config.replace("model", window=12, hidden=16).replace("series", season=4, horizon=6)
+
+
+def good_records(entities: int, steps: int, partitions: int = 2) -> list[Record]:
+    records, offsets = [], [0] * partitions
+    for t in range(steps):
+        for e in range(entities):
+            p = e % partitions
+            key, value = encode_observation(f"e{e}", t * STEP, float(e + t % 4))
+            records.append(Record(TOPIC, p, offsets[p], key, value))
+            offsets[p] += 1
+    return records
+
+
+def run_until_drained(daemon: Daemon, source: MemorySource) -> None:
+    """Run the loop in a thread and stop it once the source is empty and processed."""
+    thread = threading.Thread(target=daemon.run)
+    original_poll = source.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        if source.exhausted():
+            daemon.stop()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+BAD = [
+    (b"not json", Reason.NOT_JSON),
+    (b"[1, 2]", Reason.NOT_OBJECT),
+    (b'{"entity": "x", "ts": 0}', Reason.MISSING_FIELD),
+    (b'{"entity": "x", "ts": 0, "value": "1.5"}', Reason.WRONG_TYPE),
+    (b'{"entity": "x", "ts": 0, "value": 1e400}', Reason.NON_FINITE),
+    (b'{"entity": "", "ts": 0, "value": 1}', Reason.ENTITY_EMPTY),
+    (b'{"entity": "' + b"x" * 300 + b'", "ts": 0, "value": 1}', Reason.ENTITY_TOO_LONG),
+    (b'{"entity": "x", "ts": "yesterday", "value": 1}', Reason.BAD_TIMESTAMP),
+    (b'{"entity": "x", "ts": 0, "value": 1, "pad": "' + b"p" * 5000 + b'"}', Reason.OVERSIZE),
+]
+
+
+def test_good_records_are_forecast_bad_ones_dead_lettered_and_offsets_committed(
+    cfg: Config,
+) -> None:
+    records = good_records(entities=10, steps=30)
+    n_good = len(records)
+    offset = records[-1].offset + 1
+    mixed: list[Record] = []
+    for i, record in enumerate(records):
+        mixed.append(record)
+        if i % 7 == 0:  # hostile records between good ones, on partition 0
+            raw, _ = BAD[(i // 7) % len(BAD)]
+            mixed.append(Record(TOPIC, 0, 10_000 + i, None, raw))
+    # A late and a duplicate record of an entity that exists.
+    _, late = encode_observation("e0", 5 * STEP, 1.0)
+    _, dup = encode_observation("e0", 29 * STEP, 1.0)
+    mixed.append(Record(TOPIC, 1, offset, b"e0", late))
+    mixed.append(Record(TOPIC, 1, offset + 1, b"e0", dup))
+    mixed.append(Record(TOPIC, 0, 99_999, None, b'{"entity": "x", "ts": 0, "value": NaN}'))
+    n_bad = len(mixed) - n_good
+    source, sink, metrics = MemorySource(mixed, batch_size=97), MemorySink(), Metrics()
+    daemon = Daemon(cfg, source, sink, metrics)
+    run_until_drained(daemon, source)
+
+    assert len(sink.forecasts) == n_good
+    assert len(sink.dead_letters) == n_bad
+    keys = [key for key, _ in sink.forecasts]
+    assert sorted(set(keys)) == sorted(f"e{e}".encode() for e in range(10))
+    first = orjson.loads(sink.forecasts[0][1])
+    assert first["entity"] == "e0" and first["origin"] == 0 and len(first["point"]) == 6
+    assert first["ts"][0] == STEP and first["warm"] is False
+    reasons = {letter.reason for letter in sink.dead_letters}
+    assert reasons == {reason for _, reason in BAD} | {Reason.DUPLICATE, Reason.LATE}
+    for letter in sink.dead_letters:  # original bytes and coordinates kept
+        assert letter.record in mixed
+    # Offsets: everything consumed is committed, per partition.
+    assert source.committed[(TOPIC, 0)] == 100_000
+    assert source.committed[(TOPIC, 1)] == offset + 2
+    # Metrics agree with what was sent.
+    reg = metrics.registry
+    assert reg.get_sample_value("streammeta_records_consumed_total") == len(mixed)
+    assert reg.get_sample_value("streammeta_observations_processed_total") == n_good
+    assert reg.get_sample_value("streammeta_forecasts_published_total") == n_good
+    assert reg.get_sample_value("streammeta_dead_letters_total", {"reason": "duplicate"}) == 1
+    total_dead = sum(reg.get_sample_value("streammeta_dead_letters_total", {"reason": r.value})
+                     or 0 for r in Reason)
+    assert total_dead == n_bad
+    assert reg.get_sample_value("streammeta_entities_resident") == 10
+
+
+class FlakySink(MemorySink):
+    """Fails the first ``failures`` flushes, as a broker outage would."""
+
+    def __init__(self, failures: int, source: MemorySource) -> None:
+        super().__init__()
+        self.failures = failures
+        self.source = source
+        self.committed_at_failure: list[dict[tuple[str, int], int]] = []
+
+    def flush(self, timeout_s: float) -> None:
+        super().flush(timeout_s)
+        if self.failures > 0:
+            self.failures -= 1
+            self.committed_at_failure.append(dict(self.source.committed))
+            raise BrokerError("broker unavailable")
+
+
+def test_offsets_are_not_committed_before_forecasts_are_acknowledged(
+    cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streammeta.daemon._RETRY_BACKOFF_S", (0.01,))
+    records = good_records(entities=4, steps=5, partitions=1)
+    source = MemorySource(records, batch_size=len(records))
+    sink, metrics = FlakySink(failures=2, source=source), Metrics()
+    daemon = Daemon(cfg, source, sink, metrics)
+    run_until_drained(daemon, source)
+    assert sink.committed_at_failure == [{}, {}]  # nothing committed while failing
+    assert source.committed == {(TOPIC, 0): len(records)}
+    # Resent after each failure: at least once, duplicates carry the same key and origin.
+    assert len(sink.forecasts) == 3 * len(records)
+    assert len(set(sink.forecasts)) == len(records)
+    assert metrics.registry.get_sample_value(
+        "streammeta_kafka_errors_total", {"operation": "produce"}) == 2
+
+
+def test_offered_parameters_are_served_from_the_next_batch(cfg: Config) -> None:
+    records = good_records(entities=2, steps=20, partitions=1)
+    source, sink = MemorySource(records, batch_size=10), MemorySink()
+    daemon = Daemon(cfg, source, sink)
+    original_poll = source.poll
+    polls = [0]
+
+    def poll(timeout_s: float) -> list[Record]:
+        polls[0] += 1
+        if polls[0] == 2:
+            daemon.offer_params(dict(daemon.engine.params), version=7)
+        if source.exhausted():
+            daemon.stop()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    daemon.run()
+    versions = [orjson.loads(value)["model_version"] for _, value in sink.forecasts]
+    # Offered during the second poll: that batch is already in hand, the third swaps.
+    assert versions[:20] == [0] * 20
+    assert set(versions[20:]) == {7}
+    assert daemon.metrics.registry.get_sample_value("streammeta_model_version") == 7
+
+
+def test_health_reflects_the_loop(cfg: Config) -> None:
+    source, sink = MemorySource([], batch_size=10), MemorySink()
+    daemon = Daemon(cfg, source, sink)
+    assert daemon.health.alive() == (False, "loop not started")
+    polled = threading.Event()
+    original_poll = source.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        polled.set()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    assert polled.wait(10)
+    while not daemon.health.alive()[0]:
+        polled.wait(0.01)
+    assert daemon.health.ready()[0]
+    daemon.stop()
+    thread.join(10)
+    assert not daemon.health.ready()[0]
