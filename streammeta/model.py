@@ -5,10 +5,10 @@ autograd over entities) and the outer loop (``torch.func`` over tasks). Each
 entity owns a small context vector φ_e (CAVIA-style fast weights) that the inner
 loop adapts with meta-learned per-dimension step sizes α (Meta-SGD).
 
-φ_e enters twice: concatenated to the window at the MLP's input, and through a
+φ_e enters twice: as a FiLM modulation of the last hidden layer, and through a
 basis straight onto the output (a per-entity correction of level and shape).
 
-Output per entity: K = 1 + Q rows of H values — the point forecast, then one row
+Output per entity: 1 + Q rows of H values — the point forecast, then one row
 per quantile level — in the window's normalised units.
 """
 
@@ -33,65 +33,68 @@ class ModelShape:
     hidden: int  # D
     quantiles: tuple[float, ...]  # Q levels
 
-    @property
-    def outputs(self) -> int:  # K
-        return 1 + len(self.quantiles)
-
 
 def init_params(shape: ModelShape, seed: int = 0, inner_lr: float = 0.05) -> Params:
-    """Initial θ: the linear path starts as seasonal naive, the MLP as zero.
+    """Initial θ: the linear path starts as seasonal naive, the MLP near zero.
 
     Starting from seasonal naive means an untrained model is already a sane
     forecaster; learning only has to improve on it.
     """
     gen = torch.Generator().manual_seed(seed)
-    L, H, m, C, D, K = (shape.window, shape.horizon, shape.season, shape.context_dim,
-                        shape.hidden, shape.outputs)
+    L, H, m, C, D = shape.window, shape.horizon, shape.season, shape.context_dim, shape.hidden
     naive = torch.zeros(L, H)
     for h in range(1, H + 1):
         back = m * math.ceil(h / m) - h  # y[t+h] ≈ y[t-back], 0 <= back < m
         naive[L - 1 - back if back < L else L - 1, h - 1] = 1.0  # window < season: last value
-    lin_w = naive.repeat(1, K)  # (L, K*H)
-    lin_b = torch.zeros(K, H)
-    normal = torch.distributions.Normal(0.0, 1.0)
-    for k, q in enumerate(shape.quantiles, start=1):
-        lin_b[k] = 0.5 * float(normal.icdf(torch.tensor(q)))  # a spread in normalised units
     return {
-        "lin_w": lin_w,
-        "lin_b": lin_b.reshape(K * H),
-        "w1": torch.randn(L + C, D, generator=gen) / math.sqrt(L + C),
+        "lin_w": naive,  # (L, H)
+        "lin_b": torch.zeros(H),
+        "w1": torch.randn(L, D, generator=gen) / math.sqrt(L),
         "b1": torch.zeros(D),
         "w2": torch.randn(D, D, generator=gen) / math.sqrt(D),
         "b2": torch.zeros(D),
-        # Small, not zero: φ must reach the output through the MLP for its gradient to exist.
-        "w3": 0.01 * torch.randn(D, K * H, generator=gen) / math.sqrt(D),
-        "b3": torch.zeros(K * H),
-        "basis": _correction_basis(C, K, H),
+        # Small, not zero: φ reaches the output through these for its gradient to exist.
+        "w_point": 0.01 * torch.randn(D, H, generator=gen) / math.sqrt(D),
+        "b_point": torch.zeros(H),
+        "w_spread": 0.01 * torch.randn(D, H, generator=gen) / math.sqrt(D),
+        # softplus(-0.433) = 0.5: an initial spread of half a window standard deviation.
+        "b_spread": torch.full((H,), -0.433),
+        "film": 0.1 * torch.randn(C, D, generator=gen) / math.sqrt(C),
+        "basis": _correction_basis(C, H),
         "phi0": torch.zeros(C),
         "alpha": torch.full((C,), inner_lr),
     }
 
 
-def _correction_basis(C: int, K: int, H: int) -> Tensor:
-    """φ's direct path to the output, (C, K*H): a level and a trend over the horizon.
+def _correction_basis(C: int, H: int) -> Tensor:
+    """φ's direct path to the point forecast, (C, H): a level and a trend.
 
     With an untrained θ these let the inner loop correct an entity's bias at once;
     the outer loop reshapes them (the remaining rows start at zero).
     """
-    basis = torch.zeros(C, K, H)
-    basis[0] = 1.0  # level, every output row
+    basis = torch.zeros(C, H)
+    basis[0] = 1.0  # level
     if C > 1:
         basis[1] = torch.linspace(0.0, 1.0, H)  # trend
-    return basis.reshape(C, K * H)
+    return basis
 
 
-def forward(params: Params, x: Tensor, phi: Tensor, outputs: int) -> Tensor:
-    """x (B, L) normalised window, phi (B, C) → (B, K, H) in normalised units."""
-    linear = x @ params["lin_w"] + params["lin_b"]  # (B, K*H)
-    h = F.gelu(torch.cat([x, phi], dim=-1) @ params["w1"] + params["b1"])  # (B, D)
+def forward(params: Params, x: Tensor, phi: Tensor, z: Tensor) -> Tensor:
+    """x (B, L) normalised window, phi (B, C), z (Q,) normal quantiles of the levels
+    → (B, 1+Q, H) in normalised units: the point forecast, then the quantiles.
+
+    Quantiles are point + spread · z with a learned spread > 0 per horizon, so they
+    never cross. Only the last hidden layer and the output see φ: the inner loop's
+    backward pass is two small matrix products, not the whole network.
+    """
+    h = F.gelu(x @ params["w1"] + params["b1"])  # (B, D)
     h = F.gelu(h @ params["w2"] + params["b2"])  # (B, D)
-    out = linear + h @ params["w3"] + params["b3"] + phi @ params["basis"]  # (B, K*H)
-    return out.reshape(x.shape[0], outputs, -1)
+    h = h * (1.0 + phi @ params["film"])  # (B, D) per-entity modulation (FiLM)
+    point = (x @ params["lin_w"] + params["lin_b"] + h @ params["w_point"] + params["b_point"]
+             + phi @ params["basis"])  # (B, H)
+    spread = F.softplus(h @ params["w_spread"] + params["b_spread"])  # (B, H)
+    quantiles = point[:, None, :] + spread[:, None, :] * z[None, :, None]  # (B, Q, H)
+    return torch.cat([point[:, None, :], quantiles], dim=1)
 
 
 def loss_per_row(out: Tensor, y: Tensor, mask: Tensor, quantiles: Tensor, point_loss: str) -> Tensor:
@@ -102,8 +105,8 @@ def loss_per_row(out: Tensor, y: Tensor, mask: Tensor, quantiles: Tensor, point_
     err = y - out[:, 0]  # (B, H)
     point = err.abs() if point_loss == "mae" else err.square()
     qerr = y[:, None, :] - out[:, 1:]  # (B, Q, H)
-    q = quantiles[None, :, None]
-    pinball = torch.maximum(q * qerr, (q - 1) * qerr).mean(dim=1)  # (B, H)
+    below = (qerr < 0).to(qerr.dtype)  # a constant factor: cheaper to differentiate than max
+    pinball = (qerr * (quantiles[None, :, None] - below)).mean(dim=1)  # (B, H)
     total = (point + pinball) * mask
     return total.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
@@ -111,9 +114,10 @@ def loss_per_row(out: Tensor, y: Tensor, mask: Tensor, quantiles: Tensor, point_
 def normalise(window: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per-row standardisation of a window (B, L) → (x, mean (B,1), scale (B,1))."""
     mean = window.mean(dim=1, keepdim=True)
-    scale = window.std(dim=1, keepdim=True, unbiased=False)
+    centred = window - mean
+    scale = centred.square().mean(dim=1, keepdim=True).sqrt()
     scale = torch.maximum(scale, 1e-3 * mean.abs() + 1e-6)  # flat windows
-    return (window - mean) / scale, mean, scale
+    return centred / scale, mean, scale
 
 
 def adapt(
@@ -122,7 +126,8 @@ def adapt(
     x: Tensor,  # (B, L) normalised inputs
     y: Tensor,  # (B, H) normalised targets
     mask: Tensor,  # (B, H)
-    quantiles: Tensor,
+    quantiles: Tensor,  # (Q,) levels
+    z: Tensor,  # (Q,) their standard normal quantiles
     point_loss: str,
     steps: int,
     create_graph: bool = False,
@@ -133,12 +138,11 @@ def adapt(
     to the (B, C) context matrix is every entity's own gradient: one backward
     pass adapts the whole batch.
     """
-    K = 1 + quantiles.numel()
     alpha = params["alpha"].clamp(min=0.0)
     for _ in range(steps):
         if not phi.requires_grad:
             phi = phi.detach().requires_grad_(True)
-        loss = loss_per_row(forward(params, x, phi, K), y, mask, quantiles, point_loss).sum()
+        loss = loss_per_row(forward(params, x, phi, z), y, mask, quantiles, point_loss).sum()
         (grad,) = torch.autograd.grad(loss, phi, create_graph=create_graph)
         phi = phi - alpha * grad
     return phi if create_graph else phi.detach()

@@ -97,18 +97,24 @@ class Arena:
         self.pending[slots] = float("nan")
         self.phi[slots] = self.phi0 if phi is None else phi
 
-    def values(self, slots: Tensor, first: Tensor, length: int) -> Tensor:
-        """Values at absolute indices first..first+length-1 of each slot: (B, length).
-
-        Indices older than R values ago or not yet seen return whatever the ring
-        holds there; callers mask them.
-        """
-        offsets = torch.arange(length)
-        cols = (first[:, None] + offsets[None, :]) % self.ring_len  # (B, length)
-        flat = slots[:, None] * self.ring_len + cols
-        return self.ring.view(-1)[flat]
+    def history(self, slots: Tensor) -> Tensor:
+        """The slots' rings, unrolled twice: (B, 2R), so any run of up to R
+        consecutive absolute indices is a contiguous slice (see :func:`window`)."""
+        rows = self.ring[slots]  # (B, R)
+        return torch.cat([rows, rows], dim=1)
 
     def nbytes(self) -> int:
         tensors = (self.ring, self.count, self.last_ts, self.ew_mean, self.ew_var, self.phi,
                    self.pending)
         return sum(t.element_size() * t.nelement() for t in tensors)
+
+
+def window(history: Tensor, first: Tensor, length: int) -> Tensor:
+    """Values at absolute indices first..first+length-1 of each row of ``history``.
+
+    ``history`` comes from :meth:`Arena.history`; ``first`` is (B,). Indices older
+    than R values ago or not seen yet return whatever the ring holds; callers mask.
+    """
+    ring_len = history.shape[1] // 2
+    views = history.unfold(1, length, 1)  # (B, 2R-length+1, length), no copy
+    return views[torch.arange(len(first)), first % ring_len]
