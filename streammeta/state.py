@@ -19,6 +19,11 @@ FREE = -1  # slot id given to entities that did not fit (capacity reached)
 
 
 class Arena:
+    """All tensors are reserved for ``max_entities`` slots up front with
+    ``torch.empty``: the kernel maps pages only when a slot is first written, so
+    resident memory grows with the entities present (about 1.2 KB each with the
+    defaults), never copies on growth, and never doubles at a resize."""
+
     def __init__(
         self,
         ring_len: int,  # R
@@ -27,23 +32,21 @@ class Arena:
         scored_horizons: int,  # S
         max_entities: int,
         phi0: Tensor,
-        initial_capacity: int = 1024,
     ) -> None:
+        N = max_entities
         self.ring_len = ring_len
         self.horizon = horizon
         self.max_entities = max_entities
         self.phi0 = phi0.detach().clone()
         self.index: dict[str, int] = {}
         self.names: list[str] = []
-        self.capacity = 0
-        self.ring = torch.zeros(0, ring_len)  # (N, R)
-        self.count = torch.zeros(0, dtype=torch.int64)  # (N,)
-        self.last_ts = torch.zeros(0, dtype=torch.int64)  # (N,)
-        self.ew_mean = torch.zeros(0)  # (N,)
-        self.ew_var = torch.zeros(0)  # (N,)
-        self.phi = torch.zeros(0, context_dim)  # (N, C)
-        self.pending = torch.zeros(0, horizon, scored_horizons)  # (N, H, S)
-        self._grow(min(initial_capacity, max_entities))
+        self.ring = torch.empty(N, ring_len)  # (N, R)
+        self.count = torch.empty(N, dtype=torch.int64)  # (N,)
+        self.last_ts = torch.empty(N, dtype=torch.int64)  # (N,)
+        self.ew_mean = torch.empty(N)  # (N,)
+        self.ew_var = torch.empty(N)  # (N,)
+        self.phi = torch.empty(N, context_dim)  # (N, C)
+        self.pending = torch.empty(N, horizon, scored_horizons)  # (N, H, S)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -53,9 +56,12 @@ class Arena:
         index = self.index
         slots = [index.get(e, FREE) for e in entities]
         if FREE in slots:
+            first_new = len(self.names)
             for i, entity in enumerate(entities):
                 if slots[i] == FREE:
                     slots[i] = self._allocate(entity)
+            if len(self.names) > first_new:
+                self.reset(torch.arange(first_new, len(self.names)))
         return np.asarray(slots, dtype=np.int64)
 
     def _allocate(self, entity: str) -> int:
@@ -64,34 +70,16 @@ class Arena:
             return slot
         if len(self.names) >= self.max_entities:
             return FREE
-        if len(self.names) == self.capacity:
-            self._grow(min(self.capacity * 2, self.max_entities))
         slot = len(self.names)
         self.index[entity] = slot
         self.names.append(entity)
         return slot
 
-    def _grow(self, capacity: int) -> None:
-        extra = capacity - self.capacity
-        if extra <= 0:
-            return
-
-        def more(t: Tensor, fill: float = 0.0) -> Tensor:
-            pad = torch.full((extra, *t.shape[1:]), fill, dtype=t.dtype)
-            return torch.cat([t, pad])
-
-        self.ring = more(self.ring)
-        self.count = more(self.count)
-        self.last_ts = more(self.last_ts)
-        self.ew_mean = more(self.ew_mean)
-        self.ew_var = more(self.ew_var)
-        self.phi = torch.cat([self.phi, self.phi0.expand(extra, -1)])
-        self.pending = more(self.pending, float("nan"))
-        self.capacity = capacity
-
     def reset(self, slots: Tensor, phi: Tensor | None = None) -> None:
-        """Restart entities cold: history forgotten, φ back to φ₀ (or the given rows)."""
+        """Start entities cold: history forgotten, φ back to φ₀ (or the given rows)."""
         self.count[slots] = 0
+        self.last_ts[slots] = 0
+        self.ring[slots] = 0.0
         self.ew_mean[slots] = 0.0
         self.ew_var[slots] = 0.0
         self.pending[slots] = float("nan")
@@ -103,10 +91,10 @@ class Arena:
         rows = self.ring[slots]  # (B, R)
         return torch.cat([rows, rows], dim=1)
 
-    def nbytes(self) -> int:
+    def bytes_per_entity(self) -> int:
         tensors = (self.ring, self.count, self.last_ts, self.ew_mean, self.ew_var, self.phi,
                    self.pending)
-        return sum(t.element_size() * t.nelement() for t in tensors)
+        return sum(t.element_size() * t[0].nelement() for t in tensors)
 
 
 def window(history: Tensor, first: Tensor, length: int) -> Tensor:

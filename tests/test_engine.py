@@ -45,8 +45,8 @@ def test_one_batch_equals_one_observation_at_a_time(cfg: Config) -> None:
     for t in range(40):
         single.process(entities, ts[3 * t: 3 * t + 3], vals[3 * t: 3 * t + 3])
     assert len(result.forecasts) == 120 and not result.rejected
-    torch.testing.assert_close(batched.arena.ring, single.arena.ring)
-    torch.testing.assert_close(batched.arena.phi, single.arena.phi)
+    torch.testing.assert_close(batched.arena.ring[:3], single.arena.ring[:3])
+    torch.testing.assert_close(batched.arena.phi[:3], single.arena.phi[:3])
     # Forecasts come per round; each entity's origins are in time order.
     f = result.forecasts
     for slot in range(3):
