@@ -50,7 +50,7 @@ class KafkaConfig:
     ssl_check_hostname: bool = True
     session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 1000
-    max_poll_records: int = 5000
+    max_poll_records: int = 10000
     poll_timeout_ms: int = 200
     auto_offset_reset: str = "earliest"
     acks: str = "all"
@@ -282,7 +282,8 @@ def _build(section: str, cls: type, table: Mapping[str, object], env: Mapping[st
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for unknown in sorted(set(table) - names):
-        raise ConfigError(f"{section}.{unknown}", table[unknown], f"one of the keys {sorted(names)}")
+        raise ConfigError(
+            f"{section}.{unknown}", table[unknown], f"one of the keys {sorted(names)}")
     values: dict[str, object] = {}
     for name in names:
         key = f"{section}.{name}"

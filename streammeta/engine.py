@@ -245,39 +245,19 @@ class Engine:
         target = (seq[:, L:] - mean) / scale  # (B, H)
         mask = (torch.arange(H)[None, :] < k[:, None]).to(torch.float32)  # (B, H)
         with torch.enable_grad():
-            phi = model.adapt(self.params, arena.phi[s], x, target, mask, self.quantile_levels,
-                              self.z, self.point_loss, self.inner_steps)
+            phi = model.adapt(self.params, arena.phi[s], x, target, mask, self.point_loss,
+                              self.inner_steps)
         arena.phi[s] = phi
 
     def _forecast(self, rows: np.ndarray, slots: Tensor, ts: Tensor, n: Tensor,
                   history: Tensor) -> Forecasts:
         """n (B,) values seen (the newest at n-1), history (B, 2R) → one forecast per row."""
-        arena, shape = self.arena, self.shape
-        L, H, m = shape.window, shape.horizon, shape.season
-        B, Q = len(slots), len(shape.quantiles)
-        warm = n >= L
-        point = torch.empty(B, H)
-        quant = torch.empty(B, Q, H)
-        if bool(warm.any()):
-            all_warm = bool(warm.all())
-            s = slots if all_warm else slots[warm]
-            hist = history if all_warm else history[warm]
-            x, mean, scale = model.normalise(window(hist, n[warm] - L, L))  # (W, L)
-            out = model.forward(self.params, x, arena.phi[s], self.z)  # (W, 1+Q, H)
-            out = out * scale[:, :, None] + mean[:, :, None]
-            point[warm] = out[:, 0]
-            quant[warm] = out[:, 1:]
-        cold = ~warm
-        if bool(cold.any()):
-            # Seasonal naive once a season is seen, else the last value; quantiles
-            # from the running standard deviation.
-            nc = n[cold]
-            back = torch.where(nc[:, None] >= m, self._naive_back[None, :], 0)  # (C, H)
-            cols = (nc[:, None] - 1 - back) % arena.ring_len
-            naive = torch.gather(history[cold], 1, cols)  # (C, H)
-            spread = arena.ew_var[slots[cold]].sqrt()[:, None, None] * self.z[None, :, None]
-            point[cold] = naive
-            quant[cold] = naive[:, None, :] + spread
+        arena, H = self.arena, self.shape.horizon
+        warm = n >= self.shape.window
+        if bool(warm.all()):  # the steady state: no scatter into a preallocated batch
+            point, quant = self._model_forecast(slots, n, history)
+        else:
+            point, quant = self._forecast_mixed(slots, n, history, warm)
         # Remember warm forecasts at the scored horizons until their targets arrive.
         cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
         at_h = point[:, self._h - 1]  # (B, S)
@@ -286,6 +266,33 @@ class Engine:
         return Forecasts(
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
+
+    def _model_forecast(self, slots: Tensor, n: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
+        """→ point (B, H) and quantiles (B, Q, H) in the entities' own units."""
+        L = self.shape.window
+        x, mean, scale = model.normalise(window(history, n - L, L))  # (B, L)
+        point, spread = model.point_and_spread(self.params, x, self.arena.phi[slots])
+        point = point * scale + mean
+        return point, point[:, None, :] + (spread * scale)[:, None, :] * self.z[None, :, None]
+
+    def _forecast_mixed(self, slots: Tensor, n: Tensor, history: Tensor,
+                        warm: Tensor) -> tuple[Tensor, Tensor]:
+        """Warm rows from the model; cold rows seasonal naive once a season is seen,
+        else the last value, with quantiles from the running standard deviation."""
+        arena, shape = self.arena, self.shape
+        H, m = shape.horizon, shape.season
+        point = torch.empty(len(slots), H)
+        quant = torch.empty(len(slots), len(shape.quantiles), H)
+        if bool(warm.any()):
+            point[warm], quant[warm] = self._model_forecast(slots[warm], n[warm], history[warm])
+        cold = ~warm
+        nc = n[cold]
+        back = torch.where(nc[:, None] >= m, self._naive_back[None, :], 0)  # (C, H)
+        naive = torch.gather(history[cold], 1, (nc[:, None] - 1 - back) % arena.ring_len)
+        spread_c = arena.ew_var[slots[cold]].sqrt()[:, None, None] * self.z[None, :, None]
+        point[cold] = naive
+        quant[cold] = naive[:, None, :] + spread_c
+        return point, quant
 
 
 def _rounds(slots: np.ndarray) -> list[np.ndarray]:

@@ -79,36 +79,54 @@ def _correction_basis(C: int, H: int) -> Tensor:
     return basis
 
 
-def forward(params: Params, x: Tensor, phi: Tensor, z: Tensor) -> Tensor:
-    """x (B, L) normalised window, phi (B, C), z (Q,) normal quantiles of the levels
-    → (B, 1+Q, H) in normalised units: the point forecast, then the quantiles.
+def features(params: Params, x: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
+    """x (B, L) normalised window, phi (B, C) → (point (B, H), modulated hidden (B, D)).
 
-    Quantiles are point + spread · z with a learned spread > 0 per horizon, so they
-    never cross. Only the last hidden layer and the output see φ: the inner loop's
-    backward pass is two small matrix products, not the whole network.
+    Only the last hidden layer and the output see φ, so the inner loop's backward
+    pass is two small matrix products, not the whole network.
     """
     h = F.gelu(x @ params["w1"] + params["b1"])  # (B, D)
     h = F.gelu(h @ params["w2"] + params["b2"])  # (B, D)
     h = h * (1.0 + phi @ params["film"])  # (B, D) per-entity modulation (FiLM)
     point = (x @ params["lin_w"] + params["lin_b"] + h @ params["w_point"] + params["b_point"]
              + phi @ params["basis"])  # (B, H)
-    spread = F.softplus(h @ params["w_spread"] + params["b_spread"])  # (B, H)
+    return point, h
+
+
+def point_and_spread(params: Params, x: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
+    """→ point (B, H) and spread (B, H) > 0; quantile q is point + spread · Φ⁻¹(q),
+    so quantiles never cross."""
+    point, h = features(params, x, phi)
+    return point, F.softplus(h @ params["w_spread"] + params["b_spread"])
+
+
+def forward(params: Params, x: Tensor, phi: Tensor, z: Tensor) -> Tensor:
+    """x (B, L), phi (B, C), z (Q,) standard normal quantiles of the levels
+    → (B, 1+Q, H) in normalised units: the point forecast, then the quantiles."""
+    point, spread = point_and_spread(params, x, phi)
     quantiles = point[:, None, :] + spread[:, None, :] * z[None, :, None]  # (B, Q, H)
     return torch.cat([point[:, None, :], quantiles], dim=1)
 
 
-def loss_per_row(out: Tensor, y: Tensor, mask: Tensor, quantiles: Tensor, point_loss: str) -> Tensor:
+def point_loss_per_row(point: Tensor, y: Tensor, mask: Tensor, kind: str) -> Tensor:
+    """Masked mean over horizons of the point loss: (B,)."""
+    err = y - point
+    loss = err.abs() if kind == "mae" else err.square()
+    return (loss * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def loss_per_row(
+    out: Tensor, y: Tensor, mask: Tensor, quantiles: Tensor, point_loss: str
+) -> Tensor:
     """Masked mean over horizons of the point loss plus the pinball loss: (B,).
 
     out (B, K, H), y (B, H), mask (B, H) with 1 where the target has arrived.
     """
-    err = y - out[:, 0]  # (B, H)
-    point = err.abs() if point_loss == "mae" else err.square()
     qerr = y[:, None, :] - out[:, 1:]  # (B, Q, H)
     below = (qerr < 0).to(qerr.dtype)  # a constant factor: cheaper to differentiate than max
     pinball = (qerr * (quantiles[None, :, None] - below)).mean(dim=1)  # (B, H)
-    total = (point + pinball) * mask
-    return total.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    pinball = (pinball * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    return point_loss_per_row(out[:, 0], y, mask, point_loss) + pinball
 
 
 def normalise(window: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -126,8 +144,6 @@ def adapt(
     x: Tensor,  # (B, L) normalised inputs
     y: Tensor,  # (B, H) normalised targets
     mask: Tensor,  # (B, H)
-    quantiles: Tensor,  # (Q,) levels
-    z: Tensor,  # (Q,) their standard normal quantiles
     point_loss: str,
     steps: int,
     create_graph: bool = False,
@@ -136,13 +152,15 @@ def adapt(
 
     The rows' losses are independent, so the gradient of their sum with respect
     to the (B, C) context matrix is every entity's own gradient: one backward
-    pass adapts the whole batch.
+    pass adapts the whole batch. The inner loop fits the point forecast only; the
+    quantiles move with it, and their spread is learned by the outer loop.
     """
     alpha = params["alpha"].clamp(min=0.0)
     for _ in range(steps):
         if not phi.requires_grad:
             phi = phi.detach().requires_grad_(True)
-        loss = loss_per_row(forward(params, x, phi, z), y, mask, quantiles, point_loss).sum()
+        point, _ = features(params, x, phi)
+        loss = point_loss_per_row(point, y, mask, point_loss).sum()
         (grad,) = torch.autograd.grad(loss, phi, create_graph=create_graph)
         phi = phi - alpha * grad
     return phi if create_graph else phi.detach()
