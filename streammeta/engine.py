@@ -120,10 +120,16 @@ class Engine:
 
     # -- the online step ----------------------------------------------------------
     @torch.no_grad()
-    def process(self, entities: list[str], ts: np.ndarray, values: np.ndarray) -> Result:
-        """Apply a batch of observations (arrival order) and forecast from each."""
+    def process(self, entities: list[str], ts: np.ndarray, values: np.ndarray,
+                partitions: np.ndarray | None = None) -> Result:
+        """Apply a batch of observations (arrival order) and forecast from each.
+
+        ``partitions`` (the input partition of each observation) tags new entities'
+        state so that it can move with its partition.
+        """
         n = len(entities)
-        slots = self.arena.slots_for(entities) if n else np.zeros(0, dtype=np.int64)
+        slots = (self.arena.slots_for(entities, partitions) if n
+                 else np.zeros(0, dtype=np.int64))
         result = Result(forecasts=_empty_forecasts(self.shape))
         full = np.nonzero(slots == FREE)[0]
         for i in full.tolist():

@@ -16,13 +16,16 @@ import torch
 from torch import Tensor
 
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
+# Per-slot tensors that make up an entity's state (and a checkpoint row).
+ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "pending", "partition")
 
 
 class Arena:
     """All tensors are reserved for ``max_entities`` slots up front with
     ``torch.empty``: the kernel maps pages only when a slot is first written, so
     resident memory grows with the entities present (about 1.2 KB each with the
-    defaults), never copies on growth, and never doubles at a resize."""
+    defaults), never copies on growth, and never doubles at a resize. Removed
+    entities' slots are reused."""
 
     def __init__(
         self,
@@ -39,7 +42,8 @@ class Arena:
         self.max_entities = max_entities
         self.phi0 = phi0.detach().clone()
         self.index: dict[str, int] = {}
-        self.names: list[str] = []
+        self.names: list[str | None] = []  # by slot; None = free
+        self._free: list[int] = []
         self.ring = torch.empty(N, ring_len)  # (N, R)
         self.count = torch.empty(N, dtype=torch.int64)  # (N,)
         self.last_ts = torch.empty(N, dtype=torch.int64)  # (N,)
@@ -47,33 +51,93 @@ class Arena:
         self.ew_var = torch.empty(N)  # (N,)
         self.phi = torch.empty(N, context_dim)  # (N, C)
         self.pending = torch.empty(N, horizon, scored_horizons)  # (N, H, S)
+        self.partition = torch.empty(N, dtype=torch.int32)  # (N,) input partition
+        self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.index)
 
-    def slots_for(self, entities: list[str]) -> np.ndarray:
-        """Slot of each entity, allocating new ones; ``FREE`` where capacity is exhausted."""
+    def slots_for(self, entities: list[str], partitions: np.ndarray | None = None) -> np.ndarray:
+        """Slot of each entity, allocating new ones; ``FREE`` where capacity is exhausted.
+
+        ``partitions`` (aligned with ``entities``) records which input partition a
+        new entity's state belongs to, so it can follow the partition to another
+        replica.
+        """
         index = self.index
         slots = [index.get(e, FREE) for e in entities]
         if FREE in slots:
-            first_new = len(self.names)
+            new_slots: list[int] = []
+            new_rows: list[int] = []
             for i, entity in enumerate(entities):
-                if slots[i] == FREE:
-                    slots[i] = self._allocate(entity)
-            if len(self.names) > first_new:
-                self.reset(torch.arange(first_new, len(self.names)))
+                if slots[i] != FREE:
+                    continue
+                slot = index.get(entity)  # the same new entity twice in one batch
+                if slot is None:
+                    slot = self._allocate(entity)
+                    if slot == FREE:
+                        continue
+                    new_slots.append(slot)
+                    new_rows.append(i)
+                slots[i] = slot
+            if new_slots:
+                fresh = torch.tensor(new_slots)
+                self.reset(fresh)
+                self.occupied[fresh] = True
+                self.partition[fresh] = 0 if partitions is None else torch.from_numpy(
+                    np.asarray(partitions)[new_rows].astype(np.int32))
         return np.asarray(slots, dtype=np.int64)
 
     def _allocate(self, entity: str) -> int:
-        slot = self.index.get(entity)  # the same new entity twice in one batch
-        if slot is not None:
-            return slot
-        if len(self.names) >= self.max_entities:
+        if len(self.index) >= self.max_entities:
             return FREE
-        slot = len(self.names)
+        if self._free:
+            slot = self._free.pop()
+            self.names[slot] = entity
+        else:
+            slot = len(self.names)
+            self.names.append(entity)
         self.index[entity] = slot
-        self.names.append(entity)
         return slot
+
+    def remove(self, slots: Tensor) -> None:
+        """Forget entities; their slots are reused."""
+        for slot in slots.tolist():
+            name = self.names[slot]
+            if name is not None:
+                del self.index[name]
+                self.names[slot] = None
+                self._free.append(slot)
+        self.occupied[slots] = False
+
+    def slots_in(self, partitions: list[int]) -> Tensor:
+        """Occupied slots whose entities belong to the given input partitions."""
+        used = len(self.names)
+        mask = self.occupied[:used] & torch.isin(
+            self.partition[:used], torch.tensor(partitions, dtype=torch.int32))
+        return torch.nonzero(mask).flatten()
+
+    def export(self, slots: Tensor) -> dict[str, object]:
+        """The rows of ``slots`` as plain tensors and names (a checkpoint's content)."""
+        return {
+            "names": [self.names[s] for s in slots.tolist()],
+            **{field: getattr(self, field)[slots].clone() for field in ROW_FIELDS},
+        }
+
+    def restore(self, rows: dict[str, object]) -> Tensor:
+        """Load exported rows, replacing any resident state of the same entities."""
+        names = rows["names"]
+        assert isinstance(names, list)
+        existing = [self.index[n] for n in names if n in self.index]
+        if existing:
+            self.remove(torch.tensor(existing))
+        slots = torch.tensor([self._allocate(n) for n in names], dtype=torch.int64)
+        if bool((slots == FREE).any()):
+            raise ValueError("checkpoint holds more entities than engine.max_entities")
+        for field in ROW_FIELDS:
+            getattr(self, field)[slots] = rows[field]
+        self.occupied[slots] = True
+        return slots
 
     def reset(self, slots: Tensor, phi: Tensor | None = None) -> None:
         """Start entities cold: history forgotten, φ back to φ₀ (or the given rows)."""
@@ -92,9 +156,8 @@ class Arena:
         return torch.cat([rows, rows], dim=1)
 
     def bytes_per_entity(self) -> int:
-        tensors = (self.ring, self.count, self.last_ts, self.ew_mean, self.ew_var, self.phi,
-                   self.pending)
-        return sum(t.element_size() * t[0].nelement() for t in tensors)
+        return sum(getattr(self, f).element_size() * getattr(self, f)[0].nelement()
+                   for f in ROW_FIELDS)
 
 
 def window(history: Tensor, first: Tensor, length: int) -> Tensor:

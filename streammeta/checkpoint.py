@@ -1,0 +1,144 @@
+"""Checkpoints: everything the daemon's state depends on, written atomically.
+
+A checkpoint file holds the parameters and their version, the state rows of the
+entities of each input partition the writer owned, the next input offset of each
+of those partitions, and any extra state (the memory store). On disk::
+
+    magic "SMCKPT01" | payload length (8 bytes, little endian) | SHA-256 (32 bytes) | payload
+
+The payload is a ``torch.save`` of plain containers and tensors, loaded with
+``weights_only=True``: loading never unpickles arbitrary objects. Files are
+written to a temporary name, fsynced and renamed, then the directory is fsynced,
+so a crash leaves either the old or the new file, never half of one; a damaged
+file fails its checksum and the previous good one is used. File names sort by
+time (``ckpt-<written_at_ms>-<member>.smck``), several replicas can share one
+directory, and each keeps its own last ``keep`` files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from streammeta.errors import ParameterFileError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"SMCKPT01"
+FORMAT = 1
+_HEADER = struct.Struct("<8sQ32s")
+_NAME = re.compile(r"^ckpt-(\d{13,})-([A-Za-z0-9_.-]+)\.smck$")
+
+Payload = dict[str, Any]
+
+
+def write_file(path: Path, payload: Payload) -> int:
+    """Atomically write ``payload`` to ``path``; returns the bytes written."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(_HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest()))
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return _HEADER.size + len(data)
+
+
+def read_file(path: Path) -> Payload:
+    """Read and verify a checkpoint; raise :class:`ParameterFileError` if it is damaged."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ParameterFileError(f"{path}: cannot read ({exc})") from None
+    if len(raw) < _HEADER.size:
+        raise ParameterFileError(f"{path}: truncated header")
+    magic, length, digest = _HEADER.unpack_from(raw)
+    if magic != MAGIC:
+        raise ParameterFileError(f"{path}: not a streammeta checkpoint")
+    data = raw[_HEADER.size:]
+    if len(data) != length:
+        raise ParameterFileError(f"{path}: truncated ({len(data)} of {length} bytes)")
+    if hashlib.sha256(data).digest() != digest:
+        raise ParameterFileError(f"{path}: checksum mismatch")
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign content
+        raise ParameterFileError(f"{path}: unreadable payload ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ParameterFileError(f"{path}: unsupported checkpoint format")
+    return payload
+
+
+class CheckpointStore:
+    """A directory of checkpoints, possibly shared by several replicas."""
+
+    def __init__(self, directory: str | os.PathLike[str], member: str, keep: int = 3) -> None:
+        self.directory = Path(directory)
+        self.member = re.sub(r"[^A-Za-z0-9_.-]", "_", member) or "member"
+        self.keep = keep
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.corrupt_seen = 0
+
+    def save(self, payload: Payload) -> Path:
+        written_at = int(time.time() * 1000)
+        files = self._files()
+        if files:  # names must keep growing even if the clock steps back
+            written_at = max(written_at, _parts(files[0])[0] + 1)
+        path = self.directory / f"ckpt-{written_at:013d}-{self.member}.smck"
+        write_file(path, {**payload, "format": FORMAT, "written_at": written_at,
+                          "member": self.member})
+        self._prune()
+        return path
+
+    def newest(self) -> Iterator[tuple[Path, Payload]]:
+        """Valid checkpoints, newest first; damaged ones are logged and skipped."""
+        for path in self._files():
+            try:
+                yield path, read_file(path)
+            except ParameterFileError as exc:
+                self.corrupt_seen += 1
+                log.warning("skipping damaged checkpoint: %s", exc)
+
+    def latest_for(self, partition: int) -> tuple[Path, Payload] | None:
+        """The newest valid checkpoint that holds ``partition``'s state."""
+        for path, payload in self.newest():
+            if partition in payload.get("partitions", {}):
+                return path, payload
+        return None
+
+    def _files(self) -> list[Path]:
+        files = [p for p in self.directory.iterdir() if _NAME.match(p.name)]
+        return sorted(files, key=lambda p: p.name, reverse=True)
+
+    def _prune(self) -> None:
+        mine = [p for p in self._files() if _parts(p)[1] == self.member]
+        for old in mine[self.keep:]:
+            old.unlink(missing_ok=True)
+        for stale in self.directory.glob("*.smck.tmp"):  # left by a crash mid-write
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink(missing_ok=True)
+
+
+def _parts(path: Path) -> tuple[int, str]:
+    """(written_at ms, member) of a checkpoint file name."""
+    match = _NAME.match(path.name)
+    assert match is not None
+    return int(match.group(1)), match.group(2)
