@@ -24,13 +24,15 @@ import os
 import re
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from streammeta.engine import Engine
 from streammeta.errors import ParameterFileError
+from streammeta.state import ROW_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +144,102 @@ def _parts(path: Path) -> tuple[int, str]:
     match = _NAME.match(path.name)
     assert match is not None
     return int(match.group(1)), match.group(2)
+
+
+class Checkpointer:
+    """Saves and restores the engine's state per input partition, with its offsets.
+
+    ``positions[p]`` is the next offset of partition p whose record has *not* yet
+    been applied to state. A checkpoint stores it beside p's entity rows; a replica
+    that restores p seeks to it, so every record is applied to state exactly once.
+    """
+
+    def __init__(self, store: CheckpointStore, engine: Engine, every_s: float,
+                 every_records: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.engine = engine
+        self.every_s = every_s
+        self.every_records = every_records
+        self.clock = clock
+        self.positions: dict[int, int] = {}
+        self._since_records = 0
+        self._last = clock()
+        self.extra: Callable[[], dict[str, Any]] | None = None  # e.g. the memory store
+
+    def restore_model(self) -> int | None:
+        """Serve the parameters of the newest checkpoint; its version, or None if none."""
+        for path, payload in self.store.newest():
+            model = payload.get("model")
+            if model:
+                self.engine.swap(model["params"], int(model["version"]))
+                log.info("restored model version %d from %s", model["version"], path.name)
+                return int(model["version"])
+        return None
+
+    def restore_partitions(self, partitions: list[int]) -> dict[int, int]:
+        """Load the newest state of each partition; → the offsets to resume from.
+
+        Resident state of a partition with no checkpoint is dropped: it cannot be
+        matched to the committed offset the consumer will resume from.
+        """
+        resume: dict[int, int] = {}
+        arena = self.engine.arena
+        for p in partitions:
+            arena.remove(arena.slots_in([p]))
+            found = self.store.latest_for(p)
+            if found is None:
+                self.positions.pop(p, None)
+                continue
+            path, payload = found
+            state = payload["partitions"][p]
+            if "rows" in state:
+                self._check_shapes(path, state["rows"])
+                arena.restore(state["rows"])
+            resume[p] = self.positions[p] = int(state["offset"])
+            log.info("partition %d: restored %d entities from %s, resuming at offset %d",
+                     p, len(state.get("rows", {}).get("names", [])), path.name, resume[p])
+        return resume
+
+    def advance(self, offsets: dict[int, int], records: int) -> None:
+        """Records up to these next offsets are now applied to state."""
+        self.positions.update(offsets)
+        self._since_records += records
+
+    def due(self) -> bool:
+        return (self._since_records >= self.every_records
+                or self.clock() - self._last >= self.every_s)
+
+    def save(self, partitions: list[int] | None = None) -> Path:
+        owned = sorted(self.positions if partitions is None else
+                       [p for p in partitions if p in self.positions])
+        arena = self.engine.arena
+        payload: dict[str, Any] = {
+            "model": {"version": self.engine.version,
+                      "params": {k: v.detach().clone() for k, v in self.engine.params.items()}},
+            "partitions": {p: {"offset": self.positions[p],
+                               "rows": arena.export(arena.slots_in([p]))} for p in owned},
+        }
+        if self.extra is not None:
+            payload["extra"] = self.extra()
+        path = self.store.save(payload)
+        self._since_records = 0
+        self._last = self.clock()
+        return path
+
+    def release(self, partitions: list[int]) -> None:
+        """Partitions leave this replica: save their state, then forget it."""
+        if any(p in self.positions for p in partitions):
+            self.save(partitions)
+        self.engine.arena.remove(self.engine.arena.slots_in(partitions))
+        for p in partitions:
+            self.positions.pop(p, None)
+
+    def _check_shapes(self, path: Path, rows: dict[str, Any]) -> None:
+        arena = self.engine.arena
+        for field in ROW_FIELDS:
+            want = tuple(getattr(arena, field).shape[1:])
+            got = tuple(rows[field].shape[1:])
+            if want != got:
+                raise ParameterFileError(
+                    f"{path}: state field {field!r} has shape {got}, this configuration needs "
+                    f"{want}; the checkpoint was written with other series/model settings")

@@ -190,6 +190,24 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    # Directory of checkpoint files; several replicas may share it (see docs/recovery.md).
+    # Empty disables checkpoints: state then starts empty at every start.
+    dir: str = "state/checkpoints"
+    every_s: float = 60.0
+    every_records: int = 1_000_000
+    keep: int = 3
+    # Name of this replica in file names; empty = kafka.group_instance_id, else the host name.
+    member: str = ""
+
+    def __post_init__(self) -> None:
+        _check("checkpoint.every_s", self.every_s, self.every_s > 0, "seconds > 0")
+        _check("checkpoint.every_records", self.every_records, self.every_records >= 1,
+               "an integer >= 1")
+        _check("checkpoint.keep", self.keep, 1 <= self.keep <= 1000, "an integer in [1, 1000]")
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -219,6 +237,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 

@@ -15,14 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from streammeta import model
+from streammeta.checkpoint import Checkpointer
 from streammeta.codec import DeadLetter, Decoder, ForecastEncoder, Record
 from streammeta.config import Config
 from streammeta.engine import Engine
 from streammeta.errors import BrokerError
 from streammeta.health import LoopHealth
 from streammeta.metrics import Metrics
-from streammeta.streams import Sink, Source, next_offsets
+from streammeta.streams import Sink, Source, TopicPartition, next_offsets
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class Daemon:
         notifier: Notifier | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         progress_every_s: float = 10.0,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.config = config
         self.source, self.sink = source, sink
@@ -72,6 +76,7 @@ class Daemon:
         self.engine = engine if engine is not None else Engine(config)
         self.health = health if health is not None else LoopHealth(config.metrics.stall_after_s)
         self.notifier = notifier
+        self.checkpointer = checkpointer
         self.on_progress = on_progress or _log_progress
         self.progress_every_s = progress_every_s
         self.decoder = Decoder(config.series.max_record_bytes, config.series.max_entity_id_length)
@@ -101,12 +106,18 @@ class Daemon:
         poll_s = self.config.kafka.poll_timeout_ms / 1000
         started = last_report = time.monotonic()
         reported_obs = 0
+        if self.checkpointer is not None:
+            self.checkpointer.restore_model()
+            self.metrics.model_version.set(self.engine.version)
+        self.source.set_rebalance_listener(self._on_assigned, self._on_revoked)
         try:
             while not self._stop.is_set():
                 self._swap_if_offered()
                 records = self.source.poll(poll_s)
                 if records:
                     self._process(records)
+                if self.checkpointer is not None and self.checkpointer.due():
+                    self._checkpoint()
                 self._beat()
                 now = time.monotonic()
                 if now - last_report >= self.progress_every_s:
@@ -152,7 +163,9 @@ class Daemon:
         m.records_consumed.inc(len(records))
         obs, dead = self.decoder.decode(records)
         ts, values = obs.arrays()
-        result = self.engine.process(obs.entities, ts, values)
+        partitions = np.fromiter((records[i].partition for i in obs.index), dtype=np.int32,
+                                 count=len(obs))
+        result = self.engine.process(obs.entities, ts, values, partitions)
         for i, reason, detail in result.rejected:
             dead.append(DeadLetter(records[obs.index[i]], reason, detail))
         f = result.forecasts
@@ -162,7 +175,10 @@ class Daemon:
             produced_at=int(time.time() * 1000))
         messages = [(e.encode(), p) for e, p in zip(entities, payloads, strict=True)]
         self._deliver(messages, dead)
-        self._commit(next_offsets(records))
+        offsets = next_offsets(records)
+        if self.checkpointer is not None:
+            self.checkpointer.advance({p: o for (_, p), o in offsets.items()}, len(records))
+        self._commit(offsets)
         # Counted once acknowledged and committed.
         self.observations += len(f)
         self.forecasts += len(messages)
@@ -222,6 +238,36 @@ class Daemon:
             self.metrics.count_error("commit")
             log.warning("offset commit failed: %s", exc)
 
+    def _checkpoint(self, partitions: list[int] | None = None) -> None:
+        assert self.checkpointer is not None
+        started = time.perf_counter()
+        try:
+            path = self.checkpointer.save(partitions)
+        except OSError as exc:  # a full disk must not stop forecasting; alerts see the age
+            self.metrics.checkpoint_failures.inc()
+            log.error("checkpoint failed: %s", exc)
+            return
+        self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
+        self.metrics.checkpoint_last_success.set_to_current_time()
+        self.metrics.checkpoint_bytes.set(path.stat().st_size)
+
+    def _on_assigned(self, partitions: list[TopicPartition]) -> None:
+        if self.checkpointer is None:
+            return
+        resume = self.checkpointer.restore_partitions([p for _, p in partitions])
+        topic = {p: t for t, p in partitions}
+        if resume:
+            self.source.seek({(topic[p], p): offset for p, offset in resume.items()})
+        self.metrics.entities.set(len(self.engine.arena))
+
+    def _on_revoked(self, partitions: list[TopicPartition]) -> None:
+        if self.checkpointer is not None:
+            started = time.perf_counter()
+            self.checkpointer.release([p for _, p in partitions])
+            self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
+            self.metrics.checkpoint_last_success.set_to_current_time()
+            self.metrics.entities.set(len(self.engine.arena))
+
     def _shutdown(self) -> None:
         self.health.stopping = True
         self.health.set_ready(False)
@@ -232,6 +278,8 @@ class Daemon:
             self.sink.flush(self.config.kafka.shutdown_timeout_s)
         except BrokerError as exc:
             log.error("final flush failed: %s", exc)
+        if self.checkpointer is not None:
+            self._checkpoint()
         self.sink.close()
         self.source.close()
         log.info("stopped after %d observations, %d forecasts, %d dead letters",

@@ -69,6 +69,17 @@ class Metrics:
             self.kafka_errors.labels(operation=operation)
         self.commits = Counter(
             "streammeta_offset_commits", "Successful offset commits.", registry=r)
+        self.checkpoint_duration = Histogram(
+            "streammeta_checkpoint_duration_seconds", "Time to write one checkpoint.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.checkpoint_last_success = Gauge(
+            "streammeta_checkpoint_last_success_timestamp_seconds",
+            "Unix time of the last checkpoint written.", registry=r)
+        self.checkpoint_bytes = Gauge(
+            "streammeta_checkpoint_size_bytes", "Size of the last checkpoint file.", registry=r)
+        self.checkpoint_failures = Counter(
+            "streammeta_checkpoint_failures", "Checkpoints that could not be written.",
+            registry=r)
         self.loop_heartbeat = Gauge(
             "streammeta_loop_last_iteration_timestamp_seconds",
             "Unix time at which the processing loop last completed an iteration.", registry=r)

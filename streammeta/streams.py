@@ -8,13 +8,13 @@ benchmarks without a broker.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from streammeta.codec import DeadLetter, Record
 
 TopicPartition = tuple[str, int]
+PartitionsCallback = Callable[[list[TopicPartition]], None]
 
 
 class Source(Protocol):
@@ -28,6 +28,16 @@ class Source(Protocol):
 
     def ready(self) -> bool:
         """Connected and assigned: the daemon can serve."""
+        ...
+
+    def seek(self, offsets: dict[TopicPartition, int]) -> None:
+        """Read these partitions from these offsets on (restoring a checkpoint)."""
+        ...
+
+    def set_rebalance_listener(
+        self, on_assigned: PartitionsCallback, on_revoked: PartitionsCallback
+    ) -> None:
+        """Called from inside ``poll`` when partitions arrive or leave."""
         ...
 
     def close(self) -> None: ...
@@ -48,16 +58,44 @@ class Sink(Protocol):
 
 
 class MemorySource:
-    """Serves records from a list in batches; remembers what was committed."""
+    """Serves records from a list in batches, as one consumer owning every partition
+    in it; supports seeking back (a restart from a checkpoint)."""
 
     def __init__(self, records: Iterable[Record], batch_size: int = 5000) -> None:
-        self._pending: deque[Record] = deque(records)
+        self.records = list(records)
         self.batch_size = batch_size
         self.committed: dict[TopicPartition, int] = {}
+        self._cursor = 0
+        self._skip_below: dict[TopicPartition, int] = {}
+        self._delivered: dict[TopicPartition, int] = {}
+        self._on_assigned: PartitionsCallback | None = None
+        self._assigned = False
 
     def poll(self, timeout_s: float) -> list[Record]:
-        take = min(self.batch_size, len(self._pending))
-        return [self._pending.popleft() for _ in range(take)]
+        if not self._assigned:
+            self._assigned = True
+            if self._on_assigned is not None:
+                self._on_assigned(sorted({(r.topic, r.partition) for r in self.records}))
+        batch: list[Record] = []
+        while self._cursor < len(self.records) and len(batch) < self.batch_size:
+            record = self.records[self._cursor]
+            self._cursor += 1
+            tp = (record.topic, record.partition)
+            if record.offset >= self._skip_below.get(tp, -1):
+                batch.append(record)
+                self._delivered[tp] = record.offset + 1
+        return batch
+
+    def seek(self, offsets: dict[TopicPartition, int]) -> None:
+        # Records are kept in arrival order: start over, skipping what lies before the
+        # new positions and what other partitions already delivered.
+        self._skip_below = {**self._delivered, **offsets}
+        self._cursor = 0
+
+    def set_rebalance_listener(
+        self, on_assigned: PartitionsCallback, on_revoked: PartitionsCallback
+    ) -> None:
+        self._on_assigned = on_assigned
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.committed.update(offsets)
@@ -66,7 +104,7 @@ class MemorySource:
         return True
 
     def exhausted(self) -> bool:
-        return not self._pending
+        return self._cursor >= len(self.records)
 
     def close(self) -> None:
         pass

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import orjson
 import pytest
+import torch
 
 from streammeta import config as config_mod
+from streammeta.checkpoint import Checkpointer, CheckpointStore
 from streammeta.codec import Reason, Record, encode_observation
 from streammeta.config import Config
 from streammeta.daemon import Daemon
+from streammeta.engine import Engine
 from streammeta.errors import BrokerError
 from streammeta.metrics import Metrics
 from streammeta.streams import MemorySink, MemorySource
@@ -192,3 +196,50 @@ def test_health_reflects_the_loop(cfg: Config) -> None:
     daemon.stop()
     thread.join(10)
     assert not daemon.health.ready()[0]
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: nothing after it runs."""
+
+
+def test_restart_from_checkpoint_applies_every_observation_exactly_once(
+    cfg: Config, tmp_path: Path
+) -> None:
+    records = good_records(entities=8, steps=40, partitions=2)
+    reference = Daemon(cfg, src := MemorySource(records, batch_size=50), MemorySink())
+    run_until_drained(reference, src)
+
+    def daemon_with_checkpoints(source: MemorySource) -> Daemon:
+        engine = Engine(cfg)
+        store = CheckpointStore(tmp_path, member="a", keep=2)
+        checkpointer = Checkpointer(store, engine, every_s=3600, every_records=120)
+        return Daemon(cfg, source, MemorySink(), engine=engine, checkpointer=checkpointer)
+
+    crashing = MemorySource(records, batch_size=50)
+    first = daemon_with_checkpoints(crashing)
+    polls = [0]
+    original_poll = crashing.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        polls[0] += 1
+        if polls[0] == 5:  # after 200 records; the last checkpoint was after 150
+            first._shutdown = lambda: None  # type: ignore[method-assign]
+            raise Crash
+        return original_poll(timeout_s)
+
+    crashing.poll = poll  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        first.run()
+    assert first.observations == 200
+
+    source = MemorySource(records, batch_size=50)
+    second = daemon_with_checkpoints(source)
+    run_until_drained(second, source)
+    assert second.observations == len(records) - 150  # resumed at the checkpoint's offsets
+    a, b = reference.engine.arena, second.engine.arena
+    assert sorted(a.index) == sorted(b.index)
+    for name, slot in a.index.items():
+        other = b.index[name]
+        assert int(a.count[slot]) == int(b.count[other]) == 40
+        torch.testing.assert_close(a.ring[slot], b.ring[other])
+        torch.testing.assert_close(a.phi[slot], b.phi[other], rtol=1e-4, atol=1e-5)
