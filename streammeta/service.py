@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 
+from streammeta.checkpoint import Checkpointer, CheckpointStore
 from streammeta.config import Config
 from streammeta.daemon import Daemon, Notifier, Progress
 from streammeta.engine import Engine
@@ -12,6 +14,15 @@ from streammeta.health import HealthServer, LoopHealth
 from streammeta.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+def _checkpointer(config: Config, engine: Engine) -> Checkpointer | None:
+    c = config.checkpoint
+    if not c.dir:
+        return None
+    member = c.member or config.kafka.group_instance_id or socket.gethostname()
+    store = CheckpointStore(c.dir, member=member, keep=c.keep)
+    return Checkpointer(store, engine, every_s=c.every_s, every_records=c.every_records)
 
 
 class Service:
@@ -31,9 +42,10 @@ class Service:
         source = kafka_edge.KafkaSource(config.kafka, on_error=self.metrics.count_error)
         sink = kafka_edge.KafkaSink(config.kafka, on_error=self.metrics.count_error)
         notifier: Notifier = systemd.Notifier()
-        self.daemon = Daemon(config, source, sink, self.metrics, engine=Engine(config),
+        engine = Engine(config)
+        self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
                              health=self.health, notifier=notifier,
-                             on_progress=on_progress)
+                             on_progress=on_progress, checkpointer=_checkpointer(config, engine))
 
     @property
     def metrics_url(self) -> str | None:
