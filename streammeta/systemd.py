@@ -23,6 +23,10 @@ from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
+# A service manager that stops reading fills the socket's queue (10 datagrams by
+# default on Linux); the loop then waits at most this long per message.
+SEND_TIMEOUT_S = 0.5
+
 
 def _address(env: Mapping[str, str]) -> str | None:
     value = env.get("NOTIFY_SOCKET", "")
@@ -42,6 +46,7 @@ def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(SEND_TIMEOUT_S)
             sock.connect(address)
             sock.sendall(message.encode())
     except OSError as exc:

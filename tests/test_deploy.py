@@ -1,0 +1,75 @@
+"""deploy/ and docs/operations.md agree with the code (the tools run in deploy/check.sh)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from streammeta import config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "gen_config_reference", ROOT / "docs" / "gen_config_reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_reference_in_operations_doc_is_current() -> None:
+    gen = _generator()
+    current = gen.DOC.read_text()
+    assert current == gen.render(current), (
+        "docs/operations.md is stale: run python docs/gen_config_reference.py --write")
+
+
+def test_configuration_reference_lists_every_key_and_env_var() -> None:
+    text = _generator().reference()
+    for section, cls in config.sections().items():
+        assert f"### [{section}]" in text
+        for name in cls.__dataclass_fields__:
+            assert f"`STREAMMETA_{section.upper()}_{name.upper()}`" in text
+
+
+def test_kubernetes_config_loads_with_the_pod_environment() -> None:
+    env = {  # what statefulset.yaml sets
+        "STREAMMETA_KAFKA_GROUP_INSTANCE_ID": "streammeta-0",
+        "STREAMMETA_METRICS_HOST": "0.0.0.0",
+        "STREAMMETA_CHECKPOINT_DIR": "/var/lib/streammeta",
+        "STREAMMETA_MODEL_THREADS": "2",
+    }
+    loaded = config.load(DEPLOY / "k8s" / "base" / "config.toml", env=env)
+    assert loaded.kafka.group_instance_id == "streammeta-0"
+    assert loaded.metrics.host == "0.0.0.0"
+
+
+def _seconds(pattern: str, path: Path) -> float:
+    match = re.search(pattern, path.read_text(), re.MULTILINE)
+    assert match, f"{pattern!r} not in {path}"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize(("path", "pattern"), [
+    ("systemd/streammeta.service", r"^TimeoutStopSec=(\d+)$"),
+    ("k8s/base/statefulset.yaml", r"terminationGracePeriodSeconds: (\d+)$"),
+    ("compose.yaml", r"stop_grace_period: (\d+)s$"),
+])
+def test_stop_grace_covers_the_shutdown_flush(path: str, pattern: str) -> None:
+    k8s = config.load(DEPLOY / "k8s" / "base" / "config.toml", env={})
+    limit = max(config.KafkaConfig().shutdown_timeout_s, k8s.kafka.shutdown_timeout_s)
+    # The flush, then the final checkpoint: at least as long again.
+    assert _seconds(pattern, DEPLOY / path) >= 2 * limit
+
+
+def test_watchdog_is_longer_than_the_stall_timeout() -> None:
+    # The loop stops pinging when it stalls; systemd should not act before /healthz would.
+    watchdog = _seconds(r"^WatchdogSec=(\d+)$", DEPLOY / "systemd" / "streammeta.service")
+    assert watchdog >= config.MetricsConfig().stall_after_s
