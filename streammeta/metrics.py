@@ -6,7 +6,7 @@ Names follow Prometheus conventions: ``streammeta_`` prefix, base units,
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from streammeta.codec import Reason
 
@@ -19,6 +19,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total
         self.records_consumed = Counter(
             "streammeta_records_consumed", "Records read from the input topic.", registry=r)
         self.observations = Counter(

@@ -29,9 +29,6 @@ NOT_YET_EXPORTED = {
     "streammeta_model_rejections_total",
     "streammeta_meta_loss",
     "streammeta_memory_entries",
-    # streammeta.metrics has no ProcessCollector on its registry yet
-    "process_resident_memory_bytes",
-    "process_cpu_seconds_total",
 }
 
 _NAME = re.compile(r"\b((?:streammeta|process)_[a-z0-9_]+)")
