@@ -132,7 +132,7 @@ def e2e_scenario(observations: int, entities: int) -> dict[str, float]:
         writer.close()
         metrics = Metrics()
         daemon = Daemon(config, kafka_edge.KafkaSource(config.kafka, metrics.count_error),
-                        kafka_edge.KafkaSink(config.kafka, metrics.count_error), metrics,
+                        kafka_edge.KafkaSink(config.kafka), metrics,
                         progress_every_s=3600)
         total = steps * entities
         first_batch: list[float] = []

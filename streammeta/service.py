@@ -40,7 +40,7 @@ class Service:
             self.server = HealthServer(config.metrics.host, config.metrics.port,
                                        self.metrics.registry, self.health)
         source = kafka_edge.KafkaSource(config.kafka, on_error=self.metrics.count_error)
-        sink = kafka_edge.KafkaSink(config.kafka, on_error=self.metrics.count_error)
+        sink = kafka_edge.KafkaSink(config.kafka)
         notifier: Notifier = systemd.Notifier()
         engine = Engine(config)
         self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,

@@ -1,0 +1,287 @@
+"""The Kafka edge: the only module that talks to kafka-python.
+
+* :class:`KafkaSource` — a consumer-group member with manual commits that serves
+  batches of :class:`~streammeta.codec.Record` and reports rebalances.
+* :class:`KafkaSink` — a producer for forecasts and dead letters whose ``flush``
+  raises unless every message since the last flush was acknowledged, so the
+  daemon never commits offsets for unsent output.
+* :class:`ObservationWriter` — the producer behind ``streammeta replay``.
+
+kafka-python is pinned to 2.3.x: 3.0.x discards a JoinGroup/SyncGroup response
+that completes while the application is outside ``poll()``, so a consumer that
+works between polls can rejoin for minutes (see ``docs/kafka.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from streammeta.codec import DeadLetter, Record
+from streammeta.config import KafkaConfig
+from streammeta.errors import BrokerError
+from streammeta.streams import PartitionsCallback
+from streammeta.streams import TopicPartition as TP
+
+log = logging.getLogger(__name__)
+
+ErrorCounter = Callable[[str], None]
+
+
+def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by every client; security settings only when set."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()],
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+        "request_timeout_ms": cfg.request_timeout_ms,
+    }
+    if cfg.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = cfg.sasl_mechanism
+        if cfg.sasl_username:
+            kwargs["sasl_plain_username"] = cfg.sasl_username
+            kwargs["sasl_plain_password"] = cfg.sasl_password
+    if cfg.security_protocol.endswith("SSL"):
+        kwargs["ssl_check_hostname"] = cfg.ssl_check_hostname
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+            if getattr(cfg, key):
+                kwargs[key] = getattr(cfg, key)
+    return kwargs
+
+
+def _unreachable(cfg: KafkaConfig, exc: Exception) -> BrokerError:
+    return BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}")
+
+
+def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1) -> None:
+    """Create the input, forecast and dead-letter topics where missing."""
+    try:
+        admin = KafkaAdminClient(**client_kwargs(cfg))
+    except (NoBrokersAvailable, KafkaError) as exc:
+        raise _unreachable(cfg, exc) from None
+    try:
+        existing = set(KafkaConsumer(**client_kwargs(cfg)).topics())
+        wanted = [cfg.input_topic, cfg.forecast_topic, cfg.dead_letter_topic]
+        new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        tps = sorted((tp.topic, tp.partition) for tp in revoked)
+        if tps and self.source.on_revoked is not None:
+            self.source.on_revoked(tps)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        tps = sorted((tp.topic, tp.partition) for tp in assigned)
+        if tps and self.source.on_assigned is not None:
+            self.source.on_assigned(tps)
+
+
+class KafkaSource:
+    """A consumer-group member; see :class:`streammeta.streams.Source`."""
+
+    def __init__(self, cfg: KafkaConfig, on_error: ErrorCounter | None = None) -> None:
+        self.cfg = cfg
+        self.on_error = on_error or (lambda operation: None)
+        self.on_assigned: PartitionsCallback | None = None
+        self.on_revoked: PartitionsCallback | None = None
+        self._healthy = False
+        kwargs = client_kwargs(cfg)
+        if cfg.group_instance_id:
+            kwargs["group_instance_id"] = cfg.group_instance_id  # static membership
+        try:
+            self.consumer = KafkaConsumer(
+                group_id=cfg.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=cfg.auto_offset_reset,
+                session_timeout_ms=cfg.session_timeout_ms,
+                heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+                max_poll_records=cfg.max_poll_records,
+                # kafka-python 2.3 has no cooperative assignor; sticky moves the fewest
+                # partitions of the eager ones.
+                partition_assignment_strategy=(StickyPartitionAssignor,),
+                **kwargs,
+            )
+        except (NoBrokersAvailable, KafkaError) as exc:
+            raise _unreachable(cfg, exc) from None
+        self.consumer.subscribe([cfg.input_topic], listener=_Listener(self))
+
+    def set_rebalance_listener(self, on_assigned: PartitionsCallback,
+                               on_revoked: PartitionsCallback) -> None:
+        self.on_assigned, self.on_revoked = on_assigned, on_revoked
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        try:
+            batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            self._healthy = False
+            self.on_error("poll")
+            log.warning("poll failed: %s", exc)
+            return []
+        self._healthy = True
+        records: list[Record] = []
+        for tp, messages in batches.items():
+            topic, partition = tp.topic, tp.partition
+            records.extend(Record(topic, partition, m.offset, m.key, m.value, m.timestamp)
+                           for m in messages)
+        return records
+
+    def commit(self, offsets: dict[TP, int]) -> None:
+        assigned = self.consumer.assignment()
+        to_commit = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                     for (t, p), o in offsets.items() if TopicPartition(t, p) in assigned}
+        if not to_commit:
+            return
+        try:
+            self.consumer.commit(to_commit)
+        except KafkaError as exc:
+            raise BrokerError(f"commit failed: {exc}") from None
+
+    def seek(self, offsets: dict[TP, int]) -> None:
+        for (topic, partition), offset in offsets.items():
+            self.consumer.seek(TopicPartition(topic, partition), offset)
+
+    def ready(self) -> bool:
+        return self._healthy and bool(self.consumer.assignment())
+
+    def lag(self) -> dict[int, int]:
+        """Records behind the end of each assigned partition (from the last fetch)."""
+        out: dict[int, int] = {}
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)  # end_offsets() is wrong on Tansu
+            if end is None:
+                continue
+            try:
+                position = self.consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if position is not None:
+                out[tp.partition] = max(0, end - position)
+        return out
+
+    def pause(self, partitions: list[TP]) -> None:
+        self.consumer.pause(*(TopicPartition(t, p) for t, p in partitions))
+
+    def resume(self) -> None:
+        self.consumer.resume(*self.consumer.paused())
+
+    def close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False)
+        except KafkaError as exc:
+            log.warning("consumer close: %s", exc)
+
+
+class _Producer:
+    """A producer that remembers whether anything failed since the last flush."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._failures: list[Exception] = []
+        self.producer = self._build()
+
+    def _build(self) -> KafkaProducer:
+        try:
+            return KafkaProducer(
+                acks="all" if self.cfg.acks == "all" else 1,
+                linger_ms=self.cfg.linger_ms,
+                batch_size=self.cfg.batch_size,
+                compression_type=None if self.cfg.compression_type == "none"
+                else self.cfg.compression_type,
+                retries=5,
+                # Not idempotent: Tansu's InitProducerId fails for good after a broker
+                # restart (KAFKA.md). Resends are deduplicated by consumers instead.
+                **client_kwargs(self.cfg))
+        except (NoBrokersAvailable, KafkaError) as exc:
+            raise _unreachable(self.cfg, exc) from None
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            self._failures.append(exc)
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None,
+             headers: list[tuple[str, bytes]] | None = None) -> None:
+        try:
+            future = self.producer.send(topic, key=key, value=value, headers=headers)
+        except KafkaError as exc:  # e.g. buffer full or metadata timeout
+            self._failed(exc)
+            return
+        future.add_errback(self._failed)
+
+    def flush(self, timeout_s: float) -> None:
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            self._failed(exc)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            raise BrokerError(f"{len(failures)} messages not acknowledged: {failures[0]!r}")
+
+    def close(self, timeout_s: float) -> None:
+        try:
+            self.producer.close(timeout=timeout_s)
+        except KafkaError as exc:
+            log.warning("producer close: %s", exc)
+
+
+class KafkaSink:
+    """Forecasts and dead letters to Kafka; see :class:`streammeta.streams.Sink`."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        self.cfg = cfg
+        self._producer = _Producer(cfg)
+
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]]) -> None:
+        send, topic = self._producer.send, self.cfg.forecast_topic
+        for key, value in messages:
+            send(topic, key, value)
+
+    def send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            self._producer.send(self.cfg.dead_letter_topic, letter.record.key,
+                                letter.record.value if letter.record.value is not None else b"",
+                                letter.headers())
+
+    def flush(self, timeout_s: float) -> None:
+        self._producer.flush(timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(self.cfg.shutdown_timeout_s)
+
+
+class ObservationWriter:
+    """Writes encoded observations to the input topic (``streammeta replay``)."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        self.cfg = cfg
+        self._producer = _Producer(cfg)
+
+    def send(self, key: bytes, value: bytes) -> None:
+        self._producer.send(self.cfg.input_topic, key, value)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        self._producer.flush(timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(self.cfg.shutdown_timeout_s)
