@@ -69,7 +69,9 @@ class EmbeddedBroker:
         self.port = port or free_port()
         self.ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
+        fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(name)
 
     @property
     def bootstrap(self) -> str:
@@ -82,10 +84,11 @@ class EmbeddedBroker:
 
     def start(self) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with open(self.log_path, "wb") as log_file:
+            self.process = subprocess.Popen(
+                [str(tansu_binary()), "broker", "--listener-url", url,
+                 "--advertised-listener-url", url],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_ready(self.bootstrap, self.ready_timeout_s)
         except BrokerError as exc:
@@ -116,7 +119,7 @@ class EmbeddedBroker:
 
     def log_tail(self, lines: int = 30) -> str:
         try:
-            return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
 
@@ -126,5 +129,4 @@ class EmbeddedBroker:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-        self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ works between polls can rejoin for minutes (see ``docs/kafka.md``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -73,10 +74,8 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1) -
         wanted = [cfg.input_topic, cfg.forecast_topic, cfg.dead_letter_topic]
         new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
