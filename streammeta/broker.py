@@ -49,10 +49,18 @@ def wait_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
 
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
+    host, port = bootstrap.rsplit(":", 1)
+    while time.monotonic() < deadline:  # the port first: kafka-python logs refusals loudly
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            break
+        except OSError as exc:
+            last = exc
+            time.sleep(0.02)
     while time.monotonic() < deadline:
         try:
             probe = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=2000,
-                                  api_version_auto_timeout_ms=2000)
+                                  api_version_auto_timeout_ms=2000, enable_auto_commit=False)
             probe.topics()  # a metadata round trip
             probe.close()
             return

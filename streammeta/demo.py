@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,9 +32,11 @@ def run_demo(
     entities, ts, values = observations_from_file(path, fmt)
     print(f"streammeta demo: {len(entities)} observations of {len(set(entities))} entities "
           f"from {path}")
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="streammeta-") as state:
+        # The embedded broker forgets everything when it stops: so must the demo's state.
         config = config.replace("kafka", bootstrap_servers=broker.bootstrap,
                                 session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        config = config.replace("checkpoint", dir=state)
         kafka_edge.ensure_topics(config.kafka)
         print(f"embedded Tansu broker on {broker.bootstrap}; topics {config.kafka.input_topic} "
               f"→ {config.kafka.forecast_topic} (+ {config.kafka.dead_letter_topic})")

@@ -70,7 +70,9 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1) -
     except (NoBrokersAvailable, KafkaError) as exc:
         raise _unreachable(cfg, exc) from None
     try:
-        existing = set(KafkaConsumer(**client_kwargs(cfg)).topics())
+        probe = KafkaConsumer(enable_auto_commit=False, **client_kwargs(cfg))
+        existing = set(probe.topics())
+        probe.close()
         wanted = [cfg.input_topic, cfg.forecast_topic, cfg.dead_letter_topic]
         new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
         if new:
@@ -115,6 +117,9 @@ class KafkaSource:
                 session_timeout_ms=cfg.session_timeout_ms,
                 heartbeat_interval_ms=cfg.heartbeat_interval_ms,
                 max_poll_records=cfg.max_poll_records,
+                # Tansu answers fetches larger than fetch_max_bytes asks for; a frame over
+                # this limit makes kafka-python drop the connection and fetch again.
+                receive_message_max_bytes=256 << 20,
                 # kafka-python 2.3 has no cooperative assignor; sticky moves the fewest
                 # partitions of the eager ones.
                 partition_assignment_strategy=(StickyPartitionAssignor,),
