@@ -288,11 +288,12 @@ def _coerce(key: str, raw: object, kind: Any, from_env: bool) -> object:
         _check(key, raw, isinstance(raw, int | float) and not isinstance(raw, bool), "a number")
         return float(raw)  # type: ignore[arg-type]
     if typing.get_origin(kind) is tuple:
+        items = raw if isinstance(raw, list) else []
         ok = isinstance(raw, list) and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in raw
+            isinstance(v, int | float) and not isinstance(v, bool) for v in items
         )
         _check(key, raw, ok, "a list of numbers")
-        return tuple(float(v) for v in raw)  # type: ignore[union-attr]
+        return tuple(float(v) for v in items)
     _check(key, raw, isinstance(raw, str), "a string")
     return raw
 

@@ -82,7 +82,7 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1) -
         admin.close()
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     def __init__(self, source: KafkaSource) -> None:
         self.source = source
 
