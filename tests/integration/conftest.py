@@ -1,0 +1,49 @@
+"""The broker for integration tests, chosen by ``STREAMMETA_TEST_BROKER``:
+
+* unset or ``embedded`` — the embedded Tansu broker (no Docker needed);
+* ``container`` — Apache Kafka through testcontainers (needs a Docker engine);
+* ``host:port`` — an external broker that is already running.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from streammeta import config as config_mod
+from streammeta.config import Config
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[str]:
+    choice = os.environ.get("STREAMMETA_TEST_BROKER", "embedded")
+    if choice == "embedded":
+        from streammeta.broker import EmbeddedBroker
+
+        with EmbeddedBroker() as embedded:
+            yield embedded.bootstrap
+    elif choice == "container":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as kafka:
+            yield kafka.get_bootstrap_server()
+    else:
+        yield choice
+
+
+@pytest.fixture
+def kafka_config(broker: str, tmp_path: object) -> Config:
+    """A configuration with topics and a group of its own, created on the broker."""
+    from streammeta import kafka_edge
+
+    run = uuid.uuid4().hex[:8]
+    config = config_mod.load(None, env={}).replace(
+        "kafka", bootstrap_servers=broker, input_topic=f"obs-{run}",
+        forecast_topic=f"fc-{run}", dead_letter_topic=f"dlq-{run}", group_id=f"g-{run}",
+        session_timeout_ms=6000, heartbeat_interval_ms=1000, poll_timeout_ms=100,
+    ).replace("metrics", port=0).replace("checkpoint", dir=f"{tmp_path}/checkpoints")
+    kafka_edge.ensure_topics(config.kafka, partitions=4)
+    return config
