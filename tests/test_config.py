@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from streammeta import config as config_mod
+from streammeta.config import Config, ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_repository_config_is_valid_and_states_the_defaults() -> None:
+    loaded = config_mod.load(Path(__file__).parent.parent / "config.toml", env={})
+    assert loaded == Config()
+
+
+@pytest.mark.parametrize(("toml", "key"), [
+    ("[kafka]\nbootstrap = 'x'", "kafka.bootstrap"),
+    ("[series]\nhorizon = 'soon'", "series.horizon"),
+    ("[series]\nhorizon = true", "series.horizon"),
+    ("[series]\nhorizon = 0", "series.horizon"),
+    ("[series]\nquantiles = [0.9, 0.1]", "series.quantiles"),
+    ("[series]\nquantiles = ['a']", "series.quantiles"),
+    ("[model]\ndevice = 'tpu'", "model.device"),
+    ("[model]\ninit = 'no/such/file.pt'", "model.init"),
+    ("[adaptation]\nloss = 'huber'", "adaptation.loss"),
+    ("[adaptation]\ninner_lr = -1", "adaptation.inner_lr"),
+    ("[kafka]\nacks = '0'", "kafka.acks"),
+    ("[kafka]\nsession_timeout_ms = 1000", "kafka.session_timeout_ms"),
+    ("[kafka]\nforecast_topic = 'streammeta.observations'", "kafka.forecast_topic"),
+    ("[kafka]\nsecurity_protocol = 'SASL_SSL'", "kafka.sasl_mechanism"),
+    ("[kafka]\nsecurity_protocol = 'SASL_SSL'\nsasl_mechanism = 'PLAIN'", "kafka.sasl_username"),
+    ("[metrics]\nport = 70000", "metrics.port"),
+    ("[checkpoint]\nkeep = 0", "checkpoint.keep"),
+    ("[nonsense]\nx = 1", "nonsense"),
+    ("kafka = 3", "kafka"),
+])
+def test_bad_values_name_the_key_the_value_and_the_expectation(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_mod.load(write(tmp_path, toml), env={})
+    assert caught.value.key == key
+    assert f"config key {key!r}" in str(caught.value) and "expected" in str(caught.value)
+
+
+def test_environment_overrides_any_key_with_its_type(tmp_path: Path) -> None:
+    env = {
+        "STREAMMETA_KAFKA_BOOTSTRAP_SERVERS": "b1:9092,b2:9092",
+        "STREAMMETA_SERIES_HORIZON": "24",
+        "STREAMMETA_ADAPTATION_INNER_LR": "0.2",
+        "STREAMMETA_ADAPTATION_ENABLED": "false",
+        "STREAMMETA_SERIES_QUANTILES": "0.05,0.95",
+    }
+    loaded = config_mod.load(write(tmp_path, "[series]\nhorizon = 12\n"), env=env)
+    assert loaded.kafka.bootstrap_servers == "b1:9092,b2:9092"
+    assert loaded.series.horizon == 24  # the environment wins over the file
+    assert loaded.adaptation.inner_lr == 0.2 and loaded.adaptation.enabled is False
+    assert loaded.series.quantiles == (0.05, 0.95)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("STREAMMETA_SERIES_HORIZON", "many"), ("STREAMMETA_ADAPTATION_ENABLED", "maybe"),
+    ("STREAMMETA_ADAPTATION_INNER_LR", "fast"), ("STREAMMETA_SERIES_QUANTILES", "a,b"),
+])
+def test_bad_environment_values_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError):
+        config_mod.load(None, env={name: value})
+
+
+def test_syntax_errors_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="valid TOML"):
+        config_mod.load(write(tmp_path, "[kafka\n"), env={})
+    with pytest.raises(ConfigError, match=r"existing config\.toml"):
+        config_mod.load(tmp_path / "missing.toml", env={})
+
+
+def test_effective_config_masks_secrets_and_round_trips(tmp_path: Path) -> None:
+    env = {"STREAMMETA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "STREAMMETA_KAFKA_SASL_MECHANISM": "PLAIN",
+           "STREAMMETA_KAFKA_SASL_USERNAME": "svc", "STREAMMETA_KAFKA_SASL_PASSWORD": "hunter2"}
+    loaded = config_mod.load(None, env=env)
+    text = config_mod.to_toml(loaded)
+    assert "hunter2" not in text and 'sasl_password = "***"' in text
+    tomllib.loads(text)
+    again = config_mod.load(write(tmp_path, config_mod.to_toml(loaded, mask_secrets=False)),
+                            env={})
+    assert again == loaded
+
+
+def test_sections_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().series.horizon = 3  # type: ignore[misc]
