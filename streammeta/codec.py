@@ -190,12 +190,33 @@ def encode_observation(entity: str, ts: int, value: float) -> tuple[bytes, bytes
     return entity.encode(), orjson.dumps({"entity": entity, "ts": ts, "value": value})
 
 
+SIGNIFICANT_DIGITS = 6
+
+
+def round_significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
+    """Round each row (first axis) to ``digits`` significant digits of its largest value.
+
+    Short numbers are what makes the JSON cheap: formatting a float costs time per
+    digit, and six significant digits are far below any forecast's error.
+    """
+    flat = values.reshape(len(values), -1).astype(np.float64)
+    largest = np.abs(flat).max(axis=1, initial=0.0)
+    exponent = np.floor(np.log10(np.where(largest > 0, largest, 1.0)))
+    scale = 10.0 ** (digits - 1 - exponent)[:, None]  # (B, 1)
+    return (np.round(flat * scale) / scale).reshape(values.shape)
+
+
 class ForecastEncoder:
-    """Encodes a batch of forecasts to JSON messages (one per entity) with orjson."""
+    """Encodes a batch of forecasts to JSON messages, one per entity.
+
+    The numbers of the whole batch are formatted by one vectorised orjson call and
+    the messages assembled from the pieces: per message that is about a third of
+    the cost of serialising a dict each.
+    """
 
     def __init__(self, step_ms: int, quantiles: tuple[float, ...]) -> None:
         self.step_ms = step_ms
-        self.quantile_names = [repr(q) for q in quantiles]
+        self.quantile_keys = [orjson.dumps(repr(q)) + b":[" for q in quantiles]
 
     def encode(
         self,
@@ -207,32 +228,25 @@ class ForecastEncoder:
         model_version: int,
         produced_at: int,
     ) -> list[bytes]:
-        horizon = point.shape[1]
-        offsets = np.arange(1, horizon + 1, dtype=np.int64) * self.step_ms
-        target_ts = origin[:, None] + offsets[None, :]  # (B, H)
-        # float32 keeps ~7 significant digits, plenty for a forecast, and orjson
-        # writes its shortest representation straight from the array.
-        point32 = np.ascontiguousarray(point, dtype=np.float32)
-        quant32 = np.ascontiguousarray(quantiles, dtype=np.float32)
-        warm_l = warm.tolist()
-        origin_l = origin.tolist()
-        names = self.quantile_names
-        dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
-        return [
-            dumps(
-                {
-                    "v": CONTRACT_VERSION,
-                    "entity": entities[i],
-                    "origin": origin_l[i],
-                    "step_ms": self.step_ms,
-                    "ts": target_ts[i],
-                    "point": point32[i],
-                    "quantiles": dict(zip(names, quant32[i], strict=True)),
-                    "model_version": model_version,
-                    "warm": warm_l[i],
-                    "produced_at": produced_at,
-                },
-                option=option,
-            )
-            for i in range(len(entities))
-        ]
+        B, H = point.shape
+        if B == 0:
+            return []
+        Q = quantiles.shape[1]
+        numbers = round_significant(np.concatenate([point[:, None, :], quantiles], axis=1))
+        # "[[[p..],[q1..],..],[[p..],..]]" → per entity "p..],[q1..],.." → its rows.
+        rows = orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY)[3:-3].split(b"]],[[")
+        offsets = np.arange(1, H + 1, dtype=np.int64) * self.step_ms
+        targets = orjson.dumps(origin[:, None] + offsets[None, :],
+                               option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
+        tail = b',"model_version":%d,"produced_at":%d,"warm":' % (model_version, produced_at)
+        step = b',"step_ms":%d,"ts":[' % self.step_ms
+        keys = self.quantile_keys
+        out = []
+        for i, origin_i in enumerate(origin.tolist()):
+            parts = rows[i].split(b"],[")
+            quants = b"],".join(keys[q] + parts[q + 1] for q in range(Q))
+            out.append(b"".join((
+                b'{"v":1,"entity":', orjson.dumps(entities[i]), b',"origin":%d' % origin_i,
+                step, targets[i], b'],"point":[', parts[0], b'],"quantiles":{', quants,
+                b"]}", tail, b"true}" if warm[i] else b"false}")))
+        return out
