@@ -177,6 +177,49 @@ class AdaptationConfig:
 
 
 @dataclass(frozen=True)
+class MetaConfig:
+    # Switch off to ablate the outer loop (a frozen initialisation).
+    enabled: bool = True
+    algorithm: str = "fomaml"
+    # Where meta-steps run: auto = CUDA when torch sees a GPU, else the CPU.
+    device: str = "auto"
+    # On the CPU, the share of wall time the outer loop may take from ingestion.
+    cpu_share: float = 0.15
+    every_s: float = 60.0
+    every_observations: int = 200_000
+    steps: int = 20
+    tasks_per_step: int = 128
+    support_windows: int = 4
+    query_windows: int = 4
+    window_stride: int = 6
+    meta_lr: float = 0.001
+    buffer_entities: int = 8192
+    # Share of buffered entities used only to decide promotions.
+    holdout: float = 0.2
+    # Promote a candidate whose held-out loss is at most (1 + tolerance) × the serving one.
+    tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        algorithms = ("fomaml", "maml", "reptile")
+        _check("meta.algorithm", self.algorithm, self.algorithm in algorithms,
+               f"one of {', '.join(algorithms)}")
+        _check("meta.device", self.device,
+               self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+               "'auto', 'cpu' or 'cuda[:N]'")
+        _check("meta.cpu_share", self.cpu_share, 0 < self.cpu_share <= 1, "a float in (0, 1]")
+        _check("meta.every_s", self.every_s, self.every_s > 0, "seconds > 0")
+        _check("meta.every_observations", self.every_observations,
+               self.every_observations >= 1, "an integer >= 1")
+        for name in ("steps", "tasks_per_step", "support_windows", "query_windows",
+                     "window_stride", "buffer_entities"):
+            _check(f"meta.{name}", getattr(self, name), 1 <= getattr(self, name) <= 10_000_000,
+                   "a positive integer")
+        _check("meta.meta_lr", self.meta_lr, 0 < self.meta_lr <= 1, "a float in (0, 1]")
+        _check("meta.holdout", self.holdout, 0 < self.holdout < 1, "a float in (0, 1)")
+        _check("meta.tolerance", self.tolerance, 0 <= self.tolerance <= 1, "a float in [0, 1]")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     max_entities: int = 1_000_000
     # Smoothing of the online error gauges (per resolved forecast).
@@ -236,6 +279,7 @@ class Config:
     series: SeriesConfig = field(default_factory=SeriesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

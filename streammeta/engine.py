@@ -22,6 +22,7 @@ from streammeta import model
 from streammeta.codec import Reason
 from streammeta.config import Config
 from streammeta.state import FREE, Arena, window
+from streammeta.tasks import TaskBuffer
 
 
 @dataclass
@@ -110,6 +111,8 @@ class Engine:
         self.ew_span = 4 * max(m.window, s.season)  # running normaliser memory (values)
         self.error_smoothing = config.engine.error_smoothing
         self.online_error = {"streammeta": math.nan, "seasonal_naive": math.nan}
+        # Recent histories for the outer loop (streammeta.outer.attach sets it).
+        self.task_buffer: TaskBuffer | None = None
 
     # -- parameters ---------------------------------------------------------------
     def swap(self, params: model.Params, version: int) -> None:
@@ -167,6 +170,8 @@ class Engine:
             self._fill_gaps(slots, y, gap, result)
         self._score(slots, y, result)
         self._append(slots, ts, y)
+        if self.task_buffer is not None:
+            self.task_buffer.observe(slots, y, fresh=self.arena.count[slots] == 1)
         history = self.arena.history(slots)  # (B, 2R) one gather for the whole round
         count = self.arena.count[slots]
         if self.adapt_enabled:

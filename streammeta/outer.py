@@ -1,0 +1,282 @@
+"""The outer loop: meta-learning θ, φ₀ and the inner step sizes from replayed tasks.
+
+A task is one entity's recent history (``streammeta.tasks``) split in time into
+support windows (earlier) and query windows (later, their targets never seen by
+the adaptation). Per task, φ starts at φ₀ and takes the daemon's inner step(s) on
+the support windows — the same Meta-SGD rule as ``model.adapt`` — then the query
+loss (point + pinball) of the adapted model is the meta-loss. Everything is
+batched over tasks with ``torch.func`` (``vmap`` of ``grad``), no Python loop per
+task. Algorithms:
+
+* ``fomaml`` — first order: the support gradient is a constant, so θ, φ₀ and α
+  get exact first-order gradients without second derivatives;
+* ``maml`` — second order: differentiates through the support gradient;
+* ``reptile`` — φ₀ moves towards the mean adapted φ; θ and α follow the
+  first-order query gradient (θ itself is shared, not adapted per task).
+
+Each trigger runs some meta-steps and yields a numbered candidate version; it is
+promoted (served) only if its meta-loss on held-out tasks is not worse than the
+serving version's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.func import grad, grad_and_value, vmap
+
+from streammeta import model
+from streammeta.config import Config, MetaConfig, resolve_device
+from streammeta.engine import Engine
+from streammeta.tasks import TaskBuffer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskLayout:
+    """Where support and query windows sit in a history of ``length`` values."""
+
+    window: int  # L
+    horizon: int  # H
+    support: int  # S windows
+    query: int  # Q windows
+    stride: int
+
+    @property
+    def length(self) -> int:
+        S, Q, d, L, H = self.support, self.query, self.stride, self.window, self.horizon
+        # Query inputs may overlap support targets, query targets may not: the first
+        # query window starts H after the last support window.
+        return (S - 1) * d + H + (Q - 1) * d + L + H
+
+    def split(self, history: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(n, T) histories → support x (n, S, L), y (n, S, H), query x (n, Q, L), y."""
+        L, H, d = self.window, self.horizon, self.stride
+        first_query = (self.support - 1) * d + H
+        support = torch.stack([history[:, j * d: j * d + L + H]
+                               for j in range(self.support)], dim=1)
+        query = torch.stack([history[:, first_query + k * d: first_query + k * d + L + H]
+                             for k in range(self.query)], dim=1)
+        return support[..., :L], support[..., L:], query[..., :L], query[..., L:]
+
+
+def normalise_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> tuple[Tensor, ...]:
+    """Each window standardised by its own inputs, as the engine does."""
+    out = []
+    for x, y in ((xs, ys), (xq, yq)):
+        n, w, L = x.shape
+        xn, mean, scale = model.normalise(x.reshape(n * w, L))
+        out += [xn.reshape(n, w, L), ((y.reshape(n * w, -1) - mean) / scale).reshape(y.shape)]
+    return tuple(out)
+
+
+class MetaLearner:
+    """Meta-updates of a parameter dict from batches of task histories."""
+
+    def __init__(self, params: model.Params, layout: TaskLayout, config: MetaConfig,
+                 point_loss: str, inner_steps: int, quantiles: tuple[float, ...],
+                 device: str = "cpu") -> None:
+        self.layout = layout
+        self.config = config
+        self.point_loss = point_loss
+        self.inner_steps = inner_steps
+        self.device = torch.device(device)
+        self.levels = torch.tensor(quantiles, device=self.device)
+        self.z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(quantiles)).to(
+            self.device)
+        self.params = {k: v.detach().clone().to(self.device) for k, v in params.items()}
+        self.optimiser = torch.optim.Adam(list(self.params.values()), lr=config.meta_lr)
+
+    # -- the functional pieces, per task ------------------------------------------------
+    def _support_loss(self, phi: Tensor, params: model.Params, x: Tensor, y: Tensor) -> Tensor:
+        point, _ = model.features(params, x, phi.expand(x.shape[0], -1))  # (S, H)
+        return model.point_loss_per_row(point, y, torch.ones_like(y), self.point_loss).mean()
+
+    def _adapt(self, params: model.Params, phi: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """The daemon's Meta-SGD inner loop for one task: φ (C,) → adapted φ (C,)."""
+        alpha = params["alpha"].clamp(min=0.0)
+        for _ in range(self.inner_steps):
+            g = grad(self._support_loss)(phi, params, x, y)
+            if self.config.algorithm != "maml":
+                g = g.detach()  # first order: the support gradient is a constant
+            phi = phi - alpha * g
+        return phi
+
+    def _task_loss(self, params: model.Params, xs: Tensor, ys: Tensor, xq: Tensor,
+                   yq: Tensor) -> tuple[Tensor, Tensor]:
+        phi = self._adapt(params, params["phi0"], xs, ys)
+        out = model.forward(params, xq, phi.expand(xq.shape[0], -1), self.z)  # (Q, 1+Q', H)
+        loss = model.loss_per_row(out, yq, torch.ones_like(yq), self.levels, self.point_loss)
+        return loss.mean(), phi
+
+    def _meta_loss(self, params: model.Params, batch: tuple[Tensor, ...]
+                   ) -> tuple[Tensor, Tensor]:
+        losses, phis = vmap(self._task_loss, in_dims=(None, 0, 0, 0, 0))(params, *batch)
+        return losses.mean(), phis
+
+    # -- steps ---------------------------------------------------------------------------
+    def batch(self, histories: Tensor) -> tuple[Tensor, ...]:
+        return normalise_task(*self.layout.split(histories.to(self.device)))
+
+    def step(self, histories: Tensor) -> float:
+        """One meta-update on tasks (n, T); returns the meta-loss before it."""
+        batch = self.batch(histories)
+        grads, (loss, phis) = grad_and_value(self._meta_loss, has_aux=True)(self.params, batch)
+        if self.config.algorithm == "reptile":
+            # φ₀ moves towards the tasks' adapted contexts (the Reptile rule).
+            grads["phi0"] = self.params["phi0"] - phis.mean(dim=0).detach()
+        for name, tensor in self.params.items():
+            tensor.grad = grads[name]
+        self.optimiser.step()
+        self.optimiser.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            self.params["alpha"].clamp_(min=0.0)
+        return float(loss)
+
+    def evaluate(self, params: model.Params, histories: Tensor) -> float:
+        """Meta-loss of ``params`` on tasks (n, T) without updating anything."""
+        moved = {k: v.detach().to(self.device) for k, v in params.items()}
+        loss, _ = self._meta_loss(moved, self.batch(histories))
+        return float(loss)
+
+    def snapshot(self) -> model.Params:
+        return {k: v.detach().clone().cpu() for k, v in self.params.items()}
+
+    def load(self, params: model.Params) -> None:
+        with torch.no_grad():
+            for name, tensor in self.params.items():
+                tensor.copy_(params[name].to(self.device))
+
+
+@dataclass
+class OuterResult:
+    version: int
+    promoted: bool
+    meta_loss: float
+    candidate_loss: float
+    serving_loss: float
+    seconds: float
+
+
+class OuterLoop:
+    """Runs meta-learning beside ingestion and hands promoted versions to ``publish``."""
+
+    def __init__(self, buffer: TaskBuffer, learner: MetaLearner, config: MetaConfig,
+                 serving: Callable[[], tuple[model.Params, int]],
+                 publish: Callable[[model.Params, int], None],
+                 on_result: Callable[[OuterResult], None] | None = None,
+                 seed: int = 0) -> None:
+        self.buffer = buffer
+        self.learner = learner
+        self.config = config
+        self.serving = serving
+        self.publish = publish
+        self.on_result = on_result
+        self.generator = torch.Generator().manual_seed(seed)
+        self.version = serving()[1]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._observed_at_last = 0
+        self.results: list[OuterResult] = []
+
+    def _split_rows(self) -> tuple[Tensor, Tensor]:
+        """Rows with a full history: training tasks, and held-out tasks (a fixed share
+        of rows, chosen by row number, never trained on)."""
+        rows = self.buffer.full_rows()
+        holdout = (rows * 2654435761 % 1000) < int(self.config.holdout * 1000)
+        return rows[~holdout], rows[holdout]
+
+    def ready(self) -> bool:
+        train, held = self._split_rows()
+        return len(train) >= 8 and len(held) >= 2
+
+    def run_once(self) -> OuterResult | None:
+        """One trigger: meta-steps from the serving version, then promote or reject."""
+        train, held = self._split_rows()
+        if len(train) < 8 or len(held) < 2:
+            return None
+        started = time.perf_counter()
+        params, serving_version = self.serving()
+        self.learner.load(params)
+        losses = []
+        busy = 0.0
+        for _ in range(self.config.steps):
+            if self._stop.is_set():
+                break
+            step_started = time.perf_counter()
+            pick = torch.randint(len(train), (min(self.config.tasks_per_step, len(train)),),
+                                 generator=self.generator)
+            losses.append(self.learner.step(self.buffer.histories(train[pick])))
+            busy += self._yield_cpu(time.perf_counter() - step_started)
+        self.version = max(self.version, serving_version) + 1
+        candidate = self.learner.snapshot()
+        held_histories = self.buffer.histories(held[: self.config.tasks_per_step * 4])
+        candidate_loss = self.learner.evaluate(candidate, held_histories)
+        serving_loss = self.learner.evaluate(params, held_histories)
+        promoted = candidate_loss <= serving_loss * (1.0 + self.config.tolerance)
+        if promoted:
+            self.publish(candidate, self.version)
+        result = OuterResult(self.version, promoted, sum(losses) / max(1, len(losses)),
+                             candidate_loss, serving_loss, time.perf_counter() - started)
+        log.info("outer loop: version %d %s (held-out loss %.4f vs serving %.4f)",
+                 result.version, "promoted" if promoted else "rejected", candidate_loss,
+                 serving_loss)
+        self.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    def _yield_cpu(self, seconds: float) -> float:
+        """On the CPU, sleep so that the loop uses at most ``cpu_share`` of wall time."""
+        share = self.config.cpu_share
+        if self.learner.device.type == "cpu" and share < 1.0:
+            self._stop.wait(seconds * (1.0 - share) / share)
+        return seconds
+
+    def due(self) -> bool:
+        return self.buffer.observed - self._observed_at_last >= self.config.every_observations
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="streammeta-outer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.is_set():
+            if self.due() or time.monotonic() - last >= self.config.every_s:
+                self._observed_at_last = self.buffer.observed
+                last = time.monotonic()
+                try:
+                    self.run_once()
+                except Exception:  # a failed meta-step must not take down ingestion
+                    log.exception("outer loop step failed")
+            self._stop.wait(0.5)
+
+
+def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int], None],
+           on_result: Callable[[OuterResult], None] | None = None) -> OuterLoop:
+    """An outer loop fed by ``engine`` (a task buffer is attached to it) that meta-learns
+    from the serving parameters and hands promoted versions to ``publish``."""
+    m = config.meta
+    layout = TaskLayout(window=config.model.window, horizon=config.series.horizon,
+                        support=m.support_windows, query=m.query_windows,
+                        stride=m.window_stride)
+    engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length,
+                                    config.engine.max_entities)
+    learner = MetaLearner(engine.params, layout, m, config.adaptation.loss,
+                          config.adaptation.inner_steps, config.series.quantiles,
+                          device=resolve_device(m.device))
+    return OuterLoop(engine.task_buffer, learner, m, lambda: (engine.params, engine.version),
+                     publish, on_result, seed=config.model.seed)

@@ -1,0 +1,78 @@
+"""The replay buffer of tasks: recent histories of a bounded set of entities.
+
+The outer loop samples tasks from here. Each row holds the last ``length`` values
+of one entity (a ring, like the arena's, but longer: a task needs support windows
+*and* later query windows). Rows are assigned to entities as they appear; when the
+buffer is full, a new entity takes the row least recently updated (entities that
+went quiet make room first; a slot reused by a new entity starts its row afresh).
+Memory: ``capacity × length`` floats.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch import Tensor
+
+
+class TaskBuffer:
+    def __init__(self, capacity: int, length: int, max_slots: int) -> None:
+        self.capacity = capacity
+        self.length = length
+        self.values = torch.zeros(capacity, length)  # (N, T) ring per row
+        self.count = torch.zeros(capacity, dtype=torch.int64)  # values written per row
+        self.updated = torch.full((capacity,), -1, dtype=torch.int64)  # round of last write
+        self.slot_of_row = torch.full((capacity,), -1, dtype=torch.int64)
+        self.row_of_slot = torch.full((max_slots,), -1, dtype=torch.int64)
+        self.rounds = 0
+        self.observed = 0  # observations written, for the outer loop's trigger
+        self.lock = threading.Lock()
+
+    def observe(self, slots: Tensor, values: Tensor, fresh: Tensor) -> None:
+        """One round's new values of entities ``slots`` (B,); ``fresh`` marks entities
+        whose history starts now (new, or restarted cold)."""
+        with self.lock:
+            self.rounds += 1
+            self.observed += len(slots)
+            rows = self.row_of_slot[slots]
+            need = (rows < 0) | fresh
+            if bool(need.any()):
+                rows = rows.clone()
+                rows[need] = self._claim(slots[need], rows[need])
+            live = rows >= 0
+            rows, v = rows[live], values[live]
+            self.values[rows, self.count[rows] % self.length] = v
+            self.count[rows] += 1
+            self.updated[rows] = self.rounds
+
+    def _claim(self, slots: Tensor, current: Tensor) -> Tensor:
+        """Rows for entities starting a history: their own row if they have one, else the
+        least recently updated rows."""
+        keep = current >= 0
+        out = current.clone()
+        want = int((~keep).sum())
+        if want:
+            order = torch.argsort(self.updated)  # never-used rows (-1) first
+            taken = order[:min(want, self.capacity)]
+            lost = self.slot_of_row[taken]
+            self.row_of_slot[lost[lost >= 0]] = -1
+            new_rows = torch.full((want,), -1, dtype=torch.int64)
+            new_rows[: len(taken)] = taken
+            out[~keep] = new_rows
+            got = new_rows >= 0
+            self.slot_of_row[new_rows[got]] = slots[~keep][got]
+            self.row_of_slot[slots[~keep][got]] = new_rows[got]
+        self.count[out[out >= 0]] = 0
+        return out
+
+    def full_rows(self) -> Tensor:
+        """Rows holding a complete history of ``length`` values."""
+        return torch.nonzero(self.count >= self.length).flatten()
+
+    def histories(self, rows: Tensor) -> Tensor:
+        """The histories of ``rows`` in time order, oldest first: (n, T), a copy."""
+        with self.lock:
+            start = self.count[rows] % self.length  # the oldest value's position
+            cols = (start[:, None] + torch.arange(self.length)[None, :]) % self.length
+            return torch.gather(self.values[rows], 1, cols)
