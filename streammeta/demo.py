@@ -37,6 +37,8 @@ def run_demo(
         config = config.replace("kafka", bootstrap_servers=broker.bootstrap,
                                 session_timeout_ms=6000, heartbeat_interval_ms=1000)
         config = config.replace("checkpoint", dir=state)
+        # A short demo should show the outer loop at work: run it every few seconds.
+        config = config.replace("meta", every_s=min(config.meta.every_s, 5.0))
         kafka_edge.ensure_topics(config.kafka)
         print(f"embedded Tansu broker on {broker.bootstrap}; topics {config.kafka.input_topic} "
               f"→ {config.kafka.forecast_topic} (+ {config.kafka.dead_letter_topic})")

@@ -6,9 +6,14 @@ Names follow Prometheus conventions: ``streammeta_`` prefix, base units,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from streammeta.codec import Reason
+
+if TYPE_CHECKING:
+    from streammeta.outer import OuterResult
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -81,11 +86,30 @@ class Metrics:
         self.checkpoint_failures = Counter(
             "streammeta_checkpoint_failures", "Checkpoints that could not be written.",
             registry=r)
+        self.outer_duration = Histogram(
+            "streammeta_outer_loop_duration_seconds", "Time of one outer-loop run.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300), registry=r)
+        self.outer_updates = Counter(
+            "streammeta_outer_loop_updates", "Outer-loop runs that produced a candidate version.",
+            registry=r)
+        self.promotions = Counter(
+            "streammeta_model_promotions", "Candidate versions promoted to serving.", registry=r)
+        self.rejections = Counter(
+            "streammeta_model_rejections",
+            "Candidate versions rejected: worse than serving on held-out tasks.", registry=r)
+        self.meta_loss = Gauge(
+            "streammeta_meta_loss", "Mean query loss of the last outer-loop run.", registry=r)
         self.loop_heartbeat = Gauge(
             "streammeta_loop_last_iteration_timestamp_seconds",
             "Unix time at which the processing loop last completed an iteration.", registry=r)
         self.ready = Gauge(
             "streammeta_ready", "1 when assigned, restored and serving, else 0.", registry=r)
+
+    def outer_result(self, result: OuterResult) -> None:
+        self.outer_duration.observe(result.seconds)
+        self.outer_updates.inc()
+        (self.promotions if result.promoted else self.rejections).inc()
+        self.meta_loss.set(result.meta_loss)
 
     def count_error(self, operation: str) -> None:
         self.kafka_errors.labels(operation=operation).inc()

@@ -12,6 +12,7 @@ from streammeta.daemon import Daemon, Notifier, Progress
 from streammeta.engine import Engine
 from streammeta.health import HealthServer, LoopHealth
 from streammeta.metrics import Metrics
+from streammeta.outer import OuterLoop, attach
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class Service:
         self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
                              health=self.health, notifier=notifier,
                              on_progress=on_progress, checkpointer=_checkpointer(config, engine))
+        self.outer: OuterLoop | None = None
+        if config.meta.enabled:
+            self.outer = attach(config, engine, self.daemon.offer_params,
+                                on_result=self.metrics.outer_result)
 
     @property
     def metrics_url(self) -> str | None:
@@ -58,9 +63,13 @@ class Service:
         if self.server is not None:
             self.server.start()
             log.info("metrics and probes on %s", self.server.url)
+        if self.outer is not None:
+            self.outer.start()
         try:
             self.daemon.run()
         finally:
+            if self.outer is not None:
+                self.outer.stop()
             if self.server is not None:
                 self.server.stop()
 
