@@ -89,6 +89,10 @@ class Engine:
         self.shape = model.ModelShape(
             window=m.window, horizon=s.horizon, season=s.season, context_dim=m.context_dim,
             hidden=m.hidden, quantiles=s.quantiles)
+        if params is None and m.init:
+            from streammeta import params_io  # engine ← params_io ← checkpoint ← engine
+
+            params, version = params_io.load(m.init, self.shape)
         self.params = params if params is not None else model.init_params(
             self.shape, seed=m.seed, inner_lr=a.inner_lr)
         self.version = version
