@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import torch
+from test_engine import related_family
+
+from streammeta import config as config_mod
+from streammeta import model, outer, params_io
+from streammeta.codec import Record, encode_observation
+from streammeta.config import Config
+from streammeta.daemon import Daemon
+from streammeta.engine import Engine
+from streammeta.errors import ParameterFileError
+from streammeta.outer import MetaLearner, TaskLayout
+from streammeta.streams import MemorySink, MemorySource
+from streammeta.tasks import TaskBuffer
+
+STEP = 3_600_000
+
+
+@pytest.fixture
+def cfg() -> Config:
+    config = config_mod.load(None, env={})
+    return config.replace("model", window=24, hidden=32).replace(
+        "series", horizon=12, season=24).replace(
+        "meta", steps=30, tasks_per_step=64, cpu_share=1.0, every_observations=2000,
+        every_s=3600, meta_lr=0.003)
+
+
+def layout_of(config: Config) -> TaskLayout:
+    m = config.meta
+    return TaskLayout(config.model.window, config.series.horizon, m.support_windows,
+                      m.query_windows, m.window_stride)
+
+
+def histories(config: Config, n: int, seed: int = 0) -> torch.Tensor:
+    return torch.tensor(related_family(n, layout_of(config).length, seed), dtype=torch.float32)
+
+
+def test_query_targets_never_reach_the_adaptation(cfg: Config) -> None:
+    layout = layout_of(cfg)
+    clean = histories(cfg, 16)
+    xs, ys, _, _ = layout.split(clean)
+    poisoned = clean.clone()
+    first_query_target = (layout.support - 1) * layout.stride + layout.horizon + layout.window
+    poisoned[:, first_query_target:] = 1e6
+    ps, pys, _, pyq = layout.split(poisoned)
+    assert torch.equal(xs, ps) and torch.equal(ys, pys)  # support untouched
+    assert (pyq >= 1e6).all()  # every query target was poisoned
+    learner = MetaLearner(model.init_params(Engine(cfg).shape), layout, cfg.meta, "mae", 1,
+                          cfg.series.quantiles)
+    a = learner.batch(clean)
+    b = learner.batch(poisoned)
+    phi = learner.params["phi0"]
+    for task in range(4):
+        torch.testing.assert_close(learner._adapt(learner.params, phi, a[0][task], a[1][task]),
+                                   learner._adapt(learner.params, phi, b[0][task], b[1][task]))
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+def test_every_algorithm_lowers_held_out_meta_loss(cfg: Config, algorithm: str) -> None:
+    config = cfg.replace("meta", algorithm=algorithm)
+    start = Engine(config).params
+    learner = MetaLearner(start, layout_of(config), config.meta, "mae", 1,
+                          config.series.quantiles)
+    train, held = histories(config, 256, seed=1), histories(config, 64, seed=2)
+    before = learner.evaluate(start, held)
+    for _ in range(40):
+        learner.step(train[torch.randint(256, (64,))])
+    assert learner.evaluate(learner.snapshot(), held) < 0.9 * before
+
+
+def test_a_worse_candidate_is_not_promoted(cfg: Config) -> None:
+    engine = Engine(cfg)
+    published: list[int] = []
+    loop = outer.attach(cfg, engine, lambda params, version: published.append(version))
+    values = related_family(64, layout_of(cfg).length + 5, seed=3)
+    for t in range(values.shape[1]):
+        engine.process([f"e{i}" for i in range(64)], np.full(64, t * STEP), values[:, t])
+    good = loop.run_once()
+    assert good is not None and good.promoted and published == [good.version]
+    sabotage = loop.learner.snapshot
+    loop.learner.snapshot = lambda: {  # type: ignore[method-assign]
+        **sabotage(), "w_point": sabotage()["w_point"] + 5.0}
+    bad = loop.run_once()
+    assert bad is not None and not bad.promoted and bad.candidate_loss > bad.serving_loss
+    assert published == [good.version] and bad.version == good.version + 1
+
+
+def test_model_version_advances_in_published_forecasts(cfg: Config) -> None:
+    values = related_family(40, 260, seed=4)
+    records = []
+    for t in range(values.shape[1]):
+        for e in range(40):
+            key, value = encode_observation(f"e{e}", t * STEP, float(values[e, t]))
+            records.append(Record("obs", 0, len(records), key, value))
+    source, sink = MemorySource(records, batch_size=400), MemorySink()
+    engine = Engine(cfg)
+    daemon = Daemon(cfg, source, sink, engine=engine)
+    loop = outer.attach(cfg, engine, daemon.offer_params)
+    original_poll = source.poll
+    hold_at = len(records) * 3 // 4
+
+    def poll(timeout_s: float) -> list[Record]:
+        if source.exhausted():
+            daemon.stop()
+        # Hold the last quarter back until the outer loop has promoted a version.
+        if source._cursor >= hold_at and not any(r.promoted for r in loop.results):
+            time.sleep(0.01)
+            return []
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    loop.start()
+    daemon.run()
+    loop.stop()
+    versions = [orjson.loads(v)["model_version"] for _, v in sink.forecasts]
+    assert versions[0] == 0 and max(versions) >= 1
+    assert versions == sorted(versions)  # swapped between batches, never back
+
+
+def test_parameter_files_round_trip_and_refuse_bad_content(cfg: Config, tmp_path: Path) -> None:
+    engine = Engine(cfg)
+    path = params_io.save(tmp_path / "p.smp", engine.params, 7, engine.shape)
+    params, version = params_io.load(path, engine.shape)
+    assert version == 7 and all(torch.equal(params[k], engine.params[k]) for k in params)
+    served = Engine(cfg.replace("model", init=str(path)))
+    assert served.version == 7
+    other = Engine(cfg.replace("model", hidden=16))
+    with pytest.raises(ParameterFileError, match="has shape"):
+        params_io.load(path, other.shape)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ParameterFileError, match="checksum"):
+        params_io.load(path, engine.shape)
+
+
+def test_task_buffer_keeps_recent_entities_and_orders_histories() -> None:
+    buffer = TaskBuffer(capacity=2, length=3, max_slots=10)
+    for t in range(4):
+        buffer.observe(torch.tensor([0, 1]), torch.tensor([t, 10.0 + t]),
+                       fresh=torch.tensor([t == 0, t == 0]))
+    assert buffer.histories(buffer.full_rows()).tolist() == [[1, 2, 3], [11, 12, 13]]
+    buffer.observe(torch.tensor([1]), torch.tensor([14.0]), fresh=torch.tensor([False]))
+    buffer.observe(torch.tensor([5]), torch.tensor([50.0]), fresh=torch.tensor([True]))
+    assert int(buffer.row_of_slot[0]) == -1  # the least recently updated entity made room
+    assert int(buffer.row_of_slot[1]) >= 0 and int(buffer.row_of_slot[5]) >= 0
+
+
+def test_pretrain_writes_a_parameter_file_the_daemon_loads(cfg: Config, tmp_path: Path) -> None:
+    from streammeta.cli import main
+    from streammeta.datasets import bundled_m4
+
+    config_path = tmp_path / "c.toml"
+    config_path.write_text(config_mod.to_toml(cfg))
+    out = tmp_path / "m4.smp"
+    assert main(["pretrain", "--config", str(config_path), "--data", str(bundled_m4()),
+                 "--format", "m4", "--out", str(out), "--steps", "30", "-q"]) == 0
+    params, version = params_io.load(out, Engine(cfg).shape)
+    assert version == 1
+    assert not torch.equal(params["w_point"], Engine(cfg).params["w_point"])  # it learned
