@@ -95,7 +95,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=datasets.default_data_dir())
     parser.add_argument("--gap", type=int, default=4, help="steps between entity arrivals")
-    parser.add_argument("--every", type=int, default=2000,
+    parser.add_argument("--every", type=int, default=5000,
                         help="observations between outer-loop runs")
     args = parser.parse_args()
     config = config_mod.load(None, env={})

@@ -16,7 +16,8 @@ task. Algorithms:
 
 Each trigger runs some meta-steps and yields a numbered candidate version; it is
 promoted (served) only if its meta-loss on held-out tasks is not worse than the
-serving version's.
+serving version's — on held-out entities' newest windows, later in time than any
+training task (training stretches end a horizon before the newest value).
 """
 
 from __future__ import annotations
@@ -185,11 +186,14 @@ class OuterLoop:
         self._thread: threading.Thread | None = None
         self._observed_at_last = 0
         self.results: list[OuterResult] = []
+        # Training stops this many values short of the newest: promotion is decided on
+        # held-out entities' newest windows, later in time than anything trained on.
+        self._recent = learner.layout.horizon
 
     def _split_rows(self) -> tuple[Tensor, Tensor]:
-        """Rows with a full history: training tasks, and held-out tasks (a fixed share
-        of rows, chosen by row number, never trained on)."""
-        rows = self.buffer.full_rows()
+        """Rows with enough history: training entities, and held-out entities (a fixed
+        share of rows, chosen by row number, never trained on)."""
+        rows = self.buffer.full_rows(self.learner.layout.length + self._recent)
         holdout = (rows * 2654435761 % 1000) < int(self.config.holdout * 1000)
         return rows[~holdout], rows[holdout]
 
@@ -213,11 +217,14 @@ class OuterLoop:
             step_started = time.perf_counter()
             pick = torch.randint(len(train), (min(self.config.tasks_per_step, len(train)),),
                                  generator=self.generator)
-            losses.append(self.learner.step(self.buffer.histories(train[pick])))
+            histories = self.buffer.histories(train[pick], self.learner.layout.length,
+                                              self.generator, skip_newest=self._recent)
+            losses.append(self.learner.step(histories))
             busy += self._yield_cpu(time.perf_counter() - step_started)
         self.version = max(self.version, serving_version) + 1
         candidate = self.learner.snapshot()
-        held_histories = self.buffer.histories(held[: self.config.tasks_per_step * 4])
+        held_histories = self.buffer.histories(held[: self.config.tasks_per_step * 4],
+                                               self.learner.layout.length)
         candidate_loss = self.learner.evaluate(candidate, held_histories)
         serving_loss = self.learner.evaluate(params, held_histories)
         promoted = candidate_loss <= serving_loss * (1.0 + self.config.tolerance)
@@ -273,7 +280,8 @@ def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int]
     layout = TaskLayout(window=config.model.window, horizon=config.series.horizon,
                         support=m.support_windows, query=m.query_windows,
                         stride=m.window_stride)
-    engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length,
+    # Longer than one task: tasks start at random points of the last few days.
+    engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length + 4 * config.series.season,
                                     config.engine.max_entities)
     learner = MetaLearner(engine.params, layout, m, config.adaptation.loss,
                           config.adaptation.inner_steps, config.series.quantiles,

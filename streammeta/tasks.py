@@ -66,13 +66,23 @@ class TaskBuffer:
         self.count[out[out >= 0]] = 0
         return out
 
-    def full_rows(self) -> Tensor:
-        """Rows holding a complete history of ``length`` values."""
-        return torch.nonzero(self.count >= self.length).flatten()
+    def full_rows(self, span: int) -> Tensor:
+        """Rows holding at least ``span`` values."""
+        return torch.nonzero(torch.clamp(self.count, max=self.length) >= span).flatten()
 
-    def histories(self, rows: Tensor) -> Tensor:
-        """The histories of ``rows`` in time order, oldest first: (n, T), a copy."""
+    def histories(self, rows: Tensor, span: int, generator: torch.Generator | None = None,
+                  skip_newest: int = 0) -> Tensor:
+        """``span`` consecutive values of each row, oldest first: (n, span), a copy.
+
+        With a generator, each row's stretch starts at a random point of what the row
+        holds (more varied tasks than always the newest values); without, it ends with
+        the newest value. ``skip_newest`` keeps the newest values out of the stretch.
+        """
         with self.lock:
-            start = self.count[rows] % self.length  # the oldest value's position
-            cols = (start[:, None] + torch.arange(self.length)[None, :]) % self.length
+            held = torch.clamp(self.count[rows], max=self.length)  # values still in the ring
+            spare = held - span - skip_newest  # (n,) how far back a stretch may start
+            back = torch.zeros_like(spare) if generator is None else (
+                torch.rand(len(rows), generator=generator) * (spare + 1)).long()
+            first = self.count[rows] - skip_newest - span - back  # each stretch's start
+            cols = (first[:, None] + torch.arange(span)[None, :]) % self.length
             return torch.gather(self.values[rows], 1, cols)

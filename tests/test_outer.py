@@ -79,7 +79,7 @@ def test_a_worse_candidate_is_not_promoted(cfg: Config) -> None:
     engine = Engine(cfg)
     published: list[int] = []
     loop = outer.attach(cfg, engine, lambda params, version: published.append(version))
-    values = related_family(64, layout_of(cfg).length + 5, seed=3)
+    values = related_family(64, layout_of(cfg).length + 20, seed=3)
     for t in range(values.shape[1]):
         engine.process([f"e{i}" for i in range(64)], np.full(64, t * STEP), values[:, t])
     good = loop.run_once()
@@ -146,7 +146,10 @@ def test_task_buffer_keeps_recent_entities_and_orders_histories() -> None:
     for t in range(4):
         buffer.observe(torch.tensor([0, 1]), torch.tensor([t, 10.0 + t]),
                        fresh=torch.tensor([t == 0, t == 0]))
-    assert buffer.histories(buffer.full_rows()).tolist() == [[1, 2, 3], [11, 12, 13]]
+    assert buffer.histories(buffer.full_rows(3), 3).tolist() == [[1, 2, 3], [11, 12, 13]]
+    assert buffer.histories(buffer.full_rows(2), 2).tolist() == [[2, 3], [12, 13]]
+    older = buffer.histories(buffer.full_rows(2), 2, torch.Generator().manual_seed(0))
+    assert all(row in ([1, 2], [2, 3], [11, 12], [12, 13]) for row in older.tolist())
     buffer.observe(torch.tensor([1]), torch.tensor([14.0]), fresh=torch.tensor([False]))
     buffer.observe(torch.tensor([5]), torch.tensor([50.0]), fresh=torch.tensor([True]))
     assert int(buffer.row_of_slot[0]) == -1  # the least recently updated entity made room
