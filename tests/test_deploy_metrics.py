@@ -21,10 +21,7 @@ USERS = [
 
 # Used by the dashboard or alerts before the daemon exports them. A name checked
 # like any other once it is exported; delete it here then.
-NOT_YET_EXPORTED = {
-    # issue 3 (external memory)
-    "streammeta_memory_entries",
-}
+NOT_YET_EXPORTED: set[str] = set()
 
 _NAME = re.compile(r"\b((?:streammeta|process)_[a-z0-9_]+)")
 _HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")

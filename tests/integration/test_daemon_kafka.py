@@ -84,7 +84,7 @@ def test_observations_in_forecasts_and_dead_letters_out(kafka_config: Config) ->
     thread.start()
     try:
         good = observations(entities=20, steps=range(60))
-        bad = [(k, v) for k, v, _ in BAD] * 20
+        bad = [(k, v) for k, v, _ in BAD] * 200  # 2,200 hostile records among 1,200 good
         late = [encode_observation("e1", 3 * STEP, 1.0), encode_observation("e2", 59 * STEP, 1.0)]
         produce(kafka_config, good)
         produce(kafka_config, bad + late)
@@ -119,7 +119,7 @@ def test_observations_in_forecasts_and_dead_letters_out(kafka_config: Config) ->
             text = response.read().decode()
         assert f"streammeta_forecasts_published_total {float(len(good))}" in text
         assert f"streammeta_records_consumed_total {float(total)}" in text
-        assert 'streammeta_dead_letters_total{reason="not_json"} 20.0' in text
+        assert 'streammeta_dead_letters_total{reason="not_json"} 200.0' in text
         assert 'streammeta_dead_letters_total{reason="late"} 1.0' in text
         with urllib.request.urlopen(service.server.url + "/readyz") as response:
             assert response.status == 200
