@@ -97,17 +97,23 @@ class MetaLearner:
 
     # -- the functional pieces, per task ------------------------------------------------
     def _support_loss(self, phi: Tensor, params: model.Params, x: Tensor, y: Tensor) -> Tensor:
-        point, _ = model.features(params, x, phi.expand(x.shape[0], -1))  # (S, H)
-        return model.point_loss_per_row(point, y, torch.ones_like(y), self.point_loss).mean()
+        point, _ = model.features(params, x[None, :], phi[None, :])  # (1, H)
+        return model.point_loss_per_row(point, y[None, :], torch.ones_like(y[None, :]),
+                                        self.point_loss).sum()
 
     def _adapt(self, params: model.Params, phi: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        """The daemon's Meta-SGD inner loop for one task: φ (C,) → adapted φ (C,)."""
+        """The daemon's inner loop for one task: φ (C,) → adapted φ (C,).
+
+        Like the daemon, one Meta-SGD step per support window, in time order (each
+        window's targets "arrive" after the previous one), ``inner_steps`` each.
+        """
         alpha = params["alpha"].clamp(min=0.0)
-        for _ in range(self.inner_steps):
-            g = grad(self._support_loss)(phi, params, x, y)
-            if self.config.algorithm != "maml":
-                g = g.detach()  # first order: the support gradient is a constant
-            phi = phi - alpha * g
+        for j in range(x.shape[0]):
+            for _ in range(self.inner_steps):
+                g = grad(self._support_loss)(phi, params, x[j], y[j])
+                if self.config.algorithm != "maml":
+                    g = g.detach()  # first order: the support gradient is a constant
+                phi = phi - alpha * g
         return phi
 
     def _task_loss(self, params: model.Params, xs: Tensor, ys: Tensor, xq: Tensor,
