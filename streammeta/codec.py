@@ -217,6 +217,7 @@ class ForecastEncoder:
     def __init__(self, step_ms: int, quantiles: tuple[float, ...]) -> None:
         self.step_ms = step_ms
         self.quantile_keys = [orjson.dumps(repr(q)) + b":[" for q in quantiles]
+        self._head = b'{"v":%d,"entity":' % CONTRACT_VERSION
 
     def encode(
         self,
@@ -246,7 +247,7 @@ class ForecastEncoder:
             parts = rows[i].split(b"],[")
             quants = b"],".join(keys[q] + parts[q + 1] for q in range(Q))
             out.append(b"".join((
-                b'{"v":1,"entity":', orjson.dumps(entities[i]), b',"origin":%d' % origin_i,
+                self._head, orjson.dumps(entities[i]), b',"origin":%d' % origin_i,
                 step, targets[i], b'],"point":[', parts[0], b'],"quantiles":{', quants,
                 b"]}", tail, b"true}" if warm[i] else b"false}")))
         return out

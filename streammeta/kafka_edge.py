@@ -182,12 +182,6 @@ class KafkaSource:
                 out[tp.partition] = max(0, end - position)
         return out
 
-    def pause(self, partitions: list[TP]) -> None:
-        self.consumer.pause(*(TopicPartition(t, p) for t, p in partitions))
-
-    def resume(self) -> None:
-        self.consumer.resume(*self.consumer.paused())
-
     def close(self) -> None:
         try:
             self.consumer.close(autocommit=False)

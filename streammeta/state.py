@@ -155,10 +155,6 @@ class Arena:
         rows = self.ring[slots]  # (B, R)
         return torch.cat([rows, rows], dim=1)
 
-    def bytes_per_entity(self) -> int:
-        return sum(getattr(self, f).element_size() * getattr(self, f)[0].nelement()
-                   for f in ROW_FIELDS)
-
 
 def window(history: Tensor, first: Tensor, length: int) -> Tensor:
     """Values at absolute indices first..first+length-1 of each row of ``history``.
