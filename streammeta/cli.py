@@ -1,4 +1,4 @@
-"""Command line: ``streammeta run | demo | replay | check-config``."""
+"""Command line: ``streammeta run | demo | replay | pretrain | evaluate | check-config``."""
 
 from __future__ import annotations
 
@@ -117,6 +117,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from streammeta.evaluate import run
+
+    config = load_config(args)
+    _setup_logging("WARNING")
+    run(args, config)
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -172,6 +181,39 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", required=True, metavar="FILE", help="parameter file to write")
     pre.add_argument("--steps", type=int, default=500, help="meta-updates (default 500)")
     pre.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    evaluate = add("evaluate", "Back-test the engine (no Kafka) on a data set replayed as a "
+                   "stream, against baselines and ablations: a table, --json, --report with "
+                   "plots, --forecasts-out.", cmd_evaluate)
+    evaluate.add_argument("--data", required=True, metavar="PATH",
+                          help="data file, or the M4 folder holding Hourly-train.csv")
+    evaluate.add_argument("--format", choices=("m4", "long", "ett"), required=True)
+    evaluate.add_argument("--protocol", choices=("final-origin", "rolling", "ett"),
+                          required=True)
+    evaluate.add_argument("--horizon", type=int, help="forecast steps (default: 48 for M4; "
+                          "1, 24 and 48 for the ett protocol; else series.horizon)")
+    evaluate.add_argument("--season", type=int, help="seasonal period in steps (default: 24 "
+                          "for M4 and ETT, else series.season)")
+    evaluate.add_argument("--init", metavar="FILE", help="parameter file to start from")
+    evaluate.add_argument("--methods", nargs="+", metavar="METHOD",
+                          help="methods to run (default all): streammeta no-adaptation "
+                          "no-outer-loop no-memory naive seasonal-naive naive2 holt-winters "
+                          "snarimax")
+    evaluate.add_argument("--limit-series", type=int, metavar="N",
+                          help="only the first N series")
+    evaluate.add_argument("--warmup", type=int, metavar="W", help="rolling: values before "
+                          "an entity's first scored forecast (default 3 seasons)")
+    evaluate.add_argument("--arrival-gap", type=int, default=0, metavar="STEPS",
+                          help="rolling: series k starts k*STEPS steps after the first")
+    evaluate.add_argument("--batch-size", type=int, default=5000,
+                          help="records per engine batch (default 5000)")
+    evaluate.add_argument("--outer-every", type=int, metavar="N", help="observations between "
+                          "outer-loop runs (default meta.every_observations)")
+    evaluate.add_argument("--forecasts-out", metavar="CSV", help="write the engine's "
+                          "forecasts (final-origin: M4 submission shape id,F1..FH)")
+    evaluate.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    evaluate.add_argument("--report", metavar="DIR", help="write report.md and PNG plots")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     check = add("check-config", "Print the effective configuration (file + environment, "
                 "secrets masked); exit 2 naming the key, value and expectation if invalid.",

@@ -1,0 +1,123 @@
+"""Accuracy metrics of the evaluation: per forecast, then aggregated.
+
+A *forecast* here is one row of H values made at an origin (an entity's
+observation at position t) for t+1..t+H. Per forecast:
+
+* sMAPE = 200/H · Σ_h |y−ŷ| / (|y|+|ŷ|), a term with |y|+|ŷ| = 0 counting 0 (M4);
+* MASE = mean_h |y−ŷ| / scale, scale = mean |y_i − y_{i−m}| over the entity's
+  history up to the origin (for M4 final origin: its whole training part);
+* MSE, MAE = mean_h of (y−ŷ)² and |y−ŷ| in standardised units: divided by
+  ``std`` (1 where the values are already standardised, as in the ETT protocol).
+
+Aggregation over a slice: the mean over entities of each entity's mean over its
+forecasts (every entity weighs the same, as in M4; with equal counts per entity,
+as in the ETT protocol, it equals the plain mean). OWA = ½ (sMAPE / sMAPE_Naive2 +
+MASE / MASE_Naive2) of the aggregated figures on the same slice (M4's definition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+METRICS = ("smape", "mase", "owa", "mse", "mae")
+
+
+@dataclass
+class ForecastErrors:
+    """Per-forecast errors (N,) and per-horizon means (H,) of one method."""
+
+    smape: np.ndarray
+    mase: np.ndarray
+    mse: np.ndarray
+    mae: np.ndarray
+    smape_by_h: np.ndarray  # (H,) mean over forecasts, for plots
+    mase_by_h: np.ndarray
+    mse_by_h: np.ndarray
+
+
+def smape_terms(y: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """200 |y−ŷ| / (|y|+|ŷ|) elementwise; 0 where both are 0."""
+    denom = np.abs(y) + np.abs(f)
+    safe = np.where(denom > 0, denom, 1.0)
+    return np.where(denom > 0, 200.0 * np.abs(y - f) / safe, 0.0)
+
+
+def seasonal_scale(values: np.ndarray, m: int) -> np.ndarray:
+    """Scale of MASE for an origin at every position t: mean |y_i − y_{i−m}| over
+    i = m..t, from the history up to t only → (T,); NaN where t < m."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.full(len(values), np.nan)
+    if len(values) <= m:
+        return out
+    diffs = np.abs(values[m:] - values[:-m])  # diffs[j] belongs to position j+m
+    out[m:] = np.cumsum(diffs) / np.arange(1, len(diffs) + 1)
+    return out
+
+
+def history_std(values: np.ndarray) -> np.ndarray:
+    """Population standard deviation of y_0..y_t for every t → (T,)."""
+    values = np.asarray(values, dtype=np.float64)
+    x = values - values[0]  # shifted: sums of squares without cancellation of a big level
+    n = np.arange(1, len(x) + 1)
+    mean = np.cumsum(x) / n
+    var = np.cumsum(x * x) / n - mean * mean
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def score(point: np.ndarray, truth: np.ndarray, scale: np.ndarray,
+          std: np.ndarray) -> ForecastErrors:
+    """point, truth (N, H); scale, std (N,) → per-forecast errors.
+
+    A forecast with a non-finite value, or a non-positive scale or std, gets NaN
+    for the metrics that need it (excluded from the aggregates).
+    """
+    point = point.astype(np.float64)
+    err = truth - point  # (N, H)
+    absolute = np.abs(err)
+    terms = smape_terms(truth, point)  # (N, H)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(scale > 0, scale, np.nan)[:, None]  # (N, 1)
+        std = np.where(std > 0, std, np.nan)[:, None]
+        scaled = absolute / scale  # (N, H)
+        standard = err / std
+    return ForecastErrors(
+        smape=terms.mean(axis=1), mase=scaled.mean(axis=1),
+        mse=np.square(standard).mean(axis=1), mae=np.abs(standard).mean(axis=1),
+        smape_by_h=_nanmean0(terms), mase_by_h=_nanmean0(scaled),
+        mse_by_h=_nanmean0(np.square(standard)))
+
+
+def _nanmean0(x: np.ndarray) -> np.ndarray:
+    if len(x) == 0 or bool(np.isnan(x).all()):
+        return np.full(x.shape[1], np.nan)
+    ok = ~np.isnan(x)
+    return np.where(ok, x, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
+
+
+def entity_mean(values: np.ndarray, entity: np.ndarray) -> float:
+    """Mean over entities of each entity's mean of ``values`` (NaNs skipped)."""
+    ok = ~np.isnan(values)
+    if not bool(ok.any()):
+        return float("nan")
+    ent = entity[ok]
+    sums = np.bincount(ent, weights=values[ok])
+    counts = np.bincount(ent)
+    has = counts > 0
+    return float(np.mean(sums[has] / counts[has]))
+
+
+def owa(smape: float, mase: float, smape_naive2: float, mase_naive2: float) -> float:
+    """Overall weighted average relative to Naive2 (M4)."""
+    return 0.5 * (smape / smape_naive2 + mase / mase_naive2)
+
+
+def aggregate(errors: ForecastErrors, mask: np.ndarray, entity: np.ndarray,
+              metrics: tuple[str, ...]) -> dict[str, float]:
+    """Aggregated metrics (those in ``metrics`` except OWA) over forecasts ``mask``."""
+    out: dict[str, float] = {}
+    for name in metrics:
+        if name != "owa":
+            out[name] = entity_mean(getattr(errors, name)[mask], entity[mask])
+    return out
