@@ -106,6 +106,8 @@ class MethodRun:
     plot_point: np.ndarray  # (P, H) at Task plot rows
     plot_quantiles: np.ndarray | None  # (P, Q, H), engine methods only
     point: np.ndarray | None = None  # (N, H), kept only for --forecasts-out
+    outer_runs: int = 0  # outer-loop runs during the stream
+    promoted: int = 0  # of which promoted
 
 
 # -- protocols ----------------------------------------------------------------------
@@ -259,8 +261,10 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
     if missing:
         log.warning("%s: %d origins without a forecast (rejected observations)", name, missing)
     errors = M.score(point, task.truth, task.scale, task.std)
+    results = loop.results if loop is not None else []
     return MethodRun(name, seconds, errors, point[rows].copy(), quant,
-                     point if keep_point else None)
+                     point if keep_point else None, len(results),
+                     sum(r.promoted for r in results))
 
 
 def _flat_index(task: Task, names: list[str]) -> np.ndarray:
@@ -315,8 +319,12 @@ def evaluate(task: Task, config: Config, methods: tuple[str, ...], batch_size: i
             if cfg is None:
                 notes.append(f"{name}: skipped, this version has no [memory] section yet")
                 continue
-            runs.append(run_engine(task, cfg, name, rows, batch_size, outer_every, progress,
-                                   keep_point == name))
+            run = run_engine(task, cfg, name, rows, batch_size, outer_every, progress,
+                             keep_point == name)
+            runs.append(run)
+            if cfg.meta.enabled:
+                notes.append(f"{task.label} {name}: {run.outer_runs} outer-loop runs, "
+                             f"{run.promoted} promoted")
         else:
             runs.append(run_baseline(task, name, rows, progress))
     reference = next((r for r in runs if r.name == "naive2"), None)

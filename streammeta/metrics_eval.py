@@ -74,19 +74,20 @@ def score(point: np.ndarray, truth: np.ndarray, scale: np.ndarray,
     for the metrics that need it (excluded from the aggregates).
     """
     point = point.astype(np.float64)
-    err = truth - point  # (N, H)
-    absolute = np.abs(err)
-    terms = smape_terms(truth, point)  # (N, H)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # A diverging method may overflow: its errors become inf, never a warning.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        err = truth - point  # (N, H)
+        absolute = np.abs(err)
+        terms = smape_terms(truth, point)  # (N, H)
         scale = np.where(scale > 0, scale, np.nan)[:, None]  # (N, 1)
         std = np.where(std > 0, std, np.nan)[:, None]
         scaled = absolute / scale  # (N, H)
         standard = err / std
-    return ForecastErrors(
-        smape=terms.mean(axis=1), mase=scaled.mean(axis=1),
-        mse=np.square(standard).mean(axis=1), mae=np.abs(standard).mean(axis=1),
-        smape_by_h=_nanmean0(terms), mase_by_h=_nanmean0(scaled),
-        mse_by_h=_nanmean0(np.square(standard)))
+        squared = np.square(standard)
+        return ForecastErrors(
+            smape=terms.mean(axis=1), mase=scaled.mean(axis=1), mse=squared.mean(axis=1),
+            mae=np.abs(standard).mean(axis=1), smape_by_h=_nanmean0(terms),
+            mase_by_h=_nanmean0(scaled), mse_by_h=_nanmean0(squared))
 
 
 def _nanmean0(x: np.ndarray) -> np.ndarray:

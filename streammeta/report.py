@@ -161,10 +161,13 @@ def _binned(values: np.ndarray, bins: np.ndarray, width: int) -> tuple[np.ndarra
         return np.arange(n), np.where(c > 0, s / c, np.nan)
 
 
-def _ylim(ax: Any, curves: list[np.ndarray]) -> None:
-    finite = np.concatenate([c[np.isfinite(c)] for c in curves]) if curves else np.zeros(0)
+def _ylim(ax: Any, curves: dict[str, np.ndarray]) -> None:
+    """Room for the informative curves: the naive forecast's (often far worse) and
+    rare spikes of a diverging baseline may leave the frame."""
+    kept = [c[np.isfinite(c)] for name, c in curves.items() if name != "naive"]
+    finite = np.concatenate(kept) if kept else np.zeros(0)
     if len(finite):
-        ax.set_ylim(0, 1.08 * float(np.percentile(finite, 99.5)))
+        ax.set_ylim(0, 1.1 * float(np.percentile(finite, 98)))
 
 
 def plot_errors(e: Evaluation, path: Path) -> bool:
@@ -172,13 +175,14 @@ def plot_errors(e: Evaluation, path: Path) -> bool:
     task = e.task
     key, label = _primary(task)
     over_time = task.protocol != "final-origin"
-    fig, axes = plt.subplots(1, 2 if over_time else 1, figsize=(13 if over_time else 7, 4.6),
+    fig, axes = plt.subplots(1, 2 if over_time else 1, figsize=(14 if over_time else 8.5, 4.6),
                              squeeze=False)
     ax_h = axes[0, -1]
     by_h = "mse_by_h" if key == "mse" else "smape_by_h"
     for run in e.runs:
         ax_h.plot(np.arange(1, task.horizon + 1), getattr(run.errors, by_h), label=run.name,
                   marker="o" if task.horizon == 1 else None, **STYLE.get(run.name, {}))
+    _ylim(ax_h, {run.name: getattr(run.errors, by_h) for run in e.runs})
     ax_h.set_xlabel("lead time (steps ahead)")
     ax_h.set_ylabel("MSE (standardised)" if key == "mse" else "sMAPE (%)")
     ax_h.set_title("error by lead time")
@@ -187,17 +191,17 @@ def plot_errors(e: Evaluation, path: Path) -> bool:
         ax = axes[0, 0]
         steps = origin_steps(task)
         week = max(1, int(7 * 24 * 3_600_000 // task.step_ms))
-        curves = []
+        curves = {}
         for run in e.runs:
             x, y = _binned(getattr(run.errors, key), steps, week)
-            curves.append(y)
+            curves[run.name] = y
             ax.plot(x * task.step_ms / 86_400_000, y, label=run.name, **STYLE.get(run.name, {}))
         _ylim(ax, curves)
         ax.set_xlabel("days since the stream started")
         ax.set_ylabel(f"{label}, mean over entities")
         ax.set_title("error over time (one-week moving average)")
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8, ncol=2)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"{task.label}: {len(task.stream)} entities, {len(task.ent)} forecasts scored")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -212,19 +216,19 @@ def plot_cold_start(e: Evaluation, path: Path) -> bool:
     plt = _pyplot()
     age = task.pos - task.pos.min()  # forecasts since the warm-up
     keep = age < 336
-    fig, ax = plt.subplots(figsize=(8, 4.6))
-    curves = []
+    fig, ax = plt.subplots(figsize=(9.5, 4.6))
+    curves = {}
     for run in e.runs:
-        x, y = _binned(run.errors.mase[keep], age[keep], 6)
-        curves.append(y)
+        x, y = _binned(run.errors.mase[keep], age[keep], 12)
+        curves[run.name] = y
         ax.plot(x, y, label=run.name, **STYLE.get(run.name, {}))
     _ylim(ax, curves)
     ax.axvspan(0, 47, color="#f3e7c9", alpha=0.6, lw=0, label="cold-start slice")
     ax.set_xlabel("forecasts since the entity's warm-up")
-    ax.set_ylabel("MASE, mean over entities (6-forecast moving average)")
+    ax.set_ylabel("MASE, mean over entities\n(12-forecast moving average)")
     ax.set_title(f"{task.label}: how fast a new entity's forecasts improve")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
