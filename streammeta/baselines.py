@@ -156,7 +156,7 @@ def snarimax_model(season: int) -> Any:
     costs O(p + q + sp + sq), a forecast O(H)."""
     from river import linear_model, optim, preprocessing, time_series
 
-    regressor = preprocessing.StandardScaler() | linear_model.LinearRegression(
+    regressor: Any = preprocessing.StandardScaler() | linear_model.LinearRegression(
         optimizer=optim.SGD(0.001), intercept_lr=0.01, clip_gradient=1.0, l2=0.01)
     return time_series.SNARIMAX(
         p=3, d=0, q=1, m=season, sp=1, sd=1, sq=1,
