@@ -1,27 +1,34 @@
 """Data sets as per-entity series, and their interleaving into one stream.
 
-Formats:
+Formats (``fmt`` of :func:`load`):
 
-* ``m4`` — M4 wide CSV: one row per series, the id in the first column, then the
-  values, trailing cells empty. M4 has no timestamps: value i of every series is
-  at ``start + i * step``.
-* ``long`` — ``entity,ts,value`` with a header; ``ts`` epoch ms or ISO-8601; rows
-  in any order.
-* ``ett`` — the ETT CSVs: a ``date`` column and one column per variable; every
-  variable is one entity.
+* ``m4`` — M4 wide CSV: a header row, then one row per series: the id in the first
+  column, then the values until the first empty cell. M4 has no timestamps, so
+  value i of every series is placed at ``start_ms + i * step_ms``.
+* ``long`` — a header naming ``entity``, ``ts`` and ``value`` (any order, other
+  columns ignored); ``ts`` epoch ms or ISO-8601 (naive means UTC); rows in any
+  order. Each entity keeps its rows sorted by ``ts`` (ties in file order:
+  duplicates are kept, for the daemon to dead-letter).
+* ``ett`` — the ETT CSVs: a ``date`` column (UTC) and one column per variable;
+  every variable is one entity named after its column.
 
-Shared data lives beside the repository in ``../shared/data`` (or wherever
-``$STREAMMETA_DATA_DIR`` points).
+A file that cannot be used raises :class:`DataError` naming the file, the line
+and what is wrong. The real data sets live beside the repository in
+``../shared/data`` (see :func:`default_data_dir`); a small M4 subset ships with
+the package (:func:`bundled_m4`).
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.resources
+import io
+import itertools
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,162 +38,322 @@ from streammeta.errors import DataError
 M4_START_MS = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp() * 1000)
 HOUR_MS = 3_600_000
 FORMATS = ("m4", "long", "ett")
+DATA_DIR_ENV = "STREAMMETA_DATA_DIR"
+M4_TRAIN_NAME = "Hourly-train.csv"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+PathLike = str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
 class Series:
+    """One entity's observations, in time order."""
+
     entity: str
     ts: np.ndarray  # (T,) int64 epoch ms, increasing
     values: np.ndarray  # (T,) float64
+
+    def __post_init__(self) -> None:
+        # Coerce once here so that every consumer can rely on the dtypes (no copy
+        # when they are right already).
+        ts = np.asarray(self.ts, dtype=np.int64)
+        values = np.asarray(self.values, dtype=np.float64)
+        if ts.ndim != 1 or ts.shape != values.shape:
+            raise ValueError(f"series {self.entity!r}: ts {ts.shape} and values "
+                             f"{values.shape} must be 1-D of one length")
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "values", values)
 
     def __len__(self) -> int:
         return len(self.values)
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("STREAMMETA_DATA_DIR", "../shared/data"))
+    """Where the shared real data sets are: ``$STREAMMETA_DATA_DIR`` if set, else
+    ``../shared/data`` relative to the working directory — the repository is
+    checked out beside ``shared/`` and commands run from its root."""
+    return Path(os.environ.get(DATA_DIR_ENV) or "../shared/data")
 
 
 def bundled_m4() -> Path:
-    """The M4 hourly subset shipped with the package (see streammeta/data/README.md)."""
-    return Path(str(importlib.resources.files("streammeta") / "data" / "m4_hourly_subset.csv"))
+    """The M4 hourly subset shipped with the package (see ``streammeta/data/README.md``);
+    its test part is ``find_m4_test(bundled_m4())``."""
+    # The package is installed unzipped (setuptools), so the resource is a real file.
+    return Path(str(importlib.resources.files("streammeta").joinpath(
+        "data", "m4_hourly_subset.csv")))
 
 
-def _number(raw: str, path: Path, line: int) -> float:
+# -- reading CSV -----------------------------------------------------------------------
+def _text(path: Path) -> str:
     try:
-        value = float(raw)
-    except ValueError:
-        raise DataError(f"{path}:{line}: {raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise DataError(f"{path}:{line}: {raw!r} is not finite")
-    return value
-
-
-def _rows(path: Path) -> list[list[str]]:
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.reader(handle))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(rows) < 2:
-        raise DataError(f"{path}: no data rows")
-    return rows
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise DataError(f"{path}: empty file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
 
 
-def load_m4(path: str | os.PathLike[str], step_ms: int = HOUR_MS,
-            start_ms: int = M4_START_MS) -> list[Series]:
+def _records(path: Path) -> tuple[list[str], list[int], list[list[str]]]:
+    """Header, and the line number and cells of every non-blank data row."""
+    reader = csv.reader(io.StringIO(_text(path), newline=""))
+    lines: list[int] = []
+    rows: list[list[str]] = []
+    try:
+        header = [name.strip() for name in next(reader)]
+        for row in reader:
+            if row:  # a blank line holds nothing (a trailing one is common)
+                lines.append(reader.line_num)  # physical line, right across quoted newlines
+                rows.append(row)
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+    if not rows:
+        raise DataError(f"{path}: no data rows (only a header)")
+    return header, lines, rows
+
+
+def _column(header: Sequence[str], index: int) -> str:
+    return repr(header[index]) if index < len(header) and header[index] else f"#{index + 1}"
+
+
+def _numbers(cells: list[str], width: int, lines: Sequence[int],
+             column: Callable[[int], str], path: Path) -> np.ndarray:
+    """``cells`` (row-major, ``width`` per row) as a (rows, width) float64 array.
+
+    numpy parses the whole block at once; only on failure are the cells walked to
+    name the bad one: its row's line, and ``column(j)`` for its column j.
+    """
+    def where(k: int) -> str:
+        return f"{path}:{lines[k // width]}: column {column(k % width)}"
+
+    try:
+        values = np.array(cells, dtype=np.float64)
+    except ValueError:
+        for k, raw in enumerate(cells):
+            try:
+                float(raw)
+            except ValueError:
+                raise DataError(f"{where(k)}: {raw!r} is not a number") from None
+        raise  # numpy refused something float() accepts: not expected
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        k = int(bad[0])
+        raise DataError(f"{where(k)}: {cells[k]!r} is not a finite number")
+    return values.reshape(-1, width)
+
+
+def _parse_ts(raw: str) -> int:
+    """Epoch ms (integral) or ISO-8601 (naive means UTC) → epoch ms; ValueError if neither."""
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(number) and number == int(number) and abs(number) < 2**62:
+            return int(number)
+        raise ValueError(f"timestamp {raw!r} is not a whole number of milliseconds")
+    try:
+        parsed = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValueError(f"timestamp {raw!r} is neither epoch ms nor ISO-8601") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // _MS  # exact integer arithmetic, no float rounding
+
+
+def _timestamps(cells: list[str], lines: Sequence[int], path: Path) -> np.ndarray:
+    try:  # all epoch ms: one numpy call
+        return np.array(cells, dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    try:  # all naive ISO-8601 (as in ETT): numpy converts the datetimes at once
+        parsed = [datetime.fromisoformat(raw) for raw in cells]
+        if not any(p.tzinfo for p in parsed):
+            return np.array(parsed, dtype="datetime64[ms]").astype(np.int64)
+    except ValueError:
+        pass
+    out: list[int] = []  # mixed kinds or time zones: one by one, naming a bad cell
+    for raw, line in zip(cells, lines, strict=True):
+        try:
+            out.append(_parse_ts(raw))
+        except (ValueError, OverflowError) as exc:
+            raise DataError(f"{path}:{line}: {exc}") from None
+    try:
+        return np.array(out, dtype=np.int64)
+    except OverflowError:
+        raise DataError(f"{path}: a timestamp is out of the int64 range of ms") from None
+
+
+# -- formats ---------------------------------------------------------------------------
+def load_m4(path: PathLike, step_ms: int = HOUR_MS, start_ms: int = M4_START_MS
+            ) -> list[Series]:
+    """Series of an M4 wide CSV, placed on a synthetic clock (M4 has no timestamps)."""
+    if step_ms < 1:
+        raise ValueError(f"step_ms must be positive, got {step_ms}")
     path = Path(path)
-    out = []
-    for line, row in enumerate(_rows(path)[1:], start=2):
-        if not row or not row[0]:
-            raise DataError(f"{path}:{line}: missing series id")
+    header, lines, rows = _records(path)
+    out: list[Series] = []
+    seen: set[str] = set()
+    for line, row in zip(lines, rows, strict=True):
+        entity = row[0].strip()
+        if not entity:
+            raise DataError(f"{path}:{line}: missing series id in the first column")
+        if entity in seen:
+            raise DataError(f"{path}:{line}: duplicate series id {entity!r}")
+        seen.add(entity)
         cells = row[1:]
-        while cells and cells[-1] == "":
-            cells.pop()
-        if not cells:
-            raise DataError(f"{path}:{line}: series {row[0]} has no values")
-        values = np.array([_number(c, path, line) for c in cells])
-        ts = start_ms + np.arange(len(values), dtype=np.int64) * step_ms
-        out.append(Series(row[0], ts, values))
+        try:
+            n = cells.index("")
+        except ValueError:
+            n = len(cells)
+        if n == 0:
+            raise DataError(f"{path}:{line}: series {entity!r} has no values")
+        if any(cells[n:]):  # a value after an empty cell: a hole, not a ragged end
+            j = n + next(i for i, cell in enumerate(cells[n:]) if cell)
+            raise DataError(f"{path}:{line}: column {_column(header, j + 1)}: value after an "
+                            f"empty cell (series must not have holes)")
+        values = _numbers(cells[:n], n, [line], lambda j: _column(header, j + 1), path)[0]
+        ts = start_ms + np.arange(n, dtype=np.int64) * step_ms
+        out.append(Series(entity, ts, values))
     return out
 
 
-def load_m4_test(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def load_m4_test(path: PathLike) -> dict[str, np.ndarray]:
+    """Series id → the official test values (the H values after its training part)."""
     return {s.entity: s.values for s in load_m4(path)}
 
 
-def find_m4_test(train: str | os.PathLike[str]) -> Path | None:
-    """``Hourly-test.csv`` beside ``Hourly-train.csv`` (or ``x_test.csv`` beside ``x.csv``)."""
-    train = Path(train)
-    for name in (train.name.replace("-train", "-test"), f"{train.stem}_test{train.suffix}"):
+def find_m4_test(train_path: PathLike) -> Path | None:
+    """The test file beside a training file: ``Hourly-test.csv`` for
+    ``Hourly-train.csv``, ``x_test.csv`` for ``x.csv``; None when there is none."""
+    train = Path(train_path)
+    names = []
+    if "-train" in train.name:
+        head, _, tail = train.name.rpartition("-train")
+        names.append(f"{head}-test{tail}")
+    names.append(f"{train.stem}_test{train.suffix}")
+    for name in names:
         candidate = train.with_name(name)
         if candidate != train and candidate.is_file():
             return candidate
     return None
 
 
-def _parse_ts(raw: str, path: Path, line: int) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise DataError(f"{path}:{line}: timestamp {raw!r} is neither epoch ms nor ISO-8601"
-                        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
-
-
-def load_long(path: str | os.PathLike[str]) -> list[Series]:
+def load_long(path: PathLike) -> list[Series]:
+    """Series of a long CSV ``entity,ts,value``, entities in order of first appearance."""
     path = Path(path)
-    rows = _rows(path)
-    header = [h.strip().lower() for h in rows[0]]
-    try:
-        ie, it, iv = header.index("entity"), header.index("ts"), header.index("value")
-    except ValueError:
-        raise DataError(f"{path}:1: header must name the columns entity, ts, value") from None
-    by_entity: dict[str, tuple[list[int], list[float]]] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) < len(header):
-            raise DataError(f"{path}:{line}: expected {len(header)} columns, got {len(row)}")
-        ts_list, values = by_entity.setdefault(row[ie], ([], []))
-        ts_list.append(_parse_ts(row[it], path, line))
-        values.append(_number(row[iv], path, line))
-    out = []
-    for entity, (ts_list, values) in by_entity.items():
-        ts = np.asarray(ts_list, dtype=np.int64)
-        order = np.argsort(ts, kind="stable")
-        out.append(Series(entity, ts[order], np.asarray(values)[order]))
-    return out
+    header, lines, rows = _records(path)
+    names = [name.lower() for name in header]
+    missing = [c for c in ("entity", "ts", "value") if c not in names]
+    if missing:
+        raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)} "
+                        f"(a long file needs entity, ts, value)")
+    ie, it, iv = names.index("entity"), names.index("ts"), names.index("value")
+    need = max(ie, it, iv) + 1
+    for line, row in zip(lines, rows, strict=True):
+        if len(row) < need:
+            raise DataError(f"{path}:{line}: expected at least {need} columns, got {len(row)}")
+    entities = [row[ie] for row in rows]
+    codes_by_name: dict[str, int] = {}
+    codes = np.array([codes_by_name.setdefault(e, len(codes_by_name)) for e in entities],
+                     dtype=np.int64)  # (N,) entity code, first appearance first
+    if "" in codes_by_name:
+        raise DataError(f"{path}:{lines[entities.index('')]}: empty entity id")
+    ts = _timestamps([row[it] for row in rows], lines, path)
+    values = _numbers([row[iv] for row in rows], 1, lines, lambda _: _column(header, iv),
+                      path)[:, 0]
+    order = np.lexsort((ts, codes))  # by entity, then time; stable for duplicates
+    bounds = np.cumsum(np.bincount(codes))[:-1]
+    ts_parts, value_parts = np.split(ts[order], bounds), np.split(values[order], bounds)
+    return [Series(name, t, v)
+            for name, t, v in zip(codes_by_name, ts_parts, value_parts, strict=True)]
 
 
-def load_ett(path: str | os.PathLike[str]) -> list[Series]:
+def load_ett(path: PathLike) -> list[Series]:
+    """Series of an ETT CSV: one entity per variable column, all on the ``date`` clock."""
     path = Path(path)
-    rows = _rows(path)
-    header = rows[0]
-    if not header or header[0] != "date":
-        raise DataError(f"{path}:1: the first column must be 'date'")
-    ts = np.array([_parse_ts(r[0], path, i) for i, r in enumerate(rows[1:], start=2)],
-                  dtype=np.int64)
-    out = []
-    for col, name in enumerate(header[1:], start=1):
-        values = np.array([_number(r[col], path, i) for i, r in enumerate(rows[1:], start=2)])
-        out.append(Series(name, ts, values))
-    return out
+    header, lines, rows = _records(path)
+    if header[0].lower() != "date":
+        raise DataError(f"{path}:1: the first column must be 'date', got {header[0]!r}")
+    variables = header[1:]
+    if not variables:
+        raise DataError(f"{path}:1: no variable columns after 'date'")
+    for j, name in enumerate(variables):
+        if not name or name in variables[:j]:
+            raise DataError(f"{path}:1: column {j + 2} needs a unique name, got {name!r}")
+    width = len(header)
+    for line, row in zip(lines, rows, strict=True):
+        if len(row) != width:
+            raise DataError(f"{path}:{line}: expected {width} columns, got {len(row)}")
+    ts = _timestamps([row[0] for row in rows], lines, path)
+    back = np.flatnonzero(np.diff(ts) <= 0)
+    if len(back):
+        k = int(back[0]) + 1
+        raise DataError(f"{path}:{lines[k]}: date {rows[k][0]!r} is not after the previous row")
+    cells = list(itertools.chain.from_iterable(row[1:] for row in rows))
+    values = _numbers(cells, width - 1, lines, lambda j: _column(header, j + 1), path)  # (T, V)
+    return [Series(name, ts.copy(), values[:, j].copy()) for j, name in enumerate(variables)]
 
 
-def load(path: str | os.PathLike[str], fmt: str) -> list[Series]:
-    """Load ``path`` in format ``fmt``; an M4 directory means its ``Hourly-train.csv``."""
-    path = Path(path)
+def load(path: PathLike, fmt: str) -> list[Series]:
+    """Load ``path`` in format ``fmt`` (one of :data:`FORMATS`); for ``m4`` a
+    directory means its ``Hourly-train.csv``."""
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if fmt == "m4" and path.is_dir():
-        path = path / "Hourly-train.csv"
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    return {"m4": load_m4, "long": load_long, "ett": load_ett}[fmt](path)
+    path = Path(path)
+    if path.is_dir():
+        if fmt != "m4":
+            raise DataError(f"{path}: is a directory, expected a {fmt} CSV file")
+        path = path / M4_TRAIN_NAME
+    loaders = {"m4": load_m4, "long": load_long, "ett": load_ett}
+    return loaders[fmt](path)
 
 
-def interleave(series: list[Series], arrival_gap_steps: int = 0,
+# -- one stream ------------------------------------------------------------------------
+def _median_step(series: Sequence[Series]) -> int:
+    for s in series:
+        if len(s) > 1:
+            return max(1, int(np.median(np.diff(s.ts))))
+    return HOUR_MS  # no spacing to measure: every loader here is hourly
+
+
+def interleave(series: Sequence[Series], arrival_gap_steps: int = 0,
                step_ms: int | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """All observations in global time order (ties in series order): the stream a
-    daemon would see. With ``arrival_gap_steps``, series k starts k·gap steps after
-    the first series starts, so entities arrive over time (shifting timestamps)."""
-    if not series:
-        return [], np.zeros(0, dtype=np.int64), np.zeros(0)
-    shifts = np.zeros(len(series), dtype=np.int64)
-    if arrival_gap_steps:
-        step = step_ms or (int(np.median(np.diff(series[0].ts))) if len(series[0]) > 1
-                           else HOUR_MS)
-        first = min(int(s.ts[0]) for s in series)
-        shifts = np.array([first + k * arrival_gap_steps * step - int(s.ts[0])
-                           for k, s in enumerate(series)], dtype=np.int64)
-    ts = np.concatenate([s.ts + shift for s, shift in zip(series, shifts, strict=True)])
+    """All observations in global time order (ties in the order of ``series``): the
+    stream a daemon would see, as (entities, ts, values).
+
+    With ``arrival_gap_steps > 0`` series k is shifted in time to start
+    ``k * arrival_gap_steps`` steps after the earliest start, so that entities
+    arrive over time (cold start); values are unchanged. The step is ``step_ms``,
+    else the median spacing of the first series with two observations.
+    """
+    if arrival_gap_steps < 0:
+        raise ValueError(f"arrival_gap_steps must be >= 0, got {arrival_gap_steps}")
+    lengths = np.array([len(s) for s in series], dtype=np.int64)  # (S,)
+    if not lengths.sum():
+        return [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    ts = np.concatenate([s.ts for s in series])  # (N,) grouped by series
     values = np.concatenate([s.values for s in series])
-    owner = np.repeat(np.arange(len(series)), [len(s) for s in series])
-    order = np.lexsort((owner, ts))  # by time, then series order
-    names = [s.entity for s in series]
-    return [names[i] for i in owner[order]], ts[order], values[order]
+    owner = np.repeat(np.arange(len(series)), lengths)  # (N,) series index
+    if arrival_gap_steps:
+        step = step_ms or _median_step(series)
+        firsts = np.array([s.ts[0] if len(s) else 0 for s in series], dtype=np.int64)
+        t0 = firsts[lengths > 0].min()
+        shifts = t0 + np.arange(len(series), dtype=np.int64) * arrival_gap_steps * step - firsts
+        ts = ts + shifts[owner]
+    # Stable on the grouped layout: ties keep series order, then position.
+    order = np.argsort(ts, kind="stable")
+    names = np.array([s.entity for s in series], dtype=object)
+    return names[owner[order]].tolist(), ts[order], values[order]
