@@ -120,7 +120,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from streammeta.evaluate import run
 
-    config = load_config(args)
+    # --init may name one file per horizon ("{h}"): evaluate applies it per task.
+    config = config_mod.load(_config_path(args.config))
     _setup_logging("WARNING")
     run(args, config)
     return 0
@@ -194,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "1, 24 and 48 for the ett protocol; else series.horizon)")
     evaluate.add_argument("--season", type=int, help="seasonal period in steps (default: 24 "
                           "for M4 and ETT, else series.season)")
-    evaluate.add_argument("--init", metavar="FILE", help="parameter file to start from")
+    evaluate.add_argument("--init", metavar="FILE", help="parameter file to start from; "
+                          "'{h}' in the name is replaced by the horizon")
+    evaluate.add_argument("--pretrain", type=int, metavar="STEPS", help="meta-train offline "
+                          "first on the training values (ett: train rows; final-origin: the "
+                          "training parts)")
     evaluate.add_argument("--methods", nargs="+", metavar="METHOD",
                           help="methods to run (default all): streammeta no-adaptation "
                           "no-outer-loop no-memory naive seasonal-naive naive2 holt-winters "

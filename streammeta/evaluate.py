@@ -5,37 +5,28 @@ one stream in global time order (:func:`datasets.interleave`), fed to
 :meth:`Engine.process` in batches (``--batch-size``, default 5000 records). The
 engine forecasts t+1..t+H at every observation t from data up to t and adapts
 online; the outer loop, when enabled, runs synchronously every
-``meta.every_observations`` observations (the daemon's count trigger; its
-wall-clock trigger means nothing in a replay). Baselines see the same values.
+``meta.every_observations`` observations (``--outer-every``; the daemon's count
+trigger — its wall-clock trigger means nothing in a replay). Baselines
+(:mod:`streammeta.baselines`) see the same values; what is scored is defined in
+:mod:`streammeta.protocols`, the metrics in :mod:`streammeta.metrics_eval`, the
+outputs in :mod:`streammeta.report`.
 
-Protocols (an *origin* is an entity's observation at position t, 0-based):
-
-* ``final-origin`` (M4): the training parts are streamed; the forecast made at
-  each series' last training observation is scored against the test file found
-  beside the data (``Hourly-test.csv`` beside ``Hourly-train.csv``); without one,
-  the last H values of each series are held out and are the test.
-* ``rolling``: every origin t with W−1 ≤ t ≤ T−1−H is scored (the whole horizon
-  has arrived), W = ``--warmup`` (default 3 seasons: 72 hourly values, the
-  engine's default window, so its forecasts are warm from the first scored
-  origin). Slice ``cold_start``: each entity's first 48 scored origins,
-  t = W−1 … W+46 — its first 48 forecasts after the warm-up. Slice ``all``: every
-  scored origin. MASE scales by the history up to the origin only.
-* ``ett``: the online-forecasting literature's protocol (../shared/data/README.md):
-  the first 20 months (14,400 hourly rows), rows 0–2879 train, 2880–3599
-  validation, 3600–14399 test; values standardised by the train rows' mean and
-  population std; every variable an entity; origins t = 3599 … 14399−H; MSE and
-  MAE averaged over variables, origins and horizon; H = 1, 24, 48. The engine
-  streams from row 0 and learns online from everything up to each origin.
+``--pretrain STEPS`` meta-trains θ offline first (``streammeta pretrain``'s
+learner) on the values a protocol allows: the train rows for ``ett`` (as the
+literature's methods train on them), the whole streamed training parts for
+``final-origin``; never for ``rolling``, whose later origins it would leak.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,56 +37,12 @@ from streammeta import baselines, datasets
 from streammeta import metrics_eval as M
 from streammeta.config import Config
 from streammeta.errors import DataError
+from streammeta.protocols import Task, load_tasks, plot_rows
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("final-origin", "rolling", "ett")
 ENGINE_METHODS = ("streammeta", "no-adaptation", "no-outer-loop", "no-memory")
 METHODS = ENGINE_METHODS + tuple(baselines.BASELINES)
-COLD_START = 48  # forecasts per entity in the cold-start slice
-ETT_MONTHS_HOURS = 20 * 30 * 24  # the literature's "first 20 months" of hourly rows
-
-
-@dataclass
-class Task:
-    """What to stream, which origins to score and against what."""
-
-    label: str
-    protocol: str
-    horizon: int  # H
-    season: int  # m
-    step_ms: int
-    stream: list[datasets.Series]  # the values the methods see, per entity
-    truth_values: list[np.ndarray]  # per entity: streamed values, then any held-out test
-    ent: np.ndarray  # (N,) entity of each origin (entity-major, positions increasing)
-    pos: np.ndarray  # (N,) position of each origin in its series
-    slices: dict[str, np.ndarray]  # slice name → (N,) bool
-    metrics: tuple[str, ...]
-    arrival_gap: int = 0
-    truth: np.ndarray = field(init=False)  # (N, H)
-    scale: np.ndarray = field(init=False)  # (N,) MASE scale from the history
-    std: np.ndarray = field(init=False)  # (N,) units of MSE and MAE
-
-    def __post_init__(self) -> None:
-        H = self.horizon
-        lengths = np.array([len(v) for v in self.truth_values])
-        flat = np.concatenate(self.truth_values)
-        start = np.concatenate([[0], np.cumsum(lengths)[:-1]])[self.ent] + self.pos
-        if bool((self.pos + H >= lengths[self.ent]).any()):
-            raise DataError(f"{self.label}: an origin's horizon runs past the data")
-        self.truth = flat[start[:, None] + np.arange(1, H + 1)[None, :]]
-        standardised = self.protocol == "ett"
-        self.scale = np.empty(len(self.ent))
-        self.std = np.ones(len(self.ent))
-        for k, s in enumerate(self.stream):  # per entity: prefix statistics of its history
-            rows = np.flatnonzero(self.ent == k)
-            self.scale[rows] = M.seasonal_scale(s.values, self.season)[self.pos[rows]]
-            if not standardised:
-                self.std[rows] = M.history_std(s.values)[self.pos[rows]]
-
-    @property
-    def entities(self) -> list[str]:
-        return [s.entity for s in self.stream]
 
 
 @dataclass
@@ -108,95 +55,6 @@ class MethodRun:
     point: np.ndarray | None = None  # (N, H), kept only for --forecasts-out
     outer_runs: int = 0  # outer-loop runs during the stream
     promoted: int = 0  # of which promoted
-
-
-# -- protocols ----------------------------------------------------------------------
-def _origins(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Origins lo[k]..hi[k] (inclusive) of every entity k → (ent, pos)."""
-    counts = np.maximum(hi - lo + 1, 0)
-    ent = np.repeat(np.arange(len(lo)), counts)
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    pos = np.repeat(lo, counts) + np.arange(counts.sum()) - first
-    return ent, pos
-
-
-def final_origin_task(series: list[datasets.Series], test: dict[str, np.ndarray] | None,
-                      horizon: int, season: int, step_ms: int) -> Task:
-    if test is None:  # hold out the last H values of each series
-        stream = [datasets.Series(s.entity, s.ts[:-horizon], s.values[:-horizon])
-                  for s in series if len(s) > horizon + 1]
-        full = [s.values for s in series if len(s) > horizon + 1]
-    else:
-        missing = [s.entity for s in series if s.entity not in test]
-        if missing:
-            raise DataError(f"the test file has no values for {', '.join(missing[:5])}")
-        short = [s.entity for s in series if len(test[s.entity]) < horizon]
-        if short:
-            raise DataError(f"the test file has fewer than {horizon} values for "
-                            f"{', '.join(short[:5])}")
-        stream = list(series)
-        full = [np.concatenate([s.values, test[s.entity][:horizon]]) for s in series]
-    last = np.array([len(s) - 1 for s in stream])
-    ent, pos = _origins(last, last)
-    return Task(f"final-origin H={horizon}", "final-origin", horizon, season, step_ms, stream,
-                full, ent, pos, {"all": np.ones(len(ent), dtype=bool)},
-                ("smape", "mase", "owa", "mse", "mae"))
-
-
-def rolling_task(series: list[datasets.Series], horizon: int, season: int, step_ms: int,
-                 warmup: int, arrival_gap: int = 0) -> Task:
-    lo = np.full(len(series), warmup - 1)
-    hi = np.array([len(s) - 1 - horizon for s in series])
-    ent, pos = _origins(lo, hi)
-    cold = pos < warmup - 1 + COLD_START
-    return Task(f"rolling H={horizon}", "rolling", horizon, season, step_ms, list(series),
-                [s.values for s in series], ent, pos,
-                {"all": np.ones(len(ent), dtype=bool), "cold_start": cold},
-                ("smape", "mase", "owa", "mse", "mae"), arrival_gap)
-
-
-@dataclass(frozen=True)
-class EttSplit:
-    used: int  # rows used (the first 20 months)
-    train: int  # rows 0..train-1
-    val: int  # rows train..train+val-1
-
-    @property
-    def first_origin(self) -> int:
-        return self.train + self.val - 1  # forecasting from the first test row on
-
-
-def ett_split(rows: int, step_ms: int) -> EttSplit:
-    """20 months of rows (14,400 hourly), then 20% train, 5% validation, 75% test."""
-    used = min(rows, ETT_MONTHS_HOURS * datasets.HOUR_MS // step_ms)
-    return EttSplit(used, int(0.2 * used), int(0.05 * used))
-
-
-def ett_task(series: list[datasets.Series], horizon: int, season: int, step_ms: int) -> Task:
-    split = ett_split(min(len(s) for s in series), step_ms)
-    stream = []
-    for s in series:  # standardised by the train rows: mean and population std
-        values = s.values[:split.used]
-        mean, std = values[:split.train].mean(), values[:split.train].std()
-        stream.append(datasets.Series(s.entity, s.ts[:split.used],
-                                      (values - mean) / (std if std > 0 else 1.0)))
-    lo = np.full(len(stream), split.first_origin)
-    ent, pos = _origins(lo, np.full(len(stream), split.used - 1 - horizon))
-    if len(ent) == 0:
-        raise DataError(f"too few rows ({split.used}) for the ETT protocol at H={horizon}")
-    return Task(f"ett H={horizon}", "ett", horizon, season, step_ms, stream,
-                [s.values for s in stream], ent, pos, {"all": np.ones(len(ent), dtype=bool)},
-                ("mse", "mae"))
-
-
-def plot_rows(task: Task, entities: int = 6) -> np.ndarray:
-    """Origins whose full forecasts (with quantiles) are kept for the report: the
-    last origin of a few entities spread over the data set."""
-    picks = np.unique(np.linspace(0, len(task.stream) - 1, min(entities, len(task.stream)))
-                      .round().astype(np.int64))
-    last = np.array([np.flatnonzero(task.ent == k)[-1] for k in picks
-                     if bool((task.ent == k).any())], dtype=np.int64)
-    return last
 
 
 # -- running methods ---------------------------------------------------------------
@@ -345,56 +203,33 @@ def evaluate(task: Task, config: Config, methods: tuple[str, ...], batch_size: i
     return Evaluation(task, runs, results, rows)
 
 
+def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
+                    progress: bool) -> tuple[Path, str]:
+    """Meta-train θ offline on the task's training values → (parameter file, note)."""
+    from streammeta.pretrain import pretrain
+
+    if task.train_rows is None:
+        raise DataError(f"--pretrain is not defined for the {task.protocol} protocol: it "
+                        "would learn from values after the scored origins")
+    data = directory / f"train_h{task.horizon}.csv"
+    with open(data, "w", newline="") as handle:  # the allowed values, as a long CSV
+        out = csv.writer(handle)
+        out.writerow(["entity", "ts", "value"])
+        for s in task.stream:
+            n = len(s) if task.train_rows < 0 else task.train_rows
+            out.writerows(zip([s.entity] * n, s.ts[:n].tolist(), s.values[:n].tolist(),
+                              strict=True))
+    path = directory / f"pretrained_h{task.horizon}.smp"
+    cfg = engine_config(config, task, "streammeta")
+    assert cfg is not None
+    started = time.perf_counter()
+    result = pretrain(cfg, str(data), "long", str(path), steps, progress=progress)
+    return path, (f"{task.label}: pretrained {steps} meta-steps on the training values in "
+                  f"{time.perf_counter() - started:.0f} s, held-out meta-loss "
+                  f"{result['held_out_loss_before']:.4f} -> {result['held_out_loss_after']:.4f}")
+
+
 # -- command line ----------------------------------------------------------------------
-def step_of(series: list[datasets.Series]) -> int:
-    """The sampling step: the median spacing of the first series with two values."""
-    for s in series:
-        if len(s) > 1:
-            return int(np.median(np.diff(s.ts)))
-    return datasets.HOUR_MS
-
-
-def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list[str]]:
-    """The tasks that ``args`` ask for, and notes about what was found."""
-    notes: list[str] = []
-    series = datasets.load(args.data, args.format)
-    if args.limit_series:
-        series = series[: args.limit_series]
-    step = step_of(series)
-    hourly = args.format in ("m4", "ett")
-    season = args.season or (24 if hourly else base.series.season)
-    if args.horizon:
-        horizons = [args.horizon]
-    elif args.protocol == "ett":
-        horizons = [1, 24, 48]
-    else:
-        horizons = [48 if args.format == "m4" else base.series.horizon]
-    if args.protocol == "final-origin":
-        test = None
-        if args.format == "m4":
-            train = Path(args.data)
-            train = train / "Hourly-train.csv" if train.is_dir() else train
-            found = datasets.find_m4_test(train)
-            if found is not None:
-                test = datasets.load_m4_test(found)
-                notes.append(f"test values from {found.name}")
-        if test is None:
-            notes.append("no test file: the last H values of each series are held out")
-        return [final_origin_task(series, test, h, season, step) for h in horizons], notes
-    if args.protocol == "rolling":
-        warmup = args.warmup or 3 * season
-        notes.append(f"warm-up {warmup} values; cold_start = forecasts at positions "
-                     f"{warmup - 1}..{warmup - 2 + COLD_START}; arrival gap "
-                     f"{args.arrival_gap} steps")
-        return [rolling_task(series, h, season, step, warmup, args.arrival_gap)
-                for h in horizons], notes
-    split = ett_split(min(len(s) for s in series), step)
-    notes.append(f"ETT split of the first {split.used} rows: train 0-{split.train - 1}, "
-                 f"validation {split.train}-{split.train + split.val - 1}, test "
-                 f"{split.train + split.val}-{split.used - 1}")
-    return [ett_task(series, h, season, step) for h in horizons], notes
-
-
 def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
     """``streammeta evaluate``: every task, its outputs, and a printed table."""
     from streammeta import report
@@ -403,21 +238,28 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise DataError(f"unknown method {unknown[0]!r}: expected some of {', '.join(METHODS)}")
-    if args.init:
-        config = config.replace("model", init=str(args.init))
     tasks, notes = load_tasks(args, config)
     keep = next((m for m in methods if m in ENGINE_METHODS), None) if args.forecasts_out else None
     evaluations = []
-    for task in tasks:
-        evaluation = evaluate(task, config, methods, args.batch_size, args.outer_every,
-                              progress=not args.quiet, notes=notes, keep_point=keep)
-        evaluations.append(evaluation)
-        if args.forecasts_out and keep is not None:
-            run_kept = next(r for r in evaluation.runs if r.name == keep)
-            assert run_kept.point is not None
-            path = report.suffixed(Path(args.forecasts_out), task, len(tasks))
-            report.write_forecasts(path, task, run_kept.point)
-            run_kept.point = None
+    with tempfile.TemporaryDirectory(prefix="streammeta-evaluate-") as scratch:
+        for task in tasks:
+            task_config = config
+            if args.init:  # "{h}" in the name: one parameter file per horizon
+                task_config = config.replace("model", init=str(args.init).format(h=task.horizon))
+            if args.pretrain:
+                path, note = pretrain_params(task, task_config, args.pretrain, Path(scratch),
+                                             progress=not args.quiet)
+                task_config = task_config.replace("model", init=str(path))
+                notes.append(note)
+            evaluation = evaluate(task, task_config, methods, args.batch_size, args.outer_every,
+                                  progress=not args.quiet, notes=notes, keep_point=keep)
+            evaluations.append(evaluation)
+            if args.forecasts_out and keep is not None:
+                run_kept = next(r for r in evaluation.runs if r.name == keep)
+                assert run_kept.point is not None
+                path = report.suffixed(Path(args.forecasts_out), task, len(tasks))
+                report.write_forecasts(path, task, run_kept.point)
+                run_kept.point = None
     payload = {"protocol": args.protocol, "data": str(args.data),
                "results": [r for e in evaluations for r in e.results],
                "notes": list(dict.fromkeys(notes))}

@@ -11,6 +11,7 @@ import pytest
 from streammeta import config as config_mod
 from streammeta import datasets
 from streammeta import evaluate as E
+from streammeta import protocols as P
 from streammeta.cli import main
 
 HOUR = datasets.HOUR_MS
@@ -35,15 +36,15 @@ def _synthetic(n: int, length: int, seed: int = 0) -> list[datasets.Series]:
 
 # -- protocol arithmetic ---------------------------------------------------------------
 def test_ett_split_is_the_literature_split() -> None:
-    split = E.ett_split(17420, HOUR)
+    split = P.ett_split(17420, HOUR)
     assert (split.used, split.train, split.val, split.first_origin) == (14400, 2880, 720, 3599)
-    assert E.ett_split(1000, HOUR) == E.EttSplit(1000, 200, 50)  # short data: same shares
-    assert E.ett_split(69680, HOUR // 4).used == 57600  # 15-minute rows: 20 months too
+    assert P.ett_split(1000, HOUR) == P.EttSplit(1000, 200, 50)  # short data: same shares
+    assert P.ett_split(69680, HOUR // 4).used == 57600  # 15-minute rows: 20 months too
 
 
 def test_ett_task_origins_and_standardisation() -> None:
     series = _synthetic(3, 1000)
-    task = E.ett_task(series, 24, 24, HOUR)
+    task = P.ett_task(series, 24, 24, HOUR)
     assert task.pos.min() == 249 and task.pos.max() == 1000 - 1 - 24
     assert len(task.ent) == 3 * (1000 - 24 - 249)
     train = np.stack([s.values[:200] for s in task.stream])
@@ -51,7 +52,7 @@ def test_ett_task_origins_and_standardisation() -> None:
     # Test rows never enter the statistics.
     changed = [datasets.Series(s.entity, s.ts, np.r_[s.values[:250], s.values[250:] * 9])
                for s in series]
-    again = E.ett_task(changed, 24, 24, HOUR)
+    again = P.ett_task(changed, 24, 24, HOUR)
     assert np.array_equal(again.stream[0].values[:250], task.stream[0].values[:250])
     assert task.metrics == ("mse", "mae")
 
@@ -61,14 +62,14 @@ def test_rolling_scores_each_forecast_against_the_next_h_values() -> None:
     # (H+1)/2 and MASE = (H+1)/(2m) exactly; any misalignment would change it.
     t = np.arange(300, dtype=np.float64)
     series = [datasets.Series("a", t.astype(np.int64) * HOUR, t + 1000)]
-    task = E.rolling_task(series, horizon=12, season=6, step_ms=HOUR, warmup=18)
+    task = P.rolling_task(series, horizon=12, season=6, step_ms=HOUR, warmup=18)
     assert np.array_equal(task.truth[0], 1000 + task.pos[0] + np.arange(1, 13))
     result = E.evaluate(task, _config(), ("naive",), progress=False)
     row = next(r for r in result.results if r["slice"] == "all")
     assert row["mase"] == pytest.approx((12 + 1) / (2 * 6))
     cold = task.slices["cold_start"]
-    assert cold.sum() == E.COLD_START
-    assert task.pos[cold].tolist() == list(range(17, 17 + E.COLD_START))
+    assert cold.sum() == P.COLD_START
+    assert task.pos[cold].tolist() == list(range(17, 17 + P.COLD_START))
     assert task.pos.max() == 300 - 1 - 12
 
 
@@ -82,7 +83,7 @@ def test_final_origin_forecasts_do_not_see_the_test_values() -> None:
     methods = ("streammeta", "seasonal-naive", "naive2", "holt-winters")
     points = []
     for truth in (test, garbage):
-        task = E.final_origin_task(series, truth, 48, 24, HOUR)
+        task = P.final_origin_task(series, truth, 48, 24, HOUR)
         assert task.truth.shape == (12, 48) and task.pos.tolist() == [259] * 12
         result = E.evaluate(task, config, methods, progress=False, keep_point="streammeta")
         points.append([r.plot_point for r in result.runs])
@@ -104,7 +105,7 @@ def test_rolling_engine_forecasts_use_data_up_to_the_origin_only() -> None:
     config = _config(every_observations=1000, steps=2, tasks_per_step=16)
     runs = []
     for data in (series, dirty):
-        task = E.rolling_task(data, 24, 24, HOUR, warmup=72)
+        task = P.rolling_task(data, 24, 24, HOUR, warmup=72)
         cfg = E.engine_config(config, task, "streammeta")
         assert cfg is not None
         runs.append((task, E.run_engine(task, cfg, "streammeta", np.zeros(0, dtype=np.int64),
@@ -123,7 +124,7 @@ def test_rolling_engine_forecasts_use_data_up_to_the_origin_only() -> None:
 def test_ett_naive_persistence_reproduces_the_published_mse() -> None:
     series = datasets.load(ETTH2, "ett")
     for horizon, published in ((1, 0.404), (24, 1.818), (48, 2.852)):
-        task = E.ett_task(series, horizon, 24, HOUR)
+        task = P.ett_task(series, horizon, 24, HOUR)
         row = E.evaluate(task, _config(), ("naive",), progress=False).results[0]
         assert round(row["mse"], 3) == published
         assert set(row) == {"method", "slice", "horizon", "mse", "mae", "seconds"}
@@ -170,3 +171,31 @@ def test_unknown_method_fails_clearly(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["evaluate", "--data", str(datasets.bundled_m4()), "--format", "m4",
                  "--protocol", "final-origin", "--methods", "prophet", "-q"]) == 2
     assert "unknown method 'prophet'" in capsys.readouterr().err
+
+
+def _ett_csv(path: Path, rows: int) -> Path:
+    t = np.arange(rows)
+    start = np.datetime64("2016-07-01T00:00")
+    with path.open("w") as handle:
+        handle.write("date,HUFL,OT\n")
+        for i in t.tolist():
+            stamp = str(start + np.timedelta64(i, "h")).replace("T", " ")
+            handle.write(f"{stamp}:00,{5 + np.sin(i / 3.8):.4f},{20 + 0.01 * i:.4f}\n")
+    return path
+
+
+def test_ett_protocol_with_pretraining_on_the_train_rows(tmp_path: Path) -> None:
+    data, out = _ett_csv(tmp_path / "ett.csv", 1000), tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(data), "--format", "ett", "--protocol", "ett",
+                 "--horizon", "4", "--pretrain", "3", "--methods", "streammeta", "naive",
+                 "--json", str(out), "-q"]) == 0
+    payload = json.loads(out.read_text())
+    assert [r["method"] for r in payload["results"]] == ["streammeta", "naive"]
+    assert any("pretrained 3 meta-steps" in note for note in payload["notes"])
+    assert any("train 0-199, validation 200-249, test 250-999" in n for n in payload["notes"])
+
+
+def test_pretraining_is_refused_where_it_would_leak(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--data", str(datasets.bundled_m4()), "--format", "m4",
+                 "--protocol", "rolling", "--pretrain", "5", "--limit-series", "2", "-q"]) == 2
+    assert "would learn from values after the scored origins" in capsys.readouterr().err
