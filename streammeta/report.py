@@ -162,11 +162,18 @@ def _binned(values: np.ndarray, bins: np.ndarray, width: int) -> tuple[np.ndarra
 
 
 def _ylim(ax: Any, curves: dict[str, np.ndarray]) -> None:
-    """Room for the informative curves: the naive forecast's (often far worse) and
-    rare spikes of a diverging baseline may leave the frame."""
-    kept = [c[np.isfinite(c)] for name, c in curves.items() if name != "naive"]
+    """Room for the informative curves: the naive forecast's (often far worse) may
+    leave the frame; a curve with bursts (ETTh2's anomalous weeks) goes on a log
+    scale so that the calm stretches stay readable."""
+    kept = [c[np.isfinite(c) & (c > 0)] for name, c in curves.items() if name != "naive"]
     finite = np.concatenate(kept) if kept else np.zeros(0)
-    if len(finite):
+    if not len(finite):
+        return
+    top = float(np.percentile(finite, 99.5))
+    if top > 20 * float(np.median(finite)):
+        ax.set_yscale("log")
+        ax.set_ylim(0.5 * float(np.percentile(finite, 0.5)), 1.5 * float(finite.max()))
+    else:
         ax.set_ylim(0, 1.1 * float(np.percentile(finite, 98)))
 
 
@@ -197,7 +204,7 @@ def plot_errors(e: Evaluation, path: Path) -> bool:
             curves[run.name] = y
             ax.plot(x * task.step_ms / 86_400_000, y, label=run.name, **STYLE.get(run.name, {}))
         _ylim(ax, curves)
-        ax.set_xlabel("days since the stream started")
+        ax.set_xlabel("days since the first scored forecast")
         ax.set_ylabel(f"{label}, mean over entities")
         ax.set_title("error over time (one-week moving average)")
         ax.grid(alpha=0.3)
