@@ -222,6 +222,51 @@ class MetaConfig:
 
 
 @dataclass(frozen=True)
+class MemoryConfig:
+    # Switch off to ablate the external memory (new entities start from φ₀).
+    enabled: bool = True
+    # Entries (one per entity); the least recently used goes when full.
+    capacity: int = 100_000
+    # Neighbours blended into a new entity's φ, and the softmax temperature on similarity.
+    k: int = 8
+    temperature: float = 0.05
+    # Neighbours less similar than this (cosine of task keys) are not used.
+    min_similarity: float = 0.5
+    # An entity's φ enters the memory after this many adapted steps past warm-up.
+    mature_after: int = 48
+    # Kafka topic shared by replicas (compacted, keyed by entity); "" = not shared.
+    topic: str = ""
+
+    def __post_init__(self) -> None:
+        _check("memory.capacity", self.capacity, 1 <= self.capacity <= 10_000_000,
+               "an integer in [1, 10000000]")
+        _check("memory.k", self.k, 1 <= self.k <= 1000, "an integer in [1, 1000]")
+        _check("memory.temperature", self.temperature, self.temperature > 0, "a float > 0")
+        _check("memory.min_similarity", self.min_similarity, -1 <= self.min_similarity <= 1,
+               "a float in [-1, 1]")
+        _check("memory.mature_after", self.mature_after, self.mature_after >= 1,
+               "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    # Page-Hinkley on each entity's scaled one-step error; drift re-initialises φ from
+    # memory. Switch off to keep every entity's φ whatever its error does.
+    enabled: bool = True
+    threshold: float = 20.0
+    delta: float = 0.05
+    min_instances: int = 48
+    alpha: float = 0.999
+
+    def __post_init__(self) -> None:
+        _check("drift.threshold", self.threshold, self.threshold > 0, "a float > 0")
+        _check("drift.delta", self.delta, self.delta >= 0, "a float >= 0")
+        _check("drift.min_instances", self.min_instances, self.min_instances >= 1,
+               "an integer >= 1")
+        _check("drift.alpha", self.alpha, 0 < self.alpha <= 1, "a float in (0, 1]")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     max_entities: int = 1_000_000
     # Smoothing of the online error gauges (per resolved forecast).
@@ -282,6 +327,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

@@ -21,6 +21,8 @@ from torch import Tensor
 from streammeta import model
 from streammeta.codec import Reason
 from streammeta.config import Config
+from streammeta.drift import PageHinkley
+from streammeta.memory import MemoryStore, key_dim, task_key
 from streammeta.state import FREE, Arena, window
 from streammeta.tasks import TaskBuffer
 
@@ -47,6 +49,8 @@ class Result:
     scored: int = 0  # forecast values resolved and scored
     gap_steps: int = 0
     resets: int = 0
+    drifts: int = 0  # entities whose error drifted: φ re-initialised
+    recalled: list[float] = field(default_factory=list)  # similarity of each memory retrieval
 
 
 def _keep_freed_memory() -> None:
@@ -117,6 +121,15 @@ class Engine:
         self.online_error = {"streammeta": math.nan, "seasonal_naive": math.nan}
         # Recent histories for the outer loop (streammeta.outer.attach sets it).
         self.task_buffer: TaskBuffer | None = None
+        mem, drift = config.memory, config.drift
+        self.memory = MemoryStore(
+            mem.capacity, key_dim(s.season), m.context_dim, mem.k, mem.temperature,
+            mem.min_similarity) if mem.enabled else None
+        # φ is stored when the key's values (the first L) are still in the ring.
+        self.mature_at = min(m.window + mem.mature_after, self.arena.ring_len)
+        self.drift = PageHinkley(drift.min_instances, drift.delta, drift.threshold,
+                                 drift.alpha) if drift.enabled else None
+        self._drifted: Tensor | None = None  # set by _score, handled once history is read
 
     # -- parameters ---------------------------------------------------------------
     def swap(self, params: model.Params, version: int) -> None:
@@ -178,9 +191,45 @@ class Engine:
             self.task_buffer.observe(slots, y, fresh=self.arena.count[slots] == 1)
         history = self.arena.history(slots)  # (B, 2R) one gather for the whole round
         count = self.arena.count[slots]
+        self._initialise(slots, count, history, result)
         if self.adapt_enabled:
             self._adapt(slots, count, history)
+        if self.memory is not None:
+            self._remember(slots, count, history)
         return self._forecast(rows, slots, ts, count, history)
+
+    def _initialise(self, slots: Tensor, n: Tensor, history: Tensor, result: Result) -> None:
+        """φ of entities turning warm, and of drifted ones, from the memory's neighbours
+        of their newest L values (φ₀ where the memory has nothing similar)."""
+        L = self.shape.window
+        start = n == L
+        if self._drifted is not None:
+            start |= self._drifted
+            result.drifts += int(self._drifted.sum())
+            self._drifted = None
+        if not bool(start.any()):
+            return
+        s = slots[start]
+        if self.memory is None:
+            self.arena.phi[s] = self.arena.phi0
+            return
+        keys = task_key(window(history[start], n[start] - L, L), self.shape.season)
+        found = self.memory.retrieve(keys, self.arena.phi0)
+        self.arena.phi[s] = found.phi
+        result.recalled += found.similarity[found.found].tolist()
+
+    def _remember(self, slots: Tensor, n: Tensor, history: Tensor) -> None:
+        """Store φ of entities that have adapted for ``memory.mature_after`` steps, keyed
+        by their first L values."""
+        assert self.memory is not None
+        mature = n == self.mature_at
+        if not bool(mature.any()):
+            return
+        s = slots[mature]
+        keys = task_key(window(history[mature], torch.zeros_like(s), self.shape.window),
+                        self.shape.season)
+        names = [str(self.arena.names[i]) for i in s.tolist()]  # occupied slots: named
+        self.memory.insert(names, keys, self.arena.phi[s], self.version)
 
     def _fill_gaps(self, slots: Tensor, y: Tensor, gap: Tensor, result: Result) -> None:
         arena = self.arena
@@ -218,7 +267,10 @@ class Engine:
             return
         naive = arena.ring[slots[:, None], (j[:, None] - self._naive_lag[None, :]) % arena.ring_len]
         scale = self._scale(slots)[:, None]
-        model_err = ((y[:, None] - forecast).abs() / scale)[valid]
+        errors = (y[:, None] - forecast).abs() / scale  # (B, S)
+        if self.drift is not None:
+            self._detect_drift(slots, errors[:, 0], valid[:, 0])
+        model_err = errors[valid]
         naive_err = ((y[:, None] - naive).abs() / scale)[valid]
         scored = int(valid.sum())
         result.scored += scored
@@ -227,6 +279,14 @@ class Engine:
             mean = float(err.mean())
             old = self.online_error[name]
             self.online_error[name] = mean if math.isnan(old) else old * keep + mean * (1 - keep)
+
+    def _detect_drift(self, slots: Tensor, error: Tensor, valid: Tensor) -> None:
+        """Feed each entity's one-step error to its Page-Hinkley detector."""
+        assert self.drift is not None
+        drifted = torch.zeros(len(slots), dtype=torch.bool)
+        if bool(valid.any()):
+            drifted[valid] = self.drift.update(self.arena.drift, slots[valid], error[valid])
+        self._drifted = drifted
 
     def _scale(self, slots: Tensor) -> Tensor:
         mean = self.arena.ew_mean[slots]

@@ -2,11 +2,11 @@
 
 Per slot: a ring buffer of the last R values (absolute index i lives at
 ``ring[slot, i % R]``), the count of values seen, the last timestamp, a running
-(exponentially weighted) mean and variance, the fast weights φ, and the pending
-forecasts still waiting for their targets (keyed by target index mod H, one
-column per scored horizon). Gathers and scatters over these tensors replace any
-per-entity Python object, so the cost per observation stays flat from a
-thousand entities to a million.
+(exponentially weighted) mean and variance, the fast weights φ, the state of
+its error's drift detector, and the pending forecasts still waiting for their
+targets (keyed by target index mod H, one column per scored horizon). Gathers
+and scatters over these tensors replace any per-entity Python object, so the
+cost per observation stays flat from a thousand entities to a million.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streammeta import drift
+
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
 # Per-slot tensors that make up an entity's state (and a checkpoint row).
-ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "pending", "partition")
+ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "pending", "partition",
+              "drift")
 
 
 class Arena:
@@ -52,6 +55,7 @@ class Arena:
         self.phi = torch.empty(N, context_dim)  # (N, C)
         self.pending = torch.empty(N, horizon, scored_horizons)  # (N, H, S)
         self.partition = torch.empty(N, dtype=torch.int32)  # (N,) input partition
+        self.drift = torch.empty(N, 4, dtype=torch.float64)  # (N, 4) streammeta.drift state
         self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
 
     def __len__(self) -> int:
@@ -148,6 +152,7 @@ class Arena:
         self.ew_var[slots] = 0.0
         self.pending[slots] = float("nan")
         self.phi[slots] = self.phi0 if phi is None else phi
+        self.drift[slots] = torch.tensor(drift.NEW, dtype=torch.float64)
 
     def history(self, slots: Tensor) -> Tensor:
         """The slots' rings, unrolled twice: (B, 2R), so any run of up to R
