@@ -1,4 +1,5 @@
-"""Cold start: how well does a *new* entity forecast, with and without the outer loop?
+"""Cold start: how well does a *new* entity forecast, with and without the outer
+loop and the external memory?
 
     python benchmarks/cold_start.py [--data ../shared/data] [--gap 4] [--every 2000]
 
@@ -7,9 +8,11 @@ later entities meet an initialisation that the outer loop has meta-learned from
 the earlier ones. For each entity we score its first 48 warm forecasts (once it
 has a full window) over the whole horizon, in MASE units: MAE divided by the
 mean absolute seasonal difference of the entity's own values before that
-forecast. Both runs use the same engine and online adaptation; "outer loop on"
+forecast. Every run uses the same engine and online adaptation; "outer loop on"
 runs the outer loop synchronously every ``--every`` observations (so the result
-does not depend on thread timing). Seasonal naive is printed as a reference.
+does not depend on thread timing); "+ memory" also starts each entity from its
+nearest neighbours' φ in the external memory. Seasonal naive is printed as a
+reference.
 
 Data: M4 hourly (414 series, ../shared/data/m4-hourly) and a synthetic family of
 related seasonal series.
@@ -97,21 +100,31 @@ def main() -> None:
     parser.add_argument("--gap", type=int, default=4, help="steps between entity arrivals")
     parser.add_argument("--every", type=int, default=5000,
                         help="observations between outer-loop runs")
+    parser.add_argument("--config", help="config.toml (default: the built-in defaults)")
+    parser.add_argument("--only", choices=("synthetic", "m4"))
     args = parser.parse_args()
-    config = config_mod.load(None, env={})
-    sets = {"synthetic (400 related seasonal series)": synthetic(400, 600)}
+    config = config_mod.load(args.config, env={})
+    sets = {}
+    if args.only != "m4":
+        sets["synthetic (400 related seasonal series)"] = synthetic(400, 600)
     m4 = args.data / "m4-hourly"
-    if m4.is_dir():
+    if args.only == "synthetic":
+        pass
+    elif m4.is_dir():
         sets["M4 hourly (414 series)"] = datasets.load(m4, "m4")
     else:
         print(f"{m4} not found: M4 skipped")
-    print("| data | outer loop off | outer loop on | change | seasonal naive |")
-    print("|---|---|---|---|---|")
+    bare = config.replace("memory", enabled=False)
+    print("| data | outer loop off | outer loop on | change | on + memory | change | "
+          "seasonal naive | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, series in sets.items():
-        off, naive, s_off = run(config, series, args.gap, args.every, with_outer=False)
-        on, _, s_on = run(config, series, args.gap, args.every, with_outer=True)
+        off, naive, s_off = run(bare, series, args.gap, args.every, with_outer=False)
+        on, _, s_on = run(bare, series, args.gap, args.every, with_outer=True)
+        mem, _, s_mem = run(config, series, args.gap, args.every, with_outer=True)
         print(f"| {label} | {off:.3f} | {on:.3f} | {100 * (on - off) / off:+.1f}% | "
-              f"{naive:.3f} |  ({s_off:.0f} s, {s_on:.0f} s)", flush=True)
+              f"{mem:.3f} | {100 * (mem - on) / on:+.1f}% | {naive:.3f} | "
+              f"{s_off:.0f}, {s_on:.0f}, {s_mem:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

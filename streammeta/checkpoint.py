@@ -2,7 +2,7 @@
 
 A checkpoint file holds the parameters and their version, the state rows of the
 entities of each input partition the writer owned, the next input offset of each
-of those partitions, and any extra state (the memory store). On disk::
+of those partitions, and the external memory of tasks. On disk::
 
     magic "SMCKPT01" | payload length (8 bytes, little endian) | SHA-256 (32 bytes) | payload
 
@@ -164,7 +164,6 @@ class Checkpointer:
         self.positions: dict[int, int] = {}
         self._since_records = 0
         self._last = clock()
-        self.extra: Callable[[], dict[str, Any]] | None = None  # e.g. the memory store
 
     def restore_model(self) -> int | None:
         """Serve the parameters of the newest checkpoint; its version, or None if none."""
@@ -173,6 +172,13 @@ class Checkpointer:
             if model:
                 self.engine.swap(model["params"], int(model["version"]))
                 log.info("restored model version %d from %s", model["version"], path.name)
+                memory = self.engine.memory
+                if memory is not None and "memory" in payload:
+                    try:
+                        memory.restore(payload["memory"])
+                    except ValueError as exc:
+                        raise ParameterFileError(f"{path}: {exc}") from None
+                    log.info("restored %d memory entries", len(memory))
                 return int(model["version"])
         return None
 
@@ -219,8 +225,8 @@ class Checkpointer:
             "partitions": {p: {"offset": self.positions[p],
                                "rows": arena.export(arena.slots_in([p]))} for p in owned},
         }
-        if self.extra is not None:
-            payload["extra"] = self.extra()
+        if self.engine.memory is not None:
+            payload["memory"] = self.engine.memory.export()
         path = self.store.save(payload)
         self._since_records = 0
         self._last = self.clock()

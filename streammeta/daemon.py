@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from streammeta import model
 from streammeta.checkpoint import Checkpointer
@@ -24,6 +25,7 @@ from streammeta.config import Config
 from streammeta.engine import Engine
 from streammeta.errors import BrokerError
 from streammeta.health import LoopHealth
+from streammeta.memory import MemoryLink
 from streammeta.metrics import Metrics
 from streammeta.streams import Sink, Source, TopicPartition, next_offsets
 
@@ -69,6 +71,7 @@ class Daemon:
         on_progress: Callable[[Progress], None] | None = None,
         progress_every_s: float = 10.0,
         checkpointer: Checkpointer | None = None,
+        memory_link: MemoryLink | None = None,
     ) -> None:
         self.config = config
         self.source, self.sink = source, sink
@@ -77,6 +80,9 @@ class Daemon:
         self.health = health if health is not None else LoopHealth(config.metrics.stall_after_s)
         self.notifier = notifier
         self.checkpointer = checkpointer
+        self.memory_link = memory_link
+        if memory_link is not None and self.engine.memory is not None:
+            self.engine.memory.outbox = []
         self.on_progress = on_progress or _log_progress
         self.progress_every_s = progress_every_s
         self.decoder = Decoder(config.series.max_record_bytes, config.series.max_entity_id_length)
@@ -116,6 +122,8 @@ class Daemon:
                 records = self.source.poll(poll_s)
                 if records:
                     self._process(records)
+                if self.memory_link is not None:
+                    self._exchange_memory(self.memory_link)
                 if self.checkpointer is not None and self.checkpointer.due():
                     self._checkpoint()
                 self._beat()
@@ -190,12 +198,33 @@ class Daemon:
         m.scored.inc(result.scored)
         m.gap_steps.inc(result.gap_steps)
         m.entity_resets.inc(result.resets)
+        m.drift_reinitialised.inc(result.drifts)
+        m.memory_retrievals.inc(len(result.recalled))
+        for similarity in result.recalled:
+            m.memory_similarity.observe(similarity)
+        if self.engine.memory is not None:
+            m.memory_entries.set(len(self.engine.memory))
         m.entities.set(len(self.engine.arena))
         for name, value in self.engine.online_error.items():
             if value == value:  # not NaN
                 m.online_error.labels(model=name).set(value)
         m.batch_duration.observe(time.perf_counter() - started)
         _observe_latency(m, records)
+
+    def _exchange_memory(self, link: MemoryLink) -> None:
+        """Publish this replica's new memory entries; take in the other replicas'."""
+        memory = self.engine.memory
+        if memory is None:
+            return
+        if memory.outbox:
+            link.publish(memory.outbox)
+            memory.outbox = []
+        incoming = link.receive()
+        if incoming:
+            names, keys, values, versions = zip(*incoming, strict=True)
+            memory.insert(list(names), torch.stack(keys), torch.stack(values),
+                          torch.tensor(versions), share=False)
+            self.metrics.memory_entries.set(len(memory))
 
     def _deliver(self, messages: list[tuple[bytes, bytes]], dead: list[DeadLetter]) -> None:
         """Send and flush; on failure resend the whole batch until acknowledged or stopped.
@@ -282,6 +311,8 @@ class Daemon:
             self._checkpoint()
         self.sink.close()
         self.source.close()
+        if self.memory_link is not None:
+            self.memory_link.close()
         log.info("stopped after %d observations, %d forecasts, %d dead letters",
                  self.observations, self.forecasts, self.dead_letters)
 

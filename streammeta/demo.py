@@ -39,9 +39,12 @@ def run_demo(
         config = config.replace("checkpoint", dir=state)
         # A short demo should show the outer loop at work: run it every few seconds.
         config = config.replace("meta", every_s=min(config.meta.every_s, 5.0))
-        kafka_edge.ensure_topics(config.kafka)
+        if config.memory.enabled and not config.memory.topic:  # shared, as replicas would
+            config = config.replace("memory", topic="streammeta.memory")
+        kafka_edge.ensure_topics(config.kafka, memory_topic=config.memory.topic)
         print(f"embedded Tansu broker on {broker.bootstrap}; topics {config.kafka.input_topic} "
-              f"→ {config.kafka.forecast_topic} (+ {config.kafka.dead_letter_topic})")
+              f"→ {config.kafka.forecast_topic} (+ {config.kafka.dead_letter_topic}, "
+              f"memory {config.memory.topic or 'off'})")
         service = Service(config, on_progress=_print_progress)
         service.daemon.progress_every_s = 2.0
         install_handlers(service.stop)
@@ -75,7 +78,8 @@ def run_demo(
         print(f"done: {d.observations} observations → {d.forecasts} forecasts, "
               f"{d.dead_letters} dead letters, {len(d.engine.arena)} entities; online error "
               f"{_fmt(d.engine.online_error['streammeta'])} vs seasonal naive "
-              f"{_fmt(d.engine.online_error['seasonal_naive'])}")
+              f"{_fmt(d.engine.online_error['seasonal_naive'])}; "
+              f"{len(d.engine.memory) if d.engine.memory is not None else 0} memory entries")
     return 0
 
 

@@ -6,10 +6,10 @@ entity (when it turns warm) or a drifted one starts from a similarity-weighted
 blend of its k nearest neighbours' φ instead of the global φ₀.
 
 * **Key.** The autocorrelation of the z-normalised window at lags 1..m (its
-  seasonal and short-memory shape), plus its normalised trend and log coefficient
-  of variation, scaled to unit length, so the dot product is the cosine
-  similarity. It does not depend on θ, so keys stay valid across model versions,
-  and it is invariant to level, scale and the phase of the season.
+  seasonal and short-memory shape) and its normalised trend, scaled to unit
+  length, so the dot product is the cosine similarity. Like the model's input, it
+  is invariant to level and scale (and to the phase of the season); it does not
+  depend on θ, so keys stay valid across model versions.
 * **Retrieval.** One matrix product of the queries against every key, ``topk``,
   and a softmax of similarity / temperature over the neighbours above
   ``min_similarity``; queries with no such neighbour keep φ₀.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -37,11 +38,11 @@ _MAGIC = b"SMM1"
 
 
 def key_dim(season: int) -> int:
-    return season + 2
+    return season + 1
 
 
 def task_key(values: Tensor, season: int) -> Tensor:
-    """values (B, T) oldest first, T > season → unit-length keys (B, season + 2)."""
+    """values (B, T) oldest first, T > season → unit-length keys (B, season + 1)."""
     T = values.shape[1]
     mean = values.mean(dim=1, keepdim=True)
     centred = values - mean
@@ -51,9 +52,19 @@ def task_key(values: Tensor, season: int) -> Tensor:
                       dim=1)  # (B, m)
     t = torch.linspace(-1.0, 1.0, T)
     trend = (x * t).mean(dim=1) / t.square().mean()  # least-squares slope per half-span
-    spread = torch.log((std[:, 0] + 1e-6) / (mean[:, 0].abs() + 1e-6)).clamp(-5.0, 5.0) / 5.0
-    key = torch.cat([acf, trend[:, None].clamp(-2.0, 2.0) / 2.0, spread[:, None]], dim=1)
+    key = torch.cat([acf, trend[:, None].clamp(-2.0, 2.0) / 2.0], dim=1)
     return key / key.norm(dim=1, keepdim=True).clamp(min=1e-6)
+
+
+Entry = tuple[str, Tensor, Tensor, int]  # entity id, key, φ, model version
+
+
+class MemoryLink(Protocol):
+    """How replicas share entries (``streammeta.kafka_edge.KafkaMemoryLink``)."""
+
+    def publish(self, entries: list[Entry]) -> None: ...
+    def receive(self) -> list[Entry]: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -80,12 +91,18 @@ class MemoryStore:
         self.retrievals = 0  # queries answered from memory
         self.inserted = 0
         self.evicted = 0
+        # Entries inserted here, for the replicas (None: not shared). The daemon's
+        # memory link publishes and empties it between batches.
+        self.outbox: list[Entry] | None = None
 
     def __len__(self) -> int:
         return len(self.row_of)
 
-    def insert(self, names: list[str], keys: Tensor, values: Tensor, version: int = 0) -> None:
-        """Add entries (one per name; a name already present is overwritten)."""
+    def insert(self, names: list[str], keys: Tensor, values: Tensor,
+               version: int | Tensor = 0, share: bool = True) -> None:
+        """Add entries (one per name; a name already present is overwritten).
+        ``version`` is the model version of the values, one for all or one each;
+        ``share=False`` for entries that came from other replicas."""
         if not names:
             return
         latest = {name: i for i, name in enumerate(names)}  # last wins within a batch
@@ -94,7 +111,12 @@ class MemoryStore:
         index = torch.tensor(order)
         self.keys[rows] = keys[index].to(self.keys.dtype)
         self.values[rows] = values[index].to(self.values.dtype)
-        self.versions[rows] = version
+        self.versions[rows] = torch.as_tensor(version, dtype=torch.int64).expand(
+            len(names))[index]
+        if share and self.outbox is not None:
+            self.outbox += [(names[i], self.keys[r].clone(), self.values[r].clone(),
+                             int(self.versions[r])) for i, r in zip(order, rows.tolist(),
+                                                                    strict=True)]
         self.tick += 1
         self.used_at[rows] = self.tick
         self.inserted += len(order)

@@ -68,10 +68,24 @@ class Metrics:
         self.entity_resets = Counter(
             "streammeta_entity_resets",
             "Entities restarted cold after a gap longer than series.max_gap_fill.", registry=r)
+        self.drift_reinitialised = Counter(
+            "streammeta_drift_reinitialised",
+            "Entities whose error drifted (Page-Hinkley): φ re-initialised from memory.",
+            registry=r)
+        self.memory_entries = Gauge(
+            "streammeta_memory_entries", "Entries in the external memory of tasks.",
+            registry=r)
+        self.memory_retrievals = Counter(
+            "streammeta_memory_retrievals",
+            "New or drifted entities initialised from their neighbours in memory.", registry=r)
+        self.memory_similarity = Histogram(
+            "streammeta_memory_similarity",
+            "Mean cosine similarity of the neighbours used by one retrieval.",
+            buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0), registry=r)
         self.kafka_errors = Counter(
             "streammeta_kafka_errors", "Errors talking to Kafka, by operation.",
             ["operation"], registry=r)
-        for operation in ("poll", "produce", "commit"):
+        for operation in ("poll", "produce", "commit", "memory"):
             self.kafka_errors.labels(operation=operation)
         self.commits = Counter(
             "streammeta_offset_commits", "Successful offset commits.", registry=r)

@@ -11,6 +11,7 @@ from streammeta.config import Config
 from streammeta.daemon import Daemon, Notifier, Progress
 from streammeta.engine import Engine
 from streammeta.health import HealthServer, LoopHealth
+from streammeta.memory import key_dim
 from streammeta.metrics import Metrics
 from streammeta.outer import OuterLoop, attach
 
@@ -44,9 +45,15 @@ class Service:
         sink = kafka_edge.KafkaSink(config.kafka)
         notifier: Notifier = systemd.Notifier()
         engine = Engine(config)
+        link = None
+        if config.memory.enabled and config.memory.topic:
+            link = kafka_edge.KafkaMemoryLink(
+                config.kafka, config.memory.topic, key_dim(config.series.season),
+                config.model.context_dim, on_error=self.metrics.count_error)
         self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
                              health=self.health, notifier=notifier,
-                             on_progress=on_progress, checkpointer=_checkpointer(config, engine))
+                             on_progress=on_progress, checkpointer=_checkpointer(config, engine),
+                             memory_link=link)
         self.outer: OuterLoop | None = None
         if config.meta.enabled:
             self.outer = attach(config, engine, self.daemon.offer_params,
