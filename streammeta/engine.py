@@ -214,8 +214,10 @@ class Engine:
             self.arena.phi[s] = self.arena.phi0
             return
         keys = task_key(window(history[start], n[start] - L, L), self.shape.season)
-        found = self.memory.retrieve(keys, self.arena.phi0)
-        self.arena.phi[s] = found.phi
+        # Entries hold φ - φ₀ (what adaptation added), so they stay meaningful after
+        # the outer loop moves φ₀; no neighbour: the offset is 0, φ₀ itself.
+        found = self.memory.retrieve(keys, torch.zeros_like(self.arena.phi0))
+        self.arena.phi[s] = self.arena.phi0 + found.phi
         result.recalled += found.similarity[found.found].tolist()
 
     def _remember(self, slots: Tensor, n: Tensor, history: Tensor) -> None:
@@ -229,7 +231,7 @@ class Engine:
         keys = task_key(window(history[mature], torch.zeros_like(s), self.shape.window),
                         self.shape.season)
         names = [str(self.arena.names[i]) for i in s.tolist()]  # occupied slots: named
-        self.memory.insert(names, keys, self.arena.phi[s], self.version)
+        self.memory.insert(names, keys, self.arena.phi[s] - self.arena.phi0, self.version)
 
     def _fill_gaps(self, slots: Tensor, y: Tensor, gap: Tensor, result: Result) -> None:
         arena = self.arena

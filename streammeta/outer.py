@@ -49,6 +49,7 @@ class TaskLayout:
     support: int  # S windows
     query: int  # Q windows
     stride: int
+    season: int = 1  # m, for the task's error scale (see normalise_task)
 
     @property
     def length(self) -> int:
@@ -68,14 +69,26 @@ class TaskLayout:
         return support[..., :L], support[..., L:], query[..., :L], query[..., L:]
 
 
-def normalise_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> tuple[Tensor, ...]:
-    """Each window standardised by its own inputs, as the engine does."""
+def normalise_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor,
+                   season: int = 1) -> tuple[Tensor, ...]:
+    """Each window standardised by its own inputs, as the engine does; and a weight
+    per query window that turns its loss from window units into units of the task's
+    mean absolute seasonal difference (from the support inputs only), as MASE scores
+    it. Without it, the loss of a flat window (a small standard deviation) is blown
+    up, and meta-learning favours those windows over the ones MASE counts."""
     out = []
+    scales = []
     for x, y in ((xs, ys), (xq, yq)):
         n, w, L = x.shape
         xn, mean, scale = model.normalise(x.reshape(n * w, L))
         out += [xn.reshape(n, w, L), ((y.reshape(n * w, -1) - mean) / scale).reshape(y.shape)]
-    return tuple(out)
+        scales.append(scale.reshape(n, w))
+    first = xs[:, 0]  # (n, L)
+    lag = min(season, first.shape[1] - 1)
+    task_scale = (first[:, lag:] - first[:, :-lag]).abs().mean(dim=1, keepdim=True)  # (n, 1)
+    weight = scales[1] / torch.maximum(task_scale, 1e-3 * first.abs().mean(dim=1,
+                                                                            keepdim=True) + 1e-6)
+    return (*out, weight.clamp(max=10.0))
 
 
 class MetaLearner:
@@ -117,20 +130,20 @@ class MetaLearner:
         return phi
 
     def _task_loss(self, params: model.Params, xs: Tensor, ys: Tensor, xq: Tensor,
-                   yq: Tensor) -> tuple[Tensor, Tensor]:
+                   yq: Tensor, wq: Tensor) -> tuple[Tensor, Tensor]:
         phi = self._adapt(params, params["phi0"], xs, ys)
         out = model.forward(params, xq, phi.expand(xq.shape[0], -1), self.z)  # (Q, 1+Q', H)
         loss = model.loss_per_row(out, yq, torch.ones_like(yq), self.levels, self.point_loss)
-        return loss.mean(), phi
+        return (loss * wq).mean(), phi
 
     def _meta_loss(self, params: model.Params, batch: tuple[Tensor, ...]
                    ) -> tuple[Tensor, Tensor]:
-        losses, phis = vmap(self._task_loss, in_dims=(None, 0, 0, 0, 0))(params, *batch)
+        losses, phis = vmap(self._task_loss, in_dims=(None, 0, 0, 0, 0, 0))(params, *batch)
         return losses.mean(), phis
 
     # -- steps ---------------------------------------------------------------------------
     def batch(self, histories: Tensor) -> tuple[Tensor, ...]:
-        return normalise_task(*self.layout.split(histories.to(self.device)))
+        return normalise_task(*self.layout.split(histories.to(self.device)), self.layout.season)
 
     def step(self, histories: Tensor) -> float:
         """One meta-update on tasks (n, T); returns the meta-loss before it."""
@@ -285,7 +298,7 @@ def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int]
     m = config.meta
     layout = TaskLayout(window=config.model.window, horizon=config.series.horizon,
                         support=m.support_windows, query=m.query_windows,
-                        stride=m.window_stride)
+                        stride=m.window_stride, season=config.series.season)
     # Longer than one task: tasks start at random points of the last few days.
     engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length + 4 * config.series.season,
                                     config.engine.max_entities)

@@ -42,7 +42,7 @@ def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
     engine = Engine(config)  # the shapes and initial θ the daemon would use
     m = config.meta
     layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
-                        m.query_windows, m.window_stride)
+                        m.query_windows, m.window_stride, config.series.season)
     series = datasets.load(data, fmt)
     pool, owner = task_pool(series, layout.length, stride=config.series.season)
     held = (owner * 2654435761 % 1000) < int(m.holdout * 1000)  # whole series held out
