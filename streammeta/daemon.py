@@ -282,12 +282,16 @@ class Daemon:
 
     def _on_assigned(self, partitions: list[TopicPartition]) -> None:
         if self.checkpointer is None:
+            log.info("assigned partitions %s", [p for _, p in partitions])
             return
+        started = time.perf_counter()
         resume = self.checkpointer.restore_partitions([p for _, p in partitions])
         topic = {p: t for t, p in partitions}
         if resume:
             self.source.seek({(topic[p], p): offset for p, offset in resume.items()})
         self.metrics.entities.set(len(self.engine.arena))
+        log.info("assigned partitions %s; state restored in %.3f s", [p for _, p in partitions],
+                 time.perf_counter() - started)
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
         if self.checkpointer is not None:
