@@ -126,6 +126,11 @@ class CheckpointStore:
                 return path, payload
         return None
 
+    def oldest_own_s(self) -> float | None:
+        """Write time (Unix seconds) of this member's oldest kept checkpoint."""
+        mine = [_parts(p)[0] for p in self._files() if _parts(p)[1] == self.member]
+        return min(mine) / 1000 if mine else None
+
     def _files(self) -> list[Path]:
         files = [p for p in self.directory.iterdir() if _NAME.match(p.name)]
         return sorted(files, key=lambda p: p.name, reverse=True)
@@ -201,6 +206,8 @@ class Checkpointer:
             if "rows" in state:
                 self._check_shapes(path, state["rows"])
                 arena.restore(state["rows"])
+            if self.engine.spill is not None:
+                self.engine.spill.adopt(p, state.get("spilled", {}))
             resume[p] = self.positions[p] = int(state["offset"])
             log.info("partition %d: restored %d entities from %s, resuming at offset %d",
                      p, len(state.get("rows", {}).get("names", [])), path.name, resume[p])
@@ -225,9 +232,15 @@ class Checkpointer:
             "partitions": {p: {"offset": self.positions[p],
                                "rows": arena.export(arena.slots_in([p]))} for p in owned},
         }
+        spill = self.engine.spill
+        if spill is not None:  # evicted entities: which spill file holds each
+            for p in owned:
+                payload["partitions"][p]["spilled"] = spill.of_partition(p)
         if self.engine.memory is not None:
             payload["memory"] = self.engine.memory.export()
         path = self.store.save(payload)
+        if spill is not None:
+            spill.collect(self.store.oldest_own_s())
         self._since_records = 0
         self._last = self.clock()
         return path
@@ -237,6 +250,8 @@ class Checkpointer:
         if any(p in self.positions for p in partitions):
             self.save(partitions)
         self.engine.arena.remove(self.engine.arena.slots_in(partitions))
+        if self.engine.spill is not None:
+            self.engine.spill.release(partitions)
         for p in partitions:
             self.positions.pop(p, None)
 

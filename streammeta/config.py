@@ -269,6 +269,10 @@ class DriftConfig:
 @dataclass(frozen=True)
 class EngineConfig:
     max_entities: int = 1_000_000
+    # At the cap, move the least recently observed entities to disk (under
+    # checkpoint.dir) and read them back when they return; false, or no checkpoint
+    # directory: new entities beyond the cap are dead-lettered.
+    evict: bool = True
     # Smoothing of the online error gauges (per resolved forecast).
     error_smoothing: float = 0.001
 

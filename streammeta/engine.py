@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from streammeta.drift import PageHinkley
 from streammeta.memory import MemoryStore, key_dim, task_key
 from streammeta.state import FREE, Arena, window
 from streammeta.tasks import TaskBuffer
+
+if TYPE_CHECKING:
+    from streammeta.spill import SpillStore  # spill ← checkpoint ← engine
 
 
 @dataclass
@@ -50,6 +54,8 @@ class Result:
     gap_steps: int = 0
     resets: int = 0
     drifts: int = 0  # entities whose error drifted: φ re-initialised
+    evicted: int = 0  # entities moved to the spill store to make room
+    paged_in: int = 0  # evicted entities read back
     recalled: list[float] = field(default_factory=list)  # similarity of each memory retrieval
 
 
@@ -130,6 +136,9 @@ class Engine:
         self.drift = PageHinkley(drift.min_instances, drift.delta, drift.threshold,
                                  drift.alpha) if drift.enabled else None
         self._drifted: Tensor | None = None  # set by _score, handled once history is read
+        # Where evicted entities go when the arena is full (the service sets it when
+        # checkpoints are on); None: new entities beyond the cap are dead-lettered.
+        self.spill: SpillStore | None = None
 
     # -- parameters ---------------------------------------------------------------
     def swap(self, params: model.Params, version: int) -> None:
@@ -148,9 +157,11 @@ class Engine:
         state so that it can move with its partition.
         """
         n = len(entities)
+        result = Result(forecasts=_empty_forecasts(self.shape))
+        if n and self.spill is not None:
+            self._make_room(entities, result)
         slots = (self.arena.slots_for(entities, partitions) if n
                  else np.zeros(0, dtype=np.int64))
-        result = Result(forecasts=_empty_forecasts(self.shape))
         full = np.nonzero(slots == FREE)[0]
         for i in full.tolist():
             result.rejected.append((i, Reason.CAPACITY, "engine.max_entities reached"))
@@ -160,6 +171,31 @@ class Engine:
         if parts:
             result.forecasts = _concat(parts)
         return result
+
+    def _make_room(self, entities: list[str], result: Result) -> None:
+        """Evict the least recently observed entities if the batch's new ones do not
+        fit, and read back the batch's evicted ones."""
+        assert self.spill is not None
+        arena, index = self.arena, self.arena.index
+        new = [e for e in dict.fromkeys(entities) if e not in index]
+        if not new:
+            return
+        short = len(new) - (arena.max_entities - len(arena))
+        if short > 0:  # evict in blocks of ≥ 1% of the cap: fewer, larger files
+            batch = {index[e] for e in entities if e in index}
+            used = len(arena.names)
+            candidates = arena.occupied[:used].clone()
+            candidates[list(batch)] = False
+            slots = torch.nonzero(candidates).flatten()
+            oldest = torch.argsort(arena.last_ts[slots], stable=True)
+            victims = slots[oldest[:short + arena.max_entities // 100]]
+            self.spill.put(arena.export(victims))
+            arena.remove(victims)
+            result.evicted += len(victims)
+        back = [e for e in new if e in self.spill.index]
+        if back:
+            arena.restore(self.spill.take(back))
+            result.paged_in += len(back)
 
     def _round(self, rows: np.ndarray, slots_np: np.ndarray, ts_np: np.ndarray,
                y_np: np.ndarray, result: Result) -> Forecasts:

@@ -68,6 +68,13 @@ class Metrics:
         self.entity_resets = Counter(
             "streammeta_entity_resets",
             "Entities restarted cold after a gap longer than series.max_gap_fill.", registry=r)
+        self.evicted = Counter(
+            "streammeta_entities_evicted",
+            "Entities moved to disk to stay under engine.max_entities (least recently "
+            "observed first).", registry=r)
+        self.paged_in = Counter(
+            "streammeta_entities_paged_in", "Evicted entities read back from disk when they "
+            "returned.", registry=r)
         self.drift_reinitialised = Counter(
             "streammeta_drift_reinitialised",
             "Entities whose error drifted (Page-Hinkley): φ re-initialised from memory.",

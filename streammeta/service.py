@@ -14,6 +14,7 @@ from streammeta.health import HealthServer, LoopHealth
 from streammeta.memory import key_dim
 from streammeta.metrics import Metrics
 from streammeta.outer import OuterLoop, attach
+from streammeta.spill import SpillStore
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ def _checkpointer(config: Config, engine: Engine) -> Checkpointer | None:
         return None
     member = c.member or config.kafka.group_instance_id or socket.gethostname()
     store = CheckpointStore(c.dir, member=member, keep=c.keep)
+    if config.engine.evict:
+        engine.spill = SpillStore(c.dir, store.member)
     return Checkpointer(store, engine, every_s=c.every_s, every_records=c.every_records)
 
 
