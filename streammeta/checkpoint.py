@@ -13,6 +13,11 @@ so a crash leaves either the old or the new file, never half of one; a damaged
 file fails its checksum and the previous good one is used. File names sort by
 time (``ckpt-<written_at_ms>-<member>.smck``), several replicas can share one
 directory, and each keeps its own last ``keep`` files.
+
+Periodic checkpoints do not stop the loop for the write: the loop thread takes a
+snapshot (copies of the owned partitions' rows, their positions and θ) and a
+thread writes it; revocation and shutdown write synchronously, after any write
+in flight (``docs/recovery.md``).
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ import logging
 import os
 import re
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +107,9 @@ class CheckpointStore:
         self.corrupt_seen = 0
 
     def save(self, payload: Payload) -> Path:
-        written_at = int(time.time() * 1000)
+        """Write ``payload``; named by its ``written_at`` (ms) if it has one (a
+        snapshot's time, when the write comes later), else by the time now."""
+        written_at = int(payload.get("written_at") or time.time() * 1000)
         files = self._files()
         if files:  # names must keep growing even if the clock steps back
             written_at = max(written_at, _parts(files[0])[0] + 1)
@@ -121,10 +130,20 @@ class CheckpointStore:
 
     def latest_for(self, partition: int) -> tuple[Path, Payload] | None:
         """The newest valid checkpoint that holds ``partition``'s state."""
-        for path, payload in self.newest():
-            if partition in payload.get("partitions", {}):
-                return path, payload
+        for _, path, payload in self.holders([partition]):
+            return path, payload
         return None
+
+    def holders(self, partitions: list[int]) -> Iterator[tuple[int, Path, Payload]]:
+        """(partition, file, payload) for each partition's newest valid checkpoint
+        that holds it, reading each file at most once, newest first."""
+        missing = set(partitions)
+        for path, payload in self.newest():
+            if not missing:
+                return
+            for p in sorted(missing & set(payload.get("partitions", {}))):
+                missing.discard(p)
+                yield p, path, payload
 
     def oldest_own_s(self) -> float | None:
         """Write time (Unix seconds) of this member's oldest kept checkpoint."""
@@ -151,12 +170,28 @@ def _parts(path: Path) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
+@dataclass(frozen=True)
+class Written:
+    """A checkpoint file written: where, how big, how long the write took."""
+
+    path: Path
+    size: int
+    seconds: float
+
+
 class Checkpointer:
     """Saves and restores the engine's state per input partition, with its offsets.
 
     ``positions[p]`` is the next offset of partition p whose record has *not* yet
     been applied to state. A checkpoint stores it beside p's entity rows; a replica
     that restores p seeks to it, so every record is applied to state exactly once.
+
+    :meth:`save_in_background` (periodic checkpoints) snapshots on the calling
+    thread and writes on another; at most one write is in flight, and a save that
+    comes due meanwhile waits for the next call instead of queueing. :meth:`save`,
+    :meth:`release` and :meth:`restore_partitions` first wait for that write, so
+    files appear in the order their snapshots were taken and a restore never misses
+    one. Only the loop thread calls these methods.
     """
 
     def __init__(self, store: CheckpointStore, engine: Engine, every_s: float,
@@ -169,6 +204,8 @@ class Checkpointer:
         self.positions: dict[int, int] = {}
         self._since_records = 0
         self._last = clock()
+        self._writer: threading.Thread | None = None
+        self._outcomes: list[Written | Exception] = []  # of background writes, not yet taken
 
     def restore_model(self) -> int | None:
         """Serve the parameters of the newest checkpoint; its version, or None if none."""
@@ -193,15 +230,13 @@ class Checkpointer:
         Resident state of a partition with no checkpoint is dropped: it cannot be
         matched to the committed offset the consumer will resume from.
         """
+        self.wait()  # a write in flight may hold the newest state of these partitions
         resume: dict[int, int] = {}
         arena = self.engine.arena
+        arena.remove(arena.slots_in(partitions))
         for p in partitions:
-            arena.remove(arena.slots_in([p]))
-            found = self.store.latest_for(p)
-            if found is None:
-                self.positions.pop(p, None)
-                continue
-            path, payload = found
+            self.positions.pop(p, None)
+        for p, path, payload in self.store.holders(partitions):
             state = payload["partitions"][p]
             if "rows" in state:
                 self._check_shapes(path, state["rows"])
@@ -222,11 +257,14 @@ class Checkpointer:
         return (self._since_records >= self.every_records
                 or self.clock() - self._last >= self.every_s)
 
-    def save(self, partitions: list[int] | None = None) -> Path:
+    def snapshot(self, partitions: list[int] | None = None) -> Payload:
+        """A copy of the state of the owned ``partitions`` (all owned if None) and of
+        θ, taken now: later processing does not change it."""
         owned = sorted(self.positions if partitions is None else
                        [p for p in partitions if p in self.positions])
         arena = self.engine.arena
         payload: dict[str, Any] = {
+            "written_at": int(time.time() * 1000),  # the file's name: the state's time
             "model": {"version": self.engine.version,
                       "params": {k: v.detach().clone() for k, v in self.engine.params.items()}},
             "partitions": {p: {"offset": self.positions[p],
@@ -238,22 +276,73 @@ class Checkpointer:
                 payload["partitions"][p]["spilled"] = spill.of_partition(p)
         if self.engine.memory is not None:
             payload["memory"] = self.engine.memory.export()
-        path = self.store.save(payload)
-        if spill is not None:
-            spill.collect(self.store.oldest_own_s())
         self._since_records = 0
         self._last = self.clock()
+        return payload
+
+    def save(self, partitions: list[int] | None = None) -> Path:
+        """Write a checkpoint now, on this thread, after any write in flight."""
+        self.wait()
+        path = self.store.save(self.snapshot(partitions))
+        self._written()
         return path
 
-    def release(self, partitions: list[int]) -> None:
-        """Partitions leave this replica: save their state, then forget it."""
-        if any(p in self.positions for p in partitions):
-            self.save(partitions)
-        self.engine.arena.remove(self.engine.arena.slots_in(partitions))
+    def save_in_background(self) -> bool:
+        """Snapshot every owned partition now and write it on a thread; False (and
+        nothing done) while the previous write is still running."""
+        if self.writing:
+            return False
+        payload = self.snapshot()
+        self._writer = threading.Thread(target=self._write, args=(payload,),
+                                        name="checkpoint-writer", daemon=True)
+        self._writer.start()
+        return True
+
+    @property
+    def writing(self) -> bool:
+        return self._writer is not None and self._writer.is_alive()
+
+    def wait(self) -> None:
+        """Until the write in flight (if any) is on disk or failed."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+
+    def outcomes(self) -> list[Written | Exception]:
+        """What background writes finished since the last call: files or errors."""
+        done, self._outcomes = self._outcomes, []
+        if any(isinstance(outcome, Written) for outcome in done):
+            self._written()
+        return done
+
+    def _written(self) -> None:
+        """After a file is on disk, on the loop thread (the spill store is not shared)."""
         if self.engine.spill is not None:
-            self.engine.spill.release(partitions)
-        for p in partitions:
-            self.positions.pop(p, None)
+            self.engine.spill.collect(self.store.oldest_own_s())
+
+    def _write(self, payload: Payload) -> None:
+        started = time.perf_counter()
+        try:
+            path = self.store.save(payload)
+            outcome: Written | Exception = Written(path, path.stat().st_size,
+                                                   time.perf_counter() - started)
+        except Exception as exc:  # reported to the loop by outcomes()
+            outcome = exc
+        self._outcomes.append(outcome)  # list.append is atomic under the GIL
+
+    def release(self, partitions: list[int]) -> None:
+        """Partitions leave this replica: save their state, then forget it (even if
+        the save failed: the new owner then restores an older checkpoint and
+        replays from its offset)."""
+        try:
+            if any(p in self.positions for p in partitions):
+                self.save(partitions)
+        finally:
+            self.engine.arena.remove(self.engine.arena.slots_in(partitions))
+            if self.engine.spill is not None:
+                self.engine.spill.release(partitions)
+            for p in partitions:
+                self.positions.pop(p, None)
 
     def _check_shapes(self, path: Path, rows: dict[str, Any]) -> None:
         arena = self.engine.arena

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from streammeta import model
-from streammeta.checkpoint import Checkpointer
+from streammeta.checkpoint import Checkpointer, Written
 from streammeta.codec import DeadLetter, Decoder, ForecastEncoder, Record
 from streammeta.config import Config
 from streammeta.engine import Engine
@@ -124,8 +124,8 @@ class Daemon:
                     self._process(records)
                 if self.memory_link is not None:
                     self._exchange_memory(self.memory_link)
-                if self.checkpointer is not None and self.checkpointer.due():
-                    self._checkpoint()
+                if self.checkpointer is not None:
+                    self._checkpoint_in_background(self.checkpointer)
                 self._beat()
                 now = time.monotonic()
                 if now - last_report >= self.progress_every_s:
@@ -269,18 +269,37 @@ class Daemon:
             self.metrics.count_error("commit")
             log.warning("offset commit failed: %s", exc)
 
-    def _checkpoint(self, partitions: list[int] | None = None) -> None:
+    def _checkpoint_in_background(self, checkpointer: Checkpointer) -> None:
+        """Periodic checkpoints: the loop stops only for the snapshot."""
+        for outcome in checkpointer.outcomes():
+            self._checkpoint_done(outcome)
+        if checkpointer.due():
+            started = time.perf_counter()
+            if checkpointer.save_in_background():
+                self.metrics.checkpoint_snapshot.observe(time.perf_counter() - started)
+
+    def _checkpoint(self) -> None:
+        """A checkpoint of every owned partition, written before returning."""
         assert self.checkpointer is not None
         started = time.perf_counter()
         try:
-            path = self.checkpointer.save(partitions)
-        except OSError as exc:  # a full disk must not stop forecasting; alerts see the age
+            path = self.checkpointer.save()
+        except OSError as exc:
+            outcome: Written | Exception = exc
+        else:
+            outcome = Written(path, path.stat().st_size, time.perf_counter() - started)
+        for earlier in self.checkpointer.outcomes():
+            self._checkpoint_done(earlier)
+        self._checkpoint_done(outcome)
+
+    def _checkpoint_done(self, outcome: Written | Exception) -> None:
+        if isinstance(outcome, Exception):  # a full disk must not stop forecasting
             self.metrics.checkpoint_failures.inc()
-            log.error("checkpoint failed: %s", exc)
+            log.error("checkpoint failed: %s", outcome)
             return
-        self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
+        self.metrics.checkpoint_duration.observe(outcome.seconds)
         self.metrics.checkpoint_last_success.set_to_current_time()
-        self.metrics.checkpoint_bytes.set(path.stat().st_size)
+        self.metrics.checkpoint_bytes.set(outcome.size)
 
     def _on_assigned(self, partitions: list[TopicPartition]) -> None:
         if self.checkpointer is None:
@@ -298,9 +317,14 @@ class Daemon:
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
         if self.checkpointer is not None:
             started = time.perf_counter()
-            self.checkpointer.release([p for _, p in partitions])
-            self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
-            self.metrics.checkpoint_last_success.set_to_current_time()
+            try:
+                self.checkpointer.release([p for _, p in partitions])
+            except OSError as exc:  # the new owner restores an older checkpoint and replays
+                self.metrics.checkpoint_failures.inc()
+                log.error("checkpoint of revoked partitions failed: %s", exc)
+            else:
+                self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
+                self.metrics.checkpoint_last_success.set_to_current_time()
             self.metrics.entities.set(len(self.engine.arena))
 
     def _shutdown(self) -> None:

@@ -91,18 +91,28 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
 
 
 class _Listener(ConsumerRebalanceListener):
+    """Calls the daemon back. kafka-python logs and swallows a callback's exception
+    and goes on serving the partitions (from their committed offsets, without their
+    restored state), so an exception is kept and raised from the next ``poll``."""
+
     def __init__(self, source: KafkaSource) -> None:
         self.source = source
+        self.error: Exception | None = None
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        tps = sorted((tp.topic, tp.partition) for tp in revoked)
-        if tps and self.source.on_revoked is not None:
-            self.source.on_revoked(tps)
+        self._call(self.source.on_revoked, revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        tps = sorted((tp.topic, tp.partition) for tp in assigned)
-        if tps and self.source.on_assigned is not None:
-            self.source.on_assigned(tps)
+        self._call(self.source.on_assigned, assigned)
+
+    def _call(self, callback: PartitionsCallback | None, partitions: list[TopicPartition]) -> None:
+        tps = sorted((tp.topic, tp.partition) for tp in partitions)
+        if not tps or callback is None or self.error is not None:
+            return
+        try:
+            callback(tps)
+        except Exception as exc:  # raised by poll(), before any record is served
+            self.error = exc
 
 
 class KafkaSource:
@@ -135,7 +145,8 @@ class KafkaSource:
             )
         except (NoBrokersAvailable, KafkaError) as exc:
             raise _unreachable(cfg, exc) from None
-        self.consumer.subscribe([cfg.input_topic], listener=_Listener(self))
+        self._listener = _Listener(self)
+        self.consumer.subscribe([cfg.input_topic], listener=self._listener)
 
     def set_rebalance_listener(self, on_assigned: PartitionsCallback,
                                on_revoked: PartitionsCallback) -> None:
@@ -149,6 +160,8 @@ class KafkaSource:
             self.on_error("poll")
             log.warning("poll failed: %s", exc)
             return []
+        if self._listener.error is not None:  # the records of this poll are not served
+            raise self._listener.error
         self._healthy = True
         records: list[Record] = []
         for tp, messages in batches.items():

@@ -99,6 +99,11 @@ class Metrics:
         self.checkpoint_duration = Histogram(
             "streammeta_checkpoint_duration_seconds", "Time to write one checkpoint.",
             buckets=_LATENCY_BUCKETS, registry=r)
+        self.checkpoint_snapshot = Histogram(
+            "streammeta_checkpoint_snapshot_seconds",
+            "Time the loop stopped for a periodic checkpoint: the snapshot of the state; "
+            "the file is written beside the loop.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
         self.checkpoint_last_success = Gauge(
             "streammeta_checkpoint_last_success_timestamp_seconds",
             "Unix time of the last checkpoint written.", registry=r)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from streammeta import config as config_mod
-from streammeta.checkpoint import CheckpointStore, read_file, write_file
+from streammeta.checkpoint import Checkpointer, CheckpointStore, Written, read_file, write_file
 from streammeta.engine import Engine
 from streammeta.errors import ParameterFileError
 
@@ -125,3 +126,134 @@ def test_removed_slots_are_reused(tmp_path: Path) -> None:
     engine.process(["new"], np.array([0]), np.array([1.0]))
     assert engine.arena.index["new"] in (0, 2, 4)
     assert len(engine.arena) == 4
+
+
+class GatedStore(CheckpointStore):
+    """A store whose writes wait until ``gate`` is set: a slow disk."""
+
+    def __init__(self, directory: Path, member: str) -> None:
+        super().__init__(directory, member=member, keep=10)
+        self.gate = threading.Event()
+
+    def save(self, payload: dict) -> Path:
+        assert self.gate.wait(30)
+        return super().save(payload)
+
+
+def checkpointer(engine: Engine, store: CheckpointStore) -> Checkpointer:
+    return Checkpointer(store, engine, every_s=3600, every_records=10**9)
+
+
+def test_a_background_save_writes_the_state_and_positions_of_its_snapshot(
+    tmp_path: Path,
+) -> None:
+    engine = small_engine()
+    feed(engine, range(20))
+    store = GatedStore(tmp_path, "a")
+    saver = checkpointer(engine, store)
+    saver.advance({0: 60, 1: 60}, 120)
+    expected = {p: engine.arena.export(engine.arena.slots_in([p])) for p in (0, 1)}
+    assert saver.save_in_background()
+    assert saver.writing and not saver.save_in_background()  # one write in flight at most
+    feed(engine, range(20, 30))  # the loop goes on while the file is written
+    saver.advance({0: 90, 1: 90}, 60)
+    store.gate.set()
+    saver.wait()
+    [written] = saver.outcomes()
+    assert isinstance(written, Written) and written.size == written.path.stat().st_size
+    payload = read_file(written.path)  # the SMCKPT01 format, unchanged
+    for p in (0, 1):
+        assert payload["partitions"][p]["offset"] == 60
+        rows = payload["partitions"][p]["rows"]
+        assert rows["names"] == expected[p]["names"]
+        for field in ("ring", "count", "phi", "last_ts"):
+            torch.testing.assert_close(rows[field], expected[p][field])
+
+
+def test_synchronous_saves_and_restores_wait_for_the_write_in_flight(tmp_path: Path) -> None:
+    engine = small_engine()
+    feed(engine, range(10))
+    store = GatedStore(tmp_path, "a")
+    saver = checkpointer(engine, store)
+    saver.advance({0: 30, 1: 30}, 60)
+    assert saver.save_in_background()
+    feed(engine, range(10, 12))
+    saver.advance({0: 36, 1: 36}, 12)
+    threading.Timer(0.2, store.gate.set).start()
+    saver.release([1])  # waits for the background file, then writes a newer one
+    assert not saver.writing
+    background, = (o for o in saver.outcomes() if isinstance(o, Written))
+    found = store.latest_for(1)
+    assert found is not None and found[0].name > background.path.name
+    assert found[1]["partitions"][1]["offset"] == 36
+    assert engine.arena.slots_in([1]).numel() == 0 and 1 not in saver.positions
+
+    saver.advance({0: 42}, 6)
+    store.gate.clear()
+    assert saver.save_in_background()
+    threading.Timer(0.2, store.gate.set).start()
+    assert saver.restore_partitions([0]) == {0: 42}  # the file still being written
+
+
+def test_a_failed_background_write_is_reported_not_raised(tmp_path: Path) -> None:
+    engine = small_engine()
+    feed(engine, range(5))
+    store = CheckpointStore(tmp_path / "dir", member="a")
+    saver = checkpointer(engine, store)
+    saver.advance({0: 15, 1: 15}, 30)
+    (tmp_path / "dir").rmdir()  # the directory vanished (an unmounted volume)
+    assert saver.save_in_background()
+    saver.wait()
+    [failure] = saver.outcomes()
+    assert isinstance(failure, OSError)
+
+
+def test_holders_gives_each_partition_its_newest_file(tmp_path: Path) -> None:
+    a = CheckpointStore(tmp_path, member="a")
+    b = CheckpointStore(tmp_path, member="b")
+    a.save({"partitions": {0: {"offset": 1}, 1: {"offset": 1}}})
+    b.save({"partitions": {1: {"offset": 2}}})
+    found = {p: payload["partitions"][p]["offset"] for p, _, payload in a.holders([0, 1, 2])}
+    assert found == {0: 1, 1: 2}
+
+
+def step(engine: Engine, t: int, parts: tuple[int, ...]) -> None:
+    """Step t of 6 entities (entity i in partition i % 2), only those in ``parts``."""
+    values = np.random.default_rng(t).normal(10, 1, 6)
+    mine = [i for i in range(6) if i % 2 in parts]
+    engine.process([f"e{i}" for i in mine], np.full(len(mine), t * STEP, dtype=np.int64),
+                   values[mine], np.array([i % 2 for i in mine]))
+
+
+def test_state_follows_a_partition_to_another_replica_and_back(tmp_path: Path) -> None:
+    """A owns both partitions, hands partition 1 to B (revocation), B dies after a
+    periodic checkpoint and A takes 1 back: every entity ends as if one replica had
+    processed everything once."""
+    reference = small_engine()
+    for t in range(40):
+        step(reference, t, (0, 1))
+    store_a, store_b = (CheckpointStore(tmp_path, member=m) for m in ("a", "b"))
+    a, b = small_engine(), small_engine()
+    saver_a, saver_b = checkpointer(a, store_a), checkpointer(b, store_b)
+    for t in range(15):
+        step(a, t, (0, 1))
+    saver_a.advance({0: 45, 1: 45}, 90)  # offsets count records: 3 per partition and step
+    saver_a.release([1])
+    assert saver_b.restore_partitions([1]) == {1: 45}
+    for t in range(15, 40):  # each replica applies its own partition's records
+        step(a, t, (0,))
+        step(b, t, (1,))
+        if t == 30:
+            saver_b.advance({1: 93}, 48)
+            assert saver_b.save_in_background()
+            saver_b.wait()
+    # B dies: what it applied after step 30 is lost with it; A replays it.
+    assert saver_a.restore_partitions([1]) == {1: 93}
+    for t in range(31, 40):
+        step(a, t, (1,))
+    assert sorted(a.arena.index) == sorted(reference.arena.index)
+    for name, slot in reference.arena.index.items():
+        other = a.arena.index[name]
+        assert int(a.arena.count[other]) == 40
+        torch.testing.assert_close(a.arena.ring[other], reference.arena.ring[slot])
+        torch.testing.assert_close(a.arena.phi[other], reference.arena.phi[slot])

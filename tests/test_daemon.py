@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -230,6 +231,8 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
     crashing.poll = poll  # type: ignore[method-assign]
     with pytest.raises(Crash):
         first.run()
+    assert first.checkpointer is not None
+    first.checkpointer.wait()  # the checkpoint after 150 records was on disk before the crash
     assert first.observations == 200
 
     source = MemorySource(records, batch_size=50)
@@ -243,3 +246,39 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
         assert int(a.count[slot]) == int(b.count[other]) == 40
         torch.testing.assert_close(a.ring[slot], b.ring[other])
         torch.testing.assert_close(a.phi[slot], b.phi[other], rtol=1e-4, atol=1e-5)
+
+
+def test_periodic_checkpoints_are_written_beside_the_loop(cfg: Config, tmp_path: Path) -> None:
+    records = good_records(entities=8, steps=40, partitions=2)
+    gate = threading.Event()
+
+    class SlowDisk(CheckpointStore):
+        def save(self, payload: dict) -> Path:
+            assert gate.wait(30)
+            return super().save(payload)
+
+    engine = Engine(cfg)
+    store = SlowDisk(tmp_path, member="a", keep=5)
+    checkpointer = Checkpointer(store, engine, every_s=3600, every_records=50)
+    source = MemorySource(records, batch_size=50)
+    metrics = Metrics()
+    daemon = Daemon(cfg, source, MemorySink(), metrics, engine=engine, checkpointer=checkpointer)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while daemon.observations < len(records) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Every record was processed while the first periodic write was stuck.
+        assert daemon.observations == len(records) and checkpointer.writing
+        assert metrics.registry.get_sample_value(
+            "streammeta_checkpoint_snapshot_seconds_count") == 1
+    finally:
+        gate.set()
+        daemon.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    found = store.latest_for(0)
+    assert found is not None and found[1]["partitions"][0]["offset"] == records[-1].offset + 1
+    assert len(list(store.newest())) == 2  # the periodic file, then the shutdown file
+    assert metrics.registry.get_sample_value("streammeta_checkpoint_duration_seconds_count") == 2

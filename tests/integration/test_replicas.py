@@ -23,7 +23,7 @@ import orjson
 import pytest
 import torch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from test_daemon_kafka import committed_total, read_topic, start_daemon, wait_for
+from test_daemon_kafka import committed_total, produce, read_topic, start_daemon, wait_for
 
 from streammeta.checkpoint import CheckpointStore
 from streammeta.codec import encode_observation
@@ -206,3 +206,26 @@ def test_survivor_takes_over_a_killed_replicas_partitions_with_their_state(
           f"(kill → survivor's first commit on B's partitions) {takeover_s:.1f} s: "
           f"group rebalanced and state restored after {assigned_wall - killed_wall:.1f} s, "
           f"restoring took {restore_s:.3f} s; duplicate forecasts {duplicates}")
+
+
+def test_a_partition_whose_state_cannot_be_restored_is_not_served(
+    kafka_config: Config, tmp_path: Path
+) -> None:
+    """kafka-python logs and swallows exceptions of rebalance callbacks: a failed
+    restore must still stop the replica, not let it serve the partition without its
+    state (which would apply records to cold entities and commit them)."""
+    config = kafka_config.replace("meta", enabled=False)
+    other = Engine(config.replace("series", horizon=config.series.horizon + 1))
+    other.process(["e0"], np.array([0]), np.array([1.0]), np.array([0]))
+    store = CheckpointStore(config.checkpoint.dir, member="older")
+    store.save({"partitions": {p: {"offset": 0, "rows": other.arena.export(
+        other.arena.slots_in([p]))} for p in range(PARTITIONS)}})
+    produce(config, [encode_observation(f"e{e}", 0, 1.0) for e in range(100)])
+    daemon = start_daemon(config, tmp_path / "config.toml")
+    try:
+        assert daemon.wait(timeout=90) == 2
+    finally:
+        daemon.kill()
+        daemon.wait(30)
+    assert "this configuration needs" in (tmp_path / "config.log").read_text()
+    assert committed_total(config) == 0
