@@ -49,6 +49,9 @@ class KafkaConfig:
     ssl_password: str = ""
     ssl_check_hostname: bool = True
     session_timeout_ms: int = 10000
+    # Longest time between polls before the member is dropped; also the rebalance
+    # timeout: how long a rebalance waits for members that were in the group.
+    max_poll_interval_ms: int = 120000
     heartbeat_interval_ms: int = 1000
     max_poll_records: int = 10000
     poll_timeout_ms: int = 200
@@ -86,6 +89,9 @@ class KafkaConfig:
                    "an existing file (or empty)")
         _check("kafka.session_timeout_ms", self.session_timeout_ms,
                6000 <= self.session_timeout_ms <= 300000, "an integer in [6000, 300000]")
+        _check("kafka.max_poll_interval_ms", self.max_poll_interval_ms,
+               self.session_timeout_ms <= self.max_poll_interval_ms <= 3_600_000,
+               "an integer in [session_timeout_ms, 3600000]")
         _check("kafka.heartbeat_interval_ms", self.heartbeat_interval_ms,
                0 < self.heartbeat_interval_ms * 3 <= self.session_timeout_ms,
                "positive and at most a third of session_timeout_ms")

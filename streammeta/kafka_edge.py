@@ -133,6 +133,7 @@ class KafkaSource:
                 enable_auto_commit=False,
                 auto_offset_reset=cfg.auto_offset_reset,
                 session_timeout_ms=cfg.session_timeout_ms,
+                max_poll_interval_ms=cfg.max_poll_interval_ms,
                 heartbeat_interval_ms=cfg.heartbeat_interval_ms,
                 max_poll_records=cfg.max_poll_records,
                 # Tansu answers fetches larger than fetch_max_bytes asks for; a frame over

@@ -44,6 +44,7 @@ def kafka_config(broker: str, tmp_path: object) -> Config:
         "kafka", bootstrap_servers=broker, input_topic=f"obs-{run}",
         forecast_topic=f"fc-{run}", dead_letter_topic=f"dlq-{run}", group_id=f"g-{run}",
         session_timeout_ms=6000, heartbeat_interval_ms=1000, poll_timeout_ms=100,
+        max_poll_interval_ms=20000,
     ).replace("metrics", port=0).replace("checkpoint", dir=f"{tmp_path}/checkpoints")
     kafka_edge.ensure_topics(config.kafka, partitions=4)
     return config
