@@ -125,7 +125,7 @@ class Arena:
         """The rows of ``slots`` as plain tensors and names (a checkpoint's content)."""
         return {
             "names": [self.names[s] for s in slots.tolist()],
-            **{field: getattr(self, field)[slots].clone() for field in ROW_FIELDS},
+            **{field: getattr(self, field)[slots] for field in ROW_FIELDS},  # a copy
         }
 
     def restore(self, rows: dict[str, object]) -> Tensor:
