@@ -117,7 +117,8 @@ def cfg() -> Config:
     config = config_mod.load(None, env={})
     return config.replace("model", window=12, hidden=16, context_dim=4).replace(
         "series", season=M, horizon=6, max_gap_fill=3).replace(
-        "memory", mature_after=6, k=1, min_similarity=0.9).replace("drift", enabled=False)
+        "memory", enabled=True, mature_after=6, k=1, min_similarity=0.9).replace(
+        "drift", enabled=False)
 
 
 def series(level: float, scale: float, length: int, seed: int) -> np.ndarray:

@@ -22,7 +22,7 @@ STEP = 3_600_000
 def cfg() -> Config:
     config = config_mod.load(None, env={})
     return config.replace("model", window=12, hidden=16, context_dim=4).replace(
-        "series", season=4, horizon=6).replace("memory", mature_after=4)
+        "series", season=4, horizon=6).replace("memory", enabled=True, mature_after=4)
 
 
 def stream(entities: int, steps: int, seed: int = 0) -> list[tuple[list[str], np.ndarray,

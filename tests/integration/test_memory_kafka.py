@@ -25,7 +25,7 @@ STEP = 3_600_000
 @pytest.fixture
 def shared(kafka_config: Config) -> Config:
     topic = f"mem-{uuid.uuid4().hex[:8]}"
-    config = kafka_config.replace("memory", topic=topic, mature_after=6).replace(
+    config = kafka_config.replace("memory", enabled=True, topic=topic, mature_after=6).replace(
         "model", window=24, hidden=16, context_dim=4).replace(
         "series", season=6, horizon=6).replace("meta", enabled=False)
     kafka_edge.ensure_topics(config.kafka, partitions=2, memory_topic=topic)
