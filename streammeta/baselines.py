@@ -152,7 +152,7 @@ def snarimax_model(season: int) -> Any:
     linear model by SGD on standardised lag features, the target standardised online,
     gradients clipped at 1, learning rate 0.001, L2 0.01. Faster SGD diverged on some
     M4 series and made explosive multi-step forecasts on ETT (recursive AR); these
-    settings keep most forecasts sane, not all (see docs/evaluation.md). Each update
+    settings keep most forecasts sane, not all. Each update
     costs O(p + q + sp + sq), a forecast O(H)."""
     from river import linear_model, optim, preprocessing, time_series
 

@@ -173,7 +173,7 @@ class AdaptationConfig:
     enabled: bool = True
     inner_steps: int = 1
     # 0.01, not 0.05: lower error on M4 hourly (final origin, rolling, cold start) and
-    # ETTh2 H=24/48 in `streammeta evaluate` (docs/evaluation.md).
+    # ETTh2 H=24/48 in `streammeta evaluate`.
     inner_lr: float = 0.01
     loss: str = "mae"
 
