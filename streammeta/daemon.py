@@ -144,11 +144,7 @@ class Daemon:
             error_naive=self.engine.online_error["seasonal_naive"])
 
     def _beat(self) -> None:
-        ready = self.source.ready()
-        self.health.beat()
-        self.health.set_ready(ready)
-        self.metrics.loop_heartbeat.set_to_current_time()
-        self.metrics.ready.set(1 if ready else 0)
+        ready = self._alive_and_ready()
         for partition, lag in _lag(self.source).items():
             self.metrics.consumer_lag.labels(partition=str(partition)).set(lag)
         if self.notifier is not None:
@@ -239,7 +235,7 @@ class Daemon:
             try:
                 self.sink.send_forecasts(messages)
                 self.sink.send_dead_letters(dead)
-                self.sink.flush(self.config.kafka.shutdown_timeout_s)
+                self.sink.flush(self.config.kafka.shutdown_timeout_s, self._alive_and_ready)
                 return
             except BrokerError as exc:
                 self.metrics.count_error("produce")
@@ -251,6 +247,16 @@ class Daemon:
                 log.warning("publishing failed (%s); retrying in %.1f s", exc, delay)
                 attempt += 1
                 self._wait(delay)
+
+    def _alive_and_ready(self) -> bool:
+        """The loop is alive; ready is the source's word (assigned, broker answering).
+        Also called while a flush blocks, so a frozen broker shows within seconds."""
+        ready = self.source.ready()
+        self.health.beat()
+        self.health.set_ready(ready)
+        self.metrics.loop_heartbeat.set_to_current_time()
+        self.metrics.ready.set(1 if ready else 0)
+        return ready
 
     def _wait(self, seconds: float) -> None:
         """Sleep while keeping the liveness heartbeat: waiting on a broker is not a stall."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    NoBrokersAvailable,
+    TopicAlreadyExistsError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from streammeta.codec import DeadLetter, Record
@@ -163,7 +169,14 @@ class KafkaSource:
             return []
         if self._listener.error is not None:  # the records of this poll are not served
             raise self._listener.error
-        self._healthy = True
+        if self._coordinator_silent():
+            if self._healthy:
+                self.on_error("heartbeat")
+                log.warning("the group coordinator has not answered heartbeats for %.0f s",
+                            self.cfg.session_timeout_ms / 1000)
+            self._healthy = False
+        else:
+            self._healthy = True
         records: list[Record] = []
         for tp, messages in batches.items():
             topic, partition = tp.topic, tp.partition
@@ -187,7 +200,17 @@ class KafkaSource:
             self.consumer.seek(TopicPartition(topic, partition), offset)
 
     def ready(self) -> bool:
-        return self._healthy and bool(self.consumer.assignment())
+        return self._healthy and bool(self.consumer.assignment()) \
+            and not self._coordinator_silent()
+
+    def _coordinator_silent(self) -> bool:
+        """No heartbeat answered for a whole session timeout: a broker that is frozen
+        or cut off keeps its sockets open, so ``poll`` just returns nothing and no
+        error is raised. (kafka-python keeps this state in private attributes.)"""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        heartbeat = getattr(coordinator, "heartbeat", None)
+        return bool(self.consumer.assignment()) and heartbeat is not None \
+            and heartbeat.session_timeout_expired()
 
     def lag(self) -> dict[int, int]:
         """Records behind the end of each assigned partition (from the last fetch)."""
@@ -248,11 +271,23 @@ class _Producer:
             return
         future.add_errback(self._failed)
 
-    def flush(self, timeout_s: float) -> None:
-        try:
-            self.producer.flush(timeout=timeout_s)
-        except KafkaError as exc:
-            self._failed(exc)
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        """Wait until everything sent was acknowledged or ``timeout_s`` passed, calling
+        ``waiting`` about once a second meanwhile; raise if anything failed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:  # kafka-python's timeout is per batch, not for the whole flush
+                self.producer.flush(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                break
+            except KafkaTimeoutError as exc:
+                if time.monotonic() >= deadline:
+                    self._failed(exc)
+                    break
+                if waiting is not None:
+                    waiting()
+            except KafkaError as exc:
+                self._failed(exc)
+                break
         with self._lock:
             failures, self._failures = self._failures, []
         if failures:
@@ -283,8 +318,8 @@ class KafkaSink:
                                 letter.record.value if letter.record.value is not None else b"",
                                 letter.headers())
 
-    def flush(self, timeout_s: float) -> None:
-        self._producer.flush(timeout_s)
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        self._producer.flush(timeout_s, waiting)
 
     def close(self) -> None:
         self._producer.close(self.cfg.shutdown_timeout_s)

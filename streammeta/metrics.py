@@ -92,7 +92,7 @@ class Metrics:
         self.kafka_errors = Counter(
             "streammeta_kafka_errors", "Errors talking to Kafka, by operation.",
             ["operation"], registry=r)
-        for operation in ("poll", "produce", "commit", "memory"):
+        for operation in ("poll", "heartbeat", "produce", "commit", "memory"):
             self.kafka_errors.labels(operation=operation)
         self.commits = Counter(
             "streammeta_offset_commits", "Successful offset commits.", registry=r)

@@ -50,8 +50,9 @@ class Sink(Protocol):
 
     def send_dead_letters(self, letters: list[DeadLetter]) -> None: ...
 
-    def flush(self, timeout_s: float) -> None:
-        """Block until everything queued is acknowledged; raise if anything failed."""
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        """Block until everything queued is acknowledged; raise if anything failed.
+        ``waiting``, if given, is called about once a second while it blocks."""
         ...
 
     def close(self) -> None: ...
@@ -124,7 +125,7 @@ class MemorySink:
     def send_dead_letters(self, letters: list[DeadLetter]) -> None:
         self.dead_letters.extend(letters)
 
-    def flush(self, timeout_s: float) -> None:
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
         self.flushes += 1
 
     def close(self) -> None:

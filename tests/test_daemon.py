@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -126,8 +127,8 @@ class FlakySink(MemorySink):
         self.source = source
         self.committed_at_failure: list[dict[tuple[str, int], int]] = []
 
-    def flush(self, timeout_s: float) -> None:
-        super().flush(timeout_s)
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        super().flush(timeout_s, waiting)
         if self.failures > 0:
             self.failures -= 1
             self.committed_at_failure.append(dict(self.source.committed))

@@ -34,17 +34,21 @@ def broker() -> Iterator[str]:
         yield choice
 
 
-@pytest.fixture
-def kafka_config(broker: str, tmp_path: object) -> Config:
+def config_for(bootstrap: str, checkpoint_dir: str) -> Config:
     """A configuration with topics and a group of its own, created on the broker."""
     from streammeta import kafka_edge
 
     run = uuid.uuid4().hex[:8]
     config = config_mod.load(None, env={}).replace(
-        "kafka", bootstrap_servers=broker, input_topic=f"obs-{run}",
+        "kafka", bootstrap_servers=bootstrap, input_topic=f"obs-{run}",
         forecast_topic=f"fc-{run}", dead_letter_topic=f"dlq-{run}", group_id=f"g-{run}",
         session_timeout_ms=6000, heartbeat_interval_ms=1000, poll_timeout_ms=100,
         max_poll_interval_ms=20000,
-    ).replace("metrics", port=0).replace("checkpoint", dir=f"{tmp_path}/checkpoints")
+    ).replace("metrics", port=0).replace("checkpoint", dir=checkpoint_dir)
     kafka_edge.ensure_topics(config.kafka, partitions=4)
     return config
+
+
+@pytest.fixture
+def kafka_config(broker: str, tmp_path: object) -> Config:
+    return config_for(broker, f"{tmp_path}/checkpoints")

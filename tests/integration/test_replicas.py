@@ -20,11 +20,16 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
-import torch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from test_daemon_kafka import committed_total, produce, read_topic, start_daemon, wait_for
+from streamcheck import (
+    PARTITIONS,
+    STEP,
+    assert_every_observation_forecast,
+    assert_state_equals_an_uninterrupted_run,
+    random_walks,
+)
+from test_daemon_kafka import committed_total, produce, start_daemon, wait_for
 
 from streammeta.checkpoint import CheckpointStore
 from streammeta.codec import encode_observation
@@ -32,17 +37,10 @@ from streammeta.config import Config
 from streammeta.engine import Engine
 
 pytestmark = pytest.mark.integration
-STEP = 3_600_000
 ENTITIES = 500
 STEPS = 60
-PARTITIONS = 4
 _ASSIGNED = re.compile(r"^(\S+ \S+) INFO streammeta.daemon: "
                        r"assigned partitions \[([\d, ]*)\]; state restored in ([\d.]+) s", re.M)
-
-
-def stream_values() -> np.ndarray:
-    rng = np.random.default_rng(5)
-    return 20 + rng.normal(0, 1, (STEPS, ENTITIES)).cumsum(axis=0)  # (T, E)
 
 
 class PacedProducer(threading.Thread):
@@ -120,37 +118,6 @@ def replica(config: Config, name: str) -> Config:
     return config
 
 
-def assert_state_equals_an_uninterrupted_run(config: Config, values: np.ndarray) -> None:
-    reference = Engine(config)
-    names = [f"e{e}" for e in range(ENTITIES)]
-    for t in range(STEPS):
-        reference.process(names, np.full(ENTITIES, t * STEP, dtype=np.int64), values[t])
-    restored = Engine(config)
-    store = CheckpointStore(config.checkpoint.dir, member="probe")
-    for p in range(PARTITIONS):
-        found = store.latest_for(p)
-        assert found is not None
-        restored.arena.restore(found[1]["partitions"][p]["rows"])
-    assert len(restored.arena) == ENTITIES
-    for name, slot in reference.arena.index.items():
-        other = restored.arena.index[name]
-        assert int(restored.arena.count[other]) == STEPS, name  # 0 applied twice, 0 skipped
-        torch.testing.assert_close(restored.arena.ring[other], reference.arena.ring[slot])
-        torch.testing.assert_close(restored.arena.phi[other], reference.arena.phi[slot],
-                                   rtol=1e-3, atol=1e-4)
-
-
-def assert_every_observation_forecast(config: Config) -> int:
-    total = STEPS * ENTITIES
-    # Replays publish duplicates, so the count reaches ``total`` early: read a while.
-    forecasts = read_topic(config, config.kafka.forecast_topic, expected=10 * total,
-                           timeout_s=10)
-    delivered = {(r.key, orjson.loads(r.value)["origin"]) for r in forecasts}
-    assert delivered == {(f"e{e}".encode(), t * STEP) for t in range(STEPS)
-                         for e in range(ENTITIES)}  # 0 lost
-    return len(forecasts) - total
-
-
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=timeout_s) == 0
@@ -162,7 +129,7 @@ def test_survivor_takes_over_a_killed_replicas_partitions_with_their_state(
     config = kafka_config.replace("checkpoint", every_records=1500, every_s=3600).replace(
         "meta", enabled=False,  # outer-loop timing would make versions differ between runs
     ).replace("kafka", max_poll_records=500)
-    values = stream_values()
+    values = random_walks(STEPS, ENTITIES, seed=5)
     total = STEPS * ENTITIES
     a_log, b_log = tmp_path / "a.log", tmp_path / "b.log"
     a = start_daemon(replica(config, "replica-a"), tmp_path / "a.toml")
@@ -207,7 +174,7 @@ def test_survivor_takes_over_a_killed_replicas_partitions_with_their_state(
             process.kill()
             process.wait(30)
 
-    duplicates = assert_every_observation_forecast(config)
+    duplicates = assert_every_observation_forecast(config, values)
     assert_state_equals_an_uninterrupted_run(config, values)
     print(f"\nreplica B (partitions {sorted(b_parts)}) killed with {replay} records after its "
           f"newest checkpoint; session timeout {config.kafka.session_timeout_ms} ms; takeover "
