@@ -238,6 +238,11 @@ class Checkpointer:
             self.positions.pop(p, None)
         for p, path, payload in self.store.holders(partitions):
             state = payload["partitions"][p]
+            if state.get("transform", "none") != self.engine.shape.transform:
+                raise ParameterFileError(
+                    f"{path}: partition {p}'s state holds values with series.transform = "
+                    f"{state.get('transform', 'none')!r}, this configuration needs "
+                    f"{self.engine.shape.transform!r}")
             if "rows" in state:
                 self._check_shapes(path, state["rows"])
                 arena.restore(state["rows"])
@@ -268,6 +273,7 @@ class Checkpointer:
             "model": {"version": self.engine.version,
                       "params": {k: v.detach().clone() for k, v in self.engine.params.items()}},
             "partitions": {p: {"offset": self.positions[p],
+                               "transform": self.engine.shape.transform,
                                "rows": arena.export(arena.slots_in([p]))} for p in owned},
         }
         spill = self.engine.spill

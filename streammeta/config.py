@@ -126,8 +126,13 @@ class SeriesConfig:
     max_gap_fill: int = 48
     max_entity_id_length: int = 256
     max_record_bytes: int = 4096
+    # Values the model sees: "asinh" ≈ log for large values (multiplicative seasonality,
+    # positive-looking forecasts) and defined for every real; "none" = as they come.
+    transform: str = "none"
 
     def __post_init__(self) -> None:
+        _check("series.transform", self.transform, self.transform in ("none", "asinh"),
+               "none or asinh")
         _check("series.step_ms", self.step_ms, self.step_ms >= 1, "a positive integer (ms)")
         _check("series.season", self.season, 1 <= self.season <= 10000, "an integer in [1, 10000]")
         _check("series.horizon", self.horizon, 1 <= self.horizon <= 1000, "an integer in [1, 1000]")
@@ -176,8 +181,13 @@ class AdaptationConfig:
     # ETTh2 H=24/48 in `streammeta evaluate`.
     inner_lr: float = 0.01
     loss: str = "mae"
+    # After each online step φ ← φ₀ + (1 − shrink)(φ − φ₀): φ follows the recent
+    # examples instead of accumulating every step's noise since the entity began.
+    shrink: float = 0.0
 
     def __post_init__(self) -> None:
+        _check("adaptation.shrink", self.shrink,
+               math.isfinite(self.shrink) and 0 <= self.shrink < 1, "a float in [0, 1)")
         _check("adaptation.inner_steps", self.inner_steps, 1 <= self.inner_steps <= 20, "1..20")
         _check("adaptation.inner_lr", self.inner_lr,
                math.isfinite(self.inner_lr) and 0 < self.inner_lr <= 10, "a float in (0, 10]")

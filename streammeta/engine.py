@@ -98,7 +98,7 @@ class Engine:
         self.config = config
         self.shape = model.ModelShape(
             window=m.window, horizon=s.horizon, season=s.season, context_dim=m.context_dim,
-            hidden=m.hidden, quantiles=s.quantiles)
+            hidden=m.hidden, quantiles=s.quantiles, transform=s.transform)
         if params is None and m.init:
             from streammeta import params_io  # engine ← params_io ← checkpoint ← engine
 
@@ -110,6 +110,7 @@ class Engine:
         self.max_gap_fill = s.max_gap_fill
         self.adapt_enabled = a.enabled
         self.inner_steps = a.inner_steps
+        self.shrink = a.shrink
         self.point_loss = a.loss
         self.quantile_levels = torch.tensor(s.quantiles)
         self.z = torch.distributions.Normal(0.0, 1.0).icdf(self.quantile_levels)  # (Q,)
@@ -217,7 +218,7 @@ class Engine:
             rows, slots_np, ts_np, y_np = (rows[keep.numpy()], slots_np[keep.numpy()],
                                            ts_np[keep.numpy()], y_np[keep.numpy()])
             slots, ts, delta, seen = slots[keep], ts[keep], delta[keep], seen[keep]
-        y = torch.from_numpy(y_np).to(torch.float32)
+        y = model.to_model_units(torch.from_numpy(y_np).to(torch.float32), self.shape.transform)
         gap = torch.where(seen, delta // self.step_ms - 1, torch.zeros_like(delta))
         if bool((gap > 0).any()):
             self._fill_gaps(slots, y, gap, result)
@@ -360,6 +361,8 @@ class Engine:
         with torch.enable_grad():
             phi = model.adapt(self.params, arena.phi[s], x, target, mask, self.point_loss,
                               self.inner_steps)
+        if self.shrink:
+            phi = arena.phi0 + (1.0 - self.shrink) * (phi - arena.phi0)
         arena.phi[s] = phi
 
     def _forecast(self, rows: np.ndarray, slots: Tensor, ts: Tensor, n: Tensor,
@@ -376,6 +379,8 @@ class Engine:
         at_h = point[:, self._h - 1]  # (B, S)
         at_h = torch.where(warm[:, None], at_h, torch.full_like(at_h, float("nan")))
         arena.pending[slots[:, None], cells, torch.arange(len(self.horizons))[None, :]] = at_h
+        point, quant = (model.from_model_units(point, self.shape.transform),
+                        model.from_model_units(quant, self.shape.transform))
         return Forecasts(
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())

@@ -32,6 +32,7 @@ class ModelShape:
     context_dim: int  # C
     hidden: int  # D
     quantiles: tuple[float, ...]  # Q levels
+    transform: str = "none"  # the units θ was learned in (series.transform)
 
 
 def init_params(shape: ModelShape, seed: int = 0, inner_lr: float = 0.05) -> Params:
@@ -127,6 +128,15 @@ def loss_per_row(
     pinball = (qerr * (quantiles[None, :, None] - below)).mean(dim=1)  # (B, H)
     pinball = (pinball * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
     return point_loss_per_row(out[:, 0], y, mask, point_loss) + pinball
+
+
+def to_model_units(values: Tensor, transform: str) -> Tensor:
+    """Observed values → the values the model and the entity state hold."""
+    return torch.asinh(values) if transform == "asinh" else values
+
+
+def from_model_units(values: Tensor, transform: str) -> Tensor:
+    return torch.sinh(values) if transform == "asinh" else values
 
 
 def normalise(window: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -22,7 +22,7 @@ def save(path: str | Path, params: model.Params, version: int, shape: model.Mode
         "format": FORMAT, "kind": "params", "version": version, "note": note,
         "shape": {"window": shape.window, "horizon": shape.horizon, "season": shape.season,
                   "context_dim": shape.context_dim, "hidden": shape.hidden,
-                  "quantiles": list(shape.quantiles)},
+                  "quantiles": list(shape.quantiles), "transform": shape.transform},
         "params": {k: v.detach().cpu().clone() for k, v in params.items()},
     })
     return path
@@ -34,6 +34,12 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
     payload = read_file(path)
     if payload.get("kind") != "params":
         raise ParameterFileError(f"{path}: not a parameter file (kind {payload.get('kind')!r})")
+    written_for = payload.get("shape") or {}
+    if written_for.get("transform", "none") != shape.transform:
+        raise ParameterFileError(
+            f"{path}: θ was learned on values with series.transform = "
+            f"{written_for.get('transform', 'none')!r}, this configuration has "
+            f"{shape.transform!r}")
     expected = model.init_params(shape)
     params = payload.get("params")
     if not isinstance(params, dict) or set(params) != set(expected):

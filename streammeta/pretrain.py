@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from streammeta import datasets, params_io
+from streammeta import datasets, model, params_io
 from streammeta.config import Config, resolve_device
 from streammeta.engine import Engine
 from streammeta.errors import DataError
@@ -45,6 +45,7 @@ def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
                         m.query_windows, m.window_stride, config.series.season)
     series = datasets.load(data, fmt)
     pool, owner = task_pool(series, layout.length, stride=config.series.season)
+    pool = model.to_model_units(pool, config.series.transform)
     held = (owner * 2654435761 % 1000) < int(m.holdout * 1000)  # whole series held out
     train, valid = pool[~held], pool[held][:2048]
     if len(train) == 0 or len(valid) == 0:

@@ -257,3 +257,21 @@ def test_state_follows_a_partition_to_another_replica_and_back(tmp_path: Path) -
         assert int(a.arena.count[other]) == 40
         torch.testing.assert_close(a.arena.ring[other], reference.arena.ring[slot])
         torch.testing.assert_close(a.arena.phi[other], reference.arena.phi[slot])
+
+
+def test_state_in_other_units_is_refused(tmp_path: Path) -> None:
+    """State and θ learned on asinh-transformed values must not be restored into an
+    engine that feeds raw values (and the other way round)."""
+    from streammeta import params_io
+
+    asinh = Engine(small_engine().config.replace("series", transform="asinh"))
+    feed(asinh, range(20))
+    saver = checkpointer(asinh, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    with pytest.raises(ParameterFileError, match="series.transform"):
+        checkpointer(small_engine(), CheckpointStore(tmp_path, member="b")).restore_partitions(
+            [0])
+    path = params_io.save(tmp_path / "p.smp", asinh.params, 1, asinh.shape)
+    with pytest.raises(ParameterFileError, match="series.transform"):
+        params_io.load(path, small_engine().shape)

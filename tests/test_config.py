@@ -32,6 +32,8 @@ def test_repository_config_is_valid_and_states_the_defaults() -> None:
     ("[model]\ninit = 'no/such/file.pt'", "model.init"),
     ("[adaptation]\nloss = 'huber'", "adaptation.loss"),
     ("[adaptation]\ninner_lr = -1", "adaptation.inner_lr"),
+    ("[adaptation]\nshrink = 1.0", "adaptation.shrink"),
+    ("[series]\ntransform = 'log'", "series.transform"),
     ("[kafka]\nacks = '0'", "kafka.acks"),
     ("[kafka]\nsession_timeout_ms = 1000", "kafka.session_timeout_ms"),
     ("[kafka]\nforecast_topic = 'streammeta.observations'", "kafka.forecast_topic"),

@@ -152,3 +152,31 @@ def test_online_adaptation_lowers_error_on_related_series() -> None:
     adapted = run_family(config, values)
     frozen = run_family(config.replace("adaptation", enabled=False), values)
     assert adapted < 0.8 * frozen
+
+
+def test_asinh_transform_forecasts_in_the_entities_own_units(cfg: Config) -> None:
+    """The model sees asinh(values); forecasts are published back in raw units, so
+    the cold seasonal-naive forecast is the raw value a season ago."""
+    asinh = Engine(cfg.replace("series", transform="asinh"))
+    values = [500.0 + 400.0 * math.sin(2 * math.pi * t / 4) for t in range(30)]
+    f = feed(asinh, "a", values).forecasts
+    ring = asinh.arena.ring[0]  # circular: value t at t mod its length
+    newest = range(30 - len(ring), 30)
+    torch.testing.assert_close(ring[[t % len(ring) for t in newest]],
+                               torch.asinh(torch.tensor([values[t] for t in newest])))
+    cold = int(np.nonzero(~f.warm)[0][-1])  # the last cold forecast: seasonal naive
+    season = values[cold - 3: cold + 1]
+    np.testing.assert_allclose(f.point[cold, :4], season, rtol=1e-4)
+    assert np.isfinite(f.point).all() and (f.point[f.warm] > 0).all()
+    assert (np.diff(f.quantiles, axis=1) >= 0).all()
+
+
+def test_shrink_keeps_fast_weights_near_their_initialisation(cfg: Config) -> None:
+    rng = np.random.default_rng(3)
+    values = list(10 + rng.normal(0, 3, 200))
+    drift = {}
+    for shrink in (0.0, 0.2):
+        engine = Engine(cfg.replace("adaptation", shrink=shrink))
+        feed(engine, "a", values)
+        drift[shrink] = float((engine.arena.phi[0] - engine.arena.phi0).norm())
+    assert 0 < drift[0.2] < drift[0.0] / 2
