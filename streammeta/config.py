@@ -151,6 +151,9 @@ class SeriesConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     window: int = 72
+    # Warm (forecasting with the model) after this many values, 0 = after a whole
+    # window; a younger entity's window is completed with its first season repeated.
+    warm_after: int = 0
     context_dim: int = 16
     hidden: int = 64
     # Parameter file to start from (see ``streammeta pretrain``); empty = seeded random init.
@@ -354,6 +357,11 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        warm, season, window = self.model.warm_after, self.series.season, self.model.window
+        _check("model.warm_after", warm, warm == 0 or season <= warm <= window,
+               f"0, or from series.season ({season}) to model.window ({window})")
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated again)."""

@@ -134,6 +134,7 @@ class Engine:
             mem.min_similarity) if mem.enabled else None
         # φ is stored when the key's values (the first L) are still in the ring.
         self.mature_at = min(m.window + mem.mature_after, self.arena.ring_len)
+        self.warm_at = m.warm_after or m.window  # values before the model forecasts
         self.drift = PageHinkley(drift.min_instances, drift.delta, drift.threshold,
                                  drift.alpha) if drift.enabled else None
         self._drifted: Tensor | None = None  # set by _score, handled once history is read
@@ -239,7 +240,7 @@ class Engine:
         """φ of entities turning warm, and of drifted ones, from the memory's neighbours
         of their newest L values (φ₀ where the memory has nothing similar)."""
         L = self.shape.window
-        start = n == L
+        start = n == self.warm_at
         if self._drifted is not None:
             start |= self._drifted
             result.drifts += int(self._drifted.sum())
@@ -250,7 +251,8 @@ class Engine:
         if self.memory is None:
             self.arena.phi[s] = self.arena.phi0
             return
-        keys = task_key(window(history[start], n[start] - L, L), self.shape.season)
+        keys = task_key(window(history[start], n[start] - L, L, self.shape.season),
+                        self.shape.season)
         # Entries hold φ - φ₀ (what adaptation added), so they stay meaningful after
         # the outer loop moves φ₀; no neighbour: the offset is 0, φ₀ itself.
         found = self.memory.retrieve(keys, torch.zeros_like(self.arena.phi0))
@@ -347,14 +349,15 @@ class Engine:
     def _adapt(self, slots: Tensor, n: Tensor, history: Tensor) -> None:
         """Inner loop on each entity's newest example with at least one arrived target."""
         arena, L, H = self.arena, self.shape.window, self.shape.horizon
-        ready = n > L
+        ready = n > self.warm_at
         if not bool(ready.any()):
             return
         all_ready = bool(ready.all())
         s, n = (slots, n) if all_ready else (slots[ready], n[ready])
-        k = torch.clamp(n - L, max=H)  # targets available for the newest example
-        first = n - k - L  # absolute index of its first input
-        seq = window(history if all_ready else history[ready], first, L + H)  # (B, L+H)
+        k = torch.clamp(n - self.warm_at, max=H)  # targets available for the newest example
+        first = n - k - L  # absolute index of its first input (< 0: young, see window)
+        seq = window(history if all_ready else history[ready], first, L + H,
+                     self.shape.season)  # (B, L+H)
         x, mean, scale = model.normalise(seq[:, :L])
         target = (seq[:, L:] - mean) / scale  # (B, H)
         mask = (torch.arange(H)[None, :] < k[:, None]).to(torch.float32)  # (B, H)
@@ -369,7 +372,7 @@ class Engine:
                   history: Tensor) -> Forecasts:
         """n (B,) values seen (the newest at n-1), history (B, 2R) → one forecast per row."""
         arena, H = self.arena, self.shape.horizon
-        warm = n >= self.shape.window
+        warm = n >= self.warm_at
         if bool(warm.all()):  # the steady state: no scatter into a preallocated batch
             point, quant = self._model_forecast(slots, n, history)
         else:
@@ -388,7 +391,7 @@ class Engine:
     def _model_forecast(self, slots: Tensor, n: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
         """→ point (B, H) and quantiles (B, Q, H) in the entities' own units."""
         L = self.shape.window
-        x, mean, scale = model.normalise(window(history, n - L, L))  # (B, L)
+        x, mean, scale = model.normalise(window(history, n - L, L, self.shape.season))
         point, spread = model.point_and_spread(self.params, x, self.arena.phi[slots])
         point = point * scale + mean
         return point, point[:, None, :] + (spread * scale)[:, None, :] * self.z[None, :, None]

@@ -161,12 +161,18 @@ class Arena:
         return torch.cat([rows, rows], dim=1)
 
 
-def window(history: Tensor, first: Tensor, length: int) -> Tensor:
+def window(history: Tensor, first: Tensor, length: int, season: int = 0) -> Tensor:
     """Values at absolute indices first..first+length-1 of each row of ``history``.
 
     ``history`` comes from :meth:`Arena.history`; ``first`` is (B,). Indices older
     than R values ago or not seen yet return whatever the ring holds; callers mask.
+    With ``season``, a negative index (before the entity's first value) reads the
+    value of the same phase in its first season instead.
     """
     ring_len = history.shape[1] // 2
+    if season and bool((first < 0).any()):
+        index = first[:, None] + torch.arange(length)[None, :]  # (B, length)
+        index = torch.where(index < 0, index % season, index)
+        return torch.gather(history, 1, index % ring_len)
     views = history.unfold(1, length, 1)  # (B, 2R-length+1, length), no copy
     return views[torch.arange(len(first)), first % ring_len]

@@ -269,9 +269,9 @@ def test_state_in_other_units_is_refused(tmp_path: Path) -> None:
     saver = checkpointer(asinh, CheckpointStore(tmp_path, member="a"))
     saver.advance({0: 60, 1: 60}, 120)
     saver.save()
-    with pytest.raises(ParameterFileError, match="series.transform"):
+    with pytest.raises(ParameterFileError, match=r"series\.transform"):
         checkpointer(small_engine(), CheckpointStore(tmp_path, member="b")).restore_partitions(
             [0])
     path = params_io.save(tmp_path / "p.smp", asinh.params, 1, asinh.shape)
-    with pytest.raises(ParameterFileError, match="series.transform"):
+    with pytest.raises(ParameterFileError, match=r"series\.transform"):
         params_io.load(path, small_engine().shape)

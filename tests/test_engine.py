@@ -10,6 +10,7 @@ from streammeta import config as config_mod
 from streammeta.codec import Reason
 from streammeta.config import Config
 from streammeta.engine import Engine, _rounds
+from streammeta.errors import ConfigError
 
 STEP = 3_600_000
 
@@ -180,3 +181,26 @@ def test_shrink_keeps_fast_weights_near_their_initialisation(cfg: Config) -> Non
         feed(engine, "a", values)
         drift[shrink] = float((engine.arena.phi[0] - engine.arena.phi0).norm())
     assert 0 < drift[0.2] < drift[0.0] / 2
+
+
+def test_warm_after_completes_a_young_window_with_its_first_season(cfg: Config) -> None:
+    """window 12, season 4, warm after 8: the 8th value's forecast comes from the
+    model, whose window is the first season followed by the 8 values."""
+    from streammeta import model
+
+    engine = Engine(cfg.replace("model", warm_after=8))
+    values = [10.0, 30.0, 20.0, 15.0, 11.0, 32.0, 19.0, 16.0]
+    f = feed(engine, "a", values).forecasts
+    assert f.warm.tolist() == [False] * 7 + [True]
+    completed = torch.tensor(values[:4] + values, dtype=torch.float32)[None, :]
+    x, mean, scale = model.normalise(completed)
+    point, _ = model.point_and_spread(engine.params, x, engine.arena.phi0[None, :])
+    np.testing.assert_allclose(f.point[-1], (point * scale + mean)[0].numpy(), rtol=1e-5)
+
+
+def test_warm_after_must_lie_between_the_season_and_the_window() -> None:
+    config = config_mod.load(None, env={})
+    with pytest.raises(ConfigError, match=r"model\.warm_after"):
+        config.replace("model", warm_after=10)  # below the season (24)
+    with pytest.raises(ConfigError, match=r"model\.warm_after"):
+        config.replace("model", warm_after=100)  # beyond the window (72)
