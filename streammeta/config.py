@@ -128,7 +128,7 @@ class SeriesConfig:
     max_record_bytes: int = 4096
     # Values the model sees: "asinh" ≈ log for large values (multiplicative seasonality,
     # positive-looking forecasts) and defined for every real; "none" = as they come.
-    transform: str = "none"
+    transform: str = "asinh"
 
     def __post_init__(self) -> None:
         _check("series.transform", self.transform, self.transform in ("none", "asinh"),
@@ -150,10 +150,13 @@ class SeriesConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    window: int = 72
-    # Warm (forecasting with the model) after this many values, 0 = after a whole
-    # window; a younger entity's window is completed with its first season repeated.
-    warm_after: int = 0
+    # A week of hourly values: M4 final-origin sMAPE 12.69 -> 9.95 against 72
+    # (asinh, pretrained; docs/evaluation.md).
+    window: int = 168
+    # Warm (forecasting with the model) after this many values, at least a season and
+    # at most the window (0 = the window); a younger entity's window is completed with
+    # its first season repeated.
+    warm_after: int = 72
     context_dim: int = 16
     hidden: int = 64
     # Parameter file to start from (see ``streammeta pretrain``); empty = seeded random init.
@@ -164,6 +167,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check("model.window", self.window, 2 <= self.window <= 4096, "an integer in [2, 4096]")
+        _check("model.warm_after", self.warm_after, 0 <= self.warm_after <= 4096,
+               "an integer in [0, 4096]")
         _check("model.context_dim", self.context_dim, 1 <= self.context_dim <= 256, "1..256")
         _check("model.hidden", self.hidden, 4 <= self.hidden <= 4096, "4..4096")
         _check("model.init", self.init, not self.init or Path(self.init).is_file(),
@@ -186,7 +191,7 @@ class AdaptationConfig:
     loss: str = "mae"
     # After each online step φ ← φ₀ + (1 − shrink)(φ − φ₀): φ follows the recent
     # examples instead of accumulating every step's noise since the entity began.
-    shrink: float = 0.0
+    shrink: float = 0.1
 
     def __post_init__(self) -> None:
         _check("adaptation.shrink", self.shrink,
@@ -357,11 +362,6 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
-
-    def __post_init__(self) -> None:
-        warm, season, window = self.model.warm_after, self.series.season, self.model.window
-        _check("model.warm_after", warm, warm == 0 or season <= warm <= window,
-               f"0, or from series.season ({season}) to model.window ({window})")
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated again)."""

@@ -134,7 +134,8 @@ class Engine:
             mem.min_similarity) if mem.enabled else None
         # φ is stored when the key's values (the first L) are still in the ring.
         self.mature_at = min(m.window + mem.mature_after, self.arena.ring_len)
-        self.warm_at = m.warm_after or m.window  # values before the model forecasts
+        # Values before the model forecasts: a young window needs a whole first season.
+        self.warm_at = min(max(m.warm_after, s.season), m.window) if m.warm_after else m.window
         self.drift = PageHinkley(drift.min_instances, drift.delta, drift.threshold,
                                  drift.alpha) if drift.enabled else None
         self._drifted: Tensor | None = None  # set by _score, handled once history is read

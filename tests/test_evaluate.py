@@ -186,9 +186,11 @@ def _ett_csv(path: Path, rows: int) -> Path:
 
 def test_ett_protocol_with_pretraining_on_the_train_rows(tmp_path: Path) -> None:
     data, out = _ett_csv(tmp_path / "ett.csv", 1000), tmp_path / "r.json"
+    config = tmp_path / "ett.toml"  # 200 train rows: too few for tasks of a week's window
+    config.write_text("[model]\nwindow = 72\n")
     assert main(["evaluate", "--data", str(data), "--format", "ett", "--protocol", "ett",
                  "--horizon", "4", "--pretrain", "3", "--methods", "streammeta", "naive",
-                 "--json", str(out), "-q"]) == 0
+                 "--config", str(config), "--json", str(out), "-q"]) == 0
     payload = json.loads(out.read_text())
     assert [r["method"] for r in payload["results"]] == ["streammeta", "naive"]
     assert any("pretrained 3 meta-steps" in note for note in payload["notes"])
