@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ def evaluations(data: Path, config: str | None) -> dict[str, list[str]]:
         "m4-rolling": ["--data", m4, "--format", "m4", "--protocol", "rolling", *default],
         "ett": ["--data", str(data / "ett" / "ETTh2.csv"), "--format", "ett",
                 "--protocol", "ett", "--pretrain", "2000",
-                "--config", config or str(ETT_CONFIG)],
+                "--config", config or os.path.relpath(ETT_CONFIG)],
     }
 
 
