@@ -1,7 +1,7 @@
 """Cold start: how well does a *new* entity forecast, with and without the outer
 loop and the external memory?
 
-    python benchmarks/cold_start.py [--data ../shared/data] [--gap 4] [--every 2000]
+    python benchmarks/cold_start.py [--data ../shared/data] [--gap 4] [--every 5000]
 
 Entities arrive over time (entity k starts ``gap`` steps after entity k-1), so
 later entities meet an initialisation that the outer loop has meta-learned from
@@ -12,7 +12,15 @@ forecast. Every run uses the same engine and online adaptation; "outer loop on"
 runs the outer loop synchronously every ``--every`` observations (so the result
 does not depend on thread timing); "+ memory" also starts each entity from its
 nearest neighbours' φ in the external memory. Seasonal naive is printed as a
-reference.
+reference. M4 runs twice: in the data set's order (its series come in groups of
+similar sources, so a later group meets a θ learned from other groups) and in a
+shuffled order (seed 0).
+
+The second table is meta-transfer, cross-fitted: θ meta-trained offline
+(``streammeta pretrain``'s code, ``--pretrain-steps``) on one half of the series
+(M4: the even-numbered ones; synthetic: a second family from another seed), then
+the cold start of the *other* half with the outer loop off, from the initial θ, from
+θ pretrained without young tasks (``meta.young_share = 0``), and with them.
 
 Data: M4 hourly (414 series, ../shared/data/m4-hourly) and a synthetic family of
 related seasonal series.
@@ -28,9 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from streammeta import config as config_mod
-from streammeta import datasets, outer
+from streammeta import datasets, model, outer
 from streammeta.config import Config
 from streammeta.engine import Engine
+from streammeta.pretrain import meta_train
 
 FIRST = 48  # forecasts per entity in the cold-start slice
 
@@ -50,11 +59,11 @@ def synthetic(n: int, length: int, seed: int = 0) -> list[datasets.Series]:
 
 
 def run(config: Config, series: list[datasets.Series], gap: int, every: int,
-        with_outer: bool) -> tuple[float, float, float]:
+        with_outer: bool, params: model.Params | None = None) -> tuple[float, float, float]:
     """→ (cold-start MASE of streammeta, of seasonal naive, seconds)."""
     names, ts, values = datasets.interleave(series, arrival_gap_steps=gap)
     truth = {s.entity: s.values for s in series}
-    engine = Engine(config)
+    engine = Engine(config, params)
     loop = outer.attach(config, engine, engine.swap) if with_outer else None
     H, m = config.series.horizon, config.series.season
     captured: dict[str, list[tuple[int, np.ndarray]]] = {s.entity: [] for s in series}
@@ -102,29 +111,62 @@ def main() -> None:
                         help="observations between outer-loop runs")
     parser.add_argument("--config", help="config.toml (default: the built-in defaults)")
     parser.add_argument("--only", choices=("synthetic", "m4"))
+    parser.add_argument("--pretrain-steps", type=int, default=2000,
+                        help="meta-steps of the cross-fitted transfer (0: skip it)")
     args = parser.parse_args()
     config = config_mod.load(args.config, env={})
-    sets = {}
+    sets: dict[str, list[datasets.Series]] = {}
+    pairs: dict[str, tuple[list[datasets.Series], list[datasets.Series]]] = {}  # transfer
     if args.only != "m4":
         sets["synthetic (400 related seasonal series)"] = synthetic(400, 600)
+        pairs["synthetic (source: a family from another seed)"] = (
+            synthetic(400, 600, seed=1), synthetic(400, 600))
     m4 = args.data / "m4-hourly"
     if args.only == "synthetic":
         pass
     elif m4.is_dir():
-        sets["M4 hourly (414 series)"] = datasets.load(m4, "m4")
+        series = datasets.load(m4, "m4")
+        shuffled = [series[i] for i in np.random.default_rng(0).permutation(len(series))]
+        sets["M4 hourly (414 series)"] = series
+        sets["M4 hourly, shuffled arrival order"] = shuffled
+        pairs["M4 hourly, odd-numbered series (source: the even-numbered)"] = (
+            series[0::2], series[1::2])
     else:
         print(f"{m4} not found: M4 skipped")
     bare = config.replace("memory", enabled=False)
+    memory = config.replace("memory", enabled=True)
     print("| data | outer loop off | outer loop on | change | on + memory | change | "
           "seasonal naive | seconds |")
     print("|---|---|---|---|---|---|---|---|")
-    for label, series in sets.items():
-        off, naive, s_off = run(bare, series, args.gap, args.every, with_outer=False)
-        on, _, s_on = run(bare, series, args.gap, args.every, with_outer=True)
-        mem, _, s_mem = run(config, series, args.gap, args.every, with_outer=True)
+    for label, stream in sets.items():
+        off, naive, s_off = run(bare, stream, args.gap, args.every, with_outer=False)
+        on, _, s_on = run(bare, stream, args.gap, args.every, with_outer=True)
+        mem, _, s_mem = run(memory, stream, args.gap, args.every, with_outer=True)
         print(f"| {label} | {off:.3f} | {on:.3f} | {100 * (on - off) / off:+.1f}% | "
               f"{mem:.3f} | {100 * (mem - on) / on:+.1f}% | {naive:.3f} | "
               f"{s_off:.0f}, {s_on:.0f}, {s_mem:.0f} |", flush=True)
+    if args.pretrain_steps:
+        transfer(bare, pairs, args)
+
+
+def transfer(config: Config, pairs: dict[str, tuple[list[datasets.Series],
+                                                     list[datasets.Series]]],
+             args: argparse.Namespace) -> None:
+    print(f"\nMeta-transfer, cross-fitted ({args.pretrain_steps} offline meta-steps), "
+          "outer loop off:\n")
+    print("| streamed | initial θ | pretrained, no young tasks | change | pretrained | "
+          "change |")
+    print("|---|---|---|---|---|---|")
+    for label, (source, stream) in pairs.items():
+        base, _, _ = run(config, stream, args.gap, args.every, with_outer=False)
+        errors = []
+        for share in (0.0, config.meta.young_share):
+            cfg = config.replace("meta", young_share=share)
+            params, _ = meta_train(cfg, source, args.pretrain_steps, progress=False)
+            errors.append(run(cfg, stream, args.gap, args.every, False, params)[0])
+        print(f"| {label} | {base:.3f} | {errors[0]:.3f} | "
+              f"{100 * (errors[0] - base) / base:+.1f}% | {errors[1]:.3f} | "
+              f"{100 * (errors[1] - base) / base:+.1f}% |", flush=True)
 
 
 if __name__ == "__main__":

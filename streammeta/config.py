@@ -218,6 +218,8 @@ class MetaConfig:
     support_windows: int = 4
     query_windows: int = 4
     window_stride: int = 6
+    # Share of tasks taken as a new entity's first forecasts (made with φ₀).
+    young_share: float = 0.5
     meta_lr: float = 0.001
     buffer_entities: int = 8192
     # Share of buffered entities used only to decide promotions.
@@ -233,6 +235,8 @@ class MetaConfig:
                self.device in ("auto", "cpu") or self.device.startswith("cuda"),
                "'auto', 'cpu' or 'cuda[:N]'")
         _check("meta.cpu_share", self.cpu_share, 0 < self.cpu_share <= 1, "a float in (0, 1]")
+        _check("meta.young_share", self.young_share, 0 <= self.young_share <= 1,
+               "a float in [0, 1]")
         _check("meta.every_s", self.every_s, self.every_s > 0, "seconds > 0")
         _check("meta.every_observations", self.every_observations,
                self.every_observations >= 1, "an integer >= 1")

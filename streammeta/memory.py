@@ -89,7 +89,6 @@ class MemoryStore:
         self.row_of: dict[str, int] = {}
         self.tick = 0
         self.retrievals = 0  # queries answered from memory
-        self.inserted = 0
         self.evicted = 0
         # Entries inserted here, for the replicas (None: not shared). The daemon's
         # memory link publishes and empties it between batches.
@@ -119,7 +118,6 @@ class MemoryStore:
                                                                     strict=True)]
         self.tick += 1
         self.used_at[rows] = self.tick
-        self.inserted += len(order)
 
     def _rows_for(self, names: list[str]) -> Tensor:
         rows = [self.row_of.get(n, -1) for n in names]

@@ -14,6 +14,13 @@ task. Algorithms:
 * ``reptile`` — φ₀ moves towards the mean adapted φ; θ and α follow the
   first-order query gradient (θ itself is shared, not adapted per task).
 
+A share of the tasks (``meta.young_share``) are *young*: the stretch's first value
+is taken as the entity's first, the windows are completed with its first season
+exactly as the engine completes a young entity's window, and the query windows are
+the entity's first forecasts, made with φ₀ before any adaptation. Without them θ
+only learns from entities with a whole window of history, and a meta-learned θ
+forecast new entities worse than the initial one did (docs/memory.md).
+
 Each trigger runs some meta-steps and yields a numbered candidate version; it is
 promoted (served) only if its meta-loss on held-out tasks is not worse than the
 serving version's — on held-out entities' newest windows, later in time than any
@@ -50,6 +57,7 @@ class TaskLayout:
     query: int  # Q windows
     stride: int
     season: int = 1  # m, for the task's error scale (see normalise_task)
+    young: int = 0  # values an entity has at its first forecast (0: no young tasks)
 
     @property
     def length(self) -> int:
@@ -58,24 +66,42 @@ class TaskLayout:
         # query window starts H after the last support window.
         return (S - 1) * d + H + (Q - 1) * d + L + H
 
-    def split(self, history: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(n, T) histories → support x (n, S, L), y (n, S, H), query x (n, Q, L), y."""
+    def split(self, history: Tensor, young: bool = False
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(n, T) histories → support x (n, S, L), y (n, S, H), query x (n, Q, L), y.
+
+        ``young``: the query windows are a new entity's first forecasts instead (the
+        support windows then precede its birth and must not be used).
+        """
+        L, S = self.window, self.support
+        examples = history[:, self._index(young)]  # (n, S+Q, L+H)
+        return examples[:, :S, :L], examples[:, :S, L:], examples[:, S:, :L], examples[:, S:, L:]
+
+    def _index(self, young: bool) -> Tensor:
+        """(S+Q, L+H): where each support, then query, example's values sit in a history."""
         L, H, d = self.window, self.horizon, self.stride
         first_query = (self.support - 1) * d + H
-        support = torch.stack([history[:, j * d: j * d + L + H]
-                               for j in range(self.support)], dim=1)
-        query = torch.stack([history[:, first_query + k * d: first_query + k * d + L + H]
-                             for k in range(self.query)], dim=1)
-        return support[..., :L], support[..., L:], query[..., :L], query[..., L:]
+        starts = torch.tensor([j * d for j in range(self.support)]
+                              + [first_query + k * d for k in range(self.query)])
+        index = starts[:, None] + torch.arange(L + H)[None, :]
+        if young:
+            # The first query window's newest input is the entity's young-th value; older
+            # inputs read the same phase of its first season, as state.window does.
+            index = index - first_query - (L - self.young)
+            index = torch.where(index < 0, index % self.season, index)
+        return index
 
 
 def normalise_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor,
-                   season: int = 1) -> tuple[Tensor, ...]:
+                   season: int = 1, known: Tensor | None = None) -> tuple[Tensor, ...]:
     """Each window standardised by its own inputs, as the engine does; and a weight
     per query window that turns its loss from window units into units of the task's
     mean absolute seasonal difference (from the support inputs only), as MASE scores
     it. Without it, the loss of a flat window (a small standard deviation) is blown
-    up, and meta-learning favours those windows over the ones MASE counts."""
+    up, and meta-learning favours those windows over the ones MASE counts.
+
+    ``known`` (n, K): the values the scale is taken from (default: the first
+    support window's inputs)."""
     out = []
     scales = []
     for x, y in ((xs, ys), (xq, yq)):
@@ -83,7 +109,7 @@ def normalise_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor,
         xn, mean, scale = model.normalise(x.reshape(n * w, L))
         out += [xn.reshape(n, w, L), ((y.reshape(n * w, -1) - mean) / scale).reshape(y.shape)]
         scales.append(scale.reshape(n, w))
-    first = xs[:, 0]  # (n, L)
+    first = xs[:, 0] if known is None else known  # (n, K)
     lag = min(season, first.shape[1] - 1)
     task_scale = (first[:, lag:] - first[:, :-lag]).abs().mean(dim=1, keepdim=True)  # (n, 1)
     weight = scales[1] / torch.maximum(task_scale, 1e-3 * first.abs().mean(dim=1,
@@ -130,28 +156,48 @@ class MetaLearner:
         return phi
 
     def _task_loss(self, params: model.Params, xs: Tensor, ys: Tensor, xq: Tensor,
-                   yq: Tensor, wq: Tensor) -> tuple[Tensor, Tensor]:
-        phi = self._adapt(params, params["phi0"], xs, ys)
+                   yq: Tensor, wq: Tensor, young: Tensor) -> tuple[Tensor, Tensor]:
+        """A young task (``young`` = 1) forecasts its query with φ₀; any other adapts
+        φ on its support windows first."""
+        adapted = self._adapt(params, params["phi0"], xs, ys)
+        phi = young * params["phi0"] + (1.0 - young) * adapted  # no data-dependent branch
         out = model.forward(params, xq, phi.expand(xq.shape[0], -1), self.z)  # (Q, 1+Q', H)
         loss = model.loss_per_row(out, yq, torch.ones_like(yq), self.levels, self.point_loss)
-        return (loss * wq).mean(), phi
+        return (loss * wq).mean(), adapted
 
     def _meta_loss(self, params: model.Params, batch: tuple[Tensor, ...]
                    ) -> tuple[Tensor, Tensor]:
-        losses, phis = vmap(self._task_loss, in_dims=(None, 0, 0, 0, 0, 0))(params, *batch)
+        losses, phis = vmap(self._task_loss, in_dims=(None, 0, 0, 0, 0, 0, 0))(params, *batch)
         return losses.mean(), phis
 
     # -- steps ---------------------------------------------------------------------------
     def batch(self, histories: Tensor) -> tuple[Tensor, ...]:
-        return normalise_task(*self.layout.split(histories.to(self.device)), self.layout.season)
+        """Tasks (n, T) → normalised support and query windows, query weights and the
+        young flag (n,); the last ``young_share`` of the rows become young tasks."""
+        histories = histories.to(self.device)
+        layout, n = self.layout, len(histories)
+        n_young = round(n * self.config.young_share) if layout.young else 0
+        parts = []
+        if n_young < n:
+            parts.append(normalise_task(*layout.split(histories[: n - n_young]), layout.season))
+        if n_young:
+            split = layout.split(histories[n - n_young:], young=True)
+            # A young entity's scale comes from the values it has seen, not the completion.
+            parts.append(normalise_task(*split, layout.season,
+                                        known=split[2][:, 0, -layout.young:]))
+        flag = torch.cat([torch.zeros(n - n_young), torch.ones(n_young)]).to(self.device)
+        return (*(torch.cat(tensors) for tensors in zip(*parts, strict=True)), flag)
 
     def step(self, histories: Tensor) -> float:
         """One meta-update on tasks (n, T); returns the meta-loss before it."""
         batch = self.batch(histories)
         grads, (loss, phis) = grad_and_value(self._meta_loss, has_aux=True)(self.params, batch)
         if self.config.algorithm == "reptile":
-            # φ₀ moves towards the tasks' adapted contexts (the Reptile rule).
-            grads["phi0"] = self.params["phi0"] - phis.mean(dim=0).detach()
+            # φ₀ moves towards the tasks' adapted contexts (the Reptile rule); young
+            # tasks adapt nothing.
+            mature = batch[-1] == 0
+            if bool(mature.any()):
+                grads["phi0"] = self.params["phi0"] - phis[mature].mean(dim=0).detach()
         for name, tensor in self.params.items():
             tensor.grad = grads[name]
         self.optimiser.step()
@@ -298,7 +344,8 @@ def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int]
     m = config.meta
     layout = TaskLayout(window=config.model.window, horizon=config.series.horizon,
                         support=m.support_windows, query=m.query_windows,
-                        stride=m.window_stride, season=config.series.season)
+                        stride=m.window_stride, season=config.series.season,
+                        young=engine.warm_at)
     # Longer than one task: tasks start at random points of the last few days.
     engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length + 4 * config.series.season,
                                     config.engine.max_entities)

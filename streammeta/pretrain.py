@@ -39,17 +39,29 @@ def task_pool(series: list[datasets.Series], length: int, stride: int) -> tuple[
 
 def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
              progress: bool = True) -> dict[str, float]:
+    """Meta-train on the series of ``data`` and write the parameter file ``out``."""
+    params, stats = meta_train(config, datasets.load(data, fmt), steps, progress, name=data)
+    params_io.save(Path(out), params, version=1, shape=Engine(config).shape,
+                   note=f"pretrained on {Path(data).name} ({fmt}), {steps} steps")
+    return stats
+
+
+def meta_train(config: Config, series: list[datasets.Series], steps: int,
+               progress: bool = True, name: str = "the data") -> tuple[model.Params,
+                                                                      dict[str, float]]:
+    """θ meta-trained for ``steps`` on tasks from ``series``, and the held-out meta-loss
+    before and after (on whole series held out by ``meta.holdout``)."""
     engine = Engine(config)  # the shapes and initial θ the daemon would use
     m = config.meta
     layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
-                        m.query_windows, m.window_stride, config.series.season)
-    series = datasets.load(data, fmt)
+                        m.query_windows, m.window_stride, config.series.season,
+                        young=engine.warm_at)
     pool, owner = task_pool(series, layout.length, stride=config.series.season)
     pool = model.to_model_units(pool, config.series.transform)
     held = (owner * 2654435761 % 1000) < int(m.holdout * 1000)  # whole series held out
     train, valid = pool[~held], pool[held][:2048]
     if len(train) == 0 or len(valid) == 0:
-        raise DataError(f"{data}: too few series to hold some out for validation")
+        raise DataError(f"{name}: too few series to hold some out for validation")
     learner = MetaLearner(engine.params, layout, m, config.adaptation.loss,
                           config.adaptation.inner_steps, config.series.quantiles,
                           device=resolve_device(m.device))
@@ -64,7 +76,5 @@ def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
             bar.set_postfix(meta_loss=f"{loss:.4f}")
     params = learner.snapshot()
     after = learner.evaluate(params, valid)
-    params_io.save(Path(out), params, version=1, shape=engine.shape,
-                   note=f"pretrained on {Path(data).name} ({fmt}), {steps} steps")
-    return {"tasks": float(len(pool)), "held_out_loss_before": before,
-            "held_out_loss_after": after, "last_meta_loss": loss}
+    return params, {"tasks": float(len(pool)), "held_out_loss_before": before,
+                    "held_out_loss_after": after, "last_meta_loss": loss}

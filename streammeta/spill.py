@@ -42,7 +42,6 @@ class SpillStore:
         self._live: dict[str, int] = {}  # own file → entities still only there
         self._emptied: dict[str, float] = {}  # own file → when its last entity left (s)
         self._seq = 0
-        self.written = self.read_back = 0
 
     def __len__(self) -> int:
         return len(self.index)
@@ -59,7 +58,6 @@ class SpillStore:
         for entity, partition in zip(names, partitions, strict=True):
             self.index[entity] = (name, int(partition))
         self._live[name] = len(names)
-        self.written += len(names)
 
     def take(self, names: list[str]) -> dict[str, Any]:
         """Read evicted entities back: their rows, in ``Arena.export`` form."""
@@ -78,7 +76,6 @@ class SpillStore:
                 if self._live[name] == 0:
                     self._emptied[name] = time.time()
                     del self._live[name]
-        self.read_back += len(names)
         return {"names": [n for part in parts for n in part["names"]],
                 **{field: torch.cat([part[field] for part in parts]) for field in ROW_FIELDS}}
 

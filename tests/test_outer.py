@@ -17,6 +17,7 @@ from streammeta.daemon import Daemon
 from streammeta.engine import Engine
 from streammeta.errors import ParameterFileError
 from streammeta.outer import MetaLearner, TaskLayout
+from streammeta.state import window
 from streammeta.streams import MemorySink, MemorySource
 from streammeta.tasks import TaskBuffer
 
@@ -60,6 +61,42 @@ def test_query_targets_never_reach_the_adaptation(cfg: Config) -> None:
     for task in range(4):
         torch.testing.assert_close(learner._adapt(learner.params, phi, a[0][task], a[1][task]),
                                    learner._adapt(learner.params, phi, b[0][task], b[1][task]))
+
+
+def test_young_tasks_are_a_new_entitys_first_forecasts(cfg: Config) -> None:
+    """A young task's query windows are what the engine forecasts from for an entity
+    that has seen ``young`` values (its window completed with its first season), and
+    their targets are the values that follow."""
+    config = cfg.replace("model", window=72, warm_after=36)
+    warm_at = Engine(config).warm_at
+    assert warm_at == 36
+    m = config.meta
+    layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
+                        m.window_stride, config.series.season, young=warm_at)
+    h = histories(config, 8)
+    _, _, xq, yq = layout.split(h, young=True)
+    ring = torch.cat([h, h], dim=1)  # the arena's doubled ring, long enough not to wrap
+    for k in range(layout.query):
+        made_at = warm_at + k * layout.stride  # values seen at the k-th query forecast
+        first = torch.full((len(h),), made_at - 72)
+        assert torch.equal(xq[:, k], window(ring, first, 72, config.series.season))
+        assert torch.equal(yq[:, k], h[:, made_at: made_at + config.series.horizon])
+
+
+def test_young_tasks_teach_the_first_forecasts(cfg: Config) -> None:
+    config = cfg.replace("model", window=72, warm_after=36).replace(
+        "meta", young_share=1.0)
+    engine = Engine(config)
+    m = config.meta
+    layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
+                        m.window_stride, config.series.season, young=engine.warm_at)
+    learner = MetaLearner(engine.params, layout, m, "mae", 1, config.series.quantiles)
+    assert bool((learner.batch(histories(config, 4))[-1] == 1).all())  # all young
+    train, held = histories(config, 256, seed=1), histories(config, 64, seed=2)
+    before = learner.evaluate(engine.params, held)
+    for _ in range(40):
+        learner.step(train[torch.randint(256, (64,))])
+    assert learner.evaluate(learner.snapshot(), held) < 0.9 * before
 
 
 @pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
