@@ -60,6 +60,11 @@ class TaskLayout:
     young: int = 0  # values an entity has at its first forecast (0: no young tasks)
 
     @property
+    def young_length(self) -> int:
+        """Values from an entity's birth that a young task needs."""
+        return self.young + (self.query - 1) * self.stride + self.horizon
+
+    @property
     def length(self) -> int:
         S, Q, d, L, H = self.support, self.query, self.stride, self.window, self.horizon
         # Query inputs may overlap support targets, query targets may not: the first
@@ -171,26 +176,31 @@ class MetaLearner:
         return losses.mean(), phis
 
     # -- steps ---------------------------------------------------------------------------
-    def batch(self, histories: Tensor) -> tuple[Tensor, ...]:
-        """Tasks (n, T) → normalised support and query windows, query weights and the
-        young flag (n,); the last ``young_share`` of the rows become young tasks."""
-        histories = histories.to(self.device)
-        layout, n = self.layout, len(histories)
-        n_young = round(n * self.config.young_share) if layout.young else 0
-        parts = []
-        if n_young < n:
-            parts.append(normalise_task(*layout.split(histories[: n - n_young]), layout.season))
-        if n_young:
-            split = layout.split(histories[n - n_young:], young=True)
+    def young_count(self, n: int) -> int:
+        """How many of ``n`` tasks are young (``meta.young_share``)."""
+        return round(n * self.config.young_share) if self.layout.young else 0
+
+    def batch(self, histories: Tensor, young: Tensor | None = None) -> tuple[Tensor, ...]:
+        """Task histories (n, T ≥ length) and young ones (n', T' ≥ young_length, from the
+        entity's birth) → normalised support and query windows, query weights and the
+        young flag (n + n',)."""
+        layout, parts = self.layout, []
+        young = histories[:0, : layout.young_length] if young is None else young
+        if len(histories):
+            parts.append(normalise_task(*layout.split(histories.to(self.device)),
+                                        layout.season))
+        if len(young):
+            split = layout.split(young.to(self.device), young=True)
             # A young entity's scale comes from the values it has seen, not the completion.
             parts.append(normalise_task(*split, layout.season,
                                         known=split[2][:, 0, -layout.young:]))
-        flag = torch.cat([torch.zeros(n - n_young), torch.ones(n_young)]).to(self.device)
-        return (*(torch.cat(tensors) for tensors in zip(*parts, strict=True)), flag)
+        flag = torch.cat([torch.zeros(len(histories)), torch.ones(len(young))])
+        return (*(torch.cat(tensors) for tensors in zip(*parts, strict=True)),
+                flag.to(self.device))
 
-    def step(self, histories: Tensor) -> float:
-        """One meta-update on tasks (n, T); returns the meta-loss before it."""
-        batch = self.batch(histories)
+    def step(self, histories: Tensor, young: Tensor | None = None) -> float:
+        """One meta-update on tasks (see :meth:`batch`); returns the meta-loss before it."""
+        batch = self.batch(histories, young)
         grads, (loss, phis) = grad_and_value(self._meta_loss, has_aux=True)(self.params, batch)
         if self.config.algorithm == "reptile":
             # φ₀ moves towards the tasks' adapted contexts (the Reptile rule); young
@@ -206,10 +216,11 @@ class MetaLearner:
             self.params["alpha"].clamp_(min=0.0)
         return float(loss)
 
-    def evaluate(self, params: model.Params, histories: Tensor) -> float:
+    def evaluate(self, params: model.Params, histories: Tensor,
+                 young: Tensor | None = None) -> float:
         """Meta-loss of ``params`` on tasks (n, T) without updating anything."""
         moved = {k: v.detach().to(self.device) for k, v in params.items()}
-        loss, _ = self._meta_loss(moved, self.batch(histories))
+        loss, _ = self._meta_loss(moved, self.batch(histories, young))
         return float(loss)
 
     def snapshot(self) -> model.Params:
@@ -255,22 +266,26 @@ class OuterLoop:
         # held-out entities' newest windows, later in time than anything trained on.
         self._recent = learner.layout.horizon
 
-    def _split_rows(self) -> tuple[Tensor, Tensor]:
-        """Rows with enough history: training entities, and held-out entities (a fixed
+    def _split_rows(self, span: int) -> tuple[Tensor, Tensor]:
+        """Rows with ``span`` values: training entities, and held-out entities (a fixed
         share of rows, chosen by row number, never trained on)."""
-        rows = self.buffer.full_rows(self.learner.layout.length + self._recent)
+        rows = self.buffer.full_rows(span)
         holdout = (rows * 2654435761 % 1000) < int(self.config.holdout * 1000)
         return rows[~holdout], rows[holdout]
 
     def ready(self) -> bool:
-        train, held = self._split_rows()
+        train, held = self._split_rows(self.learner.layout.length + self._recent)
         return len(train) >= 8 and len(held) >= 2
 
     def run_once(self) -> OuterResult | None:
         """One trigger: meta-steps from the serving version, then promote or reject."""
-        train, held = self._split_rows()
-        if len(train) < 8 or len(held) < 2:
+        if not self.ready():
             return None
+        layout, buffer = self.learner.layout, self.buffer
+        train, held = self._split_rows(layout.length + self._recent)
+        # Young tasks start at the oldest value a row holds: the entity's birth while it
+        # is young, so the newest arrivals teach θ too.
+        young_train, young_held = self._split_rows(layout.young_length)
         started = time.perf_counter()
         params, serving_version = self.serving()
         self.learner.load(params)
@@ -280,18 +295,23 @@ class OuterLoop:
             if self._stop.is_set():
                 break
             step_started = time.perf_counter()
-            pick = torch.randint(len(train), (min(self.config.tasks_per_step, len(train)),),
-                                 generator=self.generator)
-            histories = self.buffer.histories(train[pick], self.learner.layout.length,
-                                              self.generator, skip_newest=self._recent)
-            losses.append(self.learner.step(histories))
+            n = min(self.config.tasks_per_step, len(train))
+            n_young = self.learner.young_count(n)
+            pick = torch.randint(len(train), (n - n_young,), generator=self.generator)
+            histories = buffer.histories(train[pick], layout.length, self.generator,
+                                         skip_newest=self._recent)
+            pick = torch.randint(len(young_train), (n_young,), generator=self.generator)
+            young = buffer.histories(young_train[pick], layout.young_length, oldest=True)
+            losses.append(self.learner.step(histories, young))
             busy += self._yield_cpu(time.perf_counter() - step_started)
         self.version = max(self.version, serving_version) + 1
         candidate = self.learner.snapshot()
-        held_histories = self.buffer.histories(held[: self.config.tasks_per_step * 4],
-                                               self.learner.layout.length)
-        candidate_loss = self.learner.evaluate(candidate, held_histories)
-        serving_loss = self.learner.evaluate(params, held_histories)
+        n = self.config.tasks_per_step * 4
+        n_young = self.learner.young_count(n)
+        held_histories = buffer.histories(held[: n - n_young], layout.length)
+        held_young = buffer.histories(young_held[:n_young], layout.young_length, oldest=True)
+        candidate_loss = self.learner.evaluate(candidate, held_histories, held_young)
+        serving_loss = self.learner.evaluate(params, held_histories, held_young)
         promoted = candidate_loss <= serving_loss * (1.0 + self.config.tolerance)
         if promoted:
             self.publish(candidate, self.version)

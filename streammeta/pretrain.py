@@ -66,15 +66,18 @@ def meta_train(config: Config, series: list[datasets.Series], steps: int,
                           config.adaptation.inner_steps, config.series.quantiles,
                           device=resolve_device(m.device))
     generator = torch.Generator().manual_seed(config.model.seed)
-    before = learner.evaluate(engine.params, valid)
+    # Young tasks take each pool window's first value as an entity's birth.
+    n_young = learner.young_count(m.tasks_per_step)
+    valid_young = valid[: learner.young_count(len(valid))]
+    before = learner.evaluate(engine.params, valid, valid_young)
     bar = tqdm(range(steps), desc="meta-training", unit="step", disable=not progress)
     loss = before
     for step in bar:
         pick = torch.randint(len(train), (m.tasks_per_step,), generator=generator)
-        loss = learner.step(train[pick])
+        loss = learner.step(train[pick[n_young:]], train[pick[:n_young]])
         if step % 20 == 0:
             bar.set_postfix(meta_loss=f"{loss:.4f}")
     params = learner.snapshot()
-    after = learner.evaluate(params, valid)
+    after = learner.evaluate(params, valid, valid_young)
     return params, {"tasks": float(len(pool)), "held_out_loss_before": before,
                     "held_out_loss_after": after, "last_meta_loss": loss}

@@ -71,18 +71,24 @@ class TaskBuffer:
         return torch.nonzero(torch.clamp(self.count, max=self.length) >= span).flatten()
 
     def histories(self, rows: Tensor, span: int, generator: torch.Generator | None = None,
-                  skip_newest: int = 0) -> Tensor:
+                  skip_newest: int = 0, oldest: bool = False) -> Tensor:
         """``span`` consecutive values of each row, oldest first: (n, span), a copy.
 
         With a generator, each row's stretch starts at a random point of what the row
         holds (more varied tasks than always the newest values); without, it ends with
-        the newest value. ``skip_newest`` keeps the newest values out of the stretch.
+        the newest value. ``skip_newest`` keeps the newest values out of the stretch;
+        ``oldest``: the stretch starts at the oldest value the row holds (the entity's
+        first while the ring has not wrapped).
         """
         with self.lock:
             held = torch.clamp(self.count[rows], max=self.length)  # values still in the ring
             spare = held - span - skip_newest  # (n,) how far back a stretch may start
-            back = torch.zeros_like(spare) if generator is None else (
-                torch.rand(len(rows), generator=generator) * (spare + 1)).long()
+            if oldest:
+                back = spare
+            elif generator is None:
+                back = torch.zeros_like(spare)
+            else:
+                back = (torch.rand(len(rows), generator=generator) * (spare + 1)).long()
             first = self.count[rows] - skip_newest - span - back  # each stretch's start
             cols = (first[:, None] + torch.arange(span)[None, :]) % self.length
             return torch.gather(self.values[rows], 1, cols)

@@ -84,19 +84,21 @@ def test_young_tasks_are_a_new_entitys_first_forecasts(cfg: Config) -> None:
 
 
 def test_young_tasks_teach_the_first_forecasts(cfg: Config) -> None:
-    config = cfg.replace("model", window=72, warm_after=36).replace(
-        "meta", young_share=1.0)
+    config = cfg.replace("model", window=72, warm_after=36)
     engine = Engine(config)
     m = config.meta
     layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
                         m.window_stride, config.series.season, young=engine.warm_at)
     learner = MetaLearner(engine.params, layout, m, "mae", 1, config.series.quantiles)
-    assert bool((learner.batch(histories(config, 4))[-1] == 1).all())  # all young
+    assert learner.young_count(64) == 32  # meta.young_share = 0.5
     train, held = histories(config, 256, seed=1), histories(config, 64, seed=2)
-    before = learner.evaluate(engine.params, held)
+    assert torch.equal(learner.batch(train[:3], train[3:8])[-1],
+                       torch.tensor([0.0, 0, 0, 1, 1, 1, 1, 1]))  # the young flags
+    none = train[:0]
+    before = learner.evaluate(engine.params, none, held)
     for _ in range(40):
-        learner.step(train[torch.randint(256, (64,))])
-    assert learner.evaluate(learner.snapshot(), held) < 0.9 * before
+        learner.step(none, train[torch.randint(256, (64,))])
+    assert learner.evaluate(learner.snapshot(), none, held) < 0.9 * before
 
 
 @pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
@@ -187,6 +189,11 @@ def test_task_buffer_keeps_recent_entities_and_orders_histories() -> None:
     assert buffer.histories(buffer.full_rows(2), 2).tolist() == [[2, 3], [12, 13]]
     older = buffer.histories(buffer.full_rows(2), 2, torch.Generator().manual_seed(0))
     assert all(row in ([1, 2], [2, 3], [11, 12], [12, 13]) for row in older.tolist())
+    assert buffer.histories(buffer.full_rows(2), 2, oldest=True).tolist() == [[1, 2], [11, 12]]
+    young = TaskBuffer(capacity=1, length=5, max_slots=1)  # not wrapped: birth is held
+    for t in range(3):
+        young.observe(torch.tensor([0]), torch.tensor([float(t)]), fresh=torch.tensor([t == 0]))
+    assert young.histories(young.full_rows(2), 2, oldest=True).tolist() == [[0, 1]]
     buffer.observe(torch.tensor([1]), torch.tensor([14.0]), fresh=torch.tensor([False]))
     buffer.observe(torch.tensor([5]), torch.tensor([50.0]), fresh=torch.tensor([True]))
     assert int(buffer.row_of_slot[0]) == -1  # the least recently updated entity made room
