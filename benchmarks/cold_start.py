@@ -114,7 +114,8 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=2000,
                         help="meta-steps of the cross-fitted transfer (0: skip it)")
     args = parser.parse_args()
-    config = config_mod.load(args.config, env={})
+    # The outer loop runs synchronously here: no need to leave the CPU to ingestion.
+    config = config_mod.load(args.config, env={}).replace("meta", cpu_share=1.0)
     sets: dict[str, list[datasets.Series]] = {}
     pairs: dict[str, tuple[list[datasets.Series], list[datasets.Series]]] = {}  # transfer
     if args.only != "m4":

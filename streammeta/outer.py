@@ -19,7 +19,7 @@ is taken as the entity's first, the windows are completed with its first season
 exactly as the engine completes a young entity's window, and the query windows are
 the entity's first forecasts, made with φ₀ before any adaptation. Without them θ
 only learns from entities with a whole window of history, and a meta-learned θ
-forecast new entities worse than the initial one did (docs/memory.md).
+forecast new entities worse than the initial one did (docs/meta-learning.md).
 
 Each trigger runs some meta-steps and yields a numbered candidate version; it is
 promoted (served) only if its meta-loss on held-out tasks is not worse than the
