@@ -3,7 +3,8 @@
     python benchmarks/outer_loop.py [--entities 10000] [--rounds 3]
 
 1. **Tasks per second** of one meta-update (``MetaLearner.step``, the configured
-   algorithm, ``meta.tasks_per_step`` tasks batched with torch.func) on the CPU and,
+   algorithm, ``meta.tasks_per_step`` tasks batched with torch.func, the configured
+   share of them young) on the CPU and,
    when torch sees one, on CUDA: the figure the README records per device.
 2. **Ingestion beside it**: the engine alone on a steady stream of ``--entities``
    entities, with and without the outer loop running in its background thread
@@ -31,17 +32,19 @@ def tasks_per_second(device: str, steps: int = 10) -> float:
     engine = Engine(config)
     m = config.meta
     layout = outer.TaskLayout(config.model.window, config.series.horizon, m.support_windows,
-                              m.query_windows, m.window_stride, config.series.season)
-    learner = outer.MetaLearner(engine.params, layout, m, config.adaptation.loss,
-                                config.adaptation.inner_steps, config.series.quantiles,
-                                device=device)
+                              m.query_windows, m.window_stride, config.series.season,
+                              young=engine.warm_at)
+    learner = outer.MetaLearner(engine.params, layout, m, config.adaptation,
+                                config.series.quantiles, device=device)
+    n_young = learner.young_count(m.tasks_per_step)  # the daemon's mix of tasks
     histories = torch.from_numpy(family(m.tasks_per_step, layout.length).T.copy()).float()
-    learner.step(histories)  # warm-up (and CUDA initialisation)
+    histories, young = histories[n_young:], histories[:n_young, : layout.young_length]
+    learner.step(histories, young)  # warm-up (and CUDA initialisation)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(steps):
-        learner.step(histories)
+        learner.step(histories, young)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return steps * m.tasks_per_step / (time.perf_counter() - started)

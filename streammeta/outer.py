@@ -14,12 +14,17 @@ task. Algorithms:
 * ``reptile`` — φ₀ moves towards the mean adapted φ; θ and α follow the
   first-order query gradient (θ itself is shared, not adapted per task).
 
-A share of the tasks (``meta.young_share``) are *young*: the stretch's first value
-is taken as the entity's first, the windows are completed with its first season
-exactly as the engine completes a young entity's window, and the query windows are
-the entity's first forecasts, made with φ₀ before any adaptation. Without them θ
-only learns from entities with a whole window of history, and a meta-learned θ
-forecast new entities worse than the initial one did (docs/meta-learning.md).
+A share of the tasks (``meta.young_share``) are *young*: they replay what the
+engine does for a new entity in the H steps after it turns warm. The stretch's
+first value is taken as the entity's first (new entities' rows are preferred:
+their oldest value is their birth), windows are completed with its first season
+exactly as ``state.window`` completes them, and the query is every forecast of
+those steps, made with the context the engine has then: φ₀ at the first, then one
+online step per new value on the first forecast's partly arrived targets, shrunk
+towards φ₀ after each (``adaptation.shrink``). Without them θ only learns from
+entities with a whole window of history; with young tasks that forecast from φ₀
+alone, the meta-learned step sizes went to zero and the engine's cold-start
+adaptation was lost (docs/meta-learning.md).
 
 Each trigger runs some meta-steps and yields a numbered candidate version; it is
 promoted (served) only if its meta-loss on held-out tasks is not worse than the
@@ -40,7 +45,7 @@ from torch import Tensor
 from torch.func import grad, grad_and_value, vmap
 
 from streammeta import model
-from streammeta.config import Config, MetaConfig, resolve_device
+from streammeta.config import AdaptationConfig, Config, MetaConfig, resolve_device
 from streammeta.engine import Engine
 from streammeta.tasks import TaskBuffer
 
@@ -62,7 +67,7 @@ class TaskLayout:
     @property
     def young_length(self) -> int:
         """Values from an entity's birth that a young task needs."""
-        return self.young + (self.query - 1) * self.stride + self.horizon
+        return self.young + self.young_steps + self.horizon
 
     @property
     def length(self) -> int:
@@ -71,30 +76,43 @@ class TaskLayout:
         # query window starts H after the last support window.
         return (S - 1) * d + H + (Q - 1) * d + L + H
 
-    def split(self, history: Tensor, young: bool = False
-              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(n, T) histories → support x (n, S, L), y (n, S, H), query x (n, Q, L), y.
+    @property
+    def young_steps(self) -> int:
+        """Online steps a young task follows after the entity turns warm: until all the
+        targets of its first forecast have arrived."""
+        return self.horizon - 1
 
-        ``young``: the query windows are a new entity's first forecasts instead (the
-        support windows then precede its birth and must not be used).
-        """
-        L, S = self.window, self.support
-        examples = history[:, self._index(young)]  # (n, S+Q, L+H)
+    def split(self, history: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(n, T) histories → support x (n, S, L), y (n, S, H), query x (n, Q, L), y."""
+        L, H, d, S = self.window, self.horizon, self.stride, self.support
+        first_query = (S - 1) * d + H
+        starts = torch.tensor([j * d for j in range(S)]
+                              + [first_query + k * d for k in range(self.query)])
+        examples = history[:, starts[:, None] + torch.arange(L + H)[None, :]]  # (n, S+Q, L+H)
         return examples[:, :S, :L], examples[:, :S, L:], examples[:, S:, :L], examples[:, S:, L:]
 
-    def _index(self, young: bool) -> Tensor:
-        """(S+Q, L+H): where each support, then query, example's values sit in a history."""
-        L, H, d = self.window, self.horizon, self.stride
-        first_query = (self.support - 1) * d + H
-        starts = torch.tensor([j * d for j in range(self.support)]
-                              + [first_query + k * d for k in range(self.query)])
-        index = starts[:, None] + torch.arange(L + H)[None, :]
-        if young:
-            # The first query window's newest input is the entity's young-th value; older
-            # inputs read the same phase of its first season, as state.window does.
-            index = index - first_query - (L - self.young)
-            index = torch.where(index < 0, index % self.season, index)
-        return index
+    def young_split(self, history: Tensor) -> tuple[Tensor, ...]:
+        """(n, T ≥ young_length) histories from the entity's birth → what the engine
+        does in the first K = ``young_steps`` steps after the entity turns warm:
+
+        * the example it adapts on at each step k = 1..K: x (n, K, L), y (n, K, H) and
+          the mask of the targets arrived by then (K, H) — the forecast made at
+          ``young + max(0, k - H)``, with ``min(k, H)`` of its targets;
+        * the forecast it makes at each step k = 0..K: query x (n, K+1, L), y (n, K+1, H).
+        """
+        L, H, K = self.window, self.horizon, self.young_steps
+        steps = torch.arange(K + 1)
+        adapt = history[:, self._completed(self.young + (steps[1:] - H).clamp(min=0))]
+        query = history[:, self._completed(self.young + steps)]
+        mask = (torch.arange(H)[None, :] < steps[1:].clamp(max=H)[:, None]).to(history.dtype)
+        return adapt[..., :L], adapt[..., L:], mask, query[..., :L], query[..., L:]
+
+    def _completed(self, origins: Tensor) -> Tensor:
+        """(k,) forecast origins (values seen) → (k, L+H) indices of their inputs and
+        targets from the entity's birth; inputs before it read the same phase of its
+        first season, as ``state.window`` completes a young entity's window."""
+        index = origins[:, None] - self.window + torch.arange(self.window + self.horizon)
+        return torch.where(index < 0, index % self.season, index)
 
 
 def normalise_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor,
@@ -107,31 +125,44 @@ def normalise_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor,
 
     ``known`` (n, K): the values the scale is taken from (default: the first
     support window's inputs)."""
-    out = []
-    scales = []
-    for x, y in ((xs, ys), (xq, yq)):
-        n, w, L = x.shape
-        xn, mean, scale = model.normalise(x.reshape(n * w, L))
-        out += [xn.reshape(n, w, L), ((y.reshape(n * w, -1) - mean) / scale).reshape(y.shape)]
-        scales.append(scale.reshape(n, w))
     first = xs[:, 0] if known is None else known  # (n, K)
+    xs, ys, _ = standardise(xs, ys)
+    xq, yq, scale = standardise(xq, yq)
     lag = min(season, first.shape[1] - 1)
     task_scale = (first[:, lag:] - first[:, :-lag]).abs().mean(dim=1, keepdim=True)  # (n, 1)
-    weight = scales[1] / torch.maximum(task_scale, 1e-3 * first.abs().mean(dim=1,
-                                                                            keepdim=True) + 1e-6)
-    return (*out, weight.clamp(max=10.0))
+    weight = scale / torch.maximum(task_scale, 1e-3 * first.abs().mean(dim=1,
+                                                                       keepdim=True) + 1e-6)
+    return xs, ys, xq, yq, weight.clamp(max=10.0)
+
+
+def standardise(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Windows x (n, w, L) and their targets y (n, w, H), each standardised by its own
+    inputs as the engine does → (x, y, scale (n, w))."""
+    n, w, L = x.shape
+    xn, mean, scale = model.normalise(x.reshape(n * w, L))
+    return (xn.reshape(n, w, L), ((y.reshape(n * w, -1) - mean) / scale).reshape(y.shape),
+            scale.reshape(n, w))
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Normalised windows of a batch of tasks (see :meth:`MetaLearner.batch`)."""
+
+    mature: tuple[Tensor, ...]  # support x, y; query x, y; query weights — (n, ...)
+    young: tuple[Tensor, ...]  # adaptation x, y, mask; query x, y, weights — (n', ...)
 
 
 class MetaLearner:
     """Meta-updates of a parameter dict from batches of task histories."""
 
     def __init__(self, params: model.Params, layout: TaskLayout, config: MetaConfig,
-                 point_loss: str, inner_steps: int, quantiles: tuple[float, ...],
+                 adaptation: AdaptationConfig, quantiles: tuple[float, ...],
                  device: str = "cpu") -> None:
         self.layout = layout
         self.config = config
-        self.point_loss = point_loss
-        self.inner_steps = inner_steps
+        self.point_loss = adaptation.loss
+        self.inner_steps = adaptation.inner_steps
+        self.shrink = adaptation.shrink
         self.device = torch.device(device)
         self.levels = torch.tensor(quantiles, device=self.device)
         self.z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(quantiles)).to(
@@ -140,74 +171,102 @@ class MetaLearner:
         self.optimiser = torch.optim.Adam(list(self.params.values()), lr=config.meta_lr)
 
     # -- the functional pieces, per task ------------------------------------------------
-    def _support_loss(self, phi: Tensor, params: model.Params, x: Tensor, y: Tensor) -> Tensor:
+    def _support_loss(self, phi: Tensor, params: model.Params, x: Tensor, y: Tensor,
+                      mask: Tensor) -> Tensor:
         point, _ = model.features(params, x[None, :], phi[None, :])  # (1, H)
-        return model.point_loss_per_row(point, y[None, :], torch.ones_like(y[None, :]),
-                                        self.point_loss).sum()
+        return model.point_loss_per_row(point, y[None, :], mask[None, :], self.point_loss).sum()
 
-    def _adapt(self, params: model.Params, phi: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        """The daemon's inner loop for one task: φ (C,) → adapted φ (C,).
-
-        Like the daemon, one Meta-SGD step per support window, in time order (each
-        window's targets "arrive" after the previous one), ``inner_steps`` each.
-        """
+    def _inner_step(self, params: model.Params, phi: Tensor, x: Tensor, y: Tensor,
+                    mask: Tensor) -> Tensor:
+        """The daemon's ``inner_steps`` Meta-SGD steps on one example: φ (C,) → φ (C,)."""
         alpha = params["alpha"].clamp(min=0.0)
-        for j in range(x.shape[0]):
-            for _ in range(self.inner_steps):
-                g = grad(self._support_loss)(phi, params, x[j], y[j])
-                if self.config.algorithm != "maml":
-                    g = g.detach()  # first order: the support gradient is a constant
-                phi = phi - alpha * g
+        for _ in range(self.inner_steps):
+            g = grad(self._support_loss)(phi, params, x, y, mask)
+            if self.config.algorithm != "maml":
+                g = g.detach()  # first order: the support gradient is a constant
+            phi = phi - alpha * g
         return phi
 
-    def _task_loss(self, params: model.Params, xs: Tensor, ys: Tensor, xq: Tensor,
-                   yq: Tensor, wq: Tensor, young: Tensor) -> tuple[Tensor, Tensor]:
-        """A young task (``young`` = 1) forecasts its query with φ₀; any other adapts
-        φ on its support windows first."""
-        adapted = self._adapt(params, params["phi0"], xs, ys)
-        phi = young * params["phi0"] + (1.0 - young) * adapted  # no data-dependent branch
+    def _adapt(self, params: model.Params, phi: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """A mature task's inner loop: the daemon's step on each support window in time
+        order (each window's targets "arrive" after the previous one)."""
+        for j in range(x.shape[0]):
+            phi = self._inner_step(params, phi, x[j], y[j], torch.ones_like(y[j]))
+        return phi
+
+    def _query_loss(self, params: model.Params, phi: Tensor, xq: Tensor, yq: Tensor,
+                    wq: Tensor) -> Tensor:
+        """Weighted query loss (point + pinball) of one task; φ (C,) or one per window."""
         out = model.forward(params, xq, phi.expand(xq.shape[0], -1), self.z)  # (Q, 1+Q', H)
         loss = model.loss_per_row(out, yq, torch.ones_like(yq), self.levels, self.point_loss)
-        return (loss * wq).mean(), adapted
+        return (loss * wq).mean()
 
-    def _meta_loss(self, params: model.Params, batch: tuple[Tensor, ...]
-                   ) -> tuple[Tensor, Tensor]:
-        losses, phis = vmap(self._task_loss, in_dims=(None, 0, 0, 0, 0, 0, 0))(params, *batch)
-        return losses.mean(), phis
+    def _task_loss(self, params: model.Params, xs: Tensor, ys: Tensor, xq: Tensor,
+                   yq: Tensor, wq: Tensor) -> tuple[Tensor, Tensor]:
+        """A mature task adapts φ₀ on its support windows, then forecasts its query."""
+        adapted = self._adapt(params, params["phi0"], xs, ys)
+        return self._query_loss(params, adapted, xq, yq, wq), adapted
+
+    def _young_contexts(self, params: model.Params, xa: Tensor, ya: Tensor,
+                        mask: Tensor) -> Tensor:
+        """φ as the engine has it at each of a new entity's first K+1 forecasts (K+1, C):
+        φ₀ at the first, then one online step per new value on the examples of
+        :meth:`TaskLayout.young_split`, each followed by the daemon's shrink towards φ₀."""
+        phi0 = params["phi0"]
+        phi, phis = phi0, [phi0]
+        for k in range(xa.shape[0]):
+            phi = self._inner_step(params, phi, xa[k], ya[k], mask[k])
+            if self.shrink:
+                phi = phi0 + (1.0 - self.shrink) * (phi - phi0)
+            phis.append(phi)
+        return torch.stack(phis)
+
+    def _young_loss(self, params: model.Params, xa: Tensor, ya: Tensor, mask: Tensor,
+                    xq: Tensor, yq: Tensor, wq: Tensor) -> Tensor:
+        """A young task: the loss of each of the entity's first forecasts after it turns
+        warm, made with the context the engine has then."""
+        return self._query_loss(params, self._young_contexts(params, xa, ya, mask), xq, yq, wq)
+
+    def _meta_loss(self, params: model.Params, batch: TaskBatch) -> tuple[Tensor, Tensor]:
+        """→ the mean loss over all tasks, and the mature tasks' adapted φ (n, C)."""
+        losses, phis = [], params["phi0"].expand(0, -1)
+        if len(batch.mature[0]):
+            loss, phis = vmap(self._task_loss, in_dims=(None, 0, 0, 0, 0, 0))(params,
+                                                                              *batch.mature)
+            losses.append(loss)
+        if len(batch.young[0]):
+            losses.append(vmap(self._young_loss, in_dims=(None, 0, 0, None, 0, 0, 0))(
+                params, *batch.young))
+        return torch.cat(losses).mean(), phis
 
     # -- steps ---------------------------------------------------------------------------
     def young_count(self, n: int) -> int:
         """How many of ``n`` tasks are young (``meta.young_share``)."""
         return round(n * self.config.young_share) if self.layout.young else 0
 
-    def batch(self, histories: Tensor, young: Tensor | None = None) -> tuple[Tensor, ...]:
+    def batch(self, histories: Tensor, young: Tensor | None = None) -> TaskBatch:
         """Task histories (n, T ≥ length) and young ones (n', T' ≥ young_length, from the
-        entity's birth) → normalised support and query windows, query weights and the
-        young flag (n + n',)."""
-        layout, parts = self.layout, []
-        young = histories[:0, : layout.young_length] if young is None else young
+        entity's birth) → their normalised windows and query weights."""
+        layout = self.layout
+        none: tuple[Tensor, ...] = (torch.zeros(0, device=self.device),)  # no tasks
+        mature = none
         if len(histories):
-            parts.append(normalise_task(*layout.split(histories.to(self.device)),
-                                        layout.season))
-        if len(young):
-            split = layout.split(young.to(self.device), young=True)
-            # A young entity's scale comes from the values it has seen, not the completion.
-            parts.append(normalise_task(*split, layout.season,
-                                        known=split[2][:, 0, -layout.young:]))
-        flag = torch.cat([torch.zeros(len(histories)), torch.ones(len(young))])
-        return (*(torch.cat(tensors) for tensors in zip(*parts, strict=True)),
-                flag.to(self.device))
+            mature = normalise_task(*layout.split(histories.to(self.device)), layout.season)
+        if young is None or not len(young):
+            return TaskBatch(mature, none)
+        xa, ya, mask, xq, yq = layout.young_split(young.to(self.device))
+        # A young entity's scale comes from the values it has seen, not the completion.
+        xa, ya, xq, yq, wq = normalise_task(xa, ya, xq, yq, layout.season,
+                                            known=xq[:, 0, -layout.young:])
+        return TaskBatch(mature, (xa, ya, mask, xq, yq, wq))
 
     def step(self, histories: Tensor, young: Tensor | None = None) -> float:
         """One meta-update on tasks (see :meth:`batch`); returns the meta-loss before it."""
         batch = self.batch(histories, young)
         grads, (loss, phis) = grad_and_value(self._meta_loss, has_aux=True)(self.params, batch)
-        if self.config.algorithm == "reptile":
-            # φ₀ moves towards the tasks' adapted contexts (the Reptile rule); young
-            # tasks adapt nothing.
-            mature = batch[-1] == 0
-            if bool(mature.any()):
-                grads["phi0"] = self.params["phi0"] - phis[mature].mean(dim=0).detach()
+        if self.config.algorithm == "reptile" and len(phis):
+            # φ₀ moves towards the mature tasks' adapted contexts (the Reptile rule).
+            grads["phi0"] = self.params["phi0"] - phis.mean(dim=0).detach()
         for name, tensor in self.params.items():
             tensor.grad = grads[name]
         self.optimiser.step()
@@ -266,10 +325,14 @@ class OuterLoop:
         # held-out entities' newest windows, later in time than anything trained on.
         self._recent = learner.layout.horizon
 
-    def _split_rows(self, span: int) -> tuple[Tensor, Tensor]:
+    def _split_rows(self, span: int, born: bool = False) -> tuple[Tensor, Tensor]:
         """Rows with ``span`` values: training entities, and held-out entities (a fixed
-        share of rows, chosen by row number, never trained on)."""
+        share of rows, chosen by row number, never trained on). ``born``: only rows that
+        still hold their entity's first value, when there are enough."""
         rows = self.buffer.full_rows(span)
+        if born:
+            new = self.buffer.born_rows(span)
+            rows = new if len(new) >= 16 else rows
         holdout = (rows * 2654435761 % 1000) < int(self.config.holdout * 1000)
         return rows[~holdout], rows[holdout]
 
@@ -285,7 +348,7 @@ class OuterLoop:
         train, held = self._split_rows(layout.length + self._recent)
         # Young tasks start at the oldest value a row holds: the entity's birth while it
         # is young, so the newest arrivals teach θ too.
-        young_train, young_held = self._split_rows(layout.young_length)
+        young_train, young_held = self._split_rows(layout.young_length, born=True)
         started = time.perf_counter()
         params, serving_version = self.serving()
         self.learner.load(params)
@@ -369,8 +432,7 @@ def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int]
     # Longer than one task: tasks start at random points of the last few days.
     engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length + 4 * config.series.season,
                                     config.engine.max_entities)
-    learner = MetaLearner(engine.params, layout, m, config.adaptation.loss,
-                          config.adaptation.inner_steps, config.series.quantiles,
+    learner = MetaLearner(engine.params, layout, m, config.adaptation, config.series.quantiles,
                           device=resolve_device(m.device))
     return OuterLoop(engine.task_buffer, learner, m, lambda: (engine.params, engine.version),
                      publish, on_result, seed=config.model.seed)

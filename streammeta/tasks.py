@@ -70,6 +70,11 @@ class TaskBuffer:
         """Rows holding at least ``span`` values."""
         return torch.nonzero(torch.clamp(self.count, max=self.length) >= span).flatten()
 
+    def born_rows(self, span: int) -> Tensor:
+        """Rows holding at least ``span`` values and still their entity's first: new
+        entities, whose oldest value is their birth."""
+        return torch.nonzero((self.count >= span) & (self.count <= self.length)).flatten()
+
     def histories(self, rows: Tensor, span: int, generator: torch.Generator | None = None,
                   skip_newest: int = 0, oldest: bool = False) -> Tensor:
         """``span`` consecutive values of each row, oldest first: (n, span), a copy.

@@ -53,10 +53,10 @@ def test_query_targets_never_reach_the_adaptation(cfg: Config) -> None:
     ps, pys, _, pyq = layout.split(poisoned)
     assert torch.equal(xs, ps) and torch.equal(ys, pys)  # support untouched
     assert (pyq >= 1e6).all()  # every query target was poisoned
-    learner = MetaLearner(model.init_params(Engine(cfg).shape), layout, cfg.meta, "mae", 1,
-                          cfg.series.quantiles)
-    a = learner.batch(clean)
-    b = learner.batch(poisoned)
+    learner = MetaLearner(model.init_params(Engine(cfg).shape), layout, cfg.meta,
+                          cfg.adaptation, cfg.series.quantiles)
+    a = learner.batch(clean).mature
+    b = learner.batch(poisoned).mature
     phi = learner.params["phi0"]
     for task in range(4):
         torch.testing.assert_close(learner._adapt(learner.params, phi, a[0][task], a[1][task]),
@@ -74,13 +74,50 @@ def test_young_tasks_are_a_new_entitys_first_forecasts(cfg: Config) -> None:
     layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
                         m.window_stride, config.series.season, young=warm_at)
     h = histories(config, 8)
-    _, _, xq, yq = layout.split(h, young=True)
+    _, _, _, xq, yq = layout.young_split(h)
     ring = torch.cat([h, h], dim=1)  # the arena's doubled ring, long enough not to wrap
-    for k in range(layout.query):
-        made_at = warm_at + k * layout.stride  # values seen at the k-th query forecast
+    assert xq.shape[1] == layout.young_steps + 1
+    for k in range(layout.young_steps + 1):
+        made_at = warm_at + k  # values seen at the k-th forecast
         first = torch.full((len(h),), made_at - 72)
         assert torch.equal(xq[:, k], window(ring, first, 72, config.series.season))
         assert torch.equal(yq[:, k], h[:, made_at: made_at + config.series.horizon])
+
+
+def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(cfg: Config) -> None:
+    """The context a young task forecasts with at each of an entity's first H steps
+    after it turns warm — φ₀, then the online steps on partly arrived targets, shrunk
+    after each — is the engine's own, and so are the forecasts: meta-learning trains
+    on what the daemon serves."""
+    config = cfg.replace("model", window=72, warm_after=36).replace("drift", enabled=False)
+    engine = Engine(config)
+    params = {k: v.clone() for k, v in engine.params.items()}
+    params["alpha"] = torch.full_like(params["alpha"], 0.3)  # adaptation that shows
+    engine.swap(params, 1)
+    m = config.meta
+    layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
+                        m.window_stride, config.series.season, young=engine.warm_at)
+    learner = MetaLearner(params, layout, m, config.adaptation, config.series.quantiles)
+    values = related_family(3, layout.young_length, seed=4)
+    names = [f"e{i}" for i in range(3)]
+    served_phi, served_point = [], []
+    for t in range(engine.warm_at + layout.young_steps):
+        result = engine.process(names, np.full(3, t * STEP, dtype=np.int64), values[:, t])
+        if t + 1 >= engine.warm_at:  # forecasts made having seen t + 1 values
+            served_phi.append(engine.arena.phi[torch.as_tensor(result.forecasts.slots)])
+            served_point.append(torch.as_tensor(result.forecasts.point))
+    history = model.to_model_units(torch.tensor(values, dtype=torch.float32),
+                                   config.series.transform)
+    xa, ya, mask, xq, _, _ = learner.batch(history[:0], history).young
+    _, _, _, raw_xq, _ = layout.young_split(history)
+    for e in range(3):
+        phis = learner._young_contexts(learner.params, xa[e], ya[e], mask)
+        torch.testing.assert_close(phis, torch.stack([p[e] for p in served_phi]))
+        _, mean, scale = model.normalise(raw_xq[e])
+        point, _ = model.point_and_spread(learner.params, xq[e], phis)
+        point = model.from_model_units(point * scale + mean, config.series.transform)
+        torch.testing.assert_close(point, torch.stack([p[e] for p in served_point]),
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_young_tasks_teach_the_first_forecasts(cfg: Config) -> None:
@@ -89,11 +126,11 @@ def test_young_tasks_teach_the_first_forecasts(cfg: Config) -> None:
     m = config.meta
     layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
                         m.window_stride, config.series.season, young=engine.warm_at)
-    learner = MetaLearner(engine.params, layout, m, "mae", 1, config.series.quantiles)
+    learner = MetaLearner(engine.params, layout, m, config.adaptation, config.series.quantiles)
     assert learner.young_count(64) == 32  # meta.young_share = 0.5
     train, held = histories(config, 256, seed=1), histories(config, 64, seed=2)
-    assert torch.equal(learner.batch(train[:3], train[3:8])[-1],
-                       torch.tensor([0.0, 0, 0, 1, 1, 1, 1, 1]))  # the young flags
+    batch = learner.batch(train[:3], train[3:8])
+    assert len(batch.mature[0]) == 3 and len(batch.young[0]) == 5
     none = train[:0]
     before = learner.evaluate(engine.params, none, held)
     for _ in range(40):
@@ -105,7 +142,7 @@ def test_young_tasks_teach_the_first_forecasts(cfg: Config) -> None:
 def test_every_algorithm_lowers_held_out_meta_loss(cfg: Config, algorithm: str) -> None:
     config = cfg.replace("meta", algorithm=algorithm)
     start = Engine(config).params
-    learner = MetaLearner(start, layout_of(config), config.meta, "mae", 1,
+    learner = MetaLearner(start, layout_of(config), config.meta, config.adaptation,
                           config.series.quantiles)
     train, held = histories(config, 256, seed=1), histories(config, 64, seed=2)
     before = learner.evaluate(start, held)
@@ -194,6 +231,9 @@ def test_task_buffer_keeps_recent_entities_and_orders_histories() -> None:
     for t in range(3):
         young.observe(torch.tensor([0]), torch.tensor([float(t)]), fresh=torch.tensor([t == 0]))
     assert young.histories(young.full_rows(2), 2, oldest=True).tolist() == [[0, 1]]
+    # Rows still holding their entity's first value: the young one, not the wrapped ones.
+    assert young.born_rows(2).tolist() == [0] and young.born_rows(4).tolist() == []
+    assert buffer.born_rows(2).tolist() == []
     buffer.observe(torch.tensor([1]), torch.tensor([14.0]), fresh=torch.tensor([False]))
     buffer.observe(torch.tensor([5]), torch.tensor([50.0]), fresh=torch.tensor([True]))
     assert int(buffer.row_of_slot[0]) == -1  # the least recently updated entity made room
