@@ -218,7 +218,7 @@ class MetaConfig:
     support_windows: int = 4
     query_windows: int = 4
     window_stride: int = 6
-    # Share of tasks taken as a new entity's first forecasts (made with φ₀).
+    # Share of tasks that replay a new entity's first H forecasts as the engine makes them.
     young_share: float = 0.5
     meta_lr: float = 0.001
     buffer_entities: int = 8192
