@@ -50,19 +50,23 @@ def tasks_per_second(device: str, steps: int = 10) -> float:
     return steps * m.tasks_per_step / (time.perf_counter() - started)
 
 
-def ingestion(entities: int, with_outer: bool, batches: int = 60) -> tuple[float, int]:
+def ingestion(entities: int, with_outer: bool, batches: int = 400) -> tuple[float, int]:
     """→ (observations/s of the engine over ``batches`` steady batches, outer runs)."""
     config = config_mod.load(None, env={}).replace("meta", every_s=0.1)
-    values = family(entities, 250 + batches)
-    names = [f"e{i}" for i in range(entities)]
     engine = Engine(config)
     loop = outer.attach(config, engine, engine.swap) if with_outer else None
-    for t in range(250):  # histories long enough for tasks, every entity warm
+    m = config.meta
+    # Histories long enough for training tasks (a task and the held-back horizon).
+    warm = outer.TaskLayout(config.model.window, config.series.horizon, m.support_windows,
+                            m.query_windows, m.window_stride).length + config.series.horizon
+    values = family(entities, warm + batches)
+    names = [f"e{i}" for i in range(entities)]
+    for t in range(warm):
         engine.process(names, np.full(entities, t * STEP, dtype=np.int64), values[t])
     if loop is not None:
         loop.start()
     started = time.perf_counter()
-    for t in range(250, 250 + batches):
+    for t in range(warm, warm + batches):
         engine.process(names, np.full(entities, t * STEP, dtype=np.int64), values[t])
     seconds = time.perf_counter() - started
     runs = 0
