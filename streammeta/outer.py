@@ -91,48 +91,42 @@ class TaskLayout:
         examples = history[:, starts[:, None] + torch.arange(L + H)[None, :]]  # (n, S+Q, L+H)
         return examples[:, :S, :L], examples[:, :S, L:], examples[:, S:, :L], examples[:, S:, L:]
 
-    def young_split(self, history: Tensor) -> tuple[Tensor, ...]:
-        """(n, T ≥ young_length) histories from the entity's birth → what the engine
-        does in the first K = ``young_steps`` steps after the entity turns warm:
-
-        * the example it adapts on at each step k = 1..K: x (n, K, L), y (n, K, H) and
-          the mask of the targets arrived by then (K, H) — the forecast made at
-          ``young + max(0, k - H)``, with ``min(k, H)`` of its targets;
-        * the forecast it makes at each step k = 0..K: query x (n, K+1, L), y (n, K+1, H).
-        """
+    def young_split(self, history: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(n, T ≥ young_length) histories from the entity's birth → the forecasts the
+        engine makes at each step k = 0..K (K = ``young_steps``) after the entity turns
+        warm, x (n, K+1, L) and y (n, K+1, H); and which targets of the first have
+        arrived at each step k = 1..K, (K, H). Until then the engine adapts on that
+        first forecast's window: its newest example with an arrived target."""
         L, H, K = self.window, self.horizon, self.young_steps
-        steps = torch.arange(K + 1)
-        adapt = history[:, self._completed(self.young + (steps[1:] - H).clamp(min=0))]
-        query = history[:, self._completed(self.young + steps)]
-        mask = (torch.arange(H)[None, :] < steps[1:].clamp(max=H)[:, None]).to(history.dtype)
-        return adapt[..., :L], adapt[..., L:], mask, query[..., :L], query[..., L:]
-
-    def _completed(self, origins: Tensor) -> Tensor:
-        """(k,) forecast origins (values seen) → (k, L+H) indices of their inputs and
-        targets from the entity's birth; inputs before it read the same phase of its
-        first season, as ``state.window`` completes a young entity's window."""
-        index = origins[:, None] - self.window + torch.arange(self.window + self.horizon)
-        return torch.where(index < 0, index % self.season, index)
+        # Forecast k is made having seen young + k values; inputs before the birth read
+        # the same phase of the first season, as state.window completes them.
+        index = (self.young + torch.arange(K + 1))[:, None] - L + torch.arange(L + H)
+        query = history[:, torch.where(index < 0, index % self.season, index)]
+        mask = (torch.arange(H)[None, :] < torch.arange(1, K + 1)[:, None]).to(history.dtype)
+        return query[..., :L], query[..., L:], mask
 
 
 def normalise_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor,
-                   season: int = 1, known: Tensor | None = None) -> tuple[Tensor, ...]:
-    """Each window standardised by its own inputs, as the engine does; and a weight
-    per query window that turns its loss from window units into units of the task's
-    mean absolute seasonal difference (from the support inputs only), as MASE scores
-    it. Without it, the loss of a flat window (a small standard deviation) is blown
-    up, and meta-learning favours those windows over the ones MASE counts.
-
-    ``known`` (n, K): the values the scale is taken from (default: the first
-    support window's inputs)."""
-    first = xs[:, 0] if known is None else known  # (n, K)
+                   season: int = 1) -> tuple[Tensor, ...]:
+    """Each window standardised by its own inputs, as the engine does, and the query
+    windows' weights (:func:`mase_weight`, the task's scale from its first support
+    window's inputs)."""
+    first = xs[:, 0]
     xs, ys, _ = standardise(xs, ys)
     xq, yq, scale = standardise(xq, yq)
-    lag = min(season, first.shape[1] - 1)
-    task_scale = (first[:, lag:] - first[:, :-lag]).abs().mean(dim=1, keepdim=True)  # (n, 1)
-    weight = scale / torch.maximum(task_scale, 1e-3 * first.abs().mean(dim=1,
-                                                                       keepdim=True) + 1e-6)
-    return xs, ys, xq, yq, weight.clamp(max=10.0)
+    return xs, ys, xq, yq, mase_weight(scale, first, season)
+
+
+def mase_weight(scale: Tensor, known: Tensor, season: int) -> Tensor:
+    """A weight per query window (n, w) that turns its loss from window units (its
+    standard deviation ``scale``) into units of the task's mean absolute seasonal
+    difference, taken from the values ``known`` (n, K), as MASE scores it. Without
+    it, the loss of a flat window is blown up, and meta-learning favours those
+    windows over the ones MASE counts."""
+    lag = min(season, known.shape[1] - 1)
+    task_scale = (known[:, lag:] - known[:, :-lag]).abs().mean(dim=1, keepdim=True)  # (n, 1)
+    floor = 1e-3 * known.abs().mean(dim=1, keepdim=True) + 1e-6
+    return (scale / torch.maximum(task_scale, floor)).clamp(max=10.0)
 
 
 def standardise(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -149,7 +143,7 @@ class TaskBatch:
     """Normalised windows of a batch of tasks (see :meth:`MetaLearner.batch`)."""
 
     mature: tuple[Tensor, ...]  # support x, y; query x, y; query weights — (n, ...)
-    young: tuple[Tensor, ...]  # adaptation x, y, mask; query x, y, weights — (n', ...)
+    young: tuple[Tensor, ...]  # query x, y, weights — (n', ...); arrived targets (K, H)
 
 
 class MetaLearner:
@@ -207,25 +201,27 @@ class MetaLearner:
         adapted = self._adapt(params, params["phi0"], xs, ys)
         return self._query_loss(params, adapted, xq, yq, wq), adapted
 
-    def _young_contexts(self, params: model.Params, xa: Tensor, ya: Tensor,
+    def _young_contexts(self, params: model.Params, x: Tensor, y: Tensor,
                         mask: Tensor) -> Tensor:
         """φ as the engine has it at each of a new entity's first K+1 forecasts (K+1, C):
-        φ₀ at the first, then one online step per new value on the examples of
-        :meth:`TaskLayout.young_split`, each followed by the daemon's shrink towards φ₀."""
+        φ₀ at the first, then one online step per new value on the first forecast's
+        window x (L,), y (H,) with the targets arrived by then (``mask`` (K, H)), each
+        followed by the daemon's shrink towards φ₀."""
         phi0 = params["phi0"]
         phi, phis = phi0, [phi0]
-        for k in range(xa.shape[0]):
-            phi = self._inner_step(params, phi, xa[k], ya[k], mask[k])
+        for k in range(mask.shape[0]):
+            phi = self._inner_step(params, phi, x, y, mask[k])
             if self.shrink:
                 phi = phi0 + (1.0 - self.shrink) * (phi - phi0)
             phis.append(phi)
         return torch.stack(phis)
 
-    def _young_loss(self, params: model.Params, xa: Tensor, ya: Tensor, mask: Tensor,
-                    xq: Tensor, yq: Tensor, wq: Tensor) -> Tensor:
+    def _young_loss(self, params: model.Params, xq: Tensor, yq: Tensor, wq: Tensor,
+                    mask: Tensor) -> Tensor:
         """A young task: the loss of each of the entity's first forecasts after it turns
         warm, made with the context the engine has then."""
-        return self._query_loss(params, self._young_contexts(params, xa, ya, mask), xq, yq, wq)
+        return self._query_loss(params, self._young_contexts(params, xq[0], yq[0], mask),
+                                xq, yq, wq)
 
     def _meta_loss(self, params: model.Params, batch: TaskBatch) -> tuple[Tensor, Tensor]:
         """→ the mean loss over all tasks, and the mature tasks' adapted φ (n, C)."""
@@ -235,7 +231,7 @@ class MetaLearner:
                                                                               *batch.mature)
             losses.append(loss)
         if len(batch.young[0]):
-            losses.append(vmap(self._young_loss, in_dims=(None, 0, 0, None, 0, 0, 0))(
+            losses.append(vmap(self._young_loss, in_dims=(None, 0, 0, 0, None))(
                 params, *batch.young))
         return torch.cat(losses).mean(), phis
 
@@ -254,11 +250,11 @@ class MetaLearner:
             mature = normalise_task(*layout.split(histories.to(self.device)), layout.season)
         if young is None or not len(young):
             return TaskBatch(mature, none)
-        xa, ya, mask, xq, yq = layout.young_split(young.to(self.device))
+        raw, yq, mask = layout.young_split(young.to(self.device))
+        xq, yq, scale = standardise(raw, yq)
         # A young entity's scale comes from the values it has seen, not the completion.
-        xa, ya, xq, yq, wq = normalise_task(xa, ya, xq, yq, layout.season,
-                                            known=xq[:, 0, -layout.young:])
-        return TaskBatch(mature, (xa, ya, mask, xq, yq, wq))
+        wq = mase_weight(scale, raw[:, 0, -layout.young:], layout.season)
+        return TaskBatch(mature, (xq, yq, wq, mask))
 
     def step(self, histories: Tensor, young: Tensor | None = None) -> float:
         """One meta-update on tasks (see :meth:`batch`); returns the meta-loss before it."""

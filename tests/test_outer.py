@@ -74,7 +74,7 @@ def test_young_tasks_are_a_new_entitys_first_forecasts(cfg: Config) -> None:
     layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
                         m.window_stride, config.series.season, young=warm_at)
     h = histories(config, 8)
-    _, _, _, xq, yq = layout.young_split(h)
+    xq, yq, _ = layout.young_split(h)
     ring = torch.cat([h, h], dim=1)  # the arena's doubled ring, long enough not to wrap
     assert xq.shape[1] == layout.young_steps + 1
     for k in range(layout.young_steps + 1):
@@ -108,10 +108,10 @@ def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(cfg: C
             served_point.append(torch.as_tensor(result.forecasts.point))
     history = model.to_model_units(torch.tensor(values, dtype=torch.float32),
                                    config.series.transform)
-    xa, ya, mask, xq, _, _ = learner.batch(history[:0], history).young
-    _, _, _, raw_xq, _ = layout.young_split(history)
+    xq, yq, _, mask = learner.batch(history[:0], history).young
+    raw_xq, _, _ = layout.young_split(history)
     for e in range(3):
-        phis = learner._young_contexts(learner.params, xa[e], ya[e], mask)
+        phis = learner._young_contexts(learner.params, xq[e, 0], yq[e, 0], mask)
         torch.testing.assert_close(phis, torch.stack([p[e] for p in served_phi]))
         _, mean, scale = model.normalise(raw_xq[e])
         point, _ = model.point_and_spread(learner.params, xq[e], phis)
