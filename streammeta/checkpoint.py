@@ -39,7 +39,7 @@ import torch
 
 from streammeta.engine import Engine
 from streammeta.errors import ParameterFileError
-from streammeta.state import ROW_FIELDS
+from streammeta.state import ROW_FIELDS, upgrade_rows
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class Checkpointer:
                     f"{state.get('transform', 'none')!r}, this configuration needs "
                     f"{self.engine.shape.transform!r}")
             if "rows" in state:
-                self._check_shapes(path, state["rows"])
+                self._check_shapes(path, upgrade_rows(state["rows"]))
                 arena.restore(state["rows"])
             if self.engine.spill is not None:
                 self.engine.spill.adopt(p, state.get("spilled", {}))

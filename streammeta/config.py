@@ -161,7 +161,6 @@ class ModelConfig:
     hidden: int = 64
     # Parameter file to start from (see ``streammeta pretrain``); empty = seeded random init.
     init: str = ""
-    device: str = "auto"
     seed: int = 0
     threads: int = 0
 
@@ -173,9 +172,6 @@ class ModelConfig:
         _check("model.hidden", self.hidden, 4 <= self.hidden <= 4096, "4..4096")
         _check("model.init", self.init, not self.init or Path(self.init).is_file(),
                "an existing parameter file (or empty)")
-        _check("model.device", self.device,
-               self.device in ("auto", "cpu") or self.device.startswith("cuda"),
-               "'auto', 'cpu' or 'cuda[:N]'")
         _check("model.threads", self.threads, 0 <= self.threads <= 256,
                "an integer >= 0 (0 = torch's default)")
 
@@ -209,7 +205,8 @@ class MetaConfig:
     algorithm: str = "fomaml"
     # Where meta-steps run: auto = CUDA when torch sees a GPU, else the CPU.
     device: str = "auto"
-    # On the CPU, the share of wall time the outer loop may take from ingestion.
+    # Share of wall time the outer loop may be busy, on any device (on CUDA its host
+    # side still holds the interpreter lock that ingestion needs while it launches).
     cpu_share: float = 0.15
     every_s: float = 60.0
     every_observations: int = 200_000
@@ -257,11 +254,12 @@ class MemoryConfig:
     # Entries (one per entity); the least recently used goes when full.
     capacity: int = 100_000
     # Neighbours blended into a new entity's φ, and the softmax temperature on similarity.
-    k: int = 8
+    k: int = 2
     temperature: float = 0.05
     # Neighbours less similar than this (cosine of task keys) are not used.
     min_similarity: float = 0.5
-    # An entity's φ enters the memory after this many adapted steps past warm-up.
+    # An entity's φ enters the memory once it has this many values past its first full
+    # window (at model.window + mature_after values).
     mature_after: int = 48
     # Kafka topic shared by replicas (compacted, keyed by entity); "" = not shared.
     topic: str = ""

@@ -250,15 +250,20 @@ class Engine:
             return
         s = slots[start]
         if self.memory is None:
-            self.arena.phi[s] = self.arena.phi0
-            return
-        keys = task_key(window(history[start], n[start] - L, L, self.shape.season),
-                        self.shape.season)
-        # Entries hold φ - φ₀ (what adaptation added), so they stay meaningful after
-        # the outer loop moves φ₀; no neighbour: the offset is 0, φ₀ itself.
-        found = self.memory.retrieve(keys, torch.zeros_like(self.arena.phi0))
-        self.arena.phi[s] = self.arena.phi0 + found.phi
-        result.recalled += found.similarity[found.found].tolist()
+            self.arena.anchor[s] = 0.0
+        else:
+            keys = task_key(window(history[start], n[start] - L, L, self.shape.season),
+                            self.shape.season)
+            # Entries hold φ - φ₀ (what adaptation added), so they stay meaningful after
+            # the outer loop moves φ₀; no neighbour: the offset is 0, φ₀ itself.
+            found = self.memory.retrieve(keys, torch.zeros_like(self.arena.phi0))
+            self.arena.anchor[s] = found.phi
+            result.recalled += found.similarity[found.found].tolist()
+        # The entity starts at, and is shrunk back towards, the memory's initialisation.
+        self.arena.phi[s] = self.arena.phi0 + self.arena.anchor[s]
+        born = n[start] == self.warm_at  # not the drifted: young tasks replay the birth
+        if self.task_buffer is not None and bool(born.any()):
+            self.task_buffer.set_anchor(s[born], self.arena.anchor[s[born]])
 
     def _remember(self, slots: Tensor, n: Tensor, history: Tensor) -> None:
         """Store φ of entities that have adapted for ``memory.mature_after`` steps, keyed
@@ -366,7 +371,8 @@ class Engine:
             phi = model.adapt(self.params, arena.phi[s], x, target, mask, self.point_loss,
                               self.inner_steps)
         if self.shrink:
-            phi = arena.phi0 + (1.0 - self.shrink) * (phi - arena.phi0)
+            start = arena.phi0 + arena.anchor[s]
+            phi = start + (1.0 - self.shrink) * (phi - start)
         arena.phi[s] = phi
 
     def _forecast(self, rows: np.ndarray, slots: Tensor, ts: Tensor, n: Tensor,

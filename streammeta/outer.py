@@ -19,9 +19,10 @@ engine does for a new entity in the H steps after it turns warm. The stretch's
 first value is taken as the entity's first (new entities' rows are preferred:
 their oldest value is their birth), windows are completed with its first season
 exactly as ``state.window`` completes them, and the query is every forecast of
-those steps, made with the context the engine has then: φ₀ at the first, then one
-online step per new value on the first forecast's partly arrived targets, shrunk
-towards φ₀ after each (``adaptation.shrink``). Without them θ only learns from
+those steps, made with the context the engine has then: φ₀ (plus the memory's
+initialisation, when the entity got one) at the first, then one online step per new
+value on the first forecast's partly arrived targets, shrunk back towards that start
+after each (``adaptation.shrink``). Without them θ only learns from
 entities with a whole window of history; with young tasks that forecast from φ₀
 alone, the meta-learned step sizes went to zero and the engine's cold-start
 adaptation was lost (docs/meta-learning.md).
@@ -102,7 +103,7 @@ class TaskLayout:
         # the same phase of the first season, as state.window completes them.
         index = (self.young + torch.arange(K + 1))[:, None] - L + torch.arange(L + H)
         query = history[:, torch.where(index < 0, index % self.season, index)]
-        mask = (torch.arange(H)[None, :] < torch.arange(1, K + 1)[:, None]).to(history.dtype)
+        mask = (torch.arange(H)[None, :] < torch.arange(1, K + 1)[:, None]).to(history)
         return query[..., :L], query[..., L:], mask
 
 
@@ -143,7 +144,8 @@ class TaskBatch:
     """Normalised windows of a batch of tasks (see :meth:`MetaLearner.batch`)."""
 
     mature: tuple[Tensor, ...]  # support x, y; query x, y; query weights — (n, ...)
-    young: tuple[Tensor, ...]  # query x, y, weights — (n', ...); arrived targets (K, H)
+    young: tuple[Tensor, ...]  # query x, y, weights, start of φ less φ₀ — (n', ...);
+    #                             arrived targets (K, H)
 
 
 class MetaLearner:
@@ -201,27 +203,28 @@ class MetaLearner:
         adapted = self._adapt(params, params["phi0"], xs, ys)
         return self._query_loss(params, adapted, xq, yq, wq), adapted
 
-    def _young_contexts(self, params: model.Params, x: Tensor, y: Tensor,
+    def _young_contexts(self, params: model.Params, x: Tensor, y: Tensor, anchor: Tensor,
                         mask: Tensor) -> Tensor:
         """φ as the engine has it at each of a new entity's first K+1 forecasts (K+1, C):
-        φ₀ at the first, then one online step per new value on the first forecast's
-        window x (L,), y (H,) with the targets arrived by then (``mask`` (K, H)), each
-        followed by the daemon's shrink towards φ₀."""
-        phi0 = params["phi0"]
-        phi, phis = phi0, [phi0]
+        φ₀ + ``anchor`` (the memory's initialisation; 0 without) at the first, then one
+        online step per new value on the first forecast's window x (L,), y (H,) with the
+        targets arrived by then (``mask`` (K, H)), each followed by the daemon's shrink
+        back towards that start."""
+        start = params["phi0"] + anchor
+        phi, phis = start, [start]
         for k in range(mask.shape[0]):
             phi = self._inner_step(params, phi, x, y, mask[k])
             if self.shrink:
-                phi = phi0 + (1.0 - self.shrink) * (phi - phi0)
+                phi = start + (1.0 - self.shrink) * (phi - start)
             phis.append(phi)
         return torch.stack(phis)
 
     def _young_loss(self, params: model.Params, xq: Tensor, yq: Tensor, wq: Tensor,
-                    mask: Tensor) -> Tensor:
+                    anchor: Tensor, mask: Tensor) -> Tensor:
         """A young task: the loss of each of the entity's first forecasts after it turns
         warm, made with the context the engine has then."""
-        return self._query_loss(params, self._young_contexts(params, xq[0], yq[0], mask),
-                                xq, yq, wq)
+        phis = self._young_contexts(params, xq[0], yq[0], anchor, mask)
+        return self._query_loss(params, phis, xq, yq, wq)
 
     def _meta_loss(self, params: model.Params, batch: TaskBatch) -> tuple[Tensor, Tensor]:
         """→ the mean loss over all tasks, and the mature tasks' adapted φ (n, C)."""
@@ -231,7 +234,7 @@ class MetaLearner:
                                                                               *batch.mature)
             losses.append(loss)
         if len(batch.young[0]):
-            losses.append(vmap(self._young_loss, in_dims=(None, 0, 0, 0, None))(
+            losses.append(vmap(self._young_loss, in_dims=(None, 0, 0, 0, 0, None))(
                 params, *batch.young))
         return torch.cat(losses).mean(), phis
 
@@ -240,9 +243,11 @@ class MetaLearner:
         """How many of ``n`` tasks are young (``meta.young_share``)."""
         return round(n * self.config.young_share) if self.layout.young else 0
 
-    def batch(self, histories: Tensor, young: Tensor | None = None) -> TaskBatch:
+    def batch(self, histories: Tensor, young: Tensor | None = None,
+              anchors: Tensor | None = None) -> TaskBatch:
         """Task histories (n, T ≥ length) and young ones (n', T' ≥ young_length, from the
-        entity's birth) → their normalised windows and query weights."""
+        entity's birth, with where their φ started less φ₀, ``anchors`` (n', C); default
+        0) → their normalised windows and query weights."""
         layout = self.layout
         none: tuple[Tensor, ...] = (torch.zeros(0, device=self.device),)  # no tasks
         mature = none
@@ -254,11 +259,14 @@ class MetaLearner:
         xq, yq, scale = standardise(raw, yq)
         # A young entity's scale comes from the values it has seen, not the completion.
         wq = mase_weight(scale, raw[:, 0, -layout.young:], layout.season)
-        return TaskBatch(mature, (xq, yq, wq, mask))
+        start = (torch.zeros(len(young), self.params["phi0"].shape[0]) if anchors is None
+                 else anchors).to(self.device)
+        return TaskBatch(mature, (xq, yq, wq, start, mask))
 
-    def step(self, histories: Tensor, young: Tensor | None = None) -> float:
+    def step(self, histories: Tensor, young: Tensor | None = None,
+             anchors: Tensor | None = None) -> float:
         """One meta-update on tasks (see :meth:`batch`); returns the meta-loss before it."""
-        batch = self.batch(histories, young)
+        batch = self.batch(histories, young, anchors)
         grads, (loss, phis) = grad_and_value(self._meta_loss, has_aux=True)(self.params, batch)
         if self.config.algorithm == "reptile" and len(phis):
             # φ₀ moves towards the mature tasks' adapted contexts (the Reptile rule).
@@ -272,10 +280,10 @@ class MetaLearner:
         return float(loss)
 
     def evaluate(self, params: model.Params, histories: Tensor,
-                 young: Tensor | None = None) -> float:
+                 young: Tensor | None = None, anchors: Tensor | None = None) -> float:
         """Meta-loss of ``params`` on tasks (n, T) without updating anything."""
         moved = {k: v.detach().to(self.device) for k, v in params.items()}
-        loss, _ = self._meta_loss(moved, self.batch(histories, young))
+        loss, _ = self._meta_loss(moved, self.batch(histories, young, anchors))
         return float(loss)
 
     def snapshot(self) -> model.Params:
@@ -349,7 +357,6 @@ class OuterLoop:
         params, serving_version = self.serving()
         self.learner.load(params)
         losses = []
-        busy = 0.0
         for _ in range(self.config.steps):
             if self._stop.is_set():
                 break
@@ -359,18 +366,23 @@ class OuterLoop:
             pick = torch.randint(len(train), (n - n_young,), generator=self.generator)
             histories = buffer.histories(train[pick], layout.length, self.generator,
                                          skip_newest=self._recent)
-            pick = torch.randint(len(young_train), (n_young,), generator=self.generator)
-            young = buffer.histories(young_train[pick], layout.young_length, oldest=True)
-            losses.append(self.learner.step(histories, young))
-            busy += self._yield_cpu(time.perf_counter() - step_started)
+            pick = young_train[torch.randint(len(young_train), (n_young,),
+                                             generator=self.generator)]
+            young = buffer.histories(pick, layout.young_length, oldest=True)
+            losses.append(self.learner.step(histories, young, buffer.anchors(pick)))
+            self._pace(time.perf_counter() - step_started)
         self.version = max(self.version, serving_version) + 1
         candidate = self.learner.snapshot()
         n = self.config.tasks_per_step * 4
         n_young = self.learner.young_count(n)
         held_histories = buffer.histories(held[: n - n_young], layout.length)
         held_young = buffer.histories(young_held[:n_young], layout.young_length, oldest=True)
-        candidate_loss = self.learner.evaluate(candidate, held_histories, held_young)
-        serving_loss = self.learner.evaluate(params, held_histories, held_young)
+        held_anchors = buffer.anchors(young_held[:n_young])
+        judged = time.perf_counter()
+        candidate_loss = self.learner.evaluate(candidate, held_histories, held_young,
+                                               held_anchors)
+        serving_loss = self.learner.evaluate(params, held_histories, held_young, held_anchors)
+        self._pace(time.perf_counter() - judged)
         promoted = candidate_loss <= serving_loss * (1.0 + self.config.tolerance)
         if promoted:
             self.publish(candidate, self.version)
@@ -384,12 +396,13 @@ class OuterLoop:
             self.on_result(result)
         return result
 
-    def _yield_cpu(self, seconds: float) -> float:
-        """On the CPU, sleep so that the loop uses at most ``cpu_share`` of wall time."""
+    def _pace(self, seconds: float) -> None:
+        """Sleep so that the loop is busy at most ``cpu_share`` of wall time. On CUDA too:
+        the host side of a step (launching the small kernels of many tasks) holds the
+        interpreter lock that ingestion needs."""
         share = self.config.cpu_share
-        if self.learner.device.type == "cpu" and share < 1.0:
+        if share < 1.0:
             self._stop.wait(seconds * (1.0 - share) / share)
-        return seconds
 
     def due(self) -> bool:
         return self.buffer.observed - self._observed_at_last >= self.config.every_observations
@@ -404,6 +417,12 @@ class OuterLoop:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
+        # One CPU thread for this thread's own torch work. A second OpenMP team in the
+        # process (this thread's, idle between runs) makes every parallel region of the
+        # ingestion thread sleep and wake on futexes instead of spinning: measured 2.4x
+        # slower engine batches for as long as the team exists. On CUDA the host side
+        # needs no team; on the CPU the loop is paced to a share of one core anyway.
+        torch.set_num_threads(1)
         last = time.monotonic()
         while not self._stop.is_set():
             if self.due() or time.monotonic() - last >= self.config.every_s:
@@ -427,7 +446,7 @@ def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int]
                         young=engine.warm_at)
     # Longer than one task: tasks start at random points of the last few days.
     engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length + 4 * config.series.season,
-                                    config.engine.max_entities)
+                                    config.engine.max_entities, config.model.context_dim)
     learner = MetaLearner(engine.params, layout, m, config.adaptation, config.series.quantiles,
                           device=resolve_device(m.device))
     return OuterLoop(engine.task_buffer, learner, m, lambda: (engine.params, engine.version),

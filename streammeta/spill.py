@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from streammeta.checkpoint import FORMAT, read_file, write_file
-from streammeta.state import ROW_FIELDS
+from streammeta.state import ROW_FIELDS, upgrade_rows
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class SpillStore:
             by_file.setdefault(self.index.pop(entity)[0], []).append(entity)
         parts: list[dict[str, Any]] = []
         for name, wanted in by_file.items():
-            rows = read_file(self.root / name)["rows"]
+            rows = upgrade_rows(read_file(self.root / name)["rows"])
             where = {entity: i for i, entity in enumerate(rows["names"])}
             pick = torch.tensor([where[entity] for entity in wanted])
             parts.append({"names": wanted,

@@ -2,7 +2,8 @@
 
 Per slot: a ring buffer of the last R values (absolute index i lives at
 ``ring[slot, i % R]``), the count of values seen, the last timestamp, a running
-(exponentially weighted) mean and variance, the fast weights φ, the state of
+(exponentially weighted) mean and variance, the fast weights φ and the point
+they are shrunk towards (φ₀ plus ``anchor``: the memory's initialisation), the state of
 its error's drift detector, and the pending forecasts still waiting for their
 targets (keyed by target index mod H, one column per scored horizon). Gathers
 and scatters over these tensors replace any per-entity Python object, so the
@@ -10,6 +11,8 @@ cost per observation stays flat from a thousand entities to a million.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +22,8 @@ from streammeta import drift
 
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
 # Per-slot tensors that make up an entity's state (and a checkpoint row).
-ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "pending", "partition",
-              "drift")
+ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "anchor", "pending",
+              "partition", "drift")
 
 
 class Arena:
@@ -53,6 +56,7 @@ class Arena:
         self.ew_mean = torch.empty(N)  # (N,)
         self.ew_var = torch.empty(N)  # (N,)
         self.phi = torch.empty(N, context_dim)  # (N, C)
+        self.anchor = torch.empty(N, context_dim)  # (N, C) offset from φ₀ that φ shrinks to
         self.pending = torch.empty(N, horizon, scored_horizons)  # (N, H, S)
         self.partition = torch.empty(N, dtype=torch.int32)  # (N,) input partition
         self.drift = torch.empty(N, 4, dtype=torch.float64)  # (N, 4) streammeta.drift state
@@ -143,15 +147,16 @@ class Arena:
         self.occupied[slots] = True
         return slots
 
-    def reset(self, slots: Tensor, phi: Tensor | None = None) -> None:
-        """Start entities cold: history forgotten, φ back to φ₀ (or the given rows)."""
+    def reset(self, slots: Tensor) -> None:
+        """Start entities cold: history forgotten, φ back to φ₀."""
         self.count[slots] = 0
         self.last_ts[slots] = 0
         self.ring[slots] = 0.0
         self.ew_mean[slots] = 0.0
         self.ew_var[slots] = 0.0
         self.pending[slots] = float("nan")
-        self.phi[slots] = self.phi0 if phi is None else phi
+        self.phi[slots] = self.phi0
+        self.anchor[slots] = 0.0
         self.drift[slots] = torch.tensor(drift.NEW, dtype=torch.float64)
 
     def history(self, slots: Tensor) -> Tensor:
@@ -159,6 +164,14 @@ class Arena:
         consecutive absolute indices is a contiguous slice (see :func:`window`)."""
         rows = self.ring[slots]  # (B, R)
         return torch.cat([rows, rows], dim=1)
+
+
+def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
+    """Exported rows written by an older version, completed in place: entities saved
+    before ``anchor`` existed shrink towards φ₀ itself."""
+    if "anchor" not in rows and "phi" in rows:
+        rows["anchor"] = torch.zeros_like(rows["phi"])
+    return rows
 
 
 def window(history: Tensor, first: Tensor, length: int, season: int = 0) -> Tensor:

@@ -5,7 +5,9 @@ of one entity (a ring, like the arena's, but longer: a task needs support window
 *and* later query windows). Rows are assigned to entities as they appear; when the
 buffer is full, a new entity takes the row least recently updated (entities that
 went quiet make room first; a slot reused by a new entity starts its row afresh).
-Memory: ``capacity × length`` floats.
+Each row also holds the offset from φ₀ its entity started from when it turned warm
+(the memory's initialisation; 0 without memory), which young tasks replay.
+Memory: ``capacity × (length + context_dim)`` floats.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from torch import Tensor
 
 
 class TaskBuffer:
-    def __init__(self, capacity: int, length: int, max_slots: int) -> None:
+    def __init__(self, capacity: int, length: int, max_slots: int,
+                 context_dim: int = 1) -> None:
         self.capacity = capacity
         self.length = length
         self.values = torch.zeros(capacity, length)  # (N, T) ring per row
         self.count = torch.zeros(capacity, dtype=torch.int64)  # values written per row
+        self.anchor = torch.zeros(capacity, context_dim)  # (N, C) start of φ, less φ₀
         self.updated = torch.full((capacity,), -1, dtype=torch.int64)  # round of last write
         self.slot_of_row = torch.full((capacity,), -1, dtype=torch.int64)
         self.row_of_slot = torch.full((max_slots,), -1, dtype=torch.int64)
@@ -64,7 +68,20 @@ class TaskBuffer:
             self.slot_of_row[new_rows[got]] = slots[~keep][got]
             self.row_of_slot[slots[~keep][got]] = new_rows[got]
         self.count[out[out >= 0]] = 0
+        self.anchor[out[out >= 0]] = 0.0
         return out
+
+    def set_anchor(self, slots: Tensor, offsets: Tensor) -> None:
+        """Entities ``slots`` turned warm starting from φ₀ + ``offsets`` (B, C)."""
+        with self.lock:
+            rows = self.row_of_slot[slots]
+            live = rows >= 0
+            self.anchor[rows[live]] = offsets[live].to(self.anchor.dtype)
+
+    def anchors(self, rows: Tensor) -> Tensor:
+        """Where the entities of ``rows`` started from, less φ₀: (n, C), a copy."""
+        with self.lock:
+            return self.anchor[rows].clone()
 
     def full_rows(self, span: int) -> Tensor:
         """Rows holding at least ``span`` values."""

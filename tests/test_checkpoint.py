@@ -275,3 +275,29 @@ def test_state_in_other_units_is_refused(tmp_path: Path) -> None:
     path = params_io.save(tmp_path / "p.smp", asinh.params, 1, asinh.shape)
     with pytest.raises(ParameterFileError, match=r"series\.transform"):
         params_io.load(path, raw.shape)
+
+
+def test_state_saved_before_anchors_existed_restores_shrinking_towards_phi0(
+    tmp_path: Path,
+) -> None:
+    """Rows of an older version have no ``anchor``: they restore (checkpoint and spill
+    file alike) as entities whose φ shrinks towards φ₀ itself, and continue exactly."""
+    original = small_engine()
+    feed(original, range(20))
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    payload = saver.snapshot()
+    for state in payload["partitions"].values():
+        del state["rows"]["anchor"]
+    CheckpointStore(tmp_path, member="old").save(payload)
+    copy = small_engine()
+    copy.arena.anchor.fill_(1.0)  # whatever the free slots held before
+    assert checkpointer(copy, CheckpointStore(tmp_path, member="b")).restore_partitions(
+        [0, 1]) == {0: 60, 1: 60}
+    slots = torch.tensor([copy.arena.index[f"e{i}"] for i in range(6)])
+    assert bool((copy.arena.anchor[slots] == 0).all())
+    feed(original, range(20, 40))
+    feed(copy, range(20, 40))
+    for i in range(6):
+        torch.testing.assert_close(copy.arena.phi[copy.arena.index[f"e{i}"]],
+                                   original.arena.phi[original.arena.index[f"e{i}"]])

@@ -28,7 +28,7 @@ def test_repository_config_is_valid_and_states_the_defaults() -> None:
     ("[series]\nhorizon = 0", "series.horizon"),
     ("[series]\nquantiles = [0.9, 0.1]", "series.quantiles"),
     ("[series]\nquantiles = ['a']", "series.quantiles"),
-    ("[model]\ndevice = 'tpu'", "model.device"),
+    ("[meta]\ndevice = 'tpu'", "meta.device"),
     ("[model]\ninit = 'no/such/file.pt'", "model.init"),
     ("[adaptation]\nloss = 'huber'", "adaptation.loss"),
     ("[adaptation]\ninner_lr = -1", "adaptation.inner_lr"),

@@ -84,34 +84,49 @@ def test_young_tasks_are_a_new_entitys_first_forecasts(cfg: Config) -> None:
         assert torch.equal(yq[:, k], h[:, made_at: made_at + config.series.horizon])
 
 
-def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(cfg: Config) -> None:
+@pytest.mark.parametrize("memory", [False, True])
+def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(
+        cfg: Config, memory: bool) -> None:
     """The context a young task forecasts with at each of an entity's first H steps
-    after it turns warm — φ₀, then the online steps on partly arrived targets, shrunk
-    after each — is the engine's own, and so are the forecasts: meta-learning trains
-    on what the daemon serves."""
-    config = cfg.replace("model", window=72, warm_after=36).replace("drift", enabled=False)
+    after it turns warm — φ₀ (plus the memory's initialisation), then the online steps
+    on partly arrived targets, shrunk back after each — is the engine's own, and so
+    are the forecasts: meta-learning trains on what the daemon serves. The task and
+    where its φ started come from the task buffer, as in the outer loop."""
+    config = (cfg.replace("model", window=72, warm_after=36).replace("drift", enabled=False)
+              .replace("memory", enabled=memory, min_similarity=-1.0, temperature=1.0))
     engine = Engine(config)
     params = {k: v.clone() for k, v in engine.params.items()}
     params["alpha"] = torch.full_like(params["alpha"], 0.3)  # adaptation that shows
     engine.swap(params, 1)
+    C = config.model.context_dim
+    if memory:  # neighbours for every new entity, each a different blend
+        assert engine.memory is not None
+        gen = torch.Generator().manual_seed(5)
+        keys = torch.randn(4, config.series.season + 1, generator=gen)
+        engine.memory.insert([f"old{i}" for i in range(4)], keys / keys.norm(dim=1,
+                             keepdim=True), 0.5 * torch.randn(4, C, generator=gen))
     m = config.meta
     layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
                         m.window_stride, config.series.season, young=engine.warm_at)
+    engine.task_buffer = TaskBuffer(8, layout.young_length, config.engine.max_entities, C)
     learner = MetaLearner(params, layout, m, config.adaptation, config.series.quantiles)
     values = related_family(3, layout.young_length, seed=4)
     names = [f"e{i}" for i in range(3)]
     served_phi, served_point = [], []
-    for t in range(engine.warm_at + layout.young_steps):
+    for t in range(layout.young_length):
         result = engine.process(names, np.full(3, t * STEP, dtype=np.int64), values[:, t])
-        if t + 1 >= engine.warm_at:  # forecasts made having seen t + 1 values
+        if engine.warm_at <= t + 1 <= engine.warm_at + layout.young_steps:
+            # forecasts made having seen t + 1 values
             served_phi.append(engine.arena.phi[torch.as_tensor(result.forecasts.slots)])
             served_point.append(torch.as_tensor(result.forecasts.point))
-    history = model.to_model_units(torch.tensor(values, dtype=torch.float32),
-                                   config.series.transform)
-    xq, yq, _, mask = learner.batch(history[:0], history).young
+    rows = engine.task_buffer.row_of_slot[torch.tensor([engine.arena.index[e] for e in names])]
+    history = engine.task_buffer.histories(rows, layout.young_length, oldest=True)
+    anchors = engine.task_buffer.anchors(rows)
+    assert bool((anchors.norm(dim=1) > 0.01).all()) == memory
+    xq, yq, _, start, mask = learner.batch(history[:0], history, anchors).young
     raw_xq, _, _ = layout.young_split(history)
     for e in range(3):
-        phis = learner._young_contexts(learner.params, xq[e, 0], yq[e, 0], mask)
+        phis = learner._young_contexts(learner.params, xq[e, 0], yq[e, 0], start[e], mask)
         torch.testing.assert_close(phis, torch.stack([p[e] for p in served_phi]))
         _, mean, scale = model.normalise(raw_xq[e])
         point, _ = model.point_and_spread(learner.params, xq[e], phis)
