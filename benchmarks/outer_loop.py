@@ -1,6 +1,7 @@
 """The outer loop: its speed per device, and what it costs ingestion.
 
     python benchmarks/outer_loop.py [--entities 10000] [--rounds 3] [--batches 1024 4096]
+                                    [--skip-speed]
 
 1. **Tasks per second** of one meta-update (``MetaLearner.step``, the configured
    algorithm, tasks batched with torch.func, the configured share of them young) at
@@ -90,7 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternated ingestion measurements (0: skip them)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1024, 4096],
                         help="task batch sizes measured beside the configured one")
     parser.add_argument("--skip-speed", action="store_true",
@@ -110,6 +112,8 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |", flush=True)
     if not cuda:
         print("(no CUDA device: GPU figures need a machine with one)")
+    if not args.rounds:
+        return
     # Beside ingestion: the loop on each device at the configured batch, and on CUDA
     # at the first larger one too (the same share of wall time, more tasks per launch).
     runs = [(d, configured) for d in devices] + ([("cuda", sizes[1])] if cuda else [])

@@ -185,8 +185,9 @@ class AdaptationConfig:
     # ETTh2 H=24/48 in `streammeta evaluate`.
     inner_lr: float = 0.01
     loss: str = "mae"
-    # After each online step φ ← φ₀ + (1 − shrink)(φ − φ₀): φ follows the recent
-    # examples instead of accumulating every step's noise since the entity began.
+    # After each online step φ ← s + (1 − shrink)(φ − s), s = the entity's start (φ₀,
+    # plus the memory's initialisation): φ follows the recent examples instead of
+    # accumulating every step's noise since the entity began.
     shrink: float = 0.1
 
     def __post_init__(self) -> None:
