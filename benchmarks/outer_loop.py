@@ -6,7 +6,8 @@
 1. **Tasks per second** of one meta-update (``MetaLearner.step``, the configured
    algorithm, tasks batched with torch.func, the configured share of them young) at
    ``meta.tasks_per_step`` and at the larger ``--batches``, on the CPU and, when
-   torch sees one, on CUDA: the figures the README records per device.
+   torch sees one, on CUDA kernel by kernel and replayed as CUDA graphs
+   (``meta.cuda_graphs``): the figures the README records per device.
 2. **Ingestion beside it**: the engine alone on a steady stream of ``--entities``
    entities, and with the outer loop running in its background thread (triggered
    as often as it can be: ``meta.every_s`` = 0.1) on each device, alternated
@@ -29,9 +30,11 @@ from streammeta import outer
 from streammeta.engine import Engine
 
 
-def tasks_per_second(device: str, tasks: int, min_s: float = 2.0) -> float:
-    """Tasks per second of ``MetaLearner.step`` on batches of ``tasks`` tasks."""
-    config = config_mod.load(None, env={})
+def tasks_per_second(device: str, tasks: int, graphs: bool = True,
+                     min_s: float = 2.0) -> float:
+    """Tasks per second of ``MetaLearner.step`` on batches of ``tasks`` tasks
+    (``graphs``: ``meta.cuda_graphs``)."""
+    config = config_mod.load(None, env={}).replace("meta", cuda_graphs=graphs)
     engine = Engine(config)
     m = config.meta
     layout = outer.TaskLayout(config.model.window, config.series.horizon, m.support_windows,
@@ -42,7 +45,7 @@ def tasks_per_second(device: str, tasks: int, min_s: float = 2.0) -> float:
     n_young = learner.young_count(tasks)  # the daemon's mix of tasks
     histories = torch.from_numpy(family(tasks, layout.length).T.copy()).float()
     histories, young = histories[n_young:], histories[:n_young, : layout.young_length]
-    learner.step(histories, young)  # warm-up (and CUDA initialisation)
+    learner.step(histories, young)  # warm-up (CUDA initialisation, graph recording)
     steps, started = 0, time.perf_counter()
     while steps < 3 or time.perf_counter() - started < min_s:
         learner.step(histories, young)  # returns the loss as a float: synchronises CUDA
@@ -105,10 +108,12 @@ def main() -> None:
     if not args.skip_speed:
         print("| device | " + " | ".join(f"tasks/s, {n:,} per step" for n in sizes) + " |")
         print("|---" * (len(sizes) + 1) + "|")
-        for device in devices:
-            name = (torch.cuda.get_device_name() if device == "cuda"
+        for device, graphs in [("cpu", False)] + ([("cuda", False), ("cuda", True)]
+                                                   if cuda else []):
+            name = (f"{torch.cuda.get_device_name()}, "
+                    + ("CUDA graphs" if graphs else "kernel by kernel") if device == "cuda"
                     else f"CPU ({torch.get_num_threads()} threads)")
-            rates = [tasks_per_second(device, n) for n in sizes]
+            rates = [tasks_per_second(device, n, graphs) for n in sizes]
             print(f"| {name} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |", flush=True)
     if not cuda:
         print("(no CUDA device: GPU figures need a machine with one)")

@@ -206,6 +206,9 @@ class MetaConfig:
     algorithm: str = "fomaml"
     # Where meta-steps run: auto = CUDA when torch sees a GPU, else the CPU.
     device: str = "auto"
+    # On CUDA, record each meta-step's kernels once per batch shape and replay them
+    # (a CUDA graph): a step is thousands of tiny kernels, launched one by one otherwise.
+    cuda_graphs: bool = True
     # Share of wall time the outer loop may be busy, on any device (on CUDA its host
     # side still holds the interpreter lock that ingestion needs while it launches).
     cpu_share: float = 0.15

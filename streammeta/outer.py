@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,6 +52,7 @@ from streammeta.engine import Engine
 from streammeta.tasks import TaskBuffer
 
 log = logging.getLogger(__name__)
+MAX_GRAPHS = 8  # recorded batch shapes per learner; each keeps its own GPU memory
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,13 @@ class MetaLearner:
         self.z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(quantiles)).to(
             self.device)
         self.params = {k: v.detach().clone().to(self.device) for k, v in params.items()}
-        self.optimiser = torch.optim.Adam(list(self.params.values()), lr=config.meta_lr)
+        cuda = self.device.type == "cuda"
+        self.optimiser = torch.optim.Adam(list(self.params.values()), lr=config.meta_lr,
+                                          capturable=cuda)
+        # Per batch shape: the recorded step, its input tensors and its loss.
+        self.graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, list[Tensor],
+                                                 Tensor]] | None = (
+            {} if cuda and config.cuda_graphs else None)
 
     # -- the functional pieces, per task ------------------------------------------------
     def _support_loss(self, phi: Tensor, params: model.Params, x: Tensor, y: Tensor,
@@ -267,6 +275,22 @@ class MetaLearner:
              anchors: Tensor | None = None) -> float:
         """One meta-update on tasks (see :meth:`batch`); returns the meta-loss before it."""
         batch = self.batch(histories, young, anchors)
+        if self.graphs is None:
+            return float(self._update(batch))
+        inputs = [*batch.mature, *batch.young]
+        key = (len(batch.mature), *((t.shape, t.dtype) for t in inputs))
+        if key not in self.graphs:
+            if len(self.graphs) >= MAX_GRAPHS:  # shapes of a still-filling buffer
+                return float(self._update(batch))
+            return self._record(key, batch)
+        graph, static, loss = self.graphs[key]
+        for target, value in zip(static, inputs, strict=True):
+            target.copy_(value)
+        graph.replay()
+        return float(loss)
+
+    def _update(self, batch: TaskBatch) -> Tensor:
+        """The meta-update itself, without a host-device synchronisation; → the loss."""
         grads, (loss, phis) = grad_and_value(self._meta_loss, has_aux=True)(self.params, batch)
         if self.config.algorithm == "reptile" and len(phis):
             # φ₀ moves towards the mature tasks' adapted contexts (the Reptile rule).
@@ -277,7 +301,30 @@ class MetaLearner:
         self.optimiser.zero_grad(set_to_none=True)
         with torch.no_grad():
             self.params["alpha"].clamp_(min=0.0)
-        return float(loss)
+        return loss.detach()
+
+    def _record(self, key: tuple[Any, ...], batch: TaskBatch) -> float:
+        """The first step of a batch shape on CUDA: a plain step on a side stream (which
+        also creates Adam's state), then the same step recorded as a CUDA graph, not run.
+        A recording that fails leaves the learner on plain steps."""
+        assert self.graphs is not None
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            loss = float(self._update(batch))
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        n = len(batch.mature)
+        static = [t.clone() for t in (*batch.mature, *batch.young)]
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                recorded = self._update(TaskBatch(tuple(static[:n]), tuple(static[n:])))
+        except RuntimeError:
+            log.exception("outer loop: recording a CUDA graph failed; plain steps from now")
+            self.graphs = None
+            return loss
+        self.graphs[key] = (graph, static, recorded)
+        return loss
 
     def evaluate(self, params: model.Params, histories: Tensor,
                  young: Tensor | None = None, anchors: Tensor | None = None) -> float:

@@ -56,6 +56,38 @@ def test_a_meta_update_on_cuda_matches_the_cpu(cfg: Config, algorithm: str) -> N
     assert float(torch.cosine_similarity(moved["cuda"], moved["cpu"], dim=0)) > 0.99
 
 
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+def test_recorded_steps_replay_what_plain_steps_do(cfg: Config, algorithm: str) -> None:
+    """``meta.cuda_graphs``: the first step of a batch shape runs plainly and records a
+    CUDA graph; later steps of that shape replay it on new tasks, with the same
+    losses and the same updates as steps launched kernel by kernel."""
+    config = cfg.replace("meta", algorithm=algorithm).replace("model", warm_after=12)
+    engine = Engine(config)
+    m = config.meta
+    layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
+                        m.query_windows, m.window_stride, config.series.season,
+                        young=engine.warm_at)
+    learners = [MetaLearner(engine.params, layout, config.replace("meta", cuda_graphs=on).meta,
+                            config.adaptation, config.series.quantiles, device="cuda")
+                for on in (False, True)]
+    plain, graphed = learners
+    assert plain.graphs is None and graphed.graphs == {}
+    tasks = histories(config, 256, seed=1)
+    anchors = 0.1 * torch.randn(256, config.model.context_dim,
+                                generator=torch.Generator().manual_seed(2))
+    generator = torch.Generator().manual_seed(3)
+    for n in (64, 64, 64, 64, 32, 32):  # two batch shapes
+        pick = torch.randint(256, (n,), generator=generator)
+        young = pick[: n // 3]
+        losses = [learner.step(tasks[pick[n // 3:]], tasks[young], anchors[young])
+                  for learner in learners]
+        assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert graphed.graphs is not None and len(graphed.graphs) == 2
+    moved = [torch.cat([(learner.snapshot()[k] - engine.params[k]).flatten()
+                        for k in sorted(engine.params)]) for learner in learners]
+    assert float(torch.cosine_similarity(moved[0], moved[1], dim=0)) > 0.999
+
+
 def test_the_engine_serves_a_version_the_outer_loop_learned_on_cuda(cfg: Config) -> None:
     config = cfg.replace("meta", device="cuda")
     engine = Engine(config)
