@@ -266,8 +266,8 @@ class Engine:
             self.task_buffer.set_anchor(s[born], self.arena.anchor[s[born]])
 
     def _remember(self, slots: Tensor, n: Tensor, history: Tensor) -> None:
-        """Store φ of entities that have adapted for ``memory.mature_after`` steps, keyed
-        by their first L values."""
+        """Store φ - φ₀ of entities with ``memory.mature_after`` values past their first
+        full window, keyed by their first L values."""
         assert self.memory is not None
         mature = n == self.mature_at
         if not bool(mature.any()):

@@ -31,6 +31,11 @@ Each trigger runs some meta-steps and yields a numbered candidate version; it is
 promoted (served) only if its meta-loss on held-out tasks is not worse than the
 serving version's — on held-out entities' newest windows, later in time than any
 training task (training stretches end a horizon before the newest value).
+
+The loop's thread is paced to ``meta.cpu_share`` of wall time and runs torch with one
+CPU thread, so that ingestion keeps its speed. On CUDA a meta-step is thousands of
+tiny kernels; with ``meta.cuda_graphs`` each batch shape's step is recorded once as
+a CUDA graph and replayed (docs/meta-learning.md, "Speed and the GPU").
 """
 
 from __future__ import annotations
