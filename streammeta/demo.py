@@ -37,8 +37,10 @@ def run_demo(
         config = config.replace("kafka", bootstrap_servers=broker.bootstrap,
                                 session_timeout_ms=6000, heartbeat_interval_ms=1000)
         config = config.replace("checkpoint", dir=state)
-        # A short demo should show the outer loop at work: run it every few seconds.
-        config = config.replace("meta", every_s=min(config.meta.every_s, 5.0))
+        # A short demo should show the outer loop at work: run it every few seconds, and
+        # let it take half the CPU (the replay is rate-limited: ingestion has room).
+        config = config.replace("meta", every_s=min(config.meta.every_s, 5.0),
+                                cpu_share=max(config.meta.cpu_share, 0.5))
         if config.memory.enabled and not config.memory.topic:  # shared, as replicas would
             config = config.replace("memory", topic="streammeta.memory")
         kafka_edge.ensure_topics(config.kafka, memory_topic=config.memory.topic)
