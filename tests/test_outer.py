@@ -183,6 +183,27 @@ def test_a_worse_candidate_is_not_promoted(cfg: Config) -> None:
     assert published == [good.version] and bad.version == good.version + 1
 
 
+def test_the_loop_thread_keeps_to_one_torch_thread(cfg: Config) -> None:
+    """A second OpenMP team in the process (the loop thread's, idle between runs) made
+    every engine batch 2.4x slower: the loop's own torch work runs on one thread, and
+    the ingestion thread keeps its own setting."""
+    engine = Engine(cfg)
+    seen: list[int] = []
+    loop = outer.attach(cfg.replace("meta", every_s=0.01), engine, engine.swap,
+                        on_result=lambda result: seen.append(torch.get_num_threads()))
+    values = related_family(64, layout_of(cfg).length + 20, seed=3)
+    for t in range(values.shape[1]):
+        engine.process([f"e{i}" for i in range(64)], np.full(64, t * STEP), values[:, t])
+    threads = torch.get_num_threads()
+    loop.start()
+    deadline = time.monotonic() + 120
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    loop.stop()
+    assert seen and seen[0] == 1
+    assert torch.get_num_threads() == threads
+
+
 def test_model_version_advances_in_published_forecasts(cfg: Config) -> None:
     values = related_family(40, 260, seed=4)
     records = []
