@@ -171,6 +171,8 @@ class MetaLearner:
         self.z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(quantiles)).to(
             self.device)
         self.params = {k: v.detach().clone().to(self.device) for k, v in params.items()}
+        # Where θ started, for ``meta.pull``.
+        self.origin = {k: v.clone() for k, v in self.params.items()} if config.pull else {}
         cuda = self.device.type == "cuda"
         self.optimiser = torch.optim.Adam(list(self.params.values()), lr=config.meta_lr,
                                           capturable=cuda)
@@ -305,6 +307,8 @@ class MetaLearner:
         self.optimiser.step()
         self.optimiser.zero_grad(set_to_none=True)
         with torch.no_grad():
+            for name, origin in self.origin.items():  # meta.pull
+                self.params[name].sub_(self.config.pull * (self.params[name] - origin))
             self.params["alpha"].clamp_(min=0.0)
         return loss.detach()
 

@@ -166,6 +166,24 @@ def test_every_algorithm_lowers_held_out_meta_loss(cfg: Config, algorithm: str) 
     assert learner.evaluate(learner.snapshot(), held) < 0.9 * before
 
 
+def test_pull_moves_theta_back_towards_where_it_started(cfg: Config) -> None:
+    """``meta.pull`` = p: each meta-step ends p of the way back towards the starting θ,
+    so one step from the start lands at start + (1 - p) · the unpulled update."""
+    start = Engine(cfg).params
+    train = histories(cfg, 64, seed=1)
+    moved = {}
+    for pull in (0.0, 0.25):
+        config = cfg.replace("meta", pull=pull)
+        learner = MetaLearner(start, layout_of(config), config.meta, config.adaptation,
+                              config.series.quantiles)
+        learner.step(train)
+        moved[pull] = learner.snapshot()
+    for name, value in start.items():
+        torch.testing.assert_close(moved[0.25][name] - value,
+                                   0.75 * (moved[0.0][name] - value), rtol=1e-5, atol=1e-7)
+    assert any(not torch.equal(moved[0.0][k], start[k]) for k in start)
+
+
 def test_a_worse_candidate_is_not_promoted(cfg: Config) -> None:
     engine = Engine(cfg)
     published: list[int] = []
