@@ -29,14 +29,24 @@ def cfg() -> Config:
         "meta", steps=30, tasks_per_step=64, cpu_share=1.0, meta_lr=0.003)
 
 
-@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
-def test_a_meta_update_on_cuda_matches_the_cpu(cfg: Config, algorithm: str) -> None:
+def with_young_tasks(cfg: Config, algorithm: str) -> tuple[Config, Engine, TaskLayout]:
     config = cfg.replace("meta", algorithm=algorithm).replace("model", warm_after=12)
     engine = Engine(config)
     m = config.meta
-    layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
-                        m.query_windows, m.window_stride, config.series.season,
-                        young=engine.warm_at)
+    return config, engine, TaskLayout(config.model.window, config.series.horizon,
+                                      m.support_windows, m.query_windows, m.window_stride,
+                                      config.series.season, young=engine.warm_at)
+
+
+def update(learner: MetaLearner, start: dict[str, torch.Tensor]) -> torch.Tensor:
+    """How far the learner moved θ from ``start``, flattened."""
+    return torch.cat([(learner.snapshot()[k] - start[k]).flatten() for k in sorted(start)])
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
+def test_a_meta_update_on_cuda_matches_the_cpu(cfg: Config, algorithm: str) -> None:
+    config, engine, layout = with_young_tasks(cfg, algorithm)
+    m = config.meta
     tasks = histories(config, 64, seed=1)
     anchors = 0.1 * torch.randn(24, config.model.context_dim,
                                 generator=torch.Generator().manual_seed(2))
@@ -50,9 +60,7 @@ def test_a_meta_update_on_cuda_matches_the_cpu(cfg: Config, algorithm: str) -> N
     assert losses["cpu"][-1] < losses["cpu"][0]
     # Both moved θ the same way (Adam amplifies rounding where a gradient is ~0, so
     # the directions of the whole update are compared, not each value).
-    moved = {device: torch.cat([(learner.snapshot()[k] - engine.params[k]).flatten()
-                                for k in sorted(engine.params)])
-             for device, learner in learners.items()}
+    moved = {device: update(learner, engine.params) for device, learner in learners.items()}
     assert float(torch.cosine_similarity(moved["cuda"], moved["cpu"], dim=0)) > 0.99
 
 
@@ -61,12 +69,7 @@ def test_recorded_steps_replay_what_plain_steps_do(cfg: Config, algorithm: str) 
     """``meta.cuda_graphs``: the first step of a batch shape runs plainly and records a
     CUDA graph; later steps of that shape replay it on new tasks, with the same
     losses and the same updates as steps launched kernel by kernel."""
-    config = cfg.replace("meta", algorithm=algorithm).replace("model", warm_after=12)
-    engine = Engine(config)
-    m = config.meta
-    layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
-                        m.query_windows, m.window_stride, config.series.season,
-                        young=engine.warm_at)
+    config, engine, layout = with_young_tasks(cfg, algorithm)
     learners = [MetaLearner(engine.params, layout, config.replace("meta", cuda_graphs=on).meta,
                             config.adaptation, config.series.quantiles, device="cuda")
                 for on in (False, True)]
@@ -83,8 +86,7 @@ def test_recorded_steps_replay_what_plain_steps_do(cfg: Config, algorithm: str) 
                   for learner in learners]
         assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert graphed.graphs is not None and len(graphed.graphs) == 2
-    moved = [torch.cat([(learner.snapshot()[k] - engine.params[k]).flatten()
-                        for k in sorted(engine.params)]) for learner in learners]
+    moved = [update(learner, engine.params) for learner in learners]
     assert float(torch.cosine_similarity(moved[0], moved[1], dim=0)) > 0.999
 
 
