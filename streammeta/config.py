@@ -231,6 +231,14 @@ class MetaConfig:
     # started from (model.init, else the seeded one): a brake for data whose new
     # entities may differ from all seen so far (0.1 on M4 in order: docs/meta-learning.md).
     pull: float = 0.0
+    # Per entity, blend the served version's forecasts with those of the θ the process
+    # started from, each weighted by exp(-guard_rate × its summed one-step errors so
+    # far, in the entity's standard deviations), for guard_for values after the entity
+    # turns warm (or drifts); then serve the one with the smaller sum. A new kind of
+    # entity that the learned θ forecasts worse falls back to the initial θ.
+    guard: bool = True
+    guard_rate: float = 3.0
+    guard_for: int = 96
 
     def __post_init__(self) -> None:
         algorithms = ("fomaml", "maml", "reptile")
@@ -253,6 +261,10 @@ class MetaConfig:
         _check("meta.holdout", self.holdout, 0 < self.holdout < 1, "a float in (0, 1)")
         _check("meta.tolerance", self.tolerance, 0 <= self.tolerance <= 1, "a float in [0, 1]")
         _check("meta.pull", self.pull, 0 <= self.pull < 1, "a float in [0, 1)")
+        _check("meta.guard_rate", self.guard_rate, 0 < self.guard_rate <= 100,
+               "a float in (0, 100]")
+        _check("meta.guard_for", self.guard_for, 0 <= self.guard_for <= 10_000_000,
+               "an integer >= 0")
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,7 @@ class Daemon:
         m.gap_steps.inc(result.gap_steps)
         m.entity_resets.inc(result.resets)
         m.drift_reinitialised.inc(result.drifts)
+        m.guarded.inc(result.guarded)
         m.evicted.inc(result.evicted)
         m.paged_in.inc(result.paged_in)
         m.memory_retrievals.inc(len(result.recalled))

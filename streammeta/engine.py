@@ -24,7 +24,9 @@ from streammeta.codec import Reason
 from streammeta.config import Config
 from streammeta.drift import PageHinkley
 from streammeta.memory import MemoryStore, key_dim, task_key
-from streammeta.state import FREE, Arena, window
+from streammeta.state import (
+    FREE, GUARD_NEW, GUARD_UNTIL, LOSS_ORIGIN, LOSS_SERVED, NEXT_ORIGIN, NEXT_SERVED, Arena,
+    window)
 from streammeta.tasks import TaskBuffer
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class Result:
     evicted: int = 0  # entities moved to the spill store to make room
     paged_in: int = 0  # evicted entities read back
     recalled: list[float] = field(default_factory=list)  # similarity of each memory retrieval
+    guarded: int = 0  # warm forecasts that the initial θ's forecast had a share in
 
 
 def _keep_freed_memory() -> None:
@@ -106,6 +109,10 @@ class Engine:
         self.params = params if params is not None else model.init_params(
             self.shape, seed=m.seed, inner_lr=a.inner_lr)
         self.version = version
+        # The guard's second expert: the θ this process started from (meta.guard).
+        self.origin = self.params
+        self.guard = config.meta.enabled and config.meta.guard
+        self.guard_rate, self.guard_for = config.meta.guard_rate, config.meta.guard_for
         self.step_ms = s.step_ms
         self.max_gap_fill = s.max_gap_fill
         self.adapt_enabled = a.enabled
@@ -225,6 +232,8 @@ class Engine:
         if bool((gap > 0).any()):
             self._fill_gaps(slots, y, gap, result)
         self._score(slots, y, result)
+        if self._guarding():
+            self._score_guard(slots, y)
         self._append(slots, ts, y)
         if self.task_buffer is not None:
             self.task_buffer.observe(slots, y, fresh=self.arena.count[slots] == 1)
@@ -235,7 +244,7 @@ class Engine:
             self._adapt(slots, count, history)
         if self.memory is not None:
             self._remember(slots, count, history)
-        return self._forecast(rows, slots, ts, count, history)
+        return self._forecast(rows, slots, ts, count, history, result)
 
     def _initialise(self, slots: Tensor, n: Tensor, history: Tensor, result: Result) -> None:
         """φ of entities turning warm, and of drifted ones, from the memory's neighbours
@@ -261,6 +270,11 @@ class Engine:
             result.recalled += found.similarity[found.found].tolist()
         # The entity starts at, and is shrunk back towards, the memory's initialisation.
         self.arena.phi[s] = self.arena.phi0 + self.arena.anchor[s]
+        # ... and the guard starts over: both experts even, for guard_for values.
+        self.arena.phi_origin[s] = self.arena.origin_phi0
+        guard = torch.tensor(GUARD_NEW, dtype=torch.float64).repeat(len(s), 1)
+        guard[:, GUARD_UNTIL] = n[start] + self.guard_for
+        self.arena.guard[s] = guard
         born = n[start] == self.warm_at  # not the drifted: young tasks replay the birth
         if self.task_buffer is not None and bool(born.any()):
             self.task_buffer.set_anchor(s[born], self.arena.anchor[s[born]])
@@ -298,6 +312,7 @@ class Engine:
             w = (i + 1) / (g[live] + 1).to(torch.float32)
             arena.ring[si, idx % arena.ring_len] = last[live] + (target[live] - last[live]) * w
             arena.pending[si, idx % arena.horizon] = float("nan")  # targets never observed
+        arena.guard[s, NEXT_SERVED:NEXT_ORIGIN + 1] = float("nan")  # made for a filled step
         arena.count[s] += g
         arena.last_ts[s] += g * self.step_ms
         result.gap_steps += int(g.sum())
@@ -326,6 +341,35 @@ class Engine:
             mean = float(err.mean())
             old = self.online_error[name]
             self.online_error[name] = mean if math.isnan(old) else old * keep + mean * (1 - keep)
+
+    # -- the guard: the served version against the initial θ, per entity ------------
+    def _guarding(self) -> bool:
+        return self.guard and self.params is not self.origin
+
+    def _score_guard(self, slots: Tensor, y: Tensor) -> None:
+        """Add each expert's error on this value (its forecast of the next value) to
+        its sum, where both forecast it."""
+        guard = self.arena.guard[slots]  # (B, 5)
+        scale = self._scale(slots).to(torch.float64)[:, None]
+        err = (y.to(torch.float64)[:, None] - guard[:, NEXT_SERVED:NEXT_ORIGIN + 1]).abs() / scale
+        known = ~torch.isnan(err).any(dim=1)
+        guard[known, LOSS_SERVED:LOSS_ORIGIN + 1] += err[known]
+        guard[:, NEXT_SERVED:NEXT_ORIGIN + 1] = float("nan")
+        self.arena.guard[slots] = guard
+
+    def _served_weight(self, slots: Tensor, n: Tensor) -> Tensor:
+        """Weight (B,) of the served version's forecast; the rest is the initial θ's.
+
+        Exponential weights on the summed errors while guarding; then all on the expert
+        with the smaller sum. Weights within 1e-4 of 0 or 1 are rounded: past that, the
+        other expert's forecast changes nothing worth computing.
+        """
+        guard = self.arena.guard[slots]
+        lead = guard[:, LOSS_ORIGIN] - guard[:, LOSS_SERVED]  # > 0: the served is better
+        weight = torch.sigmoid(self.guard_rate * lead)
+        weight = torch.where(n >= guard[:, GUARD_UNTIL], (lead >= 0).to(weight.dtype), weight)
+        weight = torch.where(weight > 1 - 1e-4, 1.0, torch.where(weight < 1e-4, 0.0, weight))
+        return weight.to(torch.float32)
 
     def _detect_drift(self, slots: Tensor, error: Tensor, valid: Tensor) -> None:
         """Feed each entity's one-step error to its Page-Hinkley detector."""
@@ -374,16 +418,31 @@ class Engine:
             start = arena.phi0 + arena.anchor[s]
             phi = start + (1.0 - self.shrink) * (phi - start)
         arena.phi[s] = phi
+        if not self.guard:
+            return
+        if not self._guarding():  # serving the initial θ: both experts are one
+            arena.phi_origin[s] = phi
+            return
+        used = self._served_weight(s, n) < 1.0  # rows whose initial-θ forecast counts
+        if not bool(used.any()):
+            return
+        so = s[used]
+        with torch.enable_grad():
+            phi = model.adapt(self.origin, arena.phi_origin[so], x[used], target[used],
+                              mask[used], self.point_loss, self.inner_steps)
+        if self.shrink:
+            phi = arena.origin_phi0 + (1.0 - self.shrink) * (phi - arena.origin_phi0)
+        arena.phi_origin[so] = phi
 
     def _forecast(self, rows: np.ndarray, slots: Tensor, ts: Tensor, n: Tensor,
-                  history: Tensor) -> Forecasts:
+                  history: Tensor, result: Result) -> Forecasts:
         """n (B,) values seen (the newest at n-1), history (B, 2R) → one forecast per row."""
         arena, H = self.arena, self.shape.horizon
         warm = n >= self.warm_at
         if bool(warm.all()):  # the steady state: no scatter into a preallocated batch
-            point, quant = self._model_forecast(slots, n, history)
+            point, quant = self._model_forecast(slots, n, history, result)
         else:
-            point, quant = self._forecast_mixed(slots, n, history, warm)
+            point, quant = self._forecast_mixed(slots, n, history, warm, result)
         # Remember warm forecasts at the scored horizons until their targets arrive.
         cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
         at_h = point[:, self._h - 1]  # (B, S)
@@ -395,16 +454,39 @@ class Engine:
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
 
-    def _model_forecast(self, slots: Tensor, n: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
+    def _model_forecast(self, slots: Tensor, n: Tensor, history: Tensor,
+                        result: Result) -> tuple[Tensor, Tensor]:
         """→ point (B, H) and quantiles (B, Q, H) in the entities' own units."""
         L = self.shape.window
         x, mean, scale = model.normalise(window(history, n - L, L, self.shape.season))
         point, spread = model.point_and_spread(self.params, x, self.arena.phi[slots])
         point = point * scale + mean
-        return point, point[:, None, :] + (spread * scale)[:, None, :] * self.z[None, :, None]
+        spread = spread * scale
+        if self._guarding():
+            self._blend_origin(slots, n, x, mean, scale, point, spread, result)
+        return point, point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
+
+    def _blend_origin(self, slots: Tensor, n: Tensor, x: Tensor, mean: Tensor, scale: Tensor,
+                      point: Tensor, spread: Tensor, result: Result) -> None:
+        """Blend in place the initial θ's point and spread where its weight is not 0,
+        and keep both experts' forecasts of the next value for ``_score_guard``."""
+        guard = self.arena.guard
+        guard[slots, NEXT_SERVED] = point[:, 0].to(torch.float64)
+        weight = self._served_weight(slots, n)
+        used = weight < 1.0
+        if not bool(used.any()):
+            return
+        so = slots[used]
+        p, s = model.point_and_spread(self.origin, x[used], self.arena.phi_origin[so])
+        p = p * scale[used] + mean[used]
+        guard[so, NEXT_ORIGIN] = p[:, 0].to(torch.float64)
+        w = weight[used][:, None]
+        point[used] = w * point[used] + (1.0 - w) * p
+        spread[used] = w * spread[used] + (1.0 - w) * s * scale[used]
+        result.guarded += int(used.sum())
 
     def _forecast_mixed(self, slots: Tensor, n: Tensor, history: Tensor,
-                        warm: Tensor) -> tuple[Tensor, Tensor]:
+                        warm: Tensor, result: Result) -> tuple[Tensor, Tensor]:
         """Warm rows from the model; cold rows seasonal naive once a season is seen,
         else the last value, with quantiles from the running standard deviation."""
         arena, shape = self.arena, self.shape
@@ -412,7 +494,8 @@ class Engine:
         point = torch.empty(len(slots), H)
         quant = torch.empty(len(slots), len(shape.quantiles), H)
         if bool(warm.any()):
-            point[warm], quant[warm] = self._model_forecast(slots[warm], n[warm], history[warm])
+            point[warm], quant[warm] = self._model_forecast(slots[warm], n[warm], history[warm],
+                                                            result)
         cold = ~warm
         nc = n[cold]
         back = torch.where(nc[:, None] >= m, self._naive_back[None, :], 0)  # (C, H)

@@ -79,6 +79,10 @@ class Metrics:
             "streammeta_drift_reinitialised",
             "Entities whose error drifted (Page-Hinkley): φ re-initialised from memory.",
             registry=r)
+        self.guarded = Counter(
+            "streammeta_guarded_forecasts",
+            "Forecasts blended with (or served by) the initial θ's, by meta.guard: the "
+            "served version forecast that entity worse so far.", registry=r)
         self.memory_entries = Gauge(
             "streammeta_memory_entries", "Entries in the external memory of tasks.",
             registry=r)

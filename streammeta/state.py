@@ -23,7 +23,12 @@ from streammeta import drift
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
 # Per-slot tensors that make up an entity's state (and a checkpoint row).
 ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "anchor", "pending",
-              "partition", "drift")
+              "partition", "drift", "phi_origin", "guard")
+# Columns of ``Arena.guard``: each expert's summed one-step error (in the entity's
+# standard deviations), each expert's forecast of the next value (model units; NaN:
+# not made), and the value count at which the entity stops blending.
+LOSS_SERVED, LOSS_ORIGIN, NEXT_SERVED, NEXT_ORIGIN, GUARD_UNTIL = range(5)
+GUARD_NEW = (0.0, 0.0, float("nan"), float("nan"), 0.0)
 
 
 class Arena:
@@ -47,6 +52,7 @@ class Arena:
         self.horizon = horizon
         self.max_entities = max_entities
         self.phi0 = phi0.detach().clone()
+        self.origin_phi0 = self.phi0.clone()  # φ₀ of the θ the process started from
         self.index: dict[str, int] = {}
         self.names: list[str | None] = []  # by slot; None = free
         self._free: list[int] = []
@@ -60,6 +66,9 @@ class Arena:
         self.pending = torch.empty(N, horizon, scored_horizons)  # (N, H, S)
         self.partition = torch.empty(N, dtype=torch.int32)  # (N,) input partition
         self.drift = torch.empty(N, 4, dtype=torch.float64)  # (N, 4) streammeta.drift state
+        # The guard (meta.guard): φ adapted under the initial θ, and the two experts' record.
+        self.phi_origin = torch.empty(N, context_dim)  # (N, C)
+        self.guard = torch.empty(N, 5, dtype=torch.float64)  # (N, 5) columns: GUARD_NEW
         self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
 
     def __len__(self) -> int:
@@ -158,6 +167,8 @@ class Arena:
         self.phi[slots] = self.phi0
         self.anchor[slots] = 0.0
         self.drift[slots] = torch.tensor(drift.NEW, dtype=torch.float64)
+        self.phi_origin[slots] = self.origin_phi0
+        self.guard[slots] = torch.tensor(GUARD_NEW, dtype=torch.float64)
 
     def history(self, slots: Tensor) -> Tensor:
         """The slots' rings, unrolled twice: (B, 2R), so any run of up to R
@@ -168,9 +179,16 @@ class Arena:
 
 def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
     """Exported rows written by an older version, completed in place: entities saved
-    before ``anchor`` existed shrink towards φ₀ itself."""
-    if "anchor" not in rows and "phi" in rows:
-        rows["anchor"] = torch.zeros_like(rows["phi"])
+    before ``anchor`` existed shrink towards φ₀ itself; before the guard, they serve
+    the learned θ alone (their guard period is over)."""
+    if "phi" in rows:
+        if "anchor" not in rows:
+            rows["anchor"] = torch.zeros_like(rows["phi"])
+        if "phi_origin" not in rows:
+            rows["phi_origin"] = rows["phi"].clone()
+        if "guard" not in rows:
+            rows["guard"] = torch.tensor(GUARD_NEW, dtype=torch.float64).repeat(
+                len(rows["phi"]), 1)
     return rows
 
 

@@ -12,6 +12,7 @@ from streammeta import config as config_mod
 from streammeta.checkpoint import Checkpointer, CheckpointStore, Written, read_file, write_file
 from streammeta.engine import Engine
 from streammeta.errors import ParameterFileError
+from streammeta.state import GUARD_UNTIL
 
 STEP = 3_600_000
 
@@ -277,18 +278,18 @@ def test_state_in_other_units_is_refused(tmp_path: Path) -> None:
         params_io.load(path, raw.shape)
 
 
-def test_state_saved_before_anchors_existed_restores_shrinking_towards_phi0(
-    tmp_path: Path,
-) -> None:
-    """Rows of an older version have no ``anchor``: they restore (checkpoint and spill
-    file alike) as entities whose φ shrinks towards φ₀ itself, and continue exactly."""
+def test_state_saved_before_anchors_and_the_guard_existed_restores(tmp_path: Path) -> None:
+    """Rows of an older version have no ``anchor``, ``phi_origin`` or ``guard``: they
+    restore (checkpoint and spill file alike) as entities whose φ shrinks towards φ₀
+    itself and whose guard period is over, and continue exactly."""
     original = small_engine()
     feed(original, range(20))
     saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
     saver.advance({0: 60, 1: 60}, 120)
     payload = saver.snapshot()
     for state in payload["partitions"].values():
-        del state["rows"]["anchor"]
+        for field in ("anchor", "phi_origin", "guard"):
+            del state["rows"][field]
     CheckpointStore(tmp_path, member="old").save(payload)
     copy = small_engine()
     copy.arena.anchor.fill_(1.0)  # whatever the free slots held before
@@ -296,6 +297,8 @@ def test_state_saved_before_anchors_existed_restores_shrinking_towards_phi0(
         [0, 1]) == {0: 60, 1: 60}
     slots = torch.tensor([copy.arena.index[f"e{i}"] for i in range(6)])
     assert bool((copy.arena.anchor[slots] == 0).all())
+    torch.testing.assert_close(copy.arena.phi_origin[slots], copy.arena.phi[slots])
+    assert bool((copy.arena.guard[slots, GUARD_UNTIL] == 0).all())
     feed(original, range(20, 40))
     feed(copy, range(20, 40))
     for i in range(6):

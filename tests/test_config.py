@@ -29,6 +29,8 @@ def test_repository_config_is_valid_and_states_the_defaults() -> None:
     ("[series]\nquantiles = [0.9, 0.1]", "series.quantiles"),
     ("[series]\nquantiles = ['a']", "series.quantiles"),
     ("[meta]\ndevice = 'tpu'", "meta.device"),
+    ("[meta]\nguard_rate = 0", "meta.guard_rate"),
+    ("[meta]\nguard_for = -1", "meta.guard_for"),
     ("[model]\ninit = 'no/such/file.pt'", "model.init"),
     ("[adaptation]\nloss = 'huber'", "adaptation.loss"),
     ("[adaptation]\ninner_lr = -1", "adaptation.inner_lr"),

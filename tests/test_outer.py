@@ -91,8 +91,10 @@ def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(
     after it turns warm — φ₀ (plus the memory's initialisation), then the online steps
     on partly arrived targets, shrunk back after each — is the engine's own, and so
     are the forecasts: meta-learning trains on what the daemon serves. The task and
-    where its φ started come from the task buffer, as in the outer loop."""
+    where its φ started come from the task buffer, as in the outer loop. (The guard,
+    which would blend in the initial θ's forecasts, is off: the version's own are compared.)"""
     config = (cfg.replace("model", window=72, warm_after=36).replace("drift", enabled=False)
+              .replace("meta", guard=False)
               .replace("memory", enabled=memory, min_similarity=-1.0, temperature=1.0))
     engine = Engine(config)
     params = {k: v.clone() for k, v in engine.params.items()}
