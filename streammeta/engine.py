@@ -25,8 +25,16 @@ from streammeta.config import Config
 from streammeta.drift import PageHinkley
 from streammeta.memory import MemoryStore, key_dim, task_key
 from streammeta.state import (
-    FREE, GUARD_NEW, GUARD_UNTIL, LOSS_ORIGIN, LOSS_SERVED, NEXT_ORIGIN, NEXT_SERVED, Arena,
-    window)
+    FREE,
+    GUARD_NEW,
+    GUARD_UNTIL,
+    LOSS_ORIGIN,
+    LOSS_SERVED,
+    NEXT_ORIGIN,
+    NEXT_SERVED,
+    Arena,
+    window,
+)
 from streammeta.tasks import TaskBuffer
 
 if TYPE_CHECKING:
