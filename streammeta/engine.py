@@ -118,7 +118,7 @@ class Engine:
             self.shape, seed=m.seed, inner_lr=a.inner_lr)
         self.version = version
         # The guard's second expert: the θ this process started from (meta.guard).
-        self.origin = self.params
+        self.origin, self.origin_version = self.params, version
         self.guard = config.meta.enabled and config.meta.guard
         self.guard_rate, self.guard_for = config.meta.guard_rate, config.meta.guard_for
         self.step_ms = s.step_ms
@@ -352,7 +352,9 @@ class Engine:
 
     # -- the guard: the served version against the initial θ, per entity ------------
     def _guarding(self) -> bool:
-        return self.guard and self.params is not self.origin
+        """Serving another version than the one this process started from (a checkpoint
+        restored at start may hand back that same version: no guard then)."""
+        return self.guard and self.version != self.origin_version
 
     def _score_guard(self, slots: Tensor, y: Tensor) -> None:
         """Add each expert's error on this value (its forecast of the next value) to

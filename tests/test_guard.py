@@ -115,6 +115,11 @@ def test_while_the_initial_theta_is_served_both_experts_are_one(cfg: Config) -> 
     slot = engine.arena.index["e"]
     torch.testing.assert_close(engine.arena.phi_origin[slot], engine.arena.phi[slot])
     assert result.guarded == 0
-    engine.swap(reversed_seasonal(engine.params), 1)
+    # A checkpoint restored at start hands back the version the process started from.
+    engine.swap({k: v.clone() for k, v in engine.params.items()}, 0)
     result = engine.process(["e"], np.array([30 * STEP]), seasonal(31)[-1:])
+    assert result.guarded == 0
+    torch.testing.assert_close(engine.arena.phi_origin[slot], engine.arena.phi[slot])
+    engine.swap(reversed_seasonal(engine.params), 1)
+    result = engine.process(["e"], np.array([31 * STEP]), seasonal(32)[-1:])
     assert result.guarded == 1
