@@ -229,7 +229,8 @@ class MetaConfig:
     tolerance: float = 0.0
     # After each meta-step, move θ this share of the way back to the θ the process
     # started from (model.init, else the seeded one): a brake for data whose new
-    # entities may differ from all seen so far (0.1 on M4 in order: docs/meta-learning.md).
+    # entities may differ from all seen so far (measured before meta.guard, which now
+    # does better: docs/meta-learning.md).
     pull: float = 0.0
     # Per entity, blend the served version's forecasts with those of the θ the process
     # started from, each weighted by exp(-guard_rate × its summed one-step errors so
