@@ -8,9 +8,13 @@ import torch
 
 from streammeta import config as config_mod
 from streammeta import model
+from streammeta.codec import Record, encode_observation
 from streammeta.config import Config
+from streammeta.daemon import Daemon
 from streammeta.engine import Engine
+from streammeta.metrics import Metrics
 from streammeta.state import GUARD_UNTIL, LOSS_ORIGIN, LOSS_SERVED
+from streammeta.streams import MemorySink, MemorySource
 
 STEP = 3_600_000
 
@@ -123,3 +127,27 @@ def test_while_the_initial_theta_is_served_both_experts_are_one(cfg: Config) -> 
     engine.swap(reversed_seasonal(engine.params), 1)
     result = engine.process(["e"], np.array([31 * STEP]), seasonal(32)[-1:])
     assert result.guarded == 1
+
+
+def test_the_daemon_counts_guarded_forecasts(cfg: Config) -> None:
+    values = seasonal(40)
+    records = []
+    for t, v in enumerate(values):
+        key, value = encode_observation("e", t * STEP, float(v))
+        records.append(Record("obs", 0, t, key, value))
+    source, metrics = MemorySource(records, batch_size=10), Metrics()
+    daemon = Daemon(cfg, source, MemorySink(), metrics)
+    daemon.offer_params(reversed_seasonal(daemon.engine.params), 1)
+    original_poll = source.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        if source.exhausted():
+            daemon.stop()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    daemon.run()
+    # Every warm forecast (the 12th value on) was guarded: the worse version never
+    # earned the whole weight.
+    warm = len(values) - cfg.model.window + 1
+    assert metrics.registry.get_sample_value("streammeta_guarded_forecasts_total") == warm
