@@ -12,6 +12,7 @@ from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.engine import Engine
 from streammeta.memory import MemoryStore, decode_entry, encode_entry, key_dim, task_key
+from streammeta.state import GUARD_UNTIL
 
 STEP = 3_600_000
 M = 4  # season in these tests
@@ -157,6 +158,9 @@ def test_drift_reinitialises_the_entity(cfg: Config) -> None:
     after = engine.process(["a"] * 60, ts[120:], slot_values[120:])
     assert before.drifts == 0
     assert after.drifts >= 1
+    # The guard (meta.guard) starts over with φ: guard_for values from the drift on.
+    until = float(engine.arena.guard[engine.arena.index["a"], GUARD_UNTIL])
+    assert 120 + cfg.meta.guard_for < until <= 180 + cfg.meta.guard_for
 
 
 def test_memory_survives_a_restart_through_the_checkpoint(cfg: Config, tmp_path) -> None:
