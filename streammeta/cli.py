@@ -202,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "training parts)")
     evaluate.add_argument("--methods", nargs="+", metavar="METHOD",
                           help="methods to run (default all): streammeta no-adaptation "
-                          "no-outer-loop no-memory naive seasonal-naive naive2 holt-winters "
-                          "snarimax")
+                          "no-outer-loop no-memory no-guard naive seasonal-naive naive2 "
+                          "holt-winters snarimax")
     evaluate.add_argument("--limit-series", type=int, metavar="N",
                           help="only the first N series")
     evaluate.add_argument("--warmup", type=int, metavar="W", help="rolling: values before "

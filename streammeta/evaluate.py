@@ -41,7 +41,7 @@ from streammeta.protocols import Task, load_tasks, plot_rows
 
 log = logging.getLogger(__name__)
 
-ENGINE_METHODS = ("streammeta", "no-adaptation", "no-outer-loop", "no-memory")
+ENGINE_METHODS = ("streammeta", "no-adaptation", "no-outer-loop", "no-memory", "no-guard")
 METHODS = ENGINE_METHODS + tuple(baselines.BASELINES)
 
 
@@ -70,6 +70,8 @@ def engine_config(base: Config, task: Task, method: str) -> Config | None:
         return config.replace("meta", enabled=False)
     if method == "no-memory":
         return config.replace("memory", enabled=False) if hasattr(config, "memory") else None
+    if method == "no-guard":
+        return config.replace("meta", guard=False)
     return config
 
 

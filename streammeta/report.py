@@ -29,6 +29,7 @@ STYLE: dict[str, dict[str, Any]] = {
     "no-adaptation": {"color": "#6a8fd0", "lw": 1.2, "ls": "--"},
     "no-outer-loop": {"color": "#8e5ad0", "lw": 1.2, "ls": "--"},
     "no-memory": {"color": "#5ab0d0", "lw": 1.2, "ls": "--"},
+    "no-guard": {"color": "#3a7a8c", "lw": 1.2, "ls": ":"},
     "naive": {"color": "#9a9a9a", "lw": 1.2},
     "seasonal-naive": {"color": "#e08a1e", "lw": 1.4},
     "naive2": {"color": "#4c9a4c", "lw": 1.2},

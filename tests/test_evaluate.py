@@ -139,8 +139,8 @@ def test_evaluate_final_origin_on_the_bundled_m4_subset(tmp_path: Path) -> None:
     payload = json.loads(out.read_text())
     assert payload["protocol"] == "final-origin"
     methods = {r["method"] for r in payload["results"]}
-    assert {"streammeta", "no-adaptation", "no-outer-loop", "seasonal-naive", "naive2",
-            "holt-winters", "snarimax"} <= methods
+    assert {"streammeta", "no-adaptation", "no-outer-loop", "no-guard", "seasonal-naive",
+            "naive2", "holt-winters", "snarimax"} <= methods
     naive2 = next(r for r in payload["results"] if r["method"] == "naive2")
     assert naive2["owa"] == pytest.approx(1.0)
     for row in payload["results"]:
