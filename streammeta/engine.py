@@ -248,11 +248,13 @@ class Engine:
         history = self.arena.history(slots)  # (B, 2R) one gather for the whole round
         count = self.arena.count[slots]
         self._initialise(slots, count, history, result)
+        # The served version's weight per row while the guard runs (None: it serves alone).
+        weight = self._served_weight(slots, count) if self._guarding() else None
         if self.adapt_enabled:
-            self._adapt(slots, count, history)
+            self._adapt(slots, count, history, weight)
         if self.memory is not None:
             self._remember(slots, count, history)
-        return self._forecast(rows, slots, ts, count, history, result)
+        return self._forecast(rows, slots, ts, count, history, weight, result)
 
     def _initialise(self, slots: Tensor, n: Tensor, history: Tensor, result: Result) -> None:
         """φ of entities turning warm, and of drifted ones, from the memory's neighbours
@@ -406,7 +408,8 @@ class Engine:
         arena.ew_mean[slots] = mean + rate * diff
         arena.ew_var[slots] = (1 - rate) * (arena.ew_var[slots] + rate * diff.square())
 
-    def _adapt(self, slots: Tensor, n: Tensor, history: Tensor) -> None:
+    def _adapt(self, slots: Tensor, n: Tensor, history: Tensor,
+               weight: Tensor | None) -> None:
         """Inner loop on each entity's newest example with at least one arrived target."""
         arena, L, H = self.arena, self.shape.window, self.shape.horizon
         ready = n > self.warm_at
@@ -414,6 +417,8 @@ class Engine:
             return
         all_ready = bool(ready.all())
         s, n = (slots, n) if all_ready else (slots[ready], n[ready])
+        if weight is not None and not all_ready:
+            weight = weight[ready]
         k = torch.clamp(n - self.warm_at, max=H)  # targets available for the newest example
         first = n - k - L  # absolute index of its first input (< 0: young, see window)
         seq = window(history if all_ready else history[ready], first, L + H,
@@ -430,10 +435,10 @@ class Engine:
         arena.phi[s] = phi
         if not self.guard:
             return
-        if not self._guarding():  # serving the initial θ: both experts are one
+        if weight is None:  # serving the initial θ: both experts are one
             arena.phi_origin[s] = phi
             return
-        used = self._served_weight(s, n) < 1.0  # rows whose initial-θ forecast counts
+        used = weight < 1.0  # rows whose initial-θ forecast counts
         if not bool(used.any()):
             return
         so = s[used]
@@ -445,14 +450,14 @@ class Engine:
         arena.phi_origin[so] = phi
 
     def _forecast(self, rows: np.ndarray, slots: Tensor, ts: Tensor, n: Tensor,
-                  history: Tensor, result: Result) -> Forecasts:
+                  history: Tensor, weight: Tensor | None, result: Result) -> Forecasts:
         """n (B,) values seen (the newest at n-1), history (B, 2R) → one forecast per row."""
         arena, H = self.arena, self.shape.horizon
         warm = n >= self.warm_at
         if bool(warm.all()):  # the steady state: no scatter into a preallocated batch
-            point, quant = self._model_forecast(slots, n, history, result)
+            point, quant = self._model_forecast(slots, n, history, weight, result)
         else:
-            point, quant = self._forecast_mixed(slots, n, history, warm, result)
+            point, quant = self._forecast_mixed(slots, n, history, warm, weight, result)
         # Remember warm forecasts at the scored horizons until their targets arrive.
         cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
         at_h = point[:, self._h - 1]  # (B, S)
@@ -465,24 +470,23 @@ class Engine:
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
 
     def _model_forecast(self, slots: Tensor, n: Tensor, history: Tensor,
-                        result: Result) -> tuple[Tensor, Tensor]:
+                        weight: Tensor | None, result: Result) -> tuple[Tensor, Tensor]:
         """→ point (B, H) and quantiles (B, Q, H) in the entities' own units."""
         L = self.shape.window
         x, mean, scale = model.normalise(window(history, n - L, L, self.shape.season))
         point, spread = model.point_and_spread(self.params, x, self.arena.phi[slots])
         point = point * scale + mean
         spread = spread * scale
-        if self._guarding():
-            self._blend_origin(slots, n, x, mean, scale, point, spread, result)
+        if weight is not None:
+            self._blend_origin(slots, weight, x, mean, scale, point, spread, result)
         return point, point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
 
-    def _blend_origin(self, slots: Tensor, n: Tensor, x: Tensor, mean: Tensor, scale: Tensor,
-                      point: Tensor, spread: Tensor, result: Result) -> None:
+    def _blend_origin(self, slots: Tensor, weight: Tensor, x: Tensor, mean: Tensor,
+                      scale: Tensor, point: Tensor, spread: Tensor, result: Result) -> None:
         """Blend in place the initial θ's point and spread where its weight is not 0,
         and keep both experts' forecasts of the next value for ``_score_guard``."""
         guard = self.arena.guard
         guard[slots, NEXT_SERVED] = point[:, 0].to(torch.float64)
-        weight = self._served_weight(slots, n)
         used = weight < 1.0
         if not bool(used.any()):
             return
@@ -495,8 +499,8 @@ class Engine:
         spread[used] = w * spread[used] + (1.0 - w) * s * scale[used]
         result.guarded += int(used.sum())
 
-    def _forecast_mixed(self, slots: Tensor, n: Tensor, history: Tensor,
-                        warm: Tensor, result: Result) -> tuple[Tensor, Tensor]:
+    def _forecast_mixed(self, slots: Tensor, n: Tensor, history: Tensor, warm: Tensor,
+                        weight: Tensor | None, result: Result) -> tuple[Tensor, Tensor]:
         """Warm rows from the model; cold rows seasonal naive once a season is seen,
         else the last value, with quantiles from the running standard deviation."""
         arena, shape = self.arena, self.shape
@@ -504,8 +508,9 @@ class Engine:
         point = torch.empty(len(slots), H)
         quant = torch.empty(len(slots), len(shape.quantiles), H)
         if bool(warm.any()):
-            point[warm], quant[warm] = self._model_forecast(slots[warm], n[warm], history[warm],
-                                                            result)
+            point[warm], quant[warm] = self._model_forecast(
+                slots[warm], n[warm], history[warm],
+                None if weight is None else weight[warm], result)
         cold = ~warm
         nc = n[cold]
         back = torch.where(nc[:, None] >= m, self._naive_back[None, :], 0)  # (C, H)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_daemon import run_until_drained
 
 from streammeta import config as config_mod
 from streammeta import model
@@ -138,15 +139,7 @@ def test_the_daemon_counts_guarded_forecasts(cfg: Config) -> None:
     source, metrics = MemorySource(records, batch_size=10), Metrics()
     daemon = Daemon(cfg, source, MemorySink(), metrics)
     daemon.offer_params(reversed_seasonal(daemon.engine.params), 1)
-    original_poll = source.poll
-
-    def poll(timeout_s: float) -> list[Record]:
-        if source.exhausted():
-            daemon.stop()
-        return original_poll(timeout_s)
-
-    source.poll = poll  # type: ignore[method-assign]
-    daemon.run()
+    run_until_drained(daemon, source)
     # Every warm forecast (the 12th value on) was guarded: the worse version never
     # earned the whole weight.
     warm = len(values) - cfg.model.window + 1
