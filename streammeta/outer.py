@@ -17,7 +17,7 @@ task. Algorithms:
 A share of the tasks (``meta.young_share``) are *young*: they replay what the
 engine does for a new entity in the H steps after it turns warm. The stretch's
 first value is taken as the entity's first (new entities' rows are preferred:
-their oldest value is their birth), windows are completed with its first season
+their oldest value is their birth), windows are completed with its newest season
 exactly as ``state.window`` completes them, and the query is every forecast of
 those steps, made with the context the engine has then: φ₀ (plus the memory's
 initialisation, when the entity got one) at the first, then one online step per new
@@ -30,7 +30,9 @@ adaptation was lost (docs/meta-learning.md).
 Each trigger runs some meta-steps and yields a numbered candidate version; it is
 promoted (served) only if its meta-loss on held-out tasks is not worse than the
 serving version's — on held-out entities' newest windows, later in time than any
-training task (training stretches end a horizon before the newest value).
+training task (training stretches end a horizon before the newest value). A
+rejected candidate is not discarded: the next trigger continues training it, and
+only a newly served version (promoted, or swapped in) restarts the learner from it.
 
 The loop's thread is paced to ``meta.cpu_share`` of wall time and runs torch with one
 CPU thread, so that ingestion keeps its speed. On CUDA a meta-step is thousands of
@@ -54,6 +56,7 @@ from torch.func import grad, grad_and_value, vmap
 from streammeta import model
 from streammeta.config import AdaptationConfig, Config, MetaConfig, resolve_device
 from streammeta.engine import Engine
+from streammeta.state import before_birth
 from streammeta.tasks import TaskBuffer
 
 log = logging.getLogger(__name__)
@@ -107,9 +110,10 @@ class TaskLayout:
         first forecast's window: its newest example with an arrived target."""
         L, H, K = self.window, self.horizon, self.young_steps
         # Forecast k is made having seen young + k values; inputs before the birth read
-        # the same phase of the first season, as state.window completes them.
-        index = (self.young + torch.arange(K + 1))[:, None] - L + torch.arange(L + H)
-        query = history[:, torch.where(index < 0, index % self.season, index)]
+        # the same phase of the newest season, as state.window completes them.
+        newest = (self.young + torch.arange(K + 1))[:, None] - 1
+        index = newest + 1 - L + torch.arange(L + H)
+        query = history[:, before_birth(index, newest, self.season)]
         mask = (torch.arange(H)[None, :] < torch.arange(1, K + 1)[:, None]).to(history)
         return query[..., :L], query[..., L:], mask
 
@@ -384,6 +388,8 @@ class OuterLoop:
         # Training stops this many values short of the newest: promotion is decided on
         # held-out entities' newest windows, later in time than anything trained on.
         self._recent = learner.layout.horizon
+        # The version the learner's parameters were trained from (None: not loaded yet).
+        self._descends_from: int | None = None
 
     def _split_rows(self, span: int, born: bool = False) -> tuple[Tensor, Tensor]:
         """Rows with ``span`` values: training entities, and held-out entities (a fixed
@@ -401,7 +407,8 @@ class OuterLoop:
         return len(train) >= 8 and len(held) >= 2
 
     def run_once(self) -> OuterResult | None:
-        """One trigger: meta-steps from the serving version, then promote or reject."""
+        """One trigger: meta-steps from the serving version (or on from the candidate
+        that was last rejected against it), then promote or reject."""
         if not self.ready():
             return None
         layout, buffer = self.learner.layout, self.buffer
@@ -411,7 +418,8 @@ class OuterLoop:
         young_train, young_held = self._split_rows(layout.young_length, born=True)
         started = time.perf_counter()
         params, serving_version = self.serving()
-        self.learner.load(params)
+        if serving_version != self._descends_from:
+            self.learner.load(params)
         losses = []
         for _ in range(self.config.steps):
             if self._stop.is_set():
@@ -442,6 +450,10 @@ class OuterLoop:
         promoted = candidate_loss <= serving_loss * (1.0 + self.config.tolerance)
         if promoted:
             self.publish(candidate, self.version)
+        # A rejected candidate is not thrown away: the next trigger goes on training it
+        # (it is judged against the serving version again), unless another version
+        # was swapped in meanwhile.
+        self._descends_from = self.version if promoted else serving_version
         result = OuterResult(self.version, promoted, sum(losses) / max(1, len(losses)),
                              candidate_loss, serving_loss, time.perf_counter() - started)
         log.info("outer loop: version %d %s (held-out loss %.4f vs serving %.4f)",

@@ -8,6 +8,7 @@ import orjson
 import pytest
 import torch
 from test_engine import related_family
+from torch import Tensor
 
 from streammeta import config as config_mod
 from streammeta import model, outer, params_io
@@ -65,7 +66,7 @@ def test_query_targets_never_reach_the_adaptation(cfg: Config) -> None:
 
 def test_young_tasks_are_a_new_entitys_first_forecasts(cfg: Config) -> None:
     """A young task's query windows are what the engine forecasts from for an entity
-    that has seen ``young`` values (its window completed with its first season), and
+    that has seen ``young`` values (its window completed with its newest season), and
     their targets are the values that follow."""
     config = cfg.replace("model", window=72, warm_after=36)
     warm_at = Engine(config).warm_at
@@ -201,6 +202,40 @@ def test_a_worse_candidate_is_not_promoted(cfg: Config) -> None:
     bad = loop.run_once()
     assert bad is not None and not bad.promoted and bad.candidate_loss > bad.serving_loss
     assert published == [good.version] and bad.version == good.version + 1
+
+
+def test_a_rejected_candidate_is_trained_on_until_another_version_is_served(
+        cfg: Config) -> None:
+    """A rejection keeps the learner's progress: the next trigger starts from the
+    rejected candidate, not from the serving version; a version served meanwhile (a
+    promotion, or one swapped in) restarts it from that version."""
+    engine = Engine(cfg)
+    loop = outer.attach(cfg, engine, engine.swap)
+    values = related_family(64, layout_of(cfg).length + 20, seed=3)
+    for t in range(values.shape[1]):
+        engine.process([f"e{i}" for i in range(64)], np.full(64, t * STEP), values[:, t])
+    judged = iter([2.0, 1.0] * 3)  # every candidate's held-out loss is worse
+    loop.learner.evaluate = lambda *args: next(judged)  # type: ignore[method-assign]
+    starts: list[model.Params] = []
+    step = loop.learner.step
+
+    def recorded(*args: Tensor) -> float:
+        starts.append(loop.learner.snapshot())
+        return step(*args)
+
+    loop.learner.step = recorded  # type: ignore[method-assign]
+    first = loop.run_once()
+    assert first is not None and not first.promoted and engine.version == 0
+    rejected = loop.learner.snapshot()
+    assert not torch.equal(rejected["w1"], engine.params["w1"])
+    starts.clear()
+    second = loop.run_once()
+    assert second is not None and not second.promoted
+    assert all(torch.equal(starts[0][k], rejected[k]) for k in rejected)
+    engine.swap(model.init_params(engine.shape, seed=5), 9)
+    starts.clear()
+    loop.run_once()
+    assert all(torch.equal(starts[0][k], engine.params[k]) for k in engine.params)
 
 
 def test_the_loop_thread_keeps_to_one_torch_thread(cfg: Config) -> None:
