@@ -155,7 +155,7 @@ class ModelConfig:
     window: int = 168
     # Warm (forecasting with the model) after this many values, at least a season and
     # at most the window (0 = the window); a younger entity's window is completed with
-    # its newest season repeated.
+    # its first season repeated.
     warm_after: int = 72
     context_dim: int = 16
     hidden: int = 64

@@ -423,7 +423,7 @@ class Engine:
         k = torch.clamp(n - self.warm_at, max=H)  # targets available for the newest example
         first = n - k - L  # absolute index of its first input (< 0: young, see window)
         seq = window(history if all_ready else history[ready], first, L + H,
-                     self.shape.season, inputs=L)  # (B, L+H)
+                     self.shape.season)  # (B, L+H)
         x, mean, scale = model.normalise(seq[:, :L])
         target = (seq[:, L:] - mean) / scale  # (B, H)
         mask = (torch.arange(H)[None, :] < k[:, None]).to(torch.float32)  # (B, H)

@@ -17,7 +17,7 @@ task. Algorithms:
 A share of the tasks (``meta.young_share``) are *young*: they replay what the
 engine does for a new entity in the H steps after it turns warm. The stretch's
 first value is taken as the entity's first (new entities' rows are preferred:
-their oldest value is their birth), windows are completed with its newest season
+their oldest value is their birth), windows are completed with its first season
 exactly as ``state.window`` completes them, and the query is every forecast of
 those steps, made with the context the engine has then: φ₀ (plus the memory's
 initialisation, when the entity got one) at the first, then one online step per new
@@ -56,7 +56,6 @@ from torch.func import grad, grad_and_value, vmap
 from streammeta import model
 from streammeta.config import AdaptationConfig, Config, MetaConfig, resolve_device
 from streammeta.engine import Engine
-from streammeta.state import before_birth
 from streammeta.tasks import TaskBuffer
 
 log = logging.getLogger(__name__)
@@ -110,10 +109,9 @@ class TaskLayout:
         first forecast's window: its newest example with an arrived target."""
         L, H, K = self.window, self.horizon, self.young_steps
         # Forecast k is made having seen young + k values; inputs before the birth read
-        # the same phase of the newest season, as state.window completes them.
-        newest = (self.young + torch.arange(K + 1))[:, None] - 1
-        index = newest + 1 - L + torch.arange(L + H)
-        query = history[:, before_birth(index, newest, self.season)]
+        # the same phase of the first season, as state.window completes them.
+        index = (self.young + torch.arange(K + 1))[:, None] - L + torch.arange(L + H)
+        query = history[:, torch.where(index < 0, index % self.season, index)]
         mask = (torch.arange(H)[None, :] < torch.arange(1, K + 1)[:, None]).to(history)
         return query[..., :L], query[..., L:], mask
 

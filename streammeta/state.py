@@ -192,29 +192,18 @@ def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
-def before_birth(index: Tensor, newest: Tensor, season: int) -> Tensor:
-    """Absolute indices (B, n) of a young window → where each reads: an index before
-    the entity's first value (< 0) reads the same phase of the newest season at or
-    before ``newest`` (B, 1), the window's newest input, so that the completed part
-    repeats the latest season, not the oldest."""
-    latest = newest - (newest - index) % season
-    return torch.where(index >= 0, index, torch.where(latest >= 0, latest, index % season))
-
-
-def window(history: Tensor, first: Tensor, length: int, season: int = 0,
-           inputs: int = 0) -> Tensor:
+def window(history: Tensor, first: Tensor, length: int, season: int = 0) -> Tensor:
     """Values at absolute indices first..first+length-1 of each row of ``history``.
 
     ``history`` comes from :meth:`Arena.history`; ``first`` is (B,). Indices older
     than R values ago or not seen yet return whatever the ring holds; callers mask.
-    With ``season``, a negative index (before the entity's first value) reads a value
-    of the same phase instead (:func:`before_birth`); the window's first ``inputs``
-    values (0: all) are its inputs, the rest targets that the completion never reads.
+    With ``season``, a negative index (before the entity's first value) reads the
+    value of the same phase in its first season instead.
     """
     ring_len = history.shape[1] // 2
     if season and bool((first < 0).any()):
         index = first[:, None] + torch.arange(length)[None, :]  # (B, length)
-        newest = first[:, None] + (inputs or length) - 1
-        return torch.gather(history, 1, before_birth(index, newest, season) % ring_len)
+        index = torch.where(index < 0, index % season, index)
+        return torch.gather(history, 1, index % ring_len)
     views = history.unfold(1, length, 1)  # (B, 2R-length+1, length), no copy
     return views[torch.arange(len(first)), first % ring_len]

@@ -184,33 +184,19 @@ def test_shrink_keeps_fast_weights_near_their_initialisation(cfg: Config) -> Non
     assert 0 < drift[0.2] < drift[0.0] / 2
 
 
-def test_warm_after_completes_a_young_window_with_its_newest_season(cfg: Config) -> None:
+def test_warm_after_completes_a_young_window_with_its_first_season(cfg: Config) -> None:
     """window 12, season 4, warm after 8: the 8th value's forecast comes from the
-    model, whose window is the newest season followed by the 8 values."""
+    model, whose window is the first season followed by the 8 values."""
     from streammeta import model
 
     engine = Engine(cfg.replace("model", warm_after=8))
     values = [10.0, 30.0, 20.0, 15.0, 11.0, 32.0, 19.0, 16.0]
     f = feed(engine, "a", values).forecasts
     assert f.warm.tolist() == [False] * 7 + [True]
-    completed = torch.tensor(values[4:] + values, dtype=torch.float32)[None, :]
+    completed = torch.tensor(values[:4] + values, dtype=torch.float32)[None, :]
     x, mean, scale = model.normalise(completed)
     point, _ = model.point_and_spread(engine.params, x, engine.arena.phi0[None, :])
     np.testing.assert_allclose(f.point[-1], (point * scale + mean)[0].numpy(), rtol=1e-5)
-
-
-def test_a_young_windows_completion_never_reads_its_targets() -> None:
-    """An adaptation example (inputs, then targets): the part before the birth repeats
-    the newest season of the inputs, at its phase, and not the targets' values."""
-    from streammeta.state import window
-
-    values = torch.arange(100.0, 110.0)  # one entity's first 10 values
-    ring = torch.cat([values, values])[None, :]  # the arena's doubled ring
-    # 7 inputs ending at the 5th value (index 4), then 3 targets; season 3.
-    seq = window(ring, torch.tensor([-2]), 10, season=3, inputs=7)
-    assert seq[0].tolist() == [104.0, 102.0, *values[:8].tolist()]
-    # Without the split all 10 are inputs: the completion reads the newest season, 5-7.
-    assert window(ring, torch.tensor([-2]), 10, season=3)[0, :2].tolist() == [107.0, 105.0]
 
 
 def test_warm_after_is_at_least_a_season_and_at_most_the_window(cfg: Config) -> None:

@@ -66,7 +66,7 @@ def test_query_targets_never_reach_the_adaptation(cfg: Config) -> None:
 
 def test_young_tasks_are_a_new_entitys_first_forecasts(cfg: Config) -> None:
     """A young task's query windows are what the engine forecasts from for an entity
-    that has seen ``young`` values (its window completed with its newest season), and
+    that has seen ``young`` values (its window completed with its first season), and
     their targets are the values that follow."""
     config = cfg.replace("model", window=72, warm_after=36)
     warm_at = Engine(config).warm_at
