@@ -147,7 +147,7 @@ class Engine:
         self.memory = MemoryStore(
             mem.capacity, key_dim(s.season), m.context_dim, mem.k, mem.temperature,
             mem.min_similarity) if mem.enabled else None
-        # φ is stored when the key's values (the first warm_at) are still in the ring.
+        # φ is stored when the key's values (the first L) are still in the ring.
         self.mature_at = min(m.window + mem.mature_after, self.arena.ring_len)
         # Values before the model forecasts: a young window needs a whole first season.
         self.warm_at = min(max(m.warm_after, s.season), m.window) if m.warm_after else m.window
@@ -258,7 +258,8 @@ class Engine:
 
     def _initialise(self, slots: Tensor, n: Tensor, history: Tensor, result: Result) -> None:
         """φ of entities turning warm, and of drifted ones, from the memory's neighbours
-        of their newest ``warm_at`` values (φ₀ where the memory has nothing similar)."""
+        of their newest L values (φ₀ where the memory has nothing similar)."""
+        L = self.shape.window
         start = n == self.warm_at
         if self._drifted is not None:
             start |= self._drifted
@@ -270,8 +271,7 @@ class Engine:
         if self.memory is None:
             self.arena.anchor[s] = 0.0
         else:
-            # Real values only (n >= warm_at), never a completed window.
-            keys = task_key(window(history[start], n[start] - self.warm_at, self.warm_at),
+            keys = task_key(window(history[start], n[start] - L, L, self.shape.season),
                             self.shape.season)
             # Entries hold φ - φ₀ (what adaptation added), so they stay meaningful after
             # the outer loop moves φ₀; no neighbour: the offset is 0, φ₀ itself.
@@ -291,14 +291,13 @@ class Engine:
 
     def _remember(self, slots: Tensor, n: Tensor, history: Tensor) -> None:
         """Store φ - φ₀ of entities with ``memory.mature_after`` values past their first
-        full window, keyed by their first ``warm_at`` values: the values a new entity's
-        key is computed from when it is retrieved for."""
+        full window, keyed by their first L values."""
         assert self.memory is not None
         mature = n == self.mature_at
         if not bool(mature.any()):
             return
         s = slots[mature]
-        keys = task_key(window(history[mature], torch.zeros_like(s), self.warm_at),
+        keys = task_key(window(history[mature], torch.zeros_like(s), self.shape.window),
                         self.shape.season)
         names = [str(self.arena.names[i]) for i in s.tolist()]  # occupied slots: named
         self.memory.insert(names, keys, self.arena.phi[s] - self.arena.phi0, self.version)

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from streammeta import config as config_mod
-from streammeta import model
 from streammeta.config import Config
 from streammeta.engine import Engine
 from streammeta.memory import MemoryStore, decode_entry, encode_entry, key_dim, task_key
@@ -147,25 +146,6 @@ def test_a_similar_new_entity_starts_from_the_stored_phi(cfg: Config) -> None:
     feed(bare, "a", series(10, 1, bare.mature_at, seed=1))
     feed(bare, "b", series(500, 30, cfg.model.window, seed=2))
     torch.testing.assert_close(bare.arena.phi[bare.arena.index["b"]], bare.arena.phi0)
-
-
-def test_stored_and_retrieved_keys_describe_the_same_first_values(cfg: Config) -> None:
-    """An entry is keyed by the entity's first ``warm_at`` values, the same stage of
-    life (and the same real values, never a completed window) that a new entity's key
-    is computed from when it turns warm: an entity whose first values match the stored
-    one's finds it, whatever came later."""
-    engine = Engine(cfg.replace("model", warm_after=2 * M))
-    assert engine.warm_at < cfg.model.window
-    values = series(10, 1, engine.mature_at, seed=1)
-    values[engine.warm_at:] += np.linspace(0, 30, len(values) - engine.warm_at)  # later trend
-    feed(engine, "a", values)
-    assert engine.memory is not None
-    row = engine.memory.row_of["a"]
-    first = model.to_model_units(torch.from_numpy(values[: engine.warm_at]).float()[None],
-                                 cfg.series.transform)  # the units the engine holds
-    torch.testing.assert_close(engine.memory.keys[row][None], task_key(first, M))
-    found = engine.memory.retrieve(task_key(first * 3 + 7, M), engine.arena.phi0)
-    assert bool(found.found[0]) and float(found.similarity[0]) > 0.999
 
 
 def test_drift_reinitialises_the_entity(cfg: Config) -> None:
