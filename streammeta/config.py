@@ -158,7 +158,7 @@ class ModelConfig:
     # its first season repeated.
     warm_after: int = 72
     context_dim: int = 16
-    hidden: int = 64
+    hidden: int = 256
     # Parameter file to start from (see ``streammeta pretrain``); empty = seeded random init.
     init: str = ""
     seed: int = 0
