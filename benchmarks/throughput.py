@@ -1,6 +1,6 @@
 """Throughput of streammeta beside per-entity online models, measured in one run.
 
-    python benchmarks/throughput.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/throughput.py            # everything (about 30 minutes on 2 cores)
     python benchmarks/throughput.py --quick    # smaller sizes, a couple of minutes
 
 Scenarios (each in its own process, so peak RSS is its own):
