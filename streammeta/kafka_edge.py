@@ -191,7 +191,11 @@ class KafkaSource:
         if not to_commit:
             return
         try:
-            self.consumer.commit(to_commit)
+            # Bounded: kafka-python retries a commit to a frozen or cut-off broker forever,
+            # and the loop would stop beating /healthz. A coordinator that has not answered
+            # for a session timeout is gone for readiness too; a later commit covers these
+            # offsets.
+            self.consumer.commit(to_commit, timeout_ms=self.cfg.session_timeout_ms)
         except KafkaError as exc:
             raise BrokerError(f"commit failed: {exc}") from None
 

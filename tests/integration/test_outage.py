@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,9 @@ from streamcheck import (
 from test_daemon_kafka import committed_total, produce, start_daemon, wait_for
 
 from streammeta.broker import EmbeddedBroker, free_port
+from streammeta.errors import BrokerError
+from streammeta.kafka_edge import KafkaSource
+from streammeta.codec import Record
 
 pytestmark = [
     pytest.mark.integration,
@@ -100,3 +104,39 @@ def test_a_frozen_broker_is_survived_and_nothing_is_lost(tmp_path: Path) -> None
     print(f"\nbroker frozen {FREEZE_S:.0f} s: not ready after {not_ready_after:.1f} s; errors "
           f"counted {rising}; ready again {ready_after:.1f} s after the thaw; every record "
           f"committed {caught_up:.1f} s after it; duplicate forecasts {duplicates}")
+
+
+def test_a_commit_to_a_frozen_broker_fails_instead_of_blocking(tmp_path: Path) -> None:
+    """kafka-python retries a synchronous commit until it succeeds; to a frozen broker
+    that is forever, and the loop would stop beating /healthz. The source gives up
+    after a session timeout and says so (the daemon counts it and commits later)."""
+    with EmbeddedBroker() as broker:
+        config = config_for(broker.bootstrap, f"{tmp_path}/checkpoints")
+        produce(config, encode_steps(random_walks(1, 20, seed=5), range(1)))
+        source = KafkaSource(config.kafka)
+        try:
+            records: list[Record] = []
+            wait_for(lambda: bool(records.extend(source.poll(0.5)) or len(records) >= 20),
+                     timeout_s=60, what="the records polled")
+            offsets = {(r.topic, r.partition): r.offset + 1 for r in records}
+            source.commit(offsets)  # the broker answers: committed
+            outcome: list[BaseException | None] = []
+
+            def commit() -> None:
+                try:
+                    source.commit(offsets)
+                    outcome.append(None)
+                except BrokerError as exc:
+                    outcome.append(exc)
+
+            broker.freeze()
+            try:
+                committer = threading.Thread(target=commit, daemon=True)
+                committer.start()
+                committer.join(timeout=120)  # a bound on hanging, far above the 6 s timeout
+                assert not committer.is_alive(), "the commit still blocks on the frozen broker"
+            finally:
+                broker.thaw()
+            assert len(outcome) == 1 and isinstance(outcome[0], BrokerError), outcome
+        finally:
+            source.close()
