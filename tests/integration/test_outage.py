@@ -25,9 +25,9 @@ from streamcheck import (
 from test_daemon_kafka import committed_total, produce, start_daemon, wait_for
 
 from streammeta.broker import EmbeddedBroker, free_port
+from streammeta.codec import Record
 from streammeta.errors import BrokerError
 from streammeta.kafka_edge import KafkaSource
-from streammeta.codec import Record
 
 pytestmark = [
     pytest.mark.integration,
