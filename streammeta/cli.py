@@ -153,8 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", "Start an embedded Kafka-compatible broker (Tansu), replay bundled M4 "
                "hourly data into it and run the daemon on it, printing live progress.",
                cmd_demo)
-    demo.add_argument("--rate", type=float, default=2000.0,
-                      help="observations per second to replay (default 2000; 0 = unpaced)")
+    demo.add_argument("--rate", type=float, default=500.0,
+                      help="observations per second to replay (default 500: the bundled "
+                      "data then lasts about 100 s, long enough for the outer loop to "
+                      "promote a few versions; 0 = unpaced)")
     demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                       help="stop after this many seconds (default: until Ctrl-C or the data "
                       "is consumed)")

@@ -370,6 +370,8 @@ class LogConfig:
 
     def __post_init__(self) -> None:
         levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+        if isinstance(self.level, str):  # "info" means INFO, as in Python's logging
+            object.__setattr__(self, "level", self.level.upper())
         _check("log.level", self.level, self.level in levels, f"one of {', '.join(levels)}")
 
 

@@ -82,7 +82,18 @@ def run_demo(
               f"{_fmt(d.engine.online_error['streammeta'])} vs seasonal naive "
               f"{_fmt(d.engine.online_error['seasonal_naive'])}; "
               f"{len(d.engine.memory) if d.engine.memory is not None else 0} memory entries")
+        print(_outer_summary(service))
     return 0
+
+
+def _outer_summary(service: Service) -> str:
+    """The outer loop's tally: what the published forecasts' ``model_version`` went through."""
+    outer, served = service.outer, service.daemon.engine.version
+    if outer is None:
+        return f"outer loop off; model v{served}"
+    promoted = sum(r.promoted for r in outer.results)
+    return (f"outer loop: {len(outer.results)} runs, {promoted} promoted, "
+            f"{len(outer.results) - promoted} rejected; forecasts ended on model v{served}")
 
 
 def _stop_when_drained(service: Service, feeder: threading.Thread, total: int) -> None:

@@ -70,6 +70,12 @@ def test_environment_overrides_any_key_with_its_type(tmp_path: Path) -> None:
     assert loaded.series.quantiles == (0.05, 0.95)
 
 
+def test_log_level_is_read_in_any_case() -> None:
+    assert config_mod.load(None, env={"STREAMMETA_LOG_LEVEL": "debug"}).log.level == "DEBUG"
+    with pytest.raises(ConfigError):
+        config_mod.load(None, env={"STREAMMETA_LOG_LEVEL": "chatty"})
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("STREAMMETA_SERIES_HORIZON", "many"), ("STREAMMETA_ADAPTATION_ENABLED", "maybe"),
     ("STREAMMETA_ADAPTATION_INNER_LR", "fast"), ("STREAMMETA_SERIES_QUANTILES", "a,b"),
