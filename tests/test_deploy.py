@@ -51,6 +51,14 @@ def test_kubernetes_config_loads_with_the_pod_environment() -> None:
     assert loaded.metrics.host == "0.0.0.0"
 
 
+def test_kubernetes_config_models_with_the_defaults() -> None:
+    """Only the deployment differs (brokers, timeouts, paths): the pods forecast with the
+    model the README measured. It used to pin an older window, width and step size."""
+    loaded = config.load(DEPLOY / "k8s" / "base" / "config.toml", env={})
+    for section in ("series", "model", "adaptation", "meta", "memory", "drift", "engine"):
+        assert getattr(loaded, section) == getattr(config.Config(), section), section
+
+
 def _seconds(pattern: str, path: Path) -> float:
     match = re.search(pattern, path.read_text(), re.MULTILINE)
     assert match, f"{pattern!r} not in {path}"
