@@ -400,20 +400,33 @@ class OuterLoop:
         holdout = (rows * 2654435761 % 1000) < int(self.config.holdout * 1000)
         return rows[~holdout], rows[holdout]
 
-    def ready(self) -> bool:
-        train, held = self._split_rows(self.learner.layout.length + self._recent)
-        return len(train) >= 8 and len(held) >= 2
-
-    def run_once(self) -> OuterResult | None:
-        """One trigger: meta-steps from the serving version (or on from the candidate
-        that was last rejected against it), then promote or reject."""
-        if not self.ready():
-            return None
-        layout, buffer = self.learner.layout, self.buffer
+    def _tasks(self) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """Rows to train and judge on: whole-window (train, held-out), then young (train,
+        held-out). Until 8 + 2 entities have a whole task of history, young tasks alone,
+        when 8 + 2 new entities have theirs; None until either."""
+        layout = self.learner.layout
         train, held = self._split_rows(layout.length + self._recent)
         # Young tasks start at the oldest value a row holds: the entity's birth while it
         # is young, so the newest arrivals teach θ too.
         young_train, young_held = self._split_rows(layout.young_length, born=True)
+        if len(train) < 8 or len(held) < 2:
+            young = self.learner.young_count(self.config.tasks_per_step)
+            if not young or len(young_train) < 8 or len(young_held) < 2:
+                return None
+            train, held = train[:0], held[:0]
+        return train, held, young_train, young_held
+
+    def ready(self) -> bool:
+        return self._tasks() is not None
+
+    def run_once(self) -> OuterResult | None:
+        """One trigger: meta-steps from the serving version (or on from the candidate
+        that was last rejected against it), then promote or reject."""
+        tasks = self._tasks()
+        if tasks is None:
+            return None
+        layout, buffer = self.learner.layout, self.buffer
+        train, held, young_train, young_held = tasks
         started = time.perf_counter()
         params, serving_version = self.serving()
         if serving_version != self._descends_from:
@@ -423,9 +436,9 @@ class OuterLoop:
             if self._stop.is_set():
                 break
             step_started = time.perf_counter()
-            n = min(self.config.tasks_per_step, len(train))
-            n_young = self.learner.young_count(n)
-            pick = torch.randint(len(train), (n - n_young,), generator=self.generator)
+            n = min(self.config.tasks_per_step, len(train) or len(young_train))
+            n_young = self.learner.young_count(n) if len(train) else n
+            pick = torch.randint(max(1, len(train)), (n - n_young,), generator=self.generator)
             histories = buffer.histories(train[pick], layout.length, self.generator,
                                          skip_newest=self._recent)
             pick = young_train[torch.randint(len(young_train), (n_young,),
@@ -436,7 +449,7 @@ class OuterLoop:
         self.version = max(self.version, serving_version) + 1
         candidate = self.learner.snapshot()
         n = self.config.tasks_per_step * 4
-        n_young = self.learner.young_count(n)
+        n_young = self.learner.young_count(n) if len(train) else n
         held_histories = buffer.histories(held[: n - n_young], layout.length)
         held_young = buffer.histories(young_held[:n_young], layout.young_length, oldest=True)
         held_anchors = buffer.anchors(young_held[:n_young])

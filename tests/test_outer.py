@@ -238,6 +238,38 @@ def test_a_rejected_candidate_is_trained_on_until_another_version_is_served(
     assert all(torch.equal(starts[0][k], engine.params[k]) for k in engine.params)
 
 
+def test_new_entities_alone_start_the_loop_on_young_tasks(cfg: Config) -> None:
+    """Before any entity has a whole task of history, the loop learns from the new
+    entities' first forecasts alone, so that the earliest arrivals teach θ too."""
+    def fed(config: Config) -> outer.OuterLoop:
+        engine = Engine(config)
+        loop = outer.attach(config, engine, engine.swap)
+        values = related_family(64, loop.learner.layout.young_length + 4, seed=3)
+        assert values.shape[1] < loop.learner.layout.length  # no whole-window task yet
+        for t in range(values.shape[1]):
+            engine.process([f"e{i}" for i in range(64)], np.full(64, t * STEP), values[:, t])
+        return loop
+
+    loop = fed(cfg)
+    shapes: list[tuple[int, int]] = []
+    step = loop.learner.step
+
+    def recorded(histories: Tensor, young: Tensor, anchors: Tensor) -> float:
+        shapes.append((len(histories), len(young)))
+        return step(histories, young, anchors)
+
+    loop.learner.step = recorded  # type: ignore[method-assign]
+    assert loop.ready()
+    result = loop.run_once()
+    assert result is not None and len(shapes) == cfg.meta.steps
+    assert all(mature == 0 and young > 0 for mature, young in shapes)
+    assert result.candidate_loss < result.serving_loss and result.promoted
+    # Without young tasks there is nothing to learn from yet.
+    idle = fed(cfg.replace("meta", young_share=0.0))
+    assert len(idle.buffer.born_rows(idle.learner.layout.young_length)) == 64
+    assert not idle.ready() and idle.run_once() is None
+
+
 def test_the_loop_thread_keeps_to_one_torch_thread(cfg: Config) -> None:
     """A second OpenMP team in the process (the loop thread's, idle between runs) made
     every engine batch 2.4x slower: the loop's own torch work runs on one thread, and
