@@ -410,8 +410,8 @@ class OuterLoop:
         # is young, so the newest arrivals teach θ too.
         young_train, young_held = self._split_rows(layout.young_length, born=True)
         if len(train) < 8 or len(held) < 2:
-            young = self.learner.young_count(self.config.tasks_per_step)
-            if not young or len(young_train) < 8 or len(young_held) < 2:
+            if (not self.learner.young_count(self.config.tasks_per_step)
+                    or len(young_train) < 8 or len(young_held) < 2):
                 return None
             train, held = train[:0], held[:0]
         return train, held, young_train, young_held
@@ -427,6 +427,10 @@ class OuterLoop:
             return None
         layout, buffer = self.learner.layout, self.buffer
         train, held, young_train, young_held = tasks
+
+        def young_of(n: int) -> int:  # all young while no whole-window task exists
+            return self.learner.young_count(n) if len(train) else n
+
         started = time.perf_counter()
         params, serving_version = self.serving()
         if serving_version != self._descends_from:
@@ -437,7 +441,7 @@ class OuterLoop:
                 break
             step_started = time.perf_counter()
             n = min(self.config.tasks_per_step, len(train) or len(young_train))
-            n_young = self.learner.young_count(n) if len(train) else n
+            n_young = young_of(n)
             pick = torch.randint(max(1, len(train)), (n - n_young,), generator=self.generator)
             histories = buffer.histories(train[pick], layout.length, self.generator,
                                          skip_newest=self._recent)
@@ -449,7 +453,7 @@ class OuterLoop:
         self.version = max(self.version, serving_version) + 1
         candidate = self.learner.snapshot()
         n = self.config.tasks_per_step * 4
-        n_young = self.learner.young_count(n) if len(train) else n
+        n_young = young_of(n)
         held_histories = buffer.histories(held[: n - n_young], layout.length)
         held_young = buffer.histories(young_held[:n_young], layout.young_length, oldest=True)
         held_anchors = buffer.anchors(young_held[:n_young])
