@@ -33,6 +33,7 @@ import argparse
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +44,14 @@ from streammeta.engine import Engine
 from streammeta.pretrain import meta_train
 
 FIRST = 48  # forecasts per entity in the cold-start slice
+PARTS = 6  # the arrivals are also scored in this many groups, in arrival order
+
+
+class ColdStart(NamedTuple):
+    error: float  # cold-start MASE of streammeta
+    naive: float  # of seasonal naive
+    seconds: float
+    by_arrival: tuple[float, ...]  # streammeta's, per sixth of the arrivals
 
 
 def synthetic(n: int, length: int, seed: int = 0) -> list[datasets.Series]:
@@ -60,8 +69,8 @@ def synthetic(n: int, length: int, seed: int = 0) -> list[datasets.Series]:
 
 
 def run(config: Config, series: list[datasets.Series], gap: int, every: int,
-        with_outer: bool, params: model.Params | None = None) -> tuple[float, float, float]:
-    """→ (cold-start MASE of streammeta, of seasonal naive, seconds)."""
+        with_outer: bool, params: model.Params | None = None) -> ColdStart:
+    """Streams ``series`` arriving ``gap`` steps apart and scores their cold start."""
     names, ts, values = datasets.interleave(series, arrival_gap_steps=gap)
     truth = {s.entity: s.values for s in series}
     engine = Engine(config, params)
@@ -88,8 +97,8 @@ def run(config: Config, series: list[datasets.Series], gap: int, every: int,
             next_outer += every
             loop.run_once()
     seconds = time.perf_counter() - started
-    model_err, naive_err = [], []
-    for name, store in captured.items():
+    model_err, naive_err, part = [], [], []
+    for arrival, (name, store) in enumerate(captured.items()):
         y = truth[name]
         for index, point in store:
             past = y[: index + 1]
@@ -100,7 +109,10 @@ def run(config: Config, series: list[datasets.Series], gap: int, every: int,
             naive = np.array([past[index + h - m * math.ceil(h / m)] for h in range(1, H + 1)])
             model_err.append(np.mean(np.abs(target - point)) / scale)
             naive_err.append(np.mean(np.abs(target - naive)) / scale)
-    return float(np.mean(model_err)), float(np.mean(naive_err)), seconds
+            part.append(arrival * PARTS // len(series))
+    errors, parts = np.array(model_err), np.array(part)
+    return ColdStart(float(errors.mean()), float(np.mean(naive_err)), seconds,
+                     tuple(float(errors[parts == k].mean()) for k in range(PARTS)))
 
 
 def main() -> None:
@@ -140,17 +152,31 @@ def main() -> None:
     print("| data | outer loop off | off + memory | change | outer loop on | change | "
           "on + memory | change | seasonal naive | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    arrivals = []
     for label, stream in sets.items():
-        off, naive, s_off = run(bare, stream, args.gap, args.every, with_outer=False)
-        off_mem, _, s_off_mem = run(memory, stream, args.gap, args.every, with_outer=False)
-        on, _, s_on = run(bare, stream, args.gap, args.every, with_outer=True)
-        mem, _, s_mem = run(memory, stream, args.gap, args.every, with_outer=True)
-        print(f"| {label} | {off:.3f} | {off_mem:.3f} | {100 * (off_mem - off) / off:+.1f}% | "
-              f"{on:.3f} | {100 * (on - off) / off:+.1f}% | "
-              f"{mem:.3f} | {100 * (mem - on) / on:+.1f}% | {naive:.3f} | "
-              f"{s_off:.0f}, {s_off_mem:.0f}, {s_on:.0f}, {s_mem:.0f} |", flush=True)
+        off = run(bare, stream, args.gap, args.every, with_outer=False)
+        off_mem = run(memory, stream, args.gap, args.every, with_outer=False)
+        on = run(bare, stream, args.gap, args.every, with_outer=True)
+        mem = run(memory, stream, args.gap, args.every, with_outer=True)
+        print(f"| {label} | {off.error:.3f} | {off_mem.error:.3f} | {change(off_mem, off)} | "
+              f"{on.error:.3f} | {change(on, off)} | {mem.error:.3f} | {change(mem, on)} | "
+              f"{off.naive:.3f} | {off.seconds:.0f}, {off_mem.seconds:.0f}, "
+              f"{on.seconds:.0f}, {mem.seconds:.0f} |", flush=True)
+        arrivals.append((label, off, on))
+    print(f"\nBy arrival: the outer loop on against off, each {PARTS}th of the entities in "
+          "the order they arrived:\n")
+    print("| data | " + " | ".join(f"{k + 1}/{PARTS}" for k in range(PARTS)) + " |")
+    print("|---|" + "---|" * PARTS)
+    for label, off, on in arrivals:
+        print(f"| {label} | " + " | ".join(
+            f"{b:.3f} → {a:.3f} ({100 * (a - b) / b:+.1f}%)"
+            for b, a in zip(off.by_arrival, on.by_arrival, strict=True)) + " |")
     if args.pretrain_steps:
         transfer(bare, pairs, args)
+
+
+def change(new: ColdStart, old: ColdStart) -> str:
+    return f"{100 * (new.error - old.error) / old.error:+.1f}%"
 
 
 def transfer(config: Config, pairs: dict[str, tuple[list[datasets.Series],
@@ -162,12 +188,12 @@ def transfer(config: Config, pairs: dict[str, tuple[list[datasets.Series],
           "change |")
     print("|---|---|---|---|---|---|")
     for label, (source, stream) in pairs.items():
-        base, _, _ = run(config, stream, args.gap, args.every, with_outer=False)
+        base = run(config, stream, args.gap, args.every, with_outer=False).error
         errors = []
         for share in (0.0, config.meta.young_share):
             cfg = config.replace("meta", young_share=share)
             params, _ = meta_train(cfg, source, args.pretrain_steps, progress=False)
-            errors.append(run(cfg, stream, args.gap, args.every, False, params)[0])
+            errors.append(run(cfg, stream, args.gap, args.every, False, params).error)
         print(f"| {label} | {base:.3f} | {errors[0]:.3f} | "
               f"{100 * (errors[0] - base) / base:+.1f}% | {errors[1]:.3f} | "
               f"{100 * (errors[1] - base) / base:+.1f}% |", flush=True)

@@ -232,6 +232,9 @@ class MetaConfig:
     # entities may differ from all seen so far (measured before meta.guard, which now
     # does better: docs/meta-learning.md).
     pull: float = 0.0
+    # The candidate is an exponential moving average of the learner's θ with this decay
+    # per meta-step (0: the last step's θ itself).
+    average: float = 0.9
     # Per entity, blend the served version's forecasts with those of the θ the process
     # started from, each weighted by exp(-guard_rate × its summed one-step errors so
     # far, in the entity's standard deviations), for guard_for values after the entity
@@ -262,6 +265,7 @@ class MetaConfig:
         _check("meta.holdout", self.holdout, 0 < self.holdout < 1, "a float in (0, 1)")
         _check("meta.tolerance", self.tolerance, 0 <= self.tolerance <= 1, "a float in [0, 1]")
         _check("meta.pull", self.pull, 0 <= self.pull < 1, "a float in [0, 1)")
+        _check("meta.average", self.average, 0 <= self.average < 1, "a float in [0, 1)")
         _check("meta.guard_rate", self.guard_rate, 0 < self.guard_rate <= 100,
                "a float in (0, 100]")
         _check("meta.guard_for", self.guard_for, 0 <= self.guard_for <= 10_000_000,

@@ -175,6 +175,8 @@ class MetaLearner:
         self.params = {k: v.detach().clone().to(self.device) for k, v in params.items()}
         # Where θ started, for ``meta.pull``.
         self.origin = {k: v.clone() for k, v in self.params.items()} if config.pull else {}
+        # The moving average of θ that candidates are taken from, for ``meta.average``.
+        self.average = {k: v.clone() for k, v in self.params.items()} if config.average else {}
         cuda = self.device.type == "cuda"
         self.optimiser = torch.optim.Adam(list(self.params.values()), lr=config.meta_lr,
                                           capturable=cuda)
@@ -312,6 +314,8 @@ class MetaLearner:
             for name, origin in self.origin.items():  # meta.pull
                 self.params[name].sub_(self.config.pull * (self.params[name] - origin))
             self.params["alpha"].clamp_(min=0.0)
+            for name, mean in self.average.items():
+                mean.lerp_(self.params[name], 1.0 - self.config.average)
         return loss.detach()
 
     def _record(self, key: tuple[Any, ...], batch: TaskBatch) -> float:
@@ -345,11 +349,12 @@ class MetaLearner:
         return float(loss)
 
     def snapshot(self) -> model.Params:
-        return {k: v.detach().clone().cpu() for k, v in self.params.items()}
+        """The candidate: θ, or its moving average (``meta.average``)."""
+        return {k: v.detach().clone().cpu() for k, v in (self.average or self.params).items()}
 
     def load(self, params: model.Params) -> None:
         with torch.no_grad():
-            for name, tensor in self.params.items():
+            for name, tensor in (*self.params.items(), *self.average.items()):
                 tensor.copy_(params[name].to(self.device))
 
 

@@ -187,6 +187,27 @@ def test_pull_moves_theta_back_towards_where_it_started(cfg: Config) -> None:
     assert any(not torch.equal(moved[0.0][k], start[k]) for k in start)
 
 
+def test_the_candidate_is_a_moving_average_of_theta(cfg: Config) -> None:
+    """``meta.average`` = a: after one step from the start the candidate is
+    start + (1 - a) · the step, and loading a served version restarts the average."""
+    start = Engine(cfg).params
+    train = histories(cfg, 64, seed=1)
+    learners = {}
+    for average in (0.0, 0.75):
+        config = cfg.replace("meta", average=average)
+        learners[average] = MetaLearner(start, layout_of(config), config.meta,
+                                        config.adaptation, config.series.quantiles)
+        learners[average].step(train)
+    stepped, averaged = learners[0.0].snapshot(), learners[0.75].snapshot()
+    for name, value in start.items():
+        torch.testing.assert_close(averaged[name] - value, 0.25 * (stepped[name] - value),
+                                   rtol=1e-5, atol=1e-7)
+    # The learner itself took the whole step; only the candidate is averaged.
+    torch.testing.assert_close(learners[0.75].params, stepped)
+    learners[0.75].load(stepped)
+    torch.testing.assert_close(learners[0.75].snapshot(), stepped)
+
+
 def test_a_worse_candidate_is_not_promoted(cfg: Config) -> None:
     engine = Engine(cfg)
     published: list[int] = []
