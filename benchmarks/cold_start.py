@@ -17,7 +17,11 @@ reference. M4 runs twice: in the data set's order (its series come in groups of
 similar sources, so a later group meets a θ learned from other groups) and in a
 shuffled order (seed 0).
 
-The second table is meta-transfer, cross-fitted: θ meta-trained offline
+The second table splits the outer loop's effect by arrival: each sixth of the
+entities, in the order they arrived, with the loop off and on (the first arrivals
+forecast before the loop has learned from anyone).
+
+The third table is meta-transfer, cross-fitted: θ meta-trained offline
 (``streammeta pretrain``'s code, ``--pretrain-steps``) on one half of the series
 (M4: the even-numbered ones; synthetic: a second family from another seed), then
 the cold start of the *other* half with the outer loop off, from the initial θ, from

@@ -79,7 +79,7 @@ def ingestion(entities: int, device: str | None, tasks: int = 0,
             done[0] += len(histories) + (len(rest[0]) if rest and rest[0] is not None else 0)
             return loss
 
-        loop.learner.step = counted  # type: ignore[method-assign]
+        loop.learner.step = counted  # type: ignore[method-assign,assignment]
         loop.start()
     started = time.perf_counter()
     for t in range(warm, warm + batches):

@@ -27,7 +27,9 @@ entities with a whole window of history; with young tasks that forecast from φ�
 alone, the meta-learned step sizes went to zero and the engine's cold-start
 adaptation was lost (docs/meta-learning.md).
 
-Each trigger runs some meta-steps and yields a numbered candidate version; it is
+Each trigger runs some meta-steps and yields a numbered candidate version: the
+learner's θ averaged over its recent meta-steps (an exponential moving average,
+``meta.average``), which is less noisy than the last step's. It is
 promoted (served) only if its meta-loss on held-out tasks is not worse than the
 serving version's — on held-out entities' newest windows, later in time than any
 training task (training stretches end a horizon before the newest value). A
