@@ -221,7 +221,7 @@ class MetaConfig:
     window_stride: int = 6
     # Share of tasks that replay a new entity's first H forecasts as the engine makes them.
     young_share: float = 0.5
-    meta_lr: float = 0.002
+    meta_lr: float = 0.001
     buffer_entities: int = 8192
     # Share of buffered entities used only to decide promotions.
     holdout: float = 0.2
