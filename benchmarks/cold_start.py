@@ -162,8 +162,9 @@ def main() -> None:
         off_mem = run(memory, stream, args.gap, args.every, with_outer=False)
         on = run(bare, stream, args.gap, args.every, with_outer=True)
         mem = run(memory, stream, args.gap, args.every, with_outer=True)
-        print(f"| {label} | {off.error:.3f} | {off_mem.error:.3f} | {change(off_mem, off)} | "
-              f"{on.error:.3f} | {change(on, off)} | {mem.error:.3f} | {change(mem, on)} | "
+        print(f"| {label} | {off.error:.3f} | {off_mem.error:.3f} | "
+              f"{change(off_mem.error, off.error)} | {on.error:.3f} | "
+              f"{change(on.error, off.error)} | {mem.error:.3f} | {change(mem.error, on.error)} | "
               f"{off.naive:.3f} | {off.seconds:.0f}, {off_mem.seconds:.0f}, "
               f"{on.seconds:.0f}, {mem.seconds:.0f} |", flush=True)
         arrivals.append((label, off, on))
@@ -173,14 +174,14 @@ def main() -> None:
     print("|---|" + "---|" * PARTS)
     for label, off, on in arrivals:
         print(f"| {label} | " + " | ".join(
-            f"{b:.3f} → {a:.3f} ({100 * (a - b) / b:+.1f}%)"
+            f"{b:.3f} → {a:.3f} ({change(a, b)})"
             for b, a in zip(off.by_arrival, on.by_arrival, strict=True)) + " |")
     if args.pretrain_steps:
         transfer(bare, pairs, args)
 
 
-def change(new: ColdStart, old: ColdStart) -> str:
-    return f"{100 * (new.error - old.error) / old.error:+.1f}%"
+def change(new: float, old: float) -> str:
+    return f"{100 * (new - old) / old:+.1f}%"
 
 
 def transfer(config: Config, pairs: dict[str, tuple[list[datasets.Series],
@@ -198,9 +199,8 @@ def transfer(config: Config, pairs: dict[str, tuple[list[datasets.Series],
             cfg = config.replace("meta", young_share=share)
             params, _ = meta_train(cfg, source, args.pretrain_steps, progress=False)
             errors.append(run(cfg, stream, args.gap, args.every, False, params).error)
-        print(f"| {label} | {base:.3f} | {errors[0]:.3f} | "
-              f"{100 * (errors[0] - base) / base:+.1f}% | {errors[1]:.3f} | "
-              f"{100 * (errors[1] - base) / base:+.1f}% |", flush=True)
+        print(f"| {label} | {base:.3f} | {errors[0]:.3f} | {change(errors[0], base)} | "
+              f"{errors[1]:.3f} | {change(errors[1], base)} |", flush=True)
 
 
 if __name__ == "__main__":
