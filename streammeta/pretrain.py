@@ -8,6 +8,7 @@ continues from.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -62,7 +63,8 @@ def meta_train(config: Config, series: list[datasets.Series], steps: int,
     train, valid = pool[~held], pool[held][:2048]
     if len(train) == 0 or len(valid) == 0:
         raise DataError(f"{name}: too few series to hold some out for validation")
-    learner = MetaLearner(engine.params, layout, m, config.adaptation, config.series.quantiles,
+    learner = MetaLearner(engine.params, layout, replace(m, meta_lr=m.pretrain_lr),
+                          config.adaptation, config.series.quantiles,
                           device=resolve_device(m.device))
     generator = torch.Generator().manual_seed(config.model.seed)
     # Young tasks take each pool window's first value as an entity's birth.

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
 def cfg() -> Config:
     return config_mod.load(None, env={}).replace("model", window=24, hidden=32).replace(
         "series", horizon=12, season=24).replace(
-        "meta", steps=30, tasks_per_step=64, cpu_share=1.0, meta_lr=0.003)
+        "meta", steps=30, tasks_per_step=64, cpu_share=1.0, meta_lr=0.003, pretrain_lr=0.003)
 
 
 def with_young_tasks(cfg: Config, algorithm: str) -> tuple[Config, Engine, TaskLayout]:

@@ -11,7 +11,7 @@ from test_engine import related_family
 from torch import Tensor
 
 from streammeta import config as config_mod
-from streammeta import model, outer, params_io
+from streammeta import datasets, model, outer, params_io
 from streammeta.codec import Record, encode_observation
 from streammeta.config import Config
 from streammeta.daemon import Daemon
@@ -31,7 +31,7 @@ def cfg() -> Config:
     return config.replace("model", window=24, hidden=32).replace(
         "series", horizon=12, season=24).replace(
         "meta", steps=30, tasks_per_step=64, cpu_share=1.0, every_observations=2000,
-        every_s=3600, meta_lr=0.003)
+        every_s=3600, meta_lr=0.003, pretrain_lr=0.003)
 
 
 def layout_of(config: Config) -> TaskLayout:
@@ -396,3 +396,26 @@ def test_pretrain_writes_a_parameter_file_the_daemon_loads(cfg: Config, tmp_path
     params, version = params_io.load(out, Engine(cfg).shape)
     assert version == 1
     assert not torch.equal(params["w_point"], Engine(cfg).params["w_point"])  # it learned
+
+
+def test_pretrain_steps_by_pretrain_lr_and_the_outer_loop_by_meta_lr(cfg: Config) -> None:
+    """Offline meta-training takes ``meta.pretrain_lr``; ``meta.meta_lr`` is the online
+    loop's alone (a larger online step made the pretrained M4 final origin worse)."""
+    from streammeta.pretrain import meta_train
+
+    values = related_family(16, layout_of(cfg).length * 2, seed=4)
+    ts = np.arange(values.shape[1], dtype=np.int64) * STEP
+    series = [datasets.Series(f"s{i}", ts, v) for i, v in enumerate(values)]
+
+    def trained(**meta: float) -> Tensor:
+        params, _ = meta_train(cfg.replace("meta", holdout=0.25, **meta), series, steps=3,
+                               progress=False)
+        return params["w_point"]
+
+    base = trained(meta_lr=0.003, pretrain_lr=0.003)
+    torch.testing.assert_close(trained(meta_lr=0.5, pretrain_lr=0.003), base, rtol=0, atol=0)
+    start = Engine(cfg).params["w_point"]
+    larger = trained(meta_lr=0.003, pretrain_lr=0.03)
+    assert (larger - start).abs().sum() > 5 * (base - start).abs().sum()
+    loop = outer.attach(cfg.replace("meta", meta_lr=0.004), Engine(cfg), lambda p, v: None)
+    assert loop.learner.optimiser.param_groups[0]["lr"] == 0.004
