@@ -73,11 +73,12 @@ def synthetic(n: int, length: int, seed: int = 0) -> list[datasets.Series]:
 
 
 def run(config: Config, series: list[datasets.Series], gap: int, every: int,
-        with_outer: bool, params: model.Params | None = None) -> ColdStart:
+        with_outer: bool, params: model.Params | None = None,
+        engine_type: type[Engine] = Engine) -> ColdStart:
     """Streams ``series`` arriving ``gap`` steps apart and scores their cold start."""
     names, ts, values = datasets.interleave(series, arrival_gap_steps=gap)
     truth = {s.entity: s.values for s in series}
-    engine = Engine(config, params)
+    engine = engine_type(config, params)
     loop = outer.attach(config, engine, engine.swap) if with_outer else None
     H, m = config.series.horizon, config.series.season
     captured: dict[str, list[tuple[int, np.ndarray]]] = {s.entity: [] for s in series}

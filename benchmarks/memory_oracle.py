@@ -1,0 +1,100 @@
+"""Memory oracle: the most that any entry of the external memory could add to a new
+entity's cold start, with the outer loop off and on.
+
+    python benchmarks/memory_oracle.py [--data ../shared/data] [--only synthetic m4 m4-shuffled]
+
+The memory's value for a new entity is a fast-weight offset φ − φ₀ (its anchor,
+docs/memory.md). The best value there can be is the entity's *own*: here, when an
+entity turns warm, a second engine holding the parameters served at that moment
+adapts φ over the entity's own first ``model.window + memory.mature_after`` values
+(its future, so this is a bound, not a method), and that offset becomes the
+anchor. It is also what re-adapting stored entries whenever the outer loop promotes
+a version could give at best, with each entity as its own nearest neighbour.
+
+The stream, the scoring and the outer loop are ``benchmarks/cold_start.py``'s
+(entities arriving 4 steps apart, each entity's first 48 warm forecasts in MASE
+units, the loop run every 5,000 observations); the memory itself is off, drift
+too (the oracle starts entities at birth only). About 25 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from cold_start import change, run, synthetic
+from torch import Tensor
+
+from streammeta import config as config_mod
+from streammeta import datasets
+from streammeta.config import Config
+from streammeta.engine import Engine, Result
+
+
+class OracleEngine(Engine):
+    """Starts each entity from the offset the serving parameters reach on its own
+    first ``window + mature_after`` values."""
+
+    series: ClassVar[dict[str, datasets.Series]] = {}  # set per data set by main()
+
+    def _initialise(self, slots: Tensor, n: Tensor, history: Tensor, result: Result) -> None:
+        super()._initialise(slots, n, history, result)  # φ₀, and the guard starts
+        born = slots[n == self.warm_at]
+        if not len(born):
+            return
+        names = [str(self.arena.names[i]) for i in born.tolist()]
+        offset = self._own_offset(names)
+        self.arena.anchor[born] = offset
+        self.arena.phi[born] = self.arena.phi0 + offset
+        if self.task_buffer is not None:  # young tasks replay the anchor, as in the engine
+            self.task_buffer.set_anchor(born, offset)
+
+    def _own_offset(self, names: list[str]) -> Tensor:
+        shadow = Engine(self.config, {k: v.clone() for k, v in self.params.items()})
+        first = self.shape.window + self.config.memory.mature_after
+        for t in range(first):
+            shadow.process(names, np.array([self.series[n].ts[t] for n in names]),
+                           np.array([self.series[n].values[t] for n in names]))
+        slots = [shadow.arena.names.index(n) for n in names]
+        return shadow.arena.phi[slots] - shadow.arena.phi0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=datasets.default_data_dir())
+    parser.add_argument("--only", nargs="+", choices=("synthetic", "m4", "m4-shuffled"),
+                        default=("synthetic", "m4", "m4-shuffled"))
+    args = parser.parse_args()
+    config: Config = config_mod.load(None, env={}).replace("meta", cpu_share=1.0).replace(
+        "memory", enabled=False).replace("drift", enabled=False)
+    sets: dict[str, list[datasets.Series]] = {}
+    if "synthetic" in args.only:
+        sets["synthetic (400 related seasonal series)"] = synthetic(400, 600)
+    if {"m4", "m4-shuffled"} & set(args.only):
+        series = datasets.load(args.data / "m4-hourly", "m4")
+        if "m4" in args.only:
+            sets["M4 hourly, in the data set's order"] = series
+        if "m4-shuffled" in args.only:
+            order = np.random.default_rng(0).permutation(len(series))
+            sets["M4 hourly, shuffled arrival order"] = [series[i] for i in order]
+    print("| data | loop off | + oracle | change | loop on | + oracle | change | "
+          "by arrival, loop on (sixths) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, stream in sets.items():
+        OracleEngine.series = {s.entity: s for s in stream}
+        row = []
+        for with_outer in (False, True):
+            plain = run(config, stream, 4, 5000, with_outer)
+            oracle = run(config, stream, 4, 5000, with_outer, engine_type=OracleEngine)
+            row.append(f"{plain.error:.3f} | {oracle.error:.3f} | "
+                       f"{change(oracle.error, plain.error)}")
+        sixths = ", ".join(change(a, b) for a, b in zip(oracle.by_arrival, plain.by_arrival,
+                                                       strict=True))
+        print(f"| {label} | {' | '.join(row)} | {sixths} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
