@@ -245,7 +245,7 @@ class MetaConfig:
     # turns warm (or drifts); then serve the one with the smaller sum. A new kind of
     # entity that the learned θ forecasts worse falls back to the initial θ.
     guard: bool = True
-    guard_rate: float = 3.0
+    guard_rate: float = 6.0
     guard_for: int = 96
 
     def __post_init__(self) -> None:
