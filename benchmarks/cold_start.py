@@ -72,6 +72,12 @@ def synthetic(n: int, length: int, seed: int = 0) -> list[datasets.Series]:
     return out
 
 
+def m4_orders(folder: Path) -> tuple[list[datasets.Series], list[datasets.Series]]:
+    """M4 hourly in the data set's order, and shuffled (seed 0)."""
+    series = datasets.load(folder, "m4")
+    return series, [series[i] for i in np.random.default_rng(0).permutation(len(series))]
+
+
 def run(config: Config, series: list[datasets.Series], gap: int, every: int,
         with_outer: bool, params: model.Params | None = None,
         engine_type: type[Engine] = Engine) -> ColdStart:
@@ -144,8 +150,7 @@ def main() -> None:
     if args.only == "synthetic":
         pass
     elif m4.is_dir():
-        series = datasets.load(m4, "m4")
-        shuffled = [series[i] for i in np.random.default_rng(0).permutation(len(series))]
+        series, shuffled = m4_orders(m4)
         sets["M4 hourly (414 series)"] = series
         sets["M4 hourly, shuffled arrival order"] = shuffled
         pairs["M4 hourly, odd-numbered series (source: the even-numbered)"] = (

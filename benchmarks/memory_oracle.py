@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from cold_start import change, run, synthetic
+from cold_start import change, m4_orders, run, synthetic
 from torch import Tensor
 
 from streammeta import config as config_mod
@@ -74,12 +74,11 @@ def main() -> None:
     if "synthetic" in args.only:
         sets["synthetic (400 related seasonal series)"] = synthetic(400, 600)
     if {"m4", "m4-shuffled"} & set(args.only):
-        series = datasets.load(args.data / "m4-hourly", "m4")
+        series, shuffled = m4_orders(args.data / "m4-hourly")
         if "m4" in args.only:
             sets["M4 hourly, in the data set's order"] = series
         if "m4-shuffled" in args.only:
-            order = np.random.default_rng(0).permutation(len(series))
-            sets["M4 hourly, shuffled arrival order"] = [series[i] for i in order]
+            sets["M4 hourly, shuffled arrival order"] = shuffled
     print("| data | loop off | + oracle | change | loop on | + oracle | change | "
           "by arrival, loop on (sixths) |")
     print("|---|---|---|---|---|---|---|---|")
