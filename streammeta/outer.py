@@ -32,7 +32,9 @@ learner's θ averaged over its recent meta-steps (an exponential moving average,
 ``meta.average``), which is less noisy than the last step's. It is
 promoted (served) only if its meta-loss on held-out tasks is not worse than the
 serving version's — on held-out entities' newest windows, later in time than any
-training task (training stretches end a horizon before the newest value). A
+training task (training stretches end a horizon before the newest value); with too
+few entities to hold any out, on every entity's newest task, whose query targets no
+training stretch reaches. A
 rejected candidate is not discarded: the next trigger continues training it, and
 only a newly served version (promoted, or swapped in) restarts the learner from it.
 
@@ -49,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -87,6 +89,11 @@ class TaskLayout:
         # Query inputs may overlap support targets, query targets may not: the first
         # query window starts H after the last support window.
         return (S - 1) * d + H + (Q - 1) * d + L + H
+
+    @property
+    def query_span(self) -> int:
+        """The newest values of a task that are query targets."""
+        return (self.query - 1) * self.stride + self.horizon
 
     @property
     def young_steps(self) -> int:
@@ -360,6 +367,17 @@ class MetaLearner:
                 tensor.copy_(params[name].to(self.device))
 
 
+class Plan(NamedTuple):
+    """What one trigger of the outer loop trains and judges on: task buffer rows."""
+
+    train: Tensor  # whole-window tasks are drawn from these rows
+    held: Tensor  # rows whose newest whole-window task judges the candidate
+    young_train: Tensor
+    young_held: Tensor
+    skip: int  # newest values of a training row that its stretches leave out
+    per_step: int  # tasks per meta-step
+
+
 @dataclass
 class OuterResult:
     version: int
@@ -407,21 +425,30 @@ class OuterLoop:
         holdout = (rows * 2654435761 % 1000) < int(self.config.holdout * 1000)
         return rows[~holdout], rows[holdout]
 
-    def _tasks(self) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
-        """Rows to train and judge on: whole-window (train, held-out), then young (train,
-        held-out). Until 8 + 2 entities have a whole task of history, young tasks alone,
-        when 8 + 2 new entities have theirs; None until either."""
-        layout = self.learner.layout
+    def _tasks(self) -> Plan | None:
+        """What the next trigger trains and judges on. By entity once 8 + 2 entities
+        have a whole task of history: held-out entities' newest windows judge. Before
+        that, young tasks alone, when 8 + 2 new entities have theirs. Failing both, a
+        population too small to hold entities out (a few long-lived series) is split in
+        time: every entity trains on stretches that end before the query targets of its
+        newest task, and that task judges. None until one of these can run."""
+        layout, per_step = self.learner.layout, self.config.tasks_per_step
         train, held = self._split_rows(layout.length + self._recent)
         # Young tasks start at the oldest value a row holds: the entity's birth while it
         # is young, so the newest arrivals teach θ too.
         young_train, young_held = self._split_rows(layout.young_length, born=True)
-        if len(train) < 8 or len(held) < 2:
-            if (not self.learner.young_count(self.config.tasks_per_step)
-                    or len(young_train) < 8 or len(young_held) < 2):
-                return None
-            train, held = train[:0], held[:0]
-        return train, held, young_train, young_held
+        if len(train) >= 8 and len(held) >= 2:
+            return Plan(train, held, young_train, young_held, self._recent,
+                        min(per_step, len(train)))
+        if (self.learner.young_count(per_step)
+                and len(young_train) >= 8 and len(young_held) >= 2):
+            return Plan(train[:0], held[:0], young_train, young_held, self._recent,
+                        min(per_step, len(young_train)))
+        rows = self.buffer.full_rows(layout.length + layout.query_span)
+        if not len(rows):
+            return None
+        # A few rows, many stretches: a whole batch of tasks at random points of them.
+        return Plan(rows, rows, rows[:0], rows[:0], layout.query_span, per_step)
 
     def ready(self) -> bool:
         return self._tasks() is not None
@@ -433,9 +460,11 @@ class OuterLoop:
         if tasks is None:
             return None
         layout, buffer = self.learner.layout, self.buffer
-        train, held, young_train, young_held = tasks
+        train, held, young_train, young_held, skip, per_step = tasks
 
         def young_of(n: int) -> int:  # all young while no whole-window task exists
+            if not len(young_train):
+                return 0
             return self.learner.young_count(n) if len(train) else n
 
         started = time.perf_counter()
@@ -447,12 +476,12 @@ class OuterLoop:
             if self._stop.is_set():
                 break
             step_started = time.perf_counter()
-            n = min(self.config.tasks_per_step, len(train) or len(young_train))
+            n = per_step
             n_young = young_of(n)
             pick = torch.randint(max(1, len(train)), (n - n_young,), generator=self.generator)
             histories = buffer.histories(train[pick], layout.length, self.generator,
-                                         skip_newest=self._recent)
-            pick = young_train[torch.randint(len(young_train), (n_young,),
+                                         skip_newest=skip)
+            pick = young_train[torch.randint(max(1, len(young_train)), (n_young,),
                                              generator=self.generator)]
             young = buffer.histories(pick, layout.young_length, oldest=True)
             losses.append(self.learner.step(histories, young, buffer.anchors(pick)))
@@ -534,8 +563,10 @@ def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int]
                         support=m.support_windows, query=m.query_windows,
                         stride=m.window_stride, season=config.series.season,
                         young=engine.warm_at)
-    # Longer than one task: tasks start at random points of the last few days.
-    engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length + 4 * config.series.season,
+    # Longer than one task: tasks start at random points of the last few days, and a
+    # small population's training stretches end before its newest query targets.
+    spare = max(4 * config.series.season, layout.query_span + config.series.season)
+    engine.task_buffer = TaskBuffer(m.buffer_entities, layout.length + spare,
                                     config.engine.max_entities, config.model.context_dim)
     learner = MetaLearner(engine.params, layout, m, config.adaptation, config.series.quantiles,
                           device=resolve_device(m.device))

@@ -291,6 +291,45 @@ def test_new_entities_alone_start_the_loop_on_young_tasks(cfg: Config) -> None:
     assert not idle.ready() and idle.run_once() is None
 
 
+def test_a_few_long_lived_entities_are_split_in_time(cfg: Config) -> None:
+    """Too few entities to hold any out (here 3, the loop needs 8 + 2): every entity
+    trains on stretches that end before the query targets of its newest task, and that
+    task judges the candidate, so a small deployment meta-learns too."""
+    cfg = cfg.replace("series", transform="none")  # the buffer holds the values as sent
+    engine = Engine(cfg)
+    loop = outer.attach(cfg, engine, engine.swap)
+    layout = loop.learner.layout
+    values = related_family(3, layout.length + 4 * cfg.series.season, seed=3).astype(np.float32)
+    for t in range(values.shape[1]):
+        engine.process(["a", "b", "c"], np.full(3, t * STEP), values[:, t])
+    trained: list[Tensor] = []
+    judged: list[Tensor] = []
+    step, evaluate = loop.learner.step, loop.learner.evaluate
+
+    def recorded_step(histories: Tensor, young: Tensor, anchors: Tensor) -> float:
+        trained.append(histories)
+        assert len(young) == 0  # a task at a random point of a long life is not young
+        return step(histories, young, anchors)
+
+    def recorded_evaluate(params: model.Params, histories: Tensor, *rest: Tensor) -> float:
+        judged.append(histories)
+        return evaluate(params, histories, *rest)
+
+    loop.learner.step = recorded_step  # type: ignore[method-assign]
+    loop.learner.evaluate = recorded_evaluate  # type: ignore[method-assign]
+    result = loop.run_once()
+    assert result is not None and len(trained) == cfg.meta.steps
+    assert result.candidate_loss < result.serving_loss and result.promoted
+    assert engine.version == result.version
+    # Judged on each entity's newest task; no training stretch holds its query targets.
+    newest = sorted(values[:, -layout.length:].tolist())
+    assert judged and all(sorted(h.tolist()) == newest for h in judged)
+    targets = set(values[:, -layout.query_span:].ravel().tolist())
+    seen = set(torch.cat(trained).ravel().tolist())
+    assert not seen & targets and len(seen) > 0.9 * (values.size - len(targets))
+    assert seen & set(values[:, -layout.query_span - 1].tolist())  # up to just before them
+
+
 def test_the_loop_thread_keeps_to_one_torch_thread(cfg: Config) -> None:
     """A second OpenMP team in the process (the loop thread's, idle between runs) made
     every engine batch 2.4x slower: the loop's own torch work runs on one thread, and
