@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--arrival-gap", type=int, default=0, metavar="STEPS",
                           help="rolling: series k starts k*STEPS steps after the first")
     evaluate.add_argument("--batch-size", type=int, default=5000,
-                          help="records per engine batch (default 5000)")
+                          help="records per engine batch (default 5000; at most "
+                          "--outer-every while the outer loop is on)")
     evaluate.add_argument("--outer-every", type=int, metavar="N", help="observations between "
                           "outer-loop runs (default meta.every_observations)")
     evaluate.add_argument("--forecasts-out", metavar="CSV", help="write the engine's "

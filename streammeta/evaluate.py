@@ -6,7 +6,8 @@ one stream in global time order (:func:`datasets.interleave`), fed to
 engine forecasts t+1..t+H at every observation t from data up to t and adapts
 online; the outer loop, when enabled, runs synchronously every
 ``meta.every_observations`` observations (``--outer-every``; the daemon's count
-trigger — its wall-clock trigger means nothing in a replay). Baselines
+trigger — its wall-clock trigger means nothing in a replay), between batches, so
+no batch is longer than that. Baselines
 (:mod:`streammeta.baselines`) see the same values; what is scored is defined in
 :mod:`streammeta.protocols`, the metrics in :mod:`streammeta.metrics_eval`, the
 outputs in :mod:`streammeta.report`.
@@ -99,6 +100,8 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
         paced = config.replace("meta", cpu_share=1.0)
         loop = outer.attach(paced, engine, engine.swap)
     every = outer_every or config.meta.every_observations
+    if loop is not None:  # the loop runs between batches: none longer than its period
+        batch_size = min(batch_size, every)
     last_outer = 0
     bar = tqdm(total=len(names), desc=name, unit="obs", disable=not progress, leave=False)
     for lo in range(0, len(names), batch_size):
