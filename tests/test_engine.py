@@ -156,6 +156,28 @@ def test_online_adaptation_lowers_error_on_related_series() -> None:
     assert run_family(config, values) < frozen  # shrink (default 0.1) bounds how far φ goes
 
 
+def test_squared_error_adaptation_survives_a_stuck_sensor() -> None:
+    """adaptation.loss = "mse" after a flat stretch: the window's scale is then near 0,
+    so the first values after it are errors of thousands of window standard
+    deviations. Pure squared errors stepped φ so far that forecasts reached 85 times
+    the data's largest value (137.6 against 1.62); beyond model.HUBER_DELTA the loss is
+    linear."""
+    rng = np.random.default_rng(0)
+    values = 1.0 + 0.5 * np.sin(2 * math.pi * np.arange(600) / 24) + rng.normal(0, 0.05, (4, 600))
+    values[:, 200:300] = 0.3  # stuck for 100 values, then back
+    config = config_mod.load(None, env={}).replace(
+        "series", transform="none", horizon=24).replace(
+        "model", window=72, hidden=64, warm_after=0).replace("adaptation", loss="mse")
+    engine = Engine(config)
+    entities = [f"e{i}" for i in range(4)]
+    worst = 0.0
+    for t in range(values.shape[1]):
+        point = engine.process(entities, np.full(4, t * STEP, dtype=np.int64),
+                               values[:, t]).forecasts.point
+        worst = max(worst, float(np.abs(np.asarray(point)).max(initial=0.0)))
+    assert np.isfinite(worst) and worst < 1.5 * np.abs(values).max()
+
+
 def test_asinh_transform_forecasts_in_the_entities_own_units(cfg: Config) -> None:
     """The model sees asinh(values); forecasts are published back in raw units, so
     the cold seasonal-naive forecast is the raw value a season ago."""
