@@ -476,9 +476,9 @@ class OuterLoop:
             if self._stop.is_set():
                 break
             step_started = time.perf_counter()
-            n = per_step
-            n_young = young_of(n)
-            pick = torch.randint(max(1, len(train)), (n - n_young,), generator=self.generator)
+            n_young = young_of(per_step)
+            pick = torch.randint(max(1, len(train)), (per_step - n_young,),
+                                 generator=self.generator)
             histories = buffer.histories(train[pick], layout.length, self.generator,
                                          skip_newest=skip)
             pick = young_train[torch.randint(max(1, len(young_train)), (n_young,),
