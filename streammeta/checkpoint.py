@@ -105,6 +105,7 @@ class CheckpointStore:
         self.keep = keep
         self.directory.mkdir(parents=True, exist_ok=True)
         self.corrupt_seen = 0
+        self._held: dict[str, frozenset[int]] = {}  # file name -> partitions it holds
 
     def save(self, payload: Payload) -> Path:
         """Write ``payload``; named by its ``written_at`` (ms) if it has one (a
@@ -116,6 +117,7 @@ class CheckpointStore:
         path = self.directory / f"ckpt-{written_at:013d}-{self.member}.smck"
         write_file(path, {**payload, "format": FORMAT, "written_at": written_at,
                           "member": self.member})
+        self._held[path.name] = frozenset(payload.get("partitions", {}))
         self._prune()
         return path
 
@@ -155,12 +157,32 @@ class CheckpointStore:
         return sorted(files, key=lambda p: p.name, reverse=True)
 
     def _prune(self) -> None:
+        """Keep this member's newest ``keep`` files, and beyond them every file that
+        is the member's newest holder of some partition: a replica that waits long
+        for its assignment writes checkpoints holding no partition, and they must
+        not push out the files its previous run left for those partitions."""
+        covered: set[int] = set()
         mine = [p for p in self._files() if _parts(p)[1] == self.member]
-        for old in mine[self.keep:]:
-            old.unlink(missing_ok=True)
+        for i, path in enumerate(mine):
+            held = self._partitions_held(path)
+            if i < self.keep or not held <= covered:
+                covered |= held
+            else:
+                path.unlink(missing_ok=True)
+                self._held.pop(path.name, None)
         for stale in self.directory.glob("*.smck.tmp"):  # left by a crash mid-write
             if time.time() - stale.stat().st_mtime > 3600:
                 stale.unlink(missing_ok=True)
+
+
+    def _partitions_held(self, path: Path) -> frozenset[int]:
+        """The partitions a file holds (read once; a damaged file holds none)."""
+        if path.name not in self._held:
+            try:
+                self._held[path.name] = frozenset(read_file(path).get("partitions", {}))
+            except ParameterFileError:
+                self._held[path.name] = frozenset()
+        return self._held[path.name]
 
 
 def _parts(path: Path) -> tuple[int, str]:

@@ -304,3 +304,32 @@ def test_state_saved_before_anchors_and_the_guard_existed_restores(tmp_path: Pat
     for i in range(6):
         torch.testing.assert_close(copy.arena.phi[copy.arena.index[f"e{i}"]],
                                    original.arena.phi[original.arena.index[f"e{i}"]])
+
+
+def test_a_restarted_replica_left_unassigned_for_long_still_restores_every_entity(
+    tmp_path: Path,
+) -> None:
+    """A replica restarts and waits for its partitions for longer than keep × every_s:
+    the periodic checkpoints it writes meanwhile hold no partition, and must not
+    prune away the files of its previous run that hold them."""
+    before = small_engine()
+    feed(before, range(20))
+    saver = Checkpointer(CheckpointStore(tmp_path, member="a", keep=2), before,
+                         every_s=0, every_records=10**9)
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    saver.save()  # the shutdown checkpoint: two files hold both partitions
+
+    after = small_engine()  # the same member restarted
+    restarted = Checkpointer(CheckpointStore(tmp_path, member="a", keep=2), after,
+                             every_s=0, every_records=10**9)
+    assert restarted.restore_model() is not None
+    for _ in range(5):  # unassigned: every loop iteration finds a checkpoint due
+        assert restarted.due() and restarted.save_in_background()
+        restarted.wait()
+    assert restarted.restore_partitions([0, 1]) == {0: 60, 1: 60}
+    assert sorted(after.arena.index) == sorted(before.arena.index)
+    for name, slot in before.arena.index.items():
+        assert int(after.arena.count[after.arena.index[name]]) == int(before.arena.count[slot])
+    files = sorted(tmp_path.glob("*.smck"))
+    assert len(files) <= 2 + 1  # still bounded: keep, plus the newest holder of p0 and p1
