@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streammeta import datasets
 from streammeta.cli import main as streammeta_main
+from streammeta.io import datasets
 
 # (evaluation, slice, horizon, metric, target); None: 25% below the best baseline.
 TARGETS: list[tuple[str, str, int, str, float | None]] = [

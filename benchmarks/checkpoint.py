@@ -27,8 +27,8 @@ STEP = 3_600_000
 
 def main() -> None:
     from streammeta import config as config_mod
-    from streammeta.checkpoint import Checkpointer, CheckpointStore
-    from streammeta.engine import Engine
+    from streammeta.online.engine import Engine
+    from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entities", type=int, default=200_000)

@@ -42,10 +42,12 @@ from typing import NamedTuple
 import numpy as np
 
 from streammeta import config as config_mod
-from streammeta import datasets, model, outer
 from streammeta.config import Config
-from streammeta.engine import Engine
-from streammeta.pretrain import meta_train
+from streammeta.io import datasets
+from streammeta.meta import outer
+from streammeta.meta.pretrain import meta_train
+from streammeta.online import model
+from streammeta.online.engine import Engine
 
 FIRST = 48  # forecasts per entity in the cold-start slice
 PARTS = 6  # the arrivals are also scored in this many groups, in arrival order

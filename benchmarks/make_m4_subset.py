@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streammeta.datasets import default_data_dir, load_m4
+from streammeta.io.datasets import default_data_dir, load_m4
 
 EVERY = 7
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "streammeta" / "data"

@@ -28,9 +28,9 @@ from cold_start import change, m4_orders, run, synthetic
 from torch import Tensor
 
 from streammeta import config as config_mod
-from streammeta import datasets
 from streammeta.config import Config
-from streammeta.engine import Engine, Result
+from streammeta.io import datasets
+from streammeta.online.engine import Engine, Result
 
 
 class OracleEngine(Engine):

@@ -26,8 +26,8 @@ import torch
 from throughput import STEP, family
 
 from streammeta import config as config_mod
-from streammeta import outer
-from streammeta.engine import Engine
+from streammeta.meta import outer
+from streammeta.online.engine import Engine
 
 
 def tasks_per_second(device: str, tasks: int, graphs: bool = True,

@@ -52,7 +52,7 @@ def peak_rss_gb() -> float:
 
 def engine_scenario(entities: int, measure_steps: int, batch: int) -> dict[str, float]:
     from streammeta import config as config_mod
-    from streammeta.engine import Engine
+    from streammeta.online.engine import Engine
 
     config = config_mod.load(None, env={}).replace("engine", max_entities=entities)
     engine = Engine(config)
@@ -111,11 +111,11 @@ def e2e_scenario(observations: int, entities: int) -> dict[str, float]:
     import threading
 
     from streammeta import config as config_mod
-    from streammeta import kafka_edge
-    from streammeta.broker import EmbeddedBroker
-    from streammeta.codec import encode_observation
-    from streammeta.daemon import Daemon
-    from streammeta.metrics import Metrics
+    from streammeta.io import kafka as kafka_edge
+    from streammeta.io.broker import EmbeddedBroker
+    from streammeta.io.codec import encode_observation
+    from streammeta.serve.daemon import Daemon
+    from streammeta.serve.metrics import Metrics
 
     steps = observations // entities
     values = family(entities, steps)

@@ -61,7 +61,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streammeta.service import Service
+    from streammeta.serve.service import Service
 
     config = load_config(args)
     _setup_logging(config.log.level)
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streammeta.demo import run_demo
+    from streammeta.serve.demo import run_demo
 
     config = load_config(args)
     _setup_logging("WARNING" if not args.verbose else config.log.level)
@@ -81,8 +81,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streammeta import kafka_edge
-    from streammeta.replay import observations_from_file, replay
+    from streammeta.io import kafka as kafka_edge
+    from streammeta.io.replay import observations_from_file, replay
 
     config = load_config(args)
     _setup_logging(config.log.level)
@@ -106,7 +106,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from streammeta.pretrain import pretrain
+    from streammeta.meta.pretrain import pretrain
 
     config = load_config(args)
     _setup_logging(config.log.level)
@@ -118,7 +118,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from streammeta.evaluate import run
+    from streammeta.evaluation.evaluate import run
 
     # --init may name one file per horizon ("{h}"): evaluate applies it per task.
     config = config_mod.load(_config_path(args.config))

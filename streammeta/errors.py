@@ -7,7 +7,7 @@
     └── BrokerError          the Kafka edge cannot start (unreachable broker, missing topic)
 
 Per-record problems are not exceptions: they become dead letters with a reason
-(see ``streammeta.codec.Reason``).
+(see ``streammeta.io.codec.Reason``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from streammeta.config import Config
 def broker() -> Iterator[str]:
     choice = os.environ.get("STREAMMETA_TEST_BROKER", "embedded")
     if choice == "embedded":
-        from streammeta.broker import EmbeddedBroker
+        from streammeta.io.broker import EmbeddedBroker
 
         with EmbeddedBroker() as embedded:
             yield embedded.bootstrap
@@ -36,7 +36,7 @@ def broker() -> Iterator[str]:
 
 def config_for(bootstrap: str, checkpoint_dir: str) -> Config:
     """A configuration with topics and a group of its own, created on the broker."""
-    from streammeta import kafka_edge
+    from streammeta.io import kafka as kafka_edge
 
     run = uuid.uuid4().hex[:8]
     config = config_mod.load(None, env={}).replace(

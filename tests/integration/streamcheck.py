@@ -9,10 +9,10 @@ import orjson
 import torch
 from test_daemon_kafka import read_topic
 
-from streammeta.checkpoint import CheckpointStore
-from streammeta.codec import encode_observation
 from streammeta.config import Config
-from streammeta.engine import Engine
+from streammeta.io.codec import encode_observation
+from streammeta.online.engine import Engine
+from streammeta.persistence.checkpoint import CheckpointStore
 
 STEP = 3_600_000
 PARTITIONS = 4

@@ -16,9 +16,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streammeta import config as config_mod
-from streammeta.codec import encode_observation
 from streammeta.config import Config
-from streammeta.service import Service
+from streammeta.io.codec import encode_observation
+from streammeta.serve.service import Service
 
 pytestmark = pytest.mark.integration
 STEP = 3_600_000

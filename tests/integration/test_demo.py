@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from streammeta import config as config_mod
-from streammeta.demo import run_demo
+from streammeta.serve.demo import run_demo
 
 pytestmark = pytest.mark.integration
 

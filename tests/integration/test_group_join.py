@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from streammeta import kafka_edge
-from streammeta.codec import encode_observation
 from streammeta.config import Config
+from streammeta.io import kafka as kafka_edge
+from streammeta.io.codec import encode_observation
 
 pytestmark = pytest.mark.integration
 

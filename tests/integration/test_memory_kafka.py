@@ -11,12 +11,12 @@ import pytest
 import torch
 from test_daemon_kafka import produce, wait_for
 
-from streammeta import kafka_edge
 from streammeta.config import Config
-from streammeta.daemon import Daemon
-from streammeta.engine import Engine
-from streammeta.memory import Entry, encode_entry, key_dim
-from streammeta.streams import MemorySink, MemorySource
+from streammeta.io import kafka as kafka_edge
+from streammeta.io.streams import MemorySink, MemorySource
+from streammeta.meta.memory import Entry, encode_entry, key_dim
+from streammeta.online.engine import Engine
+from streammeta.serve.daemon import Daemon
 
 pytestmark = pytest.mark.integration
 STEP = 3_600_000

@@ -24,10 +24,10 @@ from streamcheck import (
 )
 from test_daemon_kafka import committed_total, produce, start_daemon, wait_for
 
-from streammeta.broker import EmbeddedBroker, free_port
-from streammeta.codec import Record
 from streammeta.errors import BrokerError
-from streammeta.kafka_edge import KafkaSource
+from streammeta.io.broker import EmbeddedBroker, free_port
+from streammeta.io.codec import Record
+from streammeta.io.kafka import KafkaSource
 
 pytestmark = [
     pytest.mark.integration,

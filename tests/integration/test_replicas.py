@@ -31,15 +31,15 @@ from streamcheck import (
 )
 from test_daemon_kafka import committed_total, produce, start_daemon, wait_for
 
-from streammeta.checkpoint import CheckpointStore
-from streammeta.codec import encode_observation
 from streammeta.config import Config
-from streammeta.engine import Engine
+from streammeta.io.codec import encode_observation
+from streammeta.online.engine import Engine
+from streammeta.persistence.checkpoint import CheckpointStore
 
 pytestmark = pytest.mark.integration
 ENTITIES = 500
 STEPS = 60
-_ASSIGNED = re.compile(r"^(\S+ \S+) INFO streammeta.daemon: "
+_ASSIGNED = re.compile(r"^(\S+ \S+) INFO streammeta.serve.daemon: "
                        r"assigned partitions \[([\d, ]*)\]; state restored in ([\d.]+) s", re.M)
 
 

@@ -1,0 +1,1 @@
+"""Back-tests without Kafka: protocols, baselines and peers, scores, reports."""

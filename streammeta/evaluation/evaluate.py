@@ -1,0 +1,280 @@
+"""``streammeta evaluate``: the daemon's engine replayed over a data set, scored.
+
+The data set is replayed as the daemon would see it: every entity's values in
+one stream in global time order (:func:`datasets.interleave`), fed to
+:meth:`Engine.process` in batches (``--batch-size``, default 5000 records). The
+engine forecasts t+1..t+H at every observation t from data up to t and adapts
+online; the outer loop, when enabled, runs synchronously every
+``meta.every_observations`` observations (``--outer-every``; the daemon's count
+trigger — its wall-clock trigger means nothing in a replay), between batches, so
+no batch is longer than that. Baselines
+(:mod:`streammeta.evaluation.baselines`) see the same values; what is scored is defined in
+:mod:`streammeta.evaluation.protocols`, the metrics in :mod:`streammeta.evaluation.scores`, the
+outputs in :mod:`streammeta.evaluation.report`.
+
+``--pretrain STEPS`` meta-trains θ offline first (``streammeta pretrain``'s
+learner) on the values a protocol allows: the train rows for ``ett`` (as the
+literature's methods train on them), the whole streamed training parts for
+``final-origin``; never for ``rolling``, whose later origins it would leak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from streammeta.config import Config
+from streammeta.errors import DataError
+from streammeta.evaluation import baselines
+from streammeta.evaluation import scores as M
+from streammeta.evaluation.protocols import Task, load_tasks, plot_rows
+from streammeta.io import datasets
+
+log = logging.getLogger(__name__)
+
+ENGINE_METHODS = ("streammeta", "no-adaptation", "no-outer-loop", "no-memory", "no-guard")
+METHODS = ENGINE_METHODS + tuple(baselines.BASELINES)
+
+
+@dataclass
+class MethodRun:
+    name: str
+    seconds: float
+    errors: M.ForecastErrors
+    plot_point: np.ndarray  # (P, H) at Task plot rows
+    plot_quantiles: np.ndarray | None  # (P, Q, H), engine methods only
+    point: np.ndarray | None = None  # (N, H), kept only for --forecasts-out
+    outer_runs: int = 0  # outer-loop runs during the stream
+    promoted: int = 0  # of which promoted
+
+
+# -- running methods ---------------------------------------------------------------
+def engine_config(base: Config, task: Task, method: str) -> Config | None:
+    """The engine's configuration for this task and method; None where the ablation's
+    switch does not exist in this version."""
+    config = base.replace("series", horizon=task.horizon, season=task.season,
+                          step_ms=task.step_ms)
+    config = config.replace("engine", max_entities=max(1, len(task.stream)))
+    if method == "no-adaptation":
+        return config.replace("adaptation", enabled=False)
+    if method == "no-outer-loop":
+        return config.replace("meta", enabled=False)
+    if method == "no-memory":
+        return config.replace("memory", enabled=False) if hasattr(config, "memory") else None
+    if method == "no-guard":
+        return config.replace("meta", guard=False)
+    return config
+
+
+def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_size: int,
+               outer_every: int | None, progress: bool, keep_point: bool) -> MethodRun:
+    from streammeta.meta import outer
+    from streammeta.online.engine import Engine
+
+    names, ts, values = datasets.interleave(task.stream, task.arrival_gap, task.step_ms)
+    flat = _flat_index(task, names)  # (n,) index of each observation in the flat series
+    lengths = np.array([len(s) for s in task.stream])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    origin_of = np.full(int(lengths.sum()), -1, dtype=np.int64)
+    origin_of[starts[task.ent] + task.pos] = np.arange(len(task.ent))
+    plot_slot = np.full(len(task.ent), -1, dtype=np.int64)
+    plot_slot[rows] = np.arange(len(rows))
+    H, Q = task.horizon, len(config.series.quantiles)
+    point = np.full((len(task.ent), H), np.nan, dtype=np.float32)
+    quant = np.full((len(rows), Q, H), np.nan, dtype=np.float32)
+    started = time.perf_counter()
+    engine = Engine(config)
+    loop = None
+    if config.meta.enabled:
+        # Same meta-learning; no pacing sleeps (they only share the daemon's CPU).
+        paced = config.replace("meta", cpu_share=1.0)
+        loop = outer.attach(paced, engine, engine.swap)
+    every = outer_every or config.meta.every_observations
+    if loop is not None:  # the loop runs between batches: none longer than its period
+        batch_size = min(batch_size, every)
+    last_outer = 0
+    bar = tqdm(total=len(names), desc=name, unit="obs", disable=not progress, leave=False)
+    for lo in range(0, len(names), batch_size):
+        hi = min(lo + batch_size, len(names))
+        f = engine.process(names[lo:hi], ts[lo:hi], values[lo:hi]).forecasts
+        o = origin_of[flat[lo + f.obs_index]]
+        keep = o >= 0
+        point[o[keep]] = f.point[keep]
+        slot = plot_slot[o[keep]]
+        quant[slot[slot >= 0]] = f.quantiles[keep][slot >= 0]
+        if loop is not None and engine.task_buffer is not None:
+            observed = engine.task_buffer.observed
+            if observed - last_outer >= every:
+                last_outer = observed
+                loop.run_once()
+        bar.update(hi - lo)
+    bar.close()
+    seconds = time.perf_counter() - started
+    missing = int(np.isnan(point).any(axis=1).sum())
+    if missing:
+        log.warning("%s: %d origins without a forecast (rejected observations)", name, missing)
+    errors = M.score(point, task.truth, task.scale, task.std)
+    results = loop.results if loop is not None else []
+    return MethodRun(name, seconds, errors, point[rows].copy(), quant,
+                     point if keep_point else None, len(results),
+                     sum(r.promoted for r in results))
+
+
+def _flat_index(task: Task, names: list[str]) -> np.ndarray:
+    """Index of each streamed observation in the entity-major concatenation of the
+    stream: entity start + its position (the stream keeps each entity's order)."""
+    lookup = {e: k for k, e in enumerate(task.entities)}
+    owner = np.fromiter((lookup[n] for n in names), dtype=np.int64, count=len(names))
+    lengths = np.array([len(s) for s in task.stream])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    order = np.argsort(owner, kind="stable")
+    pos = np.empty(len(owner), dtype=np.int64)
+    pos[order] = np.arange(len(owner)) - np.repeat(starts, lengths)
+    return starts[owner] + pos
+
+
+def run_baseline(task: Task, name: str, rows: np.ndarray, progress: bool) -> MethodRun:
+    forecast: Callable[[np.ndarray, np.ndarray, int, int], np.ndarray] = (
+        baselines.BASELINES[name])
+    point = np.empty((len(task.ent), task.horizon))
+    bounds = np.searchsorted(task.ent, np.arange(len(task.stream) + 1))
+    started = time.perf_counter()
+    for k in tqdm(range(len(task.stream)), desc=name, unit="entity", disable=not progress,
+                  leave=False):
+        lo, hi = bounds[k], bounds[k + 1]
+        if hi > lo:
+            point[lo:hi] = forecast(task.stream[k].values, task.pos[lo:hi], task.horizon,
+                                    task.season)
+    seconds = time.perf_counter() - started
+    errors = M.score(point, task.truth, task.scale, task.std)
+    return MethodRun(name, seconds, errors, point[rows].astype(np.float32), None)
+
+
+# -- the whole evaluation -----------------------------------------------------------
+@dataclass
+class Evaluation:
+    task: Task
+    runs: list[MethodRun]
+    results: list[dict[str, Any]]
+    plot_rows: np.ndarray
+
+
+def evaluate(task: Task, config: Config, methods: tuple[str, ...], batch_size: int = 5000,
+             outer_every: int | None = None, progress: bool = True,
+             notes: list[str] | None = None, keep_point: str | None = None) -> Evaluation:
+    """Run ``methods`` on ``task`` and aggregate their metrics per slice."""
+    notes = notes if notes is not None else []
+    rows = plot_rows(task)
+    runs: list[MethodRun] = []
+    for name in methods:
+        if name in ENGINE_METHODS:
+            cfg = engine_config(config, task, name)
+            if cfg is None:
+                notes.append(f"{name}: skipped, this version has no [memory] section yet")
+                continue
+            run = run_engine(task, cfg, name, rows, batch_size, outer_every, progress,
+                             keep_point == name)
+            runs.append(run)
+            if cfg.meta.enabled:
+                notes.append(f"{task.label} {name}: {run.outer_runs} outer-loop runs, "
+                             f"{run.promoted} promoted")
+        else:
+            runs.append(run_baseline(task, name, rows, progress))
+    reference = next((r for r in runs if r.name == "naive2"), None)
+    if "owa" in task.metrics and reference is None:
+        reference = run_baseline(task, "naive2", rows, progress=False)  # OWA's yardstick
+    results = []
+    for run in runs:
+        for slice_name, mask in task.slices.items():
+            row: dict[str, Any] = {"method": run.name, "slice": slice_name,
+                                   "horizon": task.horizon}
+            row.update(M.aggregate(run.errors, mask, task.ent, task.metrics))
+            if "owa" in task.metrics and reference is not None:
+                ref = M.aggregate(reference.errors, mask, task.ent, ("smape", "mase"))
+                row["owa"] = M.owa(row["smape"], row["mase"], ref["smape"], ref["mase"])
+            row["seconds"] = round(run.seconds, 3)
+            results.append({k: (round(v, 6) if isinstance(v, float) else v)
+                            for k, v in row.items()})
+    return Evaluation(task, runs, results, rows)
+
+
+def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
+                    progress: bool) -> tuple[Path, str]:
+    """Meta-train θ offline on the task's training values → (parameter file, note)."""
+    from streammeta.meta.pretrain import pretrain
+
+    if task.train_rows is None:
+        raise DataError(f"--pretrain is not defined for the {task.protocol} protocol: it "
+                        "would learn from values after the scored origins")
+    data = directory / f"train_h{task.horizon}.csv"
+    with open(data, "w", newline="") as handle:  # the allowed values, as a long CSV
+        out = csv.writer(handle)
+        out.writerow(["entity", "ts", "value"])
+        for s in task.stream:
+            n = len(s) if task.train_rows < 0 else task.train_rows
+            out.writerows(zip([s.entity] * n, s.ts[:n].tolist(), s.values[:n].tolist(),
+                              strict=True))
+    path = directory / f"pretrained_h{task.horizon}.smp"
+    cfg = engine_config(config, task, "streammeta")
+    assert cfg is not None
+    started = time.perf_counter()
+    result = pretrain(cfg, str(data), "long", str(path), steps, progress=progress)
+    return path, (f"{task.label}: pretrained {steps} meta-steps on the training values in "
+                  f"{time.perf_counter() - started:.0f} s, held-out meta-loss "
+                  f"{result['held_out_loss_before']:.4f} -> {result['held_out_loss_after']:.4f}")
+
+
+# -- command line ----------------------------------------------------------------------
+def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
+    """``streammeta evaluate``: every task, its outputs, and a printed table."""
+    from streammeta.evaluation import report
+
+    methods = tuple(args.methods or METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise DataError(f"unknown method {unknown[0]!r}: expected some of {', '.join(METHODS)}")
+    tasks, notes = load_tasks(args, config)
+    keep = next((m for m in methods if m in ENGINE_METHODS), None) if args.forecasts_out else None
+    evaluations = []
+    with tempfile.TemporaryDirectory(prefix="streammeta-evaluate-") as scratch:
+        for task in tasks:
+            task_config = config
+            if args.init:  # "{h}" in the name: one parameter file per horizon
+                task_config = config.replace("model", init=str(args.init).format(h=task.horizon))
+            if args.pretrain:
+                path, note = pretrain_params(task, task_config, args.pretrain, Path(scratch),
+                                             progress=not args.quiet)
+                task_config = task_config.replace("model", init=str(path))
+                notes.append(note)
+            evaluation = evaluate(task, task_config, methods, args.batch_size, args.outer_every,
+                                  progress=not args.quiet, notes=notes, keep_point=keep)
+            evaluations.append(evaluation)
+            if args.forecasts_out and keep is not None:
+                run_kept = next(r for r in evaluation.runs if r.name == keep)
+                assert run_kept.point is not None
+                path = report.suffixed(Path(args.forecasts_out), task, len(tasks))
+                report.write_forecasts(path, task, run_kept.point)
+                run_kept.point = None
+    payload = {"protocol": args.protocol, "data": str(args.data),
+               "results": [r for e in evaluations for r in e.results],
+               "notes": list(dict.fromkeys(notes))}
+    print(report.table(payload["results"]))
+    for note in payload["notes"]:
+        print(f"note: {note}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+    if args.report:
+        report.write_report(Path(args.report), evaluations, payload, report.command_line(args))
+    return evaluations

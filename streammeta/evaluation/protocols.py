@@ -1,0 +1,221 @@
+"""What an evaluation scores: the protocols, as tasks of origins and truths.
+
+An *origin* is an entity's observation at position t (0-based); every method
+forecasts t+1..t+H from the entity's values up to t, and is scored against
+them (``Task.truth``).
+
+* ``final-origin`` (M4): the training parts are streamed; the forecast made at
+  each series' last training observation is scored against the test file found
+  beside the data (``Hourly-test.csv`` beside ``Hourly-train.csv``); without one,
+  the last H values of each series are held out and are the test.
+* ``rolling``: every origin t with W−1 ≤ t ≤ T−1−H is scored (the whole horizon
+  has arrived), W = ``--warmup`` (default 3 seasons: 72 hourly values, the
+  engine's default window, so its forecasts are warm from the first scored
+  origin). Slice ``cold_start``: each entity's first 48 scored origins,
+  t = W−1 … W+46 — its first 48 forecasts after the warm-up. Slice ``all``: every
+  scored origin. MASE scales by the history up to the origin only.
+* ``ett``: the online-forecasting literature's protocol (../shared/data/README.md):
+  the first 20 months (14,400 hourly rows), rows 0–2879 train, 2880–3599
+  validation, 3600–14399 test; values standardised by the train rows' mean and
+  population std; every variable an entity; origins t = 3599 … 14399−H; MSE and
+  MAE averaged over variables, origins and horizon; H = 1, 24, 48.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from streammeta.config import Config
+from streammeta.errors import DataError
+from streammeta.evaluation import scores as M
+from streammeta.io import datasets
+
+COLD_START = 48  # forecasts per entity in the cold-start slice
+ETT_MONTHS_HOURS = 20 * 30 * 24  # the literature's "first 20 months" of hourly rows
+
+
+@dataclass
+class Task:
+    """What to stream, which origins to score and against what."""
+
+    label: str
+    protocol: str
+    horizon: int  # H
+    season: int  # m
+    step_ms: int
+    stream: list[datasets.Series]  # the values the methods see, per entity
+    truth_values: list[np.ndarray]  # per entity: streamed values, then any held-out test
+    ent: np.ndarray  # (N,) entity of each origin (entity-major, positions increasing)
+    pos: np.ndarray  # (N,) position of each origin in its series
+    slices: dict[str, np.ndarray]  # slice name → (N,) bool
+    metrics: tuple[str, ...]
+    arrival_gap: int = 0
+    # Leading values of each stream that offline pretraining may use: -1 all of them
+    # (final origin: the training parts), None none (rolling).
+    train_rows: int | None = None
+    truth: np.ndarray = field(init=False)  # (N, H)
+    scale: np.ndarray = field(init=False)  # (N,) MASE scale from the history
+    std: np.ndarray = field(init=False)  # (N,) units of MSE and MAE
+
+    def __post_init__(self) -> None:
+        H = self.horizon
+        lengths = np.array([len(v) for v in self.truth_values])
+        flat = np.concatenate(self.truth_values)
+        start = np.concatenate([[0], np.cumsum(lengths)[:-1]])[self.ent] + self.pos
+        if bool((self.pos + H >= lengths[self.ent]).any()):
+            raise DataError(f"{self.label}: an origin's horizon runs past the data")
+        self.truth = flat[start[:, None] + np.arange(1, H + 1)[None, :]]
+        standardised = self.protocol == "ett"
+        self.scale = np.empty(len(self.ent))
+        self.std = np.ones(len(self.ent))
+        for k, s in enumerate(self.stream):  # per entity: prefix statistics of its history
+            rows = np.flatnonzero(self.ent == k)
+            self.scale[rows] = M.seasonal_scale(s.values, self.season)[self.pos[rows]]
+            if not standardised:
+                self.std[rows] = M.history_std(s.values)[self.pos[rows]]
+
+    @property
+    def entities(self) -> list[str]:
+        return [s.entity for s in self.stream]
+
+
+
+def _origins(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Origins lo[k]..hi[k] (inclusive) of every entity k → (ent, pos)."""
+    counts = np.maximum(hi - lo + 1, 0)
+    ent = np.repeat(np.arange(len(lo)), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    pos = np.repeat(lo, counts) + np.arange(counts.sum()) - first
+    return ent, pos
+
+
+def final_origin_task(series: list[datasets.Series], test: dict[str, np.ndarray] | None,
+                      horizon: int, season: int, step_ms: int) -> Task:
+    if test is None:  # hold out the last H values of each series
+        stream = [datasets.Series(s.entity, s.ts[:-horizon], s.values[:-horizon])
+                  for s in series if len(s) > horizon + 1]
+        full = [s.values for s in series if len(s) > horizon + 1]
+    else:
+        missing = [s.entity for s in series if s.entity not in test]
+        if missing:
+            raise DataError(f"the test file has no values for {', '.join(missing[:5])}")
+        short = [s.entity for s in series if len(test[s.entity]) < horizon]
+        if short:
+            raise DataError(f"the test file has fewer than {horizon} values for "
+                            f"{', '.join(short[:5])}")
+        stream = list(series)
+        full = [np.concatenate([s.values, test[s.entity][:horizon]]) for s in series]
+    last = np.array([len(s) - 1 for s in stream])
+    ent, pos = _origins(last, last)
+    return Task(f"final-origin H={horizon}", "final-origin", horizon, season, step_ms, stream,
+                full, ent, pos, {"all": np.ones(len(ent), dtype=bool)},
+                ("smape", "mase", "owa", "mse", "mae"), train_rows=-1)
+
+
+def rolling_task(series: list[datasets.Series], horizon: int, season: int, step_ms: int,
+                 warmup: int, arrival_gap: int = 0) -> Task:
+    lo = np.full(len(series), warmup - 1)
+    hi = np.array([len(s) - 1 - horizon for s in series])
+    ent, pos = _origins(lo, hi)
+    cold = pos < warmup - 1 + COLD_START
+    return Task(f"rolling H={horizon}", "rolling", horizon, season, step_ms, list(series),
+                [s.values for s in series], ent, pos,
+                {"all": np.ones(len(ent), dtype=bool), "cold_start": cold},
+                ("smape", "mase", "owa", "mse", "mae"), arrival_gap)
+
+
+@dataclass(frozen=True)
+class EttSplit:
+    used: int  # rows used (the first 20 months)
+    train: int  # rows 0..train-1
+    val: int  # rows train..train+val-1
+
+    @property
+    def first_origin(self) -> int:
+        return self.train + self.val - 1  # forecasting from the first test row on
+
+
+def ett_split(rows: int, step_ms: int) -> EttSplit:
+    """20 months of rows (14,400 hourly), then 20% train, 5% validation, 75% test."""
+    used = min(rows, ETT_MONTHS_HOURS * datasets.HOUR_MS // step_ms)
+    return EttSplit(used, int(0.2 * used), int(0.05 * used))
+
+
+def ett_task(series: list[datasets.Series], horizon: int, season: int, step_ms: int) -> Task:
+    split = ett_split(min(len(s) for s in series), step_ms)
+    stream = []
+    for s in series:  # standardised by the train rows: mean and population std
+        values = s.values[:split.used]
+        mean, std = values[:split.train].mean(), values[:split.train].std()
+        stream.append(datasets.Series(s.entity, s.ts[:split.used],
+                                      (values - mean) / (std if std > 0 else 1.0)))
+    lo = np.full(len(stream), split.first_origin)
+    ent, pos = _origins(lo, np.full(len(stream), split.used - 1 - horizon))
+    if len(ent) == 0:
+        raise DataError(f"too few rows ({split.used}) for the ETT protocol at H={horizon}")
+    return Task(f"ett H={horizon}", "ett", horizon, season, step_ms, stream,
+                [s.values for s in stream], ent, pos, {"all": np.ones(len(ent), dtype=bool)},
+                ("mse", "mae"), train_rows=split.train)
+
+
+def plot_rows(task: Task, entities: int = 6) -> np.ndarray:
+    """Origins whose full forecasts (with quantiles) are kept for the report: the
+    last origin of a few entities spread over the data set."""
+    picks = np.unique(np.linspace(0, len(task.stream) - 1, min(entities, len(task.stream)))
+                      .round().astype(np.int64))
+    last = np.array([np.flatnonzero(task.ent == k)[-1] for k in picks
+                     if bool((task.ent == k).any())], dtype=np.int64)
+    return last
+
+
+def step_of(series: list[datasets.Series]) -> int:
+    """The sampling step: the median spacing of the first series with two values."""
+    for s in series:
+        if len(s) > 1:
+            return int(np.median(np.diff(s.ts)))
+    return datasets.HOUR_MS
+
+
+def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list[str]]:
+    """The tasks that ``args`` ask for, and notes about what was found."""
+    notes: list[str] = []
+    series = datasets.load(args.data, args.format)
+    if args.limit_series:
+        series = series[: args.limit_series]
+    step = step_of(series)
+    hourly = args.format in ("m4", "ett")
+    season = args.season or (24 if hourly else base.series.season)
+    if args.horizon:
+        horizons = [args.horizon]
+    elif args.protocol == "ett":
+        horizons = [1, 24, 48]
+    else:
+        horizons = [48 if args.format == "m4" else base.series.horizon]
+    if args.protocol == "final-origin":
+        test = None
+        if args.format == "m4":
+            train = Path(args.data)
+            train = train / "Hourly-train.csv" if train.is_dir() else train
+            found = datasets.find_m4_test(train)
+            if found is not None:
+                test = datasets.load_m4_test(found)
+                notes.append(f"test values from {found.name}")
+        if test is None:
+            notes.append("no test file: the last H values of each series are held out")
+        return [final_origin_task(series, test, h, season, step) for h in horizons], notes
+    if args.protocol == "rolling":
+        warmup = args.warmup or 3 * season
+        notes.append(f"warm-up {warmup} values; cold_start = forecasts at positions "
+                     f"{warmup - 1}..{warmup - 2 + COLD_START}; arrival gap "
+                     f"{args.arrival_gap} steps")
+        return [rolling_task(series, h, season, step, warmup, args.arrival_gap)
+                for h in horizons], notes
+    split = ett_split(min(len(s) for s in series), step)
+    notes.append(f"ETT split of the first {split.used} rows: train 0-{split.train - 1}, "
+                 f"validation {split.train}-{split.train + split.val - 1}, test "
+                 f"{split.train + split.val}-{split.used - 1}")
+    return [ett_task(series, h, season, step) for h in horizons], notes

@@ -1,0 +1,417 @@
+"""The Kafka edge: the only module that talks to kafka-python.
+
+* :class:`KafkaSource` — a consumer-group member with manual commits that serves
+  batches of :class:`~streammeta.io.codec.Record` and reports rebalances.
+* :class:`KafkaSink` — a producer for forecasts and dead letters whose ``flush``
+  raises unless every message since the last flush was acknowledged, so the
+  daemon never commits offsets for unsent output.
+* :class:`ObservationWriter` — the producer behind ``streammeta replay``.
+* :class:`KafkaMemoryLink` — the memory topic that replicas share their external
+  memory of tasks through.
+
+kafka-python is pinned to 2.3.x: 3.0.x discards a JoinGroup/SyncGroup response
+that completes while the application is outside ``poll()``, so a consumer that
+works between polls can rejoin for minutes (see ``docs/kafka.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    NoBrokersAvailable,
+    TopicAlreadyExistsError,
+)
+from kafka.structs import OffsetAndMetadata
+
+from streammeta.config import KafkaConfig
+from streammeta.errors import BrokerError
+from streammeta.io.codec import DeadLetter, Record
+from streammeta.io.streams import PartitionsCallback
+from streammeta.io.streams import TopicPartition as TP
+from streammeta.meta.memory import Entry, decode_entry, encode_entry
+
+log = logging.getLogger(__name__)
+
+ErrorCounter = Callable[[str], None]
+
+
+def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by every client; security settings only when set."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()],
+        "client_id": cfg.client_id,
+        "security_protocol": cfg.security_protocol,
+        "request_timeout_ms": cfg.request_timeout_ms,
+    }
+    if cfg.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = cfg.sasl_mechanism
+        if cfg.sasl_username:
+            kwargs["sasl_plain_username"] = cfg.sasl_username
+            kwargs["sasl_plain_password"] = cfg.sasl_password
+    if cfg.security_protocol.endswith("SSL"):
+        kwargs["ssl_check_hostname"] = cfg.ssl_check_hostname
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+            if getattr(cfg, key):
+                kwargs[key] = getattr(cfg, key)
+    return kwargs
+
+
+def _unreachable(cfg: KafkaConfig, exc: Exception) -> BrokerError:
+    return BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}")
+
+
+def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
+                  memory_topic: str = "") -> None:
+    """Create the input, forecast and dead-letter topics where missing, and the
+    compacted memory topic if one is named."""
+    try:
+        admin = KafkaAdminClient(**client_kwargs(cfg))
+    except (NoBrokersAvailable, KafkaError) as exc:
+        raise _unreachable(cfg, exc) from None
+    try:
+        probe = KafkaConsumer(enable_auto_commit=False, **client_kwargs(cfg))
+        existing = set(probe.topics())
+        probe.close()
+        wanted = [cfg.input_topic, cfg.forecast_topic, cfg.dead_letter_topic]
+        new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
+        if memory_topic and memory_topic not in existing:
+            new.append(NewTopic(memory_topic, partitions, replication,
+                                topic_configs={"cleanup.policy": "compact"}))
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
+                admin.create_topics(new)
+    finally:
+        admin.close()
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Calls the daemon back. kafka-python logs and swallows a callback's exception
+    and goes on serving the partitions (from their committed offsets, without their
+    restored state), so an exception is kept and raised from the next ``poll``."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+        self.error: Exception | None = None
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._call(self.source.on_revoked, revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._call(self.source.on_assigned, assigned)
+
+    def _call(self, callback: PartitionsCallback | None, partitions: list[TopicPartition]) -> None:
+        tps = sorted((tp.topic, tp.partition) for tp in partitions)
+        if not tps or callback is None or self.error is not None:
+            return
+        try:
+            callback(tps)
+        except Exception as exc:  # raised by poll(), before any record is served
+            self.error = exc
+
+
+class KafkaSource:
+    """A consumer-group member; see :class:`streammeta.io.streams.Source`."""
+
+    def __init__(self, cfg: KafkaConfig, on_error: ErrorCounter | None = None) -> None:
+        self.cfg = cfg
+        self.on_error = on_error or (lambda operation: None)
+        self.on_assigned: PartitionsCallback | None = None
+        self.on_revoked: PartitionsCallback | None = None
+        self._healthy = False
+        kwargs = client_kwargs(cfg)
+        if cfg.group_instance_id:
+            kwargs["group_instance_id"] = cfg.group_instance_id  # static membership
+        try:
+            self.consumer = KafkaConsumer(
+                group_id=cfg.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=cfg.auto_offset_reset,
+                session_timeout_ms=cfg.session_timeout_ms,
+                max_poll_interval_ms=cfg.max_poll_interval_ms,
+                heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+                max_poll_records=cfg.max_poll_records,
+                # Tansu answers fetches larger than fetch_max_bytes asks for; a frame over
+                # this limit makes kafka-python drop the connection and fetch again.
+                receive_message_max_bytes=256 << 20,
+                # kafka-python 2.3 has no cooperative assignor; sticky moves the fewest
+                # partitions of the eager ones.
+                partition_assignment_strategy=(StickyPartitionAssignor,),
+                **kwargs,
+            )
+        except (NoBrokersAvailable, KafkaError) as exc:
+            raise _unreachable(cfg, exc) from None
+        self._listener = _Listener(self)
+        self.consumer.subscribe([cfg.input_topic], listener=self._listener)
+
+    def set_rebalance_listener(self, on_assigned: PartitionsCallback,
+                               on_revoked: PartitionsCallback) -> None:
+        self.on_assigned, self.on_revoked = on_assigned, on_revoked
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        try:
+            batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            self._healthy = False
+            self.on_error("poll")
+            log.warning("poll failed: %s", exc)
+            return []
+        if self._listener.error is not None:  # the records of this poll are not served
+            raise self._listener.error
+        if self._coordinator_silent():
+            if self._healthy:
+                self.on_error("heartbeat")
+                log.warning("the group coordinator has not answered heartbeats for %.0f s",
+                            self.cfg.session_timeout_ms / 1000)
+            self._healthy = False
+        else:
+            self._healthy = True
+        records: list[Record] = []
+        for tp, messages in batches.items():
+            topic, partition = tp.topic, tp.partition
+            records.extend(Record(topic, partition, m.offset, m.key, m.value, m.timestamp)
+                           for m in messages)
+        return records
+
+    def commit(self, offsets: dict[TP, int]) -> None:
+        assigned = self.consumer.assignment()
+        to_commit = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                     for (t, p), o in offsets.items() if TopicPartition(t, p) in assigned}
+        if not to_commit:
+            return
+        try:
+            # Bounded: kafka-python retries a commit to a frozen or cut-off broker forever,
+            # and the loop would stop beating /healthz. A coordinator that has not answered
+            # for a session timeout is gone for readiness too; a later commit covers these
+            # offsets.
+            self.consumer.commit(to_commit, timeout_ms=self.cfg.session_timeout_ms)
+        except KafkaError as exc:
+            raise BrokerError(f"commit failed: {exc}") from None
+
+    def seek(self, offsets: dict[TP, int]) -> None:
+        for (topic, partition), offset in offsets.items():
+            self.consumer.seek(TopicPartition(topic, partition), offset)
+
+    def ready(self) -> bool:
+        return self._healthy and bool(self.consumer.assignment()) \
+            and not self._coordinator_silent()
+
+    def _coordinator_silent(self) -> bool:
+        """No heartbeat answered for a whole session timeout: a broker that is frozen
+        or cut off keeps its sockets open, so ``poll`` just returns nothing and no
+        error is raised. (kafka-python keeps this state in private attributes.)"""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        heartbeat = getattr(coordinator, "heartbeat", None)
+        return bool(self.consumer.assignment()) and heartbeat is not None \
+            and heartbeat.session_timeout_expired()
+
+    def lag(self) -> dict[int, int]:
+        """Records behind the end of each assigned partition (from the last fetch)."""
+        out: dict[int, int] = {}
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)  # end_offsets() is wrong on Tansu
+            if end is None:
+                continue
+            try:
+                position = self.consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if position is not None:
+                out[tp.partition] = max(0, end - position)
+        return out
+
+    def close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False)
+        except KafkaError as exc:
+            log.warning("consumer close: %s", exc)
+
+
+class _Producer:
+    """A producer that remembers whether anything failed since the last flush."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._failures: list[Exception] = []
+        self.producer = self._build()
+
+    def _build(self) -> KafkaProducer:
+        try:
+            return KafkaProducer(
+                acks="all" if self.cfg.acks == "all" else 1,
+                linger_ms=self.cfg.linger_ms,
+                batch_size=self.cfg.batch_size,
+                compression_type=None if self.cfg.compression_type == "none"
+                else self.cfg.compression_type,
+                retries=5,
+                # Not idempotent: Tansu's InitProducerId fails for good after a broker
+                # restart (KAFKA.md). Resends are deduplicated by consumers instead.
+                **client_kwargs(self.cfg))
+        except (NoBrokersAvailable, KafkaError) as exc:
+            raise _unreachable(self.cfg, exc) from None
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            self._failures.append(exc)
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None,
+             headers: list[tuple[str, bytes]] | None = None) -> None:
+        try:
+            future = self.producer.send(topic, key=key, value=value, headers=headers)
+        except KafkaError as exc:  # e.g. buffer full or metadata timeout
+            self._failed(exc)
+            return
+        future.add_errback(self._failed)
+
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        """Wait until everything sent was acknowledged or ``timeout_s`` passed, calling
+        ``waiting`` about once a second meanwhile; raise if anything failed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:  # kafka-python's timeout is per batch, not for the whole flush
+                self.producer.flush(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                break
+            except KafkaTimeoutError as exc:
+                if time.monotonic() >= deadline:
+                    self._failed(exc)
+                    break
+                if waiting is not None:
+                    waiting()
+            except KafkaError as exc:
+                self._failed(exc)
+                break
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            raise BrokerError(f"{len(failures)} messages not acknowledged: {failures[0]!r}")
+
+    def close(self, timeout_s: float) -> None:
+        try:
+            self.producer.close(timeout=timeout_s)
+        except KafkaError as exc:
+            log.warning("producer close: %s", exc)
+
+
+class KafkaSink:
+    """Forecasts and dead letters to Kafka; see :class:`streammeta.io.streams.Sink`."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        self.cfg = cfg
+        self._producer = _Producer(cfg)
+
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]]) -> None:
+        send, topic = self._producer.send, self.cfg.forecast_topic
+        for key, value in messages:
+            send(topic, key, value)
+
+    def send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            self._producer.send(self.cfg.dead_letter_topic, letter.record.key,
+                                letter.record.value if letter.record.value is not None else b"",
+                                letter.headers())
+
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        self._producer.flush(timeout_s, waiting)
+
+    def close(self) -> None:
+        self._producer.close(self.cfg.shutdown_timeout_s)
+
+
+class ObservationWriter:
+    """Writes encoded observations to the input topic (``streammeta replay``)."""
+
+    def __init__(self, cfg: KafkaConfig) -> None:
+        self.cfg = cfg
+        self._producer = _Producer(cfg)
+
+    def send(self, key: bytes, value: bytes) -> None:
+        self._producer.send(self.cfg.input_topic, key, value)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        self._producer.flush(timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(self.cfg.shutdown_timeout_s)
+
+
+class KafkaMemoryLink:
+    """The memory topic shared by replicas: this replica's new entries out, every
+    replica's entries in.
+
+    Each replica reads every partition from the beginning with a plain consumer
+    outside the consumer group, so all of them converge on the same memory; the
+    topic is compacted by entity id (the record key), so it keeps the newest entry
+    of each entity however long the daemon runs. Entries are best effort: one that
+    fails to publish is counted (``kafka_errors{operation="memory"}``) and not
+    resent; the entity's φ is still in this replica's memory and checkpoint.
+    """
+
+    def __init__(self, cfg: KafkaConfig, topic: str, key_dim: int, value_dim: int,
+                 on_error: ErrorCounter | None = None) -> None:
+        self.topic, self.key_dim, self.value_dim = topic, key_dim, value_dim
+        self.on_error = on_error or (lambda operation: None)
+        self.invalid = 0  # records on the topic that are not entries of this configuration
+        try:
+            self.producer = KafkaProducer(linger_ms=cfg.linger_ms, **client_kwargs(cfg))
+            self.consumer = KafkaConsumer(group_id=None, enable_auto_commit=False,
+                                          auto_offset_reset="earliest",
+                                          receive_message_max_bytes=256 << 20,
+                                          **client_kwargs(cfg))
+        except (NoBrokersAvailable, KafkaError) as exc:
+            raise _unreachable(cfg, exc) from None
+        partitions = self.consumer.partitions_for_topic(topic)
+        if not partitions:
+            self.close()
+            raise BrokerError(f"memory topic {topic!r} does not exist on "
+                              f"{cfg.bootstrap_servers} (create it compacted, keyed by entity)")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+
+    def publish(self, entries: list[Entry]) -> None:
+        for name, key, value, version in entries:
+            try:
+                future = self.producer.send(self.topic, key=name.encode(),
+                                            value=encode_entry(key, value, version))
+            except KafkaError:
+                self.on_error("memory")
+                continue
+            future.add_errback(lambda exc: self.on_error("memory"))
+
+    def receive(self, max_records: int = 10_000) -> list[Entry]:
+        """Entries that arrived since the last call (does not wait)."""
+        try:
+            polled = self.consumer.poll(timeout_ms=0, max_records=max_records)
+        except KafkaError:
+            self.on_error("memory")
+            return []
+        entries: list[Entry] = []
+        for records in polled.values():
+            for record in records:
+                try:
+                    name = record.key.decode()
+                    key, value, version = decode_entry(record.value, self.key_dim,
+                                                       self.value_dim)
+                except (AttributeError, UnicodeDecodeError, ValueError, TypeError):
+                    self.invalid += 1
+                    continue
+                entries.append((name, key, value, version))
+        return entries
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        with contextlib.suppress(KafkaError):
+            self.producer.close(timeout=timeout_s)
+        with contextlib.suppress(KafkaError):
+            self.consumer.close(autocommit=False)

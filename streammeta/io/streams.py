@@ -1,0 +1,142 @@
+"""The edges of the loop as small protocols, with in-memory implementations.
+
+The daemon reads :class:`Record` batches from a :class:`Source` and writes
+forecasts and dead letters to a :class:`Sink`. ``streammeta.io.kafka``
+implements both for Kafka; the classes here serve ``evaluate``, tests and
+benchmarks without a broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from streammeta.io.codec import DeadLetter, Record
+
+TopicPartition = tuple[str, int]
+PartitionsCallback = Callable[[list[TopicPartition]], None]
+
+
+class Source(Protocol):
+    def poll(self, timeout_s: float) -> list[Record]:
+        """The next batch of records (possibly empty), in partition order."""
+        ...
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Mark everything before ``offsets[tp]`` (the next offset to read) as done."""
+        ...
+
+    def ready(self) -> bool:
+        """Connected and assigned: the daemon can serve."""
+        ...
+
+    def seek(self, offsets: dict[TopicPartition, int]) -> None:
+        """Read these partitions from these offsets on (restoring a checkpoint)."""
+        ...
+
+    def set_rebalance_listener(
+        self, on_assigned: PartitionsCallback, on_revoked: PartitionsCallback
+    ) -> None:
+        """Called from inside ``poll`` when partitions arrive or leave."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]]) -> None:
+        """Queue (key, value) forecast messages."""
+        ...
+
+    def send_dead_letters(self, letters: list[DeadLetter]) -> None: ...
+
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        """Block until everything queued is acknowledged; raise if anything failed.
+        ``waiting``, if given, is called about once a second while it blocks."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MemorySource:
+    """Serves records from a list in batches, as one consumer owning every partition
+    in it; supports seeking back (a restart from a checkpoint)."""
+
+    def __init__(self, records: Iterable[Record], batch_size: int = 5000) -> None:
+        self.records = list(records)
+        self.batch_size = batch_size
+        self.committed: dict[TopicPartition, int] = {}
+        self._cursor = 0
+        self._skip_below: dict[TopicPartition, int] = {}
+        self._delivered: dict[TopicPartition, int] = {}
+        self._on_assigned: PartitionsCallback | None = None
+        self._assigned = False
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        if not self._assigned:
+            self._assigned = True
+            if self._on_assigned is not None:
+                self._on_assigned(sorted({(r.topic, r.partition) for r in self.records}))
+        batch: list[Record] = []
+        while self._cursor < len(self.records) and len(batch) < self.batch_size:
+            record = self.records[self._cursor]
+            self._cursor += 1
+            tp = (record.topic, record.partition)
+            if record.offset >= self._skip_below.get(tp, -1):
+                batch.append(record)
+                self._delivered[tp] = record.offset + 1
+        return batch
+
+    def seek(self, offsets: dict[TopicPartition, int]) -> None:
+        # Records are kept in arrival order: start over, skipping what lies before the
+        # new positions and what other partitions already delivered.
+        self._skip_below = {**self._delivered, **offsets}
+        self._cursor = 0
+
+    def set_rebalance_listener(
+        self, on_assigned: PartitionsCallback, on_revoked: PartitionsCallback
+    ) -> None:
+        self._on_assigned = on_assigned
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed.update(offsets)
+
+    def ready(self) -> bool:
+        return True
+
+    def exhausted(self) -> bool:
+        return self._cursor >= len(self.records)
+
+    def close(self) -> None:
+        pass
+
+
+class MemorySink:
+    """Keeps every message it is given; ``flush`` acknowledges them all."""
+
+    def __init__(self) -> None:
+        self.forecasts: list[tuple[bytes, bytes]] = []
+        self.dead_letters: list[DeadLetter] = []
+        self.flushes = 0
+
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]]) -> None:
+        self.forecasts.extend(messages)
+
+    def send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        self.dead_letters.extend(letters)
+
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        self.flushes += 1
+
+    def close(self) -> None:
+        pass
+
+
+def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
+    """For each partition seen, the offset after the last record: what to commit."""
+    out: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = (record.topic, record.partition)
+        if record.offset + 1 > out.get(tp, -1):
+            out[tp] = record.offset + 1
+    return out

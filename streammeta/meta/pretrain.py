@@ -1,0 +1,86 @@
+"""``streammeta pretrain``: meta-train θ offline on a source data set (meta-transfer).
+
+Tasks are windows of the data set's series, split into support and query windows
+exactly as the daemon's outer loop does; the result is a parameter file that
+``run``, ``demo`` and ``evaluate`` load with ``--init``, and the online outer loop
+continues from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from streammeta.config import Config, resolve_device
+from streammeta.errors import DataError
+from streammeta.io import datasets
+from streammeta.meta.outer import MetaLearner, TaskLayout
+from streammeta.online import model
+from streammeta.online.engine import Engine
+from streammeta.persistence import params as params_io
+
+
+def task_pool(series: list[datasets.Series], length: int, stride: int) -> tuple[Tensor, Tensor]:
+    """Every history of ``length`` values (every ``stride`` steps) of every series:
+    → (windows (N, T), index of the series each came from (N,))."""
+    pools, owners = [], []
+    for k, s in enumerate(series):
+        if len(s) >= length:
+            values = torch.as_tensor(s.values, dtype=torch.float32)
+            windows = values.unfold(0, length, stride)  # (n, T)
+            pools.append(windows)
+            owners.append(torch.full((len(windows),), k))
+    if not pools:
+        raise DataError(f"no series has the {length} values a task needs "
+                        "(window + 2 horizons + the support/query spans)")
+    return torch.cat(pools), torch.cat(owners)
+
+
+def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
+             progress: bool = True) -> dict[str, float]:
+    """Meta-train on the series of ``data`` and write the parameter file ``out``."""
+    params, stats = meta_train(config, datasets.load(data, fmt), steps, progress, name=data)
+    params_io.save(Path(out), params, version=1, shape=Engine(config).shape,
+                   note=f"pretrained on {Path(data).name} ({fmt}), {steps} steps")
+    return stats
+
+
+def meta_train(config: Config, series: list[datasets.Series], steps: int,
+               progress: bool = True, name: str = "the data") -> tuple[model.Params,
+                                                                      dict[str, float]]:
+    """θ meta-trained for ``steps`` on tasks from ``series``, and the held-out meta-loss
+    before and after (on whole series held out by ``meta.holdout``)."""
+    engine = Engine(config)  # the shapes and initial θ the daemon would use
+    m = config.meta
+    layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
+                        m.query_windows, m.window_stride, config.series.season,
+                        young=engine.warm_at)
+    pool, owner = task_pool(series, layout.length, stride=config.series.season)
+    pool = model.to_model_units(pool, config.series.transform)
+    held = (owner * 2654435761 % 1000) < int(m.holdout * 1000)  # whole series held out
+    train, valid = pool[~held], pool[held][:2048]
+    if len(train) == 0 or len(valid) == 0:
+        raise DataError(f"{name}: too few series to hold some out for validation")
+    learner = MetaLearner(engine.params, layout, replace(m, meta_lr=m.pretrain_lr),
+                          config.adaptation, config.series.quantiles,
+                          device=resolve_device(m.device))
+    generator = torch.Generator().manual_seed(config.model.seed)
+    # Young tasks take each pool window's first value as an entity's birth.
+    n_young = learner.young_count(m.tasks_per_step)
+    valid_young = valid[: learner.young_count(len(valid))]
+    before = learner.evaluate(engine.params, valid, valid_young)
+    bar = tqdm(range(steps), desc="meta-training", unit="step", disable=not progress)
+    loss = before
+    for step in bar:
+        pick = torch.randint(len(train), (m.tasks_per_step,), generator=generator)
+        loss = learner.step(train[pick[n_young:]], train[pick[:n_young]])
+        if step % 20 == 0:
+            bar.set_postfix(meta_loss=f"{loss:.4f}")
+    params = learner.snapshot()
+    after = learner.evaluate(params, valid, valid_young)
+    return params, {"tasks": float(len(pool)), "held_out_loss_before": before,
+                    "held_out_loss_after": after, "last_meta_loss": loss}

@@ -1,0 +1,209 @@
+"""The state arena: one slot per entity, every field a tensor indexed by slot.
+
+Per slot: a ring buffer of the last R values (absolute index i lives at
+``ring[slot, i % R]``), the count of values seen, the last timestamp, a running
+(exponentially weighted) mean and variance, the fast weights φ and the point
+they are shrunk towards (φ₀ plus ``anchor``: the memory's initialisation), the state of
+its error's drift detector, and the pending forecasts still waiting for their
+targets (keyed by target index mod H, one column per scored horizon). Gathers
+and scatters over these tensors replace any per-entity Python object, so the
+cost per observation stays flat from a thousand entities to a million.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streammeta.online import drift
+
+FREE = -1  # slot id given to entities that did not fit (capacity reached)
+# Per-slot tensors that make up an entity's state (and a checkpoint row).
+ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "anchor", "pending",
+              "partition", "drift", "phi_origin", "guard")
+# Columns of ``Arena.guard``: each expert's summed one-step error (in the entity's
+# standard deviations), each expert's forecast of the next value (model units; NaN:
+# not made), and the value count at which the entity stops blending.
+LOSS_SERVED, LOSS_ORIGIN, NEXT_SERVED, NEXT_ORIGIN, GUARD_UNTIL = range(5)
+GUARD_NEW = (0.0, 0.0, float("nan"), float("nan"), 0.0)
+
+
+class Arena:
+    """All tensors are reserved for ``max_entities`` slots up front with
+    ``torch.empty``: the kernel maps pages only when a slot is first written, so
+    resident memory grows with the entities present (about 1.7 KB each with the
+    defaults), never copies on growth, and never doubles at a resize. Removed
+    entities' slots are reused."""
+
+    def __init__(
+        self,
+        ring_len: int,  # R
+        context_dim: int,  # C
+        horizon: int,  # H
+        scored_horizons: int,  # S
+        max_entities: int,
+        phi0: Tensor,
+    ) -> None:
+        N = max_entities
+        self.ring_len = ring_len
+        self.horizon = horizon
+        self.max_entities = max_entities
+        self.phi0 = phi0.detach().clone()
+        self.origin_phi0 = self.phi0.clone()  # φ₀ of the θ the process started from
+        self.index: dict[str, int] = {}
+        self.names: list[str | None] = []  # by slot; None = free
+        self._free: list[int] = []
+        self.ring = torch.empty(N, ring_len)  # (N, R)
+        self.count = torch.empty(N, dtype=torch.int64)  # (N,)
+        self.last_ts = torch.empty(N, dtype=torch.int64)  # (N,)
+        self.ew_mean = torch.empty(N)  # (N,)
+        self.ew_var = torch.empty(N)  # (N,)
+        self.phi = torch.empty(N, context_dim)  # (N, C)
+        self.anchor = torch.empty(N, context_dim)  # (N, C) offset from φ₀ that φ shrinks to
+        self.pending = torch.empty(N, horizon, scored_horizons)  # (N, H, S)
+        self.partition = torch.empty(N, dtype=torch.int32)  # (N,) input partition
+        self.drift = torch.empty(N, 4, dtype=torch.float64)  # (N, 4) streammeta.online.drift state
+        # The guard (meta.guard): φ adapted under the initial θ, and the two experts' record.
+        self.phi_origin = torch.empty(N, context_dim)  # (N, C)
+        self.guard = torch.empty(N, 5, dtype=torch.float64)  # (N, 5) columns: GUARD_NEW
+        self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def slots_for(self, entities: list[str], partitions: np.ndarray | None = None) -> np.ndarray:
+        """Slot of each entity, allocating new ones; ``FREE`` where capacity is exhausted.
+
+        ``partitions`` (aligned with ``entities``) records which input partition a
+        new entity's state belongs to, so it can follow the partition to another
+        replica.
+        """
+        index = self.index
+        slots = [index.get(e, FREE) for e in entities]
+        if FREE in slots:
+            new_slots: list[int] = []
+            new_rows: list[int] = []
+            for i, entity in enumerate(entities):
+                if slots[i] != FREE:
+                    continue
+                slot = index.get(entity)  # the same new entity twice in one batch
+                if slot is None:
+                    slot = self._allocate(entity)
+                    if slot == FREE:
+                        continue
+                    new_slots.append(slot)
+                    new_rows.append(i)
+                slots[i] = slot
+            if new_slots:
+                fresh = torch.tensor(new_slots)
+                self.reset(fresh)
+                self.occupied[fresh] = True
+                self.partition[fresh] = 0 if partitions is None else torch.from_numpy(
+                    np.asarray(partitions)[new_rows].astype(np.int32))
+        return np.asarray(slots, dtype=np.int64)
+
+    def _allocate(self, entity: str) -> int:
+        if len(self.index) >= self.max_entities:
+            return FREE
+        if self._free:
+            slot = self._free.pop()
+            self.names[slot] = entity
+        else:
+            slot = len(self.names)
+            self.names.append(entity)
+        self.index[entity] = slot
+        return slot
+
+    def remove(self, slots: Tensor) -> None:
+        """Forget entities; their slots are reused."""
+        for slot in slots.tolist():
+            name = self.names[slot]
+            if name is not None:
+                del self.index[name]
+                self.names[slot] = None
+                self._free.append(slot)
+        self.occupied[slots] = False
+
+    def slots_in(self, partitions: list[int]) -> Tensor:
+        """Occupied slots whose entities belong to the given input partitions."""
+        used = len(self.names)
+        mask = self.occupied[:used] & torch.isin(
+            self.partition[:used], torch.tensor(partitions, dtype=torch.int32))
+        return torch.nonzero(mask).flatten()
+
+    def export(self, slots: Tensor) -> dict[str, object]:
+        """The rows of ``slots`` as plain tensors and names (a checkpoint's content)."""
+        return {
+            "names": [self.names[s] for s in slots.tolist()],
+            **{field: getattr(self, field)[slots] for field in ROW_FIELDS},  # a copy
+        }
+
+    def restore(self, rows: dict[str, object]) -> Tensor:
+        """Load exported rows, replacing any resident state of the same entities."""
+        names = rows["names"]
+        assert isinstance(names, list)
+        existing = [self.index[n] for n in names if n in self.index]
+        if existing:
+            self.remove(torch.tensor(existing))
+        slots = torch.tensor([self._allocate(n) for n in names], dtype=torch.int64)
+        if bool((slots == FREE).any()):
+            raise ValueError("checkpoint holds more entities than engine.max_entities")
+        for field in ROW_FIELDS:
+            getattr(self, field)[slots] = rows[field]
+        self.occupied[slots] = True
+        return slots
+
+    def reset(self, slots: Tensor) -> None:
+        """Start entities cold: history forgotten, φ back to φ₀."""
+        self.count[slots] = 0
+        self.last_ts[slots] = 0
+        self.ring[slots] = 0.0
+        self.ew_mean[slots] = 0.0
+        self.ew_var[slots] = 0.0
+        self.pending[slots] = float("nan")
+        self.phi[slots] = self.phi0
+        self.anchor[slots] = 0.0
+        self.drift[slots] = torch.tensor(drift.NEW, dtype=torch.float64)
+        self.phi_origin[slots] = self.origin_phi0
+        self.guard[slots] = torch.tensor(GUARD_NEW, dtype=torch.float64)
+
+    def history(self, slots: Tensor) -> Tensor:
+        """The slots' rings, unrolled twice: (B, 2R), so any run of up to R
+        consecutive absolute indices is a contiguous slice (see :func:`window`)."""
+        rows = self.ring[slots]  # (B, R)
+        return torch.cat([rows, rows], dim=1)
+
+
+def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
+    """Exported rows written by an older version, completed in place: entities saved
+    before ``anchor`` existed shrink towards φ₀ itself; before the guard, they serve
+    the learned θ alone (their guard period is over)."""
+    if "phi" in rows:
+        if "anchor" not in rows:
+            rows["anchor"] = torch.zeros_like(rows["phi"])
+        if "phi_origin" not in rows:
+            rows["phi_origin"] = rows["phi"].clone()
+        if "guard" not in rows:
+            rows["guard"] = torch.tensor(GUARD_NEW, dtype=torch.float64).repeat(
+                len(rows["phi"]), 1)
+    return rows
+
+
+def window(history: Tensor, first: Tensor, length: int, season: int = 0) -> Tensor:
+    """Values at absolute indices first..first+length-1 of each row of ``history``.
+
+    ``history`` comes from :meth:`Arena.history`; ``first`` is (B,). Indices older
+    than R values ago or not seen yet return whatever the ring holds; callers mask.
+    With ``season``, a negative index (before the entity's first value) reads the
+    value of the same phase in its first season instead.
+    """
+    ring_len = history.shape[1] // 2
+    if season and bool((first < 0).any()):
+        index = first[:, None] + torch.arange(length)[None, :]  # (B, length)
+        index = torch.where(index < 0, index % season, index)
+        return torch.gather(history, 1, index % ring_len)
+    views = history.unfold(1, length, 1)  # (B, 2R-length+1, length), no copy
+    return views[torch.arange(len(first)), first % ring_len]

@@ -1,0 +1,1 @@
+"""What survives a restart: checkpoints, spill files of evicted entities, parameter files."""

@@ -1,0 +1,53 @@
+"""Parameter files: θ and its version, weights only.
+
+Same container as checkpoints (magic, length, SHA-256, then a ``torch.save`` of
+tensors and plain values read with ``weights_only=True``), with ``kind: params``.
+A corrupt, truncated, foreign or shape-mismatched file is refused with
+:class:`~streammeta.errors.ParameterFileError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streammeta.errors import ParameterFileError
+from streammeta.online import model
+from streammeta.persistence.checkpoint import FORMAT, read_file, write_file
+
+
+def save(path: str | Path, params: model.Params, version: int, shape: model.ModelShape,
+         note: str = "") -> Path:
+    path = Path(path)
+    write_file(path, {
+        "format": FORMAT, "kind": "params", "version": version, "note": note,
+        "shape": {"window": shape.window, "horizon": shape.horizon, "season": shape.season,
+                  "context_dim": shape.context_dim, "hidden": shape.hidden,
+                  "quantiles": list(shape.quantiles), "transform": shape.transform},
+        "params": {k: v.detach().cpu().clone() for k, v in params.items()},
+    })
+    return path
+
+
+def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
+    """θ and version from ``path``; refuses files that do not fit ``shape``."""
+    path = Path(path)
+    payload = read_file(path)
+    if payload.get("kind") != "params":
+        raise ParameterFileError(f"{path}: not a parameter file (kind {payload.get('kind')!r})")
+    written_for = payload.get("shape") or {}
+    if written_for.get("transform", "none") != shape.transform:
+        raise ParameterFileError(
+            f"{path}: θ was learned on values with series.transform = "
+            f"{written_for.get('transform', 'none')!r}, this configuration has "
+            f"{shape.transform!r}")
+    expected = model.init_params(shape)
+    params = payload.get("params")
+    if not isinstance(params, dict) or set(params) != set(expected):
+        raise ParameterFileError(f"{path}: parameter names {sorted(params or {})} do not match "
+                                 f"this model's {sorted(expected)}")
+    for name, tensor in expected.items():
+        if tuple(params[name].shape) != tuple(tensor.shape):
+            raise ParameterFileError(
+                f"{path}: {name} has shape {tuple(params[name].shape)}, this configuration "
+                f"needs {tuple(tensor.shape)} (file written for {payload.get('shape')})")
+    return {k: v.float() for k, v in params.items()}, int(payload.get("version", 0))

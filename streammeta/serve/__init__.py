@@ -1,0 +1,1 @@
+"""The daemon and what runs around it: the service, health, metrics, systemd, the demo."""

@@ -1,0 +1,86 @@
+"""Wires the daemon to Kafka, the metrics/health server and the service manager."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+from streammeta.config import Config
+from streammeta.meta.memory import key_dim
+from streammeta.meta.outer import OuterLoop, attach
+from streammeta.online.engine import Engine
+from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+from streammeta.persistence.spill import SpillStore
+from streammeta.serve.daemon import Daemon, Notifier, Progress
+from streammeta.serve.health import HealthServer, LoopHealth
+from streammeta.serve.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def _checkpointer(config: Config, engine: Engine) -> Checkpointer | None:
+    c = config.checkpoint
+    if not c.dir:
+        return None
+    member = c.member or config.kafka.group_instance_id or socket.gethostname()
+    store = CheckpointStore(c.dir, member=member, keep=c.keep)
+    if config.engine.evict:
+        engine.spill = SpillStore(c.dir, store.member)
+    return Checkpointer(store, engine, every_s=c.every_s, every_records=c.every_records)
+
+
+class Service:
+    """``streammeta run``: the daemon against the configured Kafka cluster."""
+
+    def __init__(self, config: Config,
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
+        from streammeta.io import kafka as kafka_edge
+        from streammeta.serve import systemd
+
+        self.config = config
+        self.metrics = Metrics()
+        self.health = LoopHealth(config.metrics.stall_after_s)
+        self.server: HealthServer | None = None
+        if config.metrics.enabled:
+            self.server = HealthServer(config.metrics.host, config.metrics.port,
+                                       self.metrics.registry, self.health)
+        source = kafka_edge.KafkaSource(config.kafka, on_error=self.metrics.count_error)
+        sink = kafka_edge.KafkaSink(config.kafka)
+        notifier: Notifier = systemd.Notifier()
+        engine = Engine(config)
+        link = None
+        if config.memory.enabled and config.memory.topic:
+            link = kafka_edge.KafkaMemoryLink(
+                config.kafka, config.memory.topic, key_dim(config.series.season),
+                config.model.context_dim, on_error=self.metrics.count_error)
+        self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
+                             health=self.health, notifier=notifier,
+                             on_progress=on_progress, checkpointer=_checkpointer(config, engine),
+                             memory_link=link)
+        self.outer: OuterLoop | None = None
+        if config.meta.enabled:
+            self.outer = attach(config, engine, self.daemon.offer_params,
+                                on_result=self.metrics.outer_result)
+
+    @property
+    def metrics_url(self) -> str | None:
+        return self.server.url + "/metrics" if self.server is not None else None
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+    def run(self) -> None:
+        if self.server is not None:
+            self.server.start()
+            log.info("metrics and probes on %s", self.server.url)
+        if self.outer is not None:
+            self.outer.start()
+        try:
+            self.daemon.run()
+        finally:
+            if self.outer is not None:
+                self.outer.stop()
+            if self.server is not None:
+                self.server.stop()
+

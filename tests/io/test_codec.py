@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streammeta.io.codec import Decoder, ForecastEncoder, Reason, Record, encode_observation
+
+
+def record(value: bytes | None, key: bytes | None = None, offset: int = 0) -> Record:
+    return Record("obs", 3, offset, key, value)
+
+
+def decode_one(value: bytes | None, key: bytes | None = None) -> tuple[object, Reason | None]:
+    obs, dead = Decoder(max_record_bytes=4096, max_entity_id_length=16).decode(
+        [record(value, key)])
+    if dead:
+        return None, dead[0].reason
+    return (obs.entities[0], obs.ts[0], obs.values[0]), None
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b"not json", Reason.NOT_JSON),
+    (b"\xff\xfe\x00", Reason.NOT_JSON),
+    (b"[" * 100_00, Reason.OVERSIZE),
+    (b"[" * 2000, Reason.NOT_JSON),
+    (b"[1, 2]", Reason.NOT_OBJECT),
+    (b"42", Reason.NOT_OBJECT),
+    (b'{"ts": 0, "value": 1}', Reason.MISSING_FIELD),
+    (b'{"entity": "a", "value": 1}', Reason.MISSING_FIELD),
+    (b'{"entity": "a", "ts": 0}', Reason.MISSING_FIELD),
+    (None, Reason.MISSING_FIELD),
+    (b'{"entity": 7, "ts": 0, "value": 1}', Reason.WRONG_TYPE),
+    (b'{"entity": "a", "ts": 0, "value": "1.5"}', Reason.WRONG_TYPE),
+    (b'{"entity": "a", "ts": 0, "value": true}', Reason.WRONG_TYPE),
+    (b'{"entity": "a", "ts": true, "value": 1}', Reason.WRONG_TYPE),
+    (b'{"entity": "a", "ts": [1], "value": 1}', Reason.WRONG_TYPE),
+    (b'{"entity": "a", "ts": 0, "value": NaN}', Reason.NON_FINITE),
+    (b'{"entity": "a", "ts": 0, "value": -Infinity}', Reason.NON_FINITE),
+    (b'{"entity": "a", "ts": 0, "value": 1e400}', Reason.NON_FINITE),
+    (b'{"entity": "", "ts": 0, "value": 1}', Reason.ENTITY_EMPTY),
+    (b'{"entity": "' + b"x" * 17 + b'", "ts": 0, "value": 1}', Reason.ENTITY_TOO_LONG),
+    (b'{"entity": "a", "ts": "yesterday", "value": 1}', Reason.BAD_TIMESTAMP),
+    (b'{"entity": "a", "ts": 1.5, "value": 1}', Reason.BAD_TIMESTAMP),
+])
+def test_every_bad_record_class_gets_its_reason(raw: bytes | None, reason: Reason) -> None:
+    assert decode_one(raw) == (None, reason)
+
+
+def test_key_must_match_the_entity() -> None:
+    assert decode_one(b'{"entity": "a", "ts": 0, "value": 1}', key=b"b") == (
+        None, Reason.KEY_MISMATCH)
+    assert decode_one(b'{"entity": "a", "ts": 0, "value": 1}', key=b"a")[1] is None
+
+
+@pytest.mark.parametrize(("ts", "ms"), [
+    (1700000000000, 1700000000000),
+    (1700000000000.0, 1700000000000),
+    ('"2023-11-14T22:13:20Z"', 1700000000000),
+    ('"2023-11-14T23:13:20+01:00"', 1700000000000),
+    ('"2023-11-14T22:13:20"', 1700000000000),  # naive means UTC
+])
+def test_timestamps_become_epoch_ms(ts: object, ms: int) -> None:
+    raw = f'{{"entity": "a", "ts": {ts}, "value": 2.5, "unit": "C"}}'.encode()
+    assert decode_one(raw) == (("a", ms, 2.5), None)
+
+
+def test_index_maps_observations_back_to_the_batch() -> None:
+    good = encode_observation("a", 0, 1.0)[1]
+    obs, dead = Decoder().decode([record(b"x"), record(good), record(b"[]"), record(good)])
+    assert obs.index == [1, 3] and [d.record.offset for d in dead] == [0, 0]
+
+
+def test_dead_letter_headers_carry_reason_and_source() -> None:
+    _, dead = Decoder().decode([Record("obs", 5, 77, b"k", b"nope")])
+    headers = dict(dead[0].headers())
+    assert headers["streammeta.reason"] == b"not_json"
+    assert headers["streammeta.source.topic"] == b"obs"
+    assert headers["streammeta.source.partition"] == b"5"
+    assert headers["streammeta.source.offset"] == b"77"
+
+
+def test_forecast_messages_follow_the_contract() -> None:
+    encoder = ForecastEncoder(step_ms=1000, quantiles=(0.1, 0.5, 0.9))
+    point = np.array([[1.5, 2.25, 3.0]], dtype=np.float32)
+    quant = np.stack([point - 1, point, point + 1], axis=1)
+    (msg,) = encoder.encode(["s1"], np.array([5000]), point, quant, np.array([True]), 4, 99)
+    body = orjson.loads(msg)
+    assert body == {
+        "v": 1, "entity": "s1", "origin": 5000, "step_ms": 1000, "ts": [6000, 7000, 8000],
+        "point": [1.5, 2.25, 3.0],
+        "quantiles": {"0.1": [0.5, 1.25, 2.0], "0.5": [1.5, 2.25, 3.0], "0.9": [2.5, 3.25, 4.0]},
+        "model_version": 4, "warm": True, "produced_at": 99,
+    }
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode())
+                | st.fixed_dictionaries({"entity": json_values, "ts": json_values,
+                                         "value": json_values}).map(
+                    lambda d: json.dumps(d).encode()), max_size=20))
+def test_hostile_input_never_raises_and_every_record_is_accounted_for(raws: list[bytes]) -> None:
+    records = [record(raw, offset=i) for i, raw in enumerate(raws)]
+    obs, dead = Decoder().decode(records)
+    assert len(obs) + len(dead) == len(records)
+    assert all(isinstance(d.reason, Reason) for d in dead)
+    assert all(np.isfinite(v) for v in obs.values)

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streammeta.errors import DataError
+from streammeta.io import datasets
+from streammeta.io.datasets import Series
+
+HOUR = datasets.HOUR_MS
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+# -- M4 wide ---------------------------------------------------------------------------
+def test_m4_rows_are_ragged_series_on_a_synthetic_clock(tmp_path: Path) -> None:
+    # Quoted and unquoted cells, trailing cells empty as in the competition's files.
+    path = write(tmp_path, "x.csv", '"V1","V2","V3","V4"\n"H1","1","2.5","3"\n'
+                                    '"H2","4","5",\nH10,6,,\n')
+    a, b, c = datasets.load(path, "m4")
+    assert (a.entity, a.values.tolist()) == ("H1", [1.0, 2.5, 3.0])
+    assert (b.entity, b.values.tolist()) == ("H2", [4.0, 5.0])
+    assert (c.entity, c.values.tolist()) == ("H10", [6.0])
+    assert a.ts.tolist() == [datasets.M4_START_MS + i * HOUR for i in range(3)]
+    assert a.ts.dtype == np.int64 and a.values.dtype == np.float64
+    assert b.ts[0] == a.ts[0] == c.ts[0]
+
+
+def test_m4_clock_can_be_chosen(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.csv", "V1,V2,V3\nD1,1,2\n")
+    (series,) = datasets.load_m4(path, step_ms=86_400_000, start_ms=1000)
+    assert series.ts.tolist() == [1000, 1000 + 86_400_000]
+
+
+def test_m4_directory_means_hourly_train_and_its_test_file_is_found(tmp_path: Path) -> None:
+    write(tmp_path, "Hourly-train.csv", "V1,V2,V3\nH1,1,2\n")
+    write(tmp_path, "Hourly-test.csv", "V1,V2,V3,V4\nH1,3,4,5\n")
+    (series,) = datasets.load(tmp_path, "m4")
+    assert series.values.tolist() == [1.0, 2.0]
+    found = datasets.find_m4_test(tmp_path / "Hourly-train.csv")
+    assert found == tmp_path / "Hourly-test.csv"
+    assert datasets.load_m4_test(found)["H1"].tolist() == [3.0, 4.0, 5.0]
+
+
+def test_find_m4_test_beside_a_plain_name_or_none(tmp_path: Path) -> None:
+    write(tmp_path, "sub.csv", "V1,V2\nH1,1\n")
+    assert datasets.find_m4_test(tmp_path / "sub.csv") is None
+    write(tmp_path, "sub_test.csv", "V1,V2\nH1,1\n")
+    assert datasets.find_m4_test(tmp_path / "sub.csv") == tmp_path / "sub_test.csv"
+
+
+# -- long ------------------------------------------------------------------------------
+def test_long_sorts_each_entity_and_reads_both_timestamp_kinds(tmp_path: Path) -> None:
+    path = write(tmp_path, "l.csv", "entity,ts,value\n"
+                 "b,7200000,2\n"
+                 "a,1970-01-01T01:00:00Z,1\n"
+                 "b,3600000,1\n"
+                 "a,1970-01-01 00:00:00,0\n"  # naive: UTC
+                 "a,1970-01-01T03:00:00+01:00,2\n")  # 02:00 UTC
+    a_series, b_series = datasets.load(path, "long")  # order of first appearance: b, a
+    assert (a_series.entity, b_series.entity) == ("b", "a")
+    assert b_series.ts.tolist() == [0, HOUR, 2 * HOUR]
+    assert b_series.values.tolist() == [0.0, 1.0, 2.0]
+    assert a_series.ts.tolist() == [HOUR, 2 * HOUR] and a_series.values.tolist() == [1.0, 2.0]
+
+
+def test_long_columns_in_any_order_extra_ignored_duplicates_kept(tmp_path: Path) -> None:
+    path = write(tmp_path, "l.csv", "Value,note,TS,Entity\n"
+                 "1.5,x,1000,s\n2.5,y,1000,s\n0.5,z,0,s\n")
+    (series,) = datasets.load(path, "long")
+    assert series.ts.tolist() == [0, 1000, 1000]
+    assert series.values.tolist() == [0.5, 1.5, 2.5]  # the repeated ts in file order
+
+
+# -- ETT -------------------------------------------------------------------------------
+def test_ett_columns_are_entities_on_the_utc_date_clock(tmp_path: Path) -> None:
+    path = write(tmp_path, "e.csv", "date,HUFL,OT\n"
+                 "2016-07-01 00:00:00,1.5,30\n2016-07-01 01:00:00,2.5,31\n")
+    hufl, ot = datasets.load(path, "ett")
+    assert (hufl.entity, ot.entity) == ("HUFL", "OT")
+    assert hufl.values.tolist() == [1.5, 2.5] and ot.values.tolist() == [30.0, 31.0]
+    assert hufl.ts.tolist() == [1_467_331_200_000, 1_467_331_200_000 + HOUR]  # 2016-07-01Z
+    assert np.array_equal(hufl.ts, ot.ts)
+
+
+# -- bad files -------------------------------------------------------------------------
+@pytest.mark.parametrize(("fmt", "text", "message"), [
+    ("m4", "", r"x\.csv: empty file"),
+    ("m4", "  \n\n", "empty file"),
+    ("m4", '"V1","V2"\n', "no data rows"),
+    ("m4", '"V1","V2"\n"H1","x"\n', r"x\.csv:2: column 'V2': 'x' is not a number"),
+    ("m4", "V1,V2,V3\nH1,1,2\nH2,3,nan\n", r"x\.csv:3: column 'V3': 'nan' is not a finite"),
+    ("m4", "V1,V2,V3,V4\nH1,1,,3\n", r"x\.csv:2: column 'V4': value after an empty cell"),
+    ("m4", "V1,V2\nH1,1\nH1,2\n", r"x\.csv:3: duplicate series id 'H1'"),
+    ("m4", "V1,V2\n,1\n", r"x\.csv:2: missing series id"),
+    ("m4", "V1,V2\nH1,\n", r"x\.csv:2: series 'H1' has no values"),
+    ("long", "who,when,what\na,0,1\n", r"x\.csv:1: header lacks column\(s\) entity, ts, value"),
+    ("long", "entity,value\na,1\n", r"x\.csv:1: header lacks column\(s\) ts"),
+    ("long", "entity,ts,value\na,0,1\na,5\n", r"x\.csv:3: expected at least 3 columns, got 2"),
+    ("long", "entity,ts,value\na,0,1\na,noon,1\n", r"x\.csv:3: timestamp 'noon' is neither"),
+    ("long", "entity,ts,value\na,1.5,1\n", r"x\.csv:2: timestamp '1\.5' is not a whole"),
+    ("long", "entity,ts,value\na,0,1\n\na,1,high\n", r"x\.csv:4: column 'value': 'high'"),
+    ("long", "entity,ts,value\na,0,1\n,1,2\n", r"x\.csv:3: empty entity id"),
+    ("ett", "time,OT\n0,1\n", r"x\.csv:1: the first column must be 'date'"),
+    ("ett", "date\n2016-07-01,\n", "no variable columns"),
+    ("ett", "date,OT,OT\n2016-07-01,1,2\n", "unique name"),
+    ("ett", "date,A,B\n2016-07-01 00:00,1,2\n2016-07-01 01:00,3\n", r"x\.csv:3: expected 3"),
+    ("ett", "date,A,B\n2016-07-01 00:00,1,2\n2016-07-01 01:00,3,?\n",
+     r"x\.csv:3: column 'B': '\?' is not a number"),
+    ("ett", "date,A\n2016-07-01 01:00,1\n2016-07-01 00:00,2\n", r"x\.csv:3: date .* not after"),
+    ("ett", "date,A\n2016-07-01 00:00,1\nyesterday,2\n", r"x\.csv:3: timestamp 'yesterday'"),
+])
+def test_bad_files_name_the_file_line_and_problem(tmp_path: Path, fmt: str, text: str,
+                                                   message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        datasets.load(write(tmp_path, "x.csv", text), fmt)
+
+
+def test_malformed_encoding_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.csv", b"V1,V2\nH1,1\nH2,\xff\n")
+    with pytest.raises(DataError, match=r"x\.csv:3: not UTF-8"):
+        datasets.load(path, "m4")
+
+
+def test_missing_file_directory_and_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        datasets.load(tmp_path / "none.csv", "long")
+    with pytest.raises(DataError, match=r"Hourly-train\.csv: no such file"):
+        datasets.load(tmp_path, "m4")
+    with pytest.raises(DataError, match="is a directory"):
+        datasets.load(tmp_path, "ett")
+    with pytest.raises(DataError, match="unknown format 'parquet'"):
+        datasets.load(tmp_path, "parquet")
+
+
+# -- the stream ------------------------------------------------------------------------
+def test_interleave_orders_by_time_with_ties_in_series_order() -> None:
+    a = Series("a", np.array([0, 10, 20]), np.array([1.0, 2.0, 3.0]))
+    b = Series("b", np.array([0, 10]), np.array([4.0, 5.0]))
+    names, ts, values = datasets.interleave([b, a])
+    assert names == ["b", "a", "b", "a", "a"]
+    assert ts.tolist() == [0, 0, 10, 10, 20] and values.tolist() == [4, 1, 5, 2, 3]
+    assert ts.dtype == np.int64 and values.dtype == np.float64
+
+
+def test_arrival_gaps_shift_each_entity_start_and_keep_values() -> None:
+    a = Series("a", np.array([0, 10, 20]), np.array([1.0, 2.0, 3.0]))
+    b = Series("b", np.array([0, 10]), np.array([4.0, 5.0]))
+    c = Series("c", np.array([30]), np.array([6.0]))
+    names, ts, values = datasets.interleave([a, b, c], arrival_gap_steps=2)  # step: 10
+    assert list(zip(names, ts.tolist(), values.tolist(), strict=True)) == [
+        ("a", 0, 1.0), ("a", 10, 2.0), ("a", 20, 3.0), ("b", 20, 4.0), ("b", 30, 5.0),
+        ("c", 40, 6.0)]
+    names, ts, _ = datasets.interleave([a, b], arrival_gap_steps=1, step_ms=100)
+    assert list(zip(names, ts.tolist(), strict=True)) == [
+        ("a", 0), ("a", 10), ("a", 20), ("b", 100), ("b", 110)]
+
+
+def test_interleave_of_nothing_and_bad_gap() -> None:
+    names, ts, values = datasets.interleave([])
+    assert names == [] and len(ts) == len(values) == 0
+    with pytest.raises(ValueError, match="arrival_gap_steps"):
+        datasets.interleave([], arrival_gap_steps=-1)
+
+
+@given(st.lists(st.lists(st.integers(0, 50), max_size=8), max_size=6), st.integers(0, 3))
+def test_interleave_is_a_time_ordered_merge_of_the_series(deltas: list[list[int]],
+                                                          gap: int) -> None:
+    series = [Series(f"e{k}", np.cumsum(np.array(d, dtype=np.int64) + 1) * 10,
+                     np.arange(len(d), dtype=np.float64) + 100 * k)
+              for k, d in enumerate(deltas)]
+    names, ts, values = datasets.interleave(series, arrival_gap_steps=gap, step_ms=10)
+    assert len(names) == len(ts) == len(values) == sum(len(s) for s in series)
+    assert np.all(np.diff(ts) >= 0)
+    for k, s in enumerate(series):  # each entity's values in their own order, time shifted
+        mine = np.array([n == s.entity for n in names], dtype=bool)
+        assert values[mine].tolist() == s.values.tolist()
+        if len(s):
+            assert np.array_equal(np.diff(ts[mine]), np.diff(s.ts))
+            earliest = min(int(x.ts[0]) for x in series if len(x))
+            if gap:
+                assert ts[mine][0] == earliest + k * gap * 10
+
+
+def test_series_checks_shapes_and_coerces_dtypes() -> None:
+    series = Series("s", [1, 2], [3, 4])  # type: ignore[arg-type]
+    assert series.ts.dtype == np.int64 and series.values.dtype == np.float64
+    assert len(series) == 2
+    with pytest.raises(ValueError, match="one length"):
+        Series("s", np.array([1, 2]), np.array([1.0]))
+
+
+# -- where data lives ------------------------------------------------------------------
+def test_default_data_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path))
+    assert datasets.default_data_dir() == tmp_path
+    monkeypatch.delenv(datasets.DATA_DIR_ENV)
+    assert datasets.default_data_dir() == Path("../shared/data")
+    assert not datasets.default_data_dir().is_absolute()
+
+
+def test_bundled_subset_is_small_matches_its_test_file_and_the_shared_data() -> None:
+    path = datasets.bundled_m4()
+    bundled = datasets.load(path, "m4")
+    assert [s.entity for s in bundled] == [f"H{i}" for i in range(1, 415, 7)]
+    assert all(700 <= len(s) <= 960 for s in bundled)
+    test_path = datasets.find_m4_test(path)
+    assert test_path is not None
+    assert path.stat().st_size + test_path.stat().st_size < 1_000_000
+    test = datasets.load_m4_test(test_path)
+    assert list(test) == [s.entity for s in bundled]
+    assert all(len(v) == 48 for v in test.values())
+
+    shared = datasets.default_data_dir() / "m4-hourly"
+    if not (shared / datasets.M4_TRAIN_NAME).is_file():
+        pytest.skip("the shared data directory is not present")
+    full = {s.entity: s.values for s in datasets.load(shared, "m4")}
+    full_test = datasets.load_m4_test(shared / "Hourly-test.csv")
+    for series in bundled:
+        np.testing.assert_array_equal(series.values, full[series.entity])
+        np.testing.assert_array_equal(test[series.entity], full_test[series.entity])

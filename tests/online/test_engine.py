@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from streammeta import config as config_mod
+from streammeta.config import Config
+from streammeta.io.codec import Reason
+from streammeta.online.engine import Engine, _rounds
+
+STEP = 3_600_000
+
+
+@pytest.fixture
+def cfg() -> Config:
+    config = config_mod.load(None, env={})
+    # Raw units and unshrunk φ: these tests follow values and steps exactly.
+    return config.replace("model", window=12, hidden=16, context_dim=4).replace(
+        "series", season=4, horizon=6, max_gap_fill=3, transform="none").replace(
+        "adaptation", shrink=0.0)
+
+
+def feed(engine: Engine, entity: str, values: list[float], start: int = 0):
+    ts = np.arange(start, start + len(values), dtype=np.int64) * STEP
+    return engine.process([entity] * len(values), ts, np.asarray(values, dtype=np.float64))
+
+
+def test_rounds_put_each_entitys_observations_in_arrival_order() -> None:
+    slots = np.array([5, 3, 5, 5, 3, 7])
+    rounds = _rounds(slots)
+    assert [r.tolist() for r in rounds] == [[0, 1, 5], [2, 4], [3]]
+
+
+def test_one_batch_equals_one_observation_at_a_time(cfg: Config) -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(10, 2, size=(3, 40))
+    entities = ["a", "b", "c"]
+    batched, single = Engine(cfg), Engine(cfg)
+    # Batched: all of each entity's values in one batch, entities interleaved.
+    ents = [e for t in range(40) for e in entities]
+    ts = np.repeat(np.arange(40, dtype=np.int64) * STEP, 3)
+    vals = values.T.reshape(-1)
+    result = batched.process(ents, ts, vals)
+    for t in range(40):
+        single.process(entities, ts[3 * t: 3 * t + 3], vals[3 * t: 3 * t + 3])
+    assert len(result.forecasts) == 120 and not result.rejected
+    torch.testing.assert_close(batched.arena.ring[:3], single.arena.ring[:3])
+    torch.testing.assert_close(batched.arena.phi[:3], single.arena.phi[:3])
+    # Forecasts come per round; each entity's origins are in time order.
+    f = result.forecasts
+    for slot in range(3):
+        origins = f.origin_ts[f.slots == slot]
+        assert (np.diff(origins) == STEP).all() and len(origins) == 40
+
+
+def test_late_duplicate_and_misaligned_are_rejected_without_touching_state(cfg: Config) -> None:
+    engine = Engine(cfg)
+    feed(engine, "a", [1.0, 2.0, 3.0])
+    before = engine.arena.ring.clone()
+    ts = np.array([2 * STEP, 1 * STEP, 2 * STEP + 5, 3 * STEP], dtype=np.int64)
+    result = engine.process(["a"] * 4, ts, np.array([9.0, 9.0, 9.0, 4.0]))
+    assert [(i, r) for i, r, _ in result.rejected] == [
+        (0, Reason.DUPLICATE), (1, Reason.LATE), (2, Reason.MISALIGNED)]
+    assert result.forecasts.obs_index.tolist() == [3]
+    assert int(engine.arena.count[0]) == 4
+    assert torch.equal(engine.arena.ring[0, :3], before[0, :3])
+
+
+def test_duplicate_inside_one_batch_is_caught(cfg: Config) -> None:
+    engine = Engine(cfg)
+    ts = np.array([0, STEP, STEP], dtype=np.int64)
+    result = engine.process(["a", "a", "a"], ts, np.array([1.0, 2.0, 3.0]))
+    assert [r for _, r, _ in result.rejected] == [Reason.DUPLICATE]
+    assert len(result.forecasts) == 2
+
+
+def test_short_gap_is_interpolated_long_gap_restarts_cold(cfg: Config) -> None:
+    engine = Engine(cfg)
+    feed(engine, "a", [0.0, 1.0])
+    result = engine.process(["a"], np.array([4 * STEP]), np.array([4.0]))  # steps 2, 3 missing
+    assert result.gap_steps == 2 and result.resets == 0
+    assert engine.arena.ring[0, :5].tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert int(engine.arena.count[0]) == 5
+    result = engine.process(["a"], np.array([9 * STEP]), np.array([7.0]))  # 4 missing > 3
+    assert result.resets == 1 and result.gap_steps == 0
+    assert int(engine.arena.count[0]) == 1
+    assert not result.forecasts.warm[0]
+
+
+def test_cold_forecasts_are_naive_then_seasonal_naive_then_warm(cfg: Config) -> None:
+    engine = Engine(cfg)
+    r = feed(engine, "a", [1.0, 2.0])
+    assert not r.forecasts.warm.any()
+    assert (r.forecasts.point[-1] == 2.0).all()  # last value before a season is seen
+    r = feed(engine, "a", [3.0, 4.0, 5.0, 6.0], start=2)  # season 4: ... 3 4 5 6
+    assert r.forecasts.point[-1].tolist() == [3.0, 4.0, 5.0, 6.0, 3.0, 4.0]
+    r = feed(engine, "a", list(range(7, 13)), start=6)  # 12 values = window
+    assert r.forecasts.warm.tolist() == [False] * 5 + [True]
+
+
+def test_quantiles_are_ordered_and_forecasts_finite(cfg: Config) -> None:
+    engine = Engine(cfg)
+    rng = np.random.default_rng(2)
+    r = feed(engine, "a", list(rng.normal(5, 1, 60)))
+    q = r.forecasts.quantiles
+    assert np.isfinite(q).all() and np.isfinite(r.forecasts.point).all()
+    assert (np.diff(q, axis=1) >= 0).all()
+
+
+def test_capacity_is_enforced(cfg: Config) -> None:
+    engine = Engine(cfg.replace("engine", max_entities=2))
+    result = engine.process(["a", "b", "c", "a"], np.array([0, 0, 0, STEP]),
+                            np.array([1.0, 1.0, 1.0, 1.0]))
+    assert [(i, r) for i, r, _ in result.rejected] == [(2, Reason.CAPACITY)]
+    assert len(engine.arena) == 2 and len(result.forecasts) == 3
+
+
+def test_scoring_compares_model_and_seasonal_naive_on_the_same_targets(cfg: Config) -> None:
+    engine = Engine(cfg.replace("adaptation", enabled=False))
+    pattern = [1.0, 5.0, 2.0, 8.0]
+    result = feed(engine, "a", pattern * 20)
+    assert result.scored > 0
+    # An untrained model starts as seasonal naive: on a pure seasonal pattern both are exact.
+    assert engine.online_error["seasonal_naive"] == pytest.approx(0.0, abs=1e-6)
+    assert engine.online_error["streammeta"] < 0.05
+
+
+def related_family(n: int, length: int, seed: int) -> np.ndarray:
+    """Seasonal series sharing a shape, each with its own level, amplitude and trend."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    level = rng.uniform(5, 50, n)[:, None]
+    amp = rng.uniform(1, 3, n)[:, None]
+    slope = rng.uniform(-0.05, 0.05, n)[:, None]
+    phase = rng.uniform(0, 24, n)[:, None]
+    noise = rng.normal(0, 0.2, (n, length))
+    return level + slope * t + amp * np.sin(2 * math.pi * (t + phase) / 24) + noise
+
+
+def run_family(config: Config, values: np.ndarray) -> float:
+    engine = Engine(config)
+    entities = [f"e{i}" for i in range(values.shape[0])]
+    for t in range(values.shape[1]):
+        engine.process(entities, np.full(len(entities), t * STEP, dtype=np.int64), values[:, t])
+    return engine.online_error["streammeta"]
+
+
+def test_online_adaptation_lowers_error_on_related_series() -> None:
+    config = config_mod.load(None, env={}).replace("model", window=48)
+    values = related_family(200, 300, seed=0)
+    frozen = run_family(config.replace("adaptation", enabled=False), values)
+    assert run_family(config.replace("adaptation", shrink=0.0), values) < 0.8 * frozen
+    assert run_family(config, values) < frozen  # shrink (default 0.1) bounds how far φ goes
+
+
+def test_squared_error_adaptation_survives_a_stuck_sensor() -> None:
+    """adaptation.loss = "mse" after a flat stretch: the window's scale is then near 0,
+    so the first values after it are errors of thousands of window standard
+    deviations. Pure squared errors stepped φ so far that forecasts reached 85 times
+    the data's largest value (137.6 against 1.62); beyond model.HUBER_DELTA the loss is
+    linear."""
+    rng = np.random.default_rng(0)
+    values = 1.0 + 0.5 * np.sin(2 * math.pi * np.arange(600) / 24) + rng.normal(0, 0.05, (4, 600))
+    values[:, 200:300] = 0.3  # stuck for 100 values, then back
+    config = config_mod.load(None, env={}).replace(
+        "series", transform="none", horizon=24).replace(
+        "model", window=72, hidden=64, warm_after=0).replace("adaptation", loss="mse")
+    engine = Engine(config)
+    entities = [f"e{i}" for i in range(4)]
+    worst = 0.0
+    for t in range(values.shape[1]):
+        point = engine.process(entities, np.full(4, t * STEP, dtype=np.int64),
+                               values[:, t]).forecasts.point
+        worst = max(worst, float(np.abs(np.asarray(point)).max(initial=0.0)))
+    assert np.isfinite(worst) and worst < 1.5 * np.abs(values).max()
+
+
+def test_asinh_transform_forecasts_in_the_entities_own_units(cfg: Config) -> None:
+    """The model sees asinh(values); forecasts are published back in raw units, so
+    the cold seasonal-naive forecast is the raw value a season ago."""
+    asinh = Engine(cfg.replace("series", transform="asinh"))
+    values = [500.0 + 400.0 * math.sin(2 * math.pi * t / 4) for t in range(30)]
+    f = feed(asinh, "a", values).forecasts
+    ring = asinh.arena.ring[0]  # circular: value t at t mod its length
+    newest = range(30 - len(ring), 30)
+    torch.testing.assert_close(ring[[t % len(ring) for t in newest]],
+                               torch.asinh(torch.tensor([values[t] for t in newest])))
+    cold = int(np.nonzero(~f.warm)[0][-1])  # the last cold forecast: seasonal naive
+    season = values[cold - 3: cold + 1]
+    np.testing.assert_allclose(f.point[cold, :4], season, rtol=1e-4)
+    assert np.isfinite(f.point).all() and (f.point[f.warm] > 0).all()
+    assert (np.diff(f.quantiles, axis=1) >= 0).all()
+
+
+def test_shrink_keeps_fast_weights_near_their_initialisation(cfg: Config) -> None:
+    rng = np.random.default_rng(3)
+    values = list(10 + rng.normal(0, 3, 200))
+    drift = {}
+    for shrink in (0.0, 0.2):
+        engine = Engine(cfg.replace("adaptation", shrink=shrink))
+        feed(engine, "a", values)
+        drift[shrink] = float((engine.arena.phi[0] - engine.arena.phi0).norm())
+    assert 0 < drift[0.2] < drift[0.0] / 2
+
+
+def test_warm_after_completes_a_young_window_with_its_first_season(cfg: Config) -> None:
+    """window 12, season 4, warm after 8: the 8th value's forecast comes from the
+    model, whose window is the first season followed by the 8 values."""
+    from streammeta.online import model
+
+    engine = Engine(cfg.replace("model", warm_after=8))
+    values = [10.0, 30.0, 20.0, 15.0, 11.0, 32.0, 19.0, 16.0]
+    f = feed(engine, "a", values).forecasts
+    assert f.warm.tolist() == [False] * 7 + [True]
+    completed = torch.tensor(values[:4] + values, dtype=torch.float32)[None, :]
+    x, mean, scale = model.normalise(completed)
+    point, _ = model.point_and_spread(engine.params, x, engine.arena.phi0[None, :])
+    np.testing.assert_allclose(f.point[-1], (point * scale + mean)[0].numpy(), rtol=1e-5)
+
+
+def test_warm_after_is_at_least_a_season_and_at_most_the_window(cfg: Config) -> None:
+    """window 12, season 4."""
+    assert Engine(cfg.replace("model", warm_after=2)).warm_at == 4
+    assert Engine(cfg.replace("model", warm_after=72)).warm_at == 12
+    assert Engine(cfg.replace("model", warm_after=0)).warm_at == 12

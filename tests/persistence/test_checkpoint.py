@@ -1,0 +1,341 @@
+from __future__ import annotations
+
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streammeta import config as config_mod
+from streammeta.errors import ParameterFileError
+from streammeta.online.arena import GUARD_UNTIL
+from streammeta.online.engine import Engine
+from streammeta.persistence.checkpoint import (
+    Checkpointer,
+    CheckpointStore,
+    Written,
+    read_file,
+    write_file,
+)
+
+STEP = 3_600_000
+
+
+def small_engine() -> Engine:
+    config = config_mod.load(None, env={}).replace("model", window=12, hidden=16).replace(
+        "series", season=4, horizon=6).replace("engine", max_entities=100)
+    return Engine(config)
+
+
+def feed(engine: Engine, steps: range, entities: int = 6) -> None:
+    names = [f"e{i}" for i in range(entities)]
+    parts = np.array([i % 2 for i in range(entities)])
+    rng = np.random.default_rng(steps.start)
+    for t in steps:
+        engine.process(names, np.full(entities, t * STEP, dtype=np.int64),
+                       rng.normal(10, 1, entities), parts)
+
+
+def test_roundtrip_keeps_tensors_names_and_offsets(tmp_path: Path) -> None:
+    engine = small_engine()
+    feed(engine, range(30))
+    store = CheckpointStore(tmp_path, member="a")
+    slots = engine.arena.slots_in([1])
+    store.save({"partitions": {1: {"offset": 42, "rows": engine.arena.export(slots)}}})
+    found = store.latest_for(1)
+    assert found is not None and store.latest_for(0) is None
+    rows = found[1]["partitions"][1]["rows"]
+    assert rows["names"] == ["e1", "e3", "e5"] and found[1]["partitions"][1]["offset"] == 42
+    restored = small_engine()
+    new_slots = restored.arena.restore(rows)
+    for field in ("ring", "count", "phi", "pending", "last_ts"):
+        torch.testing.assert_close(getattr(restored.arena, field)[new_slots],
+                                   getattr(engine.arena, field)[slots], equal_nan=True)
+
+
+def test_restored_state_continues_exactly_like_the_original(tmp_path: Path) -> None:
+    original = small_engine()
+    feed(original, range(20))
+    store = CheckpointStore(tmp_path, member="a")
+    store.save({"partitions": {p: {"offset": 0, "rows": original.arena.export(
+        original.arena.slots_in([p]))} for p in (0, 1)}})
+    copy = small_engine()
+    for p in (0, 1):
+        found = store.latest_for(p)
+        assert found is not None
+        copy.arena.restore(found[1]["partitions"][p]["rows"])
+    feed(original, range(20, 40))
+    feed(copy, range(20, 40))
+    for name in (f"e{i}" for i in range(6)):
+        a, b = original.arena.index[name], copy.arena.index[name]
+        torch.testing.assert_close(original.arena.ring[a], copy.arena.ring[b])
+        torch.testing.assert_close(original.arena.phi[a], copy.arena.phi[b])
+
+
+def test_damaged_newest_file_falls_back_to_the_previous_good_one(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, member="a", keep=5)
+    first = store.save({"partitions": {0: {"offset": 1}}})
+    second = store.save({"partitions": {0: {"offset": 2}}})
+    assert second.name > first.name
+    data = bytearray(second.read_bytes())
+    data[-5] ^= 0xFF  # a flipped bit in the payload
+    second.write_bytes(bytes(data))
+    found = store.latest_for(0)
+    assert found is not None and found[1]["partitions"][0]["offset"] == 1
+    assert store.corrupt_seen == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_damaged_files_are_refused(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "x.smck"
+    write_file(path, {"format": 1, "partitions": {}})
+    raw = path.read_bytes()
+    path.write_bytes({"truncate": raw[:-10], "garbage": b"x" * 100, "empty": b""}[damage])
+    with pytest.raises(ParameterFileError):
+        read_file(path)
+
+
+class Evil:
+    def __reduce__(self) -> tuple[object, ...]:
+        return (print, ("pwned",))
+
+
+def test_pickled_objects_are_never_unpickled(tmp_path: Path) -> None:
+    import hashlib
+    import struct
+
+    data = pickle.dumps({"format": 1, "x": Evil()})
+    path = tmp_path / "evil.smck"
+    path.write_bytes(struct.pack("<8sQ32s", b"SMCKPT01", len(data),
+                                 hashlib.sha256(data).digest()) + data)
+    with pytest.raises(ParameterFileError):
+        read_file(path)
+
+
+def test_each_member_keeps_its_last_n_files(tmp_path: Path) -> None:
+    a = CheckpointStore(tmp_path, member="a", keep=2)
+    b = CheckpointStore(tmp_path, member="b", keep=2)
+    for _ in range(4):
+        a.save({"partitions": {}})
+        b.save({"partitions": {}})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 4
+    assert sum("-a.smck" in n for n in names) == 2 and sum("-b.smck" in n for n in names) == 2
+
+
+def test_removed_slots_are_reused(tmp_path: Path) -> None:
+    engine = small_engine()
+    feed(engine, range(3))
+    engine.arena.remove(engine.arena.slots_in([0]))
+    assert sorted(engine.arena.index) == ["e1", "e3", "e5"]
+    engine.process(["new"], np.array([0]), np.array([1.0]))
+    assert engine.arena.index["new"] in (0, 2, 4)
+    assert len(engine.arena) == 4
+
+
+class GatedStore(CheckpointStore):
+    """A store whose writes wait until ``gate`` is set: a slow disk."""
+
+    def __init__(self, directory: Path, member: str) -> None:
+        super().__init__(directory, member=member, keep=10)
+        self.gate = threading.Event()
+
+    def save(self, payload: dict) -> Path:
+        assert self.gate.wait(30)
+        return super().save(payload)
+
+
+def checkpointer(engine: Engine, store: CheckpointStore) -> Checkpointer:
+    return Checkpointer(store, engine, every_s=3600, every_records=10**9)
+
+
+def test_a_background_save_writes_the_state_and_positions_of_its_snapshot(
+    tmp_path: Path,
+) -> None:
+    engine = small_engine()
+    feed(engine, range(20))
+    store = GatedStore(tmp_path, "a")
+    saver = checkpointer(engine, store)
+    saver.advance({0: 60, 1: 60}, 120)
+    expected = {p: engine.arena.export(engine.arena.slots_in([p])) for p in (0, 1)}
+    assert saver.save_in_background()
+    assert saver.writing and not saver.save_in_background()  # one write in flight at most
+    feed(engine, range(20, 30))  # the loop goes on while the file is written
+    saver.advance({0: 90, 1: 90}, 60)
+    store.gate.set()
+    saver.wait()
+    [written] = saver.outcomes()
+    assert isinstance(written, Written) and written.size == written.path.stat().st_size
+    payload = read_file(written.path)  # the SMCKPT01 format, unchanged
+    for p in (0, 1):
+        assert payload["partitions"][p]["offset"] == 60
+        rows = payload["partitions"][p]["rows"]
+        assert rows["names"] == expected[p]["names"]
+        for field in ("ring", "count", "phi", "last_ts"):
+            torch.testing.assert_close(rows[field], expected[p][field])
+
+
+def test_synchronous_saves_and_restores_wait_for_the_write_in_flight(tmp_path: Path) -> None:
+    engine = small_engine()
+    feed(engine, range(10))
+    store = GatedStore(tmp_path, "a")
+    saver = checkpointer(engine, store)
+    saver.advance({0: 30, 1: 30}, 60)
+    assert saver.save_in_background()
+    feed(engine, range(10, 12))
+    saver.advance({0: 36, 1: 36}, 12)
+    threading.Timer(0.2, store.gate.set).start()
+    saver.release([1])  # waits for the background file, then writes a newer one
+    assert not saver.writing
+    background, = (o for o in saver.outcomes() if isinstance(o, Written))
+    found = store.latest_for(1)
+    assert found is not None and found[0].name > background.path.name
+    assert found[1]["partitions"][1]["offset"] == 36
+    assert engine.arena.slots_in([1]).numel() == 0 and 1 not in saver.positions
+
+    saver.advance({0: 42}, 6)
+    store.gate.clear()
+    assert saver.save_in_background()
+    threading.Timer(0.2, store.gate.set).start()
+    assert saver.restore_partitions([0]) == {0: 42}  # the file still being written
+
+
+def test_a_failed_background_write_is_reported_not_raised(tmp_path: Path) -> None:
+    engine = small_engine()
+    feed(engine, range(5))
+    store = CheckpointStore(tmp_path / "dir", member="a")
+    saver = checkpointer(engine, store)
+    saver.advance({0: 15, 1: 15}, 30)
+    (tmp_path / "dir").rmdir()  # the directory vanished (an unmounted volume)
+    assert saver.save_in_background()
+    saver.wait()
+    [failure] = saver.outcomes()
+    assert isinstance(failure, OSError)
+
+
+def test_holders_gives_each_partition_its_newest_file(tmp_path: Path) -> None:
+    a = CheckpointStore(tmp_path, member="a")
+    b = CheckpointStore(tmp_path, member="b")
+    a.save({"partitions": {0: {"offset": 1}, 1: {"offset": 1}}})
+    b.save({"partitions": {1: {"offset": 2}}})
+    found = {p: payload["partitions"][p]["offset"] for p, _, payload in a.holders([0, 1, 2])}
+    assert found == {0: 1, 1: 2}
+
+
+def step(engine: Engine, t: int, parts: tuple[int, ...]) -> None:
+    """Step t of 6 entities (entity i in partition i % 2), only those in ``parts``."""
+    values = np.random.default_rng(t).normal(10, 1, 6)
+    mine = [i for i in range(6) if i % 2 in parts]
+    engine.process([f"e{i}" for i in mine], np.full(len(mine), t * STEP, dtype=np.int64),
+                   values[mine], np.array([i % 2 for i in mine]))
+
+
+def test_state_follows_a_partition_to_another_replica_and_back(tmp_path: Path) -> None:
+    """A owns both partitions, hands partition 1 to B (revocation), B dies after a
+    periodic checkpoint and A takes 1 back: every entity ends as if one replica had
+    processed everything once."""
+    reference = small_engine()
+    for t in range(40):
+        step(reference, t, (0, 1))
+    store_a, store_b = (CheckpointStore(tmp_path, member=m) for m in ("a", "b"))
+    a, b = small_engine(), small_engine()
+    saver_a, saver_b = checkpointer(a, store_a), checkpointer(b, store_b)
+    for t in range(15):
+        step(a, t, (0, 1))
+    saver_a.advance({0: 45, 1: 45}, 90)  # offsets count records: 3 per partition and step
+    saver_a.release([1])
+    assert saver_b.restore_partitions([1]) == {1: 45}
+    for t in range(15, 40):  # each replica applies its own partition's records
+        step(a, t, (0,))
+        step(b, t, (1,))
+        if t == 30:
+            saver_b.advance({1: 93}, 48)
+            assert saver_b.save_in_background()
+            saver_b.wait()
+    # B dies: what it applied after step 30 is lost with it; A replays it.
+    assert saver_a.restore_partitions([1]) == {1: 93}
+    for t in range(31, 40):
+        step(a, t, (1,))
+    assert sorted(a.arena.index) == sorted(reference.arena.index)
+    for name, slot in reference.arena.index.items():
+        other = a.arena.index[name]
+        assert int(a.arena.count[other]) == 40
+        torch.testing.assert_close(a.arena.ring[other], reference.arena.ring[slot])
+        torch.testing.assert_close(a.arena.phi[other], reference.arena.phi[slot])
+
+
+def test_state_in_other_units_is_refused(tmp_path: Path) -> None:
+    """State and θ learned on asinh-transformed values must not be restored into an
+    engine that feeds raw values (and the other way round)."""
+    from streammeta.persistence import params as params_io
+
+    asinh = Engine(small_engine().config.replace("series", transform="asinh"))
+    raw = Engine(small_engine().config.replace("series", transform="none"))
+    feed(asinh, range(20))
+    saver = checkpointer(asinh, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    with pytest.raises(ParameterFileError, match=r"series\.transform"):
+        checkpointer(raw, CheckpointStore(tmp_path, member="b")).restore_partitions([0])
+    path = params_io.save(tmp_path / "p.smp", asinh.params, 1, asinh.shape)
+    with pytest.raises(ParameterFileError, match=r"series\.transform"):
+        params_io.load(path, raw.shape)
+
+
+def test_state_saved_before_anchors_and_the_guard_existed_restores(tmp_path: Path) -> None:
+    """Rows of an older version have no ``anchor``, ``phi_origin`` or ``guard``: they
+    restore (checkpoint and spill file alike) as entities whose φ shrinks towards φ₀
+    itself and whose guard period is over, and continue exactly."""
+    original = small_engine()
+    feed(original, range(20))
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    payload = saver.snapshot()
+    for state in payload["partitions"].values():
+        for field in ("anchor", "phi_origin", "guard"):
+            del state["rows"][field]
+    CheckpointStore(tmp_path, member="old").save(payload)
+    copy = small_engine()
+    copy.arena.anchor.fill_(1.0)  # whatever the free slots held before
+    assert checkpointer(copy, CheckpointStore(tmp_path, member="b")).restore_partitions(
+        [0, 1]) == {0: 60, 1: 60}
+    slots = torch.tensor([copy.arena.index[f"e{i}"] for i in range(6)])
+    assert bool((copy.arena.anchor[slots] == 0).all())
+    torch.testing.assert_close(copy.arena.phi_origin[slots], copy.arena.phi[slots])
+    assert bool((copy.arena.guard[slots, GUARD_UNTIL] == 0).all())
+    feed(original, range(20, 40))
+    feed(copy, range(20, 40))
+    for i in range(6):
+        torch.testing.assert_close(copy.arena.phi[copy.arena.index[f"e{i}"]],
+                                   original.arena.phi[original.arena.index[f"e{i}"]])
+
+
+def test_a_restarted_replica_left_unassigned_for_long_still_restores_every_entity(
+    tmp_path: Path,
+) -> None:
+    """A replica restarts and waits for its partitions for longer than keep × every_s:
+    the periodic checkpoints it writes meanwhile hold no partition, and must not
+    prune away the files of its previous run that hold them."""
+    before = small_engine()
+    feed(before, range(20))
+    saver = Checkpointer(CheckpointStore(tmp_path, member="a", keep=2), before,
+                         every_s=0, every_records=10**9)
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    saver.save()  # the shutdown checkpoint: two files hold both partitions
+
+    after = small_engine()  # the same member restarted
+    restarted = Checkpointer(CheckpointStore(tmp_path, member="a", keep=2), after,
+                             every_s=0, every_records=10**9)
+    assert restarted.restore_model() is not None
+    for _ in range(5):  # unassigned: every loop iteration finds a checkpoint due
+        assert restarted.due() and restarted.save_in_background()
+        restarted.wait()
+    assert restarted.restore_partitions([0, 1]) == {0: 60, 1: 60}
+    assert sorted(after.arena.index) == sorted(before.arena.index)
+    for name, slot in before.arena.index.items():
+        assert int(after.arena.count[after.arena.index[name]]) == int(before.arena.count[slot])
+    files = sorted(tmp_path.glob("*.smck"))
+    assert len(files) <= 2 + 1  # still bounded: keep, plus the newest holder of p0 and p1

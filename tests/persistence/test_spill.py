@@ -1,0 +1,153 @@
+"""The resident cap: evicted entities go to disk and come back exactly as they left."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streammeta import config as config_mod
+from streammeta.config import Config
+from streammeta.online.engine import Engine
+from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+from streammeta.persistence.spill import SpillStore
+
+STEP = 3_600_000
+
+
+@pytest.fixture
+def cfg() -> Config:
+    config = config_mod.load(None, env={})
+    return config.replace("model", window=12, hidden=16, context_dim=4).replace(
+        "series", season=4, horizon=6).replace("memory", enabled=True, mature_after=4)
+
+
+def stream(entities: int, steps: int, seed: int = 0) -> list[tuple[list[str], np.ndarray,
+                                                                  np.ndarray, np.ndarray]]:
+    """Batches in time order; entity i is active in steps where (t + i) % 3 != 0, so
+    entities go quiet and come back."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(5, 50, entities)
+    batches = []
+    for t in range(steps):
+        live = [i for i in range(entities) if (t // 10 + i) % 3 != 0]
+        names = [f"e{i}" for i in live]
+        values = level[live] + np.sin(t / 2) + rng.normal(0, 0.3, len(live))
+        batches.append((names, np.full(len(live), t * STEP, dtype=np.int64), values,
+                        np.array([i % 2 for i in live], dtype=np.int32)))
+    return batches
+
+
+def run(engine: Engine, batches: list) -> tuple[int, int]:
+    evicted = paged = 0
+    for names, ts, values, parts in batches:
+        result = engine.process(names, ts, values, parts)
+        assert not result.rejected
+        evicted, paged = evicted + result.evicted, paged + result.paged_in
+    return evicted, paged
+
+
+def assert_same_state(engine: Engine, reference: Engine) -> None:
+    """Every entity's state, resident or on disk, equals the uncapped engine's."""
+    spill = engine.spill
+    assert spill is not None
+    assert set(engine.arena.index) | set(spill.index) == set(reference.arena.index)
+    on_disk = list(spill.index)
+    rows = spill.take(on_disk) if on_disk else None
+    for name, slot in reference.arena.index.items():
+        if name in engine.arena.index:
+            mine = engine.arena.export(torch.tensor([engine.arena.index[name]]))
+        else:
+            assert rows is not None
+            i = rows["names"].index(name)
+            mine = {field: rows[field][i:i + 1] for field in ("count", "ring", "phi", "pending")}
+        assert int(mine["count"][0]) == int(reference.arena.count[slot])
+        torch.testing.assert_close(mine["ring"][0], reference.arena.ring[slot])
+        torch.testing.assert_close(mine["phi"][0], reference.arena.phi[slot],
+                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(mine["pending"][0], reference.arena.pending[slot],
+                                   equal_nan=True, rtol=1e-4, atol=1e-4)
+
+
+def test_evicted_entities_continue_exactly_as_if_resident(cfg: Config, tmp_path: Path) -> None:
+    batches = stream(entities=30, steps=80)
+    reference = Engine(cfg)
+    run(reference, batches)
+    capped = Engine(cfg.replace("engine", max_entities=22))
+    capped.spill = SpillStore(tmp_path, "a")
+    evicted, paged = run(capped, batches)
+    assert len(capped.arena) <= 22
+    assert evicted > 0 and paged > 0  # entities left and came back
+    assert list((tmp_path / "spill" / "a").glob("spill-*.smck"))
+    assert_same_state(capped, reference)
+
+
+def test_the_least_recently_observed_go_first(cfg: Config, tmp_path: Path) -> None:
+    engine = Engine(cfg.replace("engine", max_entities=3))
+    engine.spill = SpillStore(tmp_path, "a")
+    for t, name in enumerate(["old", "mid", "new"]):
+        engine.process([name], np.array([t * STEP]), np.array([1.0]))
+    result = engine.process(["newest"], np.array([5 * STEP]), np.array([1.0]))
+    assert result.evicted == 1 and set(engine.spill.index) == {"old"}
+    assert set(engine.arena.index) == {"mid", "new", "newest"}
+
+
+def test_without_a_spill_store_the_cap_dead_letters(cfg: Config) -> None:
+    engine = Engine(cfg.replace("engine", max_entities=1))
+    engine.process(["a"], np.array([0]), np.array([1.0]))
+    result = engine.process(["b"], np.array([0]), np.array([1.0]))
+    assert [reason.value for _, reason, _ in result.rejected] == ["capacity"]
+
+
+def test_a_checkpoint_carries_evicted_entities_to_a_new_owner(cfg: Config,
+                                                              tmp_path: Path) -> None:
+    batches = stream(entities=30, steps=80)
+    reference = Engine(cfg)
+    run(reference, batches)
+    capped = cfg.replace("engine", max_entities=22)
+    first = Engine(capped)
+    first.spill = SpillStore(tmp_path, "a")
+    run(first, batches[:50])
+    saver = Checkpointer(CheckpointStore(tmp_path, "a"), first, 60.0, 1000)
+    saver.advance({0: 111, 1: 222}, 0)
+    saver.save()
+    assert len(first.spill)
+    second = Engine(capped)  # another replica takes both partitions over
+    second.spill = SpillStore(tmp_path, "b")
+    loader = Checkpointer(CheckpointStore(tmp_path, "b"), second, 60.0, 1000)
+    assert loader.restore_partitions([0, 1]) == {0: 111, 1: 222}
+    assert set(second.spill.index) == set(first.spill.index)
+    run(second, batches[50:])
+    assert_same_state(second, reference)
+
+
+def test_spill_files_are_deleted_only_when_nothing_can_need_them(cfg: Config,
+                                                                 tmp_path: Path) -> None:
+    engine = Engine(cfg.replace("engine", max_entities=2))
+    engine.spill = SpillStore(tmp_path, "a")
+    store = CheckpointStore(tmp_path, "a", keep=2)
+    saver = Checkpointer(store, engine, 60.0, 1000)
+    for t, name in enumerate(["x", "y", "z"]):  # z evicts x
+        engine.process([name], np.array([t * STEP]), np.array([1.0]), np.array([0]))
+    saver.advance({0: 3}, 3)
+    saver.save()  # names x's file
+    files = list((tmp_path / "spill" / "a").glob("*.smck"))
+    assert len(files) == 1
+    engine.process(["x"], np.array([9 * STEP]), np.array([2.0]), np.array([0]))  # x back
+    saver.save()  # the older kept checkpoint names x's file: it must stay
+    assert files[0].exists()
+    time.sleep(0.01)
+    saver.save()  # now both kept checkpoints are newer than x's return
+    assert not files[0].exists()
+    # A partition given away keeps its files: the new owner may need them.
+    engine.process(["w"], np.array([10 * STEP]), np.array([1.0]), np.array([0]))
+    kept = set((tmp_path / "spill" / "a").glob("*.smck"))
+    assert kept
+    saver.release([0])
+    saver.save()
+    time.sleep(0.01)
+    saver.save()
+    assert kept <= set((tmp_path / "spill" / "a").glob("*.smck"))

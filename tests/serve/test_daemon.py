@@ -1,0 +1,285 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+import torch
+
+from streammeta import config as config_mod
+from streammeta.config import Config
+from streammeta.errors import BrokerError
+from streammeta.io.codec import Reason, Record, encode_observation
+from streammeta.io.streams import MemorySink, MemorySource
+from streammeta.online.engine import Engine
+from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+from streammeta.serve.daemon import Daemon
+from streammeta.serve.metrics import Metrics
+
+STEP = 3_600_000
+TOPIC = "obs"
+
+
+@pytest.fixture
+def cfg() -> Config:
+    config = config_mod.load(None, env={})
+    return config.replace("model", window=12, hidden=16).replace("series", season=4, horizon=6)
+
+
+def good_records(entities: int, steps: int, partitions: int = 2) -> list[Record]:
+    records, offsets = [], [0] * partitions
+    for t in range(steps):
+        for e in range(entities):
+            p = e % partitions
+            key, value = encode_observation(f"e{e}", t * STEP, float(e + t % 4))
+            records.append(Record(TOPIC, p, offsets[p], key, value))
+            offsets[p] += 1
+    return records
+
+
+def run_until_drained(daemon: Daemon, source: MemorySource) -> None:
+    """Run the loop in a thread and stop it once the source is empty and processed."""
+    thread = threading.Thread(target=daemon.run)
+    original_poll = source.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        if source.exhausted():
+            daemon.stop()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+BAD = [
+    (b"not json", Reason.NOT_JSON),
+    (b"[1, 2]", Reason.NOT_OBJECT),
+    (b'{"entity": "x", "ts": 0}', Reason.MISSING_FIELD),
+    (b'{"entity": "x", "ts": 0, "value": "1.5"}', Reason.WRONG_TYPE),
+    (b'{"entity": "x", "ts": 0, "value": 1e400}', Reason.NON_FINITE),
+    (b'{"entity": "", "ts": 0, "value": 1}', Reason.ENTITY_EMPTY),
+    (b'{"entity": "' + b"x" * 300 + b'", "ts": 0, "value": 1}', Reason.ENTITY_TOO_LONG),
+    (b'{"entity": "x", "ts": "yesterday", "value": 1}', Reason.BAD_TIMESTAMP),
+    (b'{"entity": "x", "ts": 0, "value": 1, "pad": "' + b"p" * 5000 + b'"}', Reason.OVERSIZE),
+]
+
+
+def test_good_records_are_forecast_bad_ones_dead_lettered_and_offsets_committed(
+    cfg: Config,
+) -> None:
+    records = good_records(entities=10, steps=30)
+    n_good = len(records)
+    offset = records[-1].offset + 1
+    mixed: list[Record] = []
+    for i, record in enumerate(records):
+        mixed.append(record)
+        if i % 7 == 0:  # hostile records between good ones, on partition 0
+            raw, _ = BAD[(i // 7) % len(BAD)]
+            mixed.append(Record(TOPIC, 0, 10_000 + i, None, raw))
+    # A late and a duplicate record of an entity that exists.
+    _, late = encode_observation("e0", 5 * STEP, 1.0)
+    _, dup = encode_observation("e0", 29 * STEP, 1.0)
+    mixed.append(Record(TOPIC, 1, offset, b"e0", late))
+    mixed.append(Record(TOPIC, 1, offset + 1, b"e0", dup))
+    mixed.append(Record(TOPIC, 0, 99_999, None, b'{"entity": "x", "ts": 0, "value": NaN}'))
+    n_bad = len(mixed) - n_good
+    source, sink, metrics = MemorySource(mixed, batch_size=97), MemorySink(), Metrics()
+    daemon = Daemon(cfg, source, sink, metrics)
+    run_until_drained(daemon, source)
+
+    assert len(sink.forecasts) == n_good
+    assert len(sink.dead_letters) == n_bad
+    keys = [key for key, _ in sink.forecasts]
+    assert sorted(set(keys)) == sorted(f"e{e}".encode() for e in range(10))
+    first = orjson.loads(sink.forecasts[0][1])
+    assert first["entity"] == "e0" and first["origin"] == 0 and len(first["point"]) == 6
+    assert first["ts"][0] == STEP and first["warm"] is False
+    reasons = {letter.reason for letter in sink.dead_letters}
+    assert reasons == {reason for _, reason in BAD} | {Reason.DUPLICATE, Reason.LATE}
+    for letter in sink.dead_letters:  # original bytes and coordinates kept
+        assert letter.record in mixed
+    # Offsets: everything consumed is committed, per partition.
+    assert source.committed[(TOPIC, 0)] == 100_000
+    assert source.committed[(TOPIC, 1)] == offset + 2
+    # Metrics agree with what was sent.
+    reg = metrics.registry
+    assert reg.get_sample_value("streammeta_records_consumed_total") == len(mixed)
+    assert reg.get_sample_value("streammeta_observations_processed_total") == n_good
+    assert reg.get_sample_value("streammeta_forecasts_published_total") == n_good
+    assert reg.get_sample_value("streammeta_dead_letters_total", {"reason": "duplicate"}) == 1
+    total_dead = sum(reg.get_sample_value("streammeta_dead_letters_total", {"reason": r.value})
+                     or 0 for r in Reason)
+    assert total_dead == n_bad
+    assert reg.get_sample_value("streammeta_entities_resident") == 10
+
+
+class FlakySink(MemorySink):
+    """Fails the first ``failures`` flushes, as a broker outage would."""
+
+    def __init__(self, failures: int, source: MemorySource) -> None:
+        super().__init__()
+        self.failures = failures
+        self.source = source
+        self.committed_at_failure: list[dict[tuple[str, int], int]] = []
+
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        super().flush(timeout_s, waiting)
+        if self.failures > 0:
+            self.failures -= 1
+            self.committed_at_failure.append(dict(self.source.committed))
+            raise BrokerError("broker unavailable")
+
+
+def test_offsets_are_not_committed_before_forecasts_are_acknowledged(
+    cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streammeta.serve.daemon._RETRY_BACKOFF_S", (0.01,))
+    records = good_records(entities=4, steps=5, partitions=1)
+    source = MemorySource(records, batch_size=len(records))
+    sink, metrics = FlakySink(failures=2, source=source), Metrics()
+    daemon = Daemon(cfg, source, sink, metrics)
+    run_until_drained(daemon, source)
+    assert sink.committed_at_failure == [{}, {}]  # nothing committed while failing
+    assert source.committed == {(TOPIC, 0): len(records)}
+    # Resent after each failure: at least once, duplicates carry the same key and origin.
+    assert len(sink.forecasts) == 3 * len(records)
+    assert len(set(sink.forecasts)) == len(records)
+    assert metrics.registry.get_sample_value(
+        "streammeta_kafka_errors_total", {"operation": "produce"}) == 2
+
+
+def test_offered_parameters_are_served_from_the_next_batch(cfg: Config) -> None:
+    records = good_records(entities=2, steps=20, partitions=1)
+    source, sink = MemorySource(records, batch_size=10), MemorySink()
+    daemon = Daemon(cfg, source, sink)
+    original_poll = source.poll
+    polls = [0]
+
+    def poll(timeout_s: float) -> list[Record]:
+        polls[0] += 1
+        if polls[0] == 2:
+            daemon.offer_params(dict(daemon.engine.params), version=7)
+        if source.exhausted():
+            daemon.stop()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    daemon.run()
+    versions = [orjson.loads(value)["model_version"] for _, value in sink.forecasts]
+    # Offered during the second poll: that batch is already in hand, the third swaps.
+    assert versions[:20] == [0] * 20
+    assert set(versions[20:]) == {7}
+    assert daemon.metrics.registry.get_sample_value("streammeta_model_version") == 7
+
+
+def test_health_reflects_the_loop(cfg: Config) -> None:
+    source, sink = MemorySource([], batch_size=10), MemorySink()
+    daemon = Daemon(cfg, source, sink)
+    assert daemon.health.alive() == (False, "loop not started")
+    polled = threading.Event()
+    original_poll = source.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        polled.set()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    assert polled.wait(10)
+    while not daemon.health.alive()[0]:
+        polled.wait(0.01)
+    assert daemon.health.ready()[0]
+    daemon.stop()
+    thread.join(10)
+    assert not daemon.health.ready()[0]
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: nothing after it runs."""
+
+
+def test_restart_from_checkpoint_applies_every_observation_exactly_once(
+    cfg: Config, tmp_path: Path
+) -> None:
+    records = good_records(entities=8, steps=40, partitions=2)
+    reference = Daemon(cfg, src := MemorySource(records, batch_size=50), MemorySink())
+    run_until_drained(reference, src)
+
+    def daemon_with_checkpoints(source: MemorySource) -> Daemon:
+        engine = Engine(cfg)
+        store = CheckpointStore(tmp_path, member="a", keep=2)
+        checkpointer = Checkpointer(store, engine, every_s=3600, every_records=120)
+        return Daemon(cfg, source, MemorySink(), engine=engine, checkpointer=checkpointer)
+
+    crashing = MemorySource(records, batch_size=50)
+    first = daemon_with_checkpoints(crashing)
+    polls = [0]
+    original_poll = crashing.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        polls[0] += 1
+        if polls[0] == 5:  # after 200 records; the last checkpoint was after 150
+            first._shutdown = lambda: None  # type: ignore[method-assign]
+            raise Crash
+        return original_poll(timeout_s)
+
+    crashing.poll = poll  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        first.run()
+    assert first.checkpointer is not None
+    first.checkpointer.wait()  # the checkpoint after 150 records was on disk before the crash
+    assert first.observations == 200
+
+    source = MemorySource(records, batch_size=50)
+    second = daemon_with_checkpoints(source)
+    run_until_drained(second, source)
+    assert second.observations == len(records) - 150  # resumed at the checkpoint's offsets
+    a, b = reference.engine.arena, second.engine.arena
+    assert sorted(a.index) == sorted(b.index)
+    for name, slot in a.index.items():
+        other = b.index[name]
+        assert int(a.count[slot]) == int(b.count[other]) == 40
+        torch.testing.assert_close(a.ring[slot], b.ring[other])
+        torch.testing.assert_close(a.phi[slot], b.phi[other], rtol=1e-4, atol=1e-5)
+
+
+def test_periodic_checkpoints_are_written_beside_the_loop(cfg: Config, tmp_path: Path) -> None:
+    records = good_records(entities=8, steps=40, partitions=2)
+    gate = threading.Event()
+
+    class SlowDisk(CheckpointStore):
+        def save(self, payload: dict) -> Path:
+            assert gate.wait(30)
+            return super().save(payload)
+
+    engine = Engine(cfg)
+    store = SlowDisk(tmp_path, member="a", keep=5)
+    checkpointer = Checkpointer(store, engine, every_s=3600, every_records=50)
+    source = MemorySource(records, batch_size=50)
+    metrics = Metrics()
+    daemon = Daemon(cfg, source, MemorySink(), metrics, engine=engine, checkpointer=checkpointer)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while daemon.observations < len(records) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Every record was processed while the first periodic write was stuck.
+        assert daemon.observations == len(records) and checkpointer.writing
+        assert metrics.registry.get_sample_value(
+            "streammeta_checkpoint_snapshot_seconds_count") == 1
+    finally:
+        gate.set()
+        daemon.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    found = store.latest_for(0)
+    assert found is not None and found[1]["partitions"][0]["offset"] == records[-1].offset + 1
+    assert len(list(store.newest())) == 2  # the periodic file, then the shutdown file
+    assert metrics.registry.get_sample_value("streammeta_checkpoint_duration_seconds_count") == 2
