@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_engine import related_family
-from test_outer import STEP, histories, layout_of
+from support import STEP, histories, layout_of, related_family
 
 from streammeta import config as config_mod
 from streammeta.config import Config

@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 import pytest
 import torch
-from test_engine import related_family
+from support import histories, layout_of, related_family
 from torch import Tensor
 
 from streammeta import config as config_mod
@@ -35,16 +35,6 @@ def cfg() -> Config:
         "series", horizon=12, season=24).replace(
         "meta", steps=30, tasks_per_step=64, cpu_share=1.0, every_observations=2000,
         every_s=3600, meta_lr=0.003, pretrain_lr=0.003)
-
-
-def layout_of(config: Config) -> TaskLayout:
-    m = config.meta
-    return TaskLayout(config.model.window, config.series.horizon, m.support_windows,
-                      m.query_windows, m.window_stride)
-
-
-def histories(config: Config, n: int, seed: int = 0) -> torch.Tensor:
-    return torch.tensor(related_family(n, layout_of(config).length, seed), dtype=torch.float32)
 
 
 def test_query_targets_never_reach_the_adaptation(cfg: Config) -> None:

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from support import related_family
 
 from streammeta import config as config_mod
 from streammeta.config import Config
@@ -126,18 +127,6 @@ def test_scoring_compares_model_and_seasonal_naive_on_the_same_targets(cfg: Conf
     # An untrained model starts as seasonal naive: on a pure seasonal pattern both are exact.
     assert engine.online_error["seasonal_naive"] == pytest.approx(0.0, abs=1e-6)
     assert engine.online_error["streammeta"] < 0.05
-
-
-def related_family(n: int, length: int, seed: int) -> np.ndarray:
-    """Seasonal series sharing a shape, each with its own level, amplitude and trend."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(length)
-    level = rng.uniform(5, 50, n)[:, None]
-    amp = rng.uniform(1, 3, n)[:, None]
-    slope = rng.uniform(-0.05, 0.05, n)[:, None]
-    phase = rng.uniform(0, 24, n)[:, None]
-    noise = rng.normal(0, 0.2, (n, length))
-    return level + slope * t + amp * np.sin(2 * math.pi * (t + phase) / 24) + noise
 
 
 def run_family(config: Config, values: np.ndarray) -> float:

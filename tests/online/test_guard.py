@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_daemon import run_until_drained
+from support import run_until_drained
 
 from streammeta import config as config_mod
 from streammeta.config import Config

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 import torch
+from support import run_until_drained
 
 from streammeta import config as config_mod
 from streammeta.config import Config
@@ -38,22 +39,6 @@ def good_records(entities: int, steps: int, partitions: int = 2) -> list[Record]
             records.append(Record(TOPIC, p, offsets[p], key, value))
             offsets[p] += 1
     return records
-
-
-def run_until_drained(daemon: Daemon, source: MemorySource) -> None:
-    """Run the loop in a thread and stop it once the source is empty and processed."""
-    thread = threading.Thread(target=daemon.run)
-    original_poll = source.poll
-
-    def poll(timeout_s: float) -> list[Record]:
-        if source.exhausted():
-            daemon.stop()
-        return original_poll(timeout_s)
-
-    source.poll = poll  # type: ignore[method-assign]
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive()
 
 
 BAD = [

@@ -1,0 +1,1 @@
+"""Shared fixtures; helpers shared across packages are in support.py."""

@@ -1,0 +1,55 @@
+"""Helpers shared by tests of several packages (pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import torch
+
+from streammeta.config import Config
+from streammeta.io.codec import Record
+from streammeta.io.streams import MemorySource
+from streammeta.meta.outer import TaskLayout
+from streammeta.serve.daemon import Daemon
+
+STEP = 3_600_000  # one hour in ms: the step of the tests' series
+
+
+def related_family(n: int, length: int, seed: int) -> np.ndarray:
+    """Seasonal series sharing a shape, each with its own level, amplitude and trend."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    level = rng.uniform(5, 50, n)[:, None]
+    amp = rng.uniform(1, 3, n)[:, None]
+    slope = rng.uniform(-0.05, 0.05, n)[:, None]
+    phase = rng.uniform(0, 24, n)[:, None]
+    noise = rng.normal(0, 0.2, (n, length))
+    return level + slope * t + amp * np.sin(2 * math.pi * (t + phase) / 24) + noise
+
+
+def layout_of(config: Config) -> TaskLayout:
+    m = config.meta
+    return TaskLayout(config.model.window, config.series.horizon, m.support_windows,
+                      m.query_windows, m.window_stride)
+
+
+def histories(config: Config, n: int, seed: int = 0) -> torch.Tensor:
+    return torch.tensor(related_family(n, layout_of(config).length, seed), dtype=torch.float32)
+
+
+def run_until_drained(daemon: Daemon, source: MemorySource) -> None:
+    """Run the loop in a thread and stop it once the source is empty and processed."""
+    thread = threading.Thread(target=daemon.run)
+    original_poll = source.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        if source.exhausted():
+            daemon.stop()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
