@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from streammeta.online.model import seasonal_back
+
 Baseline = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
 
 
@@ -35,8 +37,7 @@ def naive(values: np.ndarray, origins: np.ndarray, horizon: int, season: int) ->
 
 def seasonal_lags(horizon: int, season: int) -> np.ndarray:
     """How far back from the origin each target's seasonal-naive value lies: (H,)."""
-    h = np.arange(1, horizon + 1)
-    return season * np.ceil(h / season).astype(np.int64) - h
+    return np.array([seasonal_back(h, season) for h in range(1, horizon + 1)], dtype=np.int64)
 
 
 def seasonal_naive(values: np.ndarray, origins: np.ndarray, horizon: int,

@@ -33,6 +33,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from streammeta.online import model
+
 _ENTRY = struct.Struct("<4sHHI")  # magic, key dim, value dim, model version
 _MAGIC = b"SMM1"
 
@@ -47,7 +49,7 @@ def task_key(values: Tensor, season: int) -> Tensor:
     mean = values.mean(dim=1, keepdim=True)
     centred = values - mean
     std = centred.square().mean(dim=1, keepdim=True).sqrt()
-    x = centred / torch.maximum(std, 1e-3 * mean.abs() + 1e-6)
+    x = centred / torch.maximum(std, model.scale_floor(mean))
     acf = torch.stack([(x[:, lag:] * x[:, :-lag]).mean(dim=1) for lag in range(1, season + 1)],
                       dim=1)  # (B, m)
     t = torch.linspace(-1.0, 1.0, T)

@@ -58,7 +58,7 @@ from torch import Tensor
 from torch.func import grad, grad_and_value, vmap
 
 from streammeta.config import AdaptationConfig, Config, MetaConfig, resolve_device
-from streammeta.meta.tasks import TaskBuffer
+from streammeta.meta.tasks import TaskBuffer, held_out
 from streammeta.online import model
 from streammeta.online.engine import Engine
 
@@ -144,7 +144,7 @@ def mase_weight(scale: Tensor, known: Tensor, season: int) -> Tensor:
     windows over the ones MASE counts."""
     lag = min(season, known.shape[1] - 1)
     task_scale = (known[:, lag:] - known[:, :-lag]).abs().mean(dim=1, keepdim=True)  # (n, 1)
-    floor = 1e-3 * known.abs().mean(dim=1, keepdim=True) + 1e-6
+    floor = model.scale_floor(known.abs().mean(dim=1, keepdim=True))
     return (scale / torch.maximum(task_scale, floor)).clamp(max=10.0)
 
 
@@ -203,12 +203,11 @@ class MetaLearner:
     def _inner_step(self, params: model.Params, phi: Tensor, x: Tensor, y: Tensor,
                     mask: Tensor) -> Tensor:
         """The daemon's ``inner_steps`` Meta-SGD steps on one example: φ (C,) → φ (C,)."""
-        alpha = params["alpha"].clamp(min=0.0)
         for _ in range(self.inner_steps):
             g = grad(self._support_loss)(phi, params, x, y, mask)
             if self.config.algorithm != "maml":
                 g = g.detach()  # first order: the support gradient is a constant
-            phi = phi - alpha * g
+            phi = model.meta_sgd_step(params, phi, g)
         return phi
 
     def _adapt(self, params: model.Params, phi: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -242,8 +241,7 @@ class MetaLearner:
         phi, phis = start, [start]
         for k in range(mask.shape[0]):
             phi = self._inner_step(params, phi, x, y, mask[k])
-            if self.shrink:
-                phi = start + (1.0 - self.shrink) * (phi - start)
+            phi = model.shrink(phi, start, self.shrink)
             phis.append(phi)
         return torch.stack(phis)
 
@@ -422,7 +420,7 @@ class OuterLoop:
         if born:
             new = self.buffer.born_rows(span)
             rows = new if len(new) >= 16 else rows
-        holdout = (rows * 2654435761 % 1000) < int(self.config.holdout * 1000)
+        holdout = held_out(rows, self.config.holdout)
         return rows[~holdout], rows[holdout]
 
     def _tasks(self) -> Plan | None:

@@ -19,6 +19,7 @@ from streammeta.config import Config, resolve_device
 from streammeta.errors import DataError
 from streammeta.io import datasets
 from streammeta.meta.outer import MetaLearner, TaskLayout
+from streammeta.meta.tasks import held_out
 from streammeta.online import model
 from streammeta.online.engine import Engine
 from streammeta.persistence import params as params_io
@@ -61,7 +62,7 @@ def meta_train(config: Config, series: list[datasets.Series], steps: int,
                         young=engine.warm_at)
     pool, owner = task_pool(series, layout.length, stride=config.series.season)
     pool = model.to_model_units(pool, config.series.transform)
-    held = (owner * 2654435761 % 1000) < int(m.holdout * 1000)  # whole series held out
+    held = held_out(owner, m.holdout)  # whole series held out
     train, valid = pool[~held], pool[held][:2048]
     if len(train) == 0 or len(valid) == 0:
         raise DataError(f"{name}: too few series to hold some out for validation")

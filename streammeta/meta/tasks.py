@@ -114,3 +114,9 @@ class TaskBuffer:
             first = self.count[rows] - skip_newest - span - back  # each stretch's start
             cols = (first[:, None] + torch.arange(span)[None, :]) % self.length
             return torch.gather(self.values[rows], 1, cols)
+
+
+def held_out(ids: Tensor, share: float) -> Tensor:
+    """Which of these integer ids (entity rows, series numbers) are held out: a fixed
+    hash, so an id stays on its side from run to run. → bool, like ``ids``."""
+    return (ids * 2654435761 % 1000) < int(share * 1000)

@@ -91,7 +91,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from malloc.h
 def ring_length(window: int, horizon: int, season: int) -> int:
     # Room for a training example (L inputs + H targets) and the seasonal-naive
     # reference of the longest horizon.
-    return max(window + horizon, season * math.ceil(horizon / season)) + 1
+    return max(window + horizon, horizon + model.seasonal_back(horizon, season)) + 1
 
 
 def scored_horizons(horizon: int, season: int) -> tuple[int, ...]:
@@ -131,9 +131,10 @@ class Engine:
         self.z = torch.distributions.Normal(0.0, 1.0).icdf(self.quantile_levels)  # (Q,)
         self.horizons = scored_horizons(s.horizon, s.season)
         self._h = torch.tensor(self.horizons)  # (S,)
-        self._naive_lag = torch.tensor([s.season * math.ceil(h / s.season) for h in self.horizons])
+        self._naive_lag = torch.tensor(
+            [h + model.seasonal_back(h, s.season) for h in self.horizons])  # (S,)
         self._naive_back = torch.tensor(
-            [s.season * math.ceil(h / s.season) - h for h in range(1, s.horizon + 1)])  # (H,)
+            [model.seasonal_back(h, s.season) for h in range(1, s.horizon + 1)])  # (H,)
         self.arena = Arena(
             ring_len=ring_length(m.window, s.horizon, s.season), context_dim=m.context_dim,
             horizon=s.horizon, scored_horizons=len(self.horizons),
@@ -393,7 +394,7 @@ class Engine:
 
     def _scale(self, slots: Tensor) -> Tensor:
         mean = self.arena.ew_mean[slots]
-        return torch.maximum(self.arena.ew_var[slots].sqrt(), 1e-3 * mean.abs() + 1e-6)
+        return torch.maximum(self.arena.ew_var[slots].sqrt(), model.scale_floor(mean))
 
     def _append(self, slots: Tensor, ts: Tensor, y: Tensor) -> None:
         arena = self.arena
@@ -429,9 +430,7 @@ class Engine:
         with torch.enable_grad():
             phi = model.adapt(self.params, arena.phi[s], x, target, mask, self.point_loss,
                               self.inner_steps)
-        if self.shrink:
-            start = arena.phi0 + arena.anchor[s]
-            phi = start + (1.0 - self.shrink) * (phi - start)
+        phi = model.shrink(phi, arena.phi0 + arena.anchor[s], self.shrink)
         arena.phi[s] = phi
         if not self.guard:
             return
@@ -445,8 +444,7 @@ class Engine:
         with torch.enable_grad():
             phi = model.adapt(self.origin, arena.phi_origin[so], x[used], target[used],
                               mask[used], self.point_loss, self.inner_steps)
-        if self.shrink:
-            phi = arena.origin_phi0 + (1.0 - self.shrink) * (phi - arena.origin_phi0)
+        phi = model.shrink(phi, arena.origin_phi0, self.shrink)
         arena.phi_origin[so] = phi
 
     def _forecast(self, rows: np.ndarray, slots: Tensor, ts: Tensor, n: Tensor,

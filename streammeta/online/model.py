@@ -35,6 +35,28 @@ class ModelShape:
     transform: str = "none"  # the units θ was learned in (series.transform)
 
 
+def seasonal_back(h: int, season: int) -> int:
+    """How far before the origin the seasonal-naive value of step h lies:
+    y[t+h] ≈ y[t-back], 0 <= back < season."""
+    return season * math.ceil(h / season) - h
+
+
+def scale_floor(level: Tensor) -> Tensor:
+    """The smallest scale a series of this level is given: flat stretches would
+    otherwise be divided by ~0."""
+    return 1e-3 * level.abs() + 1e-6
+
+
+def shrink(phi: Tensor, start: Tensor, rate: float) -> Tensor:
+    """φ moved back ``rate`` of the way to the entity's start (``adaptation.shrink``)."""
+    return start + (1.0 - rate) * (phi - start) if rate else phi
+
+
+def meta_sgd_step(params: Params, phi: Tensor, grad: Tensor) -> Tensor:
+    """One Meta-SGD step: φ − α ⊙ ∇φ with the meta-learned step sizes α ≥ 0."""
+    return phi - params["alpha"].clamp(min=0.0) * grad
+
+
 def init_params(shape: ModelShape, seed: int = 0, inner_lr: float = 0.05) -> Params:
     """Initial θ: the linear path starts as seasonal naive, the MLP near zero.
 
@@ -45,7 +67,7 @@ def init_params(shape: ModelShape, seed: int = 0, inner_lr: float = 0.05) -> Par
     L, H, m, C, D = shape.window, shape.horizon, shape.season, shape.context_dim, shape.hidden
     naive = torch.zeros(L, H)
     for h in range(1, H + 1):
-        back = m * math.ceil(h / m) - h  # y[t+h] ≈ y[t-back], 0 <= back < m
+        back = seasonal_back(h, m)
         naive[L - 1 - back if back < L else L - 1, h - 1] = 1.0  # window < season: last value
     return {
         "lin_w": naive,  # (L, H)
@@ -152,7 +174,7 @@ def normalise(window: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     mean = window.mean(dim=1, keepdim=True)
     centred = window - mean
     scale = centred.square().mean(dim=1, keepdim=True).sqrt()
-    scale = torch.maximum(scale, 1e-3 * mean.abs() + 1e-6)  # flat windows
+    scale = torch.maximum(scale, scale_floor(mean))
     return centred / scale, mean, scale
 
 
@@ -173,12 +195,11 @@ def adapt(
     pass adapts the whole batch. The inner loop fits the point forecast only; the
     quantiles move with it, and their spread is learned by the outer loop.
     """
-    alpha = params["alpha"].clamp(min=0.0)
     for _ in range(steps):
         if not phi.requires_grad:
             phi = phi.detach().requires_grad_(True)
         point, _ = features(params, x, phi)
         loss = point_loss_per_row(point, y, mask, point_loss).sum()
         (grad,) = torch.autograd.grad(loss, phi, create_graph=create_graph)
-        phi = phi - alpha * grad
+        phi = meta_sgd_step(params, phi, grad)
     return phi if create_graph else phi.detach()
