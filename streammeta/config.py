@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from streammeta.errors import ConfigError
+from streammeta.io.frequency import Frequency
+from streammeta.io.frequency import parse as parse_frequency
 
 ENV_PREFIX = "STREAMMETA_"
 SECRET_KEYS = frozenset({"sasl_password", "ssl_password"})
@@ -117,6 +119,10 @@ class KafkaConfig:
 
 @dataclass(frozen=True)
 class SeriesConfig:
+    # The sampling frequency in the pandas/Nixtla spelling: "30min", "h", "D", "W"
+    # (fixed steps) or "MS", "QS", "YS", "ME", "QE", "YE" (calendar steps); empty: the
+    # fixed step_ms below.
+    freq: str = ""
     step_ms: int = 3_600_000
     season: int = 24
     horizon: int = 48
@@ -134,6 +140,10 @@ class SeriesConfig:
         _check("series.transform", self.transform, self.transform in ("none", "asinh"),
                "none or asinh")
         _check("series.step_ms", self.step_ms, self.step_ms >= 1, "a positive integer (ms)")
+        try:
+            parse_frequency(self.freq, self.step_ms)
+        except ValueError as exc:
+            raise ConfigError("series.freq", self.freq, str(exc).split(": ", 1)[1]) from None
         _check("series.season", self.season, 1 <= self.season <= 10000, "an integer in [1, 10000]")
         _check("series.horizon", self.horizon, 1 <= self.horizon <= 1000, "an integer in [1, 1000]")
         _check("series.quantiles", self.quantiles,
@@ -146,6 +156,11 @@ class SeriesConfig:
                1 <= self.max_entity_id_length <= 4096, "an integer in [1, 4096]")
         _check("series.max_record_bytes", self.max_record_bytes,
                64 <= self.max_record_bytes <= 1 << 20, "bytes in [64, 1 MiB]")
+
+    @property
+    def frequency(self) -> Frequency:
+        """The frequency that ``freq`` (else ``step_ms``) names."""
+        return parse_frequency(self.freq, self.step_ms)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 
+from streammeta.io.frequency import Frequency
+
 CONTRACT_VERSION = 1
 
 
@@ -90,6 +92,12 @@ class Observations:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(self.ts, dtype=np.int64), np.asarray(self.values, dtype=np.float64)
+
+    def subset(self, keep: np.ndarray) -> Observations:
+        """The observations where ``keep`` (len(self),) is true, in order."""
+        rows = np.nonzero(keep)[0].tolist()
+        return Observations([self.entities[i] for i in rows], [self.ts[i] for i in rows],
+                            [self.values[i] for i in rows], [self.index[i] for i in rows])
 
 
 class _Invalid(Exception):
@@ -214,15 +222,15 @@ class ForecastEncoder:
     the cost of serialising a dict each.
     """
 
-    def __init__(self, step_ms: int, quantiles: tuple[float, ...]) -> None:
-        self.step_ms = step_ms
+    def __init__(self, frequency: Frequency, quantiles: tuple[float, ...]) -> None:
+        self.frequency = frequency
         self.quantile_keys = [orjson.dumps(repr(q)) + b":[" for q in quantiles]
         self._head = b'{"v":%d,"entity":' % CONTRACT_VERSION
 
     def encode(
         self,
         entities: list[str],
-        origin: np.ndarray,  # (B,) int64 ms
+        origin: np.ndarray,  # (B,) int64 in the frequency's units (ms, or months)
         point: np.ndarray,  # (B, H)
         quantiles: np.ndarray,  # (B, Q, H)
         warm: np.ndarray,  # (B,) bool
@@ -236,11 +244,14 @@ class ForecastEncoder:
         numbers = round_significant(np.concatenate([point[:, None, :], quantiles], axis=1))
         # "[[[p..],[q1..],..],[[p..],..]]" → per entity "p..],[q1..],.." → its rows.
         rows = orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY)[3:-3].split(b"]],[[")
-        offsets = np.arange(1, H + 1, dtype=np.int64) * self.step_ms
-        targets = orjson.dumps(origin[:, None] + offsets[None, :],
+        freq = self.frequency
+        targets = orjson.dumps(freq.targets(origin, H),
                                option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
+        origin = freq.to_ms(origin)
         tail = b',"model_version":%d,"produced_at":%d,"warm":' % (model_version, produced_at)
-        step = b',"step_ms":%d,"ts":[' % self.step_ms
+        # A calendar step has no fixed length: step_ms 0 and its name in "freq".
+        step = (b',"step_ms":0,"freq":%s,"ts":[' % orjson.dumps(freq.name) if freq.calendar
+                else b',"step_ms":%d,"ts":[' % freq.step_ms)
         keys = self.quantile_keys
         out = []
         for i, origin_i in enumerate(origin.tolist()):

@@ -121,7 +121,7 @@ class Engine:
         self.origin, self.origin_version = self.params, version
         self.guard = config.meta.enabled and config.meta.guard
         self.guard_rate, self.guard_for = config.meta.guard_rate, config.meta.guard_for
-        self.step_ms = s.step_ms
+        self.step = s.frequency.step  # in the units process() is given: ms, or months
         self.max_gap_fill = s.max_gap_fill
         self.adapt_enabled = a.enabled
         self.inner_steps = a.inner_steps
@@ -224,7 +224,7 @@ class Engine:
         count = arena.count[slots]
         delta = ts - arena.last_ts[slots]
         seen = count > 0
-        bad = seen & ((delta <= 0) | (delta % self.step_ms != 0))
+        bad = seen & ((delta <= 0) | (delta % self.step != 0))
         if bool(bad.any()):
             for i in torch.nonzero(bad).flatten().tolist():
                 d = int(delta[i])
@@ -237,7 +237,7 @@ class Engine:
                                            ts_np[keep.numpy()], y_np[keep.numpy()])
             slots, ts, delta, seen = slots[keep], ts[keep], delta[keep], seen[keep]
         y = model.to_model_units(torch.from_numpy(y_np).to(torch.float32), self.shape.transform)
-        gap = torch.where(seen, delta // self.step_ms - 1, torch.zeros_like(delta))
+        gap = torch.where(seen, delta // self.step - 1, torch.zeros_like(delta))
         if bool((gap > 0).any()):
             self._fill_gaps(slots, y, gap, result)
         self._score(slots, y, result)
@@ -325,7 +325,7 @@ class Engine:
             arena.pending[si, idx % arena.horizon] = float("nan")  # targets never observed
         arena.guard[s, NEXT_SERVED:NEXT_ORIGIN + 1] = float("nan")  # made for a filled step
         arena.count[s] += g
-        arena.last_ts[s] += g * self.step_ms
+        arena.last_ts[s] += g * self.step
         result.gap_steps += int(g.sum())
 
     def _score(self, slots: Tensor, y: Tensor, result: Result) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from streammeta.config import Config
 from streammeta.errors import BrokerError
-from streammeta.io.codec import DeadLetter, Decoder, ForecastEncoder, Record
+from streammeta.io.codec import DeadLetter, Decoder, ForecastEncoder, Observations, Reason, Record
 from streammeta.io.streams import Sink, Source, TopicPartition, next_offsets
 from streammeta.meta.memory import MemoryLink
 from streammeta.online import model
@@ -86,7 +86,8 @@ class Daemon:
         self.on_progress = on_progress or _log_progress
         self.progress_every_s = progress_every_s
         self.decoder = Decoder(config.series.max_record_bytes, config.series.max_entity_id_length)
-        self.encoder = ForecastEncoder(config.series.step_ms, config.series.quantiles)
+        self.frequency = config.series.frequency
+        self.encoder = ForecastEncoder(self.frequency, config.series.quantiles)
         self._stop = threading.Event()
         self._offered: tuple[model.Params, int] | None = None
         self._offer_lock = threading.Lock()
@@ -161,12 +162,27 @@ class Daemon:
             self.metrics.model_version.set(offered[1])
             log.info("serving model version %d", offered[1])
 
+    def _on_calendar(self, records: list[Record], obs: Observations,
+                     dead: list[DeadLetter]) -> Observations:
+        """Dead-letter observations whose ts is not on a calendar frequency's dates."""
+        _, on = self.frequency.to_units(np.asarray(obs.ts, dtype=np.int64))
+        if bool(on.all()):
+            return obs
+        for i in np.nonzero(~on)[0].tolist():
+            dead.append(DeadLetter(records[obs.index[i]], Reason.MISALIGNED,
+                                   f"ts {obs.ts[i]} is not a date of series.freq "
+                                   f"{self.frequency.name!r}"))
+        return obs.subset(on)
+
     def _process(self, records: list[Record]) -> None:
         started = time.perf_counter()
         m = self.metrics
         m.records_consumed.inc(len(records))
         obs, dead = self.decoder.decode(records)
+        if self.frequency.calendar:
+            obs = self._on_calendar(records, obs, dead)
         ts, values = obs.arrays()
+        ts, _ = self.frequency.to_units(ts)
         partitions = np.fromiter((records[i].partition for i in obs.index), dtype=np.int32,
                                  count=len(obs))
         result = self.engine.process(obs.entities, ts, values, partitions)

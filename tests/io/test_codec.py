@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streammeta.io import frequency
 from streammeta.io.codec import Decoder, ForecastEncoder, Reason, Record, encode_observation
 
 
@@ -85,7 +86,7 @@ def test_dead_letter_headers_carry_reason_and_source() -> None:
 
 
 def test_forecast_messages_follow_the_contract() -> None:
-    encoder = ForecastEncoder(step_ms=1000, quantiles=(0.1, 0.5, 0.9))
+    encoder = ForecastEncoder(frequency.parse("", 1000), quantiles=(0.1, 0.5, 0.9))
     point = np.array([[1.5, 2.25, 3.0]], dtype=np.float32)
     quant = np.stack([point - 1, point, point + 1], axis=1)
     (msg,) = encoder.encode(["s1"], np.array([5000]), point, quant, np.array([True]), 4, 99)

@@ -1,0 +1,111 @@
+"""Sampling frequencies: fixed steps and calendar steps, in the pandas/Nixtla spelling.
+
+A fixed frequency (``"30min"``, ``"h"``, ``"D"``, ``"W"``, or ``series.step_ms``) is a
+number of milliseconds; an entity's timestamps may start anywhere, each one must
+be a whole number of steps after the previous. A calendar frequency (``"MS"``,
+``"ME"``, ``"QS"``, ``"QE"``, ``"YS"``, ``"YE"``, with an optional multiple such as
+``"2MS"``) follows the calendar: months are 28–31 days long, so its timestamps are
+counted in months instead. Each must fall on the first (``S``) or last (``E``) day
+of a month at 00:00 UTC, as pandas' ``date_range`` writes them, and be a whole number
+of steps (1, 3 or 12 months, times the multiple) after the previous one.
+
+The engine checks steps, gaps and order on *units*: milliseconds for a fixed
+frequency, months since 1970-01 for a calendar one (:meth:`Frequency.to_units`).
+Forecast target timestamps are computed back in milliseconds (:meth:`Frequency.targets`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+_FIXED_MS = {
+    "ms": 1, "s": 1000, "min": 60_000, "t": 60_000, "h": 3_600_000,
+    "d": 86_400_000, "w": 7 * 86_400_000,
+}
+# Calendar aliases → (months per step, anchored at the month's start or end).
+_CALENDAR = {
+    "ms": (1, "start"), "me": (1, "end"), "m": (1, "end"),
+    "qs": (3, "start"), "qe": (3, "end"), "q": (3, "end"),
+    "ys": (12, "start"), "as": (12, "start"), "ye": (12, "end"), "a": (12, "end"),
+    "y": (12, "end"),
+}
+_SPEC = re.compile(r"^\s*(\d*)\s*([A-Za-z]+)(?:-[A-Za-z]{3})?\s*$")
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Frequency:
+    """A regular sampling frequency. ``step`` is in ``unit``s: "ms" or "month"."""
+
+    name: str
+    unit: str  # "ms" | "month"
+    step: int
+    anchor: str = ""  # calendar only: "start" | "end" of the month
+
+    @property
+    def calendar(self) -> bool:
+        return self.unit == "month"
+
+    @property
+    def step_ms(self) -> int:
+        """The step in ms for a fixed frequency; 0 for a calendar one (no fixed length)."""
+        return 0 if self.calendar else self.step
+
+    def to_units(self, ts_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Epoch-ms timestamps (B,) → (units (B,) int64, on the calendar (B,) bool).
+
+        A fixed frequency's units are the milliseconds themselves (always on it here:
+        the step is checked against the entity's previous timestamp)."""
+        ts_ms = np.asarray(ts_ms, dtype=np.int64)
+        if not self.calendar:
+            return ts_ms, np.ones(len(ts_ms), dtype=bool)
+        months = ts_ms.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+        return months, self.to_ms(months) == ts_ms
+
+    def to_ms(self, units: np.ndarray) -> np.ndarray:
+        """Units (any shape) → the epoch-ms timestamps they stand for."""
+        units = np.asarray(units, dtype=np.int64)
+        if not self.calendar:
+            return units
+        start = units.astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
+        if self.anchor == "start":
+            return start
+        following = (units + 1).astype("datetime64[M]").astype("datetime64[ms]").astype(np.int64)
+        return following - DAY_MS  # the last day of the month, 00:00
+
+    def targets(self, origin_units: np.ndarray, horizon: int) -> np.ndarray:
+        """(B,) origins in units → (B, H) target timestamps in ms."""
+        steps = np.arange(1, horizon + 1, dtype=np.int64) * self.step
+        return self.to_ms(np.asarray(origin_units, dtype=np.int64)[:, None] + steps[None, :])
+
+
+def parse(spec: str, step_ms: int = 3_600_000) -> Frequency:
+    """``series.freq`` (empty: the fixed ``series.step_ms``) → a :class:`Frequency`.
+
+    Raises ValueError naming what is accepted."""
+    if not spec:
+        return Frequency(f"{step_ms}ms", "ms", step_ms)
+    match = _SPEC.match(spec)
+    if match is None:
+        raise ValueError(_expected(spec))
+    multiple = int(match.group(1) or 1)
+    alias = match.group(2)
+    if multiple < 1:
+        raise ValueError(_expected(spec))
+    # Case decides between "MS" (month start) and "ms" (milliseconds), as in pandas.
+    if alias in ("MS", "ME", "M", "QS", "QE", "Q", "YS", "AS", "YE", "A", "Y"):
+        months, anchor = _CALENDAR[alias.lower()]
+        return Frequency(spec.strip(), "month", months * multiple, anchor)
+    fixed = _FIXED_MS.get(alias.lower())
+    if fixed is None:
+        raise ValueError(_expected(spec))
+    return Frequency(spec.strip(), "ms", fixed * multiple)
+
+
+def _expected(spec: str) -> str:
+    return (f"unknown frequency {spec!r}: expected a fixed step (ms, s, min, h, D, W, "
+            "with an optional multiple such as 30min) or a calendar one (MS, ME, QS, QE, "
+            "YS, YE, optionally with a multiple such as 2MS)")
