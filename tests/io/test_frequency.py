@@ -39,7 +39,7 @@ def test_unknown_frequencies_are_refused(spec: str) -> None:
 
 
 def test_a_bad_frequency_in_config_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="series.freq"):
+    with pytest.raises(ConfigError, match=r"series\.freq"):
         config_mod.load(None, env={"STREAMMETA_SERIES_FREQ": "fortnight"})
 
 
