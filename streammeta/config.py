@@ -341,6 +341,21 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class ExpertsConfig:
+    # Per entity and scored horizon, serve a weighted average of the model, persistence
+    # and seasonal naive, weighted by exp(-rate × each one's discounted sum of absolute
+    # errors in the entity's standard deviations) (docs/meta-learning.md, "Experts").
+    enabled: bool = True
+    rate: float = 1.0
+    discount: float = 0.98
+
+    def __post_init__(self) -> None:
+        _check("experts.rate", self.rate, math.isfinite(self.rate) and self.rate > 0,
+               "a float > 0")
+        _check("experts.discount", self.discount, 0 < self.discount <= 1, "a float in (0, 1]")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     max_entities: int = 1_000_000
     # At the cap, move the least recently observed entities to disk (under
@@ -409,6 +424,7 @@ class Config:
     meta: MetaConfig = field(default_factory=MetaConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

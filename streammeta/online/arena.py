@@ -23,7 +23,7 @@ from streammeta.online import drift
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
 # Per-slot tensors that make up an entity's state (and a checkpoint row).
 ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "anchor", "pending",
-              "partition", "drift", "phi_origin", "guard")
+              "partition", "drift", "phi_origin", "guard", "experts")
 # Columns of ``Arena.guard``: each expert's summed one-step error (in the entity's
 # standard deviations), each expert's forecast of the next value (model units; NaN:
 # not made), and the value count at which the entity stops blending.
@@ -46,6 +46,7 @@ class Arena:
         scored_horizons: int,  # S
         max_entities: int,
         phi0: Tensor,
+        experts: int = 3,  # E
     ) -> None:
         N = max_entities
         self.ring_len = ring_len
@@ -69,6 +70,8 @@ class Arena:
         # The guard (meta.guard): φ adapted under the initial θ, and the two experts' record.
         self.phi_origin = torch.empty(N, context_dim)  # (N, C)
         self.guard = torch.empty(N, 5, dtype=torch.float64)  # (N, 5) columns: GUARD_NEW
+        # Each expert's discounted summed error per scored horizon (online/experts.py).
+        self.experts = torch.empty(N, scored_horizons, experts)  # (N, S, E)
         self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
 
     def __len__(self) -> int:
@@ -169,6 +172,7 @@ class Arena:
         self.drift[slots] = torch.tensor(drift.NEW, dtype=torch.float64)
         self.phi_origin[slots] = self.origin_phi0
         self.guard[slots] = torch.tensor(GUARD_NEW, dtype=torch.float64)
+        self.experts[slots] = 0.0
 
     def history(self, slots: Tensor) -> Tensor:
         """The slots' rings, unrolled twice: (B, 2R), so any run of up to R
@@ -180,7 +184,8 @@ class Arena:
 def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
     """Exported rows written by an older version, completed in place: entities saved
     before ``anchor`` existed shrink towards φ₀ itself; before the guard, they serve
-    the learned θ alone (their guard period is over)."""
+    the learned θ alone (their guard period is over); before the experts, they start
+    with no record (even weights)."""
     if "phi" in rows:
         if "anchor" not in rows:
             rows["anchor"] = torch.zeros_like(rows["phi"])
@@ -189,6 +194,9 @@ def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
         if "guard" not in rows:
             rows["guard"] = torch.tensor(GUARD_NEW, dtype=torch.float64).repeat(
                 len(rows["phi"]), 1)
+        if "experts" not in rows:
+            S = rows["pending"].shape[2]
+            rows["experts"] = torch.zeros(len(rows["phi"]), S, 3)
     return rows
 
 

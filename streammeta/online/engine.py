@@ -23,7 +23,7 @@ from streammeta.config import Config
 from streammeta.io.codec import Reason
 from streammeta.meta.memory import MemoryStore, key_dim, task_key
 from streammeta.meta.tasks import TaskBuffer
-from streammeta.online import model
+from streammeta.online import experts, model
 from streammeta.online.arena import (
     FREE,
     GUARD_NEW,
@@ -138,7 +138,10 @@ class Engine:
         self.arena = Arena(
             ring_len=ring_length(m.window, s.horizon, s.season), context_dim=m.context_dim,
             horizon=s.horizon, scored_horizons=len(self.horizons),
-            max_entities=config.engine.max_entities, phi0=self.params["phi0"])
+            max_entities=config.engine.max_entities, phi0=self.params["phi0"],
+            experts=experts.EXPERTS)
+        self.experts = config.experts if config.experts.enabled else None
+        self._bucket = experts.buckets(self.horizons, s.horizon)  # (H,)
         self.ew_span = 4 * max(m.window, s.season)  # running normaliser memory (values)
         self.error_smoothing = config.engine.error_smoothing
         self.online_error = {"streammeta": math.nan, "seasonal_naive": math.nan}
@@ -343,6 +346,12 @@ class Engine:
         errors = (y[:, None] - forecast).abs() / scale  # (B, S)
         if self.drift is not None:
             self._detect_drift(slots, errors[:, 0], valid[:, 0])
+        if self.experts is not None:
+            last = arena.ring[slots[:, None], (j[:, None] - self._h[None, :]) % arena.ring_len]
+            each = torch.stack([forecast, last, naive], dim=2)  # (B, S, E)
+            arena.experts[slots] = experts.update(
+                arena.experts[slots], (y[:, None, None] - each).abs() / scale[:, :, None],
+                valid, self.experts.discount)
         model_err = errors[valid]
         naive_err = ((y[:, None] - naive).abs() / scale)[valid]
         scored = int(valid.sum())
@@ -461,11 +470,27 @@ class Engine:
         at_h = point[:, self._h - 1]  # (B, S)
         at_h = torch.where(warm[:, None], at_h, torch.full_like(at_h, float("nan")))
         arena.pending[slots[:, None], cells, torch.arange(len(self.horizons))[None, :]] = at_h
+        if self.experts is not None:  # the model is scored alone; the blend is served
+            point, quant = self._serve_experts(slots, n, history, warm, point, quant)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
         return Forecasts(
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
+
+    def _serve_experts(self, slots: Tensor, n: Tensor, history: Tensor, warm: Tensor,
+                       point: Tensor, quant: Tensor) -> tuple[Tensor, Tensor]:
+        """Warm rows' point forecasts (B, H) → the entity's weighting of the model,
+        persistence and seasonal naive; quantiles keep the model's spread around it."""
+        assert self.experts is not None
+        R = self.arena.ring_len
+        last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
+        back = torch.where(n[:, None] >= self.shape.season, self._naive_back[None, :], 0)
+        seasonal = torch.gather(history, 1, (n[:, None] - 1 - back) % R)  # (B, H)
+        w = experts.weights(self.arena.experts[slots], self.experts.rate)
+        served = experts.blend(w, self._bucket, point, last, seasonal)
+        served = torch.where(warm[:, None], served, point)
+        return served, quant + (served - point)[:, None, :]
 
     def _model_forecast(self, slots: Tensor, n: Tensor, history: Tensor,
                         weight: Tensor | None, result: Result) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from support import STEP
+
+from streammeta import config as config_mod
+from streammeta.config import Config
+from streammeta.online import experts
+from streammeta.online.engine import Engine
+
+
+def small(**experts_changes: object) -> Config:
+    config = config_mod.load(None, env={}).replace("model", window=24, hidden=16).replace(
+        "series", season=12, horizon=6).replace("meta", enabled=False)
+    return config.replace("experts", **experts_changes) if experts_changes else config
+
+
+def served_errors(engine: Engine, values: np.ndarray, h: int = 1) -> np.ndarray:
+    """Run every entity (rows of ``values``) through the engine; → the absolute error
+    (n, T) of each warm forecast at step h (NaN where none was made)."""
+    n, T = values.shape
+    names = [f"e{i}" for i in range(n)]
+    errors = np.full((n, T), np.nan)
+    for t in range(T):
+        f = engine.process(names, np.full(n, t * STEP, dtype=np.int64), values[:, t]).forecasts
+        if t + h < T:
+            errors[:, t] = np.where(f.warm, np.abs(f.point[:, h - 1] - values[:, t + h]), np.nan)
+    return errors
+
+
+def random_walks(n: int, T: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 100 + np.cumsum(rng.normal(0, 1, (n, T)), axis=1)
+
+
+def test_a_random_walk_is_served_about_as_well_as_persistence_whatever_the_model() -> None:
+    """A model made useless (its output scrambled) cannot keep an entity worse than its
+    best cheap expert: the weights move to persistence."""
+    values = random_walks(20, 200, seed=1)
+    engine = Engine(small())
+    gen = torch.Generator().manual_seed(0)
+    bad = {k: v.clone() for k, v in engine.params.items()}
+    bad["lin_w"] = torch.randn(bad["lin_w"].shape, generator=gen)  # forecasts far off
+    engine.swap(bad, 0)
+    served = served_errors(engine, values)[:, 120:]
+    persistence = np.abs(values[:, 121:] - values[:, 120:-1])
+    alone = Engine(small(enabled=False))
+    alone.swap(bad, 0)
+    model_only = served_errors(alone, values)[:, 120:]
+    assert np.nanmean(model_only) > 3 * np.nanmean(persistence)  # the model is bad ...
+    assert np.nanmean(served) < 1.1 * np.nanmean(persistence)  # ... and not served for long
+
+
+def test_weights_follow_the_best_expert_per_entity() -> None:
+    """Seasonal series: the seasonal expert gains weight; random walks: persistence."""
+    t = np.arange(150)
+    seasonal = 50 + 10 * np.sin(2 * np.pi * t / 12)[None, :] + np.random.default_rng(2).normal(
+        0, 0.1, (4, 150))
+    values = np.concatenate([seasonal, random_walks(4, 150, seed=3)])
+    engine = Engine(small())
+    served_errors(engine, values)
+    w = experts.weights(engine.arena.experts[torch.arange(8)], engine.experts.rate)  # type: ignore[union-attr]
+    at_season = w[:, 1]  # (8, E) the season's weights
+    assert bool((at_season[:4, experts.SEASONAL] > at_season[:4, experts.NAIVE]).all())
+    assert bool((at_season[4:, experts.NAIVE] > at_season[4:, experts.SEASONAL]).all())
+
+
+def test_quantiles_stay_ordered_around_the_served_point() -> None:
+    engine = Engine(small())
+    values = random_walks(10, 120, seed=4)
+    names = [f"e{i}" for i in range(10)]
+    for t in range(120):
+        f = engine.process(names, np.full(10, t * STEP, dtype=np.int64), values[:, t]).forecasts
+        assert np.all(np.diff(f.quantiles, axis=1) >= 0)
+        assert np.all(np.isfinite(f.point))
+
+
+@pytest.mark.parametrize("horizons", [(1, 12, 48), (1, 6)])
+def test_each_step_uses_the_smallest_scored_horizon_that_covers_it(
+    horizons: tuple[int, ...],
+) -> None:
+    b = experts.buckets(horizons, horizons[-1]).tolist()
+    for h, i in enumerate(b, start=1):
+        assert horizons[i] >= h and (i == 0 or horizons[i - 1] < h)
