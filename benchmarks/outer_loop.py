@@ -34,7 +34,7 @@ def tasks_per_second(device: str, tasks: int, graphs: bool = True,
                      min_s: float = 2.0) -> float:
     """Tasks per second of ``MetaLearner.step`` on batches of ``tasks`` tasks
     (``graphs``: ``meta.cuda_graphs``)."""
-    config = config_mod.load(None, env={}).replace("meta", cuda_graphs=graphs)
+    config = config_mod.load(None, env={}).replace("meta", cuda_graphs=graphs).resolved()
     engine = Engine(config)
     m = config.meta
     layout = outer.TaskLayout(config.model.window, config.series.horizon, m.support_windows,
@@ -57,7 +57,7 @@ def ingestion(entities: int, device: str | None, tasks: int = 0,
               batches: int = 400) -> tuple[float, float]:
     """→ (observations/s of the engine over ``batches`` steady batches, meta-learning
     tasks/s done meanwhile by the outer loop on ``device``; None: no outer loop)."""
-    config = config_mod.load(None, env={})
+    config = config_mod.load(None, env={}).resolved()
     config = config.replace("meta", every_s=0.1, device=device or "cpu",
                             tasks_per_step=tasks or config.meta.tasks_per_step)
     engine = Engine(config)

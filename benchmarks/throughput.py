@@ -56,7 +56,7 @@ def engine_scenario(entities: int, measure_steps: int, batch: int) -> dict[str, 
 
     config = config_mod.load(None, env={}).replace("engine", max_entities=entities)
     engine = Engine(config)
-    warm_steps = config.model.window + 1
+    warm_steps = config.resolved().model.window + 1
     names = [f"entity-{i}" for i in range(entities)]
     rng = np.random.default_rng(0)
     started = time.perf_counter()

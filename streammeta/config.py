@@ -165,13 +165,15 @@ class SeriesConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # A week of hourly values: M4 final-origin sMAPE 12.69 -> 9.95 against 72
-    # (asinh, pretrained; docs/evaluation.md).
-    window: int = 168
+    # Input window in steps; 0 = from the season (Config.resolved): 7 seasons for
+    # sub-daily seasons (m >= 24: a weekly cycle rides on the daily one), else 3, within
+    # [16, 168] (168 for hourly data, 36 for monthly).
+    window: int = 0
     # Warm (forecasting with the model) after this many values, at least a season and
-    # at most the window (0 = the window); a younger entity's window is completed with
-    # its first season repeated.
-    warm_after: int = 72
+    # at most the window; 0 = automatic: with an automatic window, 3 seasons if m >= 24,
+    # else 2, within [8, 72]; with a window set, the window. A younger entity's window
+    # is completed with its first season repeated.
+    warm_after: int = 0
     context_dim: int = 16
     hidden: int = 256
     # Parameter file to start from (see ``streammeta pretrain``); empty = seeded random init.
@@ -180,7 +182,8 @@ class ModelConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        _check("model.window", self.window, 2 <= self.window <= 4096, "an integer in [2, 4096]")
+        _check("model.window", self.window, self.window == 0 or 2 <= self.window <= 4096,
+               "0 (from the season) or an integer in [2, 4096]")
         _check("model.warm_after", self.warm_after, 0 <= self.warm_after <= 4096,
                "an integer in [0, 4096]")
         _check("model.context_dim", self.context_dim, 1 <= self.context_dim <= 256, "1..256")
@@ -348,11 +351,16 @@ class ExpertsConfig:
     enabled: bool = True
     rate: float = 1.0
     discount: float = 0.98
+    # A new entity starts as if it had this many resolved forecasts with the mean
+    # errors of all entities so far (0: even weights).
+    prior_events: float = 10.0
 
     def __post_init__(self) -> None:
         _check("experts.rate", self.rate, math.isfinite(self.rate) and self.rate > 0,
                "a float > 0")
         _check("experts.discount", self.discount, 0 < self.discount <= 1, "a float in (0, 1]")
+        _check("experts.prior_events", self.prior_events,
+               math.isfinite(self.prior_events) and self.prior_events >= 0, "a float >= 0")
 
 
 @dataclass(frozen=True)
@@ -429,6 +437,16 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def resolved(self) -> Config:
+        """This configuration with model.window and model.warm_after made concrete
+        where they are 0 (automatic), from series.season."""
+        m, model = self.series.season, self.model
+        sub_daily = m >= 24  # a weekly cycle rides on the daily one: a longer look back
+        window = model.window or min(max((7 if sub_daily else 3) * m, 16), 168)
+        warm = model.warm_after or (
+            min(max((3 if sub_daily else 2) * m, 8), 72, window) if not model.window else window)
+        return self.replace("model", window=window, warm_after=warm)
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated again)."""

@@ -556,6 +556,7 @@ def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int]
            on_result: Callable[[OuterResult], None] | None = None) -> OuterLoop:
     """An outer loop fed by ``engine`` (a task buffer is attached to it) that meta-learns
     from the serving parameters and hands promoted versions to ``publish``."""
+    config = config.resolved()
     m = config.meta
     layout = TaskLayout(window=config.model.window, horizon=config.series.horizon,
                         support=m.support_windows, query=m.query_windows,

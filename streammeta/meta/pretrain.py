@@ -55,6 +55,7 @@ def meta_train(config: Config, series: list[datasets.Series], steps: int,
                                                                       dict[str, float]]:
     """θ meta-trained for ``steps`` on tasks from ``series``, and the held-out meta-loss
     before and after (on whole series held out by ``meta.holdout``)."""
+    config = config.resolved()
     engine = Engine(config)  # the shapes and initial θ the daemon would use
     m = config.meta
     layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,

@@ -46,7 +46,7 @@ class Arena:
         scored_horizons: int,  # S
         max_entities: int,
         phi0: Tensor,
-        experts: int = 3,  # E
+        experts: int = 4,  # E
     ) -> None:
         N = max_entities
         self.ring_len = ring_len
@@ -196,7 +196,7 @@ def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
                 len(rows["phi"]), 1)
         if "experts" not in rows:
             S = rows["pending"].shape[2]
-            rows["experts"] = torch.zeros(len(rows["phi"]), S, 3)
+            rows["experts"] = torch.zeros(len(rows["phi"]), S, 4)
     return rows
 
 

@@ -102,6 +102,7 @@ class Engine:
     """Holds θ, the arena and the inner loop; ``process`` is the whole online step."""
 
     def __init__(self, config: Config, params: model.Params | None = None, version: int = 0):
+        config = config.resolved()
         s, m, a = config.series, config.model, config.adaptation
         _keep_freed_memory()
         if m.threads:
@@ -142,6 +143,7 @@ class Engine:
             experts=experts.EXPERTS)
         self.experts = config.experts if config.experts.enabled else None
         self._bucket = experts.buckets(self.horizons, s.horizon)  # (H,)
+        self.population = experts.Population(len(self.horizons), config.experts.prior_events)
         self.ew_span = 4 * max(m.window, s.season)  # running normaliser memory (values)
         self.error_smoothing = config.engine.error_smoothing
         self.online_error = {"streammeta": math.nan, "seasonal_naive": math.nan}
@@ -154,7 +156,7 @@ class Engine:
         # φ is stored when the key's values (the first L) are still in the ring.
         self.mature_at = min(m.window + mem.mature_after, self.arena.ring_len)
         # Values before the model forecasts: a young window needs a whole first season.
-        self.warm_at = min(max(m.warm_after, s.season), m.window) if m.warm_after else m.window
+        self.warm_at = min(max(m.warm_after, s.season), m.window)
         self.drift = PageHinkley(drift.min_instances, drift.delta, drift.threshold,
                                  drift.alpha) if drift.enabled else None
         self._drifted: Tensor | None = None  # set by _score, handled once history is read
@@ -192,6 +194,8 @@ class Engine:
             parts.append(self._round(rows, slots[rows], ts[rows], values[rows], result))
         if parts:
             result.forecasts = _concat(parts)
+        if self.experts is not None:
+            self.population.commit()
         return result
 
     def _make_room(self, entities: list[str], result: Result) -> None:
@@ -347,11 +351,17 @@ class Engine:
         if self.drift is not None:
             self._detect_drift(slots, errors[:, 0], valid[:, 0])
         if self.experts is not None:
-            last = arena.ring[slots[:, None], (j[:, None] - self._h[None, :]) % arena.ring_len]
-            each = torch.stack([forecast, last, naive], dim=2)  # (B, S, E)
-            arena.experts[slots] = experts.update(
-                arena.experts[slots], (y[:, None, None] - each).abs() / scale[:, :, None],
-                valid, self.experts.discount)
+            origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
+            last = arena.ring[slots[:, None], origin % arena.ring_len]
+            history = arena.history(slots)
+            drift = last + self._h[None, :] * torch.stack(
+                [experts.slope(history, origin[:, i], self.shape.window)
+                 for i in range(len(self.horizons))], dim=1)
+            each = torch.stack([forecast, last, naive, drift], dim=2)  # (B, S, E)
+            err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
+            arena.experts[slots] = experts.update(arena.experts[slots], err, valid,
+                                                  self.experts.discount)
+            self.population.update(err, valid)
         model_err = errors[valid]
         naive_err = ((y[:, None] - naive).abs() / scale)[valid]
         scored = int(valid.sum())
@@ -487,8 +497,10 @@ class Engine:
         last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
         back = torch.where(n[:, None] >= self.shape.season, self._naive_back[None, :], 0)
         seasonal = torch.gather(history, 1, (n[:, None] - 1 - back) % R)  # (B, H)
-        w = experts.weights(self.arena.experts[slots], self.experts.rate)
-        served = experts.blend(w, self._bucket, point, last, seasonal)
+        w = experts.weights(self.arena.experts[slots], self.experts.rate,
+                            self.population.prior())
+        slope = experts.slope(history, n - 1, self.shape.window)
+        served = experts.blend(w, self._bucket, point, last, seasonal, slope)
         served = torch.where(warm[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
 

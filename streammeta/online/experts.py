@@ -6,7 +6,9 @@ columns), an exponentially weighted average forecaster (Hedge) over E experts:
 * ``MODEL`` — the meta-learned model as the engine serves it (while the guard
   runs, already blended with the initial θ);
 * ``NAIVE`` — persistence, the last value;
-* ``SEASONAL`` — seasonal naive, the value one season before each target.
+* ``SEASONAL`` — seasonal naive, the value one season before each target;
+* ``DRIFT`` — the last value plus h times the average step over the last window
+  (a random walk with drift: what trending series need).
 
 When a forecast's target arrives, each expert's absolute error on it, in the
 entity's running standard deviations and clipped to ``CLIP``, is added to the
@@ -32,8 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-MODEL, NAIVE, SEASONAL = range(3)
-EXPERTS = 3
+MODEL, NAIVE, SEASONAL, DRIFT = range(4)
+EXPERTS = 4
 CLIP = 10.0  # errors beyond this many standard deviations count as this many
 
 
@@ -44,19 +46,76 @@ def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float) -> Te
     return torch.where(known[:, :, None], losses * discount + step, losses)
 
 
-def weights(losses: Tensor, rate: float) -> Tensor:
-    """(B, S, E) losses → (B, S, E) weights, each row summing to 1."""
+def weights(losses: Tensor, rate: float, prior: Tensor | None = None) -> Tensor:
+    """(B, S, E) losses → (B, S, E) weights, each row summing to 1. ``prior`` (S, E):
+    losses every entity starts with (the population's record, see :class:`Population`)."""
+    if prior is not None:
+        losses = losses + prior[None]
     return torch.softmax(-rate * losses, dim=2)
 
 
-def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tensor) -> Tensor:
+class Population:
+    """The experts' mean scaled error per resolved forecast over all entities, (S, E),
+    discounted: a new entity's weights start from what works for the entities seen,
+    as if it had ``events`` resolved forecasts of that record.
+
+    Errors of a batch are collected by :meth:`update` and enter the record at
+    :meth:`commit`, after the batch: within a batch one entity may be a step ahead of
+    another, and no forecast may depend on a value later than its origin."""
+
+    def __init__(self, horizons: int, events: float, smoothing: float = 0.001) -> None:
+        self.mean = torch.zeros(horizons, EXPERTS)
+        self.seen = 0.0
+        self.events, self.smoothing = events, smoothing
+        self._sum = torch.zeros(horizons, EXPERTS)
+        self._count = torch.zeros(horizons)
+
+    def update(self, errors: Tensor, valid: Tensor) -> None:
+        """errors (B, S, E), valid (B, S)."""
+        known = valid & ~torch.isnan(errors).any(dim=2)
+        self._sum += torch.where(known[:, :, None], errors.clamp(max=CLIP), 0.0).sum(dim=0)
+        self._count += known.sum(dim=0)
+
+    def commit(self) -> None:
+        """The batch's errors enter the record."""
+        count = self._count
+        if not bool(count.any()):
+            return
+        batch = self._sum / count.clamp(min=1)[:, None]  # (S, E) the batch's mean
+        keep = (1.0 - self.smoothing) ** count  # (S,)
+        keep = keep[:, None]
+        merged = batch if self.seen == 0 else self.mean * keep + batch * (1 - keep)
+        self.mean = torch.where((count > 0)[:, None], merged, self.mean)
+        self.seen += float(count.sum())
+        self._sum.zero_()
+        self._count.zero_()
+
+    def prior(self) -> Tensor:
+        """(S, E) the losses a new entity starts with."""
+        return (self.mean - self.mean.min(dim=1, keepdim=True).values) * self.events
+
+
+def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tensor,
+          slope: Tensor) -> Tensor:
     """Served point forecasts (B, H).
 
     w (B, S, E) weights; bucket (H,) the scored horizon whose weights step h uses;
-    model (B, H) and seasonal (B, H) forecasts, last (B,) the newest value."""
+    model (B, H) and seasonal (B, H) forecasts, last (B,) the newest value, slope (B,)
+    the drift expert's average step."""
     wh = w[:, bucket, :]  # (B, H, E)
-    return (wh[:, :, MODEL] * model + wh[:, :, NAIVE] * last[:, None]
-            + wh[:, :, SEASONAL] * seasonal)
+    h = torch.arange(1, model.shape[1] + 1, dtype=model.dtype)[None, :]  # (1, H)
+    return (wh[:, :, MODEL] * model + (wh[:, :, NAIVE] + wh[:, :, DRIFT]) * last[:, None]
+            + wh[:, :, DRIFT] * slope[:, None] * h + wh[:, :, SEASONAL] * seasonal)
+
+
+def slope(history: Tensor, last_index: Tensor, span: int) -> Tensor:
+    """The drift expert's average step (B,) at absolute index ``last_index`` (B,) over the
+    last ``span`` steps (fewer when the entity has fewer); history from Arena.history."""
+    R = history.shape[1] // 2
+    k = torch.clamp(torch.minimum(last_index, torch.tensor(span)), min=1)
+    now = torch.gather(history, 1, (last_index % R)[:, None])[:, 0]
+    then = torch.gather(history, 1, ((last_index - k) % R)[:, None])[:, 0]
+    return torch.where(last_index > 0, (now - then) / k, torch.zeros_like(now))
 
 
 def buckets(horizons: tuple[int, ...], horizon: int) -> Tensor:

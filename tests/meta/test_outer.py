@@ -88,7 +88,7 @@ def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(
     where its φ started come from the task buffer, as in the outer loop. (The guard,
     which would blend in the initial θ's forecasts, is off: the version's own are compared.)"""
     config = (cfg.replace("model", window=72, warm_after=36).replace("drift", enabled=False)
-              .replace("meta", guard=False)
+              .replace("meta", guard=False).replace("experts", enabled=False)
               .replace("memory", enabled=memory, min_similarity=-1.0, temperature=1.0))
     engine = Engine(config)
     params = {k: v.clone() for k, v in engine.params.items()}

@@ -200,7 +200,7 @@ def test_warm_after_completes_a_young_window_with_its_first_season(cfg: Config) 
     model, whose window is the first season followed by the 8 values."""
     from streammeta.online import model
 
-    engine = Engine(cfg.replace("model", warm_after=8))
+    engine = Engine(cfg.replace("model", warm_after=8).replace("experts", enabled=False))
     values = [10.0, 30.0, 20.0, 15.0, 11.0, 32.0, 19.0, 16.0]
     f = feed(engine, "a", values).forecasts
     assert f.warm.tolist() == [False] * 7 + [True]
