@@ -353,7 +353,7 @@ class ExpertsConfig:
     discount: float = 0.98
     # A new entity starts as if it had this many resolved forecasts with the mean
     # errors of all entities so far (0: even weights).
-    prior_events: float = 10.0
+    prior_events: float = 30.0
 
     def __post_init__(self) -> None:
         _check("experts.rate", self.rate, math.isfinite(self.rate) and self.rate > 0,
