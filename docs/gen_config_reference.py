@@ -86,7 +86,9 @@ def reference() -> str:
     toml = _toml_comments(ROOT / "config.toml")
     out = [
         "Every key, its type, its default and the environment variable that overrides it",
-        "(lists as comma-separated numbers, booleans as true/false/1/0/yes/no).",
+        "(lists as comma-separated numbers, booleans as true/false/1/0/yes/no). A",
+        "secret (a key ending in password, secret or token) can instead be read from a",
+        "file: the file's path in `<key>_file` or `STREAMMETA_<SECTION>_<KEY>_FILE`.",
         "",
     ]
     for section, cls in config.sections().items():
@@ -98,9 +100,11 @@ def reference() -> str:
             default = item.default if item.default is not dataclasses.MISSING else (
                 item.default_factory())  # type: ignore[misc]
             note = toml.get(f"{section}.{item.name}") or described.get(item.name, "")
-            if item.name in config.SECRET_KEYS:
-                note = (note + "; " if note else "") + "secret: masked by check-config"
             env = f"{config.ENV_PREFIX}{section}_{item.name}".upper()
+            if item.name in config.SECRET_KEYS:
+                note = (note + "; " if note else "") + (
+                    f"secret: masked by check-config; or from a file: `{item.name}_file`, "
+                    f"`{env}_FILE`")
             out.append(f"| `{item.name}` | {_type_name(hints[item.name])} | "
                        f"`{_cell(_literal(default))}` | `{env}` | {_cell(note)} |")
         out.append("")

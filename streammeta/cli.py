@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from streammeta import __version__, envvars, logs
 from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.errors import StreamMetaError
@@ -36,10 +37,12 @@ def load_config(args: argparse.Namespace) -> Config:
     return config
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+def _setup_logging(config: Config, level: str | None = None) -> None:
+    """Logging as ``[log]`` says; then a warning for each STREAMMETA_* variable that
+    nothing reads (``check-config`` refuses them)."""
+    logs.setup(level or config.log.level, config.log.format)
+    for message in envvars.unknown_variables(os.environ, config_mod.sections()):
+        log.warning("%s: ignored", message)
 
 
 def install_stop_handlers(stop: Callable[[], None]) -> None:
@@ -55,7 +58,12 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
 
 # -- subcommands -------------------------------------------------------------------
 def cmd_check_config(args: argparse.Namespace) -> int:
+    unknown = envvars.unknown_variables(os.environ, config_mod.sections())
+    for message in unknown:
+        print(f"streammeta: error: {message}", file=sys.stderr)
     config = config_mod.load(args.path if args.path else _config_path(None))
+    if unknown:
+        return 2
     print(config_mod.to_toml(config), end="")
     return 0
 
@@ -64,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streammeta.serve.service import Service
 
     config = load_config(args)
-    _setup_logging(config.log.level)
+    _setup_logging(config)
     service = Service(config)
     install_stop_handlers(service.stop)
     service.run()
@@ -75,7 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from streammeta.serve.demo import run_demo
 
     config = load_config(args)
-    _setup_logging("WARNING" if not args.verbose else config.log.level)
+    _setup_logging(config, None if args.verbose else "WARNING")
     return run_demo(config, data=args.data, fmt=args.format, rate=args.rate,
                     duration=args.duration, install_handlers=install_stop_handlers)
 
@@ -85,7 +93,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from streammeta.io.replay import observations_from_file, replay
 
     config = load_config(args)
-    _setup_logging(config.log.level)
+    _setup_logging(config)
     if args.bootstrap_servers:
         config = config.replace("kafka", bootstrap_servers=args.bootstrap_servers)
     if args.topic:
@@ -109,7 +117,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from streammeta.meta.pretrain import pretrain
 
     config = load_config(args)
-    _setup_logging(config.log.level)
+    _setup_logging(config)
     result = pretrain(config, args.data, args.format, args.out, steps=args.steps,
                       progress=not args.quiet)
     print(f"wrote {args.out}: {int(result['tasks'])} tasks; held-out meta-loss "
@@ -122,7 +130,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     # --init may name one file per horizon ("{h}"): evaluate applies it per task.
     config = config_mod.load(_config_path(args.config))
-    _setup_logging("WARNING")
+    _setup_logging(config, "WARNING")
     run(args, config)
     return 0
 
@@ -133,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="streammeta",
         description="Streaming online meta-learning forecaster: observations from Kafka in, "
         "per-entity forecasts to Kafka out.")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"streammeta {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int],
@@ -224,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     check = add("check-config", "Print the effective configuration (file + environment, "
-                "secrets masked); exit 2 naming the key, value and expectation if invalid.",
+                "secrets masked); exit 2 naming the key, value and expectation if invalid, "
+                "or naming each STREAMMETA_* variable that no key reads.",
                 cmd_check_config, config=False)
     check.add_argument("path", nargs="?", metavar="PATH", help="config file (default as run)")
     return parser

@@ -2,8 +2,9 @@
 
 Each component owns one section. Any key can be overridden from the environment
 as ``STREAMMETA_<SECTION>_<KEY>`` (upper case), for secrets and bootstrap servers:
-``STREAMMETA_KAFKA_BOOTSTRAP_SERVERS=broker:9092``. A bad value fails at load
-with a :class:`ConfigError` naming the key, the value and what was expected.
+``STREAMMETA_KAFKA_BOOTSTRAP_SERVERS=broker:9092``; secrets can be read from files
+(``streammeta.envvars``). A bad value fails at load with a :class:`ConfigError`
+naming the key, the value and what was expected.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streammeta import envvars
 from streammeta.errors import ConfigError
 from streammeta.io.frequency import Frequency
 from streammeta.io.frequency import parse as parse_frequency
 
-ENV_PREFIX = "STREAMMETA_"
-SECRET_KEYS = frozenset({"sasl_password", "ssl_password"})
+ENV_PREFIX = envvars.ENV_PREFIX
 
 
 def _check(key: str, value: object, ok: bool, expected: str) -> None:
@@ -415,12 +416,18 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
+    # "json": one JSON object per line (time, level, logger, message, exception) for
+    # log aggregators; "text": one readable line per record.
+    format: str = "text"
 
     def __post_init__(self) -> None:
         levels = ("DEBUG", "INFO", "WARNING", "ERROR")
         if isinstance(self.level, str):  # "info" means INFO, as in Python's logging
             object.__setattr__(self, "level", self.level.upper())
         _check("log.level", self.level, self.level in levels, f"one of {', '.join(levels)}")
+        if isinstance(self.format, str):
+            object.__setattr__(self, "format", self.format.lower())
+        _check("log.format", self.format, self.format in ("text", "json"), "text or json")
 
 
 @dataclass(frozen=True)
@@ -459,6 +466,12 @@ def sections() -> dict[str, type]:
     """Section name → its dataclass, in file order."""
     hints = typing.get_type_hints(Config)
     return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+# Keys named *password, *secret or *token, in any section: masked, readable from files.
+SECRET_KEYS = frozenset(
+    f.name for cls in sections().values() for f in dataclasses.fields(cls)
+    if envvars.is_secret(f.name))
 
 
 def _coerce(key: str, raw: object, kind: Any, from_env: bool) -> object:
@@ -508,15 +521,18 @@ def _coerce(key: str, raw: object, kind: Any, from_env: bool) -> object:
 def _build(section: str, cls: type, table: Mapping[str, object], env: Mapping[str, str]) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    table, from_files = envvars.secrets_from_files(section, names, table, env)
     for unknown in sorted(set(table) - names):
         raise ConfigError(
             f"{section}.{unknown}", table[unknown], f"one of the keys {sorted(names)}")
     values: dict[str, object] = {}
     for name in names:
         key = f"{section}.{name}"
-        env_name = f"{ENV_PREFIX}{section}_{name}".upper()
+        env_name = envvars.env_name(section, name)
         if env_name in env:
             values[name] = _coerce(key, env[env_name], hints[name], from_env=True)
+        elif name in from_files:
+            values[name] = _coerce(key, from_files[name], hints[name], from_env=True)
         elif name in table:
             values[name] = _coerce(key, table[name], hints[name], from_env=False)
     return cls(**values)
@@ -553,7 +569,7 @@ def to_toml(config: Config, mask_secrets: bool = True) -> str:
         lines.append(f"[{section.name}]")
         for item in dataclasses.fields(getattr(config, section.name)):
             value = getattr(getattr(config, section.name), item.name)
-            if mask_secrets and item.name in SECRET_KEYS and value:
+            if mask_secrets and envvars.is_secret(item.name) and value:
                 value = "***"
             lines.append(f"{item.name} = {_toml_value(value)}")
         lines.append("")

@@ -4,7 +4,8 @@
     ├── ConfigError          a configuration key has a bad value (names key, value, expectation)
     ├── ParameterFileError   a parameter or checkpoint file is corrupt, foreign or mismatched
     ├── DataError            a data set given on the command line cannot be read
-    └── BrokerError          the Kafka edge cannot start (unreachable broker, missing topic)
+    ├── BrokerError          the Kafka edge cannot start (unreachable broker, missing topic)
+    └── ContractError        a consumed message breaks its data contract (streammeta.client)
 
 Per-record problems are not exceptions: they become dead letters with a reason
 (see ``streammeta.io.codec.Reason``).
@@ -33,3 +34,7 @@ class DataError(StreamMetaError):
 
 class BrokerError(StreamMetaError):
     pass
+
+
+class ContractError(StreamMetaError):
+    """A message that does not match its contract; says which field and why."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -50,3 +52,43 @@ def test_run_against_an_unreachable_broker_fails_clearly(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "cannot reach Kafka at 127.0.0.1:1" in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_prints_the_package_version(
+    flag: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([flag])
+    assert exited.value.code == 0
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert capsys.readouterr().out == f"streammeta {pyproject['project']['version']}\n"
+
+
+def test_check_config_names_an_unknown_variable_and_the_key_meant(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STREAMMETA_KAFKA_BOOTSTRAPSERVERS", "broker:9092")
+    assert main(["check-config"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "streammeta: error: unknown environment variable STREAMMETA_KAFKA_BOOTSTRAPSERVERS "
+        "(did you mean STREAMMETA_KAFKA_BOOTSTRAP_SERVERS, kafka.bootstrap_servers?)\n")
+
+
+def test_run_logs_json_and_warns_about_an_unknown_variable(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[kafka]\nbootstrap_servers = "127.0.0.1:1"\nrequest_timeout_ms = 2000\n'
+                    '[metrics]\nport = 0\n[checkpoint]\ndir = ""\n[log]\nformat = "json"\n')
+    env = {**os.environ, "STREAMMETA_METRICS_PROT": "9000"}
+    done = subprocess.run([sys.executable, "-m", "streammeta", "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[-1].startswith("streammeta: error: cannot reach Kafka")  # printed, not logged
+    records = [json.loads(line) for line in lines[:-1]]
+    assert records[0]["level"] == "WARNING" and records[0]["logger"] == "streammeta"
+    assert records[0]["message"] == (
+        "unknown environment variable STREAMMETA_METRICS_PROT (did you mean "
+        "STREAMMETA_METRICS_PORT, metrics.port?): ignored")

@@ -6,14 +6,24 @@ Names follow Prometheus conventions: ``streammeta_`` prefix, base units,
 
 from __future__ import annotations
 
+import platform
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from streammeta import __version__
 from streammeta.io.codec import Reason
 
 if TYPE_CHECKING:
     from streammeta.meta.outer import OuterResult
+
+def _torch_version() -> str:
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -25,6 +35,12 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total
+        # Constant 1; the labels say what runs (join on it to split any metric by release).
+        self.build_info = Gauge(
+            "streammeta_build_info", "Versions of streammeta, Python and torch; always 1.",
+            ["version", "python", "torch"], registry=r)
+        self.build_info.labels(version=__version__, python=platform.python_version(),
+                               torch=_torch_version()).set(1)
         self.records_consumed = Counter(
             "streammeta_records_consumed", "Records read from the input topic.", registry=r)
         self.observations = Counter(
