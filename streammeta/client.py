@@ -43,13 +43,14 @@ class Forecast:
 
     entity: str
     origin: int
-    step_ms: int
+    step_ms: int  # 0 for a calendar frequency (see freq)
     ts: tuple[int, ...]  # (H,) target timestamps
     point: tuple[float, ...]  # (H,)
     quantiles: Mapping[float, tuple[float, ...]]  # level → (H,), levels increasing
     model_version: int
     warm: bool
     produced_at: int
+    freq: str | None = None  # a calendar frequency's name ("MS", "QE", ...), else None
     v: int = CONTRACT_VERSION
 
     @property
@@ -126,8 +127,10 @@ def decode_forecast(value: bytes | str, key: bytes | None = None,
     if key is not None and key != entity.encode("utf-8", "surrogatepass"):
         raise _fail("entity", f"differs from the record key {key!r}")
     origin, step_ms = _integer(obj, "origin"), _integer(obj, "step_ms")
-    if step_ms < 1:
-        raise _fail("step_ms", f"expected a positive integer, got {step_ms}")
+    freq = obj.get("freq")
+    if step_ms < 0 or (step_ms == 0) != isinstance(freq, str):
+        raise _fail("step_ms", f"expected a positive integer, or 0 with a calendar freq; "
+                               f"got {step_ms} with freq {freq!r}")
     ts = obj["ts"]
     if not isinstance(ts, list) or not ts or not all(
             isinstance(t, int) and not isinstance(t, bool) for t in ts):
@@ -156,7 +159,8 @@ def decode_forecast(value: bytes | str, key: bytes | None = None,
         raise _fail("warm", f"expected true or false, got {type(warm).__name__}")
     return Forecast(entity=entity, origin=origin, step_ms=step_ms, ts=tuple(ts), point=point,
                     quantiles=dict(sorted(quantiles.items())), model_version=model_version,
-                    warm=warm, produced_at=_integer(obj, "produced_at"))
+                    warm=warm, produced_at=_integer(obj, "produced_at"),
+                    freq=freq if isinstance(freq, str) else None)
 
 
 class Deduplicator:

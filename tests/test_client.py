@@ -11,6 +11,7 @@ import pytest
 from streammeta.client import Deduplicator, Forecast, LatestForecasts, decode_forecast
 from streammeta.contracts import forecast_headers
 from streammeta.errors import ContractError, StreamMetaError
+from streammeta.io import frequency
 from streammeta.io.codec import ForecastEncoder
 
 STEP = 3_600_000
@@ -20,7 +21,7 @@ def message(entity: str = "s1", origin: int = 10 * STEP, version: int = 2) -> by
     """A forecast as the daemon's encoder writes it."""
     point = np.array([[1.0, 2.0, 3.0]])
     quantiles = np.stack([point - 1, point, point + 1], axis=1)  # (1, 3, 3)
-    return ForecastEncoder(STEP, (0.1, 0.5, 0.9)).encode(
+    return ForecastEncoder(frequency.parse("", STEP), (0.1, 0.5, 0.9)).encode(
         [entity], np.array([origin]), point, quantiles, np.array([True]), version,
         produced_at=123)[0]
 

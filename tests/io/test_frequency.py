@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from importlib import resources
 
+import jsonschema
 import numpy as np
 import orjson
 import pytest
 from support import run_until_drained
 
 from streammeta import config as config_mod
+from streammeta import contracts
+from streammeta.client import decode_forecast
 from streammeta.errors import ConfigError
 from streammeta.io import frequency
 from streammeta.io.codec import Reason, Record, encode_observation
@@ -91,6 +96,10 @@ def test_a_monthly_stream_is_forecast_on_the_calendar_with_gaps_and_misalignment
     assert last["warm"] and all(np.isfinite(last["point"]))
     filled = daemon.metrics.registry.get_sample_value("streammeta_gap_steps_filled_total")
     assert filled == 1  # the skipped month
+    schema = json.loads(resources.files(contracts).joinpath("forecast.schema.json").read_text())
+    for key, value in sink.forecasts:  # the contract holds calendar forecasts too
+        jsonschema.validate(orjson.loads(value), schema)
+        assert decode_forecast(value, key=key).freq == "MS"
 
 
 def test_the_same_stream_with_a_fixed_step_is_dead_lettered_as_misaligned() -> None:
