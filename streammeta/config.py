@@ -200,8 +200,8 @@ class AdaptationConfig:
     # Switch off to ablate online adaptation (forecasts from the initialisation only).
     enabled: bool = True
     inner_steps: int = 1
-    # 0.01, not 0.05: lower error on M4 hourly (final origin, rolling, cold start) and
-    # ETTh2 H=24/48 in `streammeta evaluate`.
+    # Initial Meta-SGD step size of every φ dimension; the outer loop meta-learns each
+    # from there (the choice is measured in docs/history.md).
     inner_lr: float = 0.01
     loss: str = "mae"
     # After each online step φ ← s + (1 − shrink)(φ − s), s = the entity's start (φ₀,
@@ -241,8 +241,7 @@ class MetaConfig:
     # Share of tasks that replay a new entity's first H forecasts as the engine makes them.
     young_share: float = 0.5
     # Adam's step size on θ, φ₀ and the inner step sizes: online (the outer loop), and
-    # offline (pretrain, evaluate --pretrain). Online, the average below smooths larger
-    # steps; offline, 0.002 made the M4 final origin worse (docs/meta-learning.md).
+    # offline (pretrain, evaluate --pretrain); why they differ: docs/meta-learning.md.
     meta_lr: float = 0.002
     pretrain_lr: float = 0.001
     buffer_entities: int = 8192
@@ -252,8 +251,8 @@ class MetaConfig:
     tolerance: float = 0.0
     # After each meta-step, move θ this share of the way back to the θ the process
     # started from (model.init, else the seeded one): a brake for data whose new
-    # entities may differ from all seen so far (measured before meta.guard, which now
-    # does better: docs/meta-learning.md).
+    # entities may differ from all seen so far; meta.guard is the default answer to
+    # that (docs/meta-learning.md).
     pull: float = 0.0
     # The candidate is an exponential moving average of the learner's θ with this decay
     # per meta-step (0: the last step's θ itself).
@@ -299,8 +298,8 @@ class MetaConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    # Off by default: beside the outer loop it lowered the cold-start error by 0.3–2.2%,
-    # with the loop off by about 4% (docs/memory.md). Off, every entity starts from φ₀.
+    # Off, every entity starts from φ₀. Worth turning on when the outer loop is off
+    # (docs/memory.md, "Default: off, and why").
     enabled: bool = False
     # Entries (one per entity); the least recently used goes when full.
     capacity: int = 100_000
