@@ -143,6 +143,7 @@ class Engine:
             experts=experts.EXPERTS)
         self.experts = config.experts if config.experts.enabled else None
         self._bucket = experts.buckets(self.horizons, s.horizon)  # (H,)
+        self._allowed = experts.allowed(self.horizons, s.season)  # (S, E)
         self.population = experts.Population(len(self.horizons), config.experts.prior_events)
         self.ew_span = 4 * max(m.window, s.season)  # running normaliser memory (values)
         self.error_smoothing = config.engine.error_smoothing
@@ -354,7 +355,7 @@ class Engine:
             origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
             last = arena.ring[slots[:, None], origin % arena.ring_len]
             history = arena.history(slots)
-            drift = last + self._h[None, :] * torch.stack(
+            drift = naive + self._h[None, :] * torch.stack(
                 [experts.slope(history, origin[:, i], self.shape.window)
                  for i in range(len(self.horizons))], dim=1)
             each = torch.stack([forecast, last, naive, drift], dim=2)  # (B, S, E)
@@ -498,7 +499,7 @@ class Engine:
         back = torch.where(n[:, None] >= self.shape.season, self._naive_back[None, :], 0)
         seasonal = torch.gather(history, 1, (n[:, None] - 1 - back) % R)  # (B, H)
         w = experts.weights(self.arena.experts[slots], self.experts.rate,
-                            self.population.prior())
+                            self.population.prior(), self._allowed)
         slope = experts.slope(history, n - 1, self.shape.window)
         served = experts.blend(w, self._bucket, point, last, seasonal, slope)
         served = torch.where(warm[:, None], served, point)

@@ -7,8 +7,13 @@ columns), an exponentially weighted average forecaster (Hedge) over E experts:
   runs, already blended with the initial θ);
 * ``NAIVE`` — persistence, the last value;
 * ``SEASONAL`` — seasonal naive, the value one season before each target;
-* ``DRIFT`` — the last value plus h times the average step over the last window
-  (a random walk with drift: what trending series need).
+* ``DRIFT`` — seasonal naive plus h times the average step over the last window
+  (with a season of 1, a random walk with drift: what trending series need).
+
+A step h is served with the weights of the smallest scored horizon ≥ h. With a
+season m > 1 the scored horizons beyond 1 are m and H, multiples of m or close to
+them, where persistence's forecast is seasonal naive's; persistence is therefore
+weighted at the one-step horizon only, where it is judged for what it serves.
 
 When a forecast's target arrives, each expert's absolute error on it, in the
 entity's running standard deviations and clipped to ``CLIP``, is added to the
@@ -46,12 +51,25 @@ def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float) -> Te
     return torch.where(known[:, :, None], losses * discount + step, losses)
 
 
-def weights(losses: Tensor, rate: float, prior: Tensor | None = None) -> Tensor:
+def weights(losses: Tensor, rate: float, prior: Tensor | None = None,
+            allowed: Tensor | None = None) -> Tensor:
     """(B, S, E) losses → (B, S, E) weights, each row summing to 1. ``prior`` (S, E):
-    losses every entity starts with (the population's record, see :class:`Population`)."""
+    losses every entity starts with (the population's record, see :class:`Population`);
+    ``allowed`` (S, E): which experts may serve each scored horizon (see :func:`allowed`)."""
     if prior is not None:
         losses = losses + prior[None]
-    return torch.softmax(-rate * losses, dim=2)
+    logits = -rate * losses
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed[None], float("-inf"))
+    return torch.softmax(logits, dim=2)
+
+
+def allowed(horizons: tuple[int, ...], season: int) -> Tensor:
+    """(S, E): persistence serves only the one-step horizon when there is a season."""
+    ok = torch.ones(len(horizons), EXPERTS, dtype=torch.bool)
+    if season > 1:
+        ok[[i for i, h in enumerate(horizons) if h > 1], NAIVE] = False
+    return ok
 
 
 class Population:
@@ -104,8 +122,9 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
     the drift expert's average step."""
     wh = w[:, bucket, :]  # (B, H, E)
     h = torch.arange(1, model.shape[1] + 1, dtype=model.dtype)[None, :]  # (1, H)
-    return (wh[:, :, MODEL] * model + (wh[:, :, NAIVE] + wh[:, :, DRIFT]) * last[:, None]
-            + wh[:, :, DRIFT] * slope[:, None] * h + wh[:, :, SEASONAL] * seasonal)
+    return (wh[:, :, MODEL] * model + wh[:, :, NAIVE] * last[:, None]
+            + (wh[:, :, SEASONAL] + wh[:, :, DRIFT]) * seasonal
+            + wh[:, :, DRIFT] * slope[:, None] * h)
 
 
 def slope(history: Tensor, last_index: Tensor, span: int) -> Tensor:
