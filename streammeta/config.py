@@ -62,6 +62,9 @@ class KafkaConfig:
     compression_type: str = "none"
     request_timeout_ms: int = 30000
     shutdown_timeout_s: float = 20.0
+    # An error that retrying does not clear (unknown codec, corrupt batch, missing or
+    # forbidden topic) stops the daemon, non-zero, once it has lasted this long.
+    fatal_after_s: float = 60.0
 
     def __post_init__(self) -> None:
         _check("kafka.bootstrap_servers", self.bootstrap_servers,
@@ -113,6 +116,8 @@ class KafkaConfig:
                1000 <= self.request_timeout_ms <= 600000, "1000..600000")
         _check("kafka.shutdown_timeout_s", self.shutdown_timeout_s,
                0 < self.shutdown_timeout_s <= 600, "seconds in (0, 600]")
+        _check("kafka.fatal_after_s", self.fatal_after_s, 0 < self.fatal_after_s <= 86400,
+               "seconds in (0, 86400]")
 
 
 @dataclass(frozen=True)
