@@ -65,6 +65,9 @@ class KafkaConfig:
     compression_type: str = "none"
     request_timeout_ms: int = 30000
     shutdown_timeout_s: float = 20.0
+    # An error that retrying does not clear (unknown codec, corrupt batch, missing or
+    # forbidden topic) stops the daemon, non-zero, once it has lasted this long.
+    fatal_after_s: float = 60.0
 
     def __post_init__(self) -> None:
         _check("kafka.bootstrap_servers", self.bootstrap_servers,
@@ -80,12 +83,14 @@ class KafkaConfig:
         _check("kafka.security_protocol", self.security_protocol,
                self.security_protocol in protocols, f"one of {', '.join(protocols)}")
         if self.security_protocol.startswith("SASL"):
-            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+            # OAUTHBEARER is refused: kafka-python needs a token provider object that a
+            # configuration file cannot give (it failed at the first connection before).
+            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
             _check("kafka.sasl_mechanism", self.sasl_mechanism, self.sasl_mechanism in mechanisms,
-                   f"one of {', '.join(mechanisms)} when security_protocol is SASL_*")
-            if self.sasl_mechanism != "OAUTHBEARER":
-                _check("kafka.sasl_username", self.sasl_username, bool(self.sasl_username),
-                       f"a user name with sasl_mechanism {self.sasl_mechanism}")
+                   f"one of {', '.join(mechanisms)} when security_protocol is SASL_* "
+                   "(OAUTHBEARER needs a token provider the kafka-python client lacks)")
+            _check("kafka.sasl_username", self.sasl_username, bool(self.sasl_username),
+                   f"a user name with sasl_mechanism {self.sasl_mechanism}")
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             value = getattr(self, name)
             _check(f"kafka.{name}", value, not value or Path(value).is_file(),
@@ -116,6 +121,8 @@ class KafkaConfig:
                1000 <= self.request_timeout_ms <= 600000, "1000..600000")
         _check("kafka.shutdown_timeout_s", self.shutdown_timeout_s,
                0 < self.shutdown_timeout_s <= 600, "seconds in (0, 600]")
+        _check("kafka.fatal_after_s", self.fatal_after_s, 0 < self.fatal_after_s <= 86400,
+               "seconds in (0, 86400]")
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,10 @@ class EmbeddedBroker:
             self.process = subprocess.Popen(
                 [str(tansu_binary()), "broker", "--listener-url", url,
                  "--advertised-listener-url", url],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # Its own session: a terminal's Ctrl-C reaches the daemon, which stops
+                # first; the broker is stopped last, by stop().
+                start_new_session=True)
         try:
             wait_ready(self.bootstrap, self.ready_timeout_s)
         except BrokerError as exc:

@@ -1,4 +1,4 @@
-"""The Kafka edge: the only module that talks to kafka-python.
+"""The Kafka edge through kafka-python (``kafka.client = "kafka-python"``).
 
 * :class:`KafkaSource` — a consumer-group member with manual commits that serves
   batches of :class:`~streammeta.io.codec.Record` and reports rebalances.
@@ -6,8 +6,7 @@
   raises unless every message since the last flush was acknowledged, so the
   daemon never commits offsets for unsent output.
 * :class:`ObservationWriter` — the producer behind ``streammeta replay``.
-* :class:`KafkaMemoryLink` — the memory topic that replicas share their external
-  memory of tasks through.
+* The memory link is in ``streammeta.io.kafka_memory``.
 
 kafka-python is pinned to 2.3.x: 3.0.x discards a JoinGroup/SyncGroup response
 that completes while the application is outside ``poll()``, so a consumer that
@@ -38,13 +37,14 @@ from kafka.structs import OffsetAndMetadata
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
 from streammeta.io.codec import DeadLetter, Record
+from streammeta.io.faults import Deadline, ErrorCounter, Faults
 from streammeta.io.streams import PartitionsCallback
 from streammeta.io.streams import TopicPartition as TP
-from streammeta.meta.memory import Entry, decode_entry, encode_entry
 
 log = logging.getLogger(__name__)
 
-ErrorCounter = Callable[[str], None]
+# The library each codec needs in kafka-python 2.3 (kafka/codec.py imports them).
+CODEC_MODULES = {"gzip": "gzip", "snappy": "snappy", "lz4": "lz4.frame", "zstd": "zstandard"}
 
 
 def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
@@ -68,8 +68,22 @@ def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
     return kwargs
 
 
-def _unreachable(cfg: KafkaConfig, exc: Exception) -> BrokerError:
+def unreachable(cfg: KafkaConfig, exc: Exception) -> BrokerError:
     return BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}")
+
+
+def missing_codecs() -> list[str]:
+    """Codecs whose library this process cannot import: batches compressed with them
+    could be neither read nor written."""
+    import importlib
+
+    missing = []
+    for codec, module in CODEC_MODULES.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(codec)
+    return missing
 
 
 def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
@@ -79,7 +93,7 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
     try:
         admin = KafkaAdminClient(**client_kwargs(cfg))
     except (NoBrokersAvailable, KafkaError) as exc:
-        raise _unreachable(cfg, exc) from None
+        raise unreachable(cfg, exc) from None
     try:
         probe = KafkaConsumer(enable_auto_commit=False, **client_kwargs(cfg))
         existing = set(probe.topics())
@@ -94,6 +108,11 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
                 admin.create_topics(new)
     finally:
         admin.close()
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)  # kafka-python's errors often start with their class name already
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -124,12 +143,15 @@ class _Listener(ConsumerRebalanceListener):
 class KafkaSource:
     """A consumer-group member; see :class:`streammeta.io.streams.Source`."""
 
-    def __init__(self, cfg: KafkaConfig, on_error: ErrorCounter | None = None) -> None:
+    def __init__(self, cfg: KafkaConfig, on_error: ErrorCounter | None = None,
+                 faults: Faults | None = None, deadline: Deadline | None = None) -> None:
         self.cfg = cfg
-        self.on_error = on_error or (lambda operation: None)
+        self.faults = faults or Faults(cfg.fatal_after_s, on_error)
+        self.deadline = deadline or Deadline(cfg.shutdown_timeout_s)
         self.on_assigned: PartitionsCallback | None = None
         self.on_revoked: PartitionsCallback | None = None
         self._healthy = False
+        self._silent_reported = False
         kwargs = client_kwargs(cfg)
         if cfg.group_instance_id:
             kwargs["group_instance_id"] = cfg.group_instance_id  # static membership
@@ -142,6 +164,9 @@ class KafkaSource:
                 max_poll_interval_ms=cfg.max_poll_interval_ms,
                 heartbeat_interval_ms=cfg.heartbeat_interval_ms,
                 max_poll_records=cfg.max_poll_records,
+                # A missing input topic is a fault to report, not one to paper over
+                # with a fresh empty topic.
+                allow_auto_create_topics=False,
                 # Tansu answers fetches larger than fetch_max_bytes asks for; a frame over
                 # this limit makes kafka-python drop the connection and fetch again.
                 receive_message_max_bytes=256 << 20,
@@ -151,7 +176,7 @@ class KafkaSource:
                 **kwargs,
             )
         except (NoBrokersAvailable, KafkaError) as exc:
-            raise _unreachable(cfg, exc) from None
+            raise unreachable(cfg, exc) from None
         self._listener = _Listener(self)
         self.consumer.subscribe([cfg.input_topic], listener=self._listener)
 
@@ -163,20 +188,27 @@ class KafkaSource:
         try:
             batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
         except KafkaError as exc:
+            where = self._drop_broken_fetch()
+            self.faults.error("poll", _describe(exc),
+                              persistent=not exc.retriable, where=where)
             self._healthy = False
-            self.on_error("poll")
-            log.warning("poll failed: %s", exc)
+            self.faults.check()
             return []
         if self._listener.error is not None:  # the records of this poll are not served
             raise self._listener.error
+        self._check_topic()
         if self._coordinator_silent():
-            if self._healthy:
-                self.on_error("heartbeat")
-                log.warning("the group coordinator has not answered heartbeats for %.0f s",
-                            self.cfg.session_timeout_ms / 1000)
+            if not self._silent_reported:
+                self.faults.error("heartbeat", "the group coordinator has not answered "
+                                  f"heartbeats for {self.cfg.session_timeout_ms / 1000:.0f} s",
+                                  persistent=False)
+                self._silent_reported = True
             self._healthy = False
         else:
+            self._silent_reported = False
             self._healthy = True
+            self.faults.ok()
+        self.faults.check()
         records: list[Record] = []
         for tp, messages in batches.items():
             topic, partition = tp.topic, tp.partition
@@ -184,18 +216,48 @@ class KafkaSource:
                            for m in messages)
         return records
 
+    def _drop_broken_fetch(self) -> str:
+        """Where a batch failed to parse (unknown codec, corrupt batch), and forget it.
+
+        kafka-python 2.3 keeps the half-parsed batch after the error, and the next
+        ``poll`` spins on it forever (neither returning nor raising: the daemon could
+        not even stop). Forgetting it makes the next fetch read the batch again and
+        raise again, so the fault stays visible and bounded."""
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        part = getattr(fetcher, "_next_partition_records", None)
+        if part is None:
+            return ""
+        tp = part.topic_partition
+        fetcher._next_partition_records = None  # type: ignore[union-attr]
+        return f"{tp.topic}/{tp.partition} offset {part.next_fetch_offset}"
+
+    def _check_topic(self) -> None:
+        """A missing or forbidden input topic assigns nothing and raises nothing:
+        report it as a persistent fault instead of waiting silently."""
+        if self.consumer.assignment():
+            return
+        cluster = self.consumer._client.cluster  # kafka-python keeps no public view
+        topic = self.cfg.input_topic
+        if topic in cluster.unauthorized_topics:
+            self.faults.error("poll", f"not authorised to read topic {topic!r}",
+                              persistent=True, where=topic)
+        elif cluster._last_successful_refresh_ms and cluster.partitions_for_topic(topic) is None:
+            self.faults.error("poll", f"input topic {topic!r} does not exist "
+                              f"on {self.cfg.bootstrap_servers}", persistent=True, where=topic)
+
     def commit(self, offsets: dict[TP, int]) -> None:
         assigned = self.consumer.assignment()
         to_commit = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
                      for (t, p), o in offsets.items() if TopicPartition(t, p) in assigned}
         if not to_commit:
             return
+        timeout_s = self.deadline.left(self.cfg.session_timeout_ms / 1000)
         try:
             # Bounded: kafka-python retries a commit to a frozen or cut-off broker forever,
             # and the loop would stop beating /healthz. A coordinator that has not answered
             # for a session timeout is gone for readiness too; a later commit covers these
             # offsets.
-            self.consumer.commit(to_commit, timeout_ms=self.cfg.session_timeout_ms)
+            self.consumer.commit(to_commit, timeout_ms=max(1, int(timeout_s * 1000)))
         except KafkaError as exc:
             raise BrokerError(f"commit failed: {exc}") from None
 
@@ -204,7 +266,7 @@ class KafkaSource:
             self.consumer.seek(TopicPartition(topic, partition), offset)
 
     def ready(self) -> bool:
-        return self._healthy and bool(self.consumer.assignment()) \
+        return self._healthy and self.faults.healthy() and bool(self.consumer.assignment()) \
             and not self._coordinator_silent()
 
     def _coordinator_silent(self) -> bool:
@@ -232,8 +294,10 @@ class KafkaSource:
         return out
 
     def close(self) -> None:
+        # Leaving the group is best effort: bounded by what is left of the shutdown.
+        timeout_ms = int(self.deadline.left(self.cfg.shutdown_timeout_s) * 1000)
         try:
-            self.consumer.close(autocommit=False)
+            self.consumer.close(autocommit=False, timeout_ms=max(1, timeout_ms))
         except KafkaError as exc:
             log.warning("consumer close: %s", exc)
 
@@ -241,26 +305,31 @@ class KafkaSource:
 class _Producer:
     """A producer that remembers whether anything failed since the last flush."""
 
-    def __init__(self, cfg: KafkaConfig) -> None:
+    def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None) -> None:
         self.cfg = cfg
+        self.deadline = deadline or Deadline(cfg.shutdown_timeout_s)
         self._lock = threading.Lock()
         self._failures: list[Exception] = []
         self.producer = self._build()
 
     def _build(self) -> KafkaProducer:
+        codec = self.cfg.compression_type
+        if codec in missing_codecs():
+            raise BrokerError(f"kafka.compression_type = {codec!r} needs the Python module "
+                              f"{CODEC_MODULES[codec]!r}, which cannot be imported here "
+                              "(it is a dependency of streammeta: reinstall it)")
         try:
             return KafkaProducer(
                 acks="all" if self.cfg.acks == "all" else 1,
                 linger_ms=self.cfg.linger_ms,
                 batch_size=self.cfg.batch_size,
-                compression_type=None if self.cfg.compression_type == "none"
-                else self.cfg.compression_type,
+                compression_type=None if codec == "none" else codec,
                 retries=5,
                 # Not idempotent: Tansu's InitProducerId fails for good after a broker
                 # restart (KAFKA.md). Resends are deduplicated by consumers instead.
                 **client_kwargs(self.cfg))
         except (NoBrokersAvailable, KafkaError) as exc:
-            raise _unreachable(self.cfg, exc) from None
+            raise unreachable(self.cfg, exc) from None
 
     def _failed(self, exc: Exception) -> None:
         with self._lock:
@@ -276,9 +345,10 @@ class _Producer:
         future.add_errback(self._failed)
 
     def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
-        """Wait until everything sent was acknowledged or ``timeout_s`` passed, calling
-        ``waiting`` about once a second meanwhile; raise if anything failed."""
-        deadline = time.monotonic() + timeout_s
+        """Wait until everything sent was acknowledged or ``timeout_s`` passed (less
+        once the daemon is stopping), calling ``waiting`` about once a second
+        meanwhile; raise if anything failed."""
+        deadline = time.monotonic() + self.deadline.left(timeout_s)
         while True:
             try:  # kafka-python's timeout is per batch, not for the whole flush
                 self.producer.flush(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
@@ -298,8 +368,18 @@ class _Producer:
             raise BrokerError(f"{len(failures)} messages not acknowledged: {failures[0]!r}")
 
     def close(self, timeout_s: float) -> None:
+        """Close within ``timeout_s`` (or what is left of the shutdown), whatever the
+        broker does; unsent messages are dropped (their offsets were not committed)."""
         try:
-            self.producer.close(timeout=timeout_s)
+            self.producer.close(timeout=self.deadline.left(timeout_s))
+        except KafkaTimeoutError:
+            # kafka-python's close raises from its flush before stopping its I/O thread;
+            # stop it now, or the interpreter's exit would wait on it.
+            sender = getattr(self.producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+                sender.join(1.0)
+            log.warning("producer closed with unacknowledged messages")
         except KafkaError as exc:
             log.warning("producer close: %s", exc)
 
@@ -307,9 +387,9 @@ class _Producer:
 class KafkaSink:
     """Forecasts and dead letters to Kafka; see :class:`streammeta.io.streams.Sink`."""
 
-    def __init__(self, cfg: KafkaConfig) -> None:
+    def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None) -> None:
         self.cfg = cfg
-        self._producer = _Producer(cfg)
+        self._producer = _Producer(cfg, deadline)
 
     def send_forecasts(self, messages: list[tuple[bytes, bytes]]) -> None:
         send, topic = self._producer.send, self.cfg.forecast_topic
@@ -317,10 +397,10 @@ class KafkaSink:
             send(topic, key, value)
 
     def send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        # The original key and value, unchanged: a tombstone's null value stays null.
         for letter in letters:
             self._producer.send(self.cfg.dead_letter_topic, letter.record.key,
-                                letter.record.value if letter.record.value is not None else b"",
-                                letter.headers())
+                                letter.record.value, letter.headers())
 
     def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
         self._producer.flush(timeout_s, waiting)
@@ -332,9 +412,9 @@ class KafkaSink:
 class ObservationWriter:
     """Writes encoded observations to the input topic (``streammeta replay``)."""
 
-    def __init__(self, cfg: KafkaConfig) -> None:
+    def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None) -> None:
         self.cfg = cfg
-        self._producer = _Producer(cfg)
+        self._producer = _Producer(cfg, deadline)
 
     def send(self, key: bytes, value: bytes) -> None:
         self._producer.send(self.cfg.input_topic, key, value)
@@ -344,74 +424,3 @@ class ObservationWriter:
 
     def close(self) -> None:
         self._producer.close(self.cfg.shutdown_timeout_s)
-
-
-class KafkaMemoryLink:
-    """The memory topic shared by replicas: this replica's new entries out, every
-    replica's entries in.
-
-    Each replica reads every partition from the beginning with a plain consumer
-    outside the consumer group, so all of them converge on the same memory; the
-    topic is compacted by entity id (the record key), so it keeps the newest entry
-    of each entity however long the daemon runs. Entries are best effort: one that
-    fails to publish is counted (``kafka_errors{operation="memory"}``) and not
-    resent; the entity's φ is still in this replica's memory and checkpoint.
-    """
-
-    def __init__(self, cfg: KafkaConfig, topic: str, key_dim: int, value_dim: int,
-                 on_error: ErrorCounter | None = None) -> None:
-        self.topic, self.key_dim, self.value_dim = topic, key_dim, value_dim
-        self.on_error = on_error or (lambda operation: None)
-        self.invalid = 0  # records on the topic that are not entries of this configuration
-        try:
-            self.producer = KafkaProducer(linger_ms=cfg.linger_ms, **client_kwargs(cfg))
-            self.consumer = KafkaConsumer(group_id=None, enable_auto_commit=False,
-                                          auto_offset_reset="earliest",
-                                          receive_message_max_bytes=256 << 20,
-                                          **client_kwargs(cfg))
-        except (NoBrokersAvailable, KafkaError) as exc:
-            raise _unreachable(cfg, exc) from None
-        partitions = self.consumer.partitions_for_topic(topic)
-        if not partitions:
-            self.close()
-            raise BrokerError(f"memory topic {topic!r} does not exist on "
-                              f"{cfg.bootstrap_servers} (create it compacted, keyed by entity)")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
-
-    def publish(self, entries: list[Entry]) -> None:
-        for name, key, value, version in entries:
-            try:
-                future = self.producer.send(self.topic, key=name.encode(),
-                                            value=encode_entry(key, value, version))
-            except KafkaError:
-                self.on_error("memory")
-                continue
-            future.add_errback(lambda exc: self.on_error("memory"))
-
-    def receive(self, max_records: int = 10_000) -> list[Entry]:
-        """Entries that arrived since the last call (does not wait)."""
-        try:
-            polled = self.consumer.poll(timeout_ms=0, max_records=max_records)
-        except KafkaError:
-            self.on_error("memory")
-            return []
-        entries: list[Entry] = []
-        for records in polled.values():
-            for record in records:
-                try:
-                    name = record.key.decode()
-                    key, value, version = decode_entry(record.value, self.key_dim,
-                                                       self.value_dim)
-                except (AttributeError, UnicodeDecodeError, ValueError, TypeError):
-                    self.invalid += 1
-                    continue
-                entries.append((name, key, value, version))
-        return entries
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        with contextlib.suppress(KafkaError):
-            self.producer.close(timeout=timeout_s)
-        with contextlib.suppress(KafkaError):
-            self.consumer.close(autocommit=False)

@@ -26,6 +26,7 @@ def run_demo(
     from streammeta.io import datasets
     from streammeta.io import kafka as kafka_edge
     from streammeta.io.broker import EmbeddedBroker
+    from streammeta.io.edge import make_writer
     from streammeta.io.replay import observations_from_file, replay
     from streammeta.serve.service import Service
 
@@ -52,7 +53,7 @@ def run_demo(
         service.daemon.progress_every_s = 2.0
         install_handlers(service.stop)
         stop_replay = threading.Event()
-        writer = kafka_edge.ObservationWriter(config.kafka)
+        writer = make_writer(config.kafka)
         sent = [0]
 
         def feed() -> None:

@@ -7,7 +7,6 @@ import socket
 from collections.abc import Callable
 
 from streammeta.config import Config
-from streammeta.meta.memory import key_dim
 from streammeta.meta.outer import OuterLoop, attach
 from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
@@ -35,7 +34,7 @@ class Service:
 
     def __init__(self, config: Config,
                  on_progress: Callable[[Progress], None] | None = None) -> None:
-        from streammeta.io import kafka as kafka_edge
+        from streammeta.io.edge import make_kafka_edge
         from streammeta.serve import systemd
 
         self.config = config
@@ -45,19 +44,13 @@ class Service:
         if config.metrics.enabled:
             self.server = HealthServer(config.metrics.host, config.metrics.port,
                                        self.metrics.registry, self.health)
-        source = kafka_edge.KafkaSource(config.kafka, on_error=self.metrics.count_error)
-        sink = kafka_edge.KafkaSink(config.kafka)
+        self.edge = make_kafka_edge(config, on_error=self.metrics.count_error)
         notifier: Notifier = systemd.Notifier()
         engine = Engine(config)
-        link = None
-        if config.memory.enabled and config.memory.topic:
-            link = kafka_edge.KafkaMemoryLink(
-                config.kafka, config.memory.topic, key_dim(config.series.season),
-                config.model.context_dim, on_error=self.metrics.count_error)
-        self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
-                             health=self.health, notifier=notifier,
+        self.daemon = Daemon(config, self.edge.source, self.edge.sink, self.metrics,
+                             engine=engine, health=self.health, notifier=notifier,
                              on_progress=on_progress, checkpointer=_checkpointer(config, engine),
-                             memory_link=link)
+                             memory_link=self.edge.memory_link)
         self.outer: OuterLoop | None = None
         if config.meta.enabled:
             self.outer = attach(config, engine, self.daemon.offer_params,
@@ -68,6 +61,7 @@ class Service:
         return self.server.url + "/metrics" if self.server is not None else None
 
     def stop(self) -> None:
+        self.edge.stop()  # from now on the edge's blocking calls end within the bound
         self.daemon.stop()
 
     def run(self) -> None:

@@ -32,7 +32,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0, what: str =
         time.sleep(0.05)
 
 
-def produce(config: Config, messages: list[tuple[bytes | None, bytes]]) -> None:
+def produce(config: Config, messages: list[tuple[bytes | None, bytes | None]]) -> None:
     producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all")
     for key, value in messages:
         producer.send(config.kafka.input_topic, key=key, value=value)
@@ -63,7 +63,8 @@ def read_topic(config: Config, topic: str, expected: int, timeout_s: float = 60.
     return records
 
 
-BAD: list[tuple[bytes | None, bytes, str]] = [
+BAD: list[tuple[bytes | None, bytes | None, str]] = [
+    (b"t", None, "missing_field"),  # a tombstone: dead-lettered with its null value
     (None, b"not json", "not_json"),
     (None, b"[1, 2, 3]", "not_object"),
     (b"x", b'{"entity": "x", "ts": 0}', "missing_field"),
@@ -84,7 +85,7 @@ def test_observations_in_forecasts_and_dead_letters_out(kafka_config: Config) ->
     thread.start()
     try:
         good = observations(entities=20, steps=range(60))
-        bad = [(k, v) for k, v, _ in BAD] * 200  # 2,200 hostile records among 1,200 good
+        bad = [(k, v) for k, v, _ in BAD] * 200  # 2,400 hostile records among 1,200 good
         late = [encode_observation("e1", 3 * STEP, 1.0), encode_observation("e2", 59 * STEP, 1.0)]
         produce(kafka_config, good)
         produce(kafka_config, bad + late)
@@ -113,6 +114,8 @@ def test_observations_in_forecasts_and_dead_letters_out(kafka_config: Config) ->
             assert headers["streammeta.reason"].decode() == expected[record.value]
             assert headers["streammeta.source.topic"].decode() == kafka_config.kafka.input_topic
             assert int(headers["streammeta.source.offset"]) >= 0
+        tombstones = [r for r in letters if r.key == b"t"]
+        assert len(tombstones) == 200 and all(r.value is None for r in tombstones)  # not b""
 
         assert service.server is not None
         with urllib.request.urlopen(service.server.url + "/metrics") as response:
@@ -120,6 +123,7 @@ def test_observations_in_forecasts_and_dead_letters_out(kafka_config: Config) ->
         assert f"streammeta_forecasts_published_total {float(len(good))}" in text
         assert f"streammeta_records_consumed_total {float(total)}" in text
         assert 'streammeta_dead_letters_total{reason="not_json"} 200.0' in text
+        assert 'streammeta_dead_letters_total{reason="missing_field"} 400.0' in text
         assert 'streammeta_dead_letters_total{reason="late"} 1.0' in text
         with urllib.request.urlopen(service.server.url + "/readyz") as response:
             assert response.status == 200

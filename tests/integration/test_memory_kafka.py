@@ -13,6 +13,7 @@ from test_daemon_kafka import produce, wait_for
 
 from streammeta.config import Config
 from streammeta.io import kafka as kafka_edge
+from streammeta.io.kafka_memory import KafkaMemoryLink
 from streammeta.io.streams import MemorySink, MemorySource
 from streammeta.meta.memory import Entry, encode_entry, key_dim
 from streammeta.online.engine import Engine
@@ -32,12 +33,12 @@ def shared(kafka_config: Config) -> Config:
     return config
 
 
-def link(config: Config) -> kafka_edge.KafkaMemoryLink:
-    return kafka_edge.KafkaMemoryLink(config.kafka, config.memory.topic,
+def link(config: Config) -> KafkaMemoryLink:
+    return KafkaMemoryLink(config.kafka, config.memory.topic,
                                       key_dim(config.series.season), config.model.context_dim)
 
 
-def receive_all(receiver: kafka_edge.KafkaMemoryLink, want: int) -> list[Entry]:
+def receive_all(receiver: KafkaMemoryLink, want: int) -> list[Entry]:
     got: list[Entry] = []
     deadline = time.monotonic() + 60
     while len(got) < want and time.monotonic() < deadline:
