@@ -215,7 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--methods", nargs="+", metavar="METHOD",
                           help="methods to run (default all): streammeta no-adaptation "
                           "no-outer-loop no-memory no-guard naive seasonal-naive naive2 "
-                          "holt-winters snarimax")
+                          "holt-winters snarimax auto-ets auto-arima auto-theta (the last "
+                          "three: statsforecast peers, skipped if it is not installed)")
+    evaluate.add_argument("--peer-origins", type=int, metavar="K", help="rolling, ett: the "
+                          "peers refit about K times per entity, every whole number of "
+                          "seasons (default 4; ett 8)")
+    evaluate.add_argument("--peer-series", type=int, metavar="N", help="the peers forecast "
+                          "N entities only, evenly spaced (default all); every method is "
+                          "also scored on them (slice 'peers')")
+    evaluate.add_argument("--peer-window", type=int, metavar="W", help="the peers fit the "
+                          "last W values of each history (default all; ett 30 seasons)")
     evaluate.add_argument("--limit-series", type=int, metavar="N",
                           help="only the first N series")
     evaluate.add_argument("--warmup", type=int, metavar="W", help="rolling: values before "

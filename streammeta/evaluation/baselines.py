@@ -13,6 +13,11 @@ the tests check by replacing later values with garbage.
   average, index = mean of value/trend per phase, normalised to mean 1), repeat
   the last adjusted value and multiply the indices back; else the naive forecast.
   Computed for every origin at once with prefix sums over the history.
+* quantiles (``QUANTILES``) of ``naive`` and ``seasonal_naive`` only: Gaussian
+  around the point, σ the root mean square of the method's own one-step (naive)
+  or one-season (seasonal naive) residuals in the history, widened for lead h by
+  √h (naive) or √(⌊(h−1)/m⌋ + 1) (seasonal naive), as in fpp3 §5.5. Naive2 and
+  the river models have none.
 * ``holt_winters``, ``snarimax``: river's online models, one per entity, learning
   each value as it arrives and forecasting H steps at every origin (settings in
   :func:`holt_winters_model` and :func:`snarimax_model`).
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -46,6 +52,42 @@ def seasonal_naive(values: np.ndarray, origins: np.ndarray, horizon: int,
     # With less than a season of history, the last value.
     back = np.where(origins[:, None] >= season - 1, back, 0)
     return values[origins[:, None] - back]
+
+
+def residual_quantiles(values: np.ndarray, origins: np.ndarray, horizon: int, lag: int,
+                       levels: np.ndarray) -> np.ndarray:
+    """Gaussian quantiles (N, Q, H) around the lag-``lag`` naive forecast (``lag`` = 1:
+    naive, m: seasonal naive), σ from the history's lag-``lag`` residuals up to
+    each origin; where there is no such residual yet, the lag-1 residuals' σ
+    widened by √h. NaN with no residual at all (a single value)."""
+    y = np.asarray(values, dtype=np.float64)
+    h = np.arange(1, horizon + 1)
+
+    def sigma(k: int) -> np.ndarray:  # (N,) RMS of y_i − y_{i−k}, i ≤ origin
+        sq = np.zeros(len(y))
+        if len(y) > k:
+            sq[k:] = np.square(y[k:] - y[:-k])
+        count = np.arange(len(y)) - k + 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, np.sqrt(np.cumsum(sq) / np.maximum(count, 1)),
+                            np.nan)[origins]
+
+    point = naive(y, origins, horizon, lag) if lag == 1 else seasonal_naive(y, origins,
+                                                                            horizon, lag)
+    own = sigma(lag)[:, None] * np.sqrt((h - 1) // lag + 1)[None, :]  # (N, H)
+    spread = np.where(np.isfinite(own), own, sigma(1)[:, None] * np.sqrt(h)[None, :])
+    z = np.array([NormalDist().inv_cdf(float(q)) for q in levels])  # (Q,)
+    return point[:, None, :] + z[None, :, None] * spread[:, None, :]
+
+
+def naive_quantiles(values: np.ndarray, origins: np.ndarray, horizon: int, season: int,
+                    levels: np.ndarray) -> np.ndarray:
+    return residual_quantiles(values, origins, horizon, 1, levels)
+
+
+def seasonal_naive_quantiles(values: np.ndarray, origins: np.ndarray, horizon: int,
+                             season: int, levels: np.ndarray) -> np.ndarray:
+    return residual_quantiles(values, origins, horizon, max(1, season), levels)
 
 
 def seasonality_test(values: np.ndarray, season: int) -> np.ndarray:
@@ -215,5 +257,9 @@ BASELINES: dict[str, Baseline] = {
     "naive2": naive2,
     "holt-winters": holt_winters,
     "snarimax": snarimax,
+}
+QUANTILES: dict[str, Callable[[np.ndarray, np.ndarray, int, int, np.ndarray], np.ndarray]] = {
+    "naive": naive_quantiles,
+    "seasonal-naive": seasonal_naive_quantiles,
 }
 

@@ -8,7 +8,8 @@ online; the outer loop, when enabled, runs synchronously every
 ``meta.every_observations`` observations (``--outer-every``; the daemon's count
 trigger — its wall-clock trigger means nothing in a replay), between batches, so
 no batch is longer than that. Baselines
-(:mod:`streammeta.evaluation.baselines`) see the same values; what is scored is defined in
+(:mod:`streammeta.evaluation.baselines`) and the statsforecast peers
+(:mod:`streammeta.evaluation.peers`) see the same values; what is scored is defined in
 :mod:`streammeta.evaluation.protocols`, the metrics in :mod:`streammeta.evaluation.scores`, the
 outputs in :mod:`streammeta.evaluation.report`.
 
@@ -36,7 +37,7 @@ from tqdm import tqdm
 
 from streammeta.config import Config
 from streammeta.errors import DataError
-from streammeta.evaluation import baselines
+from streammeta.evaluation import baselines, peers
 from streammeta.evaluation import scores as M
 from streammeta.evaluation.protocols import Task, load_tasks, plot_rows
 from streammeta.io import datasets
@@ -44,7 +45,10 @@ from streammeta.io import datasets
 log = logging.getLogger(__name__)
 
 ENGINE_METHODS = ("streammeta", "no-adaptation", "no-outer-loop", "no-memory", "no-guard")
-METHODS = ENGINE_METHODS + tuple(baselines.BASELINES)
+PEER_METHODS = tuple(peers.PEERS)
+METHODS = ENGINE_METHODS + tuple(baselines.BASELINES) + PEER_METHODS
+# Ranked by MASE and sMAPE; by MSE where the protocol has no MASE (ett).
+RANKED = ("mase", "smape", "mse")
 
 
 @dataclass
@@ -57,6 +61,7 @@ class MethodRun:
     point: np.ndarray | None = None  # (N, H), kept only for --forecasts-out
     outer_runs: int = 0  # outer-loop runs during the stream
     promoted: int = 0  # of which promoted
+    slices: tuple[str, ...] | None = None  # where it is scored; None: every slice
 
 
 # -- running methods ---------------------------------------------------------------
@@ -91,7 +96,10 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
     plot_slot = np.full(len(task.ent), -1, dtype=np.int64)
     plot_slot[rows] = np.arange(len(rows))
     H, Q = task.horizon, len(config.series.quantiles)
+    levels = np.array(config.series.quantiles)
     point = np.full((len(task.ent), H), np.nan, dtype=np.float32)
+    pinball = np.full(len(task.ent), np.nan)
+    coverage = np.full(len(task.ent), np.nan)
     quant = np.full((len(rows), Q, H), np.nan, dtype=np.float32)
     started = time.perf_counter()
     engine = Engine(config)
@@ -111,6 +119,9 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
         o = origin_of[flat[lo + f.obs_index]]
         keep = o >= 0
         point[o[keep]] = f.point[keep]
+        # Quantiles scored here, batch by batch: (N, Q, H) of a rolling run is large.
+        pinball[o[keep]], coverage[o[keep]] = M.quantile_scores(
+            f.quantiles[keep], levels, task.truth[o[keep]], task.scale[o[keep]])
         slot = plot_slot[o[keep]]
         quant[slot[slot >= 0]] = f.quantiles[keep][slot >= 0]
         if loop is not None and engine.task_buffer is not None:
@@ -125,6 +136,7 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
     if missing:
         log.warning("%s: %d origins without a forecast (rejected observations)", name, missing)
     errors = M.score(point, task.truth, task.scale, task.std)
+    errors.pinball, errors.coverage = pinball, coverage
     results = loop.results if loop is not None else []
     return MethodRun(name, seconds, errors, point[rows].copy(), quant,
                      point if keep_point else None, len(results),
@@ -144,21 +156,98 @@ def _flat_index(task: Task, names: list[str]) -> np.ndarray:
     return starts[owner] + pos
 
 
-def run_baseline(task: Task, name: str, rows: np.ndarray, progress: bool) -> MethodRun:
+def run_baseline(task: Task, name: str, rows: np.ndarray, progress: bool,
+                 levels: np.ndarray) -> MethodRun:
     forecast: Callable[[np.ndarray, np.ndarray, int, int], np.ndarray] = (
         baselines.BASELINES[name])
+    quantiles = baselines.QUANTILES.get(name)
     point = np.empty((len(task.ent), task.horizon))
+    pinball = np.full(len(task.ent), np.nan)
+    coverage = np.full(len(task.ent), np.nan)
     bounds = np.searchsorted(task.ent, np.arange(len(task.stream) + 1))
     started = time.perf_counter()
     for k in tqdm(range(len(task.stream)), desc=name, unit="entity", disable=not progress,
                   leave=False):
         lo, hi = bounds[k], bounds[k + 1]
         if hi > lo:
-            point[lo:hi] = forecast(task.stream[k].values, task.pos[lo:hi], task.horizon,
-                                    task.season)
+            values, origins = task.stream[k].values, task.pos[lo:hi]
+            point[lo:hi] = forecast(values, origins, task.horizon, task.season)
+            if quantiles is not None:  # scored per entity: (N, Q, H) may be large
+                q = quantiles(values, origins, task.horizon, task.season, levels)
+                pinball[lo:hi], coverage[lo:hi] = M.quantile_scores(
+                    q, levels, task.truth[lo:hi], task.scale[lo:hi])
     seconds = time.perf_counter() - started
     errors = M.score(point, task.truth, task.scale, task.std)
+    errors.pinball, errors.coverage = pinball, coverage
     return MethodRun(name, seconds, errors, point[rows].astype(np.float32), None)
+
+
+PeerCache = dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def run_peers(task: Task, names: tuple[str, ...], rows: np.ndarray, plan: peers.PeerPlan,
+              levels: np.ndarray, notes: list[str], cache: PeerCache | None = None,
+              fit_horizon: int = 0) -> list[MethodRun]:
+    """The peers at the plan's origins, in one batched fit per peer. ``cache`` (ett:
+    the same stream for every horizon) keeps forecasts of ``fit_horizon`` steps
+    for the next task."""
+    picked, cadence = plan.rows(task)
+    H, fit_h = task.horizon, max(task.horizon, fit_horizon)
+    cache = cache if cache is not None else {}
+    keys = list(zip(task.ent[picked].tolist(), task.pos[picked].tolist(), strict=True))
+    todo = [i for i, (k, t) in enumerate(keys) if (names[0], k, t) not in cache]
+    found = peers.forecast(list(names), plan.histories(task, picked[todo]), fit_h,
+                           task.season, levels) if todo else {}
+    where = "every origin" if not cadence else (
+        f"every {cadence} steps from each entity's first scored origin")
+    window = (f"the last {plan.fit_window} values" if plan.fit_window else "the whole history")
+    notes.append(f"{task.label} peers: fitted at {where}, {len(picked)} origins of "
+                 f"{len(set(task.ent[picked].tolist()))} entities, on {window}"
+                 + ("; scored in slice 'peers', where every method is" if len(picked)
+                    < len(task.ent) else ""))
+    if len(picked) < len(task.ent):
+        mask = np.zeros(len(task.ent), dtype=bool)
+        mask[picked] = True
+        task.slices["peers"] = mask
+    note = peers.arima_note(task.season)
+    if note and "auto-arima" in names:
+        notes.append(note)
+    runs = []
+    for name in names:
+        if name in found:
+            fc = found[name]
+            for j, i in enumerate(todo):
+                cache[(name, *keys[i])] = (fc.point[j], fc.quantiles[j])
+            notes.append(f"{task.label} {name}: {fc.fallbacks} of {len(todo)} forecasts by "
+                         "seasonal naive (history too short, or the model failed)")
+        point = np.full((len(task.ent), H), np.nan)
+        quant = np.full((len(picked), len(levels), H), np.nan)
+        for j, key in enumerate(keys):
+            p, q = cache[(name, *key)]
+            point[picked[j]], quant[j] = p[:H], q[:, :H]
+        errors = M.score(point, task.truth, task.scale, task.std)
+        errors.pinball[picked], errors.coverage[picked] = M.quantile_scores(
+            quant, levels, task.truth[picked], task.scale[picked])
+        seconds = found[name].seconds if name in found else 0.0
+        runs.append(MethodRun(name, seconds, errors, point[rows].astype(np.float32), None,
+                              slices=("peers",) if "peers" in task.slices else None))
+    return runs
+
+
+def ranks(results: list[dict[str, Any]]) -> None:
+    """Each row gets its method's rank (1 = best) by MASE, sMAPE (or MSE) among the
+    methods scored on the same slice and horizon: ``rank_<metric>`` and ``ranked``."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in results:
+        groups.setdefault((row["slice"], row["horizon"]), []).append(row)
+    for rows in groups.values():
+        present = [m for m in RANKED if any(m in r for r in rows)]
+        for metric in present if "mase" not in present else ("mase", "smape"):
+            scored = [r for r in rows if np.isfinite(r.get(metric, np.nan))]
+            for r in scored:
+                r[f"rank_{metric}"] = 1 + sum(o[metric] < r[metric] for o in scored)
+        for r in rows:
+            r["ranked"] = len(rows)
 
 
 # -- the whole evaluation -----------------------------------------------------------
@@ -172,10 +261,13 @@ class Evaluation:
 
 def evaluate(task: Task, config: Config, methods: tuple[str, ...], batch_size: int = 5000,
              outer_every: int | None = None, progress: bool = True,
-             notes: list[str] | None = None, keep_point: str | None = None) -> Evaluation:
+             notes: list[str] | None = None, keep_point: str | None = None,
+             plan: peers.PeerPlan | None = None, peer_cache: PeerCache | None = None,
+             fit_horizon: int = 0) -> Evaluation:
     """Run ``methods`` on ``task`` and aggregate their metrics per slice."""
     notes = notes if notes is not None else []
     rows = plot_rows(task)
+    levels = np.array(config.series.quantiles)
     runs: list[MethodRun] = []
     for name in methods:
         if name in ENGINE_METHODS:
@@ -189,23 +281,35 @@ def evaluate(task: Task, config: Config, methods: tuple[str, ...], batch_size: i
             if cfg.meta.enabled:
                 notes.append(f"{task.label} {name}: {run.outer_runs} outer-loop runs, "
                              f"{run.promoted} promoted")
-        else:
-            runs.append(run_baseline(task, name, rows, progress))
+        elif name in baselines.BASELINES:
+            runs.append(run_baseline(task, name, rows, progress, levels))
+    chosen = tuple(m for m in methods if m in PEER_METHODS)
+    if chosen:
+        runs += run_peers(task, chosen, rows, plan or peers.PeerPlan(), levels, notes,
+                          peer_cache, fit_horizon)
+    bare = [m for m in methods if m in baselines.BASELINES and m not in baselines.QUANTILES]
+    if bare:
+        notes.append(f"no quantiles (pinball and coverage not scored): {', '.join(bare)}")
     reference = next((r for r in runs if r.name == "naive2"), None)
     if "owa" in task.metrics and reference is None:
-        reference = run_baseline(task, "naive2", rows, progress=False)  # OWA's yardstick
+        reference = run_baseline(task, "naive2", rows, False, levels)  # OWA's yardstick
     results = []
     for run in runs:
         for slice_name, mask in task.slices.items():
+            if run.slices is not None and slice_name not in run.slices:
+                continue
             row: dict[str, Any] = {"method": run.name, "slice": slice_name,
                                    "horizon": task.horizon}
-            row.update(M.aggregate(run.errors, mask, task.ent, task.metrics))
+            scored = M.aggregate(run.errors, mask, task.ent, task.metrics)
+            row.update({k: v for k, v in scored.items()  # no quantiles: no key
+                        if k not in ("pinball", "coverage") or np.isfinite(v)})
             if "owa" in task.metrics and reference is not None:
                 ref = M.aggregate(reference.errors, mask, task.ent, ("smape", "mase"))
                 row["owa"] = M.owa(row["smape"], row["mase"], ref["smape"], ref["mase"])
             row["seconds"] = round(run.seconds, 3)
             results.append({k: (round(v, 6) if isinstance(v, float) else v)
                             for k, v in row.items()})
+    ranks(results)
     return Evaluation(task, runs, results, rows)
 
 
@@ -236,6 +340,18 @@ def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
 
 
 # -- command line ----------------------------------------------------------------------
+def peer_plan(args: argparse.Namespace, protocol: str, tasks: list[Task]) -> peers.PeerPlan:
+    """--peer-origins (default 4 per entity, ett 8), --peer-series (default all),
+    --peer-window (default the whole history; ett 30 seasons: its histories grow
+    to 14,400 values)."""
+    season = tasks[0].season if tasks else 24
+    origins = getattr(args, "peer_origins", None) or (8 if protocol == "ett" else 4)
+    window = getattr(args, "peer_window", None)
+    if window is None:
+        window = 30 * season if protocol == "ett" else 0
+    return peers.PeerPlan(origins, getattr(args, "peer_series", None) or 0, window)
+
+
 def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
     """``streammeta evaluate``: every task, its outputs, and a printed table."""
     from streammeta.evaluation import report
@@ -245,6 +361,14 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
     if unknown:
         raise DataError(f"unknown method {unknown[0]!r}: expected some of {', '.join(METHODS)}")
     tasks, notes = load_tasks(args, config)
+    if not peers.available() and any(m in PEER_METHODS for m in methods):
+        if args.methods:
+            raise DataError("the peers need statsforecast: pip install 'streammeta[eval]'")
+        methods = tuple(m for m in methods if m not in PEER_METHODS)
+        notes.append("peers skipped: statsforecast is not installed (the eval extra)")
+    plan = peer_plan(args, tasks[0].protocol if tasks else "final-origin", tasks)
+    cache: PeerCache = {}  # ett: one fit serves every horizon (the same stream)
+    fit_horizon = max(t.horizon for t in tasks) if args.protocol == "ett" else 0
     keep = next((m for m in methods if m in ENGINE_METHODS), None) if args.forecasts_out else None
     evaluations = []
     with tempfile.TemporaryDirectory(prefix="streammeta-evaluate-") as scratch:
@@ -258,7 +382,9 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
                 task_config = task_config.replace("model", init=str(path))
                 notes.append(note)
             evaluation = evaluate(task, task_config, methods, args.batch_size, args.outer_every,
-                                  progress=not args.quiet, notes=notes, keep_point=keep)
+                                  progress=not args.quiet, notes=notes, keep_point=keep,
+                                  plan=plan, peer_cache=cache if args.protocol == "ett"
+                                  else None, fit_horizon=fit_horizon)
             evaluations.append(evaluation)
             if args.forecasts_out and keep is not None:
                 run_kept = next(r for r in evaluation.runs if r.name == keep)
@@ -270,6 +396,7 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
                "results": [r for e in evaluations for r in e.results],
                "notes": list(dict.fromkeys(notes))}
     print(report.table(payload["results"]))
+    print(report.rank_line(payload["results"]))
     for note in payload["notes"]:
         print(f"note: {note}")
     if args.json:

@@ -24,6 +24,7 @@ them (``Task.truth``).
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def final_origin_task(series: list[datasets.Series], test: dict[str, np.ndarray]
     ent, pos = _origins(last, last)
     return Task(f"final-origin H={horizon}", "final-origin", horizon, season, step_ms, stream,
                 full, ent, pos, {"all": np.ones(len(ent), dtype=bool)},
-                ("smape", "mase", "owa", "mse", "mae"), train_rows=-1)
+                ("smape", "mase", "owa", "mse", "mae", "pinball", "coverage"), train_rows=-1)
 
 
 def rolling_task(series: list[datasets.Series], horizon: int, season: int, step_ms: int,
@@ -125,7 +126,7 @@ def rolling_task(series: list[datasets.Series], horizon: int, season: int, step_
     return Task(f"rolling H={horizon}", "rolling", horizon, season, step_ms, list(series),
                 [s.values for s in series], ent, pos,
                 {"all": np.ones(len(ent), dtype=bool), "cold_start": cold},
-                ("smape", "mase", "owa", "mse", "mae"), arrival_gap)
+                ("smape", "mase", "owa", "mse", "mae", "pinball", "coverage"), arrival_gap)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def ett_task(series: list[datasets.Series], horizon: int, season: int, step_ms: 
         raise DataError(f"too few rows ({split.used}) for the ETT protocol at H={horizon}")
     return Task(f"ett H={horizon}", "ett", horizon, season, step_ms, stream,
                 [s.values for s in stream], ent, pos, {"all": np.ones(len(ent), dtype=bool)},
-                ("mse", "mae"), train_rows=split.train)
+                ("mse", "mae", "pinball", "coverage"), train_rows=split.train)
 
 
 def plot_rows(task: Task, entities: int = 6) -> np.ndarray:
@@ -180,32 +181,57 @@ def step_of(series: list[datasets.Series]) -> int:
     return datasets.HOUR_MS
 
 
+# M4's (and M1's) subsets by the name of their files: (horizon, season).
+M4_SUBSETS = {"hourly": (48, 24), "daily": (14, 1), "weekly": (13, 1), "monthly": (18, 12),
+              "quarterly": (8, 4), "yearly": (6, 1)}
+
+
+def m4_subset(path: Path) -> tuple[int, int] | None:
+    """(horizon, season) of an M4-format file named after its subset, e.g.
+    ``Monthly-train.csv`` → (18, 12); None for another name."""
+    words = re.split(r"[-_.]", path.name.lower())
+    return next((M4_SUBSETS[w] for w in words if w in M4_SUBSETS), None)
+
+
 def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list[str]]:
     """The tasks that ``args`` ask for, and notes about what was found."""
     notes: list[str] = []
     series = datasets.load(args.data, args.format)
     if args.limit_series:
         series = series[: args.limit_series]
+    if args.format == "long":
+        from streammeta.io import tables
+
+        series, note = tables.on_step_grid(series)
+        if note:
+            notes.append(note)
     step = step_of(series)
-    hourly = args.format in ("m4", "ett")
-    season = args.season or (24 if hourly else base.series.season)
+    subset, train = None, None
+    if args.format == "m4":
+        train = datasets.resolve_m4(args.data)
+        subset = m4_subset(train) or M4_SUBSETS["hourly"]  # M4 hourly: the first use
+    default_season = subset[1] if subset else (24 if args.format == "ett"
+                                                else base.series.season)
+    season = args.season or default_season
     if args.horizon:
         horizons = [args.horizon]
     elif args.protocol == "ett":
         horizons = [1, 24, 48]
     else:
-        horizons = [48 if args.format == "m4" else base.series.horizon]
+        horizons = [subset[0] if subset else base.series.horizon]
     if args.protocol == "final-origin":
         test = None
-        if args.format == "m4":
-            train = Path(args.data)
-            train = train / "Hourly-train.csv" if train.is_dir() else train
+        if train is not None:
             found = datasets.find_m4_test(train)
             if found is not None:
                 test = datasets.load_m4_test(found)
                 notes.append(f"test values from {found.name}")
         if test is None:
             notes.append("no test file: the last H values of each series are held out")
+            short = sum(len(s) <= h + 1 for s in series for h in horizons)
+            if short:
+                notes.append(f"{short} series with at most H + 1 values left out (nothing "
+                             "to forecast from)")
         return [final_origin_task(series, test, h, season, step) for h in horizons], notes
     if args.protocol == "rolling":
         warmup = args.warmup or 3 * season

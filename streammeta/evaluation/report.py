@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from streammeta.evaluation.evaluate import Evaluation, MethodRun, Task
 
 COLUMNS = (("smape", "sMAPE"), ("mase", "MASE"), ("owa", "OWA"), ("mse", "MSE"),
-           ("mae", "MAE"))
+           ("mae", "MAE"), ("pinball", "pinball"), ("coverage", "cover"))
+RANKS = (("rank_mase", "rank MASE"), ("rank_smape", "rank sMAPE"), ("rank_mse", "rank MSE"))
+NOT_BOLD = ("coverage",)  # best is nearest the nominal level, not the lowest
 STYLE: dict[str, dict[str, Any]] = {
     "streammeta": {"color": "#1f4e9c", "lw": 2.2},
     "no-adaptation": {"color": "#6a8fd0", "lw": 1.2, "ls": "--"},
@@ -40,15 +42,18 @@ STYLE: dict[str, dict[str, Any]] = {
 
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown table of result rows; the best value of each metric per slice and
-    horizon in bold."""
+    horizon in bold; each method's rank among those scored there (1 = best);
+    an empty pinball cell: the method has no quantiles."""
     present = [(k, title) for k, title in COLUMNS if any(k in r for r in results)]
+    ranked = [(k, title) for k, title in RANKS if any(k in r for r in results)]
     best: dict[tuple[str, int, str], float] = {}
     for r in results:
         for k, _ in present:
-            if k in r and np.isfinite(r[k]):
+            if k in r and np.isfinite(r[k]) and k not in NOT_BOLD:
                 key = (r["slice"], r["horizon"], k)
                 best[key] = min(best.get(key, np.inf), r[k])
-    head = ["method", "slice", "H"] + [t for _, t in present] + ["seconds"]
+    head = ["method", "slice", "H"] + [t for _, t in present] + [t for _, t in ranked] + [
+        "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [r["method"], r["slice"], str(r["horizon"])]
@@ -58,9 +63,20 @@ def table(results: list[dict[str, Any]]) -> str:
             if v is not None and best.get((r["slice"], r["horizon"], k)) == v:
                 text = f"**{text}**"
             cells.append(text)
+        cells += [f"{r[k]}/{r['ranked']}" if k in r else "" for k, _ in ranked]
         cells.append(f"{r['seconds']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def rank_line(results: list[dict[str, Any]], method: str = "streammeta") -> str:
+    """streammeta's ranks, one clause per slice and horizon."""
+    parts = []
+    for r in results:
+        if r["method"] == method:
+            ranks = [f"{title.split()[1]} {r[k]}/{r['ranked']}" for k, title in RANKS if k in r]
+            parts.append(f"{r['slice']} H={r['horizon']}: {', '.join(ranks)}")
+    return f"{method} rank: " + "; ".join(parts) if parts else f"{method}: not run"
 
 
 def suffixed(path: Path, task: Task, tasks: int) -> Path:

@@ -13,15 +13,24 @@ Aggregation over a slice: the mean over entities of each entity's mean over its
 forecasts (every entity weighs the same, as in M4; with equal counts per entity,
 as in the ETT protocol, it equals the plain mean). OWA = ½ (sMAPE / sMAPE_Naive2 +
 MASE / MASE_Naive2) of the aggregated figures on the same slice (M4's definition).
+
+Probabilistic, per forecast with quantiles ŷ_q at levels q (the engine's
+``series.quantiles``, 0.1 / 0.5 / 0.9 by default):
+
+* pinball = mean over q and h of 2·ρ_q(y − ŷ_q) / scale, ρ_q(u) = max(q·u, (q−1)·u),
+  scaled like MASE (at q = 0.5 the term is MASE's): a scaled quantile loss, the
+  usual discrete approximation of scaled CRPS;
+* coverage = share of the H targets inside [ŷ_{q_min}, ŷ_{q_max}] (the 0.1–0.9
+  interval by default: nominal 80%).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-METRICS = ("smape", "mase", "owa", "mse", "mae")
+METRICS = ("smape", "mase", "owa", "mse", "mae", "pinball", "coverage")
 
 
 @dataclass
@@ -35,6 +44,15 @@ class ForecastErrors:
     smape_by_h: np.ndarray  # (H,) mean over forecasts, for plots
     mase_by_h: np.ndarray
     mse_by_h: np.ndarray
+    # (N,) NaN where the method has no quantiles (or not at that origin)
+    pinball: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    coverage: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        if len(self.pinball) != len(self.smape):
+            self.pinball = np.full(len(self.smape), np.nan)
+        if len(self.coverage) != len(self.smape):
+            self.coverage = np.full(len(self.smape), np.nan)
 
 
 def smape_terms(y: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -66,9 +84,11 @@ def history_std(values: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(var, 0.0))
 
 
-def score(point: np.ndarray, truth: np.ndarray, scale: np.ndarray,
-          std: np.ndarray) -> ForecastErrors:
-    """point, truth (N, H); scale, std (N,) → per-forecast errors.
+def score(point: np.ndarray, truth: np.ndarray, scale: np.ndarray, std: np.ndarray,
+          quantiles: np.ndarray | None = None,
+          levels: np.ndarray | None = None) -> ForecastErrors:
+    """point, truth (N, H); scale, std (N,); optional quantiles (N, Q, H) at
+    ``levels`` (Q,) → per-forecast errors.
 
     A forecast with a non-finite value, or a non-positive scale or std, gets NaN
     for the metrics that need it (excluded from the aggregates).
@@ -84,10 +104,32 @@ def score(point: np.ndarray, truth: np.ndarray, scale: np.ndarray,
         scaled = absolute / scale  # (N, H)
         standard = err / std
         squared = np.square(standard)
+        pinball = coverage = np.zeros(0)
+        if quantiles is not None and levels is not None:
+            pinball, coverage = quantile_scores(quantiles, levels, truth, scale[:, 0])
         return ForecastErrors(
             smape=terms.mean(axis=1), mase=scaled.mean(axis=1), mse=squared.mean(axis=1),
             mae=np.abs(standard).mean(axis=1), smape_by_h=_nanmean0(terms),
-            mase_by_h=_nanmean0(scaled), mse_by_h=_nanmean0(squared))
+            mase_by_h=_nanmean0(scaled), mse_by_h=_nanmean0(squared), pinball=pinball,
+            coverage=coverage)
+
+
+def quantile_scores(quantiles: np.ndarray, levels: np.ndarray, truth: np.ndarray,
+                    scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """quantiles (N, Q, H) at ``levels`` (Q,), truth (N, H), scale (N,) → per forecast
+    (scaled pinball (N,), coverage of [lowest, highest level] (N,)); NaN where a
+    quantile is not finite (pinball also where the scale is not positive)."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    levels = np.asarray(levels, dtype=np.float64)[None, :, None]  # (1, Q, 1)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        u = truth[:, None, :] - q  # (N, Q, H)
+        loss = 2.0 * np.maximum(levels * u, (levels - 1.0) * u)
+        safe = np.where(scale > 0, scale, np.nan)
+        pinball = loss.mean(axis=(1, 2)) / safe
+        inside = (truth >= q[:, 0, :]) & (truth <= q[:, -1, :])  # (N, H)
+        coverage = inside.mean(axis=1)
+    finite = np.isfinite(q).all(axis=(1, 2))
+    return np.where(finite, pinball, np.nan), np.where(finite, coverage, np.nan)
 
 
 def _nanmean0(x: np.ndarray) -> np.ndarray:

@@ -2,13 +2,19 @@
 
 Formats (``fmt`` of :func:`load`):
 
-* ``m4`` — M4 wide CSV: a header row, then one row per series: the id in the first
-  column, then the values until the first empty cell. M4 has no timestamps, so
-  value i of every series is placed at ``start_ms + i * step_ms``.
-* ``long`` — a header naming ``entity``, ``ts`` and ``value`` (any order, other
-  columns ignored); ``ts`` epoch ms or ISO-8601 (naive means UTC); rows in any
-  order. Each entity keeps its rows sorted by ``ts`` (ties in file order:
-  duplicates are kept, for the daemon to dead-letter).
+* ``m4`` — M4 wide CSV (M4, and M1 in M4's shape): a header row, then one row per
+  series: the id in the first column, then the values until the first empty
+  cell. M4 has no timestamps, so value i of every series is placed at
+  ``start_ms + i * step_ms``. The path is the file (``Monthly-train.csv``), a
+  folder holding ``Hourly-train.csv`` or a single ``<Name>-train.csv``, or
+  ``<folder>/<Name>`` meaning ``<folder>/<Name>-train.csv``
+  (:func:`resolve_m4`); the test file beside it is ``<Name>-test.csv``.
+* ``long`` — a header naming ``entity``, ``ts`` and ``value``, or Nixtla's
+  ``unique_id``, ``ds`` and ``y`` (any order, other columns ignored); ``ts`` epoch
+  ms or ISO-8601 (naive means UTC); rows in any order; CSV, or Parquet when the
+  name ends in ``.parquet`` (:mod:`streammeta.io.tables`, needs pandas and
+  pyarrow: the ``eval`` extra). Each entity keeps its rows sorted by ``ts`` (ties
+  in file order: duplicates are kept, for the daemon to dead-letter).
 * ``ett`` — the ETT CSVs: a ``date`` column (UTC) and one column per variable;
   every variable is one entity named after its column.
 
@@ -150,7 +156,7 @@ def _numbers(cells: list[str], width: int, lines: Sequence[int],
     return values.reshape(-1, width)
 
 
-def _parse_ts(raw: str) -> int:
+def parse_ts(raw: str) -> int:
     """Epoch ms (integral) or ISO-8601 (naive means UTC) → epoch ms; ValueError if neither."""
     try:
         return int(raw)
@@ -187,7 +193,7 @@ def _timestamps(cells: list[str], lines: Sequence[int], path: Path) -> np.ndarra
     out: list[int] = []  # mixed kinds or time zones: one by one, naming a bad cell
     for raw, line in zip(cells, lines, strict=True):
         try:
-            out.append(_parse_ts(raw))
+            out.append(parse_ts(raw))
         except (ValueError, OverflowError) as exc:
             raise DataError(f"{path}:{line}: {exc}") from None
     try:
@@ -230,6 +236,29 @@ def load_m4(path: PathLike, step_ms: int = HOUR_MS, start_ms: int = M4_START_MS
     return out
 
 
+def resolve_m4(path: PathLike) -> Path:
+    """The training file meant by an M4-format ``path`` (see the module docstring)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / M4_TRAIN_NAME).is_file():
+            return path / M4_TRAIN_NAME
+        found = sorted(path.glob("*-train.csv"))
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise DataError(f"{path / M4_TRAIN_NAME}: no such file (nor any "
+                            "<Name>-train.csv beside it)")
+        names = ", ".join(f.name.removesuffix("-train.csv") for f in found)
+        raise DataError(f"{path}: name one subset, as {path}/<Name> or the file "
+                        f"(subsets here: {names})")
+    candidate = path.with_name(f"{path.name}-train.csv")
+    if candidate.is_file():
+        return candidate
+    raise DataError(f"{path}: no such file (nor {candidate.name})")
+
+
 def load_m4_test(path: PathLike) -> dict[str, np.ndarray]:
     """Series id → the official test values (the H values after its training part)."""
     return {s.entity: s.values for s in load_m4(path)}
@@ -252,28 +281,51 @@ def find_m4_test(train_path: PathLike) -> Path | None:
 
 
 def load_long(path: PathLike) -> list[Series]:
-    """Series of a long CSV ``entity,ts,value``, entities in order of first appearance."""
+    """Series of a long CSV ``entity,ts,value`` (or ``unique_id,ds,y``), entities in
+    order of first appearance; Parquet by its ``.parquet`` name."""
     path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        from streammeta.io import tables
+
+        return tables.load_parquet(path)
     header, lines, rows = _records(path)
-    names = [name.lower() for name in header]
-    missing = [c for c in ("entity", "ts", "value") if c not in names]
-    if missing:
-        raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)} "
-                        f"(a long file needs entity, ts, value)")
-    ie, it, iv = names.index("entity"), names.index("ts"), names.index("value")
+    ie, it, iv = long_columns(header, path)
     need = max(ie, it, iv) + 1
     for line, row in zip(lines, rows, strict=True):
         if len(row) < need:
             raise DataError(f"{path}:{line}: expected at least {need} columns, got {len(row)}")
     entities = [row[ie] for row in rows]
+    ts = _timestamps([row[it] for row in rows], lines, path)
+    values = _numbers([row[iv] for row in rows], 1, lines, lambda _: _column(header, iv),
+                      path)[:, 0]
+    return group(entities, ts, values, lines, path)
+
+
+LONG_COLUMNS = (("entity", "ts", "value"), ("unique_id", "ds", "y"))
+
+
+def long_columns(header: Sequence[str], path: Path) -> tuple[int, int, int]:
+    """Positions of the entity, time and value columns in a long header."""
+    names = [name.lower() for name in header]
+    for columns in LONG_COLUMNS:
+        if all(c in names for c in columns):
+            ie, it, iv = (names.index(c) for c in columns)
+            return ie, it, iv
+    missing = [c for c in LONG_COLUMNS[0] if c not in names]
+    raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)} "
+                    f"(a long file needs entity, ts, value or unique_id, ds, y)")
+
+
+def group(entities: list[str], ts: np.ndarray, values: np.ndarray,
+          lines: Sequence[int] | None, path: Path) -> list[Series]:
+    """Long rows → one series per entity, in order of first appearance, each sorted
+    by time (stable: duplicates keep their order)."""
     codes_by_name: dict[str, int] = {}
     codes = np.array([codes_by_name.setdefault(e, len(codes_by_name)) for e in entities],
                      dtype=np.int64)  # (N,) entity code, first appearance first
     if "" in codes_by_name:
-        raise DataError(f"{path}:{lines[entities.index('')]}: empty entity id")
-    ts = _timestamps([row[it] for row in rows], lines, path)
-    values = _numbers([row[iv] for row in rows], 1, lines, lambda _: _column(header, iv),
-                      path)[:, 0]
+        k = entities.index("")
+        raise DataError(f"{path}:{lines[k] if lines else f'row {k + 1}'}: empty entity id")
     order = np.lexsort((ts, codes))  # by entity, then time; stable for duplicates
     bounds = np.cumsum(np.bincount(codes))[:-1]
     ts_parts, value_parts = np.split(ts[order], bounds), np.split(values[order], bounds)
@@ -308,15 +360,15 @@ def load_ett(path: PathLike) -> list[Series]:
 
 
 def load(path: PathLike, fmt: str) -> list[Series]:
-    """Load ``path`` in format ``fmt`` (one of :data:`FORMATS`); for ``m4`` a
-    directory means its ``Hourly-train.csv``."""
+    """Load ``path`` in format ``fmt`` (one of :data:`FORMATS`); for ``m4`` see
+    :func:`resolve_m4`."""
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     path = Path(path)
-    if path.is_dir():
-        if fmt != "m4":
-            raise DataError(f"{path}: is a directory, expected a {fmt} CSV file")
-        path = path / M4_TRAIN_NAME
+    if fmt == "m4":
+        path = resolve_m4(path)
+    elif path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a {fmt} file")
     loaders = {"m4": load_m4, "long": load_long, "ett": load_ett}
     return loaders[fmt](path)
 

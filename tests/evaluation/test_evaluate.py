@@ -141,7 +141,8 @@ def test_ett_naive_persistence_reproduces_the_published_mse() -> None:
         task = P.ett_task(series, horizon, 24, HOUR)
         row = E.evaluate(task, _config(), ("naive",), progress=False).results[0]
         assert round(row["mse"], 3) == published
-        assert set(row) == {"method", "slice", "horizon", "mse", "mae", "seconds"}
+        assert set(row) == {"method", "slice", "horizon", "mse", "mae", "pinball", "coverage",
+                            "rank_mse", "ranked", "seconds"}
 
 
 # -- the command line end to end -------------------------------------------------------
@@ -154,7 +155,8 @@ def test_evaluate_final_origin_on_the_bundled_m4_subset(tmp_path: Path) -> None:
     assert payload["protocol"] == "final-origin"
     methods = {r["method"] for r in payload["results"]}
     assert {"streammeta", "no-adaptation", "no-outer-loop", "no-guard", "seasonal-naive",
-            "naive2", "holt-winters", "snarimax"} <= methods
+            "naive2", "holt-winters", "snarimax", "auto-ets", "auto-arima",
+            "auto-theta"} <= methods
     naive2 = next(r for r in payload["results"] if r["method"] == "naive2")
     assert naive2["owa"] == pytest.approx(1.0)
     for row in payload["results"]:

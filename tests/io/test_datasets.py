@@ -231,3 +231,54 @@ def test_bundled_subset_is_small_matches_its_test_file_and_the_shared_data() -> 
     for series in bundled:
         np.testing.assert_array_equal(series.values, full[series.entity])
         np.testing.assert_array_equal(test[series.entity], full_test[series.entity])
+
+
+# -- M1 in M4's shape, Nixtla's columns, Parquet, calendar steps ------------------------
+def test_an_m4_shaped_subset_is_found_by_file_folder_or_name(tmp_path: Path) -> None:
+    write(tmp_path, "Monthly-train.csv", "V1,V2,V3\nM1,1,2\nM2,3,\n")
+    write(tmp_path, "Monthly-test.csv", "V1,V2\nM1,3\nM2,4\n")
+    for where in (tmp_path / "Monthly-train.csv", tmp_path / "Monthly", tmp_path):
+        assert [s.entity for s in datasets.load(where, "m4")] == ["M1", "M2"]
+    assert datasets.find_m4_test(tmp_path / "Monthly-train.csv") == tmp_path / "Monthly-test.csv"
+    write(tmp_path, "Yearly-train.csv", "V1,V2\nY1,1\n")
+    with pytest.raises(DataError, match="subsets here: Monthly, Yearly"):
+        datasets.load(tmp_path, "m4")
+
+
+def test_long_csv_with_nixtla_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.csv", "unique_id,ds,y\nb,2020-02-01,2\na,2020-01-01,1\n"
+                                    "a,2020-02-01,3\n")
+    b, a = datasets.load(path, "long")
+    assert (b.entity, a.entity, a.values.tolist()) == ("b", "a", [1.0, 3.0])
+
+
+def test_long_parquet_with_either_column_names(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    stamps = pd.to_datetime(["2020-01-01", "2020-02-01", "2020-01-01"])
+    pd.DataFrame({"unique_id": ["a", "a", "b"], "ds": stamps, "y": [1.0, 2.0, 5.0]}
+                 ).to_parquet(tmp_path / "n.parquet")
+    pd.DataFrame({"entity": ["a", "a"], "ts": [7200000, 3600000], "value": [2, 1]}
+                 ).to_parquet(tmp_path / "e.parquet")
+    a, b = datasets.load(tmp_path / "n.parquet", "long")
+    assert a.values.tolist() == [1.0, 2.0] and b.values.tolist() == [5.0]
+    assert a.ts[0] == 1577836800000  # naive datetimes are UTC
+    (e,) = datasets.load(tmp_path / "e.parquet", "long")
+    assert e.ts.tolist() == [3600000, 7200000] and e.values.tolist() == [1.0, 2.0]
+    pd.DataFrame({"entity": ["a"], "ts": [1], "value": ["x"]}).to_parquet(tmp_path / "x.parquet")
+    with pytest.raises(DataError, match="'x' is not a finite number"):
+        datasets.load(tmp_path / "x.parquet", "long")
+
+
+def test_calendar_months_are_placed_on_a_step_grid(tmp_path: Path) -> None:
+    from streammeta.io import tables
+
+    path = write(tmp_path, "x.csv", "entity,ts,value\na,2020-01-01,1\na,2020-02-01,2\n"
+                                    "a,2020-03-01,3\nb,2020-02-01,5\nb,2020-03-01,6\n")
+    series, note = tables.on_step_grid(datasets.load(path, "long"))
+    assert note is not None and "not a fixed step" in note
+    a, b = series
+    step = int(a.ts[1] - a.ts[0])
+    assert np.diff(a.ts).tolist() == [step, step] and b.ts.tolist() == a.ts[1:].tolist()
+    same, none = tables.on_step_grid([Series("h", np.arange(3) * HOUR, np.ones(3))])
+    assert none is None and same[0].ts.tolist() == [0, HOUR, 2 * HOUR]
