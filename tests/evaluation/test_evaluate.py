@@ -54,7 +54,7 @@ def test_ett_task_origins_and_standardisation() -> None:
                for s in series]
     again = P.ett_task(changed, 24, 24, HOUR)
     assert np.array_equal(again.stream[0].values[:250], task.stream[0].values[:250])
-    assert task.metrics == ("mse", "mae")
+    assert task.metrics == ("mse", "mae", "pinball", "coverage")
 
 
 def test_rolling_scores_each_forecast_against_the_next_h_values() -> None:
