@@ -10,10 +10,10 @@ columns), an exponentially weighted average forecaster (Hedge) over E experts:
 * ``DRIFT`` — seasonal naive plus h times the average step over the last window
   (with a season of 1, a random walk with drift: what trending series need).
 
-A step h is served with the weights of the smallest scored horizon ≥ h. With a
-season m > 1 the scored horizons beyond 1 are m and H, multiples of m or close to
-them, where persistence's forecast is seasonal naive's; persistence is therefore
-weighted at the one-step horizon only, where it is judged for what it serves.
+A step h is served with the weights of the smallest scored horizon ≥ h. At a scored
+horizon that is a multiple of the season m > 1, persistence's forecast is seasonal
+naive's, so its record there says nothing of what it would serve at the steps in
+between: persistence does not serve those horizons (:func:`allowed`).
 
 When a forecast's target arrives, each expert's absolute error on it, in the
 entity's running standard deviations and clipped to ``CLIP``, is added to the
@@ -65,10 +65,11 @@ def weights(losses: Tensor, rate: float, prior: Tensor | None = None,
 
 
 def allowed(horizons: tuple[int, ...], season: int) -> Tensor:
-    """(S, E): persistence serves only the one-step horizon when there is a season."""
+    """(S, E): persistence does not serve a scored horizon that is a multiple of the
+    season (> 1): judged there, its forecast is seasonal naive's."""
     ok = torch.ones(len(horizons), EXPERTS, dtype=torch.bool)
     if season > 1:
-        ok[[i for i, h in enumerate(horizons) if h > 1], NAIVE] = False
+        ok[[i for i, h in enumerate(horizons) if h > 1 and h % season == 0], NAIVE] = False
     return ok
 
 
