@@ -352,9 +352,9 @@ class DriftConfig:
 
 @dataclass(frozen=True)
 class ExpertsConfig:
-    # Per entity and scored horizon, serve a weighted average of the model, persistence
-    # and seasonal naive, weighted by exp(-rate × each one's discounted sum of absolute
-    # errors in the entity's standard deviations) (docs/meta-learning.md, "Experts").
+    # Per entity and scored horizon, serve a weighted average of the model, persistence,
+    # seasonal naive and drift, weighted by exp(-rate × each one's discounted sum of
+    # absolute errors in the entity's standard deviations) (docs/meta-learning.md, "Experts").
     enabled: bool = True
     rate: float = 1.0
     discount: float = 0.98
