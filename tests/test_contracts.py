@@ -49,8 +49,11 @@ def test_contract_constants_match_the_codec() -> None:
     assert reasons["enum"] == [reason.value for reason in Reason]
 
 
+Published = tuple[list[tuple[bytes, bytes]], list[codec.DeadLetter], list[list[tuple[str, bytes]]]]
+
+
 @pytest.fixture(scope="module")
-def published() -> tuple[list[tuple[bytes, bytes]], list[codec.DeadLetter]]:
+def published() -> Published:
     """Forecasts and dead letters of a daemon run on in-memory fakes: young and warm
     entities, every kind of hostile record, a late and a duplicate observation."""
     config: Config = config_mod.load(None, env={}).replace(
@@ -72,13 +75,13 @@ def published() -> tuple[list[tuple[bytes, bytes]], list[codec.DeadLetter]]:
         offset += 1
     source, sink = MemorySource(records, batch_size=50), MemorySink()
     run_until_drained(Daemon(config, source, sink, Metrics()), source)
-    return sink.forecasts, sink.dead_letters
+    return sink.forecasts, sink.dead_letters, sink.forecast_headers
 
 
 def test_every_forecast_the_daemon_publishes_matches_the_schema(
-    published: tuple[list[tuple[bytes, bytes]], list[codec.DeadLetter]],
+    published: Published,
 ) -> None:
-    forecasts, _ = published
+    forecasts, _, headers = published
     check = validator("forecast")
     bodies = [orjson.loads(value) for _, value in forecasts]
     assert len(bodies) == 240
@@ -90,12 +93,16 @@ def test_every_forecast_the_daemon_publishes_matches_the_schema(
     check_headers = validator("forecast-headers")
     for version in (0, 1, 17):
         check_headers.validate(contracts.header_map(contracts.forecast_headers(version)))
+    assert len(headers) == len(forecasts)
+    for sent, body in zip(headers, bodies, strict=True):  # every forecast carries them
+        check_headers.validate(contracts.header_map(sent))
+        assert contracts.header_map(sent)["streammeta.model.version"] == str(body["model_version"])
 
 
 def test_every_dead_letter_carries_the_headers_of_the_schema(
-    published: tuple[list[tuple[bytes, bytes]], list[codec.DeadLetter]],
+    published: Published,
 ) -> None:
-    _, letters = published
+    _, letters, _ = published
     check = validator("dead-letter-headers")
     assert len(letters) == 10
     for letter in letters:
@@ -169,7 +176,7 @@ def _mutations() -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize(("what", "mutate"), _mutations(), ids=[m[0] for m in _mutations()])
 def test_invalid_forecasts_fail_the_schema_and_the_client(
-    published: tuple[list[tuple[bytes, bytes]], list[codec.DeadLetter]], what: str,
+    published: Published, what: str,
     mutate: Any,
 ) -> None:
     good = orjson.loads(published[0][-1][1])

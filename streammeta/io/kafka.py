@@ -391,10 +391,11 @@ class KafkaSink:
         self.cfg = cfg
         self._producer = _Producer(cfg, deadline)
 
-    def send_forecasts(self, messages: list[tuple[bytes, bytes]]) -> None:
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]],
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
         send, topic = self._producer.send, self.cfg.forecast_topic
         for key, value in messages:
-            send(topic, key, value)
+            send(topic, key, value, headers)
 
     def send_dead_letters(self, letters: list[DeadLetter]) -> None:
         # The original key and value, unchanged: a tombstone's null value stays null.

@@ -44,8 +44,10 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    def send_forecasts(self, messages: list[tuple[bytes, bytes]]) -> None:
-        """Queue (key, value) forecast messages."""
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]],
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Queue (key, value) forecast messages, each with ``headers`` (one batch, one
+        model version: ``streammeta.contracts.forecast_headers``)."""
         ...
 
     def send_dead_letters(self, letters: list[DeadLetter]) -> None: ...
@@ -116,11 +118,14 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.forecasts: list[tuple[bytes, bytes]] = []
+        self.forecast_headers: list[list[tuple[str, bytes]]] = []  # aligned with forecasts
         self.dead_letters: list[DeadLetter] = []
         self.flushes = 0
 
-    def send_forecasts(self, messages: list[tuple[bytes, bytes]]) -> None:
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]],
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
         self.forecasts.extend(messages)
+        self.forecast_headers.extend([headers or []] * len(messages))
 
     def send_dead_letters(self, letters: list[DeadLetter]) -> None:
         self.dead_letters.extend(letters)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from streammeta.config import Config
+from streammeta.contracts import forecast_headers
 from streammeta.errors import BrokerError
 from streammeta.io.codec import DeadLetter, Decoder, ForecastEncoder, Observations, Reason, Record
 from streammeta.io.streams import Sink, Source, TopicPartition, next_offsets
@@ -250,7 +251,7 @@ class Daemon:
         attempt = 0
         while True:
             try:
-                self.sink.send_forecasts(messages)
+                self.sink.send_forecasts(messages, forecast_headers(self.engine.version))
                 self.sink.send_dead_letters(dead)
                 self.sink.flush(self.config.kafka.shutdown_timeout_s, self._alive_and_ready)
                 return
