@@ -377,11 +377,28 @@ class _Producer:
             # stop it now, or the interpreter's exit would wait on it.
             sender = getattr(self.producer, "_sender", None)
             if sender is not None:
+                _quiet_abort(sender)
                 sender.force_close()
                 sender.join(1.0)
             log.warning("producer closed with unacknowledged messages")
         except KafkaError as exc:
             log.warning("producer close: %s", exc)
+
+
+def _quiet_abort(sender: Any) -> None:
+    """kafka-python 2.3's I/O thread, force-closed while it expires batches itself, can
+    remove a batch twice and die printing a ValueError traceback: the batches are being
+    dropped on purpose (their offsets were not committed), so let it end quietly."""
+    accumulator = getattr(sender, "_accumulator", None)
+    if accumulator is None:
+        return
+    abort = accumulator.abort_incomplete_batches
+
+    def quiet() -> None:
+        with contextlib.suppress(ValueError):
+            abort()
+
+    accumulator.abort_incomplete_batches = quiet
 
 
 class KafkaSink:
