@@ -42,7 +42,7 @@ from streammeta.config import AdaptationConfig, MetaConfig
 from streammeta.meta.layout import TaskLayout, mase_weight, normalise_task, standardise
 from streammeta.online import model
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("streammeta.meta.outer")  # the outer loop's log, as before the split
 MAX_GRAPHS = 8  # recorded batch shapes per learner; each keeps its own GPU memory
 
 

@@ -14,7 +14,8 @@ from streammeta.io.streams import Sink, Source
 from streammeta.serve.health import LoopHealth
 from streammeta.serve.metrics import Metrics
 
-log = logging.getLogger(__name__)
+# The loop's own log: operators follow (and alert on) one logger for the loop.
+log = logging.getLogger("streammeta.serve.daemon")
 
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 

@@ -17,7 +17,8 @@ from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import Checkpointer, Written
 from streammeta.serve.metrics import Metrics
 
-log = logging.getLogger(__name__)
+# The loop's own log: operators follow (and alert on) one logger for the loop.
+log = logging.getLogger("streammeta.serve.daemon")
 
 
 class StateKeeper:
