@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from test_daemon_kafka import read_topic
 
 from streammeta.config import Config
 from streammeta.contracts import header_map
@@ -29,21 +29,6 @@ OBSERVATIONS = 3000  # the bundled M4 subset's first 50 hours of its 60 series
 def schema_validator(name: str) -> jsonschema.Draft202012Validator:
     schema = json.loads((ROOT / "docs" / "contracts" / f"{name}.schema.json").read_text())
     return jsonschema.Draft202012Validator(schema)
-
-
-def all_records(config: Config, topic: str, expected: int, timeout_s: float = 60.0) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers,
-                             enable_auto_commit=False, receive_message_max_bytes=256 << 20)
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    records: list = []
-    deadline = time.monotonic() + timeout_s
-    while len(records) < expected and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=200).values():
-            records.extend(batch)
-    consumer.close()
-    return records
 
 
 def test_example_consumer_reads_every_forecast_of_a_demo_run(kafka_config: Config) -> None:
@@ -84,7 +69,7 @@ def test_example_consumer_reads_every_forecast_of_a_demo_run(kafka_config: Confi
         assert any(" warm=False " in line for line in lines)
 
         # A consumer written from the schema files alone accepts every message.
-        forecasts = all_records(kafka_config, kafka_config.kafka.forecast_topic, OBSERVATIONS)
+        forecasts = read_topic(kafka_config, kafka_config.kafka.forecast_topic, OBSERVATIONS)
         assert len(forecasts) == OBSERVATIONS
         body_schema, header_schema = schema_validator("forecast"), schema_validator(
             "forecast-headers")
