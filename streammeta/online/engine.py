@@ -354,9 +354,9 @@ class Engine:
         if self.experts is not None:
             origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
             last = arena.ring[slots[:, None], origin % arena.ring_len]
-            history = arena.history(slots)
+            ring = arena.ring[slots]  # (B, R) before this value is appended
             drift = naive + self._h[None, :] * torch.stack(
-                [experts.slope(history, origin[:, i], self.shape.window)
+                [experts.slope(ring, origin[:, i], self.shape.window)
                  for i in range(len(self.horizons))], dim=1)
             each = torch.stack([forecast, last, naive, drift], dim=2)  # (B, S, E)
             err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
@@ -500,7 +500,7 @@ class Engine:
         seasonal = torch.gather(history, 1, (n[:, None] - 1 - back) % R)  # (B, H)
         w = experts.weights(self.arena.experts[slots], self.experts.rate,
                             self.population.prior(), self._allowed)
-        slope = experts.slope(history, n - 1, self.shape.window)
+        slope = experts.slope(history[:, :R], n - 1, self.shape.window)
         served = experts.blend(w, self._bucket, point, last, seasonal, slope)
         served = torch.where(warm[:, None], served, point)
         return served, quant + (served - point)[:, None, :]

@@ -128,13 +128,14 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
             + wh[:, :, DRIFT] * slope[:, None] * h)
 
 
-def slope(history: Tensor, last_index: Tensor, span: int) -> Tensor:
+def slope(ring: Tensor, last_index: Tensor, span: int) -> Tensor:
     """The drift expert's average step (B,) at absolute index ``last_index`` (B,) over the
-    last ``span`` steps (fewer when the entity has fewer); history from Arena.history."""
-    R = history.shape[1] // 2
+    last ``span`` steps (fewer when the entity has fewer); ``ring`` (B, R) the entities'
+    rows of ``Arena.ring``."""
+    R = ring.shape[1]
     k = torch.clamp(torch.minimum(last_index, torch.tensor(span)), min=1)
-    now = torch.gather(history, 1, (last_index % R)[:, None])[:, 0]
-    then = torch.gather(history, 1, ((last_index - k) % R)[:, None])[:, 0]
+    now = torch.gather(ring, 1, (last_index % R)[:, None])[:, 0]
+    then = torch.gather(ring, 1, ((last_index - k) % R)[:, None])[:, 0]
     return torch.where(last_index > 0, (now - then) / k, torch.zeros_like(now))
 
 
