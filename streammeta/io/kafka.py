@@ -380,6 +380,9 @@ class _Producer:
                 _quiet_abort(sender)
                 sender.force_close()
                 sender.join(1.0)
+            # Its close never got to mark it closed, so its __del__ would flush again
+            # (raising from a finaliser, a traceback on stderr): it is closed now.
+            self.producer._closed = True
             log.warning("producer closed with unacknowledged messages")
         except KafkaError as exc:
             log.warning("producer close: %s", exc)
