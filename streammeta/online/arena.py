@@ -19,11 +19,13 @@ import torch
 from torch import Tensor
 
 from streammeta.online import drift
+from streammeta.online.experts import EXPERTS
 
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
 # Per-slot tensors that make up an entity's state (and a checkpoint row).
 ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "anchor", "pending",
-              "partition", "drift", "phi_origin", "guard", "experts")
+              "partition", "drift", "phi_origin", "guard", "experts", "pending_experts",
+              "season_indices")
 # Columns of ``Arena.guard``: each expert's summed one-step error (in the entity's
 # standard deviations), each expert's forecast of the next value (model units; NaN:
 # not made), and the value count at which the entity stops blending.
@@ -46,7 +48,8 @@ class Arena:
         scored_horizons: int,  # S
         max_entities: int,
         phi0: Tensor,
-        experts: int = 4,  # E
+        experts: int = EXPERTS,  # E
+        season: int = 1,  # m
     ) -> None:
         N = max_entities
         self.ring_len = ring_len
@@ -72,7 +75,14 @@ class Arena:
         self.guard = torch.empty(N, 5, dtype=torch.float64)  # (N, 5) columns: GUARD_NEW
         # Each expert's discounted summed error per scored horizon (online/experts.py).
         self.experts = torch.empty(N, scored_horizons, experts)  # (N, S, E)
+        # The theta experts' forecasts at the scored horizons, as ``pending`` the model's.
+        self.pending_experts = torch.empty(N, horizon, scored_horizons, 2)  # (N, H, S, 2)
+        # The theta experts' seasonal indices by phase, refreshed once a season.
+        self.season_indices = torch.empty(N, max(season, 1))  # (N, m)
         self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
+        # Rows saved before the theta experts: no seasonal adjustment until the
+        # entity's next refresh, at most a season away.
+        self._missing = {"season_indices": 0.0}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -155,7 +165,7 @@ class Arena:
         if bool((slots == FREE).any()):
             raise ValueError("checkpoint holds more entities than engine.max_entities")
         for field in ROW_FIELDS:
-            getattr(self, field)[slots] = rows[field]
+            getattr(self, field)[slots] = rows.get(field, self._missing.get(field))
         self.occupied[slots] = True
         return slots
 
@@ -173,6 +183,8 @@ class Arena:
         self.phi_origin[slots] = self.origin_phi0
         self.guard[slots] = torch.tensor(GUARD_NEW, dtype=torch.float64)
         self.experts[slots] = 0.0
+        self.pending_experts[slots] = float("nan")
+        self.season_indices[slots] = 0.0
 
     def history(self, slots: Tensor) -> Tensor:
         """The slots' rings, unrolled twice: (B, 2R), so any run of up to R
@@ -184,8 +196,8 @@ class Arena:
 def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
     """Exported rows written by an older version, completed in place: entities saved
     before ``anchor`` existed shrink towards φ₀ itself; before the guard, they serve
-    the learned θ alone (their guard period is over); before the experts, they start
-    with no record (even weights)."""
+    the learned θ alone (their guard period is over); before the experts (or the
+    theta experts), they start with no record (even weights) for the missing ones."""
     if "phi" in rows:
         if "anchor" not in rows:
             rows["anchor"] = torch.zeros_like(rows["phi"])
@@ -194,9 +206,13 @@ def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
         if "guard" not in rows:
             rows["guard"] = torch.tensor(GUARD_NEW, dtype=torch.float64).repeat(
                 len(rows["phi"]), 1)
-        if "experts" not in rows:
-            S = rows["pending"].shape[2]
-            rows["experts"] = torch.zeros(len(rows["phi"]), S, 4)
+        B, H, S = rows["pending"].shape
+        record = rows.get("experts", torch.zeros(B, S, 0))
+        if record.shape[2] < EXPERTS:
+            rows["experts"] = torch.cat(
+                [record, torch.zeros(B, S, EXPERTS - record.shape[2])], dim=2)
+        if "pending_experts" not in rows:
+            rows["pending_experts"] = torch.full((B, H, S, 2), float("nan"))
     return rows
 
 

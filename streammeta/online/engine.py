@@ -140,7 +140,7 @@ class Engine:
             ring_len=ring_length(m.window, s.horizon, s.season), context_dim=m.context_dim,
             horizon=s.horizon, scored_horizons=len(self.horizons),
             max_entities=config.engine.max_entities, phi0=self.params["phi0"],
-            experts=experts.EXPERTS)
+            experts=experts.EXPERTS, season=s.season)
         self.experts = config.experts if config.experts.enabled else None
         self._bucket = experts.buckets(self.horizons, s.horizon)  # (H,)
         self._allowed = experts.allowed(self.horizons, s.season)  # (S, E)
@@ -343,6 +343,8 @@ class Engine:
         cell = j % arena.horizon
         forecast = arena.pending[slots, cell]  # (B, S)
         arena.pending[slots, cell] = float("nan")
+        theta = arena.pending_experts[slots, cell]  # (B, S, 2)
+        arena.pending_experts[slots, cell] = float("nan")
         valid = ~torch.isnan(forecast) & (j[:, None] >= self._naive_lag[None, :])
         if not bool(valid.any()):
             return
@@ -358,7 +360,8 @@ class Engine:
             drift = naive + self._h[None, :] * torch.stack(
                 [experts.slope(ring, origin[:, i], self.shape.window)
                  for i in range(len(self.horizons))], dim=1)
-            each = torch.stack([forecast, last, naive, drift], dim=2)  # (B, S, E)
+            each = torch.cat([torch.stack([forecast, last, naive, drift], dim=2), theta],
+                             dim=2)  # (B, S, E)
             err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
             arena.experts[slots] = experts.update(arena.experts[slots], err, valid,
                                                   self.experts.discount)
@@ -482,7 +485,7 @@ class Engine:
         at_h = torch.where(warm[:, None], at_h, torch.full_like(at_h, float("nan")))
         arena.pending[slots[:, None], cells, torch.arange(len(self.horizons))[None, :]] = at_h
         if self.experts is not None:  # the model is scored alone; the blend is served
-            point, quant = self._serve_experts(slots, n, history, warm, point, quant)
+            point, quant = self._serve_experts(slots, n, history, warm, cells, point, quant)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
         return Forecasts(
@@ -490,18 +493,29 @@ class Engine:
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
 
     def _serve_experts(self, slots: Tensor, n: Tensor, history: Tensor, warm: Tensor,
-                       point: Tensor, quant: Tensor) -> tuple[Tensor, Tensor]:
-        """Warm rows' point forecasts (B, H) → the entity's weighting of the model,
-        persistence and seasonal naive; quantiles keep the model's spread around it."""
+                       cells: Tensor, point: Tensor, quant: Tensor) -> tuple[Tensor, Tensor]:
+        """Warm rows' point forecasts (B, H) → the entity's weighting of the model and
+        the cheap experts; quantiles keep the model's spread around it. The theta
+        experts' forecasts at the scored horizons wait in ``cells`` (B, S) for scoring."""
         assert self.experts is not None
         R = self.arena.ring_len
+        x, m = window(history, n - R, R), self.shape.season
+        indices = None
+        if m > 1:  # the seasonal indices, refreshed once a season
+            due = n % m == 0
+            if bool(due.any()):
+                self.arena.season_indices[slots[due]] = experts.seasonal_indices(x[due], n[due], m)
+            indices = self.arena.season_indices[slots]
+        theta = experts.theta(x, n, self.shape.horizon, self.shape.transform, indices)  # (B, H, 2)
+        scored = torch.arange(len(self.horizons))[None, :]
+        self.arena.pending_experts[slots[:, None], cells, scored] = theta[:, self._h - 1]
         last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
         back = torch.where(n[:, None] >= self.shape.season, self._naive_back[None, :], 0)
         seasonal = torch.gather(history, 1, (n[:, None] - 1 - back) % R)  # (B, H)
         w = experts.weights(self.arena.experts[slots], self.experts.rate,
                             self.population.prior(), self._allowed)
         slope = experts.slope(history[:, :R], n - 1, self.shape.window)
-        served = experts.blend(w, self._bucket, point, last, seasonal, slope)
+        served = experts.blend(w, self._bucket, point, last, seasonal, slope, theta)
         served = torch.where(warm[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
 

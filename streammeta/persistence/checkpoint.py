@@ -375,6 +375,8 @@ class Checkpointer:
     def _check_shapes(self, path: Path, rows: dict[str, Any]) -> None:
         arena = self.engine.arena
         for field in ROW_FIELDS:
+            if field not in rows:  # older rows: Arena.restore fills it in
+                continue
             want = tuple(getattr(arena, field).shape[1:])
             got = tuple(rows[field].shape[1:])
             if want != got:

@@ -84,3 +84,36 @@ def test_each_step_uses_the_smallest_scored_horizon_that_covers_it(
     b = experts.buckets(horizons, horizons[-1]).tolist()
     for h, i in enumerate(b, start=1):
         assert horizons[i] >= h and (i == 0 or horizons[i - 1] < h)
+
+
+def test_the_theta_experts_follow_a_seasonal_trend_and_ignore_noise_for_a_season() -> None:
+    """Monthly-like values: a linear trend plus a season. TREND extrapolates the trend
+    with the seasonal shape, well inside seasonal naive's error; on white noise the
+    seasonality test finds no season (the indices stay 0)."""
+    W, m, H = 60, 12, 18
+    t = torch.arange(W + H, dtype=torch.float32)
+    truth = 100 + 0.1 * t + 8 * torch.sin(2 * torch.pi * t / m)
+    gen = torch.Generator().manual_seed(5)
+    x = (truth[:W] + torch.randn(W, generator=gen) * 0.5)[None, :]
+    n = torch.tensor([W])
+    indices = experts.seasonal_indices(x, n, m)
+    assert float(indices.abs().max()) > 5  # the season is found
+    f = experts.theta(x, n, H, "none", indices)  # (1, H, 2)
+    trend_error = (f[0, :, 1] - truth[W:]).abs().mean()
+    seasonal_naive = (x[0, W - m:].repeat(2)[:H] - truth[W:]).abs().mean()
+    assert float(trend_error) < 0.25 * float(seasonal_naive)
+    noise = torch.randn(4, W, generator=gen)
+    assert bool((experts.seasonal_indices(noise, torch.full((4,), W), m) == 0).all())
+
+
+def test_the_theta_experts_read_only_the_entity_s_own_values() -> None:
+    """An entity with fewer values than the ring holds: whatever the ring holds before
+    its first value does not change its theta forecasts."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 40, generator=gen) + 10
+    n = torch.tensor([25])
+    other = x.clone()
+    other[:, :15] = 1e6  # not the entity's: columns before its first value
+    torch.testing.assert_close(experts.theta(x, n, 6, "asinh"), experts.theta(other, n, 6, "asinh"))
+    torch.testing.assert_close(experts.seasonal_indices(x, n, 4),
+                               experts.seasonal_indices(other, n, 4))

@@ -312,6 +312,32 @@ def test_state_saved_before_anchors_and_the_guard_existed_restores(tmp_path: Pat
                                    original.arena.phi[original.arena.index[f"e{i}"]])
 
 
+def test_state_saved_before_the_theta_experts_restores(tmp_path: Path) -> None:
+    """Rows of the version with four experts (no theta forecasts pending, no seasonal
+    indices) restore: the new experts start with no record, and forecasting goes on."""
+    original = small_engine()
+    feed(original, range(30))
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    payload = saver.snapshot()
+    for state in payload["partitions"].values():
+        rows = state["rows"]
+        rows["experts"] = rows["experts"][:, :, :4].clone()
+        del rows["pending_experts"], rows["season_indices"]
+    CheckpointStore(tmp_path, member="old").save(payload)
+    copy = small_engine()
+    assert checkpointer(copy, CheckpointStore(tmp_path, member="b")).restore_partitions(
+        [0, 1]) == {0: 60, 1: 60}
+    slots = torch.tensor([copy.arena.index[f"e{i}"] for i in range(6)])
+    assert bool((copy.arena.experts[slots, :, 4:] == 0).all())
+    assert bool(copy.arena.pending_experts[slots].isnan().all())
+    assert bool((copy.arena.season_indices[slots] == 0).all())
+    before = torch.tensor([original.arena.index[f"e{i}"] for i in range(6)])
+    torch.testing.assert_close(copy.arena.experts[slots, :, :4],
+                               original.arena.experts[before, :, :4])
+    feed(copy, range(30, 40))
+
+
 def test_a_restarted_replica_left_unassigned_for_long_still_restores_every_entity(
     tmp_path: Path,
 ) -> None:
