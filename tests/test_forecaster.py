@@ -131,8 +131,9 @@ def test_save_and_load_continue_exactly(tmp_path: Path) -> None:
     first, rest = frame[frame["ds"] < "2024-01-05"], frame[frame["ds"] >= "2024-01-05"]
     kept = Forecaster("h", 24, H, config=config, outer_loop="off")
     kept.update(first)
-    file = kept.save(tmp_path / "state")
-    assert file.parent == tmp_path / "state" and file.suffix == ".smck"
+    kept.save(tmp_path / "state")
+    file = kept.save(tmp_path / "state")  # the newest only is kept
+    assert list((tmp_path / "state").iterdir()) == [file] and file.suffix == ".smck"
     loaded = Forecaster.load(tmp_path / "state", outer_loop="off")
     assert loaded.config == kept.config and loaded.observations == kept.observations
     pd.testing.assert_frame_equal(loaded.forecast(), kept.forecast())
