@@ -113,8 +113,8 @@ class Forecaster:
         previous one or a fraction of a step after it) raises :class:`DataError`
         naming it and its reason, and nothing is applied."""
         obs = frames.observations(frame, self.frequency, self.config.series.max_entity_id_length,
-                                  self._latest.last_units())
-        new = len(set(obs.entities) - self._latest.known())
+                                  self._latest.last_units)
+        new = sum(e not in self._latest.index for e in set(obs.entities))
         if len(self._latest) + new > self.config.engine.max_entities:
             raise DataError(f"{new} new unique_id(s) would exceed engine.max_entities "
                             f"({self.config.engine.max_entities}; the daemon dead-letters "
@@ -270,13 +270,11 @@ class _Latest:
     def __len__(self) -> int:
         return len(self.names)
 
-    def known(self) -> set[str]:
-        return set(self.index)
-
-    def last_units(self) -> dict[str, int]:
-        """Each entity's newest timestamp: the origin of its newest forecast (every
-        accepted observation is one)."""
-        return dict(zip(self.names, self.cutoff[: len(self)].tolist(), strict=True))
+    def last_units(self, entity: str) -> int | None:
+        """The entity's newest timestamp: the origin of its newest forecast (every
+        accepted observation makes one); None for an entity not seen."""
+        slot = self.index.get(entity)
+        return None if slot is None else int(self.cutoff[slot])
 
     def update(self, entities: list[str], cutoff: np.ndarray, point: np.ndarray,
                quantiles: np.ndarray, version: np.ndarray, warm: np.ndarray) -> None:

@@ -15,6 +15,7 @@ pandas is imported only here and in :mod:`streammeta.forecaster` (the ``eval`` e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,9 +86,9 @@ def label(index: Any, position: int) -> object:
 
 
 def observations(frame: Any, frequency: Frequency, max_id_length: int,
-                 last: dict[str, int]) -> Observations:
-    """Check ``frame`` and order its rows for the engine; ``last`` maps each entity
-    already seen to its newest timestamp in units."""
+                 last: Callable[[str], int | None]) -> Observations:
+    """Check ``frame`` and order its rows for the engine; ``last(entity)`` is the
+    entity's newest timestamp in units, None for an entity not seen yet."""
     pd = pandas()
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame with columns {', '.join(COLUMNS)}, "
@@ -164,20 +165,21 @@ def _values(column: Any, problems: _Problems) -> np.ndarray:
 
 
 def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
-                 last: dict[str, int], problems: _Problems) -> None:
+                 last: Callable[[str], int | None], problems: _Problems) -> None:
     """Per entity, in frame order: each ds a whole number of steps after the previous
     one (the entity's newest before this frame, for its first row)."""
     codes_of: dict[str, int] = {}
     codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities),
                         dtype=np.int64, count=len(entities))
-    known = np.array([last.get(e, np.iinfo(np.int64).min) for e in codes_of], dtype=np.int64)
+    none = np.iinfo(np.int64).min
+    known = np.array([none if (t := last(e)) is None else t for e in codes_of], dtype=np.int64)
     by_entity = np.lexsort((np.arange(len(codes)), codes))  # (N,) entity, then frame order
     first = np.ones(len(codes), dtype=bool)
     first[1:] = codes[by_entity][1:] != codes[by_entity][:-1]
     previous = np.empty(len(codes), dtype=np.int64)
     previous[1:] = units[by_entity][:-1]
     previous[first] = known[codes[by_entity][first]]
-    has = previous != np.iinfo(np.int64).min  # a new entity's first row has no previous
+    has = previous != none  # a new entity's first row has no previous
     gap = units[by_entity] - np.where(has, previous, 0)
     where = by_entity
     problems.add(where[has & (gap < 0)], Reason.LATE,
