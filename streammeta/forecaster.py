@@ -147,7 +147,7 @@ class Forecaster:
         n = len(latest)
         return frames.forecasts(latest.names, self.frequency.to_ms(latest.cutoff[:n]),
                                 self.frequency.targets(latest.cutoff[:n], latest.horizon),
-                                latest.point[:n], latest.quantiles[:n], self.levels,
+                                latest.point[:n].copy(), latest.quantiles[:n].copy(), self.levels,
                                 latest.version[:n], latest.warm[:n])
 
     @property

@@ -54,7 +54,10 @@ def test_forecast_is_each_entitys_newest_and_warm_after_the_warm_up() -> None:
     f = forecaster()
     frame = hourly(n=3, length=100)
     out = f.update(frame.iloc[:150])
+    before = f.forecast()
+    kept = before.copy()
     out = pd.concat([out, f.update(frame.iloc[150:])])
+    pd.testing.assert_frame_equal(before, kept)  # a returned frame is the caller's own
     latest = f.forecast()
     assert latest["unique_id"].unique().tolist() == ["s0", "s1", "s2"]
     for entity, rows in latest.groupby("unique_id"):
