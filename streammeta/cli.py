@@ -19,6 +19,9 @@ from streammeta.errors import StreamMetaError
 log = logging.getLogger("streammeta")
 
 DEFAULT_CONFIG = "config.toml"
+FORMAT_HELP = ("m4: M4's wide CSV (also M1 in its shape); long: columns entity, ts, value or "
+               "Nixtla's unique_id, ds, y, as CSV or, named *.parquet, Parquet (needs pandas "
+               "and pyarrow); ett: the ETT CSVs")
 
 
 def _config_path(given: str | None) -> str | None:
@@ -172,14 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "is consumed)")
     demo.add_argument("--data", metavar="PATH", help="data set to replay instead of the "
                       "bundled M4 hourly subset")
-    demo.add_argument("--format", choices=("m4", "long", "ett"), default="m4")
+    demo.add_argument("--format", choices=("m4", "long", "ett"), default="m4",
+                      help=FORMAT_HELP)
     demo.add_argument("--init", metavar="FILE", help="parameter file to start from")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the daemon's log")
 
-    replay = add("replay", "Write a CSV data set (M4 wide, long entity,ts,value, or ETT) to "
-                 "the input topic as observations, at a chosen rate.", cmd_replay)
+    replay = add("replay", "Write a data set (M4 wide CSV, long CSV or Parquet, or ETT CSV) "
+                 "to the input topic as observations, at a chosen rate.", cmd_replay)
     replay.add_argument("--data", required=True, metavar="PATH")
-    replay.add_argument("--format", choices=("m4", "long", "ett"), required=True)
+    replay.add_argument("--format", choices=("m4", "long", "ett"), required=True,
+                        help=FORMAT_HELP)
     replay.add_argument("--rate", type=float, default=0.0,
                         help="observations per second (default 0 = as fast as possible)")
     replay.add_argument("--limit", type=int, default=None, help="stop after N observations")
@@ -190,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre = add("pretrain", "Meta-train θ offline on a data set and write a parameter file "
               "for --init (meta-transfer); shows a progress bar.", cmd_pretrain)
     pre.add_argument("--data", required=True, metavar="PATH")
-    pre.add_argument("--format", choices=("m4", "long", "ett"), required=True)
+    pre.add_argument("--format", choices=("m4", "long", "ett"), required=True,
+                     help=FORMAT_HELP)
     pre.add_argument("--out", required=True, metavar="FILE", help="parameter file to write")
     pre.add_argument("--steps", type=int, default=500, help="meta-updates (default 500)")
     pre.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -200,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "plots, --forecasts-out.", cmd_evaluate)
     evaluate.add_argument("--data", required=True, metavar="PATH",
                           help="data file, or the M4 folder holding Hourly-train.csv")
-    evaluate.add_argument("--format", choices=("m4", "long", "ett"), required=True)
+    evaluate.add_argument("--format", choices=("m4", "long", "ett"), required=True,
+                          help=FORMAT_HELP)
     evaluate.add_argument("--protocol", choices=("final-origin", "rolling", "ett"),
                           required=True)
     evaluate.add_argument("--horizon", type=int, help="forecast steps (default: 48 for M4; "

@@ -365,6 +365,9 @@ def load(path: PathLike, fmt: str) -> list[Series]:
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     path = Path(path)
+    if path.suffix.lower() == ".parquet" and fmt != "long":
+        raise DataError(f"{path}: a Parquet file is read in the long format (--format long: "
+                        f"columns entity, ts, value or unique_id, ds, y), not as {fmt}")
     if fmt == "m4":
         path = resolve_m4(path)
     elif path.is_dir():

@@ -1,0 +1,227 @@
+"""DataFrames in and out of the engine: Nixtla's long format, checked as the daemon checks.
+
+Observations come as a pandas DataFrame with ``unique_id``, ``ds`` and ``y`` (other
+columns ignored). :func:`observations` turns one into the engine's arrays, refusing
+with a :class:`DataError` every row that the daemon would dead-letter, with its
+dead-letter reason (``streammeta.io.codec.Reason``), before anything is applied.
+``ds`` is a datetime column (naive means UTC), epoch milliseconds, or ISO-8601 text.
+
+Forecasts go out in the long format of Nixtla's ``cross_validation``: one row per
+entity, origin (``cutoff``) and step, the point forecast in column ``streammeta``
+and each quantile level q in ``streammeta-q-<100·q>`` (as TimeGPT names them).
+
+pandas is imported only here and in :mod:`streammeta.forecaster` (the ``eval`` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streammeta.errors import DataError
+from streammeta.io import datasets
+from streammeta.io.codec import Reason
+from streammeta.io.frequency import Frequency
+
+COLUMNS = ("unique_id", "ds", "y")
+POINT = "streammeta"
+_SHOWN = 3  # bad rows named in an error message
+
+
+def pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise DataError("streammeta.Forecaster needs pandas: pip install 'streammeta[eval]'"
+                        ) from None
+    return pandas
+
+
+def quantile_column(level: float) -> str:
+    """``streammeta-q-10`` for 0.1, ``streammeta-q-2.5`` for 0.025."""
+    return f"{POINT}-q-{round(level * 100, 6):g}"
+
+
+@dataclass(frozen=True)
+class Observations:
+    """A frame's rows in the order they are applied: time order, ties in frame order."""
+
+    position: np.ndarray  # (N,) row position in the frame
+    entities: list[str]  # (N,)
+    units: np.ndarray  # (N,) int64 in the frequency's units (ms, or months)
+    values: np.ndarray  # (N,) float64
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+
+class _Problems:
+    """Bad rows found so far: (frame position, reason, what is wrong)."""
+
+    def __init__(self, frame: Any) -> None:
+        self.index = frame.index
+        self.found: list[tuple[int, Reason, str]] = []
+
+    def add(self, positions: np.ndarray, reason: Reason, what: str) -> None:
+        self.found += [(int(p), reason, what) for p in np.asarray(positions).tolist()]
+
+    def raise_any(self) -> None:
+        if not self.found:
+            return
+        self.found.sort(key=lambda item: item[0])
+        shown = "; ".join(f"row {label(self.index, p)!r}: {what} ({reason.value})"
+                          for p, reason, what in self.found[:_SHOWN])
+        more = len(self.found) - _SHOWN
+        raise DataError(f"{len(self.found)} row(s) the daemon would dead-letter, nothing "
+                        f"applied: {shown}" + (f"; and {more} more" if more > 0 else ""))
+
+
+def label(index: Any, position: int) -> object:
+    """The frame's label of the row at ``position``, as a plain Python value."""
+    value = index[position]
+    return value.item() if hasattr(value, "item") else value
+
+
+def observations(frame: Any, frequency: Frequency, max_id_length: int,
+                 last: Callable[[str], int | None]) -> Observations:
+    """Check ``frame`` and order its rows for the engine; ``last(entity)`` is the
+    entity's newest timestamp in units, None for an entity not seen yet."""
+    pd = pandas()
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame with columns {', '.join(COLUMNS)}, "
+                        f"got {type(frame).__name__}")
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"the frame lacks column(s) {', '.join(missing)} (it needs "
+                        f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))})")
+    problems = _Problems(frame)
+    entities = _entities(frame["unique_id"], max_id_length, problems)
+    ts = _timestamps(frame["ds"], problems)
+    values = _values(frame["y"], problems)
+    units, on = frequency.to_units(ts)
+    problems.add(np.flatnonzero(~on), Reason.MISALIGNED,
+                 f"ds is not a date of freq {frequency.name!r}")
+    problems.raise_any()  # the order checks below need clean ids and times
+    _check_order(entities, units, frequency, last, problems)
+    problems.raise_any()
+    order = np.argsort(units, kind="stable")  # (N,) time order; an entity's rows keep theirs
+    return Observations(order, [entities[i] for i in order.tolist()], units[order],
+                        values[order])
+
+
+def _entities(column: Any, max_length: int, problems: _Problems) -> list[str]:
+    null = column.isna().to_numpy()
+    problems.add(np.flatnonzero(null), Reason.MISSING_FIELD, "unique_id is missing")
+    names = ["" if n else str(v) for v, n in zip(column.tolist(), null.tolist(), strict=True)]
+    lengths = np.fromiter((len(n) for n in names), dtype=np.int64, count=len(names))
+    problems.add(np.flatnonzero((lengths == 0) & ~null), Reason.ENTITY_EMPTY,
+                 "unique_id is empty")
+    problems.add(np.flatnonzero(lengths > max_length), Reason.ENTITY_TOO_LONG,
+                 f"unique_id is longer than series.max_entity_id_length ({max_length})")
+    return names
+
+
+def _timestamps(column: Any, problems: _Problems) -> np.ndarray:
+    """ds → (N,) epoch ms; bad cells are reported and read as 0."""
+    pd = pandas()
+    null = column.isna().to_numpy()
+    problems.add(np.flatnonzero(null), Reason.MISSING_FIELD, "ds is missing")
+    if pd.api.types.is_datetime64_any_dtype(column):
+        if getattr(column.dt, "tz", None) is not None:
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        ms = column.to_numpy().astype("datetime64[ms]").astype(np.int64)
+        return np.where(null, 0, ms)
+    if pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return np.where(null, 0, column.to_numpy(dtype=np.int64, na_value=0))
+    out = np.zeros(len(column), dtype=np.int64)
+    for k, (raw, absent) in enumerate(zip(column.tolist(), null.tolist(), strict=True)):
+        if absent:
+            continue
+        try:
+            if isinstance(raw, bool):
+                raise ValueError(f"timestamp {raw!r} is a boolean")
+            out[k] = datasets.parse_ts(raw.isoformat() if hasattr(raw, "isoformat")
+                                       else str(raw))
+        except (ValueError, OverflowError) as exc:
+            problems.add(np.array([k]), Reason.BAD_TIMESTAMP, f"ds: {exc}")
+    return out
+
+
+def _values(column: Any, problems: _Problems) -> np.ndarray:
+    pd = pandas()
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        numbers = pd.to_numeric(column, errors="coerce")
+        wrong = numbers.isna().to_numpy() & column.notna().to_numpy()
+        wrong |= np.array([isinstance(v, bool | str) for v in column.tolist()], dtype=bool)
+        problems.add(np.flatnonzero(wrong), Reason.WRONG_TYPE, "y is not a number")
+        column = numbers.where(~wrong, 0.0)
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    problems.add(np.flatnonzero(~np.isfinite(values)), Reason.NON_FINITE,
+                 "y is missing, NaN or infinite")
+    return values
+
+
+def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
+                 last: Callable[[str], int | None], problems: _Problems) -> None:
+    """Per entity, in frame order: each ds a whole number of steps after the previous
+    one (the entity's newest before this frame, for its first row)."""
+    codes_of: dict[str, int] = {}
+    codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities),
+                        dtype=np.int64, count=len(entities))
+    none = np.iinfo(np.int64).min
+    known = np.array([none if (t := last(e)) is None else t for e in codes_of], dtype=np.int64)
+    by_entity = np.lexsort((np.arange(len(codes)), codes))  # (N,) entity, then frame order
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = codes[by_entity][1:] != codes[by_entity][:-1]
+    previous = np.empty(len(codes), dtype=np.int64)
+    previous[1:] = units[by_entity][:-1]
+    previous[first] = known[codes[by_entity][first]]
+    has = previous != none  # a new entity's first row has no previous
+    gap = units[by_entity] - np.where(has, previous, 0)
+    where = by_entity
+    problems.add(where[has & (gap < 0)], Reason.LATE,
+                 "ds is before the entity's previous ds (rows of a unique_id must be in "
+                 "time order, after any earlier update)")
+    problems.add(where[has & (gap == 0)], Reason.DUPLICATE, "ds repeats the entity's previous ds")
+    problems.add(where[has & (gap > 0) & (gap % frequency.step != 0)], Reason.MISALIGNED,
+                 f"ds is not a whole number of steps of {frequency.name!r} after the "
+                 "entity's previous ds")
+
+
+def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray,
+              point: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...],
+              version: np.ndarray, warm: np.ndarray) -> Any:
+    """B forecasts (point (B, H), quantiles (B, Q, H)) → B·H rows of the long format.
+    The frame may share memory with the arrays given: pass arrays nobody changes later."""
+    pd = pandas()
+    B, H = point.shape
+    columns: dict[str, Any] = {
+        "unique_id": np.repeat(np.array(entities, dtype=object), H),
+        "cutoff": _datetimes(np.repeat(cutoff_ms, H)),
+        "ds": _datetimes(targets_ms.reshape(-1)),
+        "step": np.tile(np.arange(1, H + 1), B),
+        POINT: point.reshape(-1),
+    }
+    for q, level in enumerate(levels):
+        columns[quantile_column(level)] = quantiles[:, q, :].reshape(-1)
+    columns["model_version"] = np.repeat(version, H)
+    columns["warm"] = np.repeat(warm, H)
+    # Not copied into one block per dtype: for B·H rows that copy took longer than the rest.
+    return pd.DataFrame(columns, copy=False)
+
+
+def _datetimes(ms: np.ndarray) -> np.ndarray:
+    """Epoch ms → datetime64[ns], pandas' default unit (numpy does it ~15x faster than
+    pandas.to_datetime)."""
+    return np.asarray(ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[ns]")
+
+
+def empty(horizon: int, levels: tuple[float, ...]) -> Any:
+    """The long format with no rows (an update of an empty frame)."""
+    H, Q = horizon, len(levels)
+    return forecasts([], np.zeros(0, np.int64), np.zeros((0, H), np.int64),
+                     np.zeros((0, H), np.float32), np.zeros((0, Q, H), np.float32), levels,
+                     np.zeros(0, np.int64), np.zeros(0, bool))

@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from support import related_family
+
+from streammeta import Forecaster
+from streammeta.config import Config
+from streammeta.errors import DataError, ParameterFileError
+
+pd = pytest.importorskip("pandas")
+
+H = 6
+SMALL = Config().replace("engine", max_entities=1000)
+
+
+def hourly(n: int = 4, length: int = 80, start: str = "2024-01-01", seed: int = 0):
+    values = related_family(n, length, seed)
+    return pd.DataFrame({
+        "unique_id": np.repeat([f"s{k}" for k in range(n)], length),
+        "ds": np.tile(pd.date_range(start, periods=length, freq="h"), n),
+        "y": values.reshape(-1)})
+
+
+def forecaster(**kwargs: object) -> Forecaster:
+    kwargs.setdefault("config", SMALL)
+    kwargs.setdefault("outer_loop", "off")
+    return Forecaster("h", 24, H, **kwargs)  # type: ignore[arg-type]
+
+
+def test_update_returns_h_rows_per_observation_in_the_long_format() -> None:
+    frame = hourly(n=2, length=30)
+    out = forecaster().update(frame)
+    assert list(out.columns) == ["unique_id", "cutoff", "ds", "step", "streammeta",
+                                 "streammeta-q-10", "streammeta-q-50", "streammeta-q-90",
+                                 "model_version", "warm"]
+    assert len(out) == len(frame) * H
+    # In the frame's order: entity s0's 30 origins, then s1's.
+    assert out["unique_id"].tolist()[:: H] == frame["unique_id"].tolist()
+    assert out["cutoff"].tolist()[:: H] == frame["ds"].tolist()
+    first = out.iloc[:H]
+    assert first["step"].tolist() == list(range(1, H + 1))
+    assert (first["ds"] - first["cutoff"]).tolist() == [pd.Timedelta(hours=k)
+                                                        for k in range(1, H + 1)]
+    assert bool((out["streammeta-q-10"] <= out["streammeta-q-90"]).all())
+    assert np.isfinite(out["streammeta"]).all()
+
+
+def test_forecast_is_each_entitys_newest_and_warm_after_the_warm_up() -> None:
+    f = forecaster()
+    frame = hourly(n=3, length=100)
+    out = f.update(frame.iloc[:150])
+    before = f.forecast()
+    kept = before.copy()
+    out = pd.concat([out, f.update(frame.iloc[150:])])
+    pd.testing.assert_frame_equal(before, kept)  # a returned frame is the caller's own
+    latest = f.forecast()
+    assert latest["unique_id"].unique().tolist() == ["s0", "s1", "s2"]
+    for entity, rows in latest.groupby("unique_id"):
+        newest = out[out["unique_id"] == entity].tail(H)
+        np.testing.assert_array_equal(rows["streammeta"].to_numpy(),
+                                      newest["streammeta"].to_numpy())
+        assert rows["cutoff"].iloc[0] == frame[frame["unique_id"] == entity]["ds"].max()
+    assert bool(latest["warm"].all())  # 100 hourly values: past the 72 of the warm-up
+    assert not bool(out["warm"].iloc[0])
+
+
+def test_calendar_months_target_the_next_months() -> None:
+    f = Forecaster("MS", 12, 3, config=SMALL, outer_loop="off")
+    frame = pd.DataFrame({"unique_id": 7, "ds": pd.date_range("2020-01-01", periods=30,
+                                                               freq="MS"),
+                          "y": np.arange(30.0)})
+    out = f.update(frame)
+    last = out.tail(3)
+    assert last["unique_id"].tolist() == ["7"] * 3  # ids are the engine's strings
+    assert last["ds"].dt.strftime("%Y-%m-%d").tolist() == ["2022-07-01", "2022-08-01",
+                                                            "2022-09-01"]
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    (lambda d: d.drop(columns="y"), "lacks column"),
+    (lambda d: d.iloc[[0, 2, 1]], r"row 1: ds is before .*\(late\)"),
+    (lambda d: d.iloc[[0, 1, 1]], r"\(duplicate\)"),
+    (lambda d: d.assign(ds=d["ds"] + pd.to_timedelta([0, 0, 30], unit="min")),
+     r"row 2: ds is not a whole number of steps .*\(misaligned_timestamp\)"),
+    (lambda d: d.assign(y=[1.0, np.nan, 2.0]), r"row 1: y is missing.*\(non_finite\)"),
+    (lambda d: d.assign(y=[1.0, "2", 3.0]), r"\(wrong_type\)"),
+    (lambda d: d.assign(unique_id=["a", "", "a"]), r"\(entity_empty\)"),
+    (lambda d: d.assign(ds=["2024-01-01", "yesterday", "2024-01-02"]), r"\(bad_timestamp\)"),
+])
+def test_rows_the_daemon_would_dead_letter_are_refused_and_nothing_applied(
+        change: object, match: str) -> None:
+    good = pd.DataFrame({"unique_id": ["a"] * 3,
+                         "ds": pd.date_range("2024-01-01", periods=3, freq="h"),
+                         "y": [1.0, 2.0, 3.0]})
+    f = forecaster()
+    with pytest.raises(DataError, match=match):
+        f.update(change(good))  # type: ignore[operator]
+    assert f.observations == 0 and len(f.forecast()) == 0
+    assert len(f.update(good)) == 3 * H  # still usable
+
+
+def test_off_calendar_dates_and_rows_older_than_the_last_update_are_refused() -> None:
+    f = Forecaster("MS", 12, 3, config=SMALL, outer_loop="off")
+    with pytest.raises(DataError, match=r"not a date of freq 'MS' \(misaligned_timestamp\)"):
+        f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-01-15"], "y": [1.0]}))
+    f.update(pd.DataFrame({"unique_id": ["a", "a"], "ds": ["2020-01-01", "2020-02-01"],
+                           "y": [1.0, 2.0]}))
+    with pytest.raises(DataError, match=r"\(duplicate\)"):
+        f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-02-01"], "y": [1.0]}))
+    with pytest.raises(DataError, match=r"\(late\)"):
+        f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-01-01"], "y": [1.0]}))
+    out = f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-05-01"], "y": [3.0]}))
+    assert out["cutoff"].iloc[0] == pd.Timestamp("2020-05-01")  # a gap is fine
+
+
+def test_rows_are_applied_in_time_order_whatever_the_frame_order() -> None:
+    frame = hourly(n=3, length=40)
+    by_time = frame.sort_values("ds", kind="stable")
+    a, b = forecaster(), forecaster()
+    out_a = a.update(frame).sort_values(["unique_id", "cutoff", "step"])
+    out_b = b.update(by_time).sort_values(["unique_id", "cutoff", "step"])
+    np.testing.assert_array_equal(out_a["streammeta"].to_numpy(), out_b["streammeta"].to_numpy())
+
+
+def test_save_and_load_continue_exactly(tmp_path: Path) -> None:
+    # prior_events 0: the experts' population record (not in a checkpoint) plays no part.
+    config = SMALL.replace("experts", prior_events=0.0)
+    frame = hourly(n=4, length=120)
+    first, rest = frame[frame["ds"] < "2024-01-05"], frame[frame["ds"] >= "2024-01-05"]
+    kept = Forecaster("h", 24, H, config=config, outer_loop="off")
+    kept.update(first)
+    kept.save(tmp_path / "state")
+    file = kept.save(tmp_path / "state")  # the newest only is kept
+    assert list((tmp_path / "state").iterdir()) == [file] and file.suffix == ".smck"
+    loaded = Forecaster.load(tmp_path / "state", outer_loop="off")
+    assert loaded.config == kept.config and loaded.observations == kept.observations
+    pd.testing.assert_frame_equal(loaded.forecast(), kept.forecast())
+    for name, tensor in kept.engine.params.items():
+        assert torch.equal(loaded.engine.params[name], tensor)
+    pd.testing.assert_frame_equal(loaded.update(rest), kept.update(rest))
+    with pytest.raises(DataError, match=r"\(duplicate\)"):  # it knows every entity's last ds
+        loaded.update(rest.tail(1))
+
+
+def test_load_refuses_what_save_did_not_write(tmp_path: Path) -> None:
+    with pytest.raises(ParameterFileError, match="no such directory"):
+        Forecaster.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParameterFileError, match=r"no state saved by Forecaster\.save"):
+        Forecaster.load(tmp_path / "empty")
+    f = forecaster()
+    f.update(hourly(n=1, length=10))
+    f.save(tmp_path / "s")
+    other = SMALL.replace("series", freq="h", season=24, horizon=H + 1)
+    with pytest.raises(ParameterFileError, match="shape"):
+        Forecaster.load(tmp_path / "s", config=other)
+
+
+def test_inline_outer_loop_runs_every_n_observations_and_serves_what_it_promotes() -> None:
+    config = SMALL.replace("meta", every_observations=500, steps=2, tasks_per_step=16)
+    f = Forecaster("h", 24, H, config=config, batch_size=10_000)
+    assert f.batch_size == 500  # no batch longer than the loop's period
+    out = f.update(hourly(n=12, length=200))
+    assert len(f.outer_results) >= 1
+    promoted = [r.version for r in f.outer_results if r.promoted]
+    assert f.version == (promoted[-1] if promoted else 0)
+    assert out["model_version"].iloc[-1] == f.version
+
+
+def test_background_outer_loop_is_the_daemons_thread() -> None:
+    config = SMALL.replace("meta", every_observations=500, steps=2, tasks_per_step=16,
+                           cpu_share=1.0)
+    with Forecaster("h", 24, H, config=config, outer_loop="background") as f:
+        frame = hourly(n=12, length=200)
+        f.update(frame)
+        assert f.loop is not None and f.loop._thread is not None
+        deadline = time.monotonic() + 60
+        while not f.outer_results and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f.outer_results, "the background loop never ran"
+        result = f.outer_results[0]
+        out = f.update(hourly(n=12, length=1, start="2024-01-09 08:00"))
+        assert out["model_version"].iloc[0] == (result.version if result.promoted else 0)
+    assert not f.loop._thread.is_alive()
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="outer_loop"):
+        Forecaster(outer_loop="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="expected a pandas DataFrame"):
+        forecaster().update([("a", 1, 2.0)])
+
+
+def test_an_empty_frame_gives_no_forecasts() -> None:
+    f = forecaster()
+    out = f.update(pd.DataFrame({"unique_id": [], "ds": [], "y": []}))
+    assert len(out) == 0 and "streammeta-q-90" in out.columns
+    assert len(f.forecast()) == 0
