@@ -305,13 +305,10 @@ class Daemon:
     def _checkpoint(self) -> None:
         """A checkpoint of every owned partition, written before returning."""
         assert self.checkpointer is not None
-        started = time.perf_counter()
         try:
-            path = self.checkpointer.save()
+            outcome: Written | Exception = self.checkpointer.save()
         except OSError as exc:
-            outcome: Written | Exception = exc
-        else:
-            outcome = Written(path, path.stat().st_size, time.perf_counter() - started)
+            outcome = exc
         for earlier in self.checkpointer.outcomes():
             self._checkpoint_done(earlier)
         self._checkpoint_done(outcome)
