@@ -2,6 +2,7 @@
 
     python benchmarks/checkpoint.py                    # 200,000 entities
     python benchmarks/checkpoint.py --entities 1000000
+    python benchmarks/checkpoint.py --stores           # save/restore: local disk vs S3 (moto)
 
 Fills an engine with ``--entities`` entities over 4 partitions, then measures:
 
@@ -11,14 +12,27 @@ Fills an engine with ``--entities`` entities over 4 partitions, then measures:
   the loop (the snapshot), the time until the file is written, and the engine's
   observations/s while the write runs beside it, against the same rounds without.
 
-Each run writes to a temporary directory that is removed afterwards.
+With ``--stores``, instead: the synchronous save and the restore of every partition
+(into a fresh engine) to a local directory and to object storage through s3fs,
+against a local S3-compatible server (moto's standalone server, started here;
+``--s3-endpoint URL`` uses another one, credentials from ``AWS_*``).
+
+Each run writes to a temporary directory (or bucket) that is removed afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -34,6 +48,9 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=200_000)
     parser.add_argument("--steps", type=int, default=3, help="observations per entity first")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stores", action="store_true",
+                        help="compare save/restore on local disk and on S3 (moto)")
+    parser.add_argument("--s3-endpoint", default="", help="an S3 endpoint instead of moto")
     args = parser.parse_args()
 
     n = args.entities
@@ -56,6 +73,9 @@ def main() -> None:
 
     for _ in range(args.steps):
         round_trip()
+    if args.stores:
+        compare_stores(config, engine, args.repeat, args.s3_endpoint)
+        return
     with tempfile.TemporaryDirectory() as directory:
         store = CheckpointStore(directory, member="bench", keep=2)
         checkpointer = Checkpointer(store, engine, every_s=3600, every_records=10**9)
@@ -63,9 +83,9 @@ def main() -> None:
         print(f"{n} entities, {len(engine.arena)} resident")
         for _ in range(args.repeat):
             started = time.perf_counter()
-            path = checkpointer.save()
+            written = checkpointer.save()
             print(f"sync save: loop blocked {time.perf_counter() - started:.3f} s "
-                  f"({path.stat().st_size / 1e6:.0f} MB)")
+                  f"({written.size / 1e6:.0f} MB)")
         background = getattr(checkpointer, "save_in_background", None)
         if background is None:
             return
@@ -84,6 +104,61 @@ def main() -> None:
             print(f"background save: loop blocked {blocked:.3f} s, file written after "
                   f"{written:.3f} s; engine meanwhile {rate} obs/s "
                   f"(alone {n / idle:,.0f} obs/s, {rounds} rounds)")
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's standalone S3 server in a subprocess; → its endpoint."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(key, "bench")
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def compare_stores(config: object, engine: object, repeat: int, endpoint: str) -> None:
+    import s3fs
+
+    from streammeta.online.engine import Engine
+    from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+
+    def measure(label: str, url: str, options: dict[str, str]) -> None:
+        saver = Checkpointer(CheckpointStore(url, "bench", keep=2, options=options), engine,
+                             every_s=3600, every_records=10**9)  # type: ignore[arg-type]
+        saver.advance({p: 1 for p in range(4)}, 0)
+        for _ in range(repeat):
+            written = saver.save()
+            fresh = Engine(config)  # type: ignore[arg-type]
+            loader = Checkpointer(CheckpointStore(url, "other", options=options), fresh,
+                                  every_s=3600, every_records=10**9)
+            started = time.perf_counter()
+            loader.restore_partitions([0, 1, 2, 3])
+            restored = time.perf_counter() - started
+            print(f"{label}: save {written.seconds:.2f} s ({written.size / 1e6:.0f} MB), "
+                  f"restore {restored:.2f} s ({len(fresh.arena)} entities)")
+            del fresh, loader
+
+    with tempfile.TemporaryDirectory() as directory:
+        measure("local disk", directory, {})
+    with contextlib.ExitStack() as stack:
+        endpoint = endpoint or stack.enter_context(moto_server())
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        s3fs.S3FileSystem(endpoint_url=endpoint).mkdir(bucket)
+        measure(f"s3 ({endpoint})", f"s3://{bucket}/checkpoints", {"endpoint_url": endpoint})
 
 
 if __name__ == "__main__":

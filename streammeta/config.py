@@ -10,6 +10,7 @@ naming the key, the value and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import tomllib
@@ -389,9 +390,18 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    # Directory of checkpoint files; several replicas may share it (see docs/recovery.md).
-    # Empty disables checkpoints: state then starts empty at every start.
+    # Where checkpoint (and spill) files go: a directory that several replicas may share,
+    # or object storage through fsspec (s3://bucket/prefix, gs://…, az://…), credentials
+    # from the cloud SDK's environment (see docs/recovery.md). Empty disables
+    # checkpoints: state then starts empty at every start.
     dir: str = "state/checkpoints"
+    # fsspec storage options as a JSON object, e.g. {"endpoint_url": "http://minio:9000"}
+    # for an S3-compatible server; empty for none.
+    storage_options: str = ""
+    # A restored offset older than the partition's earliest retained offset: continue
+    # from the earliest, keeping the state ("keep": its entities see a gap) or
+    # dropping it ("cold").
+    expired: str = "keep"
     every_s: float = 60.0
     every_records: int = 1_000_000
     keep: int = 3
@@ -403,6 +413,18 @@ class CheckpointConfig:
         _check("checkpoint.every_records", self.every_records, self.every_records >= 1,
                "an integer >= 1")
         _check("checkpoint.keep", self.keep, 1 <= self.keep <= 1000, "an integer in [1, 1000]")
+        _check("checkpoint.expired", self.expired, self.expired in ("keep", "cold"),
+               "keep or cold")
+        try:
+            options = json.loads(self.storage_options or "{}")
+        except ValueError:
+            options = None
+        _check("checkpoint.storage_options", self.storage_options, isinstance(options, dict),
+               "a JSON object (or empty)")
+
+    def options(self) -> dict[str, Any]:
+        """``storage_options`` parsed."""
+        return dict(json.loads(self.storage_options or "{}"))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "STREAMMETA_CONFIG": "the config file read by run and check-config",
     "STREAMMETA_DATA_DIR": "the shared data sets (streammeta.io.datasets)",
     "STREAMMETA_TEST_BROKER": "the integration tests' broker",
+    "STREAMMETA_TEST_CHECKPOINTS": "the integration tests' checkpoint store (s3: a moto server)",
     "STREAMMETA_TOOLS_DIR": "the tool cache of deploy/check.sh",
 }
 

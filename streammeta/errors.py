@@ -5,6 +5,7 @@
     ├── ParameterFileError   a parameter or checkpoint file is corrupt, foreign or mismatched
     ├── DataError            a data set given on the command line cannot be read
     ├── BrokerError          the Kafka edge cannot start (unreachable broker, missing topic)
+    ├── StoreError           a checkpoint store cannot be listed, read or written (an OSError)
     └── ContractError        a consumed message breaks its data contract (streammeta.client)
 
 Per-record problems are not exceptions: they become dead letters with a reason
@@ -34,6 +35,11 @@ class DataError(StreamMetaError):
 
 class BrokerError(StreamMetaError):
     pass
+
+
+class StoreError(StreamMetaError, OSError):
+    """A checkpoint store failed (after its retries); an ``OSError`` too, so callers
+    that survive a full local disk survive an object-store outage the same way."""
 
 
 class ContractError(StreamMetaError):

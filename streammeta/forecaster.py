@@ -208,7 +208,7 @@ class Forecaster:
         payload["forecaster"] = {"config": _config_state(self.config),
                                  "observations": self.observations,
                                  "latest": self._latest.export()}
-        return store.save(payload)
+        return Path(store.save(payload).path)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], *, config: Config | None = None,

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -53,3 +61,46 @@ def run_until_drained(daemon: Daemon, source: MemorySource) -> None:
     thread.start()
     thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+# Credentials of the S3-compatible test server (moto accepts any); the daemon and
+# s3fs read them from the environment like real ones.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    """A standalone S3-compatible server (moto's server mode) in a subprocess, on a
+    free local port; → its endpoint URL. The tests create their own buckets."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **S3_ENV})
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def s3_bucket(endpoint: str, name: str) -> None:
+    """Create bucket ``name`` on the test server (no error if it exists)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key=S3_ENV["AWS_ACCESS_KEY_ID"],
+                           secret=S3_ENV["AWS_SECRET_ACCESS_KEY"], skip_instance_cache=True)
+    with contextlib.suppress(FileExistsError):
+        fs.mkdir(name)

@@ -128,15 +128,15 @@ def test_rows_are_applied_in_time_order_whatever_the_frame_order() -> None:
 
 
 def test_save_and_load_continue_exactly(tmp_path: Path) -> None:
-    # prior_events 0: the experts' population record (not in a checkpoint) plays no part.
-    config = SMALL.replace("experts", prior_events=0.0)
+    config = SMALL
     frame = hourly(n=4, length=120)
     first, rest = frame[frame["ds"] < "2024-01-05"], frame[frame["ds"] >= "2024-01-05"]
     kept = Forecaster("h", 24, H, config=config, outer_loop="off")
     kept.update(first)
     kept.save(tmp_path / "state")
     file = kept.save(tmp_path / "state")  # the newest only is kept
-    assert list((tmp_path / "state").iterdir()) == [file] and file.suffix == ".smck"
+    assert sorted((tmp_path / "state").iterdir()) == [file.with_suffix(".json"), file]
+    assert file.suffix == ".smck"
     loaded = Forecaster.load(tmp_path / "state", outer_loop="off")
     assert loaded.config == kept.config and loaded.observations == kept.observations
     pd.testing.assert_frame_equal(loaded.forecast(), kept.forecast())

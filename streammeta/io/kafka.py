@@ -38,6 +38,7 @@ from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
 from streammeta.io.codec import DeadLetter, Record
 from streammeta.io.faults import Deadline, ErrorCounter, Faults
+from streammeta.io.kafka_group import GroupFacts
 from streammeta.io.streams import PartitionsCallback
 from streammeta.io.streams import TopicPartition as TP
 
@@ -140,7 +141,7 @@ class _Listener(ConsumerRebalanceListener):
             self.error = exc
 
 
-class KafkaSource:
+class KafkaSource(GroupFacts):
     """A consumer-group member; see :class:`streammeta.io.streams.Source`."""
 
     def __init__(self, cfg: KafkaConfig, on_error: ErrorCounter | None = None,

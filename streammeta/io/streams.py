@@ -89,6 +89,14 @@ class MemorySource:
                 self._delivered[tp] = record.offset + 1
         return batch
 
+    def earliest(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The first offset the list holds of each partition (older ones expired)."""
+        first: dict[TopicPartition, int] = {}
+        for r in self.records:
+            tp = (r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        return {tp: first.get(tp, 0) for tp in partitions}
+
     def seek(self, offsets: dict[TopicPartition, int]) -> None:
         # Records are kept in arrival order: start over, skipping what lies before the
         # new positions and what other partitions already delivered.

@@ -125,6 +125,19 @@ class Population:
         self._sum.zero_()
         self._count.zero_()
 
+    def export(self) -> dict[str, object]:
+        """The committed record (a checkpoint's content)."""
+        return {"mean": self.mean.clone(), "seen": self.seen}
+
+    def restore(self, state: dict[str, object]) -> bool:
+        """Take a record :meth:`export` wrote; False (record unchanged) if it was kept
+        for other scored horizons or experts."""
+        mean = state.get("mean")
+        if not isinstance(mean, Tensor) or mean.shape != self.mean.shape:
+            return False
+        self.mean, self.seen = mean.clone(), float(state.get("seen", 0.0))  # type: ignore[arg-type]
+        return True
+
     def prior(self) -> Tensor:
         """(S, E) the losses a new entity starts with."""
         return (self.mean - self.mean.min(dim=1, keepdim=True).values) * self.events

@@ -7,12 +7,13 @@ of those partitions, and the external memory of tasks. On disk::
     magic "SMCKPT01" | payload length (8 bytes, little endian) | SHA-256 (32 bytes) | payload
 
 The payload is a ``torch.save`` of plain containers and tensors, loaded with
-``weights_only=True``: loading never unpickles arbitrary objects. Files are
-written to a temporary name, fsynced and renamed, then the directory is fsynced,
-so a crash leaves either the old or the new file, never half of one; a damaged
-file fails its checksum and the previous good one is used. File names sort by
-time (``ckpt-<written_at_ms>-<member>.smck``), several replicas can share one
-directory, and each keeps its own last ``keep`` files.
+``weights_only=True``: loading never unpickles arbitrary objects. Files live in a
+store (``streammeta.persistence.store``: a directory or object storage) that
+publishes each atomically, so a crash leaves either the old or the new file,
+never half of one; a damaged file fails its checksum and the previous good one is
+used. File names sort by time (``ckpt-<written_at_ms>-<member>.smck``), several
+replicas can share one store, and each keeps its own last ``keep`` files. Each
+partition's state carries the fencing epoch of the ownership that wrote it.
 
 Periodic checkpoints do not stop the loop for the write: the loop thread takes a
 snapshot (copies of the owned partitions' rows, their positions and θ) and a
@@ -40,121 +41,178 @@ import torch
 from streammeta.errors import ParameterFileError
 from streammeta.online.arena import ROW_FIELDS, upgrade_rows
 from streammeta.online.engine import Engine
+from streammeta.persistence.manifest import Entry, Index, encode, manifest_name
+from streammeta.persistence.store import FileStore, LocalStore, open_store
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"SMCKPT01"
 FORMAT = 1
 _HEADER = struct.Struct("<8sQ32s")
-_NAME = re.compile(r"^ckpt-(\d{13,})-([A-Za-z0-9_.-]+)\.smck$")
 
 Payload = dict[str, Any]
 
 
-def write_file(path: Path, payload: Payload) -> int:
-    """Atomically write ``payload`` to ``path``; returns the bytes written."""
+def pack(payload: Payload) -> bytes:
+    """The container bytes of ``payload``: header (magic, length, SHA-256), payload."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(_HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest()))
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    return _HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest()) + data
+
+
+def unpack(raw: bytes, where: str) -> Payload:
+    """Verify and load container bytes; raise :class:`ParameterFileError` if damaged."""
+    if len(raw) < _HEADER.size:
+        raise ParameterFileError(f"{where}: truncated header")
+    magic, length, digest = _HEADER.unpack_from(raw)
+    if magic != MAGIC:
+        raise ParameterFileError(f"{where}: not a streammeta checkpoint")
+    data = memoryview(raw)[_HEADER.size:]
+    if len(data) != length:
+        raise ParameterFileError(f"{where}: truncated ({len(data)} of {length} bytes)")
+    if hashlib.sha256(data).digest() != digest:
+        raise ParameterFileError(f"{where}: checksum mismatch")
     try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return _HEADER.size + len(data)
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign content
+        raise ParameterFileError(f"{where}: unreadable payload ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ParameterFileError(f"{where}: unsupported checkpoint format")
+    return payload
+
+
+def write_file(path: Path, payload: Payload) -> int:
+    """Atomically write ``payload`` to the local file ``path``; returns the bytes written."""
+    data = pack(payload)
+    LocalStore(path.parent).write_atomic(path.name, data)
+    return len(data)
 
 
 def read_file(path: Path) -> Payload:
-    """Read and verify a checkpoint; raise :class:`ParameterFileError` if it is damaged."""
+    """Read and verify a local checkpoint; raise :class:`ParameterFileError` if damaged."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ParameterFileError(f"{path}: cannot read ({exc})") from None
-    if len(raw) < _HEADER.size:
-        raise ParameterFileError(f"{path}: truncated header")
-    magic, length, digest = _HEADER.unpack_from(raw)
-    if magic != MAGIC:
-        raise ParameterFileError(f"{path}: not a streammeta checkpoint")
-    data = raw[_HEADER.size:]
-    if len(data) != length:
-        raise ParameterFileError(f"{path}: truncated ({len(data)} of {length} bytes)")
-    if hashlib.sha256(data).digest() != digest:
-        raise ParameterFileError(f"{path}: checksum mismatch")
-    try:
-        payload = torch.load(io.BytesIO(data), weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign content
-        raise ParameterFileError(f"{path}: unreadable payload ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ParameterFileError(f"{path}: unsupported checkpoint format")
-    return payload
+    return unpack(raw, str(path))
+
+
+@dataclass(frozen=True)
+class Written:
+    """A checkpoint file written: where (path or URL), how big, how long it took."""
+
+    path: str
+    size: int
+    seconds: float
 
 
 class CheckpointStore:
-    """A directory of checkpoints, possibly shared by several replicas."""
+    """Checkpoints in a :class:`~streammeta.persistence.store.FileStore` (a directory
+    or an object-store prefix), possibly shared by several replicas.
 
-    def __init__(self, directory: str | os.PathLike[str], member: str, keep: int = 3) -> None:
-        self.directory = Path(directory)
+    Beside each data file a small manifest (``streammeta.persistence.manifest``)
+    names the partitions it holds and their fencing epochs. For each partition a
+    restore takes the file with the highest epoch, the newest of those: a stale
+    owner's later file never wins over the new owner's (``docs/recovery.md``).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | FileStore, member: str,
+                 keep: int = 3, options: dict[str, Any] | None = None) -> None:
+        self.files = (open_store(os.fspath(directory), options)
+                      if isinstance(directory, str | os.PathLike) else directory)
         self.member = re.sub(r"[^A-Za-z0-9_.-]", "_", member) or "member"
         self.keep = keep
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.corrupt_seen = 0
-        self._held: dict[str, frozenset[int]] = {}  # file name -> partitions it holds
+        self.fenced_seen = 0  # partitions left out of a save: a newer owner published them
+        self._damaged: set[str] = set()
+        self._index = Index(self.files, self._load)
 
-    def save(self, payload: Payload) -> Path:
+    def save(self, payload: Payload) -> Written:
         """Write ``payload``; named by its ``written_at`` (ms) if it has one (a
-        snapshot's time, when the write comes later), else by the time now."""
+        snapshot's time, when the write comes later), else by the time now.
+
+        A partition for which another file holds a higher epoch is left out: its
+        ownership moved on, and this writer must not publish state for it."""
+        started = time.perf_counter()
+        index = self._index.entries()
         written_at = int(payload.get("written_at") or time.time() * 1000)
-        files = self._files()
-        if files:  # names must keep growing even if the clock steps back
-            written_at = max(written_at, _parts(files[0])[0] + 1)
-        path = self.directory / f"ckpt-{written_at:013d}-{self.member}.smck"
-        write_file(path, {**payload, "format": FORMAT, "written_at": written_at,
-                          "member": self.member})
-        self._held[path.name] = frozenset(payload.get("partitions", {}))
+        if index:  # names must keep growing even if the clock steps back
+            written_at = max(written_at, index[0].written_at + 1)
+        partitions = dict(payload.get("partitions", {}))
+        newest_epoch: dict[int, int] = {}
+        for entry in index:
+            for p, epoch in entry.epochs.items():
+                newest_epoch[p] = max(epoch, newest_epoch.get(p, -1))
+        fenced = sorted(p for p, state in partitions.items()
+                        if newest_epoch.get(p, -1) > int(state.get("epoch", -1)))
+        if fenced:
+            self.fenced_seen += len(fenced)
+            log.warning("not publishing partitions %s: a newer owner has published them "
+                        "(epochs %s); this replica lost them", fenced,
+                        {p: (partitions[p].get("epoch", -1), newest_epoch[p]) for p in fenced})
+            partitions = {p: s for p, s in partitions.items() if p not in fenced}
+        name = f"ckpt-{written_at:013d}-{self.member}.smck"
+        data = pack({**payload, "partitions": partitions, "format": FORMAT,
+                     "written_at": written_at, "member": self.member})
+        self.files.write_atomic(name, data)
+        self.files.write_atomic(manifest_name(name), encode(
+            name, len(data), hashlib.sha256(data).hexdigest(), partitions))
+        self._index.add(name, {p: int(s.get("epoch", -1)) for p, s in partitions.items()})
         self._prune()
-        return path
+        return Written(self.files.locate(name), len(data), time.perf_counter() - started)
 
-    def newest(self) -> Iterator[tuple[Path, Payload]]:
+    def newest(self) -> Iterator[tuple[str, Payload]]:
         """Valid checkpoints, newest first; damaged ones are logged and skipped."""
-        for path in self._files():
-            try:
-                yield path, read_file(path)
-            except ParameterFileError as exc:
-                self.corrupt_seen += 1
-                log.warning("skipping damaged checkpoint: %s", exc)
+        for entry in self._index.entries():
+            payload = self._load(entry.name)
+            if payload is not None:
+                yield entry.name, payload
 
-    def latest_for(self, partition: int) -> tuple[Path, Payload] | None:
-        """The newest valid checkpoint that holds ``partition``'s state."""
-        for _, path, payload in self.holders([partition]):
-            return path, payload
+    def latest_for(self, partition: int) -> tuple[str, Payload] | None:
+        """The valid checkpoint a restore of ``partition`` uses."""
+        for _, name, payload in self.holders([partition]):
+            return name, payload
         return None
 
-    def holders(self, partitions: list[int]) -> Iterator[tuple[int, Path, Payload]]:
-        """(partition, file, payload) for each partition's newest valid checkpoint
-        that holds it, reading each file at most once, newest first."""
-        missing = set(partitions)
-        for path, payload in self.newest():
-            if not missing:
-                return
-            for p in sorted(missing & set(payload.get("partitions", {}))):
-                missing.discard(p)
-                yield p, path, payload
+    def holders(self, partitions: list[int]) -> Iterator[tuple[int, str, Payload]]:
+        """(partition, file, payload) for each partition's best valid checkpoint:
+        highest epoch, then newest. Consecutive partitions of one file read it once."""
+        index = self._index.entries()
+        def best_first(p: int) -> list[Entry]:
+            return sorted((e for e in index if p in e.epochs),
+                          key=lambda e: (e.epochs[p], e.written_at), reverse=True)
+
+        choices = {p: best_first(p) for p in partitions}
+        loaded: tuple[str, Payload | None] = ("", None)
+        for p in sorted(choices, key=lambda p: choices[p][0].name if choices[p] else ""):
+            for entry in choices[p]:
+                if loaded[0] != entry.name:
+                    loaded = ("", None)  # let the previous payload go before reading
+                    loaded = (entry.name, self._load(entry.name))
+                payload = loaded[1]
+                if payload is not None and p in payload.get("partitions", {}):
+                    yield p, entry.name, payload
+                    break
 
     def oldest_own_s(self) -> float | None:
         """Write time (Unix seconds) of this member's oldest kept checkpoint."""
-        mine = [_parts(p)[0] for p in self._files() if _parts(p)[1] == self.member]
+        mine = [e.written_at for e in self._index.entries() if e.member == self.member]
         return min(mine) / 1000 if mine else None
 
-    def _files(self) -> list[Path]:
-        files = [p for p in self.directory.iterdir() if _NAME.match(p.name)]
-        return sorted(files, key=lambda p: p.name, reverse=True)
+    def _load(self, name: str) -> Payload | None:
+        if name in self._damaged:
+            return None
+        try:
+            return unpack(self.files.read(name), self.files.locate(name))
+        except FileNotFoundError:  # pruned since it was listed: a newer one exists
+            log.info("checkpoint %s was removed meanwhile", name)
+            return None
+        except ParameterFileError as exc:  # a store that cannot be read raises instead
+            self.corrupt_seen += 1
+            self._damaged.add(name)
+            log.warning("skipping damaged checkpoint: %s", exc)
+            return None
 
     def _prune(self) -> None:
         """Keep this member's newest ``keep`` files, and beyond them every file that
@@ -162,43 +220,15 @@ class CheckpointStore:
         for its assignment writes checkpoints holding no partition, and they must
         not push out the files its previous run left for those partitions."""
         covered: set[int] = set()
-        mine = [p for p in self._files() if _parts(p)[1] == self.member]
-        for i, path in enumerate(mine):
-            held = self._partitions_held(path)
+        mine = [e for e in self._index.entries() if e.member == self.member]
+        for i, entry in enumerate(mine):
+            held = set(entry.epochs)
             if i < self.keep or not held <= covered:
                 covered |= held
-            else:
-                path.unlink(missing_ok=True)
-                self._held.pop(path.name, None)
-        for stale in self.directory.glob("*.smck.tmp"):  # left by a crash mid-write
-            if time.time() - stale.stat().st_mtime > 3600:
-                stale.unlink(missing_ok=True)
-
-
-    def _partitions_held(self, path: Path) -> frozenset[int]:
-        """The partitions a file holds (read once; a damaged file holds none)."""
-        if path.name not in self._held:
-            try:
-                self._held[path.name] = frozenset(read_file(path).get("partitions", {}))
-            except ParameterFileError:
-                self._held[path.name] = frozenset()
-        return self._held[path.name]
-
-
-def _parts(path: Path) -> tuple[int, str]:
-    """(written_at ms, member) of a checkpoint file name."""
-    match = _NAME.match(path.name)
-    assert match is not None
-    return int(match.group(1)), match.group(2)
-
-
-@dataclass(frozen=True)
-class Written:
-    """A checkpoint file written: where, how big, how long the write took."""
-
-    path: Path
-    size: int
-    seconds: float
+            else:  # the manifest first: a data file without one is still found
+                self.files.delete(manifest_name(entry.name))
+                self.files.delete(entry.name)
+                self._index.forget(entry.name)
 
 
 class Checkpointer:
@@ -224,6 +254,7 @@ class Checkpointer:
         self.every_records = every_records
         self.clock = clock
         self.positions: dict[int, int] = {}
+        self.epochs: dict[int, int] = {}  # partition -> fencing epoch of this ownership
         self._since_records = 0
         self._last = clock()
         self._writer: threading.Thread | None = None
@@ -235,7 +266,7 @@ class Checkpointer:
             model = payload.get("model")
             if model:
                 self.engine.swap(model["params"], int(model["version"]))
-                log.info("restored model version %d from %s", model["version"], path.name)
+                log.info("restored model version %d from %s", model["version"], path)
                 memory = self.engine.memory
                 if memory is not None and "memory" in payload:
                     try:
@@ -243,14 +274,20 @@ class Checkpointer:
                     except ValueError as exc:
                         raise ParameterFileError(f"{path}: {exc}") from None
                     log.info("restored %d memory entries", len(memory))
+                if "experts" in payload and not self.engine.population.restore(payload["experts"]):
+                    log.warning("%s: the experts' population record does not fit this "
+                                "configuration; it starts again", path)
                 return int(model["version"])
         return None
 
-    def restore_partitions(self, partitions: list[int]) -> dict[int, int]:
-        """Load the newest state of each partition; → the offsets to resume from.
+    def restore_partitions(self, partitions: list[int], generation: int = 0) -> dict[int, int]:
+        """Load the state of each partition; → the offsets to resume from.
 
         Resident state of a partition with no checkpoint is dropped: it cannot be
-        matched to the committed offset the consumer will resume from.
+        matched to the committed offset the consumer will resume from. This
+        ownership's epoch is above both the consumer-group ``generation`` that
+        assigned the partition and the restored state's epoch, so a previous owner
+        that still writes (a zombie) can never be preferred over this one.
         """
         self.wait()  # a write in flight may hold the newest state of these partitions
         resume: dict[int, int] = {}
@@ -258,6 +295,7 @@ class Checkpointer:
         arena.remove(arena.slots_in(partitions))
         for p in partitions:
             self.positions.pop(p, None)
+            self.epochs[p] = max(generation, 0)
         for p, path, payload in self.store.holders(partitions):
             state = payload["partitions"][p]
             if state.get("transform", "none") != self.engine.shape.transform:
@@ -271,9 +309,21 @@ class Checkpointer:
             if self.engine.spill is not None:
                 self.engine.spill.adopt(p, state.get("spilled", {}))
             resume[p] = self.positions[p] = int(state["offset"])
-            log.info("partition %d: restored %d entities from %s, resuming at offset %d",
-                     p, len(state.get("rows", {}).get("names", [])), path.name, resume[p])
+            self.epochs[p] = max(generation, int(state.get("epoch", -1)) + 1)
+            log.info("partition %d: restored %d entities from %s (epoch %d), resuming at "
+                     "offset %d", p, len(state.get("rows", {}).get("names", [])), path,
+                     self.epochs[p], resume[p])
         return resume
+
+    def expire(self, partition: int, earliest: int, keep_state: bool) -> None:
+        """The restored offset of ``partition`` is below the earliest one the topic
+        still holds: continue from ``earliest``, with the state kept (its entities
+        then see a gap) or dropped (they start cold)."""
+        if not keep_state:
+            self.engine.arena.remove(self.engine.arena.slots_in([partition]))
+            if self.engine.spill is not None:
+                self.engine.spill.release([partition])
+        self.positions[partition] = earliest
 
     def advance(self, offsets: dict[int, int], records: int) -> None:
         """Records up to these next offsets are now applied to state."""
@@ -294,7 +344,7 @@ class Checkpointer:
             "written_at": int(time.time() * 1000),  # the file's name: the state's time
             "model": {"version": self.engine.version,
                       "params": {k: v.detach().clone() for k, v in self.engine.params.items()}},
-            "partitions": {p: {"offset": self.positions[p],
+            "partitions": {p: {"offset": self.positions[p], "epoch": self.epochs.get(p, 0),
                                "transform": self.engine.shape.transform,
                                "rows": arena.export(arena.slots_in([p]))} for p in owned},
         }
@@ -304,16 +354,17 @@ class Checkpointer:
                 payload["partitions"][p]["spilled"] = spill.of_partition(p)
         if self.engine.memory is not None:
             payload["memory"] = self.engine.memory.export()
+        payload["experts"] = self.engine.population.export()
         self._since_records = 0
         self._last = self.clock()
         return payload
 
-    def save(self, partitions: list[int] | None = None) -> Path:
+    def save(self, partitions: list[int] | None = None) -> Written:
         """Write a checkpoint now, on this thread, after any write in flight."""
         self.wait()
-        path = self.store.save(self.snapshot(partitions))
+        written = self.store.save(self.snapshot(partitions))
         self._written()
-        return path
+        return written
 
     def save_in_background(self) -> bool:
         """Snapshot every owned partition now and write it on a thread; False (and
@@ -349,11 +400,8 @@ class Checkpointer:
             self.engine.spill.collect(self.store.oldest_own_s())
 
     def _write(self, payload: Payload) -> None:
-        started = time.perf_counter()
         try:
-            path = self.store.save(payload)
-            outcome: Written | Exception = Written(path, path.stat().st_size,
-                                                   time.perf_counter() - started)
+            outcome: Written | Exception = self.store.save(payload)
         except Exception as exc:  # reported to the loop by outcomes()
             outcome = exc
         self._outcomes.append(outcome)  # list.append is atomic under the GIL
@@ -371,8 +419,9 @@ class Checkpointer:
                 self.engine.spill.release(partitions)
             for p in partitions:
                 self.positions.pop(p, None)
+                self.epochs.pop(p, None)
 
-    def _check_shapes(self, path: Path, rows: dict[str, Any]) -> None:
+    def _check_shapes(self, path: str, rows: dict[str, Any]) -> None:
         arena = self.engine.arena
         for field in ROW_FIELDS:
             if field not in rows:  # older rows: Arena.restore fills it in

@@ -3,10 +3,10 @@
 When the arena is full and new entities arrive, the engine evicts the entities
 whose newest observation is oldest (least recently observed) and hands their rows
 here. They are written as one checkpoint-format file per eviction (atomic,
-checksummed, weights-only; ``streammeta.persistence.checkpoint.write_file``) under
-``<checkpoint.dir>/spill/<member>/``. An evicted entity that appears again is
-read back before its observation is applied, so its state continues exactly as if
-it had stayed resident.
+checksummed, weights-only) under ``spill/<member>/`` in the checkpoint store (a
+directory or object storage: ``streammeta.persistence.store``). An evicted
+entity that appears again is read back before its observation is applied, so its
+state continues exactly as if it had stayed resident.
 
 Checkpoints record which file holds each evicted entity of a partition, so
 restores and partition moves find them. A file is deleted once every entity in it
@@ -21,23 +21,24 @@ checkpoint refers to them (docs/recovery.md).
 from __future__ import annotations
 
 import logging
+import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from streammeta.online.arena import ROW_FIELDS, upgrade_rows
-from streammeta.persistence.checkpoint import FORMAT, read_file, write_file
+from streammeta.persistence.checkpoint import FORMAT, pack, unpack
+from streammeta.persistence.store import FileStore, open_store
 
 log = logging.getLogger(__name__)
 
 
 class SpillStore:
-    def __init__(self, root: str | Path, member: str) -> None:
-        self.root = Path(root)  # the checkpoint directory; file names are relative to it
-        self.own = Path("spill") / member
-        (self.root / self.own).mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: str | os.PathLike[str] | FileStore, member: str) -> None:
+        # the checkpoint store; file names are relative to it
+        self.files = open_store(os.fspath(root)) if isinstance(root, str | os.PathLike) else root
+        self.own = f"spill/{member}"
         self.index: dict[str, tuple[str, int]] = {}  # entity → (file, partition)
         self._live: dict[str, int] = {}  # own file → entities still only there
         self._emptied: dict[str, float] = {}  # own file → when its last entity left (s)
@@ -52,8 +53,8 @@ class SpillStore:
         if not names:
             return
         self._seq += 1
-        name = str(self.own / f"spill-{int(time.time() * 1000):013d}-{self._seq}.smck")
-        write_file(self.root / name, {"format": FORMAT, "rows": rows})
+        name = f"{self.own}/spill-{int(time.time() * 1000):013d}-{self._seq}.smck"
+        self.files.write_atomic(name, pack({"format": FORMAT, "rows": rows}))
         partitions = rows["partition"].tolist()
         for entity, partition in zip(names, partitions, strict=True):
             self.index[entity] = (name, int(partition))
@@ -66,7 +67,7 @@ class SpillStore:
             by_file.setdefault(self.index.pop(entity)[0], []).append(entity)
         parts: list[dict[str, Any]] = []
         for name, wanted in by_file.items():
-            rows = upgrade_rows(read_file(self.root / name)["rows"])
+            rows = upgrade_rows(unpack(self.files.read(name), self.files.locate(name))["rows"])
             where = {entity: i for i, entity in enumerate(rows["names"])}
             pick = torch.tensor([where[entity] for entity in wanted])
             parts.append({"names": wanted,
@@ -103,7 +104,7 @@ class SpillStore:
         deleted = 0
         for name, emptied in list(self._emptied.items()):
             if oldest_checkpoint_s is not None and emptied < oldest_checkpoint_s:
-                (self.root / name).unlink(missing_ok=True)
+                self.files.delete(name)
                 del self._emptied[name]
                 deleted += 1
         return deleted

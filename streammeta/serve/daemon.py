@@ -305,13 +305,10 @@ class Daemon:
     def _checkpoint(self) -> None:
         """A checkpoint of every owned partition, written before returning."""
         assert self.checkpointer is not None
-        started = time.perf_counter()
         try:
-            path = self.checkpointer.save()
+            outcome: Written | Exception = self.checkpointer.save()
         except OSError as exc:
-            outcome: Written | Exception = exc
-        else:
-            outcome = Written(path, path.stat().st_size, time.perf_counter() - started)
+            outcome = exc
         for earlier in self.checkpointer.outcomes():
             self._checkpoint_done(earlier)
         self._checkpoint_done(outcome)
@@ -330,13 +327,38 @@ class Daemon:
             log.info("assigned partitions %s", [p for _, p in partitions])
             return
         started = time.perf_counter()
-        resume = self.checkpointer.restore_partitions([p for _, p in partitions])
+        generation = getattr(self.source, "generation", lambda: 0)()
+        resume = self.checkpointer.restore_partitions([p for _, p in partitions], generation)
         topic = {p: t for t, p in partitions}
+        self._within_retention(self.checkpointer, resume, topic)
         if resume:
             self.source.seek({(topic[p], p): offset for p, offset in resume.items()})
         self.metrics.entities.set(len(self.engine.arena))
         log.info("assigned partitions %s; state restored in %.3f s", [p for _, p in partitions],
                  time.perf_counter() - started)
+
+    def _within_retention(self, checkpointer: Checkpointer, resume: dict[int, int],
+                          topic: dict[int, str]) -> None:
+        """Restored offsets below the earliest retained one: continue from there."""
+        earliest_of = getattr(self.source, "earliest", None)
+        if not resume or earliest_of is None:
+            return
+        try:
+            earliest = earliest_of([(topic[p], p) for p in resume])
+        except BrokerError as exc:  # the restore stands; the fetch reports what is missing
+            log.warning("earliest offsets unknown, restored ones not checked: %s", exc)
+            return
+        keep = self.config.checkpoint.expired == "keep"
+        for (_, p), first in earliest.items():
+            if p in resume and resume[p] < first:
+                log.warning(
+                    "partition %d: checkpoint offset %d is below the earliest retained offset "
+                    "%d (%d records deleted by retention); continuing from %d with its state "
+                    "%s", p, resume[p], first, first - resume[p], first,
+                    "kept (its entities see a gap)" if keep else "dropped (entities start cold)")
+                self.metrics.checkpoint_expired.inc()
+                checkpointer.expire(p, first, keep_state=keep)
+                resume[p] = first
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
         if self.checkpointer is not None:

@@ -129,6 +129,10 @@ class Metrics:
             "Unix time of the last checkpoint written.", registry=r)
         self.checkpoint_bytes = Gauge(
             "streammeta_checkpoint_size_bytes", "Size of the last checkpoint file.", registry=r)
+        self.checkpoint_expired = Counter(
+            "streammeta_checkpoint_expired",
+            "Partitions restored from a checkpoint whose offset retention has deleted; "
+            "they continue from the earliest retained offset.", registry=r)
         self.checkpoint_failures = Counter(
             "streammeta_checkpoint_failures", "Checkpoints that could not be written.",
             registry=r)

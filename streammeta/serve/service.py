@@ -23,9 +23,9 @@ def _checkpointer(config: Config, engine: Engine) -> Checkpointer | None:
     if not c.dir:
         return None
     member = c.member or config.kafka.group_instance_id or socket.gethostname()
-    store = CheckpointStore(c.dir, member=member, keep=c.keep)
+    store = CheckpointStore(c.dir, member=member, keep=c.keep, options=c.options())
     if config.engine.evict:
-        engine.spill = SpillStore(c.dir, store.member)
+        engine.spill = SpillStore(store.files, store.member)
     return Checkpointer(store, engine, every_s=c.every_s, every_records=c.every_records)
 
 

@@ -3,10 +3,16 @@
 * unset or ``embedded`` — the embedded Tansu broker (no Docker needed);
 * ``container`` — Apache Kafka through testcontainers (needs a Docker engine);
 * ``host:port`` — an external broker that is already running.
+
+Checkpoints go to a directory under the test's ``tmp_path``, or with
+``STREAMMETA_TEST_CHECKPOINTS=s3`` to a fresh bucket on a local S3-compatible
+server (moto's, started for the session): the same tests then prove that state
+follows its partitions through object storage.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -50,5 +56,15 @@ def config_for(bootstrap: str, checkpoint_dir: str) -> Config:
 
 
 @pytest.fixture
-def kafka_config(broker: str, tmp_path: object) -> Config:
+def kafka_config(broker: str, tmp_path: object, request: pytest.FixtureRequest) -> Config:
+    if os.environ.get("STREAMMETA_TEST_CHECKPOINTS", "dir") == "s3":
+        return s3_config(broker, request)
     return config_for(broker, f"{tmp_path}/checkpoints")
+
+
+def s3_config(broker: str, request: pytest.FixtureRequest) -> Config:
+    """Checkpoints in a fresh bucket of the test S3 server; the daemons the tests
+    start inherit its credentials from the environment."""
+    endpoint = request.getfixturevalue("s3_endpoint")
+    config = config_for(broker, request.getfixturevalue("s3_url"))
+    return config.replace("checkpoint", storage_options=json.dumps({"endpoint_url": endpoint}))

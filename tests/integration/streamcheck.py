@@ -52,7 +52,8 @@ def assert_state_equals_an_uninterrupted_run(config: Config, values: np.ndarray)
     for t in range(steps):
         reference.process(names, np.full(entities, t * STEP, dtype=np.int64), values[t])
     restored = Engine(config)
-    store = CheckpointStore(config.checkpoint.dir, member="probe")
+    store = CheckpointStore(config.checkpoint.dir, member="probe",
+                            options=config.checkpoint.options())
     for p in range(PARTITIONS):
         found = store.latest_for(p)
         assert found is not None, f"no checkpoint of partition {p}"

@@ -141,7 +141,8 @@ def test_survivor_takes_over_a_killed_replicas_partitions_with_their_state(
                  and owned(a_log) | owned(b_log) == set(range(PARTITIONS)),
                  timeout_s=90, what="both replicas owning partitions")
         producer.start()
-        store = CheckpointStore(config.checkpoint.dir, member="probe")
+        store = CheckpointStore(config.checkpoint.dir, member="probe",
+                            options=config.checkpoint.options())
         b_parts = owned(b_log)
 
         def b_checkpointed() -> bool:
@@ -192,7 +193,8 @@ def test_a_partition_whose_state_cannot_be_restored_is_not_served(
     config = kafka_config.replace("meta", enabled=False)
     other = Engine(config.replace("series", horizon=config.series.horizon + 1))
     other.process(["e0"], np.array([0]), np.array([1.0]), np.array([0]))
-    store = CheckpointStore(config.checkpoint.dir, member="older")
+    store = CheckpointStore(config.checkpoint.dir, member="older",
+                            options=config.checkpoint.options())
     store.save({"partitions": {p: {"offset": 0, "rows": other.arena.export(
         other.arena.slots_in([p]))} for p in range(PARTITIONS)}})
     produce(config, [encode_observation(f"e{e}", 0, 1.0) for e in range(100)])

@@ -78,10 +78,10 @@ def test_damaged_newest_file_falls_back_to_the_previous_good_one(tmp_path: Path)
     store = CheckpointStore(tmp_path, member="a", keep=5)
     first = store.save({"partitions": {0: {"offset": 1}}})
     second = store.save({"partitions": {0: {"offset": 2}}})
-    assert second.name > first.name
-    data = bytearray(second.read_bytes())
+    assert second.path > first.path
+    data = bytearray(Path(second.path).read_bytes())
     data[-5] ^= 0xFF  # a flipped bit in the payload
-    second.write_bytes(bytes(data))
+    Path(second.path).write_bytes(bytes(data))
     found = store.latest_for(0)
     assert found is not None and found[1]["partitions"][0]["offset"] == 1
     assert store.corrupt_seen == 1
@@ -120,8 +120,8 @@ def test_each_member_keeps_its_last_n_files(tmp_path: Path) -> None:
     for _ in range(4):
         a.save({"partitions": {}})
         b.save({"partitions": {}})
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 4
+    names = sorted(p.name for p in tmp_path.glob("*.smck"))
+    assert len(names) == 4 and len(list(tmp_path.glob("*.json"))) == 4  # and their manifests
     assert sum("-a.smck" in n for n in names) == 2 and sum("-b.smck" in n for n in names) == 2
 
 
@@ -142,7 +142,7 @@ class GatedStore(CheckpointStore):
         super().__init__(directory, member=member, keep=10)
         self.gate = threading.Event()
 
-    def save(self, payload: dict) -> Path:
+    def save(self, payload: dict) -> Written:
         assert self.gate.wait(30)
         return super().save(payload)
 
@@ -167,8 +167,8 @@ def test_a_background_save_writes_the_state_and_positions_of_its_snapshot(
     store.gate.set()
     saver.wait()
     [written] = saver.outcomes()
-    assert isinstance(written, Written) and written.size == written.path.stat().st_size
-    payload = read_file(written.path)  # the SMCKPT01 format, unchanged
+    assert isinstance(written, Written) and written.size == Path(written.path).stat().st_size
+    payload = read_file(Path(written.path))  # the SMCKPT01 format, unchanged
     for p in (0, 1):
         assert payload["partitions"][p]["offset"] == 60
         rows = payload["partitions"][p]["rows"]
@@ -191,7 +191,7 @@ def test_synchronous_saves_and_restores_wait_for_the_write_in_flight(tmp_path: P
     assert not saver.writing
     background, = (o for o in saver.outcomes() if isinstance(o, Written))
     found = store.latest_for(1)
-    assert found is not None and found[0].name > background.path.name
+    assert found is not None and found[0] > Path(background.path).name
     assert found[1]["partitions"][1]["offset"] == 36
     assert engine.arena.slots_in([1]).numel() == 0 and 1 not in saver.positions
 

@@ -16,7 +16,7 @@ from streammeta.errors import BrokerError
 from streammeta.io.codec import Reason, Record, encode_observation
 from streammeta.io.streams import MemorySink, MemorySource
 from streammeta.online.engine import Engine
-from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore, Written
 from streammeta.serve.daemon import Daemon
 from streammeta.serve.metrics import Metrics
 
@@ -239,7 +239,7 @@ def test_periodic_checkpoints_are_written_beside_the_loop(cfg: Config, tmp_path:
     gate = threading.Event()
 
     class SlowDisk(CheckpointStore):
-        def save(self, payload: dict) -> Path:
+        def save(self, payload: dict) -> Written:
             assert gate.wait(30)
             return super().save(payload)
 
