@@ -221,7 +221,8 @@ class Forecaster:
         saved = next(((p, s) for p, s in store.newest() if "forecaster" in s), None)
         if saved is None:
             raise ParameterFileError(f"{directory}: no state saved by Forecaster.save")
-        path, payload = saved
+        where, payload = saved
+        path = Path(where)
         state = payload["forecaster"]
         forecaster = cls(config=config or _config_from(state["config"], path),
                          outer_loop=outer_loop, batch_size=batch_size)

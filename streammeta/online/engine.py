@@ -500,13 +500,17 @@ class Engine:
         assert self.experts is not None
         R = self.arena.ring_len
         x, m = window(history, n - R, R), self.shape.season
-        indices = None
-        if m > 1:  # the seasonal indices, refreshed once a season
-            due = n % m == 0
-            if bool(due.any()):
-                self.arena.season_indices[slots[due]] = experts.seasonal_indices(x[due], n[due], m)
-            indices = self.arena.season_indices[slots]
-        theta = experts.theta(x, n, self.shape.horizon, self.shape.transform, indices)  # (B, H, 2)
+        if m >= experts.THETA_SEASONS_BELOW:  # not served (experts.allowed): not computed
+            theta = torch.zeros(len(n), self.shape.horizon, 2)
+        else:
+            indices = None
+            if m > 1:  # the seasonal indices, refreshed once a season
+                due = n % m == 0
+                if bool(due.any()):
+                    self.arena.season_indices[slots[due]] = experts.seasonal_indices(
+                        x[due], n[due], m)
+                indices = self.arena.season_indices[slots]
+            theta = experts.theta(x, n, self.shape.horizon, indices)  # (B, H, 2)
         scored = torch.arange(len(self.horizons))[None, :]
         self.arena.pending_experts[slots[:, None], cells, scored] = theta[:, self._h - 1]
         last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)

@@ -98,7 +98,7 @@ def test_the_theta_experts_follow_a_seasonal_trend_and_ignore_noise_for_a_season
     n = torch.tensor([W])
     indices = experts.seasonal_indices(x, n, m)
     assert float(indices.abs().max()) > 5  # the season is found
-    f = experts.theta(x, n, H, "none", indices)  # (1, H, 2)
+    f = experts.theta(x, n, H, indices)  # (1, H, 2)
     trend_error = (f[0, :, 1] - truth[W:]).abs().mean()
     seasonal_naive = (x[0, W - m:].repeat(2)[:H] - truth[W:]).abs().mean()
     assert float(trend_error) < 0.25 * float(seasonal_naive)
@@ -114,6 +114,6 @@ def test_the_theta_experts_read_only_the_entity_s_own_values() -> None:
     n = torch.tensor([25])
     other = x.clone()
     other[:, :15] = 1e6  # not the entity's: columns before its first value
-    torch.testing.assert_close(experts.theta(x, n, 6, "asinh"), experts.theta(other, n, 6, "asinh"))
+    torch.testing.assert_close(experts.theta(x, n, 6), experts.theta(other, n, 6))
     torch.testing.assert_close(experts.seasonal_indices(x, n, 4),
                                experts.seasonal_indices(other, n, 4))
