@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -82,11 +83,11 @@ def m4_orders(folder: Path) -> tuple[list[datasets.Series], list[datasets.Series
 
 def run(config: Config, series: list[datasets.Series], gap: int, every: int,
         with_outer: bool, params: model.Params | None = None,
-        engine_type: type[Engine] = Engine) -> ColdStart:
+        make_engine: Callable[[Config, model.Params | None], Engine] = Engine) -> ColdStart:
     """Streams ``series`` arriving ``gap`` steps apart and scores their cold start."""
     names, ts, values = datasets.interleave(series, arrival_gap_steps=gap)
     truth = {s.entity: s.values for s in series}
-    engine = engine_type(config, params)
+    engine = make_engine(config, params)
     loop = outer.attach(config, engine, engine.swap) if with_outer else None
     H, m = config.series.horizon, config.series.season
     captured: dict[str, list[tuple[int, np.ndarray]]] = {s.entity: [] for s in series}

@@ -36,8 +36,14 @@ deviations. With a discount γ < 1 the same bound holds over any stretch of abou
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from streammeta.config import ExpertsConfig
+    from streammeta.online.arena import Arena
 
 MODEL, NAIVE, SEASONAL, DRIFT = range(4)
 EXPERTS = 4
@@ -143,3 +149,52 @@ def buckets(horizons: tuple[int, ...], horizon: int) -> Tensor:
     """(H,) index of the smallest scored horizon ≥ each step 1..H."""
     return torch.tensor([next(i for i, s in enumerate(horizons) if s >= h)
                          for h in range(1, horizon + 1)])
+
+
+class Weighting:
+    """The engine's expert stage: each expert's error on every resolved forecast
+    (:meth:`score`, from ``streammeta.online.scoring``), the served blend
+    (:meth:`serve`, from ``streammeta.online.forecast``) and the population's record
+    after each batch (:meth:`commit`)."""
+
+    def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
+                 season: int, window: int) -> None:
+        self.rate, self.discount = config.rate, config.discount
+        self.window = window  # the drift expert's span
+        self._h = torch.tensor(horizons)  # (S,)
+        self._bucket = buckets(horizons, horizon)  # (H,)
+        self._allowed = allowed(horizons, season)  # (S, E)
+        self.population = Population(len(horizons), config.prior_events)
+
+    def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor, forecast: Tensor,
+              naive: Tensor, scale: Tensor, valid: Tensor) -> None:
+        """The new values y (B,) at absolute index j (B,) resolve the model's
+        ``forecast`` and seasonal naive's ``naive`` (B, S) where ``valid`` (B, S);
+        ``scale`` (B, 1) the entities' standard deviations. Call before the values
+        are appended to the rings."""
+        origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
+        last = arena.ring[slots[:, None], origin % arena.ring_len]
+        ring = arena.ring[slots]  # (B, R) before this value is appended
+        drift = naive + self._h[None, :] * torch.stack(
+            [slope(ring, origin[:, i], self.window) for i in range(len(self._h))], dim=1)
+        each = torch.stack([forecast, last, naive, drift], dim=2)  # (B, S, E)
+        err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
+        arena.experts[slots] = update(arena.experts[slots], err, valid, self.discount)
+        self.population.update(err, valid)
+
+    def serve(self, arena: Arena, slots: Tensor, n: Tensor, history: Tensor, warm: Tensor,
+              point: Tensor, quant: Tensor, seasonal: Tensor) -> tuple[Tensor, Tensor]:
+        """Warm rows' point forecasts (B, H) → the entity's weighting of the model,
+        persistence, seasonal naive (``seasonal`` (B, H)) and drift; quantiles keep the
+        model's spread around it. n (B,) values seen, history (B, 2R)."""
+        R = arena.ring_len
+        last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
+        w = weights(arena.experts[slots], self.rate, self.population.prior(), self._allowed)
+        step = slope(history[:, :R], n - 1, self.window)
+        served = blend(w, self._bucket, point, last, seasonal, step)
+        served = torch.where(warm[:, None], served, point)
+        return served, quant + (served - point)[:, None, :]
+
+    def commit(self) -> None:
+        """A batch is done: its errors enter the population's record."""
+        self.population.commit()

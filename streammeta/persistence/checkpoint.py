@@ -2,15 +2,9 @@
 
 A checkpoint file holds the parameters and their version, the state rows of the
 entities of each input partition the writer owned, the next input offset of each
-of those partitions, and the external memory of tasks. On disk::
-
-    magic "SMCKPT01" | payload length (8 bytes, little endian) | SHA-256 (32 bytes) | payload
-
-The payload is a ``torch.save`` of plain containers and tensors, loaded with
-``weights_only=True``: loading never unpickles arbitrary objects. Files are
-written to a temporary name, fsynced and renamed, then the directory is fsynced,
-so a crash leaves either the old or the new file, never half of one; a damaged
-file fails its checksum and the previous good one is used. File names sort by
+of those partitions, and the external memory of tasks, in the checksummed,
+atomically written container of ``streammeta.persistence.container``; a damaged
+file is skipped and the previous good one is used. File names sort by
 time (``ckpt-<written_at_ms>-<member>.smck``), several replicas can share one
 directory, and each keeps its own last ``keep`` files.
 
@@ -22,78 +16,24 @@ in flight (``docs/recovery.md``).
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
 import re
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import torch
-
+from streammeta.config import CheckpointConfig
 from streammeta.errors import ParameterFileError
-from streammeta.online.arena import ROW_FIELDS, upgrade_rows
-from streammeta.online.engine import Engine
+from streammeta.online.model import Params
+from streammeta.persistence.container import FORMAT, Payload, read_file, write_file
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"SMCKPT01"
-FORMAT = 1
-_HEADER = struct.Struct("<8sQ32s")
 _NAME = re.compile(r"^ckpt-(\d{13,})-([A-Za-z0-9_.-]+)\.smck$")
-
-Payload = dict[str, Any]
-
-
-def write_file(path: Path, payload: Payload) -> int:
-    """Atomically write ``payload`` to ``path``; returns the bytes written."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(_HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest()))
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return _HEADER.size + len(data)
-
-
-def read_file(path: Path) -> Payload:
-    """Read and verify a checkpoint; raise :class:`ParameterFileError` if it is damaged."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ParameterFileError(f"{path}: cannot read ({exc})") from None
-    if len(raw) < _HEADER.size:
-        raise ParameterFileError(f"{path}: truncated header")
-    magic, length, digest = _HEADER.unpack_from(raw)
-    if magic != MAGIC:
-        raise ParameterFileError(f"{path}: not a streammeta checkpoint")
-    data = raw[_HEADER.size:]
-    if len(data) != length:
-        raise ParameterFileError(f"{path}: truncated ({len(data)} of {length} bytes)")
-    if hashlib.sha256(data).digest() != digest:
-        raise ParameterFileError(f"{path}: checksum mismatch")
-    try:
-        payload = torch.load(io.BytesIO(data), weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign content
-        raise ParameterFileError(f"{path}: unreadable payload ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ParameterFileError(f"{path}: unsupported checkpoint format")
-    return payload
 
 
 class CheckpointStore:
@@ -192,6 +132,19 @@ def _parts(path: Path) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
+class Checkpointed(Protocol):
+    """What a checkpoint holds the state of (``streammeta.online.engine.Engine``)."""
+
+    def serving(self) -> tuple[Params, int]: ...
+    def swap(self, params: Params, version: int) -> None: ...
+    def export_partition(self, partition: int) -> dict[str, Any]: ...
+    def restore_partition(self, partition: int, state: dict[str, Any]) -> int: ...
+    def drop_partitions(self, partitions: list[int], spilled: bool = True) -> None: ...
+    def checkpointed(self, oldest_kept_s: Callable[[], float | None]) -> None: ...
+    def export_memory(self) -> dict[str, object] | None: ...
+    def restore_memory(self, state: dict[str, object]) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class Written:
     """A checkpoint file written: where, how big, how long the write took."""
@@ -216,12 +169,12 @@ class Checkpointer:
     one. Only the loop thread calls these methods.
     """
 
-    def __init__(self, store: CheckpointStore, engine: Engine, every_s: float,
-                 every_records: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: CheckpointStore, engine: Checkpointed, config: CheckpointConfig,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.engine = engine
-        self.every_s = every_s
-        self.every_records = every_records
+        self.every_s = config.every_s
+        self.every_records = config.every_records
         self.clock = clock
         self.positions: dict[int, int] = {}
         self._since_records = 0
@@ -236,13 +189,13 @@ class Checkpointer:
             if model:
                 self.engine.swap(model["params"], int(model["version"]))
                 log.info("restored model version %d from %s", model["version"], path.name)
-                memory = self.engine.memory
-                if memory is not None and "memory" in payload:
+                if "memory" in payload:
                     try:
-                        memory.restore(payload["memory"])
+                        entries = self.engine.restore_memory(payload["memory"])
                     except ValueError as exc:
                         raise ParameterFileError(f"{path}: {exc}") from None
-                    log.info("restored %d memory entries", len(memory))
+                    if entries is not None:
+                        log.info("restored %d memory entries", entries)
                 return int(model["version"])
         return None
 
@@ -254,25 +207,18 @@ class Checkpointer:
         """
         self.wait()  # a write in flight may hold the newest state of these partitions
         resume: dict[int, int] = {}
-        arena = self.engine.arena
-        arena.remove(arena.slots_in(partitions))
+        self.engine.drop_partitions(partitions, spilled=False)
         for p in partitions:
             self.positions.pop(p, None)
         for p, path, payload in self.store.holders(partitions):
             state = payload["partitions"][p]
-            if state.get("transform", "none") != self.engine.shape.transform:
-                raise ParameterFileError(
-                    f"{path}: partition {p}'s state holds values with series.transform = "
-                    f"{state.get('transform', 'none')!r}, this configuration needs "
-                    f"{self.engine.shape.transform!r}")
-            if "rows" in state:
-                self._check_shapes(path, upgrade_rows(state["rows"]))
-                arena.restore(state["rows"])
-            if self.engine.spill is not None:
-                self.engine.spill.adopt(p, state.get("spilled", {}))
+            try:
+                entities = self.engine.restore_partition(p, state)
+            except ParameterFileError as exc:
+                raise ParameterFileError(f"{path}: {exc}") from None
             resume[p] = self.positions[p] = int(state["offset"])
             log.info("partition %d: restored %d entities from %s, resuming at offset %d",
-                     p, len(state.get("rows", {}).get("names", [])), path.name, resume[p])
+                     p, entities, path.name, resume[p])
         return resume
 
     def advance(self, offsets: dict[int, int], records: int) -> None:
@@ -289,21 +235,18 @@ class Checkpointer:
         θ, taken now: later processing does not change it."""
         owned = sorted(self.positions if partitions is None else
                        [p for p in partitions if p in self.positions])
-        arena = self.engine.arena
+        params, version = self.engine.serving()
         payload: dict[str, Any] = {
             "written_at": int(time.time() * 1000),  # the file's name: the state's time
-            "model": {"version": self.engine.version,
-                      "params": {k: v.detach().clone() for k, v in self.engine.params.items()}},
-            "partitions": {p: {"offset": self.positions[p],
-                               "transform": self.engine.shape.transform,
-                               "rows": arena.export(arena.slots_in([p]))} for p in owned},
+            "model": {"version": version,
+                      "params": {k: v.detach().clone() for k, v in params.items()}},
+            # Rows, and which spill file holds each evicted entity.
+            "partitions": {p: {"offset": self.positions[p], **self.engine.export_partition(p)}
+                           for p in owned},
         }
-        spill = self.engine.spill
-        if spill is not None:  # evicted entities: which spill file holds each
-            for p in owned:
-                payload["partitions"][p]["spilled"] = spill.of_partition(p)
-        if self.engine.memory is not None:
-            payload["memory"] = self.engine.memory.export()
+        memory = self.engine.export_memory()
+        if memory is not None:
+            payload["memory"] = memory
         self._since_records = 0
         self._last = self.clock()
         return payload
@@ -345,8 +288,7 @@ class Checkpointer:
 
     def _written(self) -> None:
         """After a file is on disk, on the loop thread (the spill store is not shared)."""
-        if self.engine.spill is not None:
-            self.engine.spill.collect(self.store.oldest_own_s())
+        self.engine.checkpointed(self.store.oldest_own_s)
 
     def _write(self, payload: Payload) -> None:
         started = time.perf_counter()
@@ -366,18 +308,6 @@ class Checkpointer:
             if any(p in self.positions for p in partitions):
                 self.save(partitions)
         finally:
-            self.engine.arena.remove(self.engine.arena.slots_in(partitions))
-            if self.engine.spill is not None:
-                self.engine.spill.release(partitions)
+            self.engine.drop_partitions(partitions)
             for p in partitions:
                 self.positions.pop(p, None)
-
-    def _check_shapes(self, path: Path, rows: dict[str, Any]) -> None:
-        arena = self.engine.arena
-        for field in ROW_FIELDS:
-            want = tuple(getattr(arena, field).shape[1:])
-            got = tuple(rows[field].shape[1:])
-            if want != got:
-                raise ParameterFileError(
-                    f"{path}: state field {field!r} has shape {got}, this configuration needs "
-                    f"{want}; the checkpoint was written with other series/model settings")

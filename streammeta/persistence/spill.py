@@ -3,7 +3,7 @@
 When the arena is full and new entities arrive, the engine evicts the entities
 whose newest observation is oldest (least recently observed) and hands their rows
 here. They are written as one checkpoint-format file per eviction (atomic,
-checksummed, weights-only; ``streammeta.persistence.checkpoint.write_file``) under
+checksummed, weights-only; ``streammeta.persistence.container``) under
 ``<checkpoint.dir>/spill/<member>/``. An evicted entity that appears again is
 read back before its observation is applied, so its state continues exactly as if
 it had stayed resident.
@@ -28,12 +28,14 @@ from typing import Any
 import torch
 
 from streammeta.online.arena import ROW_FIELDS, upgrade_rows
-from streammeta.persistence.checkpoint import FORMAT, read_file, write_file
+from streammeta.persistence.container import FORMAT, read_file, write_file
 
 log = logging.getLogger(__name__)
 
 
 class SpillStore:
+    """The engine's eviction store (``streammeta.online.ports.EvictionStore``)."""
+
     def __init__(self, root: str | Path, member: str) -> None:
         self.root = Path(root)  # the checkpoint directory; file names are relative to it
         self.own = Path("spill") / member
@@ -45,6 +47,10 @@ class SpillStore:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def __contains__(self, entity: object) -> bool:
+        """Whether an evicted entity waits here."""
+        return entity in self.index
 
     def put(self, rows: dict[str, Any]) -> None:
         """Persist evicted rows (``Arena.export``) durably before they leave memory."""
