@@ -11,9 +11,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "streammeta"
 MAX_MODULE_LINES = 450
 MAX_CLASS_LINES = 200
 # Over the limit today, each with the change that splits it; an entry that fits
-# again fails the test below, so the list only shrinks.
-PENDING = {"streammeta.config": "its sections move beside their components with the "
-                                "config comments' rewrite"}
+# again fails the test below, so the list only shrinks (empty: every module fits).
+PENDING: dict[str, str] = {}
 # Packages upstream in the data flow never import the ones that hang off them.
 UPSTREAM_OF = {"online": ("meta", "persistence", "serve", "evaluation")}
 
