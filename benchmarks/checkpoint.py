@@ -41,6 +41,7 @@ STEP = 3_600_000
 
 def main() -> None:
     from streammeta import config as config_mod
+    from streammeta.config import CheckpointConfig
     from streammeta.online.engine import Engine
     from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 
@@ -78,9 +79,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as directory:
         store = CheckpointStore(directory, member="bench", keep=2)
-        checkpointer = Checkpointer(store, engine, every_s=3600, every_records=10**9)
+        rarely = CheckpointConfig(every_s=3600, every_records=10**9)
+        checkpointer = Checkpointer(store, engine, rarely)
         checkpointer.advance({p: 1 for p in range(4)}, 0)
-        print(f"{n} entities, {len(engine.arena)} resident")
+        print(f"{n} entities, {len(engine)} resident")
         for _ in range(args.repeat):
             started = time.perf_counter()
             written = checkpointer.save()

@@ -36,11 +36,13 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from streammeta import assemble
 from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.io import datasets
@@ -82,11 +84,14 @@ def m4_orders(folder: Path) -> tuple[list[datasets.Series], list[datasets.Series
 
 def run(config: Config, series: list[datasets.Series], gap: int, every: int,
         with_outer: bool, params: model.Params | None = None,
-        engine_type: type[Engine] = Engine) -> ColdStart:
+        make_engine: Callable[[Config, model.Params | None], Engine] | None = None,
+        ) -> ColdStart:
     """Streams ``series`` arriving ``gap`` steps apart and scores their cold start."""
     names, ts, values = datasets.interleave(series, arrival_gap_steps=gap)
     truth = {s.entity: s.values for s in series}
-    engine = engine_type(config, params)
+    # By default the engine the daemon builds: with the task memory if memory.enabled.
+    engine = (make_engine(config, params) if make_engine is not None
+              else assemble.engine(config, params=params))
     loop = outer.attach(config, engine, engine.swap) if with_outer else None
     H, m = config.series.horizon, config.series.season
     captured: dict[str, list[tuple[int, np.ndarray]]] = {s.entity: [] for s in series}

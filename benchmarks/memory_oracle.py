@@ -24,41 +24,55 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import torch
 from cold_start import change, m4_orders, run, synthetic
 from torch import Tensor
 
 from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.io import datasets
-from streammeta.online.engine import Engine, Result
+from streammeta.meta.memory import MemoryStore, key_dim
+from streammeta.online import model
+from streammeta.online.engine import Engine
+from streammeta.online.ports import Retrieval
 
 
-class OracleEngine(Engine):
-    """Starts each entity from the offset the serving parameters reach on its own
-    first ``window + mature_after`` values."""
+class OracleMemory(MemoryStore):
+    """Recalls for each entity the offset the serving parameters reach on its own
+    first ``window + mature_after`` values; stores nothing."""
 
     series: ClassVar[dict[str, datasets.Series]] = {}  # set per data set by main()
 
-    def _initialise(self, slots: Tensor, n: Tensor, history: Tensor, result: Result) -> None:
-        super()._initialise(slots, n, history, result)  # φ₀, and the guard starts
-        born = slots[n == self.warm_at]
-        if not len(born):
-            return
-        names = [str(self.arena.names[i]) for i in born.tolist()]
+    def __init__(self, config: Config) -> None:
+        super().__init__(1, key_dim(config.series.season), config.model.context_dim)
+        self.config = config
+        self.engine: Engine | None = None  # whose serving parameters the oracle adapts
+
+    def recall(self, names: list[str], windows: Tensor) -> Retrieval:
         offset = self._own_offset(names)
-        self.arena.anchor[born] = offset
-        self.arena.phi[born] = self.arena.phi0 + offset
-        if self.task_buffer is not None:  # young tasks replay the anchor, as in the engine
-            self.task_buffer.set_anchor(born, offset)
+        return Retrieval(offset, torch.zeros(len(names), dtype=torch.bool),
+                         torch.full((len(names),), float("nan")))
+
+    def remember(self, names: list[str], windows: Tensor, offsets: Tensor,
+                 version: int) -> None:
+        pass
 
     def _own_offset(self, names: list[str]) -> Tensor:
-        shadow = Engine(self.config, {k: v.clone() for k, v in self.params.items()})
-        first = self.shape.window + self.config.memory.mature_after
+        assert self.engine is not None
+        params, _ = self.engine.serving()
+        shadow = Engine(self.config, {k: v.clone() for k, v in params.items()})
+        first = self.config.model.window + self.config.memory.mature_after
         for t in range(first):
             shadow.process(names, np.array([self.series[n].ts[t] for n in names]),
                            np.array([self.series[n].values[t] for n in names]))
         slots = [shadow.arena.names.index(n) for n in names]
         return shadow.arena.phi[slots] - shadow.arena.phi0
+
+
+def oracle_engine(config: Config, params: model.Params | None) -> Engine:
+    memory = OracleMemory(config)
+    memory.engine = Engine(config, params, memory=memory)
+    return memory.engine
 
 
 def main() -> None:
@@ -83,11 +97,11 @@ def main() -> None:
           "by arrival, loop on (sixths) |")
     print("|---|---|---|---|---|---|---|---|")
     for label, stream in sets.items():
-        OracleEngine.series = {s.entity: s for s in stream}
+        OracleMemory.series = {s.entity: s for s in stream}
         row = []
         for with_outer in (False, True):
             plain = run(config, stream, 4, 5000, with_outer)
-            oracle = run(config, stream, 4, 5000, with_outer, engine_type=OracleEngine)
+            oracle = run(config, stream, 4, 5000, with_outer, make_engine=oracle_engine)
             row.append(f"{plain.error:.3f} | {oracle.error:.3f} | "
                        f"{change(oracle.error, plain.error)}")
         sixths = ", ".join(change(a, b) for a, b in zip(oracle.by_arrival, plain.by_arrival,

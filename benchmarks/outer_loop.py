@@ -27,7 +27,11 @@ from throughput import STEP, family
 
 from streammeta import config as config_mod
 from streammeta.meta import outer
+from streammeta.meta.layout import TaskLayout
+from streammeta.meta.learner import MetaLearner
 from streammeta.online.engine import Engine
+from streammeta.online.forecast import warm_at
+from streammeta.persistence import params as params_io
 
 
 def tasks_per_second(device: str, tasks: int, graphs: bool = True,
@@ -35,12 +39,11 @@ def tasks_per_second(device: str, tasks: int, graphs: bool = True,
     """Tasks per second of ``MetaLearner.step`` on batches of ``tasks`` tasks
     (``graphs``: ``meta.cuda_graphs``)."""
     config = config_mod.load(None, env={}).replace("meta", cuda_graphs=graphs).resolved()
-    engine = Engine(config)
     m = config.meta
-    layout = outer.TaskLayout(config.model.window, config.series.horizon, m.support_windows,
+    layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
                               m.query_windows, m.window_stride, config.series.season,
-                              young=engine.warm_at)
-    learner = outer.MetaLearner(engine.params, layout, m, config.adaptation,
+                              young=warm_at(config.model, config.series.season))
+    learner = MetaLearner(params_io.initial(config)[0], layout, m, config.adaptation,
                                 config.series.quantiles, device=device)
     n_young = learner.young_count(tasks)  # the daemon's mix of tasks
     histories = torch.from_numpy(family(tasks, layout.length).T.copy()).float()
@@ -64,7 +67,7 @@ def ingestion(entities: int, device: str | None, tasks: int = 0,
     loop = outer.attach(config, engine, engine.swap) if device else None
     m = config.meta
     # Histories long enough for training tasks (a task and the held-back horizon).
-    warm = outer.TaskLayout(config.model.window, config.series.horizon, m.support_windows,
+    warm = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
                             m.query_windows, m.window_stride).length + config.series.horizon
     values = family(entities, warm + batches)
     names = [f"e{i}" for i in range(entities)]

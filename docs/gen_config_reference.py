@@ -6,7 +6,7 @@
 
 Keys, types and defaults come from ``streammeta.config.sections()``; each key's
 description is its comment in the repository's ``config.toml`` or, failing that,
-the comment above the field in ``streammeta/config.py``.
+the comment above the field in its section's dataclass (``streammeta/config/``).
 """
 
 from __future__ import annotations

@@ -40,13 +40,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from streammeta import assemble, frames
 from streammeta import config as config_io
-from streammeta import frames
-from streammeta.config import Config
+from streammeta.config import CheckpointConfig, Config
 from streammeta.errors import DataError, ParameterFileError
 from streammeta.meta.outer import OuterLoop, OuterResult, attach
 from streammeta.online import model
-from streammeta.online.engine import Engine, Forecasts
+from streammeta.online.engine import Forecasts
 from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ OuterMode = Literal["inline", "background", "off"]
 # daemon sharing the checkpoint directory never takes them over.
 PARTITION = -1
 MEMBER = "forecaster"
+_NEVER = CheckpointConfig(every_s=float("inf"))  # saves only when asked
 _SAVED_SECTIONS = ("series", "model", "adaptation", "meta", "memory", "drift", "experts",
                    "engine")
 
@@ -86,7 +87,7 @@ class Forecaster:
         self.outer_loop: OuterMode = outer_loop if self.config.meta.enabled else "off"
         self.frequency = self.config.series.frequency
         self.levels = self.config.series.quantiles
-        self.engine = Engine(self.config)  # becomes assemble.engine(config) with the façade
+        self.engine = assemble.engine(self.config)  # the daemon's: model.init, task memory
         self.loop: OuterLoop | None = None
         self.batch_size = batch_size
         if self.outer_loop == "inline":
@@ -161,9 +162,9 @@ class Forecaster:
         return list(self.loop.results) if self.loop is not None else []
 
     def _run_outer_loop(self) -> None:
-        buffer = self.engine.task_buffer
-        if self.outer_loop != "inline" or self.loop is None or buffer is None:
+        if self.outer_loop != "inline" or self.loop is None:
             return
+        buffer = self.loop.buffer
         if buffer.observed - self._last_outer >= self.config.meta.every_observations:
             self._last_outer = buffer.observed
             self.loop.run_once()
@@ -202,7 +203,7 @@ class Forecaster:
         """Write the state into ``directory`` (created; earlier saves there are pruned)
         as a checkpoint file of the daemon's format; → the file."""
         store = CheckpointStore(directory, member=MEMBER, keep=1)
-        checkpointer = Checkpointer(store, self.engine, every_s=float("inf"), every_records=1)
+        checkpointer = Checkpointer(store, self.engine, _NEVER)
         checkpointer.advance({PARTITION: self.observations}, 0)
         payload = checkpointer.snapshot()
         payload["forecaster"] = {"config": _config_state(self.config),
@@ -226,8 +227,7 @@ class Forecaster:
         state = payload["forecaster"]
         forecaster = cls(config=config or _config_from(state["config"], path),
                          outer_loop=outer_loop, batch_size=batch_size)
-        checkpointer = Checkpointer(store, forecaster.engine, every_s=float("inf"),
-                                    every_records=1)
+        checkpointer = Checkpointer(store, forecaster.engine, _NEVER)
         checkpointer.restore_model()
         checkpointer.restore_partitions([PARTITION])
         forecaster._latest.restore(state["latest"], path)

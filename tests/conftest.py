@@ -7,7 +7,21 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from support import S3_ENV, s3_bucket, s3_server
+from support import S3_ENV, meta_config, s3_bucket, s3_server, small_config
+
+from streammeta.config import Config
+
+
+@pytest.fixture
+def small() -> Config:
+    """A small engine's configuration: window 12, season 4, horizon 6."""
+    return small_config()
+
+
+@pytest.fixture
+def meta_cfg() -> Config:
+    """A configuration the outer loop learns on within seconds."""
+    return meta_config()
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,42 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from streammeta import config as config_mod
 from streammeta.config import Config
-from streammeta.io.codec import Record
+from streammeta.io.codec import Record, encode_observation
 from streammeta.io.streams import MemorySource
-from streammeta.meta.outer import TaskLayout
+from streammeta.meta.layout import TaskLayout
 from streammeta.serve.daemon import Daemon
 
 STEP = 3_600_000  # one hour in ms: the step of the tests' series
+
+
+def small_config() -> Config:
+    """The defaults (no config file, no environment) for a small engine: window 12,
+    season 4, horizon 6, hidden 16."""
+    return config_mod.load(None, env={}).replace("model", window=12, hidden=16).replace(
+        "series", season=4, horizon=6)
+
+
+def meta_config() -> Config:
+    """A day's season, half a day ahead, and meta-steps small enough for a test."""
+    return config_mod.load(None, env={}).replace("model", window=24, hidden=32).replace(
+        "series", horizon=12, season=24).replace(
+        "meta", steps=30, tasks_per_step=64, cpu_share=1.0, meta_lr=0.003, pretrain_lr=0.003)
+
+
+def good_records(entities: int, steps: int, partitions: int = 2,
+                 topic: str = "obs") -> list[Record]:
+    """Observations of ``entities`` entities for ``steps`` steps, entity e in partition
+    e % partitions, offsets counting per partition."""
+    records, offsets = [], [0] * partitions
+    for t in range(steps):
+        for e in range(entities):
+            p = e % partitions
+            key, value = encode_observation(f"e{e}", t * STEP, float(e + t % 4))
+            records.append(Record(topic, p, offsets[p], key, value))
+            offsets[p] += 1
+    return records
 
 
 def related_family(n: int, length: int, seed: int) -> np.ndarray:

@@ -140,8 +140,8 @@ def test_save_and_load_continue_exactly(tmp_path: Path) -> None:
     loaded = Forecaster.load(tmp_path / "state", outer_loop="off")
     assert loaded.config == kept.config and loaded.observations == kept.observations
     pd.testing.assert_frame_equal(loaded.forecast(), kept.forecast())
-    for name, tensor in kept.engine.params.items():
-        assert torch.equal(loaded.engine.params[name], tensor)
+    for name, tensor in kept.engine.serving()[0].items():
+        assert torch.equal(loaded.engine.serving()[0][name], tensor)
     pd.testing.assert_frame_equal(loaded.update(rest), kept.update(rest))
     with pytest.raises(DataError, match=r"\(duplicate\)"):  # it knows every entity's last ds
         loaded.update(rest.tail(1))

@@ -28,7 +28,6 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from streammeta.errors import DataError
 from streammeta.evaluation import baselines, peers
 from streammeta.evaluation import scores as M
 from streammeta.evaluation.protocols import Task, load_tasks, plot_rows
+from streammeta.evaluation.runs import Evaluation, MethodRun
 from streammeta.io import datasets
 
 log = logging.getLogger(__name__)
@@ -49,19 +49,6 @@ PEER_METHODS = tuple(peers.PEERS)
 METHODS = ENGINE_METHODS + tuple(baselines.BASELINES) + PEER_METHODS
 # Ranked by MASE and sMAPE; by MSE where the protocol has no MASE (ett).
 RANKED = ("mase", "smape", "mse")
-
-
-@dataclass
-class MethodRun:
-    name: str
-    seconds: float
-    errors: M.ForecastErrors
-    plot_point: np.ndarray  # (P, H) at Task plot rows
-    plot_quantiles: np.ndarray | None  # (P, Q, H), engine methods only
-    point: np.ndarray | None = None  # (N, H), kept only for --forecasts-out
-    outer_runs: int = 0  # outer-loop runs during the stream
-    promoted: int = 0  # of which promoted
-    slices: tuple[str, ...] | None = None  # where it is scored; None: every slice
 
 
 # -- running methods ---------------------------------------------------------------
@@ -84,8 +71,8 @@ def engine_config(base: Config, task: Task, method: str) -> Config | None:
 
 def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_size: int,
                outer_every: int | None, progress: bool, keep_point: bool) -> MethodRun:
+    from streammeta import assemble
     from streammeta.meta import outer
-    from streammeta.online.engine import Engine
 
     names, ts, values = datasets.interleave(task.stream, task.arrival_gap, task.step_ms)
     flat = _flat_index(task, names)  # (n,) index of each observation in the flat series
@@ -102,7 +89,7 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
     coverage = np.full(len(task.ent), np.nan)
     quant = np.full((len(rows), Q, H), np.nan, dtype=np.float32)
     started = time.perf_counter()
-    engine = Engine(config)
+    engine = assemble.engine(config)
     loop = None
     if config.meta.enabled:
         # Same meta-learning; no pacing sleeps (they only share the daemon's CPU).
@@ -124,8 +111,8 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
             f.quantiles[keep], levels, task.truth[o[keep]], task.scale[o[keep]])
         slot = plot_slot[o[keep]]
         quant[slot[slot >= 0]] = f.quantiles[keep][slot >= 0]
-        if loop is not None and engine.task_buffer is not None:
-            observed = engine.task_buffer.observed
+        if loop is not None:
+            observed = loop.buffer.observed
             if observed - last_outer >= every:
                 last_outer = observed
                 loop.run_once()
@@ -251,14 +238,6 @@ def ranks(results: list[dict[str, Any]]) -> None:
 
 
 # -- the whole evaluation -----------------------------------------------------------
-@dataclass
-class Evaluation:
-    task: Task
-    runs: list[MethodRun]
-    results: list[dict[str, Any]]
-    plot_rows: np.ndarray
-
-
 def evaluate(task: Task, config: Config, methods: tuple[str, ...], batch_size: int = 5000,
              outer_every: int | None = None, progress: bool = True,
              notes: list[str] | None = None, keep_point: str | None = None,

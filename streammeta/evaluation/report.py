@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from streammeta.evaluation.evaluate import Evaluation, MethodRun, Task
+    from streammeta.evaluation.protocols import Task
+    from streammeta.evaluation.runs import Evaluation, MethodRun
 
 COLUMNS = (("smape", "sMAPE"), ("mase", "MASE"), ("owa", "OWA"), ("mse", "MSE"),
            ("mae", "MAE"), ("pinball", "pinball"), ("coverage", "cover"))

@@ -30,16 +30,15 @@ import csv
 import importlib.resources
 import io
 import itertools
-import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from streammeta.errors import DataError
+from streammeta.io.series import Series, group, long_columns, parse_ts
 
 M4_START_MS = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp() * 1000)
 HOUR_MS = 3_600_000
@@ -47,33 +46,7 @@ FORMATS = ("m4", "long", "ett")
 DATA_DIR_ENV = "STREAMMETA_DATA_DIR"
 M4_TRAIN_NAME = "Hourly-train.csv"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class Series:
-    """One entity's observations, in time order."""
-
-    entity: str
-    ts: np.ndarray  # (T,) int64 epoch ms, increasing
-    values: np.ndarray  # (T,) float64
-
-    def __post_init__(self) -> None:
-        # Coerce once here so that every consumer can rely on the dtypes (no copy
-        # when they are right already).
-        ts = np.asarray(self.ts, dtype=np.int64)
-        values = np.asarray(self.values, dtype=np.float64)
-        if ts.ndim != 1 or ts.shape != values.shape:
-            raise ValueError(f"series {self.entity!r}: ts {ts.shape} and values "
-                             f"{values.shape} must be 1-D of one length")
-        object.__setattr__(self, "ts", ts)
-        object.__setattr__(self, "values", values)
-
-    def __len__(self) -> int:
-        return len(self.values)
 
 
 def default_data_dir() -> Path:
@@ -154,29 +127,6 @@ def _numbers(cells: list[str], width: int, lines: Sequence[int],
         k = int(bad[0])
         raise DataError(f"{where(k)}: {cells[k]!r} is not a finite number")
     return values.reshape(-1, width)
-
-
-def parse_ts(raw: str) -> int:
-    """Epoch ms (integral) or ISO-8601 (naive means UTC) → epoch ms; ValueError if neither."""
-    try:
-        return int(raw)
-    except ValueError:
-        pass
-    try:
-        number = float(raw)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(number) and number == int(number) and abs(number) < 2**62:
-            return int(number)
-        raise ValueError(f"timestamp {raw!r} is not a whole number of milliseconds")
-    try:
-        parsed = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise ValueError(f"timestamp {raw!r} is neither epoch ms nor ISO-8601") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // _MS  # exact integer arithmetic, no float rounding
 
 
 def _timestamps(cells: list[str], lines: Sequence[int], path: Path) -> np.ndarray:
@@ -299,38 +249,6 @@ def load_long(path: PathLike) -> list[Series]:
     values = _numbers([row[iv] for row in rows], 1, lines, lambda _: _column(header, iv),
                       path)[:, 0]
     return group(entities, ts, values, lines, path)
-
-
-LONG_COLUMNS = (("entity", "ts", "value"), ("unique_id", "ds", "y"))
-
-
-def long_columns(header: Sequence[str], path: Path) -> tuple[int, int, int]:
-    """Positions of the entity, time and value columns in a long header."""
-    names = [name.lower() for name in header]
-    for columns in LONG_COLUMNS:
-        if all(c in names for c in columns):
-            ie, it, iv = (names.index(c) for c in columns)
-            return ie, it, iv
-    missing = [c for c in LONG_COLUMNS[0] if c not in names]
-    raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)} "
-                    f"(a long file needs entity, ts, value or unique_id, ds, y)")
-
-
-def group(entities: list[str], ts: np.ndarray, values: np.ndarray,
-          lines: Sequence[int] | None, path: Path) -> list[Series]:
-    """Long rows → one series per entity, in order of first appearance, each sorted
-    by time (stable: duplicates keep their order)."""
-    codes_by_name: dict[str, int] = {}
-    codes = np.array([codes_by_name.setdefault(e, len(codes_by_name)) for e in entities],
-                     dtype=np.int64)  # (N,) entity code, first appearance first
-    if "" in codes_by_name:
-        k = entities.index("")
-        raise DataError(f"{path}:{lines[k] if lines else f'row {k + 1}'}: empty entity id")
-    order = np.lexsort((ts, codes))  # by entity, then time; stable for duplicates
-    bounds = np.cumsum(np.bincount(codes))[:-1]
-    ts_parts, value_parts = np.split(ts[order], bounds), np.split(values[order], bounds)
-    return [Series(name, t, v)
-            for name, t, v in zip(codes_by_name, ts_parts, value_parts, strict=True)]
 
 
 def load_ett(path: PathLike) -> list[Series]:

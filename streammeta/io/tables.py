@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from streammeta.errors import DataError
-from streammeta.io import datasets
+from streammeta.io.series import Series, group, long_columns, parse_ts
 
 
 def _pandas() -> Any:
@@ -32,7 +32,7 @@ def _pandas() -> Any:
     return pandas
 
 
-def load_parquet(path: Path) -> list[datasets.Series]:
+def load_parquet(path: Path) -> list[Series]:
     pd = _pandas()
     try:
         frame = pd.read_parquet(path)
@@ -43,7 +43,7 @@ def load_parquet(path: Path) -> list[datasets.Series]:
     if frame.empty:
         raise DataError(f"{path}: no data rows")
     header = [str(c) for c in frame.columns]
-    ie, it, iv = datasets.long_columns(header, path)
+    ie, it, iv = long_columns(header, path)
     stamps = frame.iloc[:, it]
     if pd.api.types.is_datetime64_any_dtype(stamps):
         if getattr(stamps.dt, "tz", None) is not None:
@@ -53,7 +53,7 @@ def load_parquet(path: Path) -> list[datasets.Series]:
         ts = stamps.to_numpy(dtype=np.int64)
     else:
         try:
-            ts = np.array([datasets.parse_ts(str(v)) for v in stamps], dtype=np.int64)
+            ts = np.array([parse_ts(str(v)) for v in stamps], dtype=np.int64)
         except ValueError as exc:
             raise DataError(f"{path}: column {header[it]!r}: {exc}") from None
     values = pd.to_numeric(frame.iloc[:, iv], errors="coerce").to_numpy(dtype=np.float64)
@@ -62,10 +62,10 @@ def load_parquet(path: Path) -> list[datasets.Series]:
         raise DataError(f"{path}: row {int(bad[0]) + 1}: column {header[iv]!r}: "
                         f"{frame.iloc[int(bad[0]), iv]!r} is not a finite number")
     entities = [str(e) for e in frame.iloc[:, ie].tolist()]
-    return datasets.group(entities, ts, values, None, path)
+    return group(entities, ts, values, None, path)
 
 
-def on_step_grid(series: list[datasets.Series]) -> tuple[list[datasets.Series], str | None]:
+def on_step_grid(series: list[Series]) -> tuple[list[Series], str | None]:
     """``series`` unchanged if every spacing is the same, else re-timed: the k-th
     distinct timestamp of the data set at ``first + k * step``, step the median
     spacing (about a month for monthly data); → (series, a note or None)."""
@@ -78,7 +78,7 @@ def on_step_grid(series: list[datasets.Series]) -> tuple[list[datasets.Series], 
         return series, None
     stamps = np.unique(np.concatenate([s.ts for s in series]))
     first = int(stamps[0])
-    out = [datasets.Series(s.entity, first + np.searchsorted(stamps, s.ts) * step, s.values)
+    out = [Series(s.entity, first + np.searchsorted(stamps, s.ts) * step, s.values)
            for s in series]
     return out, (f"timestamps are not a fixed step apart (calendar months?): each distinct "
                  f"timestamp is placed one step of {step} ms after the previous one")

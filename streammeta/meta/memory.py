@@ -27,13 +27,14 @@ blend of its k nearest neighbours' φ instead of the global φ₀.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from streammeta.config import Config
 from streammeta.online import model
+from streammeta.online.ports import Entry, Retrieval
 
 _ENTRY = struct.Struct("<4sHHI")  # magic, key dim, value dim, model version
 _MAGIC = b"SMM1"
@@ -58,9 +59,6 @@ def task_key(values: Tensor, season: int) -> Tensor:
     return key / key.norm(dim=1, keepdim=True).clamp(min=1e-6)
 
 
-Entry = tuple[str, Tensor, Tensor, int]  # entity id, key, φ, model version
-
-
 class MemoryLink(Protocol):
     """How replicas share entries (``streammeta.io.kafka.KafkaMemoryLink``)."""
 
@@ -69,18 +67,23 @@ class MemoryLink(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
-class Retrieval:
-    phi: Tensor  # (B, C) the blend; φ₀ where nothing was found
-    found: Tensor  # (B,) bool
-    similarity: Tensor  # (B,) mean similarity of the neighbours used (NaN if none)
+def store_for(config: Config) -> MemoryStore | None:
+    """The memory the configuration asks for (None: ``memory.enabled`` is off)."""
+    mem = config.memory
+    if not mem.enabled:
+        return None
+    return MemoryStore(mem.capacity, key_dim(config.series.season), config.model.context_dim,
+                       mem.k, mem.temperature, mem.min_similarity)
 
 
 class MemoryStore:
+    """The engine's task memory (``streammeta.online.ports.TaskMemory``)."""
+
     def __init__(self, capacity: int, key_dim: int, value_dim: int, k: int = 8,
                  temperature: float = 0.05, min_similarity: float = 0.5) -> None:
         if capacity < 1 or k < 1 or temperature <= 0:
             raise ValueError("memory capacity and k must be >= 1, temperature > 0")
+        self.season = key_dim - 1  # a key: the lags 1..m and a trend (:func:`key_dim`)
         self.capacity, self.k = capacity, k
         self.temperature, self.min_similarity = temperature, min_similarity
         self.keys = torch.zeros(capacity, key_dim)
@@ -98,6 +101,34 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self.row_of)
+
+    # -- what the engine calls ----------------------------------------------------------
+    def recall(self, names: list[str], windows: Tensor) -> Retrieval:
+        """The blend of the neighbours' φ - φ₀ for windows (B, L) of new entities;
+        0 where none is similar enough."""
+        return self.retrieve(task_key(windows, self.season), torch.zeros(self.values.shape[1]))
+
+    def remember(self, names: list[str], windows: Tensor, offsets: Tensor,
+                 version: int) -> None:
+        """Store φ - φ₀ (``offsets`` (B, C)) keyed by each entity's first values."""
+        self.insert(names, task_key(windows, self.season), offsets, version)
+
+    def share(self) -> None:
+        """Keep entries inserted here in :attr:`outbox` for the other replicas."""
+        if self.outbox is None:
+            self.outbox = []
+
+    def take_outbox(self) -> list[Entry]:
+        """The entries kept for the other replicas since the last call."""
+        taken, self.outbox = self.outbox or [], [] if self.outbox is not None else None
+        return taken
+
+    def receive(self, entries: list[Entry]) -> None:
+        """Entries the other replicas stored (not shared again)."""
+        if entries:
+            names, keys, values, versions = zip(*entries, strict=True)
+            self.insert(list(names), torch.stack(keys), torch.stack(values),
+                        torch.tensor(versions), share=False)
 
     def insert(self, names: list[str], keys: Tensor, values: Tensor,
                version: int | Tensor = 0, share: bool = True) -> None:

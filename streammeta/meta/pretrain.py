@@ -18,10 +18,11 @@ from tqdm import tqdm
 from streammeta.config import Config, resolve_device
 from streammeta.errors import DataError
 from streammeta.io import datasets
-from streammeta.meta.outer import MetaLearner, TaskLayout
+from streammeta.meta.layout import TaskLayout
+from streammeta.meta.learner import MetaLearner
 from streammeta.meta.tasks import held_out
 from streammeta.online import model
-from streammeta.online.engine import Engine
+from streammeta.online.forecast import warm_at
 from streammeta.persistence import params as params_io
 
 
@@ -45,7 +46,7 @@ def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
              progress: bool = True) -> dict[str, float]:
     """Meta-train on the series of ``data`` and write the parameter file ``out``."""
     params, stats = meta_train(config, datasets.load(data, fmt), steps, progress, name=data)
-    params_io.save(Path(out), params, version=1, shape=Engine(config).shape,
+    params_io.save(Path(out), params, version=1, shape=model.ModelShape.of(config),
                    note=f"pretrained on {Path(data).name} ({fmt}), {steps} steps")
     return stats
 
@@ -56,25 +57,27 @@ def meta_train(config: Config, series: list[datasets.Series], steps: int,
     """θ meta-trained for ``steps`` on tasks from ``series``, and the held-out meta-loss
     before and after (on whole series held out by ``meta.holdout``)."""
     config = config.resolved()
-    engine = Engine(config)  # the shapes and initial θ the daemon would use
+    if config.model.threads:
+        torch.set_num_threads(config.model.threads)
+    initial, _ = params_io.initial(config)  # the θ the daemon would start from
     m = config.meta
     layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
                         m.query_windows, m.window_stride, config.series.season,
-                        young=engine.warm_at)
+                        young=warm_at(config.model, config.series.season))
     pool, owner = task_pool(series, layout.length, stride=config.series.season)
     pool = model.to_model_units(pool, config.series.transform)
     held = held_out(owner, m.holdout)  # whole series held out
     train, valid = pool[~held], pool[held][:2048]
     if len(train) == 0 or len(valid) == 0:
         raise DataError(f"{name}: too few series to hold some out for validation")
-    learner = MetaLearner(engine.params, layout, replace(m, meta_lr=m.pretrain_lr),
+    learner = MetaLearner(initial, layout, replace(m, meta_lr=m.pretrain_lr),
                           config.adaptation, config.series.quantiles,
                           device=resolve_device(m.device))
     generator = torch.Generator().manual_seed(config.model.seed)
     # Young tasks take each pool window's first value as an entity's birth.
     n_young = learner.young_count(m.tasks_per_step)
     valid_young = valid[: learner.young_count(len(valid))]
-    before = learner.evaluate(engine.params, valid, valid_young)
+    before = learner.evaluate(initial, valid, valid_young)
     bar = tqdm(range(steps), desc="meta-training", unit="step", disable=not progress)
     loss = before
     for step in bar:

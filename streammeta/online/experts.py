@@ -42,8 +42,13 @@ deviations. With a discount γ < 1 the same bound holds over any stretch of abou
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from streammeta.config import ExpertsConfig
 
 MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND = range(6)
 EXPERTS = 6
@@ -273,3 +278,88 @@ def buckets(horizons: tuple[int, ...], horizon: int) -> Tensor:
     """(H,) index of the smallest scored horizon ≥ each step 1..H."""
     return torch.tensor([next(i for i, s in enumerate(horizons) if s >= h)
                          for h in range(1, horizon + 1)])
+
+
+class Arena(Protocol):
+    """The entity state the expert stage reads and writes (``online.arena.Arena``,
+    which itself sizes its ``experts`` field by :data:`EXPERTS`)."""
+
+    ring: Tensor  # (N, R)
+    ring_len: int
+    horizon: int
+    experts: Tensor  # (N, S, E)
+    pending_experts: Tensor  # (N, H, S, 2)
+    season_indices: Tensor  # (N, m)
+
+
+class Weighting:
+    """The engine's expert stage: each expert's error on every resolved forecast
+    (:meth:`score`, from ``streammeta.online.scoring``), the served blend
+    (:meth:`serve`, from ``streammeta.online.forecast``) and the population's record
+    after each batch (:meth:`commit`)."""
+
+    def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
+                 season: int, window: int) -> None:
+        self.rate, self.discount = config.rate, config.discount
+        self.window = window  # the drift expert's span
+        self.season, self.horizon = season, horizon
+        self._h = torch.tensor(horizons)  # (S,)
+        self._bucket = buckets(horizons, horizon)  # (H,)
+        self._allowed = allowed(horizons, season)  # (S, E)
+        self.population = Population(len(horizons), config.prior_events)
+
+    def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor, forecast: Tensor,
+              naive: Tensor, scale: Tensor, valid: Tensor) -> None:
+        """The new values y (B,) at absolute index j (B,) resolve the model's
+        ``forecast`` and seasonal naive's ``naive`` (B, S) where ``valid`` (B, S);
+        ``scale`` (B, 1) the entities' standard deviations. Call before the values
+        are appended to the rings."""
+        origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
+        last = arena.ring[slots[:, None], origin % arena.ring_len]
+        ring = arena.ring[slots]  # (B, R) before this value is appended
+        drift = naive + self._h[None, :] * torch.stack(
+            [slope(ring, origin[:, i], self.window) for i in range(len(self._h))], dim=1)
+        cell = j % arena.horizon
+        theta = arena.pending_experts[slots, cell]  # (B, S, 2) made at each origin
+        arena.pending_experts[slots, cell] = float("nan")
+        each = torch.cat([torch.stack([forecast, last, naive, drift], dim=2), theta],
+                         dim=2)  # (B, S, E)
+        err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
+        arena.experts[slots] = update(arena.experts[slots], err, valid, self.discount)
+        self.population.update(err, valid)
+
+    def serve(self, arena: Arena, slots: Tensor, n: Tensor, history: Tensor, recent: Tensor,
+              cells: Tensor, warm: Tensor, point: Tensor, quant: Tensor,
+              seasonal: Tensor) -> tuple[Tensor, Tensor]:
+        """Warm rows' point forecasts (B, H) → the entity's weighting of the model,
+        persistence, seasonal naive (``seasonal`` (B, H)), drift and theta; quantiles
+        keep the model's spread around it. n (B,) values seen, history (B, 2R), recent
+        (B, R) the ring's values oldest first; the theta experts' forecasts at the
+        scored horizons wait in ``cells`` (B, S) for their targets."""
+        R = arena.ring_len
+        last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
+        w = weights(arena.experts[slots], self.rate, self.population.prior(), self._allowed)
+        step = slope(history[:, :R], n - 1, self.window)
+        thetas = self._theta(arena, slots, n, recent)
+        scored = torch.arange(len(self._h))[None, :]
+        arena.pending_experts[slots[:, None], cells, scored] = thetas[:, self._h - 1]
+        served = blend(w, self._bucket, point, last, seasonal, step, thetas)
+        served = torch.where(warm[:, None], served, point)
+        return served, quant + (served - point)[:, None, :]
+
+    def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor) -> Tensor:
+        """The THETA and TREND forecasts (B, H, 2); zeros where they do not serve."""
+        m = self.season
+        if m >= THETA_SEASONS_BELOW:  # not served (see allowed): not computed
+            return torch.zeros(len(n), self.horizon, 2)
+        indices = None
+        if m > 1:  # the seasonal indices, refreshed once a season
+            due = n % m == 0
+            if bool(due.any()):
+                arena.season_indices[slots[due]] = seasonal_indices(recent[due], n[due], m)
+            indices = arena.season_indices[slots]
+        return theta(recent, n, self.horizon, indices)
+
+    def commit(self) -> None:
+        """A batch is done: its errors enter the population's record."""
+        self.population.commit()

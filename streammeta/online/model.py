@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from streammeta.config import Config
 
 Params = dict[str, Tensor]
 
@@ -33,6 +37,15 @@ class ModelShape:
     hidden: int  # D
     quantiles: tuple[float, ...]  # Q levels
     transform: str = "none"  # the units θ was learned in (series.transform)
+
+    @classmethod
+    def of(cls, config: Config) -> ModelShape:
+        """The shape the configuration's model has (automatic window resolved)."""
+        config = config.resolved()
+        s, m = config.series, config.model
+        return cls(window=m.window, horizon=s.horizon, season=s.season,
+                   context_dim=m.context_dim, hidden=m.hidden, quantiles=s.quantiles,
+                   transform=s.transform)
 
 
 def seasonal_back(h: int, season: int) -> int:

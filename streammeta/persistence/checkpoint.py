@@ -2,13 +2,9 @@
 
 A checkpoint file holds the parameters and their version, the state rows of the
 entities of each input partition the writer owned, the next input offset of each
-of those partitions, and the external memory of tasks. On disk::
-
-    magic "SMCKPT01" | payload length (8 bytes, little endian) | SHA-256 (32 bytes) | payload
-
-The payload is a ``torch.save`` of plain containers and tensors, loaded with
-``weights_only=True``: loading never unpickles arbitrary objects. Files live in a
-store (``streammeta.persistence.store``: a directory or object storage) that
+of those partitions, the external memory of tasks and the experts' population
+record, in the checksummed container of ``streammeta.persistence.container``. Files
+live in a store (``streammeta.persistence.store``: a directory or object storage) that
 publishes each atomically, so a crash leaves either the old or the new file,
 never half of one; a damaged file fails its checksum and the previous good one is
 used. File names sort by time (``ckpt-<written_at_ms>-<member>.smck``), several
@@ -24,78 +20,23 @@ in flight (``docs/recovery.md``).
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import re
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import torch
-
+from streammeta.config import CheckpointConfig
 from streammeta.errors import ParameterFileError
-from streammeta.online.arena import ROW_FIELDS, upgrade_rows
-from streammeta.online.engine import Engine
+from streammeta.online.model import Params
+from streammeta.persistence.container import FORMAT, Payload, pack, unpack
 from streammeta.persistence.manifest import Entry, Index, encode, manifest_name
-from streammeta.persistence.store import FileStore, LocalStore, open_store
+from streammeta.persistence.store import FileStore, open_store
 
 log = logging.getLogger(__name__)
-
-MAGIC = b"SMCKPT01"
-FORMAT = 1
-_HEADER = struct.Struct("<8sQ32s")
-
-Payload = dict[str, Any]
-
-
-def pack(payload: Payload) -> bytes:
-    """The container bytes of ``payload``: header (magic, length, SHA-256), payload."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    return _HEADER.pack(MAGIC, len(data), hashlib.sha256(data).digest()) + data
-
-
-def unpack(raw: bytes, where: str) -> Payload:
-    """Verify and load container bytes; raise :class:`ParameterFileError` if damaged."""
-    if len(raw) < _HEADER.size:
-        raise ParameterFileError(f"{where}: truncated header")
-    magic, length, digest = _HEADER.unpack_from(raw)
-    if magic != MAGIC:
-        raise ParameterFileError(f"{where}: not a streammeta checkpoint")
-    data = memoryview(raw)[_HEADER.size:]
-    if len(data) != length:
-        raise ParameterFileError(f"{where}: truncated ({len(data)} of {length} bytes)")
-    if hashlib.sha256(data).digest() != digest:
-        raise ParameterFileError(f"{where}: checksum mismatch")
-    try:
-        payload = torch.load(io.BytesIO(data), weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign content
-        raise ParameterFileError(f"{where}: unreadable payload ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ParameterFileError(f"{where}: unsupported checkpoint format")
-    return payload
-
-
-def write_file(path: Path, payload: Payload) -> int:
-    """Atomically write ``payload`` to the local file ``path``; returns the bytes written."""
-    data = pack(payload)
-    LocalStore(path.parent).write_atomic(path.name, data)
-    return len(data)
-
-
-def read_file(path: Path) -> Payload:
-    """Read and verify a local checkpoint; raise :class:`ParameterFileError` if damaged."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ParameterFileError(f"{path}: cannot read ({exc})") from None
-    return unpack(raw, str(path))
 
 
 @dataclass(frozen=True)
@@ -231,6 +172,21 @@ class CheckpointStore:
                 self._index.forget(entry.name)
 
 
+class Checkpointed(Protocol):
+    """What a checkpoint holds the state of (``streammeta.online.engine.Engine``)."""
+
+    def serving(self) -> tuple[Params, int]: ...
+    def swap(self, params: Params, version: int) -> None: ...
+    def export_partition(self, partition: int) -> dict[str, Any]: ...
+    def restore_partition(self, partition: int, state: dict[str, Any]) -> int: ...
+    def drop_partitions(self, partitions: list[int], spilled: bool = True) -> None: ...
+    def checkpointed(self, oldest_kept_s: Callable[[], float | None]) -> None: ...
+    def export_memory(self) -> dict[str, object] | None: ...
+    def restore_memory(self, state: dict[str, object]) -> int | None: ...
+    def export_experts(self) -> dict[str, object] | None: ...
+    def restore_experts(self, state: dict[str, object]) -> bool: ...
+
+
 class Checkpointer:
     """Saves and restores the engine's state per input partition, with its offsets.
 
@@ -246,12 +202,12 @@ class Checkpointer:
     one. Only the loop thread calls these methods.
     """
 
-    def __init__(self, store: CheckpointStore, engine: Engine, every_s: float,
-                 every_records: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: CheckpointStore, engine: Checkpointed, config: CheckpointConfig,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.engine = engine
-        self.every_s = every_s
-        self.every_records = every_records
+        self.every_s = config.every_s
+        self.every_records = config.every_records
         self.clock = clock
         self.positions: dict[int, int] = {}
         self.epochs: dict[int, int] = {}  # partition -> fencing epoch of this ownership
@@ -267,14 +223,14 @@ class Checkpointer:
             if model:
                 self.engine.swap(model["params"], int(model["version"]))
                 log.info("restored model version %d from %s", model["version"], path)
-                memory = self.engine.memory
-                if memory is not None and "memory" in payload:
+                if "memory" in payload:
                     try:
-                        memory.restore(payload["memory"])
+                        entries = self.engine.restore_memory(payload["memory"])
                     except ValueError as exc:
                         raise ParameterFileError(f"{path}: {exc}") from None
-                    log.info("restored %d memory entries", len(memory))
-                if "experts" in payload and not self.engine.population.restore(payload["experts"]):
+                    if entries is not None:
+                        log.info("restored %d memory entries", entries)
+                if "experts" in payload and not self.engine.restore_experts(payload["experts"]):
                     log.warning("%s: the experts' population record does not fit this "
                                 "configuration; it starts again", path)
                 return int(model["version"])
@@ -291,28 +247,20 @@ class Checkpointer:
         """
         self.wait()  # a write in flight may hold the newest state of these partitions
         resume: dict[int, int] = {}
-        arena = self.engine.arena
-        arena.remove(arena.slots_in(partitions))
+        self.engine.drop_partitions(partitions, spilled=False)
         for p in partitions:
             self.positions.pop(p, None)
             self.epochs[p] = max(generation, 0)
         for p, path, payload in self.store.holders(partitions):
             state = payload["partitions"][p]
-            if state.get("transform", "none") != self.engine.shape.transform:
-                raise ParameterFileError(
-                    f"{path}: partition {p}'s state holds values with series.transform = "
-                    f"{state.get('transform', 'none')!r}, this configuration needs "
-                    f"{self.engine.shape.transform!r}")
-            if "rows" in state:
-                self._check_shapes(path, upgrade_rows(state["rows"]))
-                arena.restore(state["rows"])
-            if self.engine.spill is not None:
-                self.engine.spill.adopt(p, state.get("spilled", {}))
+            try:
+                entities = self.engine.restore_partition(p, state)
+            except ParameterFileError as exc:
+                raise ParameterFileError(f"{path}: {exc}") from None
             resume[p] = self.positions[p] = int(state["offset"])
             self.epochs[p] = max(generation, int(state.get("epoch", -1)) + 1)
             log.info("partition %d: restored %d entities from %s (epoch %d), resuming at "
-                     "offset %d", p, len(state.get("rows", {}).get("names", [])), path,
-                     self.epochs[p], resume[p])
+                     "offset %d", p, entities, path, self.epochs[p], resume[p])
         return resume
 
     def expire(self, partition: int, earliest: int, keep_state: bool) -> None:
@@ -320,9 +268,7 @@ class Checkpointer:
         still holds: continue from ``earliest``, with the state kept (its entities
         then see a gap) or dropped (they start cold)."""
         if not keep_state:
-            self.engine.arena.remove(self.engine.arena.slots_in([partition]))
-            if self.engine.spill is not None:
-                self.engine.spill.release([partition])
+            self.engine.drop_partitions([partition])
         self.positions[partition] = earliest
 
     def advance(self, offsets: dict[int, int], records: int) -> None:
@@ -339,22 +285,21 @@ class Checkpointer:
         θ, taken now: later processing does not change it."""
         owned = sorted(self.positions if partitions is None else
                        [p for p in partitions if p in self.positions])
-        arena = self.engine.arena
+        params, version = self.engine.serving()
         payload: dict[str, Any] = {
             "written_at": int(time.time() * 1000),  # the file's name: the state's time
-            "model": {"version": self.engine.version,
-                      "params": {k: v.detach().clone() for k, v in self.engine.params.items()}},
+            "model": {"version": version,
+                      "params": {k: v.detach().clone() for k, v in params.items()}},
+            # Rows, and which spill file holds each evicted entity.
             "partitions": {p: {"offset": self.positions[p], "epoch": self.epochs.get(p, 0),
-                               "transform": self.engine.shape.transform,
-                               "rows": arena.export(arena.slots_in([p]))} for p in owned},
+                               **self.engine.export_partition(p)} for p in owned},
         }
-        spill = self.engine.spill
-        if spill is not None:  # evicted entities: which spill file holds each
-            for p in owned:
-                payload["partitions"][p]["spilled"] = spill.of_partition(p)
-        if self.engine.memory is not None:
-            payload["memory"] = self.engine.memory.export()
-        payload["experts"] = self.engine.population.export()
+        memory = self.engine.export_memory()
+        if memory is not None:
+            payload["memory"] = memory
+        record = self.engine.export_experts()
+        if record is not None:
+            payload["experts"] = record
         self._since_records = 0
         self._last = self.clock()
         return payload
@@ -396,8 +341,7 @@ class Checkpointer:
 
     def _written(self) -> None:
         """After a file is on disk, on the loop thread (the spill store is not shared)."""
-        if self.engine.spill is not None:
-            self.engine.spill.collect(self.store.oldest_own_s())
+        self.engine.checkpointed(self.store.oldest_own_s)
 
     def _write(self, payload: Payload) -> None:
         try:
@@ -414,21 +358,7 @@ class Checkpointer:
             if any(p in self.positions for p in partitions):
                 self.save(partitions)
         finally:
-            self.engine.arena.remove(self.engine.arena.slots_in(partitions))
-            if self.engine.spill is not None:
-                self.engine.spill.release(partitions)
+            self.engine.drop_partitions(partitions)
             for p in partitions:
                 self.positions.pop(p, None)
                 self.epochs.pop(p, None)
-
-    def _check_shapes(self, path: str, rows: dict[str, Any]) -> None:
-        arena = self.engine.arena
-        for field in ROW_FIELDS:
-            if field not in rows:  # older rows: Arena.restore fills it in
-                continue
-            want = tuple(getattr(arena, field).shape[1:])
-            got = tuple(rows[field].shape[1:])
-            if want != got:
-                raise ParameterFileError(
-                    f"{path}: state field {field!r} has shape {got}, this configuration needs "
-                    f"{want}; the checkpoint was written with other series/model settings")

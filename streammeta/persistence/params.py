@@ -1,7 +1,8 @@
 """Parameter files: θ and its version, weights only.
 
-Same container as checkpoints (magic, length, SHA-256, then a ``torch.save`` of
-tensors and plain values read with ``weights_only=True``), with ``kind: params``.
+The container of checkpoints (``streammeta.persistence.container``: magic, length,
+SHA-256, then a ``torch.save`` of tensors and plain values read with
+``weights_only=True``), with ``kind: params``.
 A corrupt, truncated, foreign or shape-mismatched file is refused with
 :class:`~streammeta.errors.ParameterFileError`.
 """
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from streammeta.config import Config
 from streammeta.errors import ParameterFileError
 from streammeta.online import model
-from streammeta.persistence.checkpoint import FORMAT, read_file, write_file
+from streammeta.persistence.container import FORMAT, read_file, write_file
 
 
 def save(path: str | Path, params: model.Params, version: int, shape: model.ModelShape,
@@ -51,3 +53,13 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
                 f"{path}: {name} has shape {tuple(params[name].shape)}, this configuration "
                 f"needs {tuple(tensor.shape)} (file written for {payload.get('shape')})")
     return {k: v.float() for k, v in params.items()}, int(payload.get("version", 0))
+
+
+def initial(config: Config) -> tuple[model.Params, int]:
+    """The θ a process starts from, and its version: the parameter file
+    ``model.init``, else a seeded initialisation (version 0)."""
+    shape = model.ModelShape.of(config)
+    if config.model.init:
+        return load(config.model.init, shape)
+    return model.init_params(shape, seed=config.model.seed,
+                             inner_lr=config.adaptation.inner_lr), 0

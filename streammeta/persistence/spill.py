@@ -2,9 +2,9 @@
 
 When the arena is full and new entities arrive, the engine evicts the entities
 whose newest observation is oldest (least recently observed) and hands their rows
-here. They are written as one checkpoint-format file per eviction (atomic,
-checksummed, weights-only) under ``spill/<member>/`` in the checkpoint store (a
-directory or object storage: ``streammeta.persistence.store``). An evicted
+here. They are written as one file per eviction (``streammeta.persistence.container``:
+atomic, checksummed, weights-only) under ``spill/<member>/`` in the checkpoint
+store (a directory or object storage: ``streammeta.persistence.store``). An evicted
 entity that appears again is read back before its observation is applied, so its
 state continues exactly as if it had stayed resident.
 
@@ -28,13 +28,15 @@ from typing import Any
 import torch
 
 from streammeta.online.arena import ROW_FIELDS, upgrade_rows
-from streammeta.persistence.checkpoint import FORMAT, pack, unpack
+from streammeta.persistence.container import FORMAT, pack, unpack
 from streammeta.persistence.store import FileStore, open_store
 
 log = logging.getLogger(__name__)
 
 
 class SpillStore:
+    """The engine's eviction store (``streammeta.online.ports.EvictionStore``)."""
+
     def __init__(self, root: str | os.PathLike[str] | FileStore, member: str) -> None:
         # the checkpoint store; file names are relative to it
         self.files = open_store(os.fspath(root)) if isinstance(root, str | os.PathLike) else root
@@ -46,6 +48,10 @@ class SpillStore:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def __contains__(self, entity: object) -> bool:
+        """Whether an evicted entity waits here."""
+        return entity in self.index
 
     def put(self, rows: dict[str, Any]) -> None:
         """Persist evicted rows (``Arena.export``) durably before they leave memory."""

@@ -16,23 +16,24 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import torch
 
+from streammeta import assemble
 from streammeta.config import Config
-from streammeta.contracts import forecast_headers
 from streammeta.errors import BrokerError
 from streammeta.io.codec import DeadLetter, Decoder, ForecastEncoder, Observations, Reason, Record
+from streammeta.io.frequency import Frequency
 from streammeta.io.streams import Sink, Source, TopicPartition, next_offsets
 from streammeta.meta.memory import MemoryLink
 from streammeta.online import model
 from streammeta.online.engine import Engine
-from streammeta.persistence.checkpoint import Checkpointer, Written
+from streammeta.persistence.checkpoint import Checkpointer
+from streammeta.serve.delivery import Delivery
 from streammeta.serve.health import LoopHealth
+from streammeta.serve.keeper import StateKeeper
 from streammeta.serve.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-_RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _LATENCY_SAMPLES = 64  # records per batch whose latency is observed
 
 
@@ -77,19 +78,23 @@ class Daemon:
         self.config = config
         self.source, self.sink = source, sink
         self.metrics = metrics if metrics is not None else Metrics()
-        self.engine = engine if engine is not None else Engine(config)
+        self.engine = engine if engine is not None else assemble.engine(config)
         self.health = health if health is not None else LoopHealth(config.metrics.stall_after_s)
         self.notifier = notifier
         self.checkpointer = checkpointer
+        self.keeper = None if checkpointer is None else StateKeeper(
+            checkpointer, source, self.metrics, self.engine, config.checkpoint.expired)
         self.memory_link = memory_link
-        if memory_link is not None and self.engine.memory is not None:
-            self.engine.memory.outbox = []
+        if memory_link is not None:
+            self.engine.share_memory()
         self.on_progress = on_progress or _log_progress
         self.progress_every_s = progress_every_s
         self.decoder = Decoder(config.series.max_record_bytes, config.series.max_entity_id_length)
         self.frequency = config.series.frequency
         self.encoder = ForecastEncoder(self.frequency, config.series.quantiles)
         self._stop = threading.Event()
+        self.delivery = Delivery(source, sink, self.metrics, self.health, self._stop,
+                                 config.kafka.shutdown_timeout_s)
         self._offered: tuple[model.Params, int] | None = None
         self._offer_lock = threading.Lock()
         self._announced_ready = False
@@ -126,8 +131,8 @@ class Daemon:
                     self._process(records)
                 if self.memory_link is not None:
                     self._exchange_memory(self.memory_link)
-                if self.checkpointer is not None:
-                    self._checkpoint_in_background(self.checkpointer)
+                if self.keeper is not None:
+                    self.keeper.checkpoint_in_background()
                 self._beat()
                 now = time.monotonic()
                 if now - last_report >= self.progress_every_s:
@@ -140,13 +145,13 @@ class Daemon:
     def progress(self, seconds: float, rate: float) -> Progress:
         return Progress(
             seconds=seconds, observations=self.observations, forecasts=self.forecasts,
-            dead_letters=self.dead_letters, events_per_s=rate, entities=len(self.engine.arena),
+            dead_letters=self.dead_letters, events_per_s=rate, entities=len(self.engine),
             model_version=self.engine.version,
             error_model=self.engine.online_error["streammeta"],
             error_naive=self.engine.online_error["seasonal_naive"])
 
     def _beat(self) -> None:
-        ready = self._alive_and_ready()
+        ready = self.delivery.alive_and_ready()
         for partition, lag in _lag(self.source).items():
             self.metrics.consumer_lag.labels(partition=str(partition)).set(lag)
         if self.notifier is not None:
@@ -163,25 +168,12 @@ class Daemon:
             self.metrics.model_version.set(offered[1])
             log.info("serving model version %d", offered[1])
 
-    def _on_calendar(self, records: list[Record], obs: Observations,
-                     dead: list[DeadLetter]) -> Observations:
-        """Dead-letter observations whose ts is not on a calendar frequency's dates."""
-        _, on = self.frequency.to_units(np.asarray(obs.ts, dtype=np.int64))
-        if bool(on.all()):
-            return obs
-        for i in np.nonzero(~on)[0].tolist():
-            dead.append(DeadLetter(records[obs.index[i]], Reason.MISALIGNED,
-                                   f"ts {obs.ts[i]} is not a date of series.freq "
-                                   f"{self.frequency.name!r}"))
-        return obs.subset(on)
-
     def _process(self, records: list[Record]) -> None:
         started = time.perf_counter()
         m = self.metrics
         m.records_consumed.inc(len(records))
         obs, dead = self.decoder.decode(records)
-        if self.frequency.calendar:
-            obs = self._on_calendar(records, obs, dead)
+        obs = _on_calendar(self.frequency, records, obs, dead)
         ts, values = obs.arrays()
         ts, _ = self.frequency.to_units(ts)
         partitions = np.fromiter((records[i].partition for i in obs.index), dtype=np.int32,
@@ -195,11 +187,11 @@ class Daemon:
             entities, f.origin_ts, f.point, f.quantiles, f.warm, self.engine.version,
             produced_at=int(time.time() * 1000))
         messages = [(e.encode(), p) for e, p in zip(entities, payloads, strict=True)]
-        self._deliver(messages, dead)
+        self.delivery.deliver(messages, dead, self.engine.version)
         offsets = next_offsets(records)
         if self.checkpointer is not None:
             self.checkpointer.advance({p: o for (_, p), o in offsets.items()}, len(records))
-        self._commit(offsets)
+        self.delivery.commit(offsets)
         # Counted once acknowledged and committed.
         self.observations += len(f)
         self.forecasts += len(messages)
@@ -218,9 +210,10 @@ class Daemon:
         m.memory_retrievals.inc(len(result.recalled))
         for similarity in result.recalled:
             m.memory_similarity.observe(similarity)
-        if self.engine.memory is not None:
-            m.memory_entries.set(len(self.engine.memory))
-        m.entities.set(len(self.engine.arena))
+        entries = self.engine.memory_entries
+        if entries is not None:
+            m.memory_entries.set(entries)
+        m.entities.set(len(self.engine))
         for name, value in self.engine.online_error.items():
             if value == value:  # not NaN
                 m.online_error.labels(model=name).set(value)
@@ -229,149 +222,25 @@ class Daemon:
 
     def _exchange_memory(self, link: MemoryLink) -> None:
         """Publish this replica's new memory entries; take in the other replicas'."""
-        memory = self.engine.memory
-        if memory is None:
+        if self.engine.memory_entries is None:
             return
-        if memory.outbox:
-            link.publish(memory.outbox)
-            memory.outbox = []
+        outbox = self.engine.take_outbox()
+        if outbox:
+            link.publish(outbox)
         incoming = link.receive()
         if incoming:
-            names, keys, values, versions = zip(*incoming, strict=True)
-            memory.insert(list(names), torch.stack(keys), torch.stack(values),
-                          torch.tensor(versions), share=False)
-            self.metrics.memory_entries.set(len(memory))
-
-    def _deliver(self, messages: list[tuple[bytes, bytes]], dead: list[DeadLetter]) -> None:
-        """Send and flush; on failure resend the whole batch until acknowledged or stopped.
-
-        Resending may publish a forecast twice (same key, origin and version: consumers
-        can drop duplicates); never committing unacknowledged output is what matters.
-        """
-        attempt = 0
-        while True:
-            try:
-                self.sink.send_forecasts(messages, forecast_headers(self.engine.version))
-                self.sink.send_dead_letters(dead)
-                self.sink.flush(self.config.kafka.shutdown_timeout_s, self._alive_and_ready)
-                return
-            except BrokerError as exc:
-                self.metrics.count_error("produce")
-                self.health.set_ready(False)
-                self.metrics.ready.set(0)
-                if self._stop.is_set() and attempt >= 1:
-                    raise
-                delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
-                log.warning("publishing failed (%s); retrying in %.1f s", exc, delay)
-                attempt += 1
-                self._wait(delay)
-
-    def _alive_and_ready(self) -> bool:
-        """The loop is alive; ready is the source's word (assigned, broker answering).
-        Also called while a flush blocks, so a frozen broker shows within seconds."""
-        ready = self.source.ready()
-        self.health.beat()
-        self.health.set_ready(ready)
-        self.metrics.loop_heartbeat.set_to_current_time()
-        self.metrics.ready.set(1 if ready else 0)
-        return ready
-
-    def _wait(self, seconds: float) -> None:
-        """Sleep while keeping the liveness heartbeat: waiting on a broker is not a stall."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self.health.beat()
-            self.metrics.loop_heartbeat.set_to_current_time()
-            time.sleep(min(left, 0.25))
-
-    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        try:
-            self.source.commit(offsets)
-            self.metrics.commits.inc()
-        except BrokerError as exc:
-            # The forecasts are out; the records come again after a rebalance.
-            self.metrics.count_error("commit")
-            log.warning("offset commit failed: %s", exc)
-
-    def _checkpoint_in_background(self, checkpointer: Checkpointer) -> None:
-        """Periodic checkpoints: the loop stops only for the snapshot."""
-        for outcome in checkpointer.outcomes():
-            self._checkpoint_done(outcome)
-        if checkpointer.due():
-            started = time.perf_counter()
-            if checkpointer.save_in_background():
-                self.metrics.checkpoint_snapshot.observe(time.perf_counter() - started)
-
-    def _checkpoint(self) -> None:
-        """A checkpoint of every owned partition, written before returning."""
-        assert self.checkpointer is not None
-        try:
-            outcome: Written | Exception = self.checkpointer.save()
-        except OSError as exc:
-            outcome = exc
-        for earlier in self.checkpointer.outcomes():
-            self._checkpoint_done(earlier)
-        self._checkpoint_done(outcome)
-
-    def _checkpoint_done(self, outcome: Written | Exception) -> None:
-        if isinstance(outcome, Exception):  # a full disk must not stop forecasting
-            self.metrics.checkpoint_failures.inc()
-            log.error("checkpoint failed: %s", outcome)
-            return
-        self.metrics.checkpoint_duration.observe(outcome.seconds)
-        self.metrics.checkpoint_last_success.set_to_current_time()
-        self.metrics.checkpoint_bytes.set(outcome.size)
+            self.engine.receive_memory(incoming)
+            self.metrics.memory_entries.set(self.engine.memory_entries or 0)
 
     def _on_assigned(self, partitions: list[TopicPartition]) -> None:
-        if self.checkpointer is None:
+        if self.keeper is None:
             log.info("assigned partitions %s", [p for _, p in partitions])
-            return
-        started = time.perf_counter()
-        generation = getattr(self.source, "generation", lambda: 0)()
-        resume = self.checkpointer.restore_partitions([p for _, p in partitions], generation)
-        topic = {p: t for t, p in partitions}
-        self._within_retention(self.checkpointer, resume, topic)
-        if resume:
-            self.source.seek({(topic[p], p): offset for p, offset in resume.items()})
-        self.metrics.entities.set(len(self.engine.arena))
-        log.info("assigned partitions %s; state restored in %.3f s", [p for _, p in partitions],
-                 time.perf_counter() - started)
-
-    def _within_retention(self, checkpointer: Checkpointer, resume: dict[int, int],
-                          topic: dict[int, str]) -> None:
-        """Restored offsets below the earliest retained one: continue from there."""
-        earliest_of = getattr(self.source, "earliest", None)
-        if not resume or earliest_of is None:
-            return
-        try:
-            earliest = earliest_of([(topic[p], p) for p in resume])
-        except BrokerError as exc:  # the restore stands; the fetch reports what is missing
-            log.warning("earliest offsets unknown, restored ones not checked: %s", exc)
-            return
-        keep = self.config.checkpoint.expired == "keep"
-        for (_, p), first in earliest.items():
-            if p in resume and resume[p] < first:
-                log.warning(
-                    "partition %d: checkpoint offset %d is below the earliest retained offset "
-                    "%d (%d records deleted by retention); continuing from %d with its state "
-                    "%s", p, resume[p], first, first - resume[p], first,
-                    "kept (its entities see a gap)" if keep else "dropped (entities start cold)")
-                self.metrics.checkpoint_expired.inc()
-                checkpointer.expire(p, first, keep_state=keep)
-                resume[p] = first
+        else:
+            self.keeper.assigned(partitions)
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
-        if self.checkpointer is not None:
-            started = time.perf_counter()
-            try:
-                self.checkpointer.release([p for _, p in partitions])
-            except OSError as exc:  # the new owner restores an older checkpoint and replays
-                self.metrics.checkpoint_failures.inc()
-                log.error("checkpoint of revoked partitions failed: %s", exc)
-            else:
-                self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
-                self.metrics.checkpoint_last_success.set_to_current_time()
-            self.metrics.entities.set(len(self.engine.arena))
+        if self.keeper is not None:
+            self.keeper.revoked(partitions)
 
     def _shutdown(self) -> None:
         self.health.stopping = True
@@ -383,14 +252,29 @@ class Daemon:
             self.sink.flush(self.config.kafka.shutdown_timeout_s)
         except BrokerError as exc:
             log.error("final flush failed: %s", exc)
-        if self.checkpointer is not None:
-            self._checkpoint()
+        if self.keeper is not None:
+            self.keeper.checkpoint()
         self.sink.close()
         self.source.close()
         if self.memory_link is not None:
             self.memory_link.close()
         log.info("stopped after %d observations, %d forecasts, %d dead letters",
                  self.observations, self.forecasts, self.dead_letters)
+
+
+def _on_calendar(frequency: Frequency, records: list[Record], obs: Observations,
+                 dead: list[DeadLetter]) -> Observations:
+    """Dead-letter observations whose ts is not on a calendar frequency's dates."""
+    if not frequency.calendar:
+        return obs
+    _, on = frequency.to_units(np.asarray(obs.ts, dtype=np.int64))
+    if bool(on.all()):
+        return obs
+    for i in np.nonzero(~on)[0].tolist():
+        dead.append(DeadLetter(records[obs.index[i]], Reason.MISALIGNED,
+                               f"ts {obs.ts[i]} is not a date of series.freq "
+                               f"{frequency.name!r}"))
+    return obs.subset(on)
 
 
 def _lag(source: Source) -> dict[int, int]:

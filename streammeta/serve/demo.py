@@ -80,10 +80,10 @@ def run_demo(
         writer.close()
         d = service.daemon
         print(f"done: {d.observations} observations → {d.forecasts} forecasts, "
-              f"{d.dead_letters} dead letters, {len(d.engine.arena)} entities; online error "
+              f"{d.dead_letters} dead letters, {len(d.engine)} entities; online error "
               f"{_fmt(d.engine.online_error['streammeta'])} vs seasonal naive "
               f"{_fmt(d.engine.online_error['seasonal_naive'])}; "
-              f"{len(d.engine.memory) if d.engine.memory is not None else 0} memory entries")
+              f"{d.engine.memory_entries or 0} memory entries")
         print(_outer_summary(service))
     return 0
 

@@ -1,4 +1,5 @@
-"""Wires the daemon to Kafka, the metrics/health server and the service manager."""
+"""Wires the daemon to its source and sink, the metrics/health server and the
+service manager; by default the source and sink are the configured Kafka ones."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import logging
 import socket
 from collections.abc import Callable
 
+from streammeta import assemble
 from streammeta.config import Config
+from streammeta.io.edge import KafkaEdge, make_kafka_edge
+from streammeta.io.streams import Sink, Source
+from streammeta.meta.memory import MemoryLink
 from streammeta.meta.outer import OuterLoop, attach
-from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 from streammeta.persistence.spill import SpillStore
 from streammeta.serve.daemon import Daemon, Notifier, Progress
@@ -18,25 +22,20 @@ from streammeta.serve.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-def _checkpointer(config: Config, engine: Engine) -> Checkpointer | None:
-    c = config.checkpoint
-    if not c.dir:
-        return None
-    member = c.member or config.kafka.group_instance_id or socket.gethostname()
-    store = CheckpointStore(c.dir, member=member, keep=c.keep, options=c.options())
-    if config.engine.evict:
-        engine.spill = SpillStore(store.files, store.member)
-    return Checkpointer(store, engine, every_s=c.every_s, every_records=c.every_records)
-
-
 class Service:
-    """``streammeta run``: the daemon against the configured Kafka cluster."""
+    """``streammeta run``: the daemon, its outer loop, checkpoints and probes.
+
+    ``source``/``sink``: where records come from and forecasts go, both or neither
+    (default: the Kafka edge of ``[kafka]``, ``streammeta.io.edge``); ``memory_link``:
+    how replicas share the task memory (default with the Kafka edge: the topic
+    ``memory.topic``, if set); ``notifier``: the service manager (default: systemd's).
+    """
 
     def __init__(self, config: Config,
-                 on_progress: Callable[[Progress], None] | None = None) -> None:
-        from streammeta.io.edge import make_kafka_edge
-        from streammeta.serve import systemd
-
+                 on_progress: Callable[[Progress], None] | None = None, *,
+                 source: Source | None = None, sink: Sink | None = None,
+                 memory_link: MemoryLink | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
         self.health = LoopHealth(config.metrics.stall_after_s)
@@ -44,13 +43,30 @@ class Service:
         if config.metrics.enabled:
             self.server = HealthServer(config.metrics.host, config.metrics.port,
                                        self.metrics.registry, self.health)
-        self.edge = make_kafka_edge(config, on_error=self.metrics.count_error)
-        notifier: Notifier = systemd.Notifier()
-        engine = Engine(config)
-        self.daemon = Daemon(config, self.edge.source, self.edge.sink, self.metrics,
-                             engine=engine, health=self.health, notifier=notifier,
-                             on_progress=on_progress, checkpointer=_checkpointer(config, engine),
-                             memory_link=self.edge.memory_link)
+        self.edge: KafkaEdge | None = None
+        if source is None and sink is None:
+            self.edge = make_kafka_edge(config, on_error=self.metrics.count_error)
+            source, sink = self.edge.source, self.edge.sink
+            memory_link = memory_link or self.edge.memory_link
+        elif source is None or sink is None:
+            raise TypeError("Service takes both source and sink, or neither (Kafka)")
+        if notifier is None:
+            from streammeta.serve import systemd
+
+            notifier = systemd.Notifier()
+        store, spill = None, None
+        c = config.checkpoint
+        if c.dir:
+            member = c.member or config.kafka.group_instance_id or socket.gethostname()
+            store = CheckpointStore(c.dir, member=member, keep=c.keep, options=c.options())
+            if config.engine.evict:
+                spill = SpillStore(store.files, store.member)
+        engine = assemble.engine(config, spill)
+        checkpointer = Checkpointer(store, engine, c) if store is not None else None
+        self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
+                             health=self.health, notifier=notifier,
+                             on_progress=on_progress, checkpointer=checkpointer,
+                             memory_link=memory_link)
         self.outer: OuterLoop | None = None
         if config.meta.enabled:
             self.outer = attach(config, engine, self.daemon.offer_params,
@@ -61,7 +77,8 @@ class Service:
         return self.server.url + "/metrics" if self.server is not None else None
 
     def stop(self) -> None:
-        self.edge.stop()  # from now on the edge's blocking calls end within the bound
+        if self.edge is not None:
+            self.edge.stop()  # from now on the edge's blocking calls end within the bound
         self.daemon.stop()
 
     def run(self) -> None:
@@ -77,4 +94,3 @@ class Service:
                 self.outer.stop()
             if self.server is not None:
                 self.server.stop()
-

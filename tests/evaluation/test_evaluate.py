@@ -160,8 +160,8 @@ def test_evaluate_final_origin_on_the_bundled_m4_subset(tmp_path: Path) -> None:
     naive2 = next(r for r in payload["results"] if r["method"] == "naive2")
     assert naive2["owa"] == pytest.approx(1.0)
     for row in payload["results"]:
-        assert row["slice"] == "all" and row["horizon"] == 48 and row["seconds"] >= 0
-        assert {"smape", "mase", "owa", "mse", "mae"} <= set(row)
+        assert row["slice"] == "all" and row["horizon"] == 48
+        assert {"smape", "mase", "owa", "mse", "mae", "seconds"} <= set(row)
     rows = list(csv.reader(forecasts.read_text().splitlines()))
     assert rows[0] == ["id"] + [f"F{h}" for h in range(1, 49)]
     assert [r[0] for r in rows[1:]] == ["H1", "H8", "H15", "H22", "H29", "H36", "H43", "H50"]

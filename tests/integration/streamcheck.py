@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import torch
+from support import STEP
 from test_daemon_kafka import read_topic
 
 from streammeta.config import Config
@@ -14,7 +15,6 @@ from streammeta.io.codec import encode_observation
 from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import CheckpointStore
 
-STEP = 3_600_000
 PARTITIONS = 4
 
 
@@ -57,7 +57,7 @@ def assert_state_equals_an_uninterrupted_run(config: Config, values: np.ndarray)
     for p in range(PARTITIONS):
         found = store.latest_for(p)
         assert found is not None, f"no checkpoint of partition {p}"
-        restored.arena.restore(found[1]["partitions"][p]["rows"])
+        restored.restore_partition(p, found[1]["partitions"][p])
     assert len(restored.arena) == entities
     for name, slot in reference.arena.index.items():
         other = restored.arena.index[name]

@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from support import STEP
 
 from streammeta import config as config_mod
 from streammeta.config import Config
@@ -21,7 +22,6 @@ from streammeta.io.codec import encode_observation
 from streammeta.serve.service import Service
 
 pytestmark = pytest.mark.integration
-STEP = 3_600_000
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "") -> None:

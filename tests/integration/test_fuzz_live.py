@@ -15,13 +15,13 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaProducer
+from support import STEP
 from test_daemon_kafka import committed_total, read_topic, start_daemon, wait_for
 
 from streammeta.config import Config
 
 pytestmark = pytest.mark.integration
 RECORDS = int(os.environ.get("STREAMMETA_FUZZ_RECORDS", "100000"))
-STEP = 3_600_000
 POOL = 300  # entities that also receive valid observations
 
 

@@ -9,18 +9,18 @@ import uuid
 import numpy as np
 import pytest
 import torch
+from support import STEP
 from test_daemon_kafka import produce, wait_for
 
 from streammeta.config import Config
 from streammeta.io import kafka as kafka_edge
 from streammeta.io.kafka_memory import KafkaMemoryLink
 from streammeta.io.streams import MemorySink, MemorySource
-from streammeta.meta.memory import Entry, encode_entry, key_dim
+from streammeta.meta.memory import Entry, encode_entry, key_dim, store_for
 from streammeta.online.engine import Engine
 from streammeta.serve.daemon import Daemon
 
 pytestmark = pytest.mark.integration
-STEP = 3_600_000
 
 
 @pytest.fixture
@@ -72,20 +72,22 @@ def test_entries_published_by_one_replica_reach_another(shared: Config) -> None:
 def test_a_replica_warm_starts_from_what_another_replica_learned(shared: Config) -> None:
     """Replica A adapts entity "a" to maturity; replica B, which never saw "a", holds
     its φ after one exchange with the topic and starts a similar entity from it."""
-    first, second = Engine(shared), Engine(shared)
+    memories = [store_for(shared), store_for(shared)]
+    first, second = (Engine(shared, memory=memory) for memory in memories)
+    a, b = memories
+    assert a is not None and b is not None
     daemons = [Daemon(shared, MemorySource([]), MemorySink(), engine=engine,
                       memory_link=link(shared)) for engine in (first, second)]
     try:
-        t = np.arange(first.mature_at)
+        t = np.arange(shared.model.window + shared.memory.mature_after)  # mature
         values = 10 + np.sin(2 * math.pi * t / shared.series.season)
         first.process(["a"] * len(t), t.astype(np.int64) * STEP, values)
-        assert first.memory is not None and "a" in first.memory.row_of
+        assert "a" in a.row_of
         daemons[0]._exchange_memory(daemons[0].memory_link)  # type: ignore[arg-type]
-        assert second.memory is not None
 
         def exchanged() -> bool:
             daemons[1]._exchange_memory(daemons[1].memory_link)  # type: ignore[arg-type]
-            return "a" in second.memory.row_of  # type: ignore[union-attr]
+            return "a" in b.row_of
 
         wait_for(exchanged, timeout_s=60, what="replica B to receive entity a's entry")
         stored = first.arena.phi[first.arena.index["a"]]

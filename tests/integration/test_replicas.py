@@ -195,8 +195,8 @@ def test_a_partition_whose_state_cannot_be_restored_is_not_served(
     other.process(["e0"], np.array([0]), np.array([1.0]), np.array([0]))
     store = CheckpointStore(config.checkpoint.dir, member="older",
                             options=config.checkpoint.options())
-    store.save({"partitions": {p: {"offset": 0, "rows": other.arena.export(
-        other.arena.slots_in([p]))} for p in range(PARTITIONS)}})
+    store.save({"partitions": {p: {"offset": 0, **other.export_partition(p)}
+                               for p in range(PARTITIONS)}})
     produce(config, [encode_observation(f"e{e}", 0, 1.0) for e in range(100)])
     daemon = start_daemon(config, tmp_path / "config.toml")
     try:

@@ -17,7 +17,7 @@ from streammeta.errors import DataError
 from streammeta.io import datasets
 from streammeta.io.frequency import parse
 from streammeta.io.replay import observations_from_file
-from streammeta.persistence.checkpoint import read_file
+from streammeta.persistence.container import read_file
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")

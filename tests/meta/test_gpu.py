@@ -10,11 +10,11 @@ import pytest
 import torch
 from support import STEP, histories, layout_of, related_family
 
-from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.io import datasets
 from streammeta.meta import outer
-from streammeta.meta.outer import MetaLearner, TaskLayout
+from streammeta.meta.layout import TaskLayout
+from streammeta.meta.learner import MetaLearner
 from streammeta.meta.pretrain import meta_train
 from streammeta.online.engine import Engine
 
@@ -23,10 +23,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 @pytest.fixture
-def cfg() -> Config:
-    return config_mod.load(None, env={}).replace("model", window=24, hidden=32).replace(
-        "series", horizon=12, season=24).replace(
-        "meta", steps=30, tasks_per_step=64, cpu_share=1.0, meta_lr=0.003, pretrain_lr=0.003)
+def cfg(meta_cfg: Config) -> Config:
+    return meta_cfg
 
 
 def with_young_tasks(cfg: Config, algorithm: str) -> tuple[Config, Engine, TaskLayout]:
@@ -50,7 +48,7 @@ def test_a_meta_update_on_cuda_matches_the_cpu(cfg: Config, algorithm: str) -> N
     tasks = histories(config, 64, seed=1)
     anchors = 0.1 * torch.randn(24, config.model.context_dim,
                                 generator=torch.Generator().manual_seed(2))
-    learners = {device: MetaLearner(engine.params, layout, m, config.adaptation,
+    learners = {device: MetaLearner(engine.serving()[0], layout, m, config.adaptation,
                                     config.series.quantiles, device=device)
                 for device in ("cpu", "cuda")}
     assert all(p.is_cuda for p in learners["cuda"].params.values())
@@ -60,7 +58,7 @@ def test_a_meta_update_on_cuda_matches_the_cpu(cfg: Config, algorithm: str) -> N
     assert losses["cpu"][-1] < losses["cpu"][0]
     # Both moved θ the same way (Adam amplifies rounding where a gradient is ~0, so
     # the directions of the whole update are compared, not each value).
-    moved = {device: update(learner, engine.params) for device, learner in learners.items()}
+    moved = {device: update(learner, engine.serving()[0]) for device, learner in learners.items()}
     assert float(torch.cosine_similarity(moved["cuda"], moved["cpu"], dim=0)) > 0.99
 
 
@@ -70,7 +68,8 @@ def test_recorded_steps_replay_what_plain_steps_do(cfg: Config, algorithm: str) 
     CUDA graph; later steps of that shape replay it on new tasks, with the same
     losses and the same updates as steps launched kernel by kernel."""
     config, engine, layout = with_young_tasks(cfg, algorithm)
-    learners = [MetaLearner(engine.params, layout, config.replace("meta", cuda_graphs=on).meta,
+    θ, _ = engine.serving()
+    learners = [MetaLearner(θ, layout, config.replace("meta", cuda_graphs=on).meta,
                             config.adaptation, config.series.quantiles, device="cuda")
                 for on in (False, True)]
     plain, graphed = learners
@@ -86,7 +85,7 @@ def test_recorded_steps_replay_what_plain_steps_do(cfg: Config, algorithm: str) 
                   for learner in learners]
         assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert graphed.graphs is not None and len(graphed.graphs) == 2
-    moved = [update(learner, engine.params) for learner in learners]
+    moved = [update(learner, engine.serving()[0]) for learner in learners]
     assert float(torch.cosine_similarity(moved[0], moved[1], dim=0)) > 0.999
 
 
@@ -102,7 +101,7 @@ def test_the_engine_serves_a_version_the_outer_loop_learned_on_cuda(cfg: Config)
     result = loop.run_once()
     assert result is not None and result.promoted and result.candidate_loss < float("inf")
     assert engine.version == result.version >= 1
-    assert all(p.device.type == "cpu" for p in engine.params.values())  # served on the CPU
+    assert all(p.device.type == "cpu" for p in engine.serving()[0].values())  # served on the CPU
     t = values.shape[1]
     forecasts = engine.process(names, np.full(64, t * STEP), values[:, -1]).forecasts
     assert len(forecasts) == 64 and np.isfinite(forecasts.point).all()

@@ -7,14 +7,21 @@ import math
 import numpy as np
 import pytest
 import torch
+from support import STEP
 
 from streammeta import config as config_mod
 from streammeta.config import Config
-from streammeta.meta.memory import MemoryStore, decode_entry, encode_entry, key_dim, task_key
+from streammeta.meta.memory import (
+    MemoryStore,
+    decode_entry,
+    encode_entry,
+    key_dim,
+    store_for,
+    task_key,
+)
 from streammeta.online.arena import GUARD_UNTIL
 from streammeta.online.engine import Engine
 
-STEP = 3_600_000
 M = 4  # season in these tests
 
 
@@ -133,17 +140,28 @@ def feed(engine: Engine, entity: str, values: np.ndarray) -> None:
     engine.process([entity] * len(values), ts, values)
 
 
+def with_memory(cfg: Config) -> tuple[Engine, MemoryStore]:
+    memory = store_for(cfg)
+    assert memory is not None
+    return Engine(cfg, memory=memory), memory
+
+
+def mature_at(cfg: Config) -> int:
+    """Values after which an entity's φ is stored (the ring holds its first window)."""
+    return cfg.model.window + cfg.memory.mature_after
+
+
 def test_a_similar_new_entity_starts_from_the_stored_phi(cfg: Config) -> None:
-    engine = Engine(cfg)
-    feed(engine, "a", series(10, 1, engine.mature_at, seed=1))
-    assert list(engine.memory.row_of) == ["a"]  # type: ignore[union-attr]
+    engine, memory = with_memory(cfg)
+    feed(engine, "a", series(10, 1, mature_at(cfg), seed=1))
+    assert list(memory.row_of) == ["a"]
     stored = engine.arena.phi[engine.arena.index["a"]].clone()
     assert not torch.equal(stored, engine.arena.phi0)  # adapted before it was stored
     feed(engine, "b", series(500, 30, cfg.model.window, seed=2))  # same shape, other units
     torch.testing.assert_close(engine.arena.phi[engine.arena.index["b"]], stored)
 
     bare = Engine(cfg.replace("memory", enabled=False))
-    feed(bare, "a", series(10, 1, bare.mature_at, seed=1))
+    feed(bare, "a", series(10, 1, mature_at(cfg), seed=1))
     feed(bare, "b", series(500, 30, cfg.model.window, seed=2))
     torch.testing.assert_close(bare.arena.phi[bare.arena.index["b"]], bare.arena.phi0)
 
@@ -166,15 +184,14 @@ def test_drift_reinitialises_the_entity(cfg: Config) -> None:
 def test_memory_survives_a_restart_through_the_checkpoint(cfg: Config, tmp_path) -> None:
     from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 
-    engine = Engine(cfg)
+    engine, memory = with_memory(cfg)
     for i in range(3):
-        feed(engine, f"e{i}", series(10 + i, 1 + i, engine.mature_at, seed=i))
-    assert engine.memory is not None and len(engine.memory) == 3
-    Checkpointer(CheckpointStore(tmp_path, "a"), engine, 60.0, 1000).save()
-    again = Engine(cfg)
-    Checkpointer(CheckpointStore(tmp_path, "b"), again, 60.0, 1000).restore_model()
-    assert again.memory is not None
-    assert set(again.memory.row_of) == {"e0", "e1", "e2"}
+        feed(engine, f"e{i}", series(10 + i, 1 + i, mature_at(cfg), seed=i))
+    assert engine.memory_entries == 3
+    Checkpointer(CheckpointStore(tmp_path, "a"), engine, cfg.checkpoint).save()
+    again, restored = with_memory(cfg)
+    Checkpointer(CheckpointStore(tmp_path, "b"), again, cfg.checkpoint).restore_model()
+    assert set(restored.row_of) == {"e0", "e1", "e2"}
     probe = task_key(torch.from_numpy(series(0, 1, cfg.model.window, seed=9)).float()[None], M)
-    torch.testing.assert_close(again.memory.retrieve(probe, again.arena.phi0).phi,
-                               engine.memory.retrieve(probe, engine.arena.phi0).phi)
+    torch.testing.assert_close(restored.retrieve(probe, again.arena.phi0).phi,
+                               memory.retrieve(probe, engine.arena.phi0).phi)

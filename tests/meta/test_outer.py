@@ -1,40 +1,31 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 import torch
-from support import histories, layout_of, related_family
+from support import STEP, histories, layout_of, related_family
 from torch import Tensor
 
-from streammeta import config as config_mod
 from streammeta.config import Config
-from streammeta.errors import ParameterFileError
-from streammeta.io import datasets
 from streammeta.io.codec import Record, encode_observation
 from streammeta.io.streams import MemorySink, MemorySource
 from streammeta.meta import outer
-from streammeta.meta.outer import MetaLearner, TaskLayout
+from streammeta.meta.layout import TaskLayout
+from streammeta.meta.learner import MetaLearner
+from streammeta.meta.memory import store_for
 from streammeta.meta.tasks import TaskBuffer
 from streammeta.online import model
 from streammeta.online.arena import window
 from streammeta.online.engine import Engine
-from streammeta.persistence import params as params_io
 from streammeta.serve.daemon import Daemon
-
-STEP = 3_600_000
 
 
 @pytest.fixture
-def cfg() -> Config:
-    config = config_mod.load(None, env={})
-    return config.replace("model", window=24, hidden=32).replace(
-        "series", horizon=12, season=24).replace(
-        "meta", steps=30, tasks_per_step=64, cpu_share=1.0, every_observations=2000,
-        every_s=3600, meta_lr=0.003, pretrain_lr=0.003)
+def cfg(meta_cfg: Config) -> Config:
+    return meta_cfg.replace("meta", every_observations=2000, every_s=3600)
 
 
 def test_query_targets_never_reach_the_adaptation(cfg: Config) -> None:
@@ -90,21 +81,23 @@ def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(
     config = (cfg.replace("model", window=72, warm_after=36).replace("drift", enabled=False)
               .replace("meta", guard=False).replace("experts", enabled=False)
               .replace("memory", enabled=memory, min_similarity=-1.0, temperature=1.0))
-    engine = Engine(config)
-    params = {k: v.clone() for k, v in engine.params.items()}
+    memory_store = store_for(config)
+    engine = Engine(config, memory=memory_store)
+    params = {k: v.clone() for k, v in engine.serving()[0].items()}
     params["alpha"] = torch.full_like(params["alpha"], 0.3)  # adaptation that shows
     engine.swap(params, 1)
     C = config.model.context_dim
     if memory:  # neighbours for every new entity, each a different blend
-        assert engine.memory is not None
+        assert memory_store is not None
         gen = torch.Generator().manual_seed(5)
         keys = torch.randn(4, config.series.season + 1, generator=gen)
-        engine.memory.insert([f"old{i}" for i in range(4)], keys / keys.norm(dim=1,
+        memory_store.insert([f"old{i}" for i in range(4)], keys / keys.norm(dim=1,
                              keepdim=True), 0.5 * torch.randn(4, C, generator=gen))
     m = config.meta
     layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
                         m.window_stride, config.series.season, young=engine.warm_at)
-    engine.task_buffer = TaskBuffer(8, layout.young_length, config.engine.max_entities, C)
+    buffer = TaskBuffer(8, layout.young_length, config.engine.max_entities, C)
+    engine.attach_tasks(buffer)
     learner = MetaLearner(params, layout, m, config.adaptation, config.series.quantiles)
     values = related_family(3, layout.young_length, seed=4)
     names = [f"e{i}" for i in range(3)]
@@ -115,9 +108,9 @@ def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(
             # forecasts made having seen t + 1 values
             served_phi.append(engine.arena.phi[torch.as_tensor(result.forecasts.slots)])
             served_point.append(torch.as_tensor(result.forecasts.point))
-    rows = engine.task_buffer.row_of_slot[torch.tensor([engine.arena.index[e] for e in names])]
-    history = engine.task_buffer.histories(rows, layout.young_length, oldest=True)
-    anchors = engine.task_buffer.anchors(rows)
+    rows = buffer.row_of_slot[torch.tensor([engine.arena.index[e] for e in names])]
+    history = buffer.histories(rows, layout.young_length, oldest=True)
+    anchors = buffer.anchors(rows)
     assert bool((anchors.norm(dim=1) > 0.01).all()) == memory
     xq, yq, _, start, mask = learner.batch(history[:0], history, anchors).young
     raw_xq, _, _ = layout.young_split(history)
@@ -137,13 +130,14 @@ def test_young_tasks_teach_the_first_forecasts(cfg: Config) -> None:
     m = config.meta
     layout = TaskLayout(72, config.series.horizon, m.support_windows, m.query_windows,
                         m.window_stride, config.series.season, young=engine.warm_at)
-    learner = MetaLearner(engine.params, layout, m, config.adaptation, config.series.quantiles)
+    learner = MetaLearner(engine.serving()[0], layout, m, config.adaptation,
+                          config.series.quantiles)
     assert learner.young_count(64) == 32  # meta.young_share = 0.5
     train, held = histories(config, 256, seed=1), histories(config, 64, seed=2)
     batch = learner.batch(train[:3], train[3:8])
     assert len(batch.mature[0]) == 3 and len(batch.young[0]) == 5
     none = train[:0]
-    before = learner.evaluate(engine.params, none, held)
+    before = learner.evaluate(engine.serving()[0], none, held)
     for _ in range(40):
         learner.step(none, train[torch.randint(256, (64,))])
     assert learner.evaluate(learner.snapshot(), none, held) < 0.9 * before
@@ -152,7 +146,7 @@ def test_young_tasks_teach_the_first_forecasts(cfg: Config) -> None:
 @pytest.mark.parametrize("algorithm", ["fomaml", "maml", "reptile"])
 def test_every_algorithm_lowers_held_out_meta_loss(cfg: Config, algorithm: str) -> None:
     config = cfg.replace("meta", algorithm=algorithm)
-    start = Engine(config).params
+    start = Engine(config).serving()[0]
     learner = MetaLearner(start, layout_of(config), config.meta, config.adaptation,
                           config.series.quantiles)
     train, held = histories(config, 256, seed=1), histories(config, 64, seed=2)
@@ -165,7 +159,7 @@ def test_every_algorithm_lowers_held_out_meta_loss(cfg: Config, algorithm: str) 
 def test_pull_moves_theta_back_towards_where_it_started(cfg: Config) -> None:
     """``meta.pull`` = p: each meta-step ends p of the way back towards the starting θ,
     so one step from the start lands at start + (1 - p) · the unpulled update."""
-    start = Engine(cfg).params
+    start = Engine(cfg).serving()[0]
     train = histories(cfg, 64, seed=1)
     moved = {}
     for pull in (0.0, 0.25):
@@ -183,7 +177,7 @@ def test_pull_moves_theta_back_towards_where_it_started(cfg: Config) -> None:
 def test_the_candidate_is_a_moving_average_of_theta(cfg: Config) -> None:
     """``meta.average`` = a: after one step from the start the candidate is
     start + (1 - a) · the step, and loading a served version restarts the average."""
-    start = Engine(cfg).params
+    start = Engine(cfg).serving()[0]
     train = histories(cfg, 64, seed=1)
     learners = {}
     for average in (0.0, 0.75):
@@ -241,7 +235,7 @@ def test_a_rejected_candidate_is_trained_on_until_another_version_is_served(
     first = loop.run_once()
     assert first is not None and not first.promoted and engine.version == 0
     rejected = loop.learner.snapshot()
-    assert not torch.equal(rejected["w1"], engine.params["w1"])
+    assert not torch.equal(rejected["w1"], engine.serving()[0]["w1"])
     starts.clear()
     second = loop.run_once()
     assert second is not None and not second.promoted
@@ -249,7 +243,7 @@ def test_a_rejected_candidate_is_trained_on_until_another_version_is_served(
     engine.swap(model.init_params(engine.shape, seed=5), 9)
     starts.clear()
     loop.run_once()
-    assert all(torch.equal(starts[0][k], engine.params[k]) for k in engine.params)
+    assert all(torch.equal(starts[0][k], engine.serving()[0][k]) for k in engine.serving()[0])
 
 
 def test_new_entities_alone_start_the_loop_on_young_tasks(cfg: Config) -> None:
@@ -374,80 +368,3 @@ def test_model_version_advances_in_published_forecasts(cfg: Config) -> None:
     versions = [orjson.loads(v)["model_version"] for _, v in sink.forecasts]
     assert versions[0] == 0 and max(versions) >= 1
     assert versions == sorted(versions)  # swapped between batches, never back
-
-
-def test_parameter_files_round_trip_and_refuse_bad_content(cfg: Config, tmp_path: Path) -> None:
-    engine = Engine(cfg)
-    path = params_io.save(tmp_path / "p.smp", engine.params, 7, engine.shape)
-    params, version = params_io.load(path, engine.shape)
-    assert version == 7 and all(torch.equal(params[k], engine.params[k]) for k in params)
-    served = Engine(cfg.replace("model", init=str(path)))
-    assert served.version == 7
-    other = Engine(cfg.replace("model", hidden=16))
-    with pytest.raises(ParameterFileError, match="has shape"):
-        params_io.load(path, other.shape)
-    data = bytearray(path.read_bytes())
-    data[100] ^= 1
-    path.write_bytes(bytes(data))
-    with pytest.raises(ParameterFileError, match="checksum"):
-        params_io.load(path, engine.shape)
-
-
-def test_task_buffer_keeps_recent_entities_and_orders_histories() -> None:
-    buffer = TaskBuffer(capacity=2, length=3, max_slots=10)
-    for t in range(4):
-        buffer.observe(torch.tensor([0, 1]), torch.tensor([t, 10.0 + t]),
-                       fresh=torch.tensor([t == 0, t == 0]))
-    assert buffer.histories(buffer.full_rows(3), 3).tolist() == [[1, 2, 3], [11, 12, 13]]
-    assert buffer.histories(buffer.full_rows(2), 2).tolist() == [[2, 3], [12, 13]]
-    older = buffer.histories(buffer.full_rows(2), 2, torch.Generator().manual_seed(0))
-    assert all(row in ([1, 2], [2, 3], [11, 12], [12, 13]) for row in older.tolist())
-    assert buffer.histories(buffer.full_rows(2), 2, oldest=True).tolist() == [[1, 2], [11, 12]]
-    young = TaskBuffer(capacity=1, length=5, max_slots=1)  # not wrapped: birth is held
-    for t in range(3):
-        young.observe(torch.tensor([0]), torch.tensor([float(t)]), fresh=torch.tensor([t == 0]))
-    assert young.histories(young.full_rows(2), 2, oldest=True).tolist() == [[0, 1]]
-    # Rows still holding their entity's first value: the young one, not the wrapped ones.
-    assert young.born_rows(2).tolist() == [0] and young.born_rows(4).tolist() == []
-    assert buffer.born_rows(2).tolist() == []
-    buffer.observe(torch.tensor([1]), torch.tensor([14.0]), fresh=torch.tensor([False]))
-    buffer.observe(torch.tensor([5]), torch.tensor([50.0]), fresh=torch.tensor([True]))
-    assert int(buffer.row_of_slot[0]) == -1  # the least recently updated entity made room
-    assert int(buffer.row_of_slot[1]) >= 0 and int(buffer.row_of_slot[5]) >= 0
-
-
-def test_pretrain_writes_a_parameter_file_the_daemon_loads(cfg: Config, tmp_path: Path) -> None:
-    from streammeta.cli import main
-    from streammeta.io.datasets import bundled_m4
-
-    config_path = tmp_path / "c.toml"
-    config_path.write_text(config_mod.to_toml(cfg))
-    out = tmp_path / "m4.smp"
-    assert main(["pretrain", "--config", str(config_path), "--data", str(bundled_m4()),
-                 "--format", "m4", "--out", str(out), "--steps", "30", "-q"]) == 0
-    params, version = params_io.load(out, Engine(cfg).shape)
-    assert version == 1
-    assert not torch.equal(params["w_point"], Engine(cfg).params["w_point"])  # it learned
-
-
-def test_pretrain_steps_by_pretrain_lr_and_the_outer_loop_by_meta_lr(cfg: Config) -> None:
-    """Offline meta-training takes ``meta.pretrain_lr``; ``meta.meta_lr`` is the online
-    loop's alone (0.002 offline made the M4 final origin worse; online it helps)."""
-    from streammeta.meta.pretrain import meta_train
-
-    values = related_family(16, layout_of(cfg).length * 2, seed=4)
-    ts = np.arange(values.shape[1], dtype=np.int64) * STEP
-    series = [datasets.Series(f"s{i}", ts, v) for i, v in enumerate(values)]
-
-    def trained(**meta: float) -> Tensor:
-        params, _ = meta_train(cfg.replace("meta", holdout=0.25, **meta), series, steps=3,
-                               progress=False)
-        return params["w_point"]
-
-    base = trained(meta_lr=0.003, pretrain_lr=0.003)
-    torch.testing.assert_close(trained(meta_lr=0.5, pretrain_lr=0.003), base, rtol=0, atol=0)
-    start = Engine(cfg).params["w_point"]
-    larger = trained(meta_lr=0.003, pretrain_lr=0.03)
-    assert (larger - start).abs().sum() > 5 * (base - start).abs().sum()
-    loop = outer.attach(cfg.replace("meta", meta_lr=0.004), Engine(cfg), lambda p, v: None)
-    assert loop.learner.optimiser.param_groups[0]["lr"] == 0.004

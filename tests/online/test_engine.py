@@ -5,14 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from support import related_family
+from support import STEP, related_family
 
 from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.io.codec import Reason
-from streammeta.online.engine import Engine, _rounds
-
-STEP = 3_600_000
+from streammeta.online import rounds
+from streammeta.online.engine import Engine
 
 
 @pytest.fixture
@@ -31,8 +30,8 @@ def feed(engine: Engine, entity: str, values: list[float], start: int = 0):
 
 def test_rounds_put_each_entitys_observations_in_arrival_order() -> None:
     slots = np.array([5, 3, 5, 5, 3, 7])
-    rounds = _rounds(slots)
-    assert [r.tolist() for r in rounds] == [[0, 1, 5], [2, 4], [3]]
+    parts = rounds.split(slots)
+    assert [r.tolist() for r in parts] == [[0, 1, 5], [2, 4], [3]]
 
 
 def test_one_batch_equals_one_observation_at_a_time(cfg: Config) -> None:
@@ -206,7 +205,7 @@ def test_warm_after_completes_a_young_window_with_its_first_season(cfg: Config) 
     assert f.warm.tolist() == [False] * 7 + [True]
     completed = torch.tensor(values[:4] + values, dtype=torch.float32)[None, :]
     x, mean, scale = model.normalise(completed)
-    point, _ = model.point_and_spread(engine.params, x, engine.arena.phi0[None, :])
+    point, _ = model.point_and_spread(engine.serving()[0], x, engine.arena.phi0[None, :])
     np.testing.assert_allclose(f.point[-1], (point * scale + mean)[0].numpy(), rtol=1e-5)
 
 

@@ -41,7 +41,7 @@ def test_a_random_walk_is_served_about_as_well_as_persistence_whatever_the_model
     values = random_walks(20, 200, seed=1)
     engine = Engine(small())
     gen = torch.Generator().manual_seed(0)
-    bad = {k: v.clone() for k, v in engine.params.items()}
+    bad = {k: v.clone() for k, v in engine.serving()[0].items()}
     bad["lin_w"] = torch.randn(bad["lin_w"].shape, generator=gen)  # forecasts far off
     engine.swap(bad, 0)
     served = served_errors(engine, values)[:, 120:]
@@ -61,7 +61,7 @@ def test_weights_follow_the_best_expert_per_entity() -> None:
     values = np.concatenate([seasonal, random_walks(4, 150, seed=3)])
     engine = Engine(small())
     served_errors(engine, values)
-    w = experts.weights(engine.arena.experts[torch.arange(8)], engine.experts.rate)  # type: ignore[union-attr]
+    w = experts.weights(engine.arena.experts[torch.arange(8)], small().experts.rate)
     at_season = w[:, 1]  # (8, E) the season's weights
     assert bool((at_season[:4, experts.SEASONAL] > at_season[:4, experts.NAIVE]).all())
     assert bool((at_season[4:, experts.NAIVE] > at_season[4:, experts.SEASONAL]).all())

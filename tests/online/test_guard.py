@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support import run_until_drained
+from support import STEP, run_until_drained
 
 from streammeta import config as config_mod
 from streammeta.config import Config
@@ -16,8 +16,6 @@ from streammeta.online.arena import GUARD_UNTIL, LOSS_ORIGIN, LOSS_SERVED
 from streammeta.online.engine import Engine
 from streammeta.serve.daemon import Daemon
 from streammeta.serve.metrics import Metrics
-
-STEP = 3_600_000
 
 
 @pytest.fixture
@@ -54,7 +52,7 @@ def test_a_worse_version_falls_back_to_the_initial_theta(cfg: Config) -> None:
     values = seasonal(80)
     initial = Engine(cfg)  # serves the θ it started from: no guard
     guarded = Engine(cfg)
-    guarded.swap(reversed_seasonal(guarded.params), 1)
+    guarded.swap(reversed_seasonal(guarded.serving()[0]), 1)
     expected, got = run(initial, values), run(guarded, values)
     slot = guarded.arena.index["e"]
     # The initial θ's expert inside the guarded engine adapts exactly as the engine that
@@ -66,7 +64,7 @@ def test_a_worse_version_falls_back_to_the_initial_theta(cfg: Config) -> None:
     np.testing.assert_allclose(got[-10:], expected[-10:], rtol=1e-5)
     # The first warm forecast was an even blend of the two.
     alone = Engine(cfg.replace("meta", guard=False))
-    alone.swap(reversed_seasonal(alone.params), 1)
+    alone.swap(reversed_seasonal(alone.serving()[0]), 1)
     worse = run(alone, values)
     warm = cfg.model.window - 1  # index of the first warm forecast
     np.testing.assert_allclose(got[warm], (expected[warm] + worse[warm]) / 2, rtol=1e-5)
@@ -74,7 +72,7 @@ def test_a_worse_version_falls_back_to_the_initial_theta(cfg: Config) -> None:
 
 def test_a_better_version_keeps_serving(cfg: Config) -> None:
     values = seasonal(80, seed=1)
-    good = Engine(cfg).params
+    good = Engine(cfg).serving()[0]
     bad = reversed_seasonal(good)
     served = Engine(cfg, params=good)  # serves the better θ from the start
     guarded = Engine(cfg, params=bad)  # started from the worse one, then a better version
@@ -90,7 +88,7 @@ def test_after_guard_for_values_the_better_expert_is_served_alone(cfg: Config) -
     values = seasonal(60, seed=2)
     initial = Engine(cfg)
     guarded = Engine(cfg)
-    guarded.swap(reversed_seasonal(guarded.params), 1)
+    guarded.swap(reversed_seasonal(guarded.serving()[0]), 1)
     expected, got = run(initial, values), run(guarded, values)
     warm_at = cfg.model.window
     slot = guarded.arena.index["e"]
@@ -105,13 +103,15 @@ def test_guard_off_serves_the_version_alone(cfg: Config) -> None:
     off = cfg.replace("meta", guard=False)
     plain, guarded = Engine(off), Engine(cfg)
     alone = Engine(off)
-    bad = reversed_seasonal(plain.params)
+    bad = reversed_seasonal(plain.serving()[0])
     plain.swap(bad, 1)
     guarded.swap(bad, 1)
     forecasts = run(plain, values)
     assert not np.allclose(run(guarded, values)[-1], forecasts[-1], rtol=1e-3)
-    # Without the outer loop there is no guard either: what it serves is what it started from.
-    assert not Engine(cfg.replace("meta", enabled=False)).guard
+    # Without the outer loop there is no guard either: a swapped version serves alone.
+    unguarded = Engine(cfg.replace("meta", enabled=False))
+    unguarded.swap(bad, 1)
+    np.testing.assert_array_equal(run(unguarded, values), forecasts)
     np.testing.assert_allclose(run(alone, values), run(Engine(off), values))
 
 
@@ -122,11 +122,11 @@ def test_while_the_initial_theta_is_served_both_experts_are_one(cfg: Config) -> 
     torch.testing.assert_close(engine.arena.phi_origin[slot], engine.arena.phi[slot])
     assert result.guarded == 0
     # A checkpoint restored at start hands back the version the process started from.
-    engine.swap({k: v.clone() for k, v in engine.params.items()}, 0)
+    engine.swap({k: v.clone() for k, v in engine.serving()[0].items()}, 0)
     result = engine.process(["e"], np.array([30 * STEP]), seasonal(31)[-1:])
     assert result.guarded == 0
     torch.testing.assert_close(engine.arena.phi_origin[slot], engine.arena.phi[slot])
-    engine.swap(reversed_seasonal(engine.params), 1)
+    engine.swap(reversed_seasonal(engine.serving()[0]), 1)
     result = engine.process(["e"], np.array([31 * STEP]), seasonal(32)[-1:])
     assert result.guarded == 1
 
@@ -139,7 +139,7 @@ def test_the_daemon_counts_guarded_forecasts(cfg: Config) -> None:
         records.append(Record("obs", 0, t, key, value))
     source, metrics = MemorySource(records, batch_size=10), Metrics()
     daemon = Daemon(cfg, source, MemorySink(), metrics)
-    daemon.offer_params(reversed_seasonal(daemon.engine.params), 1)
+    daemon.offer_params(reversed_seasonal(daemon.engine.serving()[0]), 1)
     run_until_drained(daemon, source)
     # Every warm forecast (the 12th value on) was guarded: the worse version never
     # earned the whole weight.

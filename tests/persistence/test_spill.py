@@ -8,21 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import STEP
 
-from streammeta import config as config_mod
-from streammeta.config import Config
+from streammeta import assemble
+from streammeta.config import CheckpointConfig, Config
 from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 from streammeta.persistence.spill import SpillStore
 
-STEP = 3_600_000
+EVERY_MINUTE = CheckpointConfig(every_s=60.0, every_records=1000)
 
 
 @pytest.fixture
-def cfg() -> Config:
-    config = config_mod.load(None, env={})
-    return config.replace("model", window=12, hidden=16, context_dim=4).replace(
-        "series", season=4, horizon=6).replace("memory", enabled=True, mature_after=4)
+def cfg(small: Config) -> Config:
+    return small.replace("model", context_dim=4).replace("memory", enabled=True, mature_after=4)
 
 
 def stream(entities: int, steps: int, seed: int = 0) -> list[tuple[list[str], np.ndarray,
@@ -50,10 +49,8 @@ def run(engine: Engine, batches: list) -> tuple[int, int]:
     return evicted, paged
 
 
-def assert_same_state(engine: Engine, reference: Engine) -> None:
+def assert_same_state(engine: Engine, spill: SpillStore, reference: Engine) -> None:
     """Every entity's state, resident or on disk, equals the uncapped engine's."""
-    spill = engine.spill
-    assert spill is not None
     assert set(engine.arena.index) | set(spill.index) == set(reference.arena.index)
     on_disk = list(spill.index)
     rows = spill.take(on_disk) if on_disk else None
@@ -74,29 +71,29 @@ def assert_same_state(engine: Engine, reference: Engine) -> None:
 
 def test_evicted_entities_continue_exactly_as_if_resident(cfg: Config, tmp_path: Path) -> None:
     batches = stream(entities=30, steps=80)
-    reference = Engine(cfg)
+    reference = assemble.engine(cfg)
     run(reference, batches)
-    capped = Engine(cfg.replace("engine", max_entities=22))
-    capped.spill = SpillStore(tmp_path, "a")
+    spill = SpillStore(tmp_path, "a")
+    capped = assemble.engine(cfg.replace("engine", max_entities=22), spill)
     evicted, paged = run(capped, batches)
     assert len(capped.arena) <= 22
     assert evicted > 0 and paged > 0  # entities left and came back
     assert list((tmp_path / "spill" / "a").glob("spill-*.smck"))
-    assert_same_state(capped, reference)
+    assert_same_state(capped, spill, reference)
 
 
 def test_the_least_recently_observed_go_first(cfg: Config, tmp_path: Path) -> None:
-    engine = Engine(cfg.replace("engine", max_entities=3))
-    engine.spill = SpillStore(tmp_path, "a")
+    spill = SpillStore(tmp_path, "a")
+    engine = assemble.engine(cfg.replace("engine", max_entities=3), spill)
     for t, name in enumerate(["old", "mid", "new"]):
         engine.process([name], np.array([t * STEP]), np.array([1.0]))
     result = engine.process(["newest"], np.array([5 * STEP]), np.array([1.0]))
-    assert result.evicted == 1 and set(engine.spill.index) == {"old"}
+    assert result.evicted == 1 and set(spill.index) == {"old"}
     assert set(engine.arena.index) == {"mid", "new", "newest"}
 
 
 def test_without_a_spill_store_the_cap_dead_letters(cfg: Config) -> None:
-    engine = Engine(cfg.replace("engine", max_entities=1))
+    engine = assemble.engine(cfg.replace("engine", max_entities=1))
     engine.process(["a"], np.array([0]), np.array([1.0]))
     result = engine.process(["b"], np.array([0]), np.array([1.0]))
     assert [reason.value for _, reason, _ in result.rejected] == ["capacity"]
@@ -105,31 +102,30 @@ def test_without_a_spill_store_the_cap_dead_letters(cfg: Config) -> None:
 def test_a_checkpoint_carries_evicted_entities_to_a_new_owner(cfg: Config,
                                                               tmp_path: Path) -> None:
     batches = stream(entities=30, steps=80)
-    reference = Engine(cfg)
+    reference = assemble.engine(cfg)
     run(reference, batches)
     capped = cfg.replace("engine", max_entities=22)
-    first = Engine(capped)
-    first.spill = SpillStore(tmp_path, "a")
+    spill_a = SpillStore(tmp_path, "a")
+    first = assemble.engine(capped, spill_a)
     run(first, batches[:50])
-    saver = Checkpointer(CheckpointStore(tmp_path, "a"), first, 60.0, 1000)
+    saver = Checkpointer(CheckpointStore(tmp_path, "a"), first, EVERY_MINUTE)
     saver.advance({0: 111, 1: 222}, 0)
     saver.save()
-    assert len(first.spill)
-    second = Engine(capped)  # another replica takes both partitions over
-    second.spill = SpillStore(tmp_path, "b")
-    loader = Checkpointer(CheckpointStore(tmp_path, "b"), second, 60.0, 1000)
+    assert len(spill_a)
+    spill_b = SpillStore(tmp_path, "b")  # another replica takes both partitions over
+    second = assemble.engine(capped, spill_b)
+    loader = Checkpointer(CheckpointStore(tmp_path, "b"), second, EVERY_MINUTE)
     assert loader.restore_partitions([0, 1]) == {0: 111, 1: 222}
-    assert set(second.spill.index) == set(first.spill.index)
+    assert set(spill_b.index) == set(spill_a.index)
     run(second, batches[50:])
-    assert_same_state(second, reference)
+    assert_same_state(second, spill_b, reference)
 
 
 def test_spill_files_are_deleted_only_when_nothing_can_need_them(cfg: Config,
                                                                  tmp_path: Path) -> None:
-    engine = Engine(cfg.replace("engine", max_entities=2))
-    engine.spill = SpillStore(tmp_path, "a")
+    engine = assemble.engine(cfg.replace("engine", max_entities=2), SpillStore(tmp_path, "a"))
     store = CheckpointStore(tmp_path, "a", keep=2)
-    saver = Checkpointer(store, engine, 60.0, 1000)
+    saver = Checkpointer(store, engine, EVERY_MINUTE)
     for t, name in enumerate(["x", "y", "z"]):  # z evicts x
         engine.process([name], np.array([t * STEP]), np.array([1.0]), np.array([0]))
     saver.advance({0: 3}, 3)

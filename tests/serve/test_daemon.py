@@ -8,10 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 import torch
-from support import run_until_drained
+from support import STEP, good_records, run_until_drained
 
-from streammeta import config as config_mod
-from streammeta.config import Config
+from streammeta.config import CheckpointConfig, Config
 from streammeta.errors import BrokerError
 from streammeta.io.codec import Reason, Record, encode_observation
 from streammeta.io.streams import MemorySink, MemorySource
@@ -20,25 +19,12 @@ from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore, Wri
 from streammeta.serve.daemon import Daemon
 from streammeta.serve.metrics import Metrics
 
-STEP = 3_600_000
 TOPIC = "obs"
 
 
 @pytest.fixture
-def cfg() -> Config:
-    config = config_mod.load(None, env={})
-    return config.replace("model", window=12, hidden=16).replace("series", season=4, horizon=6)
-
-
-def good_records(entities: int, steps: int, partitions: int = 2) -> list[Record]:
-    records, offsets = [], [0] * partitions
-    for t in range(steps):
-        for e in range(entities):
-            p = e % partitions
-            key, value = encode_observation(f"e{e}", t * STEP, float(e + t % 4))
-            records.append(Record(TOPIC, p, offsets[p], key, value))
-            offsets[p] += 1
-    return records
+def cfg(small: Config) -> Config:
+    return small
 
 
 BAD = [
@@ -123,7 +109,7 @@ class FlakySink(MemorySink):
 def test_offsets_are_not_committed_before_forecasts_are_acknowledged(
     cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("streammeta.serve.daemon._RETRY_BACKOFF_S", (0.01,))
+    monkeypatch.setattr("streammeta.serve.delivery._RETRY_BACKOFF_S", (0.01,))
     records = good_records(entities=4, steps=5, partitions=1)
     source = MemorySource(records, batch_size=len(records))
     sink, metrics = FlakySink(failures=2, source=source), Metrics()
@@ -148,7 +134,7 @@ def test_offered_parameters_are_served_from_the_next_batch(cfg: Config) -> None:
     def poll(timeout_s: float) -> list[Record]:
         polls[0] += 1
         if polls[0] == 2:
-            daemon.offer_params(dict(daemon.engine.params), version=7)
+            daemon.offer_params(dict(daemon.engine.serving()[0]), version=7)
         if source.exhausted():
             daemon.stop()
         return original_poll(timeout_s)
@@ -199,7 +185,8 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
     def daemon_with_checkpoints(source: MemorySource) -> Daemon:
         engine = Engine(cfg)
         store = CheckpointStore(tmp_path, member="a", keep=2)
-        checkpointer = Checkpointer(store, engine, every_s=3600, every_records=120)
+        every = CheckpointConfig(every_s=3600, every_records=120)
+        checkpointer = Checkpointer(store, engine, every)
         return Daemon(cfg, source, MemorySink(), engine=engine, checkpointer=checkpointer)
 
     crashing = MemorySource(records, batch_size=50)
@@ -245,7 +232,7 @@ def test_periodic_checkpoints_are_written_beside_the_loop(cfg: Config, tmp_path:
 
     engine = Engine(cfg)
     store = SlowDisk(tmp_path, member="a", keep=5)
-    checkpointer = Checkpointer(store, engine, every_s=3600, every_records=50)
+    checkpointer = Checkpointer(store, engine, CheckpointConfig(every_s=3600, every_records=50))
     source = MemorySource(records, batch_size=50)
     metrics = Metrics()
     daemon = Daemon(cfg, source, MemorySink(), metrics, engine=engine, checkpointer=checkpointer)

@@ -21,8 +21,6 @@ USERS = [
 
 # Used by the dashboard or alerts before the daemon exports them. A name checked
 # like any other once it is exported; delete it here then.
-NOT_YET_EXPORTED: set[str] = set()
-
 _NAME = re.compile(r"\b((?:streammeta|process)_[a-z0-9_]+)")
 _HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
 
@@ -60,10 +58,5 @@ def test_the_dashboard_and_alerts_use_metrics() -> None:
 
 
 def test_every_used_metric_is_exported(exported: set[str]) -> None:
-    missing = used_names() - exported - NOT_YET_EXPORTED
+    missing = used_names() - exported
     assert not missing, f"used in deploy/ but not on /metrics: {sorted(missing)}"
-
-
-def test_allow_list_holds_only_used_metrics() -> None:
-    unused = NOT_YET_EXPORTED - used_names()
-    assert not unused, f"no longer used by deploy/, remove from NOT_YET_EXPORTED: {sorted(unused)}"

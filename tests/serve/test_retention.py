@@ -30,7 +30,7 @@ def test_a_checkpoint_older_than_retention_continues_from_the_earliest_offset(
 
     def daemon(source: MemorySource, metrics: Metrics) -> Daemon:
         engine = Engine(cfg)
-        checkpointer = Checkpointer(CheckpointStore(tmp_path, "a"), engine, 3600, 10**9)
+        checkpointer = Checkpointer(CheckpointStore(tmp_path, "a"), engine, cfg.checkpoint)
         return Daemon(cfg, source, MemorySink(), metrics, engine=engine,
                       checkpointer=checkpointer)
 

@@ -1,0 +1,109 @@
+"""Forecasting: t+1..t+H from every accepted observation.
+
+Warm entities (at least ``warm_at`` values) are forecast by the model from their
+newest L values, standardised by those values, with quantiles from the model's
+spread; a younger window is completed with its first season. Cold entities get
+seasonal naive once a season is seen, else the last value, with quantiles from
+the running standard deviation. Warm forecasts are remembered at the scored
+horizons until their targets arrive (``streammeta.online.scoring``); with
+``experts.enabled`` the model is scored alone but warm rows are served its blend
+with the cheap experts (``streammeta.online.experts``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streammeta.config import ModelConfig
+from streammeta.online import model
+from streammeta.online.arena import Arena, window
+from streammeta.online.experts import Weighting
+from streammeta.online.guard import Guard
+from streammeta.online.result import Forecasts, Result
+
+
+def warm_at(config: ModelConfig, season: int) -> int:
+    """Values an entity needs before the model forecasts it: ``model.warm_after``, at
+    least a whole first season (a young window is completed with it), at most L
+    (``config`` resolved: see ``Config.resolved``)."""
+    return min(max(config.warm_after, season), config.window)
+
+
+class Forecaster:
+    def __init__(self, shape: model.ModelShape, warm_at: int,
+                 horizons: tuple[int, ...], experts: Weighting | None = None) -> None:
+        self.shape = shape
+        self.warm_at = warm_at
+        self.z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(shape.quantiles))  # (Q,)
+        self._h = torch.tensor(horizons)  # (S,) the scored horizons
+        self._naive_back = torch.tensor(
+            [model.seasonal_back(h, shape.season) for h in range(1, shape.horizon + 1)])  # (H,)
+        self.experts = experts
+
+    def forecast(self, params: model.Params, guard: Guard, arena: Arena, rows: np.ndarray,
+                 slots: Tensor, ts: Tensor, n: Tensor, history: Tensor,
+                 weight: Tensor | None, result: Result) -> Forecasts:
+        """n (B,) values seen (the newest at n-1), history (B, 2R) → one forecast per row.
+        ``weight``: the served version's share under the guard (None: it serves alone)."""
+        H = self.shape.horizon
+        warm = n >= self.warm_at
+        if bool(warm.all()):  # the steady state: no scatter into a preallocated batch
+            point, quant = self._model(params, guard, arena, slots, n, history, weight, result)
+        else:
+            point, quant = self._mixed(params, guard, arena, slots, n, history, warm, weight,
+                                       result)
+        # Remember warm forecasts at the scored horizons until their targets arrive.
+        cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
+        at_h = point[:, self._h - 1]  # (B, S)
+        at_h = torch.where(warm[:, None], at_h, torch.full_like(at_h, float("nan")))
+        arena.pending[slots[:, None], cells, torch.arange(len(self._h))[None, :]] = at_h
+        if self.experts is not None:  # the model is scored alone; the blend is served
+            R = arena.ring_len
+            point, quant = self.experts.serve(arena, slots, n, history, window(history, n - R, R),
+                                              cells, warm, point, quant,
+                                              self._seasonal(history, n, R))
+        point, quant = (model.from_model_units(point, self.shape.transform),
+                        model.from_model_units(quant, self.shape.transform))
+        return Forecasts(
+            obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
+            point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
+
+    def _model(self, params: model.Params, guard: Guard, arena: Arena, slots: Tensor,
+               n: Tensor, history: Tensor, weight: Tensor | None,
+               result: Result) -> tuple[Tensor, Tensor]:
+        """→ point (B, H) and quantiles (B, Q, H) in the entities' own units."""
+        L = self.shape.window
+        x, mean, scale = model.normalise(window(history, n - L, L, self.shape.season))
+        point, spread = model.point_and_spread(params, x, arena.phi[slots])
+        point = point * scale + mean
+        spread = spread * scale
+        if weight is not None:
+            guard.blend(arena, slots, weight, x, mean, scale, point, spread, result)
+        return point, point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
+
+    def _mixed(self, params: model.Params, guard: Guard, arena: Arena, slots: Tensor,
+               n: Tensor, history: Tensor, warm: Tensor, weight: Tensor | None,
+               result: Result) -> tuple[Tensor, Tensor]:
+        """Warm rows from the model; cold rows seasonal naive once a season is seen,
+        else the last value, with quantiles from the running standard deviation."""
+        H = self.shape.horizon
+        point = torch.empty(len(slots), H)
+        quant = torch.empty(len(slots), len(self.shape.quantiles), H)
+        if bool(warm.any()):
+            point[warm], quant[warm] = self._model(
+                params, guard, arena, slots[warm], n[warm], history[warm],
+                None if weight is None else weight[warm], result)
+        cold = ~warm
+        naive = self._seasonal(history[cold], n[cold], arena.ring_len)
+        spread_c = arena.ew_var[slots[cold]].sqrt()[:, None, None] * self.z[None, :, None]
+        point[cold] = naive
+        quant[cold] = naive[:, None, :] + spread_c
+        return point, quant
+
+    def _seasonal(self, history: Tensor, n: Tensor, ring_len: int) -> Tensor:
+        """Seasonal naive (B, H) from n (B,) values seen once a season is seen, else the
+        last value; history (B, 2R)."""
+        back = torch.where(n[:, None] >= self.shape.season, self._naive_back[None, :], 0)
+        return torch.gather(history, 1, (n[:, None] - 1 - back) % ring_len)

@@ -1,0 +1,81 @@
+"""Scoring: the forecasts that new values resolve, against seasonal naive.
+
+Each warm forecast is remembered at a few horizons (1, the season and H) until
+its target arrives; then its absolute error, in the entity's running standard
+deviations, feeds the engine's online error, the seasonal-naive reference's on
+the same values, the drift detector (one-step errors) and, with ``experts.enabled``,
+each expert's record (``streammeta.online.experts``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from streammeta.online import model
+from streammeta.online.arena import Arena
+from streammeta.online.drift import PageHinkley
+from streammeta.online.experts import Weighting
+from streammeta.online.result import Result
+
+
+def scored_horizons(horizon: int, season: int) -> tuple[int, ...]:
+    return tuple(sorted({1, min(season, horizon), horizon}))
+
+
+def scale(arena: Arena, slots: Tensor) -> Tensor:
+    """Each entity's running standard deviation (B,), floored (``model.scale_floor``)."""
+    mean = arena.ew_mean[slots]
+    return torch.maximum(arena.ew_var[slots].sqrt(), model.scale_floor(mean))
+
+
+class Scorer:
+    def __init__(self, horizon: int, season: int, error_smoothing: float,
+                 drift: PageHinkley | None, experts: Weighting | None = None) -> None:
+        self.horizons = scored_horizons(horizon, season)
+        self.naive_lag = torch.tensor(
+            [h + model.seasonal_back(h, season) for h in self.horizons])  # (S,)
+        self.error_smoothing = error_smoothing
+        self.drift = drift
+        self.experts = experts
+        self.online_error = {"streammeta": math.nan, "seasonal_naive": math.nan}
+
+    def score(self, arena: Arena, slots: Tensor, y: Tensor, result: Result) -> Tensor | None:
+        """Score the warm forecasts whose target is this value, and seasonal naive on
+        them; → which entities' error drifted (None: nothing was checked)."""
+        j = arena.count[slots]  # absolute index the new value will take
+        cell = j % arena.horizon
+        forecast = arena.pending[slots, cell]  # (B, S)
+        arena.pending[slots, cell] = float("nan")
+        valid = ~torch.isnan(forecast) & (j[:, None] >= self.naive_lag[None, :])
+        if not bool(valid.any()):
+            return None
+        naive = arena.ring[slots[:, None], (j[:, None] - self.naive_lag[None, :]) % arena.ring_len]
+        s = scale(arena, slots)[:, None]
+        errors = (y[:, None] - forecast).abs() / s  # (B, S)
+        drifted = None
+        if self.drift is not None:
+            drifted = self._detect_drift(arena, slots, errors[:, 0], valid[:, 0])
+        if self.experts is not None:
+            self.experts.score(arena, slots, j, y, forecast, naive, s, valid)
+        model_err = errors[valid]
+        naive_err = ((y[:, None] - naive).abs() / s)[valid]
+        scored = int(valid.sum())
+        result.scored += scored
+        keep = (1.0 - self.error_smoothing) ** scored
+        for name, err in (("streammeta", model_err), ("seasonal_naive", naive_err)):
+            mean = float(err.mean())
+            old = self.online_error[name]
+            self.online_error[name] = mean if math.isnan(old) else old * keep + mean * (1 - keep)
+        return drifted
+
+    def _detect_drift(self, arena: Arena, slots: Tensor, error: Tensor,
+                      valid: Tensor) -> Tensor:
+        """Feed each entity's one-step error to its Page-Hinkley detector."""
+        assert self.drift is not None
+        drifted = torch.zeros(len(slots), dtype=torch.bool)
+        if bool(valid.any()):
+            drifted[valid] = self.drift.update(arena.drift, slots[valid], error[valid])
+        return drifted

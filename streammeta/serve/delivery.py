@@ -1,0 +1,83 @@
+"""The loop's output: forecasts and dead letters acknowledged before their
+records' offsets are committed, retried while the broker is away, with the
+liveness heartbeat kept meanwhile (waiting on a broker is not a stall)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from streammeta.contracts import forecast_headers
+from streammeta.errors import BrokerError
+from streammeta.io.codec import DeadLetter
+from streammeta.io.streams import Sink, Source
+from streammeta.serve.health import LoopHealth
+from streammeta.serve.metrics import Metrics
+
+# The loop's own log: operators follow (and alert on) one logger for the loop.
+log = logging.getLogger("streammeta.serve.daemon")
+
+_RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+
+class Delivery:
+    def __init__(self, source: Source, sink: Sink, metrics: Metrics, health: LoopHealth,
+                 stop: threading.Event, timeout_s: float) -> None:
+        self.source, self.sink = source, sink
+        self.metrics, self.health = metrics, health
+        self._stop = stop  # set: the daemon is stopping, give up after one retry
+        self.timeout_s = timeout_s  # a flush's limit (kafka.shutdown_timeout_s)
+
+    def deliver(self, messages: list[tuple[bytes, bytes]], dead: list[DeadLetter],
+                version: int) -> None:
+        """Send (the forecasts with ``version``'s headers) and flush; on failure resend
+        the whole batch until acknowledged or stopped.
+
+        Resending may publish a forecast twice (same key, origin and version: consumers
+        can drop duplicates); never committing unacknowledged output is what matters.
+        """
+        attempt = 0
+        while True:
+            try:
+                self.sink.send_forecasts(messages, forecast_headers(version))
+                self.sink.send_dead_letters(dead)
+                self.sink.flush(self.timeout_s, self.alive_and_ready)
+                return
+            except BrokerError as exc:
+                self.metrics.count_error("produce")
+                self.health.set_ready(False)
+                self.metrics.ready.set(0)
+                if self._stop.is_set() and attempt >= 1:
+                    raise
+                delay = _RETRY_BACKOFF_S[min(attempt, len(_RETRY_BACKOFF_S) - 1)]
+                log.warning("publishing failed (%s); retrying in %.1f s", exc, delay)
+                attempt += 1
+                self.wait(delay)
+
+    def alive_and_ready(self) -> bool:
+        """The loop is alive; ready is the source's word (assigned, broker answering).
+        Also called while a flush blocks, so a frozen broker shows within seconds."""
+        ready = self.source.ready()
+        self.health.beat()
+        self.health.set_ready(ready)
+        self.metrics.loop_heartbeat.set_to_current_time()
+        self.metrics.ready.set(1 if ready else 0)
+        return ready
+
+    def wait(self, seconds: float) -> None:
+        """Sleep while keeping the liveness heartbeat: waiting on a broker is not a stall."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.health.beat()
+            self.metrics.loop_heartbeat.set_to_current_time()
+            time.sleep(min(left, 0.25))
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        try:
+            self.source.commit(offsets)
+            self.metrics.commits.inc()
+        except BrokerError as exc:
+            # The forecasts are out; the records come again after a rebalance.
+            self.metrics.count_error("commit")
+            log.warning("offset commit failed: %s", exc)

@@ -1,0 +1,110 @@
+"""A replica's state through rebalances and checkpoints, for the daemon's loop.
+
+On assignment the partitions' newest checkpointed state is restored and the
+source seeks to the offsets it ends at; on revocation their state is saved and
+forgotten; periodic checkpoints are written beside the loop, and the last one at
+shutdown. Each outcome is counted in the metrics; a failed write is reported,
+never raised into the loop (a full disk must not stop forecasting).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from streammeta.errors import BrokerError
+from streammeta.io.streams import Source, TopicPartition
+from streammeta.online.engine import Engine
+from streammeta.persistence.checkpoint import Checkpointer, Written
+from streammeta.serve.metrics import Metrics
+
+# The loop's own log: operators follow (and alert on) one logger for the loop.
+log = logging.getLogger("streammeta.serve.daemon")
+
+
+class StateKeeper:
+    def __init__(self, checkpointer: Checkpointer, source: Source, metrics: Metrics,
+                 engine: Engine, expired: str = "keep") -> None:
+        self.checkpointer = checkpointer
+        self.expired = expired  # checkpoint.expired: keep or drop state past retention
+        self.source = source
+        self.metrics = metrics
+        self.engine = engine
+
+    def checkpoint_in_background(self) -> None:
+        """Periodic checkpoints: the loop stops only for the snapshot."""
+        checkpointer = self.checkpointer
+        for outcome in checkpointer.outcomes():
+            self._done(outcome)
+        if checkpointer.due():
+            started = time.perf_counter()
+            if checkpointer.save_in_background():
+                self.metrics.checkpoint_snapshot.observe(time.perf_counter() - started)
+
+    def checkpoint(self) -> None:
+        """A checkpoint of every owned partition, written before returning."""
+        try:
+            outcome: Written | Exception = self.checkpointer.save()
+        except OSError as exc:
+            outcome = exc
+        for earlier in self.checkpointer.outcomes():
+            self._done(earlier)
+        self._done(outcome)
+
+    def _done(self, outcome: Written | Exception) -> None:
+        if isinstance(outcome, Exception):  # a full disk must not stop forecasting
+            self.metrics.checkpoint_failures.inc()
+            log.error("checkpoint failed: %s", outcome)
+            return
+        self.metrics.checkpoint_duration.observe(outcome.seconds)
+        self.metrics.checkpoint_last_success.set_to_current_time()
+        self.metrics.checkpoint_bytes.set(outcome.size)
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Restore the partitions' state and seek the source to where it ends."""
+        started = time.perf_counter()
+        generation = getattr(self.source, "generation", lambda: 0)()
+        resume = self.checkpointer.restore_partitions([p for _, p in partitions], generation)
+        topic = {p: t for t, p in partitions}
+        self._within_retention(resume, topic)
+        if resume:
+            self.source.seek({(topic[p], p): offset for p, offset in resume.items()})
+        self.metrics.entities.set(len(self.engine))
+        log.info("assigned partitions %s; state restored in %.3f s", [p for _, p in partitions],
+                 time.perf_counter() - started)
+
+    def _within_retention(self, resume: dict[int, int], topic: dict[int, str]) -> None:
+        """Restored offsets below the earliest retained one: continue from there."""
+        earliest_of = getattr(self.source, "earliest", None)
+        if not resume or earliest_of is None:
+            return
+        try:
+            earliest = earliest_of([(topic[p], p) for p in resume])
+        except BrokerError as exc:  # the restore stands; the fetch reports what is missing
+            log.warning("earliest offsets unknown, restored ones not checked: %s", exc)
+            return
+        keep = self.expired == "keep"
+        for (_, p), first in earliest.items():
+            if p in resume and resume[p] < first:
+                log.warning(
+                    "partition %d: checkpoint offset %d is below the earliest retained offset "
+                    "%d (%d records deleted by retention); continuing from %d with its state "
+                    "%s", p, resume[p], first, first - resume[p], first,
+                    "kept (its entities see a gap)" if keep else "dropped (entities start cold)")
+                self.metrics.checkpoint_expired.inc()
+                self.checkpointer.expire(p, first, keep_state=keep)
+                resume[p] = first
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Save the partitions' state and forget it."""
+        started = time.perf_counter()
+        try:
+            self.checkpointer.release([p for _, p in partitions])
+        except OSError as exc:  # the new owner restores an older checkpoint and replays
+            self.metrics.checkpoint_failures.inc()
+            log.error("checkpoint of revoked partitions failed: %s", exc)
+        else:
+            self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
+            self.metrics.checkpoint_last_success.set_to_current_time()
+        self.metrics.entities.set(len(self.engine))
+

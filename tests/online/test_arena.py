@@ -1,0 +1,80 @@
+"""The state arena: slots, rows that export and restore, windows of the ring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from streammeta.online import drift
+from streammeta.online.arena import FREE, GUARD_UNTIL, ROW_FIELDS, Arena, upgrade_rows, window
+from streammeta.online.experts import EXPERTS
+
+
+def arena(max_entities: int = 4, ring_len: int = 8) -> Arena:
+    return Arena(ring_len=ring_len, context_dim=2, horizon=3, scored_horizons=2,
+                 max_entities=max_entities, phi0=torch.tensor([0.5, -0.5]))
+
+
+def test_entities_get_slots_until_the_cap() -> None:
+    a = arena(max_entities=3)
+    slots = a.slots_for(["x", "y", "x", "z", "w"], np.array([0, 1, 0, 1, 0]))
+    assert slots.tolist() == [0, 1, 0, 2, FREE]  # the same entity twice: one slot
+    assert len(a) == 3 and a.partition[:3].tolist() == [0, 1, 1]
+
+
+def test_new_slots_start_cold_at_phi0() -> None:
+    a = arena()
+    [slot] = a.slots_for(["x"]).tolist()
+    assert int(a.count[slot]) == 0 and bool(torch.isnan(a.pending[slot]).all())
+    torch.testing.assert_close(a.phi[slot], a.phi0)
+    assert a.drift[slot].tolist()[:len(drift.NEW)] == list(drift.NEW)
+
+
+def test_removed_slots_are_reused() -> None:
+    a = arena(max_entities=3)
+    a.slots_for(["e0", "e1", "e2"], np.array([0, 1, 0]))
+    a.remove(a.slots_in([0]))
+    assert sorted(a.index) == ["e1"]
+    [slot] = a.slots_for(["new"]).tolist()
+    assert slot in (0, 2) and len(a) == 2
+
+
+def test_exported_rows_restore_into_another_arena() -> None:
+    a = arena()
+    a.slots_for(["x", "y"], np.array([3, 3]))
+    a.ring[:2] = torch.arange(16.0).reshape(2, 8)
+    a.count[:2] = torch.tensor([5, 9])
+    rows = a.export(a.slots_in([3]))
+    b = arena()
+    b.slots_for(["other"])
+    slots = b.restore(rows)
+    assert [b.names[s] for s in slots.tolist()] == ["x", "y"]
+    for field in ROW_FIELDS:
+        torch.testing.assert_close(getattr(b, field)[slots], getattr(a, field)[:2],
+                                   equal_nan=True)
+
+
+def test_rows_of_an_older_version_are_completed() -> None:
+    rows = {"names": ["x"], "phi": torch.ones(1, 2), "pending": torch.full((1, 4, 3), math.nan)}
+    upgraded = upgrade_rows(rows)
+    assert bool((upgraded["anchor"] == 0).all())
+    torch.testing.assert_close(upgraded["phi_origin"], upgraded["phi"])
+    assert float(upgraded["guard"][0, GUARD_UNTIL]) == 0.0  # guard period over
+    assert upgraded["experts"].shape == (1, 3, EXPERTS) and not upgraded["experts"].any()  # even
+    assert bool(upgraded["pending_experts"].isnan().all())
+
+
+def test_window_reads_absolute_indices_of_the_ring() -> None:
+    a = arena(ring_len=4)
+    [slot] = a.slots_for(["x"]).tolist()
+    a.ring[slot] = torch.tensor([40.0, 50.0, 20.0, 30.0])  # indices 4, 5, 2, 3
+    history = a.history(torch.tensor([slot]))
+    assert window(history, torch.tensor([2]), 4).tolist() == [[20.0, 30.0, 40.0, 50.0]]
+
+
+def test_window_completes_indices_before_the_first_value_with_the_first_season() -> None:
+    history = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0] * 2])  # 6 values seen, R = 6
+    got = window(history, torch.tensor([-2]), 5, season=2)
+    assert got.tolist() == [[1.0, 2.0, 1.0, 2.0, 3.0]]

@@ -1,0 +1,49 @@
+"""Parameter files: θ and its version, refused when they do not fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from streammeta import assemble
+from streammeta.config import Config
+from streammeta.errors import ParameterFileError
+from streammeta.online import model
+from streammeta.online.engine import Engine
+from streammeta.persistence import params as params_io
+
+
+def test_parameter_files_round_trip_and_refuse_bad_content(small: Config, tmp_path: Path) -> None:
+    engine = Engine(small)
+    path = params_io.save(tmp_path / "p.smp", engine.serving()[0], 7, engine.shape)
+    params, version = params_io.load(path, engine.shape)
+    assert version == 7 and all(torch.equal(params[k], engine.serving()[0][k]) for k in params)
+    served = assemble.engine(small.replace("model", init=str(path)))
+    assert served.version == 7
+    other = Engine(small.replace("model", hidden=8))
+    with pytest.raises(ParameterFileError, match="has shape"):
+        params_io.load(path, other.shape)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ParameterFileError, match="checksum"):
+        params_io.load(path, engine.shape)
+
+
+def test_a_file_of_another_kind_is_refused(small: Config, tmp_path: Path) -> None:
+    from streammeta.persistence.container import FORMAT, write_file
+
+    path = tmp_path / "c.smck"
+    write_file(path, {"format": FORMAT, "partitions": {}})
+    with pytest.raises(ParameterFileError, match="not a parameter file"):
+        params_io.load(path, model.ModelShape.of(small))
+
+
+def test_initial_parameters_are_seeded_without_a_file(small: Config) -> None:
+    first, version = params_io.initial(small)
+    again, _ = params_io.initial(small)
+    assert version == 0 and all(torch.equal(first[k], again[k]) for k in first)
+    other, _ = params_io.initial(small.replace("model", seed=1))
+    assert not torch.equal(first["w1"], other["w1"])
