@@ -27,6 +27,9 @@ from streammeta.io.frequency import parse as parse_frequency
 ENV_PREFIX = envvars.ENV_PREFIX
 
 
+CLIENTS = ("confluent", "kafka-python")
+
+
 def _check(key: str, value: object, ok: bool, expected: str) -> None:
     if not ok:
         raise ConfigError(key, value, expected)
@@ -34,6 +37,8 @@ def _check(key: str, value: object, ok: bool, expected: str) -> None:
 
 @dataclass(frozen=True)
 class KafkaConfig:
+    # The client library: "confluent" (confluent-kafka, librdkafka) or "kafka-python".
+    client: str = "confluent"
     bootstrap_servers: str = "127.0.0.1:9092"
     input_topic: str = "streammeta.observations"
     forecast_topic: str = "streammeta.forecasts"
@@ -46,6 +51,12 @@ class KafkaConfig:
     sasl_mechanism: str = ""
     sasl_username: str = ""
     sasl_password: str = ""
+    # OAUTHBEARER through OIDC client credentials: the token endpoint, client id,
+    # secret and (optional) scope.
+    sasl_oauthbearer_token_endpoint_url: str = ""
+    sasl_oauthbearer_client_id: str = ""
+    sasl_oauthbearer_client_secret: str = ""
+    sasl_oauthbearer_scope: str = ""
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
@@ -56,10 +67,17 @@ class KafkaConfig:
     # timeout: how long a rebalance waits for members that were in the group.
     max_poll_interval_ms: int = 120000
     heartbeat_interval_ms: int = 1000
+    # "auto": cooperative-sticky where the client has it (confluent), else sticky.
+    assignor: str = "auto"
+    isolation_level: str = "read_committed"
     max_poll_records: int = 10000
     poll_timeout_ms: int = 200
     auto_offset_reset: str = "earliest"
     acks: str = "all"
+    # The idempotent producer: retries cannot reorder or duplicate a partition's
+    # messages (needs acks = "all"). "auto": on with confluent, off with kafka-python
+    # (whose 2.3 idempotent producer failed every send on the embedded broker).
+    enable_idempotence: str = "auto"
     linger_ms: int = 5
     batch_size: int = 262144
     compression_type: str = "none"
@@ -82,15 +100,22 @@ class KafkaConfig:
         protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
         _check("kafka.security_protocol", self.security_protocol,
                self.security_protocol in protocols, f"one of {', '.join(protocols)}")
+        _check("kafka.client", self.client, self.client in CLIENTS, f"one of {', '.join(CLIENTS)}")
         if self.security_protocol.startswith("SASL"):
-            # OAUTHBEARER is refused: kafka-python needs a token provider object that a
-            # configuration file cannot give (it failed at the first connection before).
-            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
             _check("kafka.sasl_mechanism", self.sasl_mechanism, self.sasl_mechanism in mechanisms,
-                   f"one of {', '.join(mechanisms)} when security_protocol is SASL_* "
-                   "(OAUTHBEARER needs a token provider the kafka-python client lacks)")
-            _check("kafka.sasl_username", self.sasl_username, bool(self.sasl_username),
-                   f"a user name with sasl_mechanism {self.sasl_mechanism}")
+                   f"one of {', '.join(mechanisms)} when security_protocol is SASL_*")
+            if self.sasl_mechanism == "OAUTHBEARER":
+                for name in ("sasl_oauthbearer_token_endpoint_url", "sasl_oauthbearer_client_id",
+                             "sasl_oauthbearer_client_secret"):
+                    _check(f"kafka.{name}", getattr(self, name), bool(getattr(self, name)),
+                           "a value with sasl_mechanism OAUTHBEARER (OIDC client credentials)")
+                url = self.sasl_oauthbearer_token_endpoint_url
+                _check("kafka.sasl_oauthbearer_token_endpoint_url", url,
+                       url.startswith(("https://", "http://")), "an http(s):// URL")
+            else:
+                _check("kafka.sasl_username", self.sasl_username, bool(self.sasl_username),
+                       f"a user name with sasl_mechanism {self.sasl_mechanism}")
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             value = getattr(self, name)
             _check(f"kafka.{name}", value, not value or Path(value).is_file(),
@@ -103,6 +128,16 @@ class KafkaConfig:
         _check("kafka.heartbeat_interval_ms", self.heartbeat_interval_ms,
                0 < self.heartbeat_interval_ms * 3 <= self.session_timeout_ms,
                "positive and at most a third of session_timeout_ms")
+        assignors = ("auto", "cooperative-sticky", "sticky", "range", "roundrobin")
+        _check("kafka.assignor", self.assignor, self.assignor in assignors,
+               f"one of {', '.join(assignors)}")
+        _check("kafka.assignor", self.assignor,
+               not (self.client == "kafka-python" and self.assignor == "cooperative-sticky"),
+               "no cooperative-sticky with client kafka-python (it has only eager assignors: "
+               "sticky, range, roundrobin; or auto)")
+        _check("kafka.isolation_level", self.isolation_level,
+               self.isolation_level in ("read_committed", "read_uncommitted"),
+               "read_committed or read_uncommitted")
         _check("kafka.max_poll_records", self.max_poll_records,
                1 <= self.max_poll_records <= 1_000_000, "an integer in [1, 1000000]")
         _check("kafka.poll_timeout_ms", self.poll_timeout_ms, 0 <= self.poll_timeout_ms <= 60000,
@@ -111,6 +146,11 @@ class KafkaConfig:
                self.auto_offset_reset in ("earliest", "latest"), "'earliest' or 'latest'")
         _check("kafka.acks", self.acks, self.acks in ("all", "1"),
                "'all' or '1' (acks=0 loses records)")
+        _check("kafka.enable_idempotence", self.enable_idempotence,
+               self.enable_idempotence in ("auto", "true", "false"), "auto, true or false")
+        _check("kafka.enable_idempotence", self.enable_idempotence,
+               not (self.enable_idempotence == "true" and self.acks != "all"),
+               "auto or false with acks = '1' (an idempotent producer needs acks = 'all')")
         _check("kafka.linger_ms", self.linger_ms, 0 <= self.linger_ms <= 10000, "0..10000")
         _check("kafka.batch_size", self.batch_size, 1024 <= self.batch_size <= 64 << 20,
                "bytes in [1024, 64 MiB]")
@@ -123,6 +163,13 @@ class KafkaConfig:
                0 < self.shutdown_timeout_s <= 600, "seconds in (0, 600]")
         _check("kafka.fatal_after_s", self.fatal_after_s, 0 < self.fatal_after_s <= 86400,
                "seconds in (0, 86400]")
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the producers are idempotent (``enable_idempotence`` resolved)."""
+        if self.enable_idempotence == "auto":
+            return self.client == "confluent" and self.acks == "all"
+        return self.enable_idempotence == "true"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from kafka.errors import (
     KafkaError,
@@ -43,6 +45,10 @@ from streammeta.io.streams import TopicPartition as TP
 
 log = logging.getLogger(__name__)
 
+# kafka-python 2.3 has only eager assignors: "auto" is sticky, which moves the fewest.
+ASSIGNORS = {"auto": StickyPartitionAssignor, "sticky": StickyPartitionAssignor,
+             "range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor}
+
 # The library each codec needs in kafka-python 2.3 (kafka/codec.py imports them).
 CODEC_MODULES = {"gzip": "gzip", "snappy": "snappy", "lz4": "lz4.frame", "zstd": "zstandard"}
 
@@ -57,7 +63,11 @@ def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
     }
     if cfg.security_protocol.startswith("SASL"):
         kwargs["sasl_mechanism"] = cfg.sasl_mechanism
-        if cfg.sasl_username:
+        if cfg.sasl_mechanism == "OAUTHBEARER":
+            from streammeta.io.oidc import OidcTokenProvider
+
+            kwargs["sasl_oauth_token_provider"] = OidcTokenProvider.from_config(cfg)
+        elif cfg.sasl_username:
             kwargs["sasl_plain_username"] = cfg.sasl_username
             kwargs["sasl_plain_password"] = cfg.sasl_password
     if cfg.security_protocol.endswith("SSL"):
@@ -164,15 +174,14 @@ class KafkaSource:
                 max_poll_interval_ms=cfg.max_poll_interval_ms,
                 heartbeat_interval_ms=cfg.heartbeat_interval_ms,
                 max_poll_records=cfg.max_poll_records,
+                isolation_level=cfg.isolation_level,
                 # A missing input topic is a fault to report, not one to paper over
                 # with a fresh empty topic.
                 allow_auto_create_topics=False,
                 # Tansu answers fetches larger than fetch_max_bytes asks for; a frame over
                 # this limit makes kafka-python drop the connection and fetch again.
                 receive_message_max_bytes=256 << 20,
-                # kafka-python 2.3 has no cooperative assignor; sticky moves the fewest
-                # partitions of the eager ones.
-                partition_assignment_strategy=(StickyPartitionAssignor,),
+                partition_assignment_strategy=(ASSIGNORS[cfg.assignor],),
                 **kwargs,
             )
         except (NoBrokersAvailable, KafkaError) as exc:
@@ -325,8 +334,8 @@ class _Producer:
                 batch_size=self.cfg.batch_size,
                 compression_type=None if codec == "none" else codec,
                 retries=5,
-                # Not idempotent: Tansu's InitProducerId fails for good after a broker
-                # restart (KAFKA.md). Resends are deduplicated by consumers instead.
+                # Ordered per partition under retries, no duplicates from retries.
+                enable_idempotence=self.cfg.idempotent,
                 **client_kwargs(self.cfg))
         except (NoBrokersAvailable, KafkaError) as exc:
             raise unreachable(self.cfg, exc) from None
