@@ -164,13 +164,6 @@ class KafkaConfig:
         _check("kafka.fatal_after_s", self.fatal_after_s, 0 < self.fatal_after_s <= 86400,
                "seconds in (0, 86400]")
 
-    @property
-    def idempotent(self) -> bool:
-        """Whether the producers are idempotent (``enable_idempotence`` resolved)."""
-        if self.enable_idempotence == "auto":
-            return self.client == "confluent" and self.acks == "all"
-        return self.enable_idempotence == "true"
-
 
 @dataclass(frozen=True)
 class SeriesConfig:

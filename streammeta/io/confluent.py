@@ -178,10 +178,14 @@ class ConfluentSource:
             offset = message.offset()
             if offset is not None and offset >= 0:
                 where += f" offset {offset}"
+        cause = describe(error)
         if error.code() in _MISSING_TOPIC:
-            self._missing_topic = describe(error)
+            what = "may not be read" if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED \
+                else "does not exist"
+            cause = self._missing_topic = (f"input topic {self.cfg.input_topic!r} {what} on "
+                                           f"{self.cfg.bootstrap_servers} ({cause})")
         self._polled_ok = False
-        self.faults.error("poll", describe(error), persistent=is_persistent(error), where=where)
+        self.faults.error("poll", cause, persistent=is_persistent(error), where=where)
 
     def commit(self, offsets: dict[TP, int]) -> None:
         assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}

@@ -161,7 +161,8 @@ def producer_settings(cfg: KafkaConfig, faults: Faults, operation: str = "produc
         return s
     s.update({
         "acks": "all" if cfg.acks == "all" else "1",
-        "enable.idempotence": cfg.idempotent,
+        "enable.idempotence": cfg.enable_idempotence == "true"
+        or (cfg.enable_idempotence == "auto" and cfg.acks == "all"),
         "linger.ms": cfg.linger_ms,
         "batch.size": cfg.batch_size,
         "compression.type": cfg.compression_type,

@@ -334,8 +334,9 @@ class _Producer:
                 batch_size=self.cfg.batch_size,
                 compression_type=None if codec == "none" else codec,
                 retries=5,
-                # Ordered per partition under retries, no duplicates from retries.
-                enable_idempotence=self.cfg.idempotent,
+                # "auto" is off here: kafka-python 2.3's idempotent producer failed every
+                # send on the embedded broker (UnknownError from InitProducerId).
+                enable_idempotence=self.cfg.enable_idempotence == "true",
                 **client_kwargs(self.cfg))
         except (NoBrokersAvailable, KafkaError) as exc:
             raise unreachable(self.cfg, exc) from None

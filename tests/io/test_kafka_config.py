@@ -147,9 +147,8 @@ def test_delivery_settings_by_default_and_per_client() -> None:
     assert producer["enable.idempotence"] is True and producer["acks"] == "all"
     static = load(STREAMMETA_KAFKA_GROUP_INSTANCE_ID="pod-0").kafka
     assert rdk.consumer_settings(static, Faults(60.0))["group.instance.id"] == "pod-0"
-    # kafka-python: idempotence off unless asked for, eager sticky assignment
-    assert load(STREAMMETA_KAFKA_CLIENT="kafka-python").kafka.idempotent is False
-    assert load(STREAMMETA_KAFKA_ACKS="1").kafka.idempotent is False
+    assert rdk.producer_settings(load(STREAMMETA_KAFKA_ACKS="1").kafka,
+                                 Faults(60.0))["enable.idempotence"] is False
 
 
 @pytest.mark.parametrize(("env", "key"), [
