@@ -91,6 +91,8 @@ def client_settings(cfg: KafkaConfig) -> dict[str, Any]:
         "client.id": cfg.client_id,
         "security.protocol": cfg.security_protocol.lower(),
         "socket.timeout.ms": cfg.request_timeout_ms,
+        # Back within ~2 s of a broker's return (librdkafka waits up to 10 s by default).
+        "reconnect.backoff.max.ms": 2000,
         "logger": _LibraryLog(),
     }
     if cfg.security_protocol.startswith("SASL"):

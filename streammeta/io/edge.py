@@ -90,10 +90,11 @@ def _confluent(config: Config, faults: Faults, deadline: Deadline,
 def _kafka_python(config: Config, faults: Faults, deadline: Deadline,
                   on_error: ErrorCounter | None) -> tuple[Source, _SinkAndLink]:
     from streammeta.io import kafka as kafka_edge
+    from streammeta.io import kafka_settings
     from streammeta.io.kafka_memory import KafkaMemoryLink
 
     cfg = config.kafka
-    missing = kafka_edge.missing_codecs()
+    missing = kafka_settings.missing_codecs()
     if missing:  # every codec a producer may use must be readable
         log.error("no library for the %s codec(s): records compressed with them cannot be "
                   "read", ", ".join(missing))

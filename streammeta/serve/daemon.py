@@ -339,6 +339,8 @@ class Daemon:
                  time.perf_counter() - started)
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
+        # Logged: with cooperative assignment, assignments and revocations are increments.
+        log.info("revoked partitions %s", [p for _, p in partitions])
         if self.checkpointer is not None:
             started = time.perf_counter()
             try:

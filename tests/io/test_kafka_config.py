@@ -17,7 +17,7 @@ from streammeta.config import Config
 from streammeta.errors import BrokerError, ConfigError
 from streammeta.io import confluent_settings as rdk
 from streammeta.io.faults import Faults
-from streammeta.io.kafka import client_kwargs
+from streammeta.io.kafka_settings import client_kwargs
 
 OAUTH = {"STREAMMETA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
          "STREAMMETA_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
@@ -181,7 +181,7 @@ def test_sasl_scram_and_fatal_after_are_accepted_and_checked() -> None:
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_every_codec_can_be_produced_with_the_installed_libraries(codec: str) -> None:
-    from streammeta.io.kafka import missing_codecs
+    from streammeta.io.kafka_settings import missing_codecs
 
     config = config_mod.load(None, env={"STREAMMETA_KAFKA_COMPRESSION_TYPE": codec})
     assert config.kafka.compression_type == codec
