@@ -136,8 +136,8 @@ def broker_config(bootstrap: str, client: str, **kafka: Any) -> Any:
         heartbeat_interval_ms=1000, **kafka)
 
 
-def e2e_scenario(observations: int, entities: int, client: str,
-                 profile: bool = False) -> dict[str, float]:
+def e2e_scenario(observations: int, entities: int, client: str, profile: bool = False,
+                 **kafka: Any) -> dict[str, float]:
     """Pre-load the input topic, then time the daemon draining it through the broker:
     one forecast message per observation, acks=all, offsets committed."""
     import threading
@@ -149,7 +149,7 @@ def e2e_scenario(observations: int, entities: int, client: str,
 
     steps = observations // entities
     with EmbeddedBroker() as broker:
-        config = broker_config(broker.bootstrap, client)
+        config = broker_config(broker.bootstrap, client, **kafka)
         ensure_topics(config.kafka, partitions=8)
         preload(config, entities, steps)
         metrics = Metrics()
@@ -296,7 +296,8 @@ def child(kind: str, rest: list[str]) -> dict[str, float]:
     if kind == "latency":
         return latency_scenario(float(rest[0]), float(rest[1]), int(rest[2]), rest[3],
                                 int(rest[4]), int(rest[5]))
-    return e2e_scenario(int(rest[0]), int(rest[1]), rest[2], profile=rest[3] == "profile")
+    return e2e_scenario(int(rest[0]), int(rest[1]), rest[2], profile=rest[3] == "profile",
+                        linger_ms=int(rest[4]), max_poll_records=int(rest[5]))
 
 
 GROUPS = {"e2e": ("engine-10k", "e2e-confluent", "e2e-kafka-python", "latency")}
@@ -320,9 +321,9 @@ def main() -> None:
                              "client's e2e rate measured in this run, else 25,000)")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--linger-ms", type=int, default=default.linger_ms,
-                        help="kafka.linger_ms of the daemon in the latency run")
+                        help="kafka.linger_ms of the daemon in the e2e and latency runs")
     parser.add_argument("--max-poll-records", type=int, default=default.max_poll_records,
-                        help="kafka.max_poll_records of the daemon in the latency run")
+                        help="kafka.max_poll_records of the daemon in the e2e and latency runs")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -335,7 +336,8 @@ def main() -> None:
         "engine-10k": ["engine", "10000", "10" if args.quick else "30", "10000"],
         "engine-1m": ["engine", str(big), "2", "10000"],
         **{f"e2e-{c}": ["e2e", e2e_size, "10000", c,
-                        "profile" if args.profile and c == default.client else "-"]
+                        "profile" if args.profile and c == default.client else "-",
+                        str(args.linger_ms), str(args.max_poll_records)]
            for c in ("confluent", "kafka-python")},
         "latency": [],  # its rate comes from the e2e run of the default client
         "river": ["river", "1000", "10" if args.quick else "30"],
