@@ -268,15 +268,36 @@ class _Producer:
         self.deadline = deadline or Deadline(cfg.shutdown_timeout_s)
         self._lock = threading.Lock()
         self._failures: list[str] = []
-        settings = producer_settings(cfg, faults or Faults(cfg.fatal_after_s), "produce",
-                                     liveness)
-        settings["on_delivery"] = self._delivered
-        self.producer = Producer(settings)
+        self._settings = producer_settings(cfg, faults or Faults(cfg.fatal_after_s), "produce",
+                                           liveness)
+        self._generation = 0
+        self.producer = self._build()
 
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            with self._lock:
-                self._failures.append(describe(error))
+    def _build(self) -> Producer:
+        generation = self._generation
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None and generation == self._generation:  # not a dropped one's
+                with self._lock:
+                    self._failures.append(describe(error))
+
+        return Producer({**self._settings, "on_delivery": delivered})
+
+    def _rebuild(self) -> None:
+        """A new producer in place of one whose batch was not acknowledged in time.
+
+        An idempotent producer whose broker lost its producer id (the embedded broker
+        after a restart) waits on its sequence forever without an error: a new one
+        starts a new id. What the old one still holds is dropped (the daemon re-sends
+        the batch, uncommitted); it is destroyed on a thread, away from the loop."""
+        self._generation += 1
+        old, self.producer = self.producer, self._build()
+
+        def drop() -> None:
+            old.purge(in_queue=True, in_flight=True, blocking=False)
+            old.flush(0)
+
+        threading.Thread(target=drop, name="streammeta-producer-drop", daemon=True).start()
 
     def send(self, topic: str, key: bytes | None, value: bytes | None,
              headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -306,6 +327,8 @@ class _Producer:
             if time.monotonic() >= deadline:
                 with self._lock:
                     self._failures.append(f"{left} messages unacknowledged after the timeout")
+                if self._settings["enable.idempotence"] and not self.deadline.started:
+                    self._rebuild()
                 break
             if waiting is not None:
                 waiting()
