@@ -2,12 +2,18 @@
 
     python benchmarks/throughput.py            # everything (about 30 minutes on 2 cores)
     python benchmarks/throughput.py --quick    # smaller sizes, a couple of minutes
+    python benchmarks/throughput.py --only e2e # engine alone, e2e with each client, latency
 
 Scenarios (each in its own process, so peak RSS is its own):
   engine-10k   the engine alone (no Kafka), 10,000 entities, steady state
   engine-1m    the engine alone, 1,000,000 entities resident, steady state
-  e2e          Kafka in → daemon → Kafka out through the embedded Tansu broker,
-               one forecast message per observation, offsets committed
+  e2e-confluent, e2e-kafka-python
+               Kafka in → daemon → Kafka out through the embedded Tansu broker with
+               each client: one forecast message per observation, acks=all, offsets
+               committed (--profile: where the default client's run spends its time)
+  latency      observations produced at half the default client's e2e rate into a
+               running daemon (`streammeta run`); the time from an observation's
+               produce to its forecast's arrival at a consumer, p50 / p99
   river        river's HoltWinters and SNARIMAX, one model per entity, on a prefix
                of the same stream (learn_one + an H-step forecast per observation,
                the same work streammeta does per observation)
@@ -21,6 +27,7 @@ peak RSS; ratios are against the river baselines measured in the same run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -28,6 +35,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -106,34 +114,47 @@ def river_scenario(entities: int, budget_s: float) -> dict[str, float]:
     return out
 
 
-def e2e_scenario(observations: int, entities: int) -> dict[str, float]:
-    """Pre-load the input topic, then time the daemon draining it through the broker."""
+def preload(config: Any, entities: int, steps: int, first_step: int = 0) -> None:
+    """Write ``steps`` observations of each entity to the input topic (set-up, untimed)."""
+    from streammeta.io.codec import encode_observation
+    from streammeta.io.edge import make_writer
+
+    values = family(entities, first_step + steps)
+    writer = make_writer(dataclasses.replace(config.kafka, client="confluent"))
+    for step in range(first_step, first_step + steps):
+        for e in range(entities):
+            writer.send(*encode_observation(f"e{e}", step * STEP, float(values[step, e])))
+    writer.flush()
+    writer.close()
+
+
+def broker_config(bootstrap: str, client: str, **kafka: Any) -> Any:
+    from streammeta import config as config_mod
+
+    return config_mod.load(None, env={}).replace(
+        "kafka", client=client, bootstrap_servers=bootstrap, session_timeout_ms=6000,
+        heartbeat_interval_ms=1000, **kafka)
+
+
+def e2e_scenario(observations: int, entities: int, client: str, profile: bool = False,
+                 **kafka: Any) -> dict[str, float]:
+    """Pre-load the input topic, then time the daemon draining it through the broker:
+    one forecast message per observation, acks=all, offsets committed."""
     import threading
 
-    from streammeta import config as config_mod
-    from streammeta.io import kafka as kafka_edge
     from streammeta.io.broker import EmbeddedBroker
-    from streammeta.io.codec import encode_observation
+    from streammeta.io.edge import ensure_topics, make_kafka_edge
     from streammeta.serve.daemon import Daemon
     from streammeta.serve.metrics import Metrics
 
     steps = observations // entities
-    values = family(entities, steps)
     with EmbeddedBroker() as broker:
-        config = config_mod.load(None, env={}).replace(
-            "kafka", bootstrap_servers=broker.bootstrap, session_timeout_ms=6000,
-            heartbeat_interval_ms=1000)
-        kafka_edge.ensure_topics(config.kafka, partitions=8)
-        writer = kafka_edge.ObservationWriter(config.kafka)
-        for step in range(steps):
-            for e in range(entities):
-                writer.send(*encode_observation(f"e{e}", step * STEP, float(values[step, e])))
-        writer.flush()
-        writer.close()
+        config = broker_config(broker.bootstrap, client, **kafka)
+        ensure_topics(config.kafka, partitions=8)
+        preload(config, entities, steps)
         metrics = Metrics()
-        daemon = Daemon(config, kafka_edge.KafkaSource(config.kafka, metrics.count_error),
-                        kafka_edge.KafkaSink(config.kafka), metrics,
-                        progress_every_s=3600)
+        edge = make_kafka_edge(config, metrics.count_error)
+        daemon = Daemon(config, edge.source, edge.sink, metrics, progress_every_s=3600)
         total = steps * entities
         first_batch: list[float] = []
 
@@ -147,8 +168,20 @@ def e2e_scenario(observations: int, entities: int) -> dict[str, float]:
         watcher = threading.Thread(target=watch, daemon=True)
         started = time.perf_counter()
         watcher.start()
+        profiler = None
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         daemon.run()
         ended = time.perf_counter()
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            stats = pstats.Stats(profiler, stream=sys.stderr)
+            stats.sort_stats("tottime").print_stats(25)
     # Timed from the first processed batch: the group join (~3 s on Tansu) is set-up.
     begin = first_batch[0] if first_batch else started
     return {"observations": daemon.observations, "forecasts": daemon.forecasts,
@@ -156,60 +189,202 @@ def e2e_scenario(observations: int, entities: int) -> dict[str, float]:
             "join_seconds": begin - started, "peak_rss_gb": peak_rss_gb()}
 
 
-def run_child(args: list[str]) -> dict[str, float]:
+def latency_scenario(rate: float, seconds: float, entities: int, client: str,
+                     linger_ms: int, max_poll_records: int) -> dict[str, float]:
+    """Observations produced at ``rate``/s into a running daemon (``streammeta run``,
+    its own process); the time from each observation's produce to its forecast's
+    arrival at a consumer, for every 10th entity, after a warm-up."""
+    import signal
+    import tempfile
+
+    from confluent_kafka import Consumer, Producer
+
+    from streammeta import config as config_mod
+    from streammeta.io.broker import EmbeddedBroker
+    from streammeta.io.codec import encode_observation
+    from streammeta.io.edge import ensure_topics
+
+    warm_steps = 8
+    steps = warm_steps + max(1, int(rate * seconds / entities))
+    values = family(entities, steps)
+    sent = np.zeros((steps, entities))  # produce time of each observation
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        config = broker_config(broker.bootstrap, client, linger_ms=linger_ms,
+                               max_poll_records=max_poll_records
+                               ).replace("metrics", port=0).replace("checkpoint", dir="")
+        ensure_topics(config.kafka, partitions=8)
+        path = f"{tmp}/config.toml"
+        with open(path, "w") as handle:
+            handle.write(config_mod.to_toml(config, mask_secrets=False))
+        daemon = subprocess.Popen([sys.executable, "-m", "streammeta", "run", "--config", path],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1,
+                             "acks": "all"})
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "latency",
+                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+        consumer.subscribe([config.kafka.forecast_topic])
+        arrived: list[float] = []
+        try:
+            interval = entities / rate  # one step of every entity
+            next_at = time.perf_counter()
+            for step in range(steps):
+                first = 0 if step < warm_steps else warm_steps
+                for e in range(entities):
+                    key, value = encode_observation(f"e{e}", step * STEP, float(values[step, e]))
+                    producer.produce(config.kafka.input_topic, value, key)
+                    sent[step, e] = time.perf_counter()
+                    if e % 500 == 0:
+                        producer.poll(0)
+                        _receive(consumer, sent, first, arrived, 0)
+                        while time.perf_counter() < next_at + interval * e / entities:
+                            _receive(consumer, sent, first, arrived, 0.001)
+                next_at += interval
+                if step == warm_steps - 1:  # joined, and the warm-up's forecasts all in
+                    producer.flush(30)
+                    deadline = time.perf_counter() + 90
+                    warm = warm_steps * len(range(0, entities, 10))
+                    while len(arrived) < warm and time.perf_counter() < deadline:
+                        _receive(consumer, sent, 0, arrived, 0.1)
+                    arrived.clear()
+                    next_at = time.perf_counter()
+            producer.flush(30)
+            expected = (steps - warm_steps) * len(range(0, entities, 10))
+            deadline = time.perf_counter() + 30
+            while len(arrived) < expected and time.perf_counter() < deadline:
+                _receive(consumer, sent, warm_steps, arrived, 0.1)
+        finally:
+            consumer.close()
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(60)
+    ms = np.array(arrived) * 1000
+    return {"rate": rate, "forecasts_timed": len(arrived), "expected": expected,
+            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else math.nan,
+            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else math.nan,
+            "max_ms": float(ms.max()) if len(ms) else math.nan}
+
+
+def _receive(consumer: Any, sent: np.ndarray, first_step: int, arrived: list[float],
+             timeout_s: float) -> None:
+    import orjson
+
+    for message in consumer.consume(10000, timeout_s):
+        if message.error() is not None:
+            continue
+        now = time.perf_counter()
+        key = message.key()
+        entity = int(key[1:])
+        if entity % 10:
+            continue
+        step = orjson.loads(message.value())["origin"] // STEP
+        if step >= first_step:
+            arrived.append(now - sent[step, entity])
+
+
+def run_child(args: list[str], show_stderr: bool = False) -> dict[str, float]:
     result = subprocess.run([sys.executable, __file__, "--child", *args], check=True,
                             capture_output=True, text=True)
+    if show_stderr:
+        print(result.stderr, file=sys.stderr)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def child(kind: str, rest: list[str]) -> dict[str, float]:
+    if kind == "engine":
+        return engine_scenario(int(rest[0]), int(rest[1]), int(rest[2]))
+    if kind == "river":
+        return river_scenario(int(rest[0]), float(rest[1]))
+    if kind == "latency":
+        return latency_scenario(float(rest[0]), float(rest[1]), int(rest[2]), rest[3],
+                                int(rest[4]), int(rest[5]))
+    return e2e_scenario(int(rest[0]), int(rest[1]), rest[2], profile=rest[3] == "profile",
+                        linger_ms=int(rest[4]), max_poll_records=int(rest[5]))
+
+
+GROUPS = {"e2e": ("engine-10k", "e2e-confluent", "e2e-kafka-python", "latency")}
+
+
 def main() -> None:
+    from streammeta import config as config_mod
+
+    default = config_mod.load(None, env={}).kafka
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--only", choices=("engine-10k", "engine-1m", "e2e", "river"))
+    parser.add_argument("--only", choices=("engine-10k", "engine-1m", "e2e", "e2e-confluent",
+                                           "e2e-kafka-python", "latency", "river"),
+                        help="one scenario; e2e = the engine alone, e2e through each client "
+                             "and the latency")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the default client's e2e run (top functions to stderr)")
+    parser.add_argument("--latency-rate", type=float, default=0.0,
+                        help="observations/s of the latency run (default: half the default "
+                             "client's e2e rate measured in this run, else 25,000)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--linger-ms", type=int, default=default.linger_ms,
+                        help="kafka.linger_ms of the daemon in the e2e and latency runs")
+    parser.add_argument("--max-poll-records", type=int, default=default.max_poll_records,
+                        help="kafka.max_poll_records of the daemon in the e2e and latency runs")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        kind, *rest = args.child
-        if kind == "engine":
-            out = engine_scenario(int(rest[0]), int(rest[1]), int(rest[2]))
-        elif kind == "river":
-            out = river_scenario(int(rest[0]), float(rest[1]))
-        else:
-            out = e2e_scenario(int(rest[0]), int(rest[1]))
-        print(json.dumps(out))
+        print(json.dumps(child(args.child[0], args.child[1:])))
         return
 
     big = 200_000 if args.quick else 1_000_000
-    plan = {
+    e2e_size = "100000" if args.quick else "400000"
+    plan: dict[str, list[str]] = {
         "engine-10k": ["engine", "10000", "10" if args.quick else "30", "10000"],
         "engine-1m": ["engine", str(big), "2", "10000"],
-        "e2e": ["e2e", "100000" if args.quick else "400000", "10000"],
+        **{f"e2e-{c}": ["e2e", e2e_size, "10000", c,
+                        "profile" if args.profile and c == default.client else "-",
+                        str(args.linger_ms), str(args.max_poll_records)]
+           for c in ("confluent", "kafka-python")},
+        "latency": [],  # its rate comes from the e2e run of the default client
         "river": ["river", "1000", "10" if args.quick else "30"],
     }
-    print(f"streammeta throughput on {os.cpu_count()} cores (torch threads: default)")
+    chosen = GROUPS.get(args.only or "", (args.only,) if args.only else tuple(plan))
+    print(f"streammeta throughput on {os.cpu_count()} cores (torch threads: default); "
+          f"default client {default.client}")
     results: dict[str, dict[str, float]] = {}
     for name, child_args in plan.items():
-        if args.only and name != args.only:
+        if name not in chosen:
             continue
+        if name == "latency":
+            measured = results.get(f"e2e-{default.client}", {}).get("events_per_s", 50_000.0)
+            rate = args.latency_rate or measured / 2
+            child_args = ["latency", f"{rate:.0f}", str(args.latency_seconds), "10000",
+                          default.client, str(args.linger_ms), str(args.max_poll_records)]
         print(f"running {name} ...", flush=True)
-        results[name] = run_child(child_args)
+        results[name] = run_child(child_args, show_stderr=args.profile)
         print(f"  {json.dumps(results[name])}", flush=True)
+    report(results, big)
 
+
+def report(results: dict[str, dict[str, float]], big: int) -> None:
     print("\n| scenario | events/s | peak RSS (GB) |\n|---|---|---|")
+    labels = {"engine-10k": "engine, 10k entities", "engine-1m": f"engine, {big:,} entities",
+              "e2e-confluent": "end to end via embedded broker, confluent-kafka",
+              "e2e-kafka-python": "end to end via embedded broker, kafka-python"}
     for name, r in results.items():
         if name == "river":
             for model in ("holtwinters", "snarimax"):
                 print(f"| river {model}, 1 model/entity | {r[f'{model}_events_per_s']:,.0f} "
                       f"| {r['peak_rss_gb']:.2f} |")
-        else:
-            label = {"engine-10k": "engine, 10k entities",
-                     "engine-1m": f"engine, {big:,} entities",
-                     "e2e": "end to end via embedded broker"}[name]
-            print(f"| {label} | {r['events_per_s']:,.0f} | {r['peak_rss_gb']:.2f} |")
+        elif name in labels:
+            print(f"| {labels[name]} | {r['events_per_s']:,.0f} | {r['peak_rss_gb']:.2f} |")
+    if "latency" in results:
+        r = results["latency"]
+        print(f"\nlatency, observation produced → forecast received, at {r['rate']:,.0f} obs/s: "
+              f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms "
+              f"({r['forecasts_timed']:,.0f} of {r['expected']:,.0f} forecasts timed)")
+    if "engine-10k" in results:
+        for name in ("e2e-confluent", "e2e-kafka-python"):
+            if name in results:
+                share = results[name]["events_per_s"] / results["engine-10k"]["events_per_s"]
+                print(f"{name} / engine alone: {share:.2f}")
     if "river" in results:
         river = results["river"]
-        for name in ("engine-10k", "engine-1m", "e2e"):
+        for name in ("engine-10k", "engine-1m", "e2e-confluent", "e2e-kafka-python"):
             if name in results:
                 for model in ("holtwinters", "snarimax"):
                     ratio = results[name]["events_per_s"] / river[f"{model}_events_per_s"]

@@ -92,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streammeta.io import kafka as kafka_edge
+    from streammeta.io.edge import make_writer
     from streammeta.io.replay import observations_from_file, replay
 
     config = load_config(args)
@@ -103,7 +103,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         config = config.replace("kafka", input_topic=args.topic)
     kafka = config.kafka
     entities, ts, values = observations_from_file(args.data, args.format)
-    writer = kafka_edge.ObservationWriter(kafka)
+    writer = make_writer(kafka)
     stop = threading.Event()
     install_stop_handlers(stop.set)
     try:

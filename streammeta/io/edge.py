@@ -1,7 +1,8 @@
 """Builds the Kafka edge the configuration asks for: what the service wires in.
 
 :func:`make_kafka_edge` returns the source, the sink and (if configured) the memory
-link, sharing one :class:`~streammeta.io.faults.Faults` and one shutdown
+link of the client ``kafka.client`` names (``io/confluent.py`` or ``io/kafka.py``),
+sharing one :class:`~streammeta.io.faults.Faults` and one shutdown
 :class:`~streammeta.io.faults.Deadline`; :meth:`KafkaEdge.stop` starts that deadline
 so every blocking call of the edge ends within ``kafka.shutdown_timeout_s``.
 """
@@ -9,6 +10,7 @@ so every blocking call of the edge ends within ``kafka.shutdown_timeout_s``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,33 +46,109 @@ class KafkaEdge:
 
 def make_kafka_edge(config: Config, on_error: ErrorCounter | None = None) -> KafkaEdge:
     """Source, sink and memory link for ``config.kafka.client``."""
-    from streammeta.io import kafka as kafka_edge
-    from streammeta.io.kafka_memory import KafkaMemoryLink
-
     cfg = config.kafka
-    quiet = OncePerCause.install("kafka")
-    faults = Faults(cfg.fatal_after_s, on_error, quiet)
+    faults = Faults(cfg.fatal_after_s, on_error, OncePerCause.install(_library(cfg)))
     deadline = Deadline(cfg.shutdown_timeout_s)
-    missing = kafka_edge.missing_codecs()
-    if missing:  # every codec a producer may use must be readable
-        log.error("no library for the %s codec(s): records compressed with them cannot be "
-                  "read", ", ".join(missing))
-    source = kafka_edge.KafkaSource(cfg, faults=faults, deadline=deadline)
+    if cfg.client == "confluent":
+        source, sink_and_link = _confluent(config, faults, deadline, on_error)
+    else:
+        source, sink_and_link = _kafka_python(config, faults, deadline, on_error)
     try:
-        sink = kafka_edge.KafkaSink(cfg, deadline)
-        link = None
-        if config.memory.enabled and config.memory.topic:
-            link = KafkaMemoryLink(cfg, config.memory.topic, key_dim(config.series.season),
-                                   config.model.context_dim, on_error=on_error)
+        sink, link = sink_and_link()
     except BrokerError:
         source.close()
         raise
     return KafkaEdge(source, sink, link, deadline, faults)
 
 
-def make_writer(cfg: KafkaConfig) -> Writer:
-    """The observation writer (``streammeta replay``, the demo)."""
+_SinkAndLink = Callable[[], tuple[Sink, MemoryLink | None]]
+
+
+def _confluent(config: Config, faults: Faults, deadline: Deadline,
+               on_error: ErrorCounter | None) -> tuple[Source, _SinkAndLink]:
+    from streammeta.io.confluent import ConfluentSink, ConfluentSource
+    from streammeta.io.confluent_memory import ConfluentMemoryLink
+    from streammeta.io.confluent_settings import Liveness
+
+    cfg = config.kafka
+    # Either client hearing from the brokers shows they answer (the producer's
+    # statistics are served while a flush blocks, the consumer's while it polls).
+    liveness = Liveness(cfg.session_timeout_ms / 1000)
+    source = ConfluentSource(cfg, faults=faults, deadline=deadline, liveness=liveness)
+
+    def sink_and_link() -> tuple[Sink, MemoryLink | None]:
+        sink = ConfluentSink(cfg, deadline, faults, liveness)
+        link = None
+        if config.memory.enabled and config.memory.topic:
+            link = ConfluentMemoryLink(cfg, config.memory.topic, key_dim(config.series.season),
+                                       config.model.context_dim, on_error=on_error)
+        return sink, link
+
+    return source, sink_and_link
+
+
+def _kafka_python(config: Config, faults: Faults, deadline: Deadline,
+                  on_error: ErrorCounter | None) -> tuple[Source, _SinkAndLink]:
+    from streammeta.io import kafka as kafka_edge
+    from streammeta.io import kafka_settings
+    from streammeta.io.kafka_memory import KafkaMemoryLink
+
+    cfg = config.kafka
+    missing = kafka_settings.missing_codecs()
+    if missing:  # every codec a producer may use must be readable
+        log.error("no library for the %s codec(s): records compressed with them cannot be "
+                  "read", ", ".join(missing))
+    source = kafka_edge.KafkaSource(cfg, faults=faults, deadline=deadline)
+
+    def sink_and_link() -> tuple[Sink, MemoryLink | None]:
+        sink = kafka_edge.KafkaSink(cfg, deadline)
+        link = None
+        if config.memory.enabled and config.memory.topic:
+            link = KafkaMemoryLink(cfg, config.memory.topic, key_dim(config.series.season),
+                                   config.model.context_dim, on_error=on_error)
+        return sink, link
+
+    return source, sink_and_link
+
+
+def make_source(cfg: KafkaConfig) -> Source:
+    """A consumer-group member alone, with its own faults and deadline."""
+    OncePerCause.install(_library(cfg))
+    if cfg.client == "confluent":
+        from streammeta.io.confluent import ConfluentSource
+
+        return ConfluentSource(cfg)
     from streammeta.io import kafka as kafka_edge
 
-    OncePerCause.install("kafka")
+    return kafka_edge.KafkaSource(cfg)
+
+
+def _library(cfg: KafkaConfig) -> str:
+    """The logger name of the chosen client library."""
+    return "confluent_kafka" if cfg.client == "confluent" else "kafka"
+
+
+def make_writer(cfg: KafkaConfig) -> Writer:
+    """The observation writer (``streammeta replay``, the demo)."""
+    OncePerCause.install(_library(cfg))
+    if cfg.client == "confluent":
+        from streammeta.io.confluent import ConfluentWriter
+
+        return ConfluentWriter(cfg)
+    from streammeta.io import kafka as kafka_edge
+
     return kafka_edge.ObservationWriter(cfg)
+
+
+def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
+                  memory_topic: str = "") -> None:
+    """Create the input, forecast and dead-letter topics (and the compacted memory
+    topic, if named) where missing, with the chosen client."""
+    if cfg.client == "confluent":
+        from streammeta.io import confluent
+
+        confluent.ensure_topics(cfg, partitions, replication, memory_topic)
+    else:
+        from streammeta.io import kafka as kafka_edge
+
+        kafka_edge.ensure_topics(cfg, partitions, replication, memory_topic)

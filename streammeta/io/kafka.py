@@ -25,7 +25,6 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from kafka.errors import (
     KafkaError,
     KafkaTimeoutError,
@@ -39,53 +38,17 @@ from streammeta.errors import BrokerError
 from streammeta.io.codec import DeadLetter, Record
 from streammeta.io.faults import Deadline, ErrorCounter, Faults
 from streammeta.io.kafka_group import GroupFacts
+from streammeta.io.kafka_settings import (
+    ASSIGNORS,
+    CODEC_MODULES,
+    client_kwargs,
+    missing_codecs,
+    unreachable,
+)
 from streammeta.io.streams import PartitionsCallback
 from streammeta.io.streams import TopicPartition as TP
 
 log = logging.getLogger(__name__)
-
-# The library each codec needs in kafka-python 2.3 (kafka/codec.py imports them).
-CODEC_MODULES = {"gzip": "gzip", "snappy": "snappy", "lz4": "lz4.frame", "zstd": "zstandard"}
-
-
-def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
-    """Connection settings shared by every client; security settings only when set."""
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()],
-        "client_id": cfg.client_id,
-        "security_protocol": cfg.security_protocol,
-        "request_timeout_ms": cfg.request_timeout_ms,
-    }
-    if cfg.security_protocol.startswith("SASL"):
-        kwargs["sasl_mechanism"] = cfg.sasl_mechanism
-        if cfg.sasl_username:
-            kwargs["sasl_plain_username"] = cfg.sasl_username
-            kwargs["sasl_plain_password"] = cfg.sasl_password
-    if cfg.security_protocol.endswith("SSL"):
-        kwargs["ssl_check_hostname"] = cfg.ssl_check_hostname
-        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
-            if getattr(cfg, key):
-                kwargs[key] = getattr(cfg, key)
-    return kwargs
-
-
-def unreachable(cfg: KafkaConfig, exc: Exception) -> BrokerError:
-    return BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}")
-
-
-def missing_codecs() -> list[str]:
-    """Codecs whose library this process cannot import: batches compressed with them
-    could be neither read nor written."""
-    import importlib
-
-    missing = []
-    for codec, module in CODEC_MODULES.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(codec)
-    return missing
-
 
 def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
                   memory_topic: str = "") -> None:
@@ -165,15 +128,14 @@ class KafkaSource(GroupFacts):
                 max_poll_interval_ms=cfg.max_poll_interval_ms,
                 heartbeat_interval_ms=cfg.heartbeat_interval_ms,
                 max_poll_records=cfg.max_poll_records,
+                isolation_level=cfg.isolation_level,
                 # A missing input topic is a fault to report, not one to paper over
                 # with a fresh empty topic.
                 allow_auto_create_topics=False,
                 # Tansu answers fetches larger than fetch_max_bytes asks for; a frame over
                 # this limit makes kafka-python drop the connection and fetch again.
                 receive_message_max_bytes=256 << 20,
-                # kafka-python 2.3 has no cooperative assignor; sticky moves the fewest
-                # partitions of the eager ones.
-                partition_assignment_strategy=(StickyPartitionAssignor,),
+                partition_assignment_strategy=(ASSIGNORS[cfg.assignor],),
                 **kwargs,
             )
         except (NoBrokersAvailable, KafkaError) as exc:
@@ -326,8 +288,9 @@ class _Producer:
                 batch_size=self.cfg.batch_size,
                 compression_type=None if codec == "none" else codec,
                 retries=5,
-                # Not idempotent: Tansu's InitProducerId fails for good after a broker
-                # restart (KAFKA.md). Resends are deduplicated by consumers instead.
+                # "auto" is off here: kafka-python 2.3's idempotent producer failed every
+                # send on the embedded broker (UnknownError from InitProducerId).
+                enable_idempotence=self.cfg.enable_idempotence == "true",
                 **client_kwargs(self.cfg))
         except (NoBrokersAvailable, KafkaError) as exc:
             raise unreachable(self.cfg, exc) from None

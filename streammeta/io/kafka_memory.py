@@ -10,7 +10,7 @@ from kafka.errors import KafkaError, NoBrokersAvailable
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
 from streammeta.io.faults import ErrorCounter
-from streammeta.io.kafka import client_kwargs, unreachable
+from streammeta.io.kafka_settings import client_kwargs, unreachable
 from streammeta.meta.memory import Entry, decode_entry, encode_entry
 
 

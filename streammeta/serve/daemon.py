@@ -239,6 +239,7 @@ class Daemon:
             self.keeper.assigned(partitions)
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
+        log.info("revoked partitions %s", [p for _, p in partitions])  # cooperative: a part
         if self.keeper is not None:
             self.keeper.revoked(partitions)
 

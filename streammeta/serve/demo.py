@@ -24,9 +24,8 @@ def run_demo(
     install_handlers: Callable[[Callable[[], None]], None],
 ) -> int:
     from streammeta.io import datasets
-    from streammeta.io import kafka as kafka_edge
     from streammeta.io.broker import EmbeddedBroker
-    from streammeta.io.edge import make_writer
+    from streammeta.io.edge import ensure_topics, make_writer
     from streammeta.io.replay import observations_from_file, replay
     from streammeta.serve.service import Service
 
@@ -45,7 +44,7 @@ def run_demo(
                                 cpu_share=max(config.meta.cpu_share, 0.5))
         if config.memory.enabled and not config.memory.topic:  # shared, as replicas would
             config = config.replace("memory", topic="streammeta.memory")
-        kafka_edge.ensure_topics(config.kafka, memory_topic=config.memory.topic)
+        ensure_topics(config.kafka, memory_topic=config.memory.topic)
         print(f"embedded Tansu broker on {broker.bootstrap}; topics {config.kafka.input_topic} "
               f"→ {config.kafka.forecast_topic} (+ {config.kafka.dead_letter_topic}, "
               f"memory {config.memory.topic or 'off'})")

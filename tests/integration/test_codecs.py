@@ -1,6 +1,6 @@
-"""Every codec both ways: observations compressed by another client (confluent-kafka,
-librdkafka) are all read, and forecasts compressed with the same codec are all
-readable by it."""
+"""Every codec both ways, with each client: observations compressed by an
+independent producer (confluent-kafka's own, not the daemon's edge) are all read, and
+forecasts compressed with the same codec are all readable by librdkafka."""
 
 from __future__ import annotations
 
@@ -54,9 +54,9 @@ def _drain(consumer: Consumer, out: list[tuple[bytes, bytes]], at_end: set[int])
 
 
 @pytest.mark.parametrize("codec", CODECS)
-def test_compressed_observations_in_compressed_forecasts_out(kafka_config: Config,
+def test_compressed_observations_in_compressed_forecasts_out(each_client: Config,
                                                              codec: str) -> None:
-    config = kafka_config.replace("kafka", compression_type=codec).replace(
+    config = each_client.replace("kafka", compression_type=codec).replace(
         "meta", enabled=False).replace("checkpoint", dir="")
     good = observations(entities=10, steps=range(30))
     produce_compressed(config, codec, [(k, v) for k, v in good if k is not None])

@@ -79,7 +79,8 @@ BAD: list[tuple[bytes | None, bytes | None, str]] = [
 ]
 
 
-def test_observations_in_forecasts_and_dead_letters_out(kafka_config: Config) -> None:
+def test_observations_in_forecasts_and_dead_letters_out(each_client: Config) -> None:
+    kafka_config = each_client
     service = Service(kafka_config)
     thread = threading.Thread(target=service.run)
     thread.start()
@@ -152,8 +153,9 @@ def start_daemon(config: Config, path: Path) -> subprocess.Popen[bytes]:
 
 
 def test_sigterm_commits_and_a_restart_continues_from_committed_offsets(
-    kafka_config: Config, tmp_path: Path
+    each_client: Config, tmp_path: Path
 ) -> None:
+    kafka_config = each_client
     first = observations(entities=20, steps=range(50))
     produce(kafka_config, first)
     topic = kafka_config.kafka.forecast_topic

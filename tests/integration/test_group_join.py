@@ -1,4 +1,6 @@
-"""The test that decides the kafka-python version (pinned to 2.3.x in pyproject.toml).
+"""Rebalances, with each client: two busy members share every partition.
+
+It also decided the kafka-python version (pinned to 2.3.x in pyproject.toml).
 
 kafka-python 3.0.x discards a JoinGroup/SyncGroup response that completes while
 the application is outside ``poll()`` (``BaseCoordinator.join_group_async`` starts
@@ -17,29 +19,30 @@ import time
 import pytest
 
 from streammeta.config import Config
-from streammeta.io import kafka as kafka_edge
 from streammeta.io.codec import encode_observation
+from streammeta.io.edge import make_source, make_writer
 
 pytestmark = pytest.mark.integration
 
 
-def test_two_busy_members_both_join_and_share_every_partition(kafka_config: Config) -> None:
-    writer = kafka_edge.ObservationWriter(kafka_config.kafka)
+def test_two_busy_members_both_join_and_share_every_partition(each_client: Config) -> None:
+    kafka_config = each_client
+    writer = make_writer(kafka_config.kafka)
     for i in range(2000):
         writer.send(*encode_observation(f"e{i % 50}", i * 1000, 1.0))
     writer.flush()
     stop = threading.Event()
-    members = [kafka_edge.KafkaSource(kafka_config.kafka) for _ in range(2)]
+    members = [make_source(kafka_config.kafka) for _ in range(2)]
     owned: list[set[int]] = [set(), set()]
 
     def work(i: int) -> None:
         member = members[i]
 
         def assigned(tps: list[tuple[str, int]]) -> None:
-            owned[i] = {p for _, p in tps}
+            owned[i] |= {p for _, p in tps}  # cooperative: these partitions are added
 
         def revoked(tps: list[tuple[str, int]]) -> None:
-            owned[i] = set()
+            owned[i] -= {p for _, p in tps}  # cooperative: only these partitions leave
 
         member.set_rebalance_listener(assigned, revoked)
         while not stop.is_set():

@@ -95,9 +95,18 @@ def assignments(log: Path) -> list[tuple[set[int], float, float]]:
             for m in _ASSIGNED.finditer(text)]
 
 
+_CHANGED = re.compile(r"streammeta.serve.daemon: (assigned|revoked) partitions \[([\d, ]*)\]")
+
+
 def owned(log: Path) -> set[int]:
-    found = assignments(log)
-    return found[-1][0] if found else set()
+    """The partitions a replica owns by its log: eager rebalances revoke and assign
+    every partition, cooperative ones (librdkafka) only those that move."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    partitions: set[int] = set()
+    for m in _CHANGED.finditer(text):
+        changed = {int(p) for p in m.group(2).split(",") if p.strip()}
+        partitions = partitions | changed if m.group(1) == "assigned" else partitions - changed
+    return partitions
 
 
 def newest_of(store: CheckpointStore, member: str) -> dict | None:

@@ -1,0 +1,395 @@
+"""The Kafka edge through confluent-kafka, librdkafka (``kafka.client = "confluent"``).
+
+The same semantics as ``streammeta.io.kafka`` (kafka-python), about 5× its
+throughput: every codec built in, OAUTHBEARER through OIDC, the idempotent
+producer, cooperative-sticky assignment.
+
+* :class:`ConfluentSource` — a consumer-group member with manual commits; rebalance
+  callbacks call the daemon, whose seeks inside them become the assignment's offsets.
+* :class:`ConfluentSink` — forecasts and dead letters; ``flush`` raises unless every
+  message since the last flush was acknowledged.
+* :class:`ConfluentWriter` — the producer behind ``streammeta replay``.
+* :func:`ensure_topics` — topic creation. Client settings: ``streammeta.io.confluent_settings``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as CTP
+
+from streammeta.config import KafkaConfig
+from streammeta.errors import BrokerError
+from streammeta.io.codec import DeadLetter, Record
+from streammeta.io.confluent_settings import (
+    ASSIGNORS,
+    Liveness,
+    consumer_settings,
+    describe,
+    is_persistent,
+    producer_settings,
+)
+from streammeta.io.faults import Deadline, ErrorCounter, Faults
+from streammeta.io.streams import PartitionsCallback
+from streammeta.io.streams import TopicPartition as TP
+
+log = logging.getLogger("streammeta.io.kafka")
+
+_MISSING_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
+                  KafkaError.TOPIC_AUTHORIZATION_FAILED)
+
+
+def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
+                  memory_topic: str = "") -> None:
+    """Create the input, forecast and dead-letter topics where missing, and the
+    compacted memory topic if one is named."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(producer_settings(cfg, Faults(cfg.fatal_after_s), "admin"))
+    timeout_s = cfg.request_timeout_ms / 1000
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}") from None
+    wanted = [cfg.input_topic, cfg.forecast_topic, cfg.dead_letter_topic]
+    new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
+    if memory_topic and memory_topic not in existing:
+        new.append(NewTopic(memory_topic, partitions, replication,
+                            config={"cleanup.policy": "compact"}))
+    for topic, future in (admin.create_topics(new, request_timeout=timeout_s) if new else {}
+                          ).items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # created meanwhile
+                raise BrokerError(f"creating topic {topic!r}: {exc}") from None
+
+
+class ConfluentSource:
+    """A consumer-group member; see :class:`streammeta.io.streams.Source`."""
+
+    def __init__(self, cfg: KafkaConfig, on_error: ErrorCounter | None = None,
+                 faults: Faults | None = None, deadline: Deadline | None = None,
+                 liveness: Liveness | None = None) -> None:
+        self.cfg = cfg
+        self.faults = faults or Faults(cfg.fatal_after_s, on_error)
+        self.deadline = deadline or Deadline(cfg.shutdown_timeout_s)
+        self.liveness = liveness or Liveness(cfg.session_timeout_ms / 1000)
+        self.on_assigned: PartitionsCallback | None = None
+        self.on_revoked: PartitionsCallback | None = None
+        self._cooperative = ASSIGNORS[cfg.assignor] == "cooperative-sticky"
+        self._in_callback = False
+        self._pending_seek: dict[TP, int] = {}
+        self._callback_error: Exception | None = None
+        self._closing = False
+        self._missing_topic = ""  # the cause, while the input topic is missing
+        self._polled_ok = False
+        self._committer = concurrent.futures.ThreadPoolExecutor(1, "streammeta-commit")
+        self.consumer = Consumer(consumer_settings(cfg, self.faults, self.liveness))
+        try:  # librdkafka connects lazily: fail at start, as kafka-python does
+            self.consumer.list_topics(timeout=cfg.request_timeout_ms / 1000)
+        except KafkaException as exc:
+            self.consumer.close()
+            raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: "
+                              f"{describe(exc.args[0])}") from None
+        self.consumer.subscribe([cfg.input_topic], on_assign=self._assigned,
+                                on_revoke=self._revoked, on_lost=self._revoked)
+
+    def set_rebalance_listener(self, on_assigned: PartitionsCallback,
+                               on_revoked: PartitionsCallback) -> None:
+        self.on_assigned, self.on_revoked = on_assigned, on_revoked
+
+    # -- rebalances (called by librdkafka from inside consume/poll) -----------------
+    def _call(self, callback: PartitionsCallback | None, partitions: list[CTP]) -> None:
+        tps = sorted((tp.topic, tp.partition) for tp in partitions)
+        if not tps or callback is None or self._closing or self._callback_error is not None:
+            return
+        self._in_callback = True
+        try:
+            callback(tps)
+        except Exception as exc:  # raised by poll(), before any record is served
+            self._callback_error = exc
+        finally:
+            self._in_callback = False
+
+    def _assigned(self, consumer: Consumer, partitions: list[CTP]) -> None:
+        self._pending_seek = {}
+        self._call(self.on_assigned, partitions)
+        for tp in partitions:  # the daemon's seeks: where its restored state resumes
+            tp.offset = self._pending_seek.get((tp.topic, tp.partition), tp.offset)
+        self._pending_seek = {}
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        self._missing_topic = ""
+
+    def _revoked(self, consumer: Consumer, partitions: list[CTP]) -> None:
+        self._call(self.on_revoked, partitions)
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+
+    # -- the Source protocol ---------------------------------------------------------
+    def poll(self, timeout_s: float) -> list[Record]:
+        # Wait for the first message only, then take what is already fetched: a batch
+        # never waits for the timeout to fill up (latency at moderate rates).
+        first = self.consumer.poll(timeout_s)
+        messages = [] if first is None else [first]
+        if first is not None and self.cfg.max_poll_records > 1:
+            messages.extend(self.consumer.consume(self.cfg.max_poll_records - 1, 0))
+        if self._callback_error is not None:  # the records of this poll are not served
+            raise self._callback_error
+        records: list[Record] = []
+        append = records.append
+        failed = False
+        for m in messages:
+            error = m.error()
+            if error is None:
+                append(Record(m.topic(), m.partition(), m.offset(),  # type: ignore[arg-type]
+                              m.key(), m.value(), m.timestamp()[1]))
+            else:
+                failed = True
+                self._poll_error(m, error)
+        if self._missing_topic and not self.consumer.assignment():
+            # Reported once by librdkafka; it lasts until the topic exists.
+            self.faults.error("poll", self._missing_topic, persistent=True,
+                              where=self.cfg.input_topic)
+            failed = True
+        if not failed:
+            self._polled_ok = True
+            self.faults.ok()
+        self.faults.check()
+        return records
+
+    def _poll_error(self, message: Message, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        where = ""
+        if message.topic():
+            where = f"{message.topic()}/{message.partition()}"
+            offset = message.offset()
+            if offset is not None and offset >= 0:
+                where += f" offset {offset}"
+        cause = describe(error)
+        if error.code() in _MISSING_TOPIC:
+            what = "may not be read" if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED \
+                else "does not exist"
+            cause = self._missing_topic = (f"input topic {self.cfg.input_topic!r} {what} on "
+                                           f"{self.cfg.bootstrap_servers} ({cause})")
+        self._polled_ok = False
+        self.faults.error("poll", cause, persistent=is_persistent(error), where=where)
+
+    def commit(self, offsets: dict[TP, int]) -> None:
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        to_commit = [CTP(t, p, o) for (t, p), o in offsets.items() if (t, p) in assigned]
+        if not to_commit:
+            return
+        # Bounded: a synchronous commit to a frozen broker waits for socket.timeout.ms;
+        # a coordinator silent for a session timeout is gone for readiness too, and a
+        # later commit covers these offsets.
+        timeout_s = self.deadline.left(self.cfg.session_timeout_ms / 1000)
+        future = self._committer.submit(self.consumer.commit, offsets=to_commit,
+                                        asynchronous=False)
+        try:
+            result = future.result(timeout=max(0.001, timeout_s))
+        except concurrent.futures.TimeoutError:
+            raise BrokerError(f"commit not answered within {timeout_s:.1f} s") from None
+        except KafkaException as exc:
+            raise BrokerError(f"commit failed: {exc}") from None
+        failed = [tp for tp in result or [] if tp.error is not None]
+        if failed:
+            raise BrokerError(f"commit failed for {failed[0].topic}/{failed[0].partition}: "
+                              f"{failed[0].error}")
+
+    def seek(self, offsets: dict[TP, int]) -> None:
+        if self._in_callback:  # applied to the assignment when the callback returns
+            self._pending_seek.update(offsets)
+            return
+        for (topic, partition), offset in offsets.items():
+            try:
+                self.consumer.seek(CTP(topic, partition, offset))
+            except KafkaException as exc:
+                raise BrokerError(f"seek {topic}/{partition} to {offset}: {exc}") from None
+
+    def ready(self) -> bool:
+        return self._polled_ok and self.faults.healthy() and self.liveness.answering() \
+            and bool(self.consumer.assignment())
+
+    def lag(self) -> dict[int, int]:
+        """Records behind the end of each assigned partition (from the last fetch)."""
+        out: dict[int, int] = {}
+        try:
+            positions = self.consumer.position(self.consumer.assignment())
+        except KafkaException:
+            return out
+        for tp in positions:
+            if tp.offset < 0:
+                continue
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                out[tp.partition] = max(0, high - tp.offset)
+        return out
+
+    def close(self) -> None:
+        """Leave the group within what is left of the shutdown (best effort): a frozen
+        broker would hold librdkafka's close for a session timeout or longer."""
+        self._closing = True  # the daemon has checkpointed already: no callbacks now
+        self._committer.shutdown(wait=False)
+        done = threading.Event()
+
+        def close() -> None:
+            try:
+                self.consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("consumer close: %s", exc)
+            done.set()
+
+        threading.Thread(target=close, name="streammeta-consumer-close", daemon=True).start()
+        if not done.wait(self.deadline.left(self.cfg.shutdown_timeout_s)):
+            log.warning("consumer close did not finish in time; leaving the group to the "
+                        "session timeout")
+
+
+class _Producer:
+    """A producer that remembers whether anything failed since the last flush
+    (librdkafka reports only failed deliveries: ``delivery.report.only.error``)."""
+
+    def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None,
+                 faults: Faults | None = None, liveness: Liveness | None = None) -> None:
+        self.cfg = cfg
+        self.deadline = deadline or Deadline(cfg.shutdown_timeout_s)
+        self._lock = threading.Lock()
+        self._failures: list[str] = []
+        self._settings = producer_settings(cfg, faults or Faults(cfg.fatal_after_s), "produce",
+                                           liveness)
+        self._generation = 0
+        self.producer = self._build()
+
+    def _build(self) -> Producer:
+        generation = self._generation
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None and generation == self._generation:  # not a dropped one's
+                with self._lock:
+                    self._failures.append(describe(error))
+
+        return Producer({**self._settings, "on_delivery": delivered})
+
+    def _rebuild(self) -> None:
+        """A new producer in place of one whose batch was not acknowledged in time.
+
+        An idempotent producer whose broker lost its producer id (the embedded broker
+        after a restart) waits on its sequence forever without an error: a new one
+        starts a new id. What the old one still holds is dropped (the daemon re-sends
+        the batch, uncommitted); it is destroyed on a thread, away from the loop."""
+        self._generation += 1
+        old, self.producer = self.producer, self._build()
+
+        def drop() -> None:
+            old.purge(in_queue=True, in_flight=True, blocking=False)
+            old.flush(0)
+
+        threading.Thread(target=drop, name="streammeta-producer-drop", daemon=True).start()
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None,
+             headers: list[tuple[str, bytes]] | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=cast(Any, headers))
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self.producer.poll(0.05)
+                if self.deadline.started and self.deadline.left(1.0) <= 0:
+                    self._failures.append("the producer's queue stayed full")
+                    return
+            except KafkaException as exc:
+                with self._lock:
+                    self._failures.append(str(exc))
+                return
+
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        """Wait until everything sent was acknowledged or ``timeout_s`` passed (less
+        once the daemon is stopping), calling ``waiting`` about once a second
+        meanwhile; raise if anything failed."""
+        deadline = time.monotonic() + self.deadline.left(timeout_s)
+        while True:
+            left = self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            if left == 0:
+                break
+            if time.monotonic() >= deadline:
+                with self._lock:
+                    self._failures.append(f"{left} messages unacknowledged after the timeout")
+                if self._settings["enable.idempotence"] and not self.deadline.started:
+                    self._rebuild()
+                break
+            if waiting is not None:
+                waiting()
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if failures:
+            raise BrokerError(f"{len(failures)} messages not acknowledged: {failures[0]}")
+
+    def close(self, timeout_s: float) -> None:
+        """Close within ``timeout_s`` (or what is left of the shutdown); unsent messages
+        are dropped (their offsets were not committed)."""
+        left = self.producer.flush(self.deadline.left(timeout_s))
+        if left:
+            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self.producer.flush(0)
+            log.warning("producer closed with %d unacknowledged messages", left)
+
+
+class ConfluentSink:
+    """Forecasts and dead letters to Kafka; see :class:`streammeta.io.streams.Sink`."""
+
+    def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None,
+                 faults: Faults | None = None, liveness: Liveness | None = None) -> None:
+        self.cfg = cfg
+        self._producer = _Producer(cfg, deadline, faults, liveness)
+
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]],
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
+        produce, topic = self._producer.producer.produce, self.cfg.forecast_topic
+        send = self._producer.send
+        for key, value in messages:
+            try:  # the fast path; send() handles a full queue and errors
+                produce(topic, value, key, headers=cast(Any, headers))
+            except (BufferError, KafkaException):
+                send(topic, key, value, headers)
+
+    def send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        # The original key and value, unchanged: a tombstone's null value stays null.
+        for letter in letters:
+            self._producer.send(self.cfg.dead_letter_topic, letter.record.key,
+                                letter.record.value, letter.headers())
+
+    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
+        self._producer.flush(timeout_s, waiting)
+
+    def close(self) -> None:
+        self._producer.close(self.cfg.shutdown_timeout_s)
+
+
+class ConfluentWriter:
+    """Writes encoded observations to the input topic (``streammeta replay``)."""
+
+    def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None) -> None:
+        self.cfg = cfg
+        self._producer = _Producer(cfg, deadline)
+
+    def send(self, key: bytes, value: bytes) -> None:
+        self._producer.send(self.cfg.input_topic, key, value)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        self._producer.flush(timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(self.cfg.shutdown_timeout_s)

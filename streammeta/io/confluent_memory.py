@@ -1,0 +1,78 @@
+"""The memory topic through confluent-kafka (see :class:`ConfluentMemoryLink`)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as CTP
+
+from streammeta.config import KafkaConfig
+from streammeta.errors import BrokerError
+from streammeta.io.confluent_settings import client_settings
+from streammeta.io.faults import ErrorCounter
+from streammeta.meta.memory import Entry, decode_entry, encode_entry
+
+
+class ConfluentMemoryLink:
+    """The memory topic shared by replicas, as ``streammeta.io.kafka_memory.KafkaMemoryLink``:
+    every replica reads every partition from the beginning outside the consumer group;
+    entries are best effort (a failed publish is counted, not resent)."""
+
+    def __init__(self, cfg: KafkaConfig, topic: str, key_dim: int, value_dim: int,
+                 on_error: ErrorCounter | None = None) -> None:
+        self.topic, self.key_dim, self.value_dim = topic, key_dim, value_dim
+        self.on_error = on_error or (lambda operation: None)
+        self.invalid = 0  # records on the topic that are not entries of this configuration
+        settings = client_settings(cfg)
+        self.producer = Producer({**settings, "linger.ms": cfg.linger_ms,
+                                  "delivery.report.only.error": True,
+                                  "on_delivery": self._delivered})
+        self.consumer = Consumer({**settings, "group.id": f"{cfg.group_id}.memory",
+                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        try:
+            metadata = self.consumer.list_topics(topic, timeout=cfg.request_timeout_ms / 1000)
+        except KafkaException as exc:
+            self.close()
+            raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}") from None
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            self.close()
+            raise BrokerError(f"memory topic {topic!r} does not exist on "
+                              f"{cfg.bootstrap_servers} (create it compacted, keyed by entity)")
+        self.consumer.assign([CTP(topic, p, OFFSET_BEGINNING) for p in sorted(found.partitions)])
+
+    def _delivered(self, error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            self.on_error("memory")
+
+    def publish(self, entries: list[Entry]) -> None:
+        for name, key, value, version in entries:
+            try:
+                self.producer.produce(self.topic, encode_entry(key, value, version),
+                                      name.encode())
+            except (BufferError, KafkaException):
+                self.on_error("memory")
+        self.producer.poll(0)  # serve delivery reports
+
+    def receive(self, max_records: int = 10_000) -> list[Entry]:
+        """Entries that arrived since the last call (does not wait)."""
+        entries: list[Entry] = []
+        for record in self.consumer.consume(max_records, 0):
+            if record.error() is not None:
+                self.on_error("memory")
+                continue
+            try:
+                name = record.key().decode()  # type: ignore[union-attr]  # None: invalid
+                key, value, version = decode_entry(record.value(), self.key_dim,  # type: ignore[arg-type]
+                                                   self.value_dim)
+            except (AttributeError, UnicodeDecodeError, ValueError, TypeError):
+                self.invalid += 1
+                continue
+            entries.append((name, key, value, version))
+        return entries
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self.producer.flush(timeout_s)
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consumer.close()
