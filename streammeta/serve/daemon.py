@@ -87,8 +87,7 @@ class Daemon:
         self.memory_link = memory_link
         if memory_link is not None:
             self.engine.share_memory()
-        self.on_progress = on_progress or _log_progress
-        self.progress_every_s = progress_every_s
+        self.on_progress, self.progress_every_s = on_progress or _log_progress, progress_every_s
         self.decoder = Decoder(config.series.max_record_bytes, config.series.max_entity_id_length)
         self.frequency = config.series.frequency
         self.encoder = ForecastEncoder(self.frequency, config.series.quantiles)
