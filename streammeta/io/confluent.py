@@ -26,7 +26,7 @@ from confluent_kafka import TopicPartition as CTP
 
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
-from streammeta.io.codec import DeadLetter, Record
+from streammeta.io.codec import Record
 from streammeta.io.confluent_settings import (
     ASSIGNORS,
     Liveness,
@@ -36,6 +36,7 @@ from streammeta.io.confluent_settings import (
     producer_settings,
 )
 from streammeta.io.faults import Deadline, ErrorCounter, Faults
+from streammeta.io.producing import ProducerSink, TopicWriter
 from streammeta.io.streams import PartitionsCallback
 from streammeta.io.streams import TopicPartition as TP
 
@@ -347,49 +348,27 @@ class _Producer:
             log.warning("producer closed with %d unacknowledged messages", left)
 
 
-class ConfluentSink:
-    """Forecasts and dead letters to Kafka; see :class:`streammeta.io.streams.Sink`."""
+class ConfluentSink(ProducerSink):
+    """Forecasts and dead letters through librdkafka; see :class:`ProducerSink`."""
 
     def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None,
                  faults: Faults | None = None, liveness: Liveness | None = None) -> None:
-        self.cfg = cfg
-        self._producer = _Producer(cfg, deadline, faults, liveness)
+        self._client = _Producer(cfg, deadline, faults, liveness)
+        super().__init__(cfg, self._client)
 
     def send_forecasts(self, messages: list[tuple[bytes, bytes]],
                        headers: list[tuple[str, bytes]] | None = None) -> None:
-        produce, topic = self._producer.producer.produce, self.cfg.forecast_topic
-        send = self._producer.send
+        produce, topic = self._client.producer.produce, self.cfg.forecast_topic
+        send = self._client.send
         for key, value in messages:
             try:  # the fast path; send() handles a full queue and errors
                 produce(topic, value, key, headers=cast(Any, headers))
             except (BufferError, KafkaException):
                 send(topic, key, value, headers)
 
-    def send_dead_letters(self, letters: list[DeadLetter]) -> None:
-        # The original key and value, unchanged: a tombstone's null value stays null.
-        for letter in letters:
-            self._producer.send(self.cfg.dead_letter_topic, letter.record.key,
-                                letter.record.value, letter.headers())
 
-    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
-        self._producer.flush(timeout_s, waiting)
-
-    def close(self) -> None:
-        self._producer.close(self.cfg.shutdown_timeout_s)
-
-
-class ConfluentWriter:
-    """Writes encoded observations to the input topic (``streammeta replay``)."""
+class ConfluentWriter(TopicWriter):
+    """Observations to the input topic through librdkafka (``streammeta replay``)."""
 
     def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None) -> None:
-        self.cfg = cfg
-        self._producer = _Producer(cfg, deadline)
-
-    def send(self, key: bytes, value: bytes) -> None:
-        self._producer.send(self.cfg.input_topic, key, value)
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        self._producer.flush(timeout_s)
-
-    def close(self) -> None:
-        self._producer.close(self.cfg.shutdown_timeout_s)
+        super().__init__(cfg, _Producer(cfg, deadline))

@@ -11,7 +11,7 @@ from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
 from streammeta.io.confluent_settings import client_settings
 from streammeta.io.faults import ErrorCounter
-from streammeta.meta.memory import Entry, decode_entry, encode_entry
+from streammeta.meta.memory import Entry, encode_entry, entry_of
 
 
 class ConfluentMemoryLink:
@@ -62,14 +62,11 @@ class ConfluentMemoryLink:
             if record.error() is not None:
                 self.on_error("memory")
                 continue
-            try:
-                name = record.key().decode()  # type: ignore[union-attr]  # None: invalid
-                key, value, version = decode_entry(record.value(), self.key_dim,  # type: ignore[arg-type]
-                                                   self.value_dim)
-            except (AttributeError, UnicodeDecodeError, ValueError, TypeError):
+            entry = entry_of(record.key(), record.value(), self.key_dim, self.value_dim)
+            if entry is None:
                 self.invalid += 1
-                continue
-            entries.append((name, key, value, version))
+            else:
+                entries.append(entry)
         return entries
 
     def close(self, timeout_s: float = 5.0) -> None:

@@ -35,7 +35,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
-from streammeta.io.codec import DeadLetter, Record
+from streammeta.io.codec import Record
 from streammeta.io.faults import Deadline, ErrorCounter, Faults
 from streammeta.io.kafka_group import GroupFacts
 from streammeta.io.kafka_settings import (
@@ -45,6 +45,7 @@ from streammeta.io.kafka_settings import (
     missing_codecs,
     unreachable,
 )
+from streammeta.io.producing import ProducerSink, TopicWriter
 from streammeta.io.streams import PartitionsCallback
 from streammeta.io.streams import TopicPartition as TP
 
@@ -368,44 +369,15 @@ def _quiet_abort(sender: Any) -> None:
     accumulator.abort_incomplete_batches = quiet
 
 
-class KafkaSink:
-    """Forecasts and dead letters to Kafka; see :class:`streammeta.io.streams.Sink`."""
+class KafkaSink(ProducerSink):
+    """Forecasts and dead letters through kafka-python; see :class:`ProducerSink`."""
 
     def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None) -> None:
-        self.cfg = cfg
-        self._producer = _Producer(cfg, deadline)
-
-    def send_forecasts(self, messages: list[tuple[bytes, bytes]],
-                       headers: list[tuple[str, bytes]] | None = None) -> None:
-        send, topic = self._producer.send, self.cfg.forecast_topic
-        for key, value in messages:
-            send(topic, key, value, headers)
-
-    def send_dead_letters(self, letters: list[DeadLetter]) -> None:
-        # The original key and value, unchanged: a tombstone's null value stays null.
-        for letter in letters:
-            self._producer.send(self.cfg.dead_letter_topic, letter.record.key,
-                                letter.record.value, letter.headers())
-
-    def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
-        self._producer.flush(timeout_s, waiting)
-
-    def close(self) -> None:
-        self._producer.close(self.cfg.shutdown_timeout_s)
+        super().__init__(cfg, _Producer(cfg, deadline))
 
 
-class ObservationWriter:
-    """Writes encoded observations to the input topic (``streammeta replay``)."""
+class ObservationWriter(TopicWriter):
+    """Observations to the input topic through kafka-python (``streammeta replay``)."""
 
     def __init__(self, cfg: KafkaConfig, deadline: Deadline | None = None) -> None:
-        self.cfg = cfg
-        self._producer = _Producer(cfg, deadline)
-
-    def send(self, key: bytes, value: bytes) -> None:
-        self._producer.send(self.cfg.input_topic, key, value)
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        self._producer.flush(timeout_s)
-
-    def close(self) -> None:
-        self._producer.close(self.cfg.shutdown_timeout_s)
+        super().__init__(cfg, _Producer(cfg, deadline))

@@ -11,7 +11,7 @@ from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
 from streammeta.io.faults import ErrorCounter
 from streammeta.io.kafka_settings import client_kwargs, unreachable
-from streammeta.meta.memory import Entry, decode_entry, encode_entry
+from streammeta.meta.memory import Entry, encode_entry, entry_of
 
 
 class KafkaMemoryLink:
@@ -68,14 +68,11 @@ class KafkaMemoryLink:
         entries: list[Entry] = []
         for records in polled.values():
             for record in records:
-                try:
-                    name = record.key.decode()
-                    key, value, version = decode_entry(record.value, self.key_dim,
-                                                       self.value_dim)
-                except (AttributeError, UnicodeDecodeError, ValueError, TypeError):
+                entry = entry_of(record.key, record.value, self.key_dim, self.value_dim)
+                if entry is None:
                     self.invalid += 1
-                    continue
-                entries.append((name, key, value, version))
+                else:
+                    entries.append(entry)
         return entries
 
     def close(self, timeout_s: float = 5.0) -> None:

@@ -254,3 +254,14 @@ def decode_entry(data: bytes, key_dim: int, value_dim: int) -> tuple[Tensor, Ten
     if not bool(torch.isfinite(body).all()):
         raise ValueError("memory entry: non-finite numbers")
     return key, value, version
+
+
+def entry_of(key: object, value: object, key_dim: int, value_dim: int) -> Entry | None:
+    """A memory topic record (its key and value bytes) → an entry, or None if it is not
+    one of this configuration (no key, not UTF-8, other sizes, damaged)."""
+    try:
+        name = key.decode()  # type: ignore[attr-defined]
+        k, v, version = decode_entry(value, key_dim, value_dim)  # type: ignore[arg-type]
+    except (AttributeError, UnicodeDecodeError, ValueError, TypeError):
+        return None
+    return name, k, v, version
