@@ -303,6 +303,7 @@ class Weighting:
         self.rate, self.discount = config.rate, config.discount
         self.window = window  # the drift expert's span
         self.season, self.horizon = season, horizon
+        self.serves_theta = season < THETA_SEASONS_BELOW
         self._h = torch.tensor(horizons)  # (S,)
         self._bucket = buckets(horizons, horizon)  # (H,)
         self._allowed = allowed(horizons, season)  # (S, E)
@@ -328,13 +329,15 @@ class Weighting:
         arena.experts[slots] = update(arena.experts[slots], err, valid, self.discount)
         self.population.update(err, valid)
 
-    def serve(self, arena: Arena, slots: Tensor, n: Tensor, history: Tensor, recent: Tensor,
+    def serve(self, arena: Arena, slots: Tensor, n: Tensor, history: Tensor,
+              recent: Tensor | None,
               cells: Tensor, warm: Tensor, point: Tensor, quant: Tensor,
               seasonal: Tensor) -> tuple[Tensor, Tensor]:
         """Warm rows' point forecasts (B, H) → the entity's weighting of the model,
         persistence, seasonal naive (``seasonal`` (B, H)), drift and theta; quantiles
         keep the model's spread around it. n (B,) values seen, history (B, 2R), recent
-        (B, R) the ring's values oldest first; the theta experts' forecasts at the
+        (B, R) the ring's values oldest first (None unless ``serves_theta``); the theta
+        experts' forecasts at the
         scored horizons wait in ``cells`` (B, S) for their targets."""
         R = arena.ring_len
         last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
@@ -347,10 +350,10 @@ class Weighting:
         served = torch.where(warm[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
 
-    def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor) -> Tensor:
+    def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None) -> Tensor:
         """The THETA and TREND forecasts (B, H, 2); zeros where they do not serve."""
         m = self.season
-        if m >= THETA_SEASONS_BELOW:  # not served (see allowed): not computed
+        if recent is None:  # not served (see allowed): not computed
             return torch.zeros(len(n), self.horizon, 2)
         indices = None
         if m > 1:  # the seasonal indices, refreshed once a season
