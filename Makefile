@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+TORCH ?= 2.13.0
 
 .PHONY: venv demo test lint unit integration deploy-check bench clean
 
@@ -12,8 +13,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The pinned CPU wheel first: a bare `torch` requirement would pull GBs of CUDA packages.
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	# Pinned again beside the project: left free, pip's backtracking through the other
+	# dependencies (boto3 for moto and s3fs) replaced it with a newer CUDA build.
+	$(BIN)/python -m pip install -q torch==$(TORCH)
+	$(BIN)/python -m pip install -q -e '.[test]' torch==$(TORCH)
 	touch $@
 
 venv: $(STAMP)
