@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -135,32 +136,41 @@ def moto_server() -> Iterator[str]:
 def compare_stores(config: object, engine: object, repeat: int, endpoint: str) -> None:
     import s3fs
 
+    from streammeta.config import CheckpointConfig
     from streammeta.online.engine import Engine
     from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 
+    rarely = CheckpointConfig(every_s=3600, every_records=10**9)
+
     def measure(label: str, url: str, options: dict[str, str]) -> None:
         saver = Checkpointer(CheckpointStore(url, "bench", keep=2, options=options), engine,
-                             every_s=3600, every_records=10**9)  # type: ignore[arg-type]
+                             rarely)  # type: ignore[arg-type]
         saver.advance({p: 1 for p in range(4)}, 0)
         for _ in range(repeat):
             written = saver.save()
             fresh = Engine(config)  # type: ignore[arg-type]
             loader = Checkpointer(CheckpointStore(url, "other", options=options), fresh,
-                                  every_s=3600, every_records=10**9)
+                                  rarely)
             started = time.perf_counter()
             loader.restore_partitions([0, 1, 2, 3])
             restored = time.perf_counter() - started
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB → GB
             print(f"{label}: save {written.seconds:.2f} s ({written.size / 1e6:.0f} MB), "
-                  f"restore {restored:.2f} s ({len(fresh.arena)} entities)")
+                  f"restore {restored:.2f} s ({len(fresh.arena)} entities); "
+                  f"peak RSS of this process so far {peak:.2f} GB")
             del fresh, loader
 
     with tempfile.TemporaryDirectory() as directory:
         measure("local disk", directory, {})
+    ours = not endpoint
     with contextlib.ExitStack() as stack:
         endpoint = endpoint or stack.enter_context(moto_server())
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         s3fs.S3FileSystem(endpoint_url=endpoint).mkdir(bucket)
         measure(f"s3 ({endpoint})", f"s3://{bucket}/checkpoints", {"endpoint_url": endpoint})
+    if ours:  # moto's server has exited: its peak is the children's
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+        print(f"peak RSS of moto's server {peak:.2f} GB")
 
 
 if __name__ == "__main__":
