@@ -27,6 +27,7 @@ from confluent_kafka import TopicPartition as CTP
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
 from streammeta.io.codec import Record
+from streammeta.io.confluent_group import GroupFacts
 from streammeta.io.confluent_settings import (
     ASSIGNORS,
     Liveness,
@@ -72,7 +73,7 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
                 raise BrokerError(f"creating topic {topic!r}: {exc}") from None
 
 
-class ConfluentSource:
+class ConfluentSource(GroupFacts):
     """A consumer-group member; see :class:`streammeta.io.streams.Source`."""
 
     def __init__(self, cfg: KafkaConfig, on_error: ErrorCounter | None = None,
