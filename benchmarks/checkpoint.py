@@ -153,16 +153,18 @@ def compare_stores(config: object, engine: object, repeat: int, endpoint: str,
         saver.advance({p: 1 for p in range(4)}, 0)
         for _ in range(repeat):
             written = saver.save()
+            saved_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB → GB
             fresh = Engine(config)  # type: ignore[arg-type]
             loader = Checkpointer(CheckpointStore(url, "other", options=options), fresh,
                                   rarely)
             started = time.perf_counter()
             loader.restore_partitions([0, 1, 2, 3])
             restored = time.perf_counter() - started
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB → GB
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
             print(f"{label}: save {written.seconds:.2f} s ({written.size / 1e6:.0f} MB), "
-                  f"restore {restored:.2f} s ({len(fresh.arena)} entities); "
-                  f"peak RSS of this process so far {peak:.2f} GB")
+                  f"restore {restored:.2f} s ({len(fresh.arena)} entities); peak RSS of "
+                  f"this process so far: after the save {saved_peak:.2f} GB, after the "
+                  f"restore (beside the saving engine) {peak:.2f} GB")
             del fresh, loader
 
     if only != "s3":
