@@ -25,7 +25,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -211,6 +211,7 @@ class Checkpointer:
         self.clock = clock
         self.positions: dict[int, int] = {}
         self.epochs: dict[int, int] = {}  # partition -> fencing epoch of this ownership
+        self.published: set[int] = set()  # owned partitions some checkpoint file holds
         self._since_records = 0
         self._last = clock()
         self._writer: threading.Thread | None = None
@@ -251,6 +252,7 @@ class Checkpointer:
         for p in partitions:
             self.positions.pop(p, None)
             self.epochs[p] = max(generation, 0)
+            self.published.discard(p)
         for p, path, payload in self.store.holders(partitions):
             state = payload["partitions"][p]
             try:
@@ -258,6 +260,7 @@ class Checkpointer:
             except ParameterFileError as exc:
                 raise ParameterFileError(f"{path}: {exc}") from None
             resume[p] = self.positions[p] = int(state["offset"])
+            self.published.add(p)
             self.epochs[p] = max(generation, int(state.get("epoch", -1)) + 1)
             log.info("partition %d: restored %d entities from %s (epoch %d), resuming at "
                      "offset %d", p, entities, path, self.epochs[p], resume[p])
@@ -275,6 +278,11 @@ class Checkpointer:
         """Records up to these next offsets are now applied to state."""
         self.positions.update(offsets)
         self._since_records += records
+
+    def unpublished(self, partitions: Iterable[int]) -> bool:
+        """Whether one of ``partitions`` has no checkpoint file yet: once its offsets
+        are committed, a restart would resume there without its entities' state."""
+        return any(p not in self.published for p in partitions)
 
     def due(self) -> bool:
         return (self._since_records >= self.every_records
@@ -307,7 +315,9 @@ class Checkpointer:
     def save(self, partitions: list[int] | None = None) -> Written:
         """Write a checkpoint now, on this thread, after any write in flight."""
         self.wait()
-        written = self.store.save(self.snapshot(partitions))
+        payload = self.snapshot(partitions)
+        written = self.store.save(payload)
+        self.published.update(payload["partitions"])
         self._written()
         return written
 
@@ -346,6 +356,7 @@ class Checkpointer:
     def _write(self, payload: Payload) -> None:
         try:
             outcome: Written | Exception = self.store.save(payload)
+            self.published.update(payload["partitions"])  # set.update: atomic under the GIL
         except Exception as exc:  # reported to the loop by outcomes()
             outcome = exc
         self._outcomes.append(outcome)  # list.append is atomic under the GIL
@@ -362,3 +373,4 @@ class Checkpointer:
             for p in partitions:
                 self.positions.pop(p, None)
                 self.epochs.pop(p, None)
+                self.published.discard(p)

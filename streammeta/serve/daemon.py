@@ -188,8 +188,8 @@ class Daemon:
         messages = [(e.encode(), p) for e, p in zip(entities, payloads, strict=True)]
         self.delivery.deliver(messages, dead, self.engine.version)
         offsets = next_offsets(records)
-        if self.checkpointer is not None:
-            self.checkpointer.advance({p: o for (_, p), o in offsets.items()}, len(records))
+        if self.keeper is not None:  # may checkpoint first: see StateKeeper.advance
+            self.keeper.advance({p: o for (_, p), o in offsets.items()}, len(records))
         self.delivery.commit(offsets)
         # Counted once acknowledged and committed.
         self.observations += len(f)

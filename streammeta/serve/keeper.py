@@ -30,6 +30,7 @@ class StateKeeper:
         self.source = source
         self.metrics = metrics
         self.engine = engine
+        self._retry_at = 0.0  # of a first checkpoint of partitions that failed
 
     def checkpoint_in_background(self) -> None:
         """Periodic checkpoints: the loop stops only for the snapshot."""
@@ -50,6 +51,17 @@ class StateKeeper:
         for earlier in self.checkpointer.outcomes():
             self._done(earlier)
         self._done(outcome)
+
+    def advance(self, offsets: dict[int, int], records: int) -> None:
+        """Records up to these next offsets are applied and about to be committed. A
+        partition no checkpoint holds yet is checkpointed first (once per ownership):
+        its committed offsets would otherwise run ahead of any state a restart finds,
+        and its entities would restart without the records before them."""
+        self.checkpointer.advance(offsets, records)
+        if self.checkpointer.unpublished(offsets) and time.monotonic() >= self._retry_at:
+            self.checkpoint()
+            if self.checkpointer.unpublished(offsets):  # it failed: not again every batch
+                self._retry_at = time.monotonic() + self.checkpointer.every_s
 
     def _done(self, outcome: Written | Exception) -> None:
         if isinstance(outcome, Exception):  # a full disk must not stop forecasting

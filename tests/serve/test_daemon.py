@@ -196,7 +196,9 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
 
     def poll(timeout_s: float) -> list[Record]:
         polls[0] += 1
-        if polls[0] == 5:  # after 200 records; the last checkpoint was after 150
+        # After 250 records. Checkpoints: after the first batch (its partitions had no
+        # file yet), then every 120 records: after 200.
+        if polls[0] == 6:
             first._shutdown = lambda: None  # type: ignore[method-assign]
             raise Crash
         return original_poll(timeout_s)
@@ -205,13 +207,13 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
     with pytest.raises(Crash):
         first.run()
     assert first.checkpointer is not None
-    first.checkpointer.wait()  # the checkpoint after 150 records was on disk before the crash
-    assert first.observations == 200
+    first.checkpointer.wait()  # the checkpoint after 200 records was on disk before the crash
+    assert first.observations == 250
 
     source = MemorySource(records, batch_size=50)
     second = daemon_with_checkpoints(source)
     run_until_drained(second, source)
-    assert second.observations == len(records) - 150  # resumed at the checkpoint's offsets
+    assert second.observations == len(records) - 200  # resumed at the checkpoint's offsets
     a, b = reference.engine.arena, second.engine.arena
     assert sorted(a.index) == sorted(b.index)
     for name, slot in a.index.items():
@@ -226,8 +228,12 @@ def test_periodic_checkpoints_are_written_beside_the_loop(cfg: Config, tmp_path:
     gate = threading.Event()
 
     class SlowDisk(CheckpointStore):
+        saves = 0
+
         def save(self, payload: dict) -> Written:
-            assert gate.wait(30)
+            self.saves += 1
+            if self.saves > 1:  # the first: the first batch's partitions had no file yet
+                assert gate.wait(30)
             return super().save(payload)
 
     engine = Engine(cfg)
@@ -253,5 +259,44 @@ def test_periodic_checkpoints_are_written_beside_the_loop(cfg: Config, tmp_path:
     assert not thread.is_alive()
     found = store.latest_for(0)
     assert found is not None and found[1]["partitions"][0]["offset"] == records[-1].offset + 1
-    assert len(list(store.newest())) == 2  # the periodic file, then the shutdown file
-    assert metrics.registry.get_sample_value("streammeta_checkpoint_duration_seconds_count") == 2
+    assert len(list(store.newest())) == 3  # after the first batch, periodic, at shutdown
+    assert metrics.registry.get_sample_value("streammeta_checkpoint_duration_seconds_count") == 3
+
+
+def test_a_partition_is_checkpointed_before_its_first_offsets_are_committed(
+    cfg: Config, tmp_path: Path
+) -> None:
+    """A replica killed after committing a partition's first records and before any
+    periodic checkpoint: its restart resumes at the committed offsets, and must find
+    the state of the records before them (it restarted those entities cold before)."""
+    records = good_records(entities=8, steps=40, partitions=2)
+
+    def daemon_with_checkpoints(source: MemorySource) -> Daemon:
+        engine = Engine(cfg)
+        rarely = CheckpointConfig(every_s=3600, every_records=10**6)
+        checkpointer = Checkpointer(CheckpointStore(tmp_path, member="a"), engine, rarely)
+        return Daemon(cfg, source, MemorySink(), engine=engine, checkpointer=checkpointer)
+
+    crashing = MemorySource(records, batch_size=50)
+    first = daemon_with_checkpoints(crashing)
+    original_poll = crashing.poll
+    polls = [0]
+
+    def poll(timeout_s: float) -> list[Record]:
+        polls[0] += 1
+        if polls[0] == 3:  # 100 records processed and committed: 50 of each partition
+            first._shutdown = lambda: None  # type: ignore[method-assign]
+            raise Crash
+        return original_poll(timeout_s)
+
+    crashing.poll = poll  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        first.run()
+    assert first.observations == 100
+    # The broker serves the restart from the committed offsets.
+    source = MemorySource([r for r in records if r.offset >= 50], batch_size=50)
+    second = daemon_with_checkpoints(source)
+    run_until_drained(second, source)
+    arena = second.engine.arena
+    assert len(arena) == 8
+    assert {int(arena.count[slot]) for slot in arena.index.values()} == {40}
