@@ -91,7 +91,7 @@ class Engine:
         self.warm_at = warm_at(m, s.season)
         drift, horizons = config.drift, scored_horizons(s.horizon, s.season)
         self._experts = experts.Weighting(
-            config.experts, horizons, s.horizon, s.season, m.window
+            config.experts, horizons, s.horizon, s.season, m.window, self.warm_at
         ) if config.experts.enabled else None
         self._scorer = Scorer(s.horizon, s.season, config.engine.error_smoothing,
                               PageHinkley(drift.min_instances, drift.delta, drift.threshold,

@@ -47,12 +47,13 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor
 
+from streammeta.online.population import CLIP, YOUNG_FOR, Population
+
 if TYPE_CHECKING:
     from streammeta.config import ExpertsConfig
 
 MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND = range(6)
 EXPERTS = 6
-CLIP = 10.0  # errors beyond this many standard deviations count as this many
 # Smoothing rates the theta experts choose from, and the share of the linear trend
 # each adds (THETA, TREND).
 ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -79,11 +80,12 @@ def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float) -> Te
 
 def weights(losses: Tensor, rate: float, prior: Tensor | None = None,
             allowed: Tensor | None = None) -> Tensor:
-    """(B, S, E) losses → (B, S, E) weights, each row summing to 1. ``prior`` (S, E):
-    losses every entity starts with (the population's record, see :class:`Population`);
+    """(B, S, E) losses → (B, S, E) weights, each row summing to 1. ``prior`` (S, E) or
+    (B, S, E): losses the entities start with (the population's record, see
+    ``online.population``);
     ``allowed`` (S, E): which experts may serve each scored horizon (see :func:`allowed`)."""
     if prior is not None:
-        losses = losses + prior[None]
+        losses = losses + (prior if prior.dim() == 3 else prior[None])
     logits = -rate * losses
     if allowed is not None:
         logits = logits.masked_fill(~allowed[None], float("-inf"))
@@ -100,60 +102,6 @@ def allowed(horizons: tuple[int, ...], season: int) -> Tensor:
     if season > 1:
         ok[[i for i, h in enumerate(horizons) if h > 1 and h % season == 0], NAIVE] = False
     return ok
-
-
-class Population:
-    """The experts' mean scaled error per resolved forecast over all entities, (S, E),
-    discounted: a new entity's weights start from what works for the entities seen,
-    as if it had ``events`` resolved forecasts of that record.
-
-    Errors of a batch are collected by :meth:`update` and enter the record at
-    :meth:`commit`, after the batch: within a batch one entity may be a step ahead of
-    another, and no forecast may depend on a value later than its origin."""
-
-    def __init__(self, horizons: int, events: float, smoothing: float = 0.001) -> None:
-        self.mean = torch.zeros(horizons, EXPERTS)
-        self.seen = 0.0
-        self.events, self.smoothing = events, smoothing
-        self._sum = torch.zeros(horizons, EXPERTS)
-        self._count = torch.zeros(horizons)
-
-    def update(self, errors: Tensor, valid: Tensor) -> None:
-        """errors (B, S, E), valid (B, S)."""
-        known = valid & ~torch.isnan(errors).any(dim=2)
-        self._sum += torch.where(known[:, :, None], errors.clamp(max=CLIP), 0.0).sum(dim=0)
-        self._count += known.sum(dim=0)
-
-    def commit(self) -> None:
-        """The batch's errors enter the record."""
-        count = self._count
-        if not bool(count.any()):
-            return
-        batch = self._sum / count.clamp(min=1)[:, None]  # (S, E) the batch's mean
-        keep = (1.0 - self.smoothing) ** count  # (S,)
-        keep = keep[:, None]
-        merged = batch if self.seen == 0 else self.mean * keep + batch * (1 - keep)
-        self.mean = torch.where((count > 0)[:, None], merged, self.mean)
-        self.seen += float(count.sum())
-        self._sum.zero_()
-        self._count.zero_()
-
-    def export(self) -> dict[str, object]:
-        """The committed record (a checkpoint's content)."""
-        return {"mean": self.mean.clone(), "seen": self.seen}
-
-    def restore(self, state: dict[str, object]) -> bool:
-        """Take a record :meth:`export` wrote; False (record unchanged) if it was kept
-        for other scored horizons or experts."""
-        mean = state.get("mean")
-        if not isinstance(mean, Tensor) or mean.shape != self.mean.shape:
-            return False
-        self.mean, self.seen = mean.clone(), float(state.get("seen", 0.0))  # type: ignore[arg-type]
-        return True
-
-    def prior(self) -> Tensor:
-        """(S, E) the losses a new entity starts with."""
-        return (self.mean - self.mean.min(dim=1, keepdim=True).values) * self.events
 
 
 def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tensor,
@@ -263,12 +211,16 @@ def seasonal_indices(x: Tensor, n: Tensor, season: int) -> Tensor:
     return torch.where(seasonal[:, None], indices, torch.zeros_like(indices))
 
 
-def slope(ring: Tensor, last_index: Tensor, span: int) -> Tensor:
+def slope(ring: Tensor, last_index: Tensor, span: int, season: int = 1) -> Tensor:
     """The drift expert's average step (B,) at absolute index ``last_index`` (B,) over the
-    last ``span`` steps (fewer when the entity has fewer); ``ring`` (B, R) the entities'
-    rows of ``Arena.ring``."""
+    last ``span`` steps (fewer when the entity has fewer), in whole seasons once a season
+    is seen (a young entity's step between two phases of the season is the season's
+    shape, not a trend); ``ring`` (B, R) the entities' rows of ``Arena.ring``."""
     R = ring.shape[1]
-    k = torch.clamp(torch.minimum(last_index, torch.tensor(span)), min=1)
+    k = torch.minimum(last_index, torch.tensor(span))
+    if season > 1:
+        k = torch.where(k >= season, k - k % season, k)
+    k = k.clamp(min=1)
     now = torch.gather(ring, 1, (last_index % R)[:, None])[:, 0]
     then = torch.gather(ring, 1, ((last_index - k) % R)[:, None])[:, 0]
     return torch.where(last_index > 0, (now - then) / k, torch.zeros_like(now))
@@ -299,15 +251,16 @@ class Weighting:
     after each batch (:meth:`commit`)."""
 
     def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
-                 season: int, window: int) -> None:
+                 season: int, window: int, warm_at: int = 0) -> None:
         self.rate, self.discount = config.rate, config.discount
+        self.young_until = warm_at + YOUNG_FOR  # values seen: younger entities are young
         self.window = window  # the drift expert's span
         self.season, self.horizon = season, horizon
         self.serves_theta = season < THETA_SEASONS_BELOW
         self._h = torch.tensor(horizons)  # (S,)
         self._bucket = buckets(horizons, horizon)  # (H,)
         self._allowed = allowed(horizons, season)  # (S, E)
-        self.population = Population(len(horizons), config.prior_events)
+        self.population = Population(len(horizons), EXPERTS, config.prior_events)
 
     def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor, forecast: Tensor,
               naive: Tensor, scale: Tensor, valid: Tensor) -> None:
@@ -319,7 +272,8 @@ class Weighting:
         last = arena.ring[slots[:, None], origin % arena.ring_len]
         ring = arena.ring[slots]  # (B, R) before this value is appended
         drift = naive + self._h[None, :] * torch.stack(
-            [slope(ring, origin[:, i], self.window) for i in range(len(self._h))], dim=1)
+            [slope(ring, origin[:, i], self.window, self.season)
+             for i in range(len(self._h))], dim=1)
         cell = j % arena.horizon
         theta = arena.pending_experts[slots, cell]  # (B, S, 2) made at each origin
         arena.pending_experts[slots, cell] = float("nan")
@@ -327,7 +281,7 @@ class Weighting:
                          dim=2)  # (B, S, E)
         err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
         arena.experts[slots] = update(arena.experts[slots], err, valid, self.discount)
-        self.population.update(err, valid)
+        self.population.update(err, valid, origin + 1 < self.young_until)
 
     def serve(self, arena: Arena, slots: Tensor, n: Tensor, history: Tensor,
               recent: Tensor | None,
@@ -341,8 +295,9 @@ class Weighting:
         scored horizons wait in ``cells`` (B, S) for their targets."""
         R = arena.ring_len
         last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
-        w = weights(arena.experts[slots], self.rate, self.population.prior(), self._allowed)
-        step = slope(history[:, :R], n - 1, self.window)
+        w = weights(arena.experts[slots], self.rate,
+                    self.population.prior(n < self.young_until), self._allowed)
+        step = slope(history[:, :R], n - 1, self.window, self.season)
         thetas = self._theta(arena, slots, n, recent)
         scored = torch.arange(len(self._h))[None, :]
         arena.pending_experts[slots[:, None], cells, scored] = thetas[:, self._h - 1]
