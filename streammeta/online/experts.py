@@ -13,8 +13,13 @@ columns), an exponentially weighted average forecaster (Hedge) over E experts:
   values: classical seasonal adjustment where an autocorrelation test finds a
   season, simple exponential smoothing with its rate chosen per entity by in-sample
   one-step error from ``ALPHAS``, plus half the linear trend; ``TREND`` — the same
-  with the whole trend (what steadily growing yearly and quarterly series need).
-  Their forecasts are kept until their targets arrive (``Arena.pending_experts``).
+  with the whole trend (what steadily growing yearly and quarterly series need);
+* ``ANALOGUE`` — what followed the stored windows of all entities most like the
+  entity's newest values (``online.analogues``), for young entities only: for the
+  others it has no forecast, serves nothing and its error counts as the mean of the
+  others' (neither credit nor blame).
+  The forecasts of the last three are kept until their targets arrive
+  (``Arena.pending_experts``).
 
 A step h is served with the weights of the smallest scored horizon ≥ h. At a scored
 horizon that is a multiple of the season m > 1, persistence's forecast is seasonal
@@ -47,13 +52,15 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor
 
+from streammeta.online.analogues import Analogues, length_for, span
 from streammeta.online.population import CLIP, YOUNG_FOR, Population
 
 if TYPE_CHECKING:
     from streammeta.config import ExpertsConfig
 
-MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND = range(6)
-EXPERTS = 6
+MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE = range(7)
+EXPERTS = 7
+KEPT = 3  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE
 # Smoothing rates the theta experts choose from, and the share of the linear trend
 # each adds (THETA, TREND).
 ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -72,9 +79,11 @@ THETA_SEASONS_BELOW = 24
 
 
 def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float) -> Tensor:
-    """losses (B, S, E) and new errors (B, S, E) where ``valid`` (B, S) → losses."""
+    """losses (B, S, E) and new errors (B, S, E) where ``valid`` (B, S) → losses. An
+    expert with no forecast (NaN) is charged the mean error of those that have one."""
     step = errors.clamp(max=CLIP)
-    known = valid & ~torch.isnan(step).any(dim=2)  # (B, S)
+    step = torch.where(torch.isnan(step), torch.nanmean(step, dim=2, keepdim=True), step)
+    known = valid & ~torch.isnan(step[:, :, MODEL])  # (B, S)
     return torch.where(known[:, :, None], losses * discount + step, losses)
 
 
@@ -105,18 +114,20 @@ def allowed(horizons: tuple[int, ...], season: int) -> Tensor:
 
 
 def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tensor,
-          slope: Tensor, theta: Tensor) -> Tensor:
+          slope: Tensor, kept: Tensor) -> Tensor:
     """Served point forecasts (B, H).
 
     w (B, S, E) weights; bucket (H,) the scored horizon whose weights step h uses;
     model (B, H) and seasonal (B, H) forecasts, last (B,) the newest value, slope (B,)
-    the drift expert's average step, theta (B, H, 2) the THETA and TREND forecasts."""
+    the drift expert's average step, kept (B, H, 3) the THETA, TREND and ANALOGUE
+    forecasts (NaN: none, where its weight is 0)."""
     wh = w[:, bucket, :]  # (B, H, E)
     h = torch.arange(1, model.shape[1] + 1, dtype=model.dtype)[None, :]  # (1, H)
     return (wh[:, :, MODEL] * model + wh[:, :, NAIVE] * last[:, None]
             + (wh[:, :, SEASONAL] + wh[:, :, DRIFT]) * seasonal
             + wh[:, :, DRIFT] * slope[:, None] * h
-            + wh[:, :, THETA] * theta[:, :, 0] + wh[:, :, TREND] * theta[:, :, 1])
+            + wh[:, :, THETA] * kept[:, :, 0] + wh[:, :, TREND] * kept[:, :, 1]
+            + wh[:, :, ANALOGUE] * kept[:, :, 2].nan_to_num())
 
 
 def theta(x: Tensor, n: Tensor, horizon: int, indices: Tensor | None = None) -> Tensor:
@@ -240,7 +251,7 @@ class Arena(Protocol):
     ring_len: int
     horizon: int
     experts: Tensor  # (N, S, E)
-    pending_experts: Tensor  # (N, H, S, 2)
+    pending_experts: Tensor  # (N, H, S, KEPT)
     season_indices: Tensor  # (N, m)
 
 
@@ -261,6 +272,8 @@ class Weighting:
         self._bucket = buckets(horizons, horizon)  # (H,)
         self._allowed = allowed(horizons, season)  # (S, E)
         self.population = Population(len(horizons), EXPERTS, config.prior_events)
+        self.analogues = Analogues(length_for(season, window), horizon,
+                                   config.analogue_capacity) if config.analogues else None
 
     def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor, forecast: Tensor,
               naive: Tensor, scale: Tensor, valid: Tensor) -> None:
@@ -275,15 +288,15 @@ class Weighting:
             [slope(ring, origin[:, i], self.window, self.season)
              for i in range(len(self._h))], dim=1)
         cell = j % arena.horizon
-        theta = arena.pending_experts[slots, cell]  # (B, S, 2) made at each origin
+        kept = arena.pending_experts[slots, cell]  # (B, S, KEPT) made at each origin
         arena.pending_experts[slots, cell] = float("nan")
-        each = torch.cat([torch.stack([forecast, last, naive, drift], dim=2), theta],
+        each = torch.cat([torch.stack([forecast, last, naive, drift], dim=2), kept],
                          dim=2)  # (B, S, E)
         err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
         arena.experts[slots] = update(arena.experts[slots], err, valid, self.discount)
         self.population.update(err, valid, origin + 1 < self.young_until)
 
-    def serve(self, arena: Arena, slots: Tensor, n: Tensor, history: Tensor,
+    def serve(self, arena: Arena, slots: Tensor, ts: Tensor, n: Tensor, history: Tensor,
               recent: Tensor | None,
               cells: Tensor, warm: Tensor, point: Tensor, quant: Tensor,
               seasonal: Tensor) -> tuple[Tensor, Tensor]:
@@ -298,10 +311,15 @@ class Weighting:
         w = weights(arena.experts[slots], self.rate,
                     self.population.prior(n < self.young_until), self._allowed)
         step = slope(history[:, :R], n - 1, self.window, self.season)
-        thetas = self._theta(arena, slots, n, recent)
+        kept = torch.cat([self._theta(arena, slots, n, recent),
+                          self._analogue(slots, ts, n, history)[:, :, None]], dim=2)  # (B, H, KEPT)
         scored = torch.arange(len(self._h))[None, :]
-        arena.pending_experts[slots[:, None], cells, scored] = thetas[:, self._h - 1]
-        served = blend(w, self._bucket, point, last, seasonal, step, thetas)
+        arena.pending_experts[slots[:, None], cells, scored] = kept[:, self._h - 1]
+        none = torch.isnan(kept[:, 0, 2])  # (B,) no analogue forecast: it serves nothing
+        if bool(none.any()):
+            w[:, :, ANALOGUE] = torch.where(none[:, None], 0.0, w[:, :, ANALOGUE])
+            w = w / w.sum(dim=2, keepdim=True)
+        served = blend(w, self._bucket, point, last, seasonal, step, kept)
         served = torch.where(warm[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
 
@@ -318,6 +336,38 @@ class Weighting:
             indices = arena.season_indices[slots]
         return theta(recent, n, self.horizon, indices)
 
+    def _analogue(self, slots: Tensor, ts: Tensor, n: Tensor, history: Tensor) -> Tensor:
+        """The ANALOGUE forecasts (B, H) of young entities, NaN for the others; the
+        windows that now have all their followers are staged for the store."""
+        out = torch.full((len(n), self.horizon), float("nan"))
+        store = self.analogues
+        if store is None:
+            return out
+        L, H = store.length, self.horizon
+        full = n >= L + H
+        if bool(full.any()):
+            store.add(span(history[full], n[full] - L - H, L + H), ts[full])
+        young = torch.nonzero((n < self.young_until) & (n >= L))[:, 0]
+        if len(store) and len(young):
+            young = young[n[young].argsort(stable=True)[: store.affordable(len(young))]]
+            out[young] = store.forecast(span(history[young], n[young] - L, L), ts[young])
+        return out
+
     def commit(self) -> None:
         """A batch is done: its errors enter the population's record."""
         self.population.commit()
+
+    def export(self) -> dict[str, object]:
+        """The population's record and the analogues' store (a checkpoint's content)."""
+        record = self.population.export()
+        if self.analogues is not None:
+            record["analogues"] = self.analogues.export()
+        return record
+
+    def restore(self, state: dict[str, object]) -> bool:
+        """Take what :meth:`export` wrote; False if the population's record does not fit
+        (a store that does not fit is left empty, to fill again)."""
+        stored = state.get("analogues")
+        if self.analogues is not None and isinstance(stored, dict):
+            self.analogues.restore(stored)
+        return self.population.restore(state)

@@ -100,6 +100,5 @@ class Population:
             empty = self.count[g] == 0
             other = self.count[1 - g] > 0
             both[g] = torch.where((empty & other)[:, None], self.mean[1 - g], both[g])
-            both[g] = torch.where((empty & ~other)[:, None], 0.0, both[g])
         both = (both - both.min(dim=2, keepdim=True).values) * self.events
         return both[young.long()]  # (B, S, E)
