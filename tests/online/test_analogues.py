@@ -79,3 +79,11 @@ def test_young_entities_of_a_known_shape_are_served_by_the_analogues() -> None:
             w = experts.weights(engine.arena.experts[slots], 1.0)
             assert float(w[:, 0, experts.ANALOGUE].mean()) > 1 / experts.EXPERTS
     assert errors[True] < 0.7 * errors[False], errors
+
+
+def test_short_seasons_are_not_served_by_analogues() -> None:
+    """A window of a quarterly season holds too little shape (M1 quarterly was worse)."""
+    assert not experts.allowed((1, 4, 8), 4)[:, experts.ANALOGUE].any()
+    assert experts.allowed((1, 12, 18), 12)[:, experts.ANALOGUE].all()
+    config = config_mod.load(None, env={}).replace("series", season=4, horizon=8)
+    assert Engine(config).export_experts().get("analogues") is None  # type: ignore[union-attr]
