@@ -87,3 +87,21 @@ def test_short_seasons_are_not_served_by_analogues() -> None:
     assert experts.allowed((1, 12, 18), 12)[:, experts.ANALOGUE].all()
     config = config_mod.load(None, env={}).replace("series", season=4, horizon=8)
     assert Engine(config).export_experts().get("analogues") is None  # type: ignore[union-attr]
+
+
+def test_the_store_travels_with_the_experts_record() -> None:
+    """A restarted engine searches the windows its predecessor stored."""
+    config = config_mod.load(None, env={}).replace("model", hidden=16).replace(
+        "series", season=12, horizon=6).replace("meta", enabled=False)
+    engine = Engine(config)
+    values = 50 + 10 * np.sin(2 * math.pi * np.arange(40) / 12)
+    for t in range(40):
+        engine.process(["a", "b"], np.full(2, t * STEP, dtype=np.int64), values[[t, t]])
+    record = engine.export_experts()
+    assert record is not None
+    stored = record["analogues"]
+    assert isinstance(stored, dict) and len(stored["keys"]) == 2 * (40 - 12 - 6 + 1)
+    again = Engine(config)
+    assert again.restore_experts(record)
+    assert torch.equal(again.export_experts()["analogues"]["keys"],  # type: ignore[index]
+                       stored["keys"])
