@@ -256,10 +256,17 @@ class ExpertsConfig:
     # A new entity starts as if it had this many resolved forecasts with the mean
     # errors of all entities so far (0: even weights).
     prior_events: float = 30.0
+    # The analogue expert for young entities: what followed the stored windows of all
+    # entities most like theirs (streammeta/online/analogues.py, docs/memory.md).
+    analogues: bool = True
+    # Windows it stores at most (the oldest go first).
+    analogue_capacity: int = 50_000
 
     def __post_init__(self) -> None:
         check("experts.rate", self.rate, math.isfinite(self.rate) and self.rate > 0,
                "a float > 0")
+        check("experts.analogue_capacity", self.analogue_capacity,
+              self.analogue_capacity >= 16, "an integer >= 16")
         check("experts.discount", self.discount, 0 < self.discount <= 1, "a float in (0, 1]")
         check("experts.prior_events", self.prior_events,
                math.isfinite(self.prior_events) and self.prior_events >= 0, "a float >= 0")

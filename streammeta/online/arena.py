@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from streammeta.online import drift
-from streammeta.online.experts import EXPERTS
+from streammeta.online.experts import EXPERTS, KEPT
 
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
 # Per-slot tensors that make up an entity's state (and a checkpoint row).
@@ -36,7 +36,7 @@ GUARD_NEW = (0.0, 0.0, float("nan"), float("nan"), 0.0)
 class Arena:
     """All tensors are reserved for ``max_entities`` slots up front with
     ``torch.empty``: the kernel maps pages only when a slot is first written, so
-    resident memory grows with the entities present (about 1.7 KB each with the
+    resident memory grows with the entities present (about 3.6 KB each with the
     defaults), never copies on growth, and never doubles at a resize. Removed
     entities' slots are reused."""
 
@@ -75,8 +75,9 @@ class Arena:
         self.guard = torch.empty(N, 5, dtype=torch.float64)  # (N, 5) columns: GUARD_NEW
         # Each expert's discounted summed error per scored horizon (online/experts.py).
         self.experts = torch.empty(N, scored_horizons, experts)  # (N, S, E)
-        # The theta experts' forecasts at the scored horizons, as ``pending`` the model's.
-        self.pending_experts = torch.empty(N, horizon, scored_horizons, 2)  # (N, H, S, 2)
+        # The theta and analogue experts' forecasts at the scored horizons, as ``pending``
+        # the model's.
+        self.pending_experts = torch.empty(N, horizon, scored_horizons, KEPT)  # (N, H, S, 3)
         # The theta experts' seasonal indices by phase, refreshed once a season.
         self.season_indices = torch.empty(N, max(season, 1))  # (N, m)
         self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
@@ -211,8 +212,10 @@ def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
         if record.shape[2] < EXPERTS:
             rows["experts"] = torch.cat(
                 [record, torch.zeros(B, S, EXPERTS - record.shape[2])], dim=2)
-        if "pending_experts" not in rows:
-            rows["pending_experts"] = torch.full((B, H, S, 2), float("nan"))
+        kept = rows.get("pending_experts", torch.zeros(B, H, S, 0))
+        if kept.shape[3] < KEPT:
+            rows["pending_experts"] = torch.cat(
+                [kept, torch.full((B, H, S, KEPT - kept.shape[3]), float("nan"))], dim=3)
     return rows
 
 

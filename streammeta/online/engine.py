@@ -91,7 +91,7 @@ class Engine:
         self.warm_at = warm_at(m, s.season)
         drift, horizons = config.drift, scored_horizons(s.horizon, s.season)
         self._experts = experts.Weighting(
-            config.experts, horizons, s.horizon, s.season, m.window
+            config.experts, horizons, s.horizon, s.season, m.window, self.warm_at
         ) if config.experts.enabled else None
         self._scorer = Scorer(s.horizon, s.season, config.engine.error_smoothing,
                               PageHinkley(drift.min_instances, drift.delta, drift.threshold,
@@ -241,13 +241,13 @@ class Engine:
         self._memory.restore(state)
         return len(self._memory)
 
-    # -- the experts' population record ------------------------------------------------
+    # -- the experts' population record and analogues' store -------------------------
     def export_experts(self) -> dict[str, object] | None:
-        return self._experts.population.export() if self._experts is not None else None
+        return self._experts.export() if self._experts is not None else None
 
     def restore_experts(self, state: dict[str, object]) -> bool:
         """Take a record :meth:`export_experts` wrote; False if it does not fit."""
-        return self._experts is None or self._experts.population.restore(state)
+        return self._experts is None or self._experts.restore(state)
 
     def share_memory(self) -> None:
         """Keep new memory entries for :meth:`take_outbox` (replicas share them)."""

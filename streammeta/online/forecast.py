@@ -62,7 +62,7 @@ class Forecaster:
         if self.experts is not None:  # the model is scored alone; the blend is served
             R = arena.ring_len
             recent = window(history, n - R, R) if self.experts.serves_theta else None
-            point, quant = self.experts.serve(arena, slots, n, history, recent, cells, warm,
+            point, quant = self.experts.serve(arena, slots, ts, n, history, recent, cells, warm,
                                               point, quant, self._seasonal(history, n, R))
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))

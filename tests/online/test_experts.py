@@ -117,3 +117,16 @@ def test_the_theta_experts_read_only_the_entity_s_own_values() -> None:
     torch.testing.assert_close(experts.theta(x, n, 6), experts.theta(other, n, 6))
     torch.testing.assert_close(experts.seasonal_indices(x, n, 4),
                                experts.seasonal_indices(other, n, 4))
+
+
+def test_a_young_entity_s_drift_is_measured_over_whole_seasons() -> None:
+    """A flat seasonal series has no trend, whatever the phase its history ends on."""
+    season = 24
+    values = 50 + 10 * torch.sin(2 * torch.pi * torch.arange(200) / season)
+    ring = values[None, :]  # (1, R)
+    for last in (30, 47, 71, 95, 150):
+        step = experts.slope(ring, torch.tensor([last]), span=168, season=season)
+        assert abs(float(step)) < 1e-4, last
+    growing = (values + 0.5 * torch.arange(200))[None, :]
+    assert float(experts.slope(growing, torch.tensor([71]), 168, season)) == pytest.approx(
+        0.5, abs=1e-4)

@@ -1,0 +1,104 @@
+"""The experts' population record: where a new entity's expert weights start.
+
+Two records of each expert's mean scaled error per resolved forecast, (S, E)
+each: one of young entities' forecasts (made within ``YOUNG_FOR`` values of
+turning warm) and one of all later ones. A young entity's weights start from the
+young record: the entities seen forecast their first values differently from
+their later ones (the model has not adapted φ to them yet; the analogue expert
+serves them only), so the record of mature entities would hand a new one to the
+forecaster that is best for entities it is not like. Where a record has nothing
+yet at a horizon, the other one stands in; where neither has, even weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+MATURE, YOUNG = 0, 1
+# Forecasts after warm-up during which an entity counts as young (the cold-start
+# slice of the rolling protocol is its first 48).
+YOUNG_FOR = 48
+CLIP = 10.0  # the experts' clip: errors beyond this many standard deviations count as this
+
+
+class Population:
+    """The experts' mean scaled error per resolved forecast, young and mature entities
+    apart, (2, S, E), discounted: a new entity's weights start from what works for the
+    entities seen at its age, as if it had ``events`` resolved forecasts of that record.
+
+    Errors of a batch are collected by :meth:`update` and enter the record at
+    :meth:`commit`, after the batch: within a batch one entity may be a step ahead of
+    another, and no forecast may depend on a value later than its origin."""
+
+    def __init__(self, horizons: int, experts: int, events: float,
+                 smoothing: float = 0.001) -> None:
+        self.mean = torch.zeros(2, horizons, experts)
+        self.count = torch.zeros(2, horizons)  # resolved forecasts in each record
+        self.events, self.smoothing = events, smoothing
+        self._sum = torch.zeros(2, horizons, experts)
+        self._count = torch.zeros(2, horizons)
+
+    @property
+    def seen(self) -> float:
+        return float(self.count.sum())
+
+    def update(self, errors: Tensor, valid: Tensor, young: Tensor) -> None:
+        """errors (B, S, E), valid (B, S), young (B, S): made by a young entity. An
+        expert with no forecast (NaN) counts as the mean of those that have one."""
+        known = valid & ~torch.isnan(errors[:, :, 0])  # the model's: every row has one
+        clipped = errors.clamp(max=CLIP)
+        fill = torch.nanmean(clipped, dim=2, keepdim=True)
+        clipped = torch.where(torch.isnan(clipped), fill, clipped)
+        for g, rows in ((MATURE, known & ~young), (YOUNG, known & young)):
+            self._sum[g] += torch.where(rows[:, :, None], clipped, 0.0).sum(dim=0)
+            self._count[g] += rows.sum(dim=0)
+
+    def commit(self) -> None:
+        """The batch's errors enter the record."""
+        count = self._count  # (2, S)
+        if not bool(count.any()):
+            return
+        batch = self._sum / count.clamp(min=1)[:, :, None]  # (2, S, E) the batch's mean
+        keep = ((1.0 - self.smoothing) ** count)[:, :, None]
+        merged = torch.where((self.count == 0)[:, :, None], batch,
+                             self.mean * keep + batch * (1 - keep))
+        self.mean = torch.where((count > 0)[:, :, None], merged, self.mean)
+        self.count += count
+        self._sum.zero_()
+        self._count.zero_()
+
+    def export(self) -> dict[str, object]:
+        """The committed record (a checkpoint's content)."""
+        return {"mean": self.mean.clone(), "count": self.count.clone(), "seen": self.seen}
+
+    def restore(self, state: dict[str, object]) -> bool:
+        """Take a record :meth:`export` wrote; False (record unchanged) if it was kept
+        for other scored horizons or experts. A record from before the young and mature
+        entities were kept apart (S, E) stands for both; one from before an expert
+        existed gives it the mean of the others."""
+        mean, count = state.get("mean"), state.get("count")
+        if not isinstance(mean, Tensor) or mean.shape[-2] != self.mean.shape[1]:
+            return False
+        if mean.dim() == 2:
+            mean = mean[None].repeat(2, 1, 1)
+        missing = self.mean.shape[2] - mean.shape[2]
+        if missing < 0 or mean.shape[0] != 2:
+            return False
+        if missing:
+            mean = torch.cat([mean, mean.mean(dim=2, keepdim=True).repeat(1, 1, missing)], 2)
+        if not isinstance(count, Tensor) or count.shape != self.count.shape:
+            seen = float(state.get("seen", 0.0))  # type: ignore[arg-type]
+            count = torch.full_like(self.count, 1.0 if seen > 0 else 0.0)
+        self.mean, self.count = mean.clone(), count.clone()
+        return True
+
+    def prior(self, young: Tensor) -> Tensor:
+        """(B, S, E) the losses entities start with; young (B,): entities still young."""
+        both = self.mean.clone()  # (2, S, E)
+        for g in (MATURE, YOUNG):  # a record empty at a horizon: the other's, or even
+            empty = self.count[g] == 0
+            other = self.count[1 - g] > 0
+            both[g] = torch.where((empty & other)[:, None], self.mean[1 - g], both[g])
+        both = (both - both.min(dim=2, keepdim=True).values) * self.events
+        return both[young.long()]  # (B, S, E)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import torch
+
+from streammeta.online.population import MATURE, YOUNG, Population
+
+
+def errors(*rows: list[float]) -> torch.Tensor:
+    return torch.tensor(rows)[:, None, :]  # (B, S=1, E)
+
+
+def test_a_young_entity_starts_from_the_young_entities_record() -> None:
+    """Young entities are served best by expert 1, mature ones by expert 0: each age
+    starts from its own record, not from the mix."""
+    population = Population(horizons=1, experts=2, events=30.0)
+    valid = torch.ones(4, 1, dtype=torch.bool)
+    young = torch.tensor([[True], [True], [False], [False]])
+    population.update(errors([2.0, 0.5], [2.0, 0.5], [0.5, 2.0], [0.5, 2.0]), valid, young)
+    population.commit()
+    prior = population.prior(torch.tensor([True, False]))  # (2, S, E)
+    assert float(prior[0, 0, 1]) == 0.0 and float(prior[0, 0, 0]) > 10  # young: expert 1
+    assert float(prior[1, 0, 0]) == 0.0 and float(prior[1, 0, 1]) > 10  # mature: expert 0
+
+
+def test_a_record_with_nothing_at_a_horizon_borrows_the_other_then_is_even() -> None:
+    population = Population(horizons=2, experts=2, events=30.0)
+    assert not population.prior(torch.tensor([True])).any()  # nothing seen: even weights
+    valid = torch.tensor([[True, False]])
+    population.update(torch.tensor([[[0.0, 1.0], [9.0, 9.0]]]), valid, torch.tensor([[False]]))
+    population.commit()
+    prior = population.prior(torch.tensor([True, False]))
+    assert torch.equal(prior[0], prior[1])  # young: nothing yet, the mature record stands in
+    assert float(prior[0, 0, 1]) == 30.0 and not prior[:, 1].any()  # horizon 2: even
+
+
+def test_a_missing_expert_forecast_counts_as_the_mean_of_the_others() -> None:
+    population = Population(horizons=1, experts=3, events=1.0)
+    population.update(errors([1.0, 3.0, float("nan")]), torch.ones(1, 1, dtype=torch.bool),
+                      torch.ones(1, 1, dtype=torch.bool))
+    population.commit()
+    assert torch.allclose(population.mean[YOUNG, 0], torch.tensor([1.0, 3.0, 2.0]))
+    assert population.count[MATURE].sum() == 0
+
+
+def test_a_checkpointed_record_comes_back_and_an_older_layout_stands_for_both_ages() -> None:
+    population = Population(horizons=1, experts=2, events=30.0)
+    population.update(errors([0.5, 2.0]), torch.ones(1, 1, dtype=torch.bool),
+                      torch.zeros(1, 1, dtype=torch.bool))
+    population.commit()
+    again = Population(horizons=1, experts=2, events=30.0)
+    assert again.restore(population.export())
+    assert torch.equal(again.mean, population.mean) and again.seen == 1
+    older = Population(horizons=1, experts=3, events=30.0)  # a record before expert 3
+    assert older.restore({"mean": torch.tensor([[0.5, 2.0]]), "seen": 10.0})
+    assert torch.allclose(older.mean[YOUNG, 0], torch.tensor([0.5, 2.0, 1.25]))
+    assert not older.restore({"mean": torch.zeros(4, 2), "seen": 1.0})  # other horizons
