@@ -14,7 +14,6 @@ producer, cooperative-sticky assignment.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -91,8 +90,8 @@ class ConfluentSource:
         self._closing = False
         self._missing_topic = ""  # the cause, while the input topic is missing
         self._polled_ok = False
-        self._committer = concurrent.futures.ThreadPoolExecutor(1, "streammeta-commit")
-        self.consumer = Consumer(consumer_settings(cfg, self.faults, self.liveness))
+        self.consumer = Consumer({**consumer_settings(cfg, self.faults, self.liveness),
+                                  "on_commit": self._committed})
         try:  # librdkafka connects lazily: fail at start, as kafka-python does
             self.consumer.list_topics(timeout=cfg.request_timeout_ms / 1000)
         except KafkaException as exc:
@@ -193,22 +192,24 @@ class ConfluentSource:
         to_commit = [CTP(t, p, o) for (t, p), o in offsets.items() if (t, p) in assigned]
         if not to_commit:
             return
-        # Bounded: a synchronous commit to a frozen broker waits for socket.timeout.ms;
-        # a coordinator silent for a session timeout is gone for readiness too, and a
-        # later commit covers these offsets.
-        timeout_s = self.deadline.left(self.cfg.session_timeout_ms / 1000)
-        future = self._committer.submit(self.consumer.commit, offsets=to_commit,
-                                        asynchronous=False)
+        # Asynchronous: the loop never waits for the coordinator (librdkafka serialises
+        # calls on a consumer, so a synchronous commit to a frozen broker would hold
+        # every poll until socket.timeout.ms); failures come to _committed, a later
+        # commit covers these offsets, and close() waits for the last one.
         try:
-            result = future.result(timeout=max(0.001, timeout_s))
-        except concurrent.futures.TimeoutError:
-            raise BrokerError(f"commit not answered within {timeout_s:.1f} s") from None
+            self.consumer.commit(offsets=to_commit, asynchronous=True)
         except KafkaException as exc:
             raise BrokerError(f"commit failed: {exc}") from None
-        failed = [tp for tp in result or [] if tp.error is not None]
-        if failed:
-            raise BrokerError(f"commit failed for {failed[0].topic}/{failed[0].partition}: "
-                              f"{failed[0].error}")
+
+    def _committed(self, error: KafkaError | None, partitions: list[CTP]) -> None:
+        """The outcome of an asynchronous commit (served by poll)."""
+        failed = [tp for tp in partitions or [] if tp.error is not None]
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            self.faults.error("commit", describe(error), persistent=False)
+        elif failed:
+            tp = failed[0]
+            self.faults.error("commit", str(tp.error), persistent=False,
+                              where=f"{tp.topic}/{tp.partition}")
 
     def seek(self, offsets: dict[TP, int]) -> None:
         if self._in_callback:  # applied to the assignment when the callback returns
@@ -243,7 +244,6 @@ class ConfluentSource:
         """Leave the group within what is left of the shutdown (best effort): a frozen
         broker would hold librdkafka's close for a session timeout or longer."""
         self._closing = True  # the daemon has checkpointed already: no callbacks now
-        self._committer.shutdown(wait=False)
         done = threading.Event()
 
         def close() -> None:

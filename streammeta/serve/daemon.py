@@ -1,9 +1,10 @@
 """The worker loop: poll → decode → engine → publish → flush → commit.
 
 Offsets are committed only after every forecast and dead letter that their
-records caused was acknowledged by the sink. Signal handlers only call
-:meth:`Daemon.stop`; the loop then finishes the batch in hand, flushes, commits
-and returns.
+records caused was acknowledged by the sink; the acknowledgement of one batch is
+awaited while the next is polled and processed (``serve/delivery.py``). Signal
+handlers only call :meth:`Daemon.stop`; the loop then finishes the batch in hand,
+flushes, commits and returns.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from streammeta.io.streams import Sink, Source, TopicPartition, next_offsets
 from streammeta.meta.memory import MemoryLink
 from streammeta.online import model
 from streammeta.online.engine import Engine
+from streammeta.online.result import Result
 from streammeta.persistence.checkpoint import Checkpointer
-from streammeta.serve.delivery import Delivery
+from streammeta.serve.delivery import Batch, Delivery
 from streammeta.serve.health import LoopHealth
 from streammeta.serve.keeper import StateKeeper
 from streammeta.serve.metrics import Metrics
@@ -128,9 +130,13 @@ class Daemon:
                 records = self.source.poll(poll_s)
                 if records:
                     self._process(records)
+                else:  # idle: the batch in flight is acknowledged and committed now
+                    self.delivery.complete()
                 if self.memory_link is not None:
                     self._exchange_memory(self.memory_link)
                 if self.keeper is not None:
+                    if self.keeper.checkpointer.due():  # a snapshot holds only acknowledged state
+                        self.delivery.complete()
                     self.keeper.checkpoint_in_background()
                 self._beat()
                 now = time.monotonic()
@@ -185,30 +191,21 @@ class Daemon:
         payloads = self.encoder.encode(
             entities, f.origin_ts, f.point, f.quantiles, f.warm, self.engine.version,
             produced_at=int(time.time() * 1000))
-        messages = [(e.encode(), p) for e, p in zip(entities, payloads, strict=True)]
-        self.delivery.deliver(messages, dead, self.engine.version)
+        messages = list(zip(map(str.encode, entities), payloads, strict=True))
         offsets = next_offsets(records)
-        if self.checkpointer is not None:
-            self.checkpointer.advance({p: o for (_, p), o in offsets.items()}, len(records))
-        self.delivery.commit(offsets)
-        # Counted once acknowledged and committed.
-        self.observations += len(f)
-        self.forecasts += len(messages)
-        self.dead_letters += len(dead)
-        m.observations.inc(len(f))
-        m.forecasts.inc(len(messages))
-        for letter in dead:
-            m.dead_letters.labels(reason=letter.reason.value).inc()
-        m.scored.inc(result.scored)
-        m.gap_steps.inc(result.gap_steps)
-        m.entity_resets.inc(result.resets)
-        m.drift_reinitialised.inc(result.drifts)
-        m.guarded.inc(result.guarded)
-        m.evicted.inc(result.evicted)
-        m.paged_in.inc(result.paged_in)
-        m.memory_retrievals.inc(len(result.recalled))
-        for similarity in result.recalled:
-            m.memory_similarity.observe(similarity)
+
+        def acknowledged() -> None:
+            if self.checkpointer is not None:
+                self.checkpointer.advance({p: o for (_, p), o in offsets.items()}, len(records))
+
+        def committed() -> None:  # counted once acknowledged and committed
+            self.observations += len(f)
+            self.forecasts += len(messages)
+            self.dead_letters += len(dead)
+            _count(m, result, len(messages), dead)
+
+        self.delivery.submit(Batch(messages, dead, self.engine.version, offsets,
+                                   acknowledged, committed))
         entries = self.engine.memory_entries
         if entries is not None:
             m.memory_entries.set(entries)
@@ -239,6 +236,7 @@ class Daemon:
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
         log.info("revoked partitions %s", [p for _, p in partitions])  # cooperative: a part
+        self.delivery.complete()  # their records' output acknowledged, offsets committed
         if self.keeper is not None:
             self.keeper.revoked(partitions)
 
@@ -249,6 +247,7 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.stopping()
         try:
+            self.delivery.complete()
             self.sink.flush(self.config.kafka.shutdown_timeout_s)
         except BrokerError as exc:
             log.error("final flush failed: %s", exc)
@@ -260,6 +259,24 @@ class Daemon:
             self.memory_link.close()
         log.info("stopped after %d observations, %d forecasts, %d dead letters",
                  self.observations, self.forecasts, self.dead_letters)
+
+
+def _count(m: Metrics, result: Result, forecasts: int, dead: list[DeadLetter]) -> None:
+    """A batch's counters, once its output is acknowledged and its offsets committed."""
+    m.observations.inc(len(result.forecasts))
+    m.forecasts.inc(forecasts)
+    for letter in dead:
+        m.dead_letters.labels(reason=letter.reason.value).inc()
+    m.scored.inc(result.scored)
+    m.gap_steps.inc(result.gap_steps)
+    m.entity_resets.inc(result.resets)
+    m.drift_reinitialised.inc(result.drifts)
+    m.guarded.inc(result.guarded)
+    m.evicted.inc(result.evicted)
+    m.paged_in.inc(result.paged_in)
+    m.memory_retrievals.inc(len(result.recalled))
+    for similarity in result.recalled:
+        m.memory_similarity.observe(similarity)
 
 
 def _on_calendar(frequency: Frequency, records: list[Record], obs: Observations,

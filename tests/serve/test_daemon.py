@@ -185,7 +185,7 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
     def daemon_with_checkpoints(source: MemorySource) -> Daemon:
         engine = Engine(cfg)
         store = CheckpointStore(tmp_path, member="a", keep=2)
-        every = CheckpointConfig(every_s=3600, every_records=120)
+        every = CheckpointConfig(every_s=3600, every_records=100)
         checkpointer = Checkpointer(store, engine, every)
         return Daemon(cfg, source, MemorySink(), engine=engine, checkpointer=checkpointer)
 
@@ -196,7 +196,10 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
 
     def poll(timeout_s: float) -> list[Record]:
         polls[0] += 1
-        if polls[0] == 5:  # after 200 records; the last checkpoint was after 150
+        # Batches of 50, each acknowledged when the next is sent: the checkpoint came due
+        # at 100 acknowledged and was taken once the third batch was (150); at the sixth
+        # poll 200 are acknowledged and the fifth batch is processed but in flight.
+        if polls[0] == 6:
             first._shutdown = lambda: None  # type: ignore[method-assign]
             raise Crash
         return original_poll(timeout_s)
