@@ -20,9 +20,11 @@ from __future__ import annotations
 import enum
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain, repeat
+from typing import NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -51,9 +53,8 @@ class Reason(enum.StrEnum):
     CAPACITY = "capacity"
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed message and where it came from."""
+class Record(NamedTuple):
+    """One consumed message and where it came from (a tuple: made per message, cheaply)."""
 
     topic: str
     partition: int
@@ -131,6 +132,9 @@ def parse_ts(raw: object) -> int:
     raise _Invalid(Reason.WRONG_TYPE, f"ts is {type(raw).__name__}")
 
 
+_FIELDS = operator.itemgetter("entity", "ts", "value")
+
+
 class Decoder:
     """Validates raw records into :class:`Observations`; everything else becomes a dead letter."""
 
@@ -139,6 +143,50 @@ class Decoder:
         self.max_entity_id_length = max_entity_id_length
 
     def decode(self, records: list[Record]) -> tuple[Observations, list[DeadLetter]]:
+        valid = self._all_valid(records)
+        if valid is not None:
+            return valid, []
+        return self.decode_each(records)
+
+    def _all_valid(self, records: list[Record]) -> Observations | None:
+        """The batch decoded column by column, with no Python per record, if every
+        record is a valid observation with an integer ts; else None (then
+        :meth:`decode_each` decides per record, and says why)."""
+        values = [r.value for r in records]
+        if not values or None in values:
+            return None
+        raw = cast(list[bytes], values)  # no tombstone
+        if max(map(len, raw)) > self.max_record_bytes:
+            return None
+        try:
+            objects = list(map(orjson.loads, raw))
+            if set(map(type, objects)) != {dict}:
+                return None
+            entities, ts, numbers = zip(*map(_FIELDS, objects), strict=True)
+            if set(map(type, entities)) != {str} or set(map(type, ts)) != {int} \
+                    or not set(map(type, numbers)) <= {int, float}:
+                return None
+            lengths = list(map(len, entities))
+            if min(lengths) == 0 or max(lengths) > self.max_entity_id_length:
+                return None
+            keys = [r.key for r in records]
+            if keys != list(map(str.encode, entities)) and any(
+                    k is not None and k != e.encode() for k, e in zip(keys, entities,
+                                                                     strict=True)):
+                return None
+            ts_array = np.array(ts, dtype=np.int64)
+            value_array = np.array(numbers, dtype=np.float64)
+        except (orjson.JSONDecodeError, KeyError, UnicodeEncodeError, OverflowError):
+            return None
+        if not np.isfinite(value_array).all() or bool(
+                ((ts_array <= -(2**62)) | (ts_array >= 2**62)).any()):
+            return None
+        return Observations(list(entities), list(ts), value_array.tolist(),
+                            list(range(len(records))))
+
+    def decode_each(self, records: list[Record]) -> tuple[Observations, list[DeadLetter]]:
+        """Record by record: the valid ones, and a dead letter with its reason for each
+        of the others."""
         out = Observations()
         dead: list[DeadLetter] = []
         for i, record in enumerate(records):
