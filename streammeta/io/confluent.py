@@ -73,6 +73,24 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
                 raise BrokerError(f"creating topic {topic!r}: {exc}") from None
 
 
+def _reach(consumer: Consumer, cfg: KafkaConfig, faults: Faults) -> None:
+    """librdkafka connects lazily: fail at start, as kafka-python does. Asked in
+    slices, serving the client's errors between them, so that a persistent one
+    (credentials refused) ends the start at once, named, not as a timeout."""
+    deadline = time.monotonic() + cfg.request_timeout_ms / 1000
+    while True:
+        try:
+            consumer.list_topics(timeout=min(1.0, max(0.001, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            consumer.poll(0)  # serves error_cb: the faults hear the cause
+            refused = faults.persistent_cause()
+            if refused or time.monotonic() >= deadline:
+                consumer.close()
+                raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: "
+                                  f"{refused or describe(exc.args[0])}") from None
+
+
 class ConfluentSource:
     """A consumer-group member; see :class:`streammeta.io.streams.Source`."""
 
@@ -94,12 +112,7 @@ class ConfluentSource:
         self._polled_ok = False
         self.consumer = Consumer({**consumer_settings(cfg, self.faults, self.liveness),
                                   "on_commit": self._committed})
-        try:  # librdkafka connects lazily: fail at start, as kafka-python does
-            self.consumer.list_topics(timeout=cfg.request_timeout_ms / 1000)
-        except KafkaException as exc:
-            self.consumer.close()
-            raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: "
-                              f"{describe(exc.args[0])}") from None
+        _reach(self.consumer, cfg, self.faults)
         self.consumer.subscribe([cfg.input_topic], on_assign=self._assigned,
                                 on_revoke=self._revoked, on_lost=self._revoked)
 
