@@ -19,6 +19,7 @@ import operator
 import threading
 import time
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -110,6 +111,8 @@ class ConfluentSource:
         self._closing = False
         self._missing_topic = ""  # the cause, while the input topic is missing
         self._polled_ok = False
+        self._unconfirmed: dict[TP, int] = {}  # offsets committed, not yet confirmed
+        self._commit_again = False
         self.consumer = Consumer({**consumer_settings(cfg, self.faults, self.liveness),
                                   "on_commit": self._committed})
         _reach(self.consumer, cfg, self.faults)
@@ -146,7 +149,9 @@ class ConfluentSource:
         self._missing_topic = ""
 
     def _revoked(self, consumer: Consumer, partitions: list[CTP]) -> None:
-        self._call(self.on_revoked, partitions)
+        self._call(self.on_revoked, partitions)  # the daemon commits their offsets
+        for tp in partitions:
+            self._unconfirmed.pop((tp.topic, tp.partition), None)
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
@@ -154,6 +159,9 @@ class ConfluentSource:
 
     # -- the Source protocol ---------------------------------------------------------
     def poll(self, timeout_s: float) -> list[Record]:
+        if self._commit_again:
+            self._commit_again = False
+            self.commit(dict(self._unconfirmed))
         # Wait for the first message only, then take what is already fetched: a batch
         # never waits for the timeout to fill up (latency at moderate rates).
         first = self.consumer.poll(timeout_s)
@@ -163,7 +171,7 @@ class ConfluentSource:
         if self._callback_error is not None:  # the records of this poll are not served
             raise self._callback_error
         errors = list(map(Message.error, messages))
-        failed = errors.count(None) != len(errors)
+        failed = any(map(operator.is_not, errors, repeat(None)))  # KafkaError == None raises
         if not failed:  # column by column: six method calls a message, none in Python
             records = list(map(Record, map(Message.topic, messages),
                                map(Message.partition, messages), map(Message.offset, messages),
@@ -213,8 +221,11 @@ class ConfluentSource:
             return
         # Asynchronous: the loop never waits for the coordinator (librdkafka serialises
         # calls on a consumer, so a synchronous commit to a frozen broker would hold
-        # every poll until socket.timeout.ms); failures come to _committed, a later
-        # commit covers these offsets, and close() waits for the last one.
+        # every poll until socket.timeout.ms); a failure comes to _committed and the
+        # next poll commits again what is not confirmed (an idle input makes no later
+        # commit that would cover it); close() waits for the last one.
+        for tp in to_commit:
+            self._unconfirmed[(tp.topic, tp.partition)] = tp.offset
         try:
             self.consumer.commit(offsets=to_commit, asynchronous=True)
         except KafkaException as exc:
@@ -223,6 +234,11 @@ class ConfluentSource:
     def _committed(self, error: KafkaError | None, partitions: list[CTP]) -> None:
         """The outcome of an asynchronous commit (served by poll)."""
         failed = [tp for tp in partitions or [] if tp.error is not None]
+        for tp in partitions or []:
+            key = (tp.topic, tp.partition)
+            if tp.error is None and error is None and self._unconfirmed.get(key, -1) <= tp.offset:
+                self._unconfirmed.pop(key, None)
+        self._commit_again = bool(self._unconfirmed) and (error is not None or bool(failed))
         if error is not None and error.code() != KafkaError._NO_OFFSET:
             self.faults.error("commit", describe(error), persistent=False)
         elif failed:
