@@ -135,6 +135,7 @@ class Daemon:
                 if self.memory_link is not None:
                     self._exchange_memory(self.memory_link)
                 if self.keeper is not None:
+                    self.keeper.commit_restored(records, self.delivery.commit)
                     if self.keeper.checkpointer.due():  # a snapshot holds only acknowledged state
                         self.delivery.complete()
                     self.keeper.checkpoint_in_background()

@@ -258,3 +258,26 @@ def test_periodic_checkpoints_are_written_beside_the_loop(cfg: Config, tmp_path:
     assert found is not None and found[1]["partitions"][0]["offset"] == records[-1].offset + 1
     assert len(list(store.newest())) == 2  # the periodic file, then the shutdown file
     assert metrics.registry.get_sample_value("streammeta_checkpoint_duration_seconds_count") == 2
+
+
+def test_restored_offsets_are_committed_though_no_record_follows(
+        cfg: Config, tmp_path: Path) -> None:
+    """A member whose commit failed when it lost its partitions (a frozen broker) gets
+    them back with their checkpoint at the end of the input: nothing is polled, so no
+    batch commits, and the group's offsets must still reach the checkpoint's."""
+    records = good_records(entities=4, steps=10, partitions=2)
+
+    def daemon_with_checkpoints(source: MemorySource) -> Daemon:
+        engine = Engine(cfg)
+        checkpointer = Checkpointer(CheckpointStore(tmp_path, member="a", keep=2), engine,
+                                    CheckpointConfig(every_s=3600, every_records=10**6))
+        return Daemon(cfg, source, MemorySink(), engine=engine, checkpointer=checkpointer)
+
+    first = daemon_with_checkpoints(src := MemorySource(records, batch_size=7))
+    run_until_drained(first, src)  # checkpointed at shutdown, at the end
+    ends = dict(src.committed)
+    again = MemorySource(records, batch_size=7)  # the group's commits were lost
+    second = daemon_with_checkpoints(again)
+    run_until_drained(second, again)
+    assert second.observations == 0
+    assert again.committed == ends
