@@ -10,7 +10,9 @@ Scenarios (each in its own process, so peak RSS is its own):
   e2e-confluent, e2e-kafka-python
                Kafka in → daemon → Kafka out through the embedded Tansu broker with
                each client: one forecast message per observation, acks=all, offsets
-               committed (--profile: where the default client's run spends its time)
+               committed (--profile: where the default client's run spends its time);
+               also the daemon process's CPU time per observation, which a loaded
+               machine distorts far less than the rate
   latency      observations produced at half the default client's e2e rate into a
                running daemon (`streammeta run`); the time from an observation's
                produce to its forecast's arrival at a consumer, p50 / p99
@@ -166,16 +168,20 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
             daemon.stop()
 
         watcher = threading.Thread(target=watch, daemon=True)
+        cpu_started = time.process_time()  # every thread of this process, librdkafka's too
         started = time.perf_counter()
         watcher.start()
         profiler = None
         if profile:
             import cProfile
 
-            profiler = cProfile.Profile()
+            # The loop thread's CPU time: wall time would count the waits for a CPU of a
+            # loaded machine against whatever function was running.
+            profiler = cProfile.Profile(time.thread_time)
             profiler.enable()
         daemon.run()
         ended = time.perf_counter()
+        cpu = time.process_time() - cpu_started
         if profiler is not None:
             import pstats
 
@@ -186,7 +192,8 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
     begin = first_batch[0] if first_batch else started
     return {"observations": daemon.observations, "forecasts": daemon.forecasts,
             "seconds": ended - begin, "events_per_s": daemon.observations / (ended - begin),
-            "join_seconds": begin - started, "peak_rss_gb": peak_rss_gb()}
+            "join_seconds": begin - started, "peak_rss_gb": peak_rss_gb(),
+            "cpu_us_per_observation": cpu / max(1, daemon.observations) * 1e6}
 
 
 def latency_scenario(rate: float, seconds: float, entities: int, client: str,
@@ -315,7 +322,8 @@ def main() -> None:
                         help="one scenario; e2e = the engine alone, e2e through each client "
                              "and the latency")
     parser.add_argument("--profile", action="store_true",
-                        help="profile the default client's e2e run (top functions to stderr)")
+                        help="profile the default client's e2e run: the loop thread's CPU "
+                             "time (top functions to stderr)")
     parser.add_argument("--latency-rate", type=float, default=0.0,
                         help="observations/s of the latency run (default: half the default "
                              "client's e2e rate measured in this run, else 25,000)")
@@ -372,6 +380,10 @@ def report(results: dict[str, dict[str, float]], big: int) -> None:
                       f"| {r['peak_rss_gb']:.2f} |")
         elif name in labels:
             print(f"| {labels[name]} | {r['events_per_s']:,.0f} | {r['peak_rss_gb']:.2f} |")
+    for name in ("e2e-confluent", "e2e-kafka-python"):
+        if "cpu_us_per_observation" in results.get(name, {}):
+            print(f"{name}: {results[name]['cpu_us_per_observation']:.1f} µs of the daemon "
+                  "process's CPU per observation (all its threads; the broker's not included)")
     if "latency" in results:
         r = results["latency"]
         print(f"\nlatency, observation produced → forecast received, at {r['rate']:,.0f} obs/s: "

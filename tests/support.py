@@ -77,12 +77,13 @@ def histories(config: Config, n: int, seed: int = 0) -> torch.Tensor:
 
 
 def run_until_drained(daemon: Daemon, source: MemorySource) -> None:
-    """Run the loop in a thread and stop it once the source is empty and processed."""
+    """Run the loop in a thread and stop it once the source is empty and processed
+    (its last batch's output acknowledged)."""
     thread = threading.Thread(target=daemon.run)
     original_poll = source.poll
 
     def poll(timeout_s: float) -> list[Record]:
-        if source.exhausted():
+        if source.exhausted() and not daemon.delivery.in_flight:
             daemon.stop()
         return original_poll(timeout_s)
 

@@ -42,8 +42,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
-    """Wait until the broker answers a metadata request."""
+def wait_ready(bootstrap: str, timeout_s: float = 30.0, metadata: bool = True) -> None:
+    """Wait until the broker answers a metadata request (only accepts connections,
+    if not ``metadata``: one that requires authentication answers no anonymous one)."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
@@ -57,6 +58,10 @@ def wait_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
         except OSError as exc:
             last = exc
             time.sleep(0.02)
+    else:
+        raise BrokerError(f"broker at {bootstrap} not listening after {timeout_s:.0f} s: {last}")
+    if not metadata:
+        return
     while time.monotonic() < deadline:
         try:
             probe = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=2000,
@@ -73,9 +78,14 @@ def wait_ready(bootstrap: str, timeout_s: float = 30.0) -> None:
 class EmbeddedBroker:
     """A Tansu broker on a loopback port, for the life of a ``with`` block."""
 
-    def __init__(self, port: int | None = None, ready_timeout_s: float = 30.0) -> None:
+    def __init__(self, port: int | None = None, ready_timeout_s: float = 30.0,
+                 authentication: bool = False) -> None:
         self.port = port or free_port()
         self.ready_timeout_s = ready_timeout_s
+        # Tansu's --authentication: SASL SCRAM required. Its users live in its storage,
+        # memory only here, and creating one needs an authenticated client: such a
+        # broker refuses every client (a test of credentials refused).
+        self.authentication = authentication
         self.process: subprocess.Popen[bytes] | None = None
         fd, name = tempfile.mkstemp(prefix="tansu-", suffix=".log")
         os.close(fd)
@@ -95,13 +105,14 @@ class EmbeddedBroker:
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
                 [str(tansu_binary()), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url],
+                 "--advertised-listener-url", url,
+                 *(["--authentication"] if self.authentication else [])],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # Its own session: a terminal's Ctrl-C reaches the daemon, which stops
                 # first; the broker is stopped last, by stop().
                 start_new_session=True)
         try:
-            wait_ready(self.bootstrap, self.ready_timeout_s)
+            wait_ready(self.bootstrap, self.ready_timeout_s, metadata=not self.authentication)
         except BrokerError as exc:
             self.stop()
             raise BrokerError(f"{exc}\n--- broker log ---\n{self.log_tail()}") from None

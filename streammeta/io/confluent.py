@@ -14,11 +14,12 @@ producer, cooperative-sticky assignment.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -43,6 +44,7 @@ from streammeta.io.streams import TopicPartition as TP
 
 log = logging.getLogger("streammeta.io.kafka")
 
+_timestamp = operator.itemgetter(1)  # of (timestamp type, timestamp)
 _MISSING_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
                   KafkaError.TOPIC_AUTHORIZATION_FAILED)
 
@@ -73,6 +75,24 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
                 raise BrokerError(f"creating topic {topic!r}: {exc}") from None
 
 
+def _reach(consumer: Consumer, cfg: KafkaConfig, faults: Faults) -> None:
+    """librdkafka connects lazily: fail at start, as kafka-python does. Asked in
+    slices, serving the client's errors between them, so that a persistent one
+    (credentials refused) ends the start at once, named, not as a timeout."""
+    deadline = time.monotonic() + cfg.request_timeout_ms / 1000
+    while True:
+        try:
+            consumer.list_topics(timeout=min(1.0, max(0.001, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            consumer.poll(0)  # serves error_cb: the faults hear the cause
+            refused = faults.persistent_cause()
+            if refused or time.monotonic() >= deadline:
+                consumer.close()
+                raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: "
+                                  f"{refused or describe(exc.args[0])}") from None
+
+
 class ConfluentSource(GroupFacts):
     """A consumer-group member; see :class:`streammeta.io.streams.Source`."""
 
@@ -92,14 +112,11 @@ class ConfluentSource(GroupFacts):
         self._closing = False
         self._missing_topic = ""  # the cause, while the input topic is missing
         self._polled_ok = False
-        self._committer = concurrent.futures.ThreadPoolExecutor(1, "streammeta-commit")
-        self.consumer = Consumer(consumer_settings(cfg, self.faults, self.liveness))
-        try:  # librdkafka connects lazily: fail at start, as kafka-python does
-            self.consumer.list_topics(timeout=cfg.request_timeout_ms / 1000)
-        except KafkaException as exc:
-            self.consumer.close()
-            raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: "
-                              f"{describe(exc.args[0])}") from None
+        self._unconfirmed: dict[TP, int] = {}  # offsets committed, not yet confirmed
+        self._commit_again = False
+        self.consumer = Consumer({**consumer_settings(cfg, self.faults, self.liveness),
+                                  "on_commit": self._committed})
+        _reach(self.consumer, cfg, self.faults)
         self.consumer.subscribe([cfg.input_topic], on_assign=self._assigned,
                                 on_revoke=self._revoked, on_lost=self._revoked)
 
@@ -133,7 +150,9 @@ class ConfluentSource(GroupFacts):
         self._missing_topic = ""
 
     def _revoked(self, consumer: Consumer, partitions: list[CTP]) -> None:
-        self._call(self.on_revoked, partitions)
+        self._call(self.on_revoked, partitions)  # the daemon commits their offsets
+        for tp in partitions:
+            self._unconfirmed.pop((tp.topic, tp.partition), None)
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
@@ -141,6 +160,9 @@ class ConfluentSource(GroupFacts):
 
     # -- the Source protocol ---------------------------------------------------------
     def poll(self, timeout_s: float) -> list[Record]:
+        if self._commit_again:
+            self._commit_again = False
+            self.commit(dict(self._unconfirmed))
         # Wait for the first message only, then take what is already fetched: a batch
         # never waits for the timeout to fill up (latency at moderate rates).
         first = self.consumer.poll(timeout_s)
@@ -149,17 +171,21 @@ class ConfluentSource(GroupFacts):
             messages.extend(self.consumer.consume(self.cfg.max_poll_records - 1, 0))
         if self._callback_error is not None:  # the records of this poll are not served
             raise self._callback_error
-        records: list[Record] = []
-        append = records.append
-        failed = False
-        for m in messages:
-            error = m.error()
-            if error is None:
-                append(Record(m.topic(), m.partition(), m.offset(),  # type: ignore[arg-type]
-                              m.key(), m.value(), m.timestamp()[1]))
-            else:
-                failed = True
-                self._poll_error(m, error)
+        errors = list(map(Message.error, messages))
+        failed = any(map(operator.is_not, errors, repeat(None)))  # KafkaError == None raises
+        if not failed:  # column by column: six method calls a message, none in Python
+            records = list(map(Record, map(Message.topic, messages),
+                               map(Message.partition, messages), map(Message.offset, messages),
+                               map(Message.key, messages), map(Message.value, messages),
+                               map(_timestamp, map(Message.timestamp, messages))))
+        else:
+            records = []
+            for m, error in zip(messages, errors, strict=True):
+                if error is None:
+                    records.append(Record(m.topic(), m.partition(), m.offset(),  # type: ignore[arg-type]
+                                          m.key(), m.value(), m.timestamp()[1]))
+                else:
+                    self._poll_error(m, error)
         if self._missing_topic and not self.consumer.assignment():
             # Reported once by librdkafka; it lasts until the topic exists.
             self.faults.error("poll", self._missing_topic, persistent=True,
@@ -194,22 +220,32 @@ class ConfluentSource(GroupFacts):
         to_commit = [CTP(t, p, o) for (t, p), o in offsets.items() if (t, p) in assigned]
         if not to_commit:
             return
-        # Bounded: a synchronous commit to a frozen broker waits for socket.timeout.ms;
-        # a coordinator silent for a session timeout is gone for readiness too, and a
-        # later commit covers these offsets.
-        timeout_s = self.deadline.left(self.cfg.session_timeout_ms / 1000)
-        future = self._committer.submit(self.consumer.commit, offsets=to_commit,
-                                        asynchronous=False)
+        # Asynchronous: the loop never waits for the coordinator (librdkafka serialises
+        # calls on a consumer, so a synchronous commit to a frozen broker would hold
+        # every poll until socket.timeout.ms); a failure comes to _committed and the
+        # next poll commits again what is not confirmed (an idle input makes no later
+        # commit that would cover it); close() waits for the last one.
+        for tp in to_commit:
+            self._unconfirmed[(tp.topic, tp.partition)] = tp.offset
         try:
-            result = future.result(timeout=max(0.001, timeout_s))
-        except concurrent.futures.TimeoutError:
-            raise BrokerError(f"commit not answered within {timeout_s:.1f} s") from None
+            self.consumer.commit(offsets=to_commit, asynchronous=True)
         except KafkaException as exc:
             raise BrokerError(f"commit failed: {exc}") from None
-        failed = [tp for tp in result or [] if tp.error is not None]
-        if failed:
-            raise BrokerError(f"commit failed for {failed[0].topic}/{failed[0].partition}: "
-                              f"{failed[0].error}")
+
+    def _committed(self, error: KafkaError | None, partitions: list[CTP]) -> None:
+        """The outcome of an asynchronous commit (served by poll)."""
+        failed = [tp for tp in partitions or [] if tp.error is not None]
+        for tp in partitions or []:
+            key = (tp.topic, tp.partition)
+            if tp.error is None and error is None and self._unconfirmed.get(key, -1) <= tp.offset:
+                self._unconfirmed.pop(key, None)
+        self._commit_again = bool(self._unconfirmed) and (error is not None or bool(failed))
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            self.faults.error("commit", describe(error), persistent=False)
+        elif failed:
+            tp = failed[0]
+            self.faults.error("commit", str(tp.error), persistent=False,
+                              where=f"{tp.topic}/{tp.partition}")
 
     def seek(self, offsets: dict[TP, int]) -> None:
         if self._in_callback:  # applied to the assignment when the callback returns
@@ -244,7 +280,6 @@ class ConfluentSource(GroupFacts):
         """Leave the group within what is left of the shutdown (best effort): a frozen
         broker would hold librdkafka's close for a session timeout or longer."""
         self._closing = True  # the daemon has checkpointed already: no callbacks now
-        self._committer.shutdown(wait=False)
         done = threading.Event()
 
         def close() -> None:

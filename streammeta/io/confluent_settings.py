@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -44,8 +45,12 @@ def is_persistent(error: KafkaError) -> bool:
     return bool(error.fatal()) or error.code() in PERSISTENT
 
 
+# librdkafka's timing suffix differs between retries of one cause (logged once).
+_TIMING = re.compile(r" \(after \d+ms in state [A-Z_]+\)")
+
+
 def describe(error: KafkaError) -> str:
-    return f"{error.name()}: {error.str()}"
+    return f"{error.name()}: {_TIMING.sub('', error.str())}"
 
 
 class Liveness:

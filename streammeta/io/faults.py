@@ -98,6 +98,11 @@ class Faults:
         with self._lock:
             return self._persistent is None and time.monotonic() >= self._transient_until
 
+    def persistent_cause(self) -> str:
+        """The cause of the persistent fault under way, or empty."""
+        with self._lock:
+            return self._persistent.cause if self._persistent is not None else ""
+
     def check(self) -> None:
         """Raise once a persistent fault has lasted ``fatal_after_s``."""
         with self._lock:

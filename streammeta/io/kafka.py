@@ -41,6 +41,7 @@ from streammeta.io.kafka_group import GroupFacts
 from streammeta.io.kafka_settings import (
     ASSIGNORS,
     CODEC_MODULES,
+    RefusedAuthentication,
     client_kwargs,
     missing_codecs,
     unreachable,
@@ -120,6 +121,7 @@ class KafkaSource(GroupFacts):
         kwargs = client_kwargs(cfg)
         if cfg.group_instance_id:
             kwargs["group_instance_id"] = cfg.group_instance_id  # static membership
+        self._auth = RefusedAuthentication.watch(cfg, self.faults)
         try:
             self.consumer = KafkaConsumer(
                 group_id=cfg.group_id,
@@ -140,7 +142,12 @@ class KafkaSource(GroupFacts):
                 **kwargs,
             )
         except (NoBrokersAvailable, KafkaError) as exc:
+            self._unwatch()
             raise unreachable(cfg, exc) from None
+        if self._auth is not None and self._auth.cause:  # refused already: say so now
+            self.consumer.close(autocommit=False, timeout_ms=1000)
+            self._unwatch()
+            raise BrokerError(f"cannot use Kafka at {cfg.bootstrap_servers}: {self._auth.cause}")
         self._listener = _Listener(self)
         self.consumer.subscribe([cfg.input_topic], listener=self._listener)
 
@@ -264,6 +271,11 @@ class KafkaSource(GroupFacts):
             self.consumer.close(autocommit=False, timeout_ms=max(1, timeout_ms))
         except KafkaError as exc:
             log.warning("consumer close: %s", exc)
+        self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self._auth is not None:
+            self._auth.unwatch()
 
 
 class _Producer:

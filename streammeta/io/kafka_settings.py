@@ -5,14 +5,17 @@ SSL and mutual TLS), the assignor, and the codec libraries it needs."""
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
+from kafka.conn import ConnectionStates
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
+from streammeta.io.faults import Faults
 
 # kafka-python 2.3 has only eager assignors: "auto" is sticky, which moves the fewest.
 ASSIGNORS = {"auto": StickyPartitionAssignor, "sticky": StickyPartitionAssignor,
@@ -61,3 +64,38 @@ def missing_codecs() -> list[str]:
         except ImportError:
             missing.append(codec)
     return missing
+
+
+class RefusedAuthentication(logging.Handler):
+    """kafka-python tells of a refused SASL authentication only in its log (a
+    connection closed while authenticating) and then reconnects for ever: this turns
+    that record into a persistent fault, so the daemon stops with it."""
+
+    def __init__(self, cfg: KafkaConfig, faults: Faults) -> None:
+        super().__init__(logging.ERROR)
+        self.cfg, self.faults = cfg, faults
+        self.cause = ""  # set once refused
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        conn = args[0] if args else None
+        if getattr(conn, "state", None) is not ConnectionStates.AUTHENTICATING:
+            return
+        error = args[1] if len(args) > 1 else ""
+        self.cause = (f"authentication refused: the broker at {getattr(conn, 'host', '?')}:"
+                      f"{getattr(conn, 'port', '?')} did not accept SASL "
+                      f"{self.cfg.sasl_mechanism} as {self.cfg.sasl_username!r} "
+                      f"(kafka-python: {error!r})")
+        self.faults.error("poll", self.cause, persistent=True)
+
+    @classmethod
+    def watch(cls, cfg: KafkaConfig, faults: Faults) -> RefusedAuthentication | None:
+        if not cfg.security_protocol.startswith("SASL"):
+            return None
+        handler = cls(cfg, faults)
+        logging.getLogger("kafka.conn").addHandler(handler)
+        return handler
+
+    def unwatch(self) -> None:
+        logging.getLogger("kafka.conn").removeHandler(self)
+

@@ -1,9 +1,10 @@
 """The worker loop: poll → decode → engine → publish → flush → commit.
 
 Offsets are committed only after every forecast and dead letter that their
-records caused was acknowledged by the sink. Signal handlers only call
-:meth:`Daemon.stop`; the loop then finishes the batch in hand, flushes, commits
-and returns.
+records caused was acknowledged by the sink; the acknowledgement of one batch is
+awaited while the next is polled and processed (``serve/delivery.py``). Signal
+handlers only call :meth:`Daemon.stop`; the loop then finishes the batch in hand,
+flushes, commits and returns.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from streammeta.io.streams import Sink, Source, TopicPartition, next_offsets
 from streammeta.meta.memory import MemoryLink
 from streammeta.online import model
 from streammeta.online.engine import Engine
+from streammeta.online.result import Result
 from streammeta.persistence.checkpoint import Checkpointer
-from streammeta.serve.delivery import Delivery
+from streammeta.serve.delivery import Batch, Delivery
 from streammeta.serve.health import LoopHealth
 from streammeta.serve.keeper import StateKeeper
 from streammeta.serve.metrics import Metrics
@@ -97,6 +99,7 @@ class Daemon:
         self._offered: tuple[model.Params, int] | None = None
         self._offer_lock = threading.Lock()
         self._announced_ready = False
+        self._settle = False  # the batch in flight makes a partition's first checkpoint
         self.observations = self.forecasts = self.dead_letters = 0
         self.metrics.model_version.set(self.engine.version)
 
@@ -128,9 +131,14 @@ class Daemon:
                 records = self.source.poll(poll_s)
                 if records:
                     self._process(records)
+                else:  # idle: the batch in flight is acknowledged and committed now
+                    self.delivery.complete()
                 if self.memory_link is not None:
                     self._exchange_memory(self.memory_link)
                 if self.keeper is not None:
+                    self.keeper.commit_restored(records, self.delivery.commit)
+                    if self.keeper.checkpointer.due():  # a snapshot holds only acknowledged state
+                        self.delivery.complete()
                     self.keeper.checkpoint_in_background()
                 self._beat()
                 now = time.monotonic()
@@ -177,6 +185,8 @@ class Daemon:
         ts, _ = self.frequency.to_units(ts)
         partitions = np.fromiter((records[i].partition for i in obs.index), dtype=np.int32,
                                  count=len(obs))
+        if self._settle:  # its first checkpoint must hold exactly the acknowledged state
+            self.delivery.complete()
         result = self.engine.process(obs.entities, ts, values, partitions)
         for i, reason, detail in result.rejected:
             dead.append(DeadLetter(records[obs.index[i]], reason, detail))
@@ -185,39 +195,25 @@ class Daemon:
         payloads = self.encoder.encode(
             entities, f.origin_ts, f.point, f.quantiles, f.warm, self.engine.version,
             produced_at=int(time.time() * 1000))
-        messages = [(e.encode(), p) for e, p in zip(entities, payloads, strict=True)]
-        self.delivery.deliver(messages, dead, self.engine.version)
+        messages = list(zip(map(str.encode, entities), payloads, strict=True))
         offsets = next_offsets(records)
-        if self.keeper is not None:  # may checkpoint first: see StateKeeper.advance
-            self.keeper.advance({p: o for (_, p), o in offsets.items()}, len(records))
-        self.delivery.commit(offsets)
-        # Counted once acknowledged and committed.
-        self.observations += len(f)
-        self.forecasts += len(messages)
-        self.dead_letters += len(dead)
-        m.observations.inc(len(f))
-        m.forecasts.inc(len(messages))
-        for letter in dead:
-            m.dead_letters.labels(reason=letter.reason.value).inc()
-        m.scored.inc(result.scored)
-        m.gap_steps.inc(result.gap_steps)
-        m.entity_resets.inc(result.resets)
-        m.drift_reinitialised.inc(result.drifts)
-        m.guarded.inc(result.guarded)
-        m.evicted.inc(result.evicted)
-        m.paged_in.inc(result.paged_in)
-        m.memory_retrievals.inc(len(result.recalled))
-        for similarity in result.recalled:
-            m.memory_similarity.observe(similarity)
-        entries = self.engine.memory_entries
-        if entries is not None:
-            m.memory_entries.set(entries)
-        m.entities.set(len(self.engine))
-        for name, value in self.engine.online_error.items():
-            if value == value:  # not NaN
-                m.online_error.labels(model=name).set(value)
-        m.batch_duration.observe(time.perf_counter() - started)
-        _observe_latency(m, records)
+
+        first = self.keeper is not None and self.keeper.first_checkpoint_due(offsets)
+
+        def acknowledged() -> None:  # may checkpoint first: see StateKeeper.advance
+            if self.keeper is not None:
+                self.keeper.advance({p: o for (_, p), o in offsets.items()}, len(records), first)
+
+        def committed() -> None:  # counted once acknowledged and committed
+            self.observations += len(f)
+            self.forecasts += len(messages)
+            self.dead_letters += len(dead)
+            _count(m, result, len(messages), dead)
+
+        self.delivery.submit(Batch(messages, dead, self.engine.version, offsets,
+                                   acknowledged, committed))
+        self._settle = first
+        _gauges(m, self.engine, records, started)
 
     def _exchange_memory(self, link: MemoryLink) -> None:
         """Publish this replica's new memory entries; take in the other replicas'."""
@@ -239,6 +235,7 @@ class Daemon:
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
         log.info("revoked partitions %s", [p for _, p in partitions])  # cooperative: a part
+        self.delivery.complete()  # their records' output acknowledged, offsets committed
         if self.keeper is not None:
             self.keeper.revoked(partitions)
 
@@ -249,6 +246,7 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.stopping()
         try:
+            self.delivery.complete()
             self.sink.flush(self.config.kafka.shutdown_timeout_s)
         except BrokerError as exc:
             log.error("final flush failed: %s", exc)
@@ -260,6 +258,37 @@ class Daemon:
             self.memory_link.close()
         log.info("stopped after %d observations, %d forecasts, %d dead letters",
                  self.observations, self.forecasts, self.dead_letters)
+
+
+def _gauges(m: Metrics, engine: Engine, records: list[Record], started: float) -> None:
+    """A processed batch's gauges and timings."""
+    entries = engine.memory_entries
+    if entries is not None:
+        m.memory_entries.set(entries)
+    m.entities.set(len(engine))
+    for name, value in engine.online_error.items():
+        if value == value:  # not NaN
+            m.online_error.labels(model=name).set(value)
+    m.batch_duration.observe(time.perf_counter() - started)
+    _observe_latency(m, records)
+
+
+def _count(m: Metrics, result: Result, forecasts: int, dead: list[DeadLetter]) -> None:
+    """A batch's counters, once its output is acknowledged and its offsets committed."""
+    m.observations.inc(len(result.forecasts))
+    m.forecasts.inc(forecasts)
+    for letter in dead:
+        m.dead_letters.labels(reason=letter.reason.value).inc()
+    m.scored.inc(result.scored)
+    m.gap_steps.inc(result.gap_steps)
+    m.entity_resets.inc(result.resets)
+    m.drift_reinitialised.inc(result.drifts)
+    m.guarded.inc(result.guarded)
+    m.evicted.inc(result.evicted)
+    m.paged_in.inc(result.paged_in)
+    m.memory_retrievals.inc(len(result.recalled))
+    for similarity in result.recalled:
+        m.memory_similarity.observe(similarity)
 
 
 def _on_calendar(frequency: Frequency, records: list[Record], obs: Observations,

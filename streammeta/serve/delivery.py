@@ -1,12 +1,24 @@
 """The loop's output: forecasts and dead letters acknowledged before their
 records' offsets are committed, retried while the broker is away, with the
-liveness heartbeat kept meanwhile (waiting on a broker is not a stall)."""
+liveness heartbeat kept meanwhile (waiting on a broker is not a stall).
+
+One batch is in flight while the loop works on the next: :meth:`Delivery.submit`
+first waits for the previous batch's acknowledgements and commits its offsets,
+then sends the new one. The acknowledgement wait (linger, the broker's round trip
+with ``acks=all``) thus overlaps the next poll, decode, engine step and encoding,
+and a flush never waits on more than one batch, so the commit rule holds: an offset
+is committed only after every forecast and dead letter of the records before it
+was acknowledged. :meth:`Delivery.complete` drains the batch in flight; the loop
+calls it when idle, before a checkpoint, on revocation and at shutdown.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from streammeta.contracts import forecast_headers
 from streammeta.errors import BrokerError
@@ -21,6 +33,18 @@ log = logging.getLogger("streammeta.serve.daemon")
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
+@dataclass
+class Batch:
+    """A batch's output, and what follows its acknowledgement."""
+
+    messages: list[tuple[bytes, bytes]]
+    dead: list[DeadLetter]
+    version: int  # of the model that made the forecasts (their headers)
+    offsets: dict[tuple[str, int], int]  # the next offsets of its records
+    acknowledged: Callable[[], object]  # its records now count as applied (before commit)
+    committed: Callable[[], object]  # count it
+
+
 class Delivery:
     def __init__(self, source: Source, sink: Sink, metrics: Metrics, health: LoopHealth,
                  stop: threading.Event, timeout_s: float) -> None:
@@ -28,11 +52,42 @@ class Delivery:
         self.metrics, self.health = metrics, health
         self._stop = stop  # set: the daemon is stopping, give up after one retry
         self.timeout_s = timeout_s  # a flush's limit (kafka.shutdown_timeout_s)
+        self._in_flight: Batch | None = None
+        self._send_failed: BrokerError | None = None  # sending the batch in flight
 
-    def deliver(self, messages: list[tuple[bytes, bytes]], dead: list[DeadLetter],
-                version: int) -> None:
-        """Send (the forecasts with ``version``'s headers) and flush; on failure resend
-        the whole batch until acknowledged or stopped.
+    def submit(self, batch: Batch) -> None:
+        """Complete the batch in flight, then send this one (not waiting for it)."""
+        self.complete()
+        self._in_flight = batch
+        self._send_failed = None
+        try:
+            self._send(batch)
+        except BrokerError as exc:  # complete() retries it
+            self._send_failed = exc
+
+    @property
+    def in_flight(self) -> bool:
+        """A batch was sent and is not yet acknowledged and committed."""
+        return self._in_flight is not None
+
+    def complete(self) -> None:
+        """Wait until the batch in flight is acknowledged (resending it while the
+        broker fails, until stopped), then commit its offsets."""
+        batch, self._in_flight = self._in_flight, None
+        if batch is None:
+            return
+        failed, self._send_failed = self._send_failed, None
+        self._acknowledge(batch, failed)
+        batch.acknowledged()
+        self.commit(batch.offsets)
+        batch.committed()
+
+    def _send(self, batch: Batch) -> None:
+        self.sink.send_forecasts(batch.messages, forecast_headers(batch.version))
+        self.sink.send_dead_letters(batch.dead)
+
+    def _acknowledge(self, batch: Batch, failed: BrokerError | None) -> None:
+        """Flush; on failure resend the whole batch until acknowledged or stopped.
 
         Resending may publish a forecast twice (same key, origin and version: consumers
         can drop duplicates); never committing unacknowledged output is what matters.
@@ -40,8 +95,8 @@ class Delivery:
         attempt = 0
         while True:
             try:
-                self.sink.send_forecasts(messages, forecast_headers(version))
-                self.sink.send_dead_letters(dead)
+                if failed is not None:
+                    raise failed
                 self.sink.flush(self.timeout_s, self.alive_and_ready)
                 return
             except BrokerError as exc:
@@ -54,6 +109,11 @@ class Delivery:
                 log.warning("publishing failed (%s); retrying in %.1f s", exc, delay)
                 attempt += 1
                 self.wait(delay)
+                try:
+                    self._send(batch)
+                    failed = None
+                except BrokerError as again:
+                    failed = again
 
     def alive_and_ready(self) -> bool:
         """The loop is alive; ready is the source's word (assigned, broker answering).

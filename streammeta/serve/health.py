@@ -85,11 +85,14 @@ def _make_handler(registry: CollectorRegistry, health: LoopHealth) -> type[BaseH
                 self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the prober gave up waiting (a loaded host): nothing to tell it
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # scrapes every few seconds would drown the daemon's log

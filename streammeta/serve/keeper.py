@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from streammeta.errors import BrokerError
+from streammeta.io.codec import Record
 from streammeta.io.streams import Source, TopicPartition
 from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import Checkpointer, Written
@@ -31,6 +33,7 @@ class StateKeeper:
         self.metrics = metrics
         self.engine = engine
         self._retry_at = 0.0  # of a first checkpoint of partitions that failed
+        self.to_commit: dict[TopicPartition, int] = {}  # restored offsets, for the loop
 
     def checkpoint_in_background(self) -> None:
         """Periodic checkpoints: the loop stops only for the snapshot."""
@@ -52,13 +55,19 @@ class StateKeeper:
             self._done(earlier)
         self._done(outcome)
 
-    def advance(self, offsets: dict[int, int], records: int) -> None:
-        """Records up to these next offsets are applied and about to be committed. A
-        partition no checkpoint holds yet is checkpointed first (once per ownership):
-        its committed offsets would otherwise run ahead of any state a restart finds,
-        and its entities would restart without the records before them."""
+    def first_checkpoint_due(self, offsets: dict[TopicPartition, int]) -> bool:
+        """A partition of these no checkpoint holds yet (and no failed try is recent)."""
+        return (self.checkpointer.unpublished(p for _, p in offsets)
+                and time.monotonic() >= self._retry_at)
+
+    def advance(self, offsets: dict[int, int], records: int, first: bool = False) -> None:
+        """Records up to these next offsets are applied and about to be committed.
+        ``first`` (:meth:`first_checkpoint_due` when the batch was made, and the loop has
+        stepped nothing since): checkpoint before the commit, since a partition's
+        committed offsets would otherwise run ahead of any state a restart finds, and
+        its entities would restart without the records before them. Once per ownership."""
         self.checkpointer.advance(offsets, records)
-        if self.checkpointer.unpublished(offsets) and time.monotonic() >= self._retry_at:
+        if first:
             self.checkpoint()
             if self.checkpointer.unpublished(offsets):  # it failed: not again every batch
                 self._retry_at = time.monotonic() + self.checkpointer.every_s
@@ -81,9 +90,24 @@ class StateKeeper:
         self._within_retention(resume, topic)
         if resume:
             self.source.seek({(topic[p], p): offset for p, offset in resume.items()})
+            # Applied and acknowledged up to there: committed by the loop once assigned,
+            # or an idle input leaves the group's offsets behind a commit that failed
+            # on revocation (a session lost to a frozen broker).
+            self.to_commit.update({(topic[p], p): offset for p, offset in resume.items()})
         self.metrics.entities.set(len(self.engine))
         log.info("assigned partitions %s; state restored in %.3f s", [p for _, p in partitions],
                  time.perf_counter() - started)
+
+    def commit_restored(self, polled: list[Record],
+                        commit: Callable[[dict[TopicPartition, int]], None]) -> None:
+        """Commit the offsets restored since the last call (now assigned), but for the
+        partitions of the batch just polled: that batch's own commit follows."""
+        if self.to_commit:
+            batch = {(r.topic, r.partition) for r in polled}
+            restored, self.to_commit = self.to_commit, {}
+            rest = {tp: o for tp, o in restored.items() if tp not in batch}
+            if rest:
+                commit(rest)
 
     def _within_retention(self, resume: dict[int, int], topic: dict[int, str]) -> None:
         """Restored offsets below the earliest retained one: continue from there."""

@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streammeta.io import frequency
-from streammeta.io.codec import Decoder, ForecastEncoder, Reason, Record, encode_observation
+from streammeta.io.codec import (
+    Decoder,
+    ForecastEncoder,
+    Reason,
+    Record,
+    encode_observation,
+    round_significant,
+)
 
 
 def record(value: bytes | None, key: bytes | None = None, offset: int = 0) -> Record:
@@ -116,3 +123,70 @@ def test_hostile_input_never_raises_and_every_record_is_accounted_for(raws: list
     assert len(obs) + len(dead) == len(records)
     assert all(isinstance(d.reason, Reason) for d in dead)
     assert all(np.isfinite(v) for v in obs.values)
+
+
+observation_fields = st.fixed_dictionaries({
+    "entity": st.sampled_from(["a", "b", "", "é", "x" * 20]) | json_values,
+    "ts": st.integers(-(2**63), 2**64) | st.floats(allow_nan=False) | st.sampled_from(
+        ["2023-11-14T22:13:20Z", "yesterday", 0, 2**62 - 1, -(2**62) + 1]),
+    "value": st.integers(-(2**70), 2**70) | st.floats() | st.booleans() | json_values,
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(observation_fields, st.sampled_from(["match", "none", "other"])),
+                min_size=1, max_size=12))
+def test_a_batch_decodes_as_each_record_would_alone(
+        batch: list[tuple[dict[str, object], str]]) -> None:
+    """The column-wise path for all-valid batches gives what record-by-record decoding
+    gives, for every batch: the same observations, dead letters and reasons."""
+    records = []
+    for i, (fields, key_kind) in enumerate(batch):
+        entity = fields["entity"]
+        key = (None if key_kind == "none" or not isinstance(entity, str) else
+               b"other" if key_kind == "other" else entity.encode())
+        records.append(record(json.dumps(fields).encode(), key, offset=i))
+    decoder = Decoder(max_record_bytes=4096, max_entity_id_length=16)
+    obs, dead = decoder.decode(records)
+    each, each_dead = decoder.decode_each(records)
+    assert (obs.entities, obs.ts, obs.values, obs.index) == (
+        each.entities, each.ts, each.values, each.index)
+    assert [(d.record, d.reason, d.detail) for d in dead] == [
+        (d.record, d.reason, d.detail) for d in each_dead]
+
+
+def test_a_valid_batch_takes_the_column_wise_path() -> None:
+    records = [record(encode_observation(f"e{i}", i * 1000, i / 3)[1], f"e{i}".encode(), i)
+               for i in range(100)]
+    valid = Decoder()._all_valid(records)
+    assert valid is not None and valid.entities[7] == "e7" and valid.ts[7] == 7000
+    assert valid.values[7] == 7 / 3 and valid.index == list(range(100))
+
+
+@pytest.mark.parametrize(("spec", "quantiles", "horizon"), [
+    ("h", (0.1, 0.5, 0.9), 48), ("MS", (0.5,), 1), ("30min", (0.05, 0.25, 0.5, 0.75, 0.95), 5)])
+def test_every_message_of_a_batch_holds_its_own_values(
+        spec: str, quantiles: tuple[float, ...], horizon: int) -> None:
+    """The batch is formatted at once and cut into messages: each message must carry
+    its own entity, origin, targets and numbers (rounded to 6 significant digits)."""
+    freq = frequency.parse(spec)
+    rng = np.random.default_rng(0)
+    B, Q = 40, len(quantiles)
+    point = rng.normal(0, 10.0 ** rng.integers(-6, 12, (40, 1)), (B, horizon))
+    quant = point[:, None, :] + rng.normal(0, 1, (B, Q, horizon))
+    origin = rng.integers(600, 610, B) * (1 if freq.calendar else freq.step)
+    warm = rng.random(B) < 0.5
+    entities = [f'e"{i}%s\n' if i % 3 == 0 else f"é{i}" for i in range(B)]
+    messages = ForecastEncoder(freq, quantiles).encode(entities, origin, point, quant, warm,
+                                                        3, 77)
+    numbers = round_significant(np.concatenate([point[:, None, :], quant], axis=1))
+    targets = freq.targets(origin, horizon)
+    for i, message in enumerate(messages):
+        body = orjson.loads(message)
+        assert body["entity"] == entities[i] and body["warm"] == bool(warm[i])
+        assert body["origin"] == int(freq.to_ms(origin[i:i + 1])[0])
+        assert body["ts"] == targets[i].tolist()
+        assert body["point"] == numbers[i, 0].tolist()
+        assert body["quantiles"] == {repr(q): numbers[i, k + 1].tolist()
+                                     for k, q in enumerate(quantiles)}
+        assert (body["model_version"], body["produced_at"]) == (3, 77)

@@ -185,7 +185,7 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
     def daemon_with_checkpoints(source: MemorySource) -> Daemon:
         engine = Engine(cfg)
         store = CheckpointStore(tmp_path, member="a", keep=2)
-        every = CheckpointConfig(every_s=3600, every_records=120)
+        every = CheckpointConfig(every_s=3600, every_records=100)
         checkpointer = Checkpointer(store, engine, every)
         return Daemon(cfg, source, MemorySink(), engine=engine, checkpointer=checkpointer)
 
@@ -196,8 +196,10 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
 
     def poll(timeout_s: float) -> list[Record]:
         polls[0] += 1
-        # After 250 records. Checkpoints: after the first batch (its partitions had no
-        # file yet), then every 120 records: after 200.
+        # Batches of 50, each acknowledged when the next is sent: the first one before the
+        # second was processed, and checkpointed (its partitions had no file yet); the
+        # periodic checkpoint came due at 150 acknowledged and was taken once the fourth
+        # batch was (200); at the sixth poll the fifth batch is processed but in flight.
         if polls[0] == 6:
             first._shutdown = lambda: None  # type: ignore[method-assign]
             raise Crash
@@ -208,7 +210,7 @@ def test_restart_from_checkpoint_applies_every_observation_exactly_once(
         first.run()
     assert first.checkpointer is not None
     first.checkpointer.wait()  # the checkpoint after 200 records was on disk before the crash
-    assert first.observations == 250
+    assert first.observations == 200
 
     source = MemorySource(records, batch_size=50)
     second = daemon_with_checkpoints(source)
@@ -284,7 +286,7 @@ def test_a_partition_is_checkpointed_before_its_first_offsets_are_committed(
 
     def poll(timeout_s: float) -> list[Record]:
         polls[0] += 1
-        if polls[0] == 3:  # 100 records processed and committed: 50 of each partition
+        if polls[0] == 4:  # 100 records committed, 50 of each partition (a third in flight)
             first._shutdown = lambda: None  # type: ignore[method-assign]
             raise Crash
         return original_poll(timeout_s)
@@ -300,3 +302,26 @@ def test_a_partition_is_checkpointed_before_its_first_offsets_are_committed(
     arena = second.engine.arena
     assert len(arena) == 8
     assert {int(arena.count[slot]) for slot in arena.index.values()} == {40}
+
+
+def test_restored_offsets_are_committed_though_no_record_follows(
+        cfg: Config, tmp_path: Path) -> None:
+    """A member whose commit failed when it lost its partitions (a frozen broker) gets
+    them back with their checkpoint at the end of the input: nothing is polled, so no
+    batch commits, and the group's offsets must still reach the checkpoint's."""
+    records = good_records(entities=4, steps=10, partitions=2)
+
+    def daemon_with_checkpoints(source: MemorySource) -> Daemon:
+        engine = Engine(cfg)
+        checkpointer = Checkpointer(CheckpointStore(tmp_path, member="a", keep=2), engine,
+                                    CheckpointConfig(every_s=3600, every_records=10**6))
+        return Daemon(cfg, source, MemorySink(), engine=engine, checkpointer=checkpointer)
+
+    first = daemon_with_checkpoints(src := MemorySource(records, batch_size=7))
+    run_until_drained(first, src)  # checkpointed at shutdown, at the end
+    ends = dict(src.committed)
+    again = MemorySource(records, batch_size=7)  # the group's commits were lost
+    second = daemon_with_checkpoints(again)
+    run_until_drained(second, again)
+    assert second.observations == 0
+    assert again.committed == ends
