@@ -58,7 +58,7 @@ PARTITION = -1
 MEMBER = "forecaster"
 _NEVER = CheckpointConfig(every_s=float("inf"))  # saves only when asked
 _SAVED_SECTIONS = ("series", "model", "adaptation", "meta", "memory", "drift", "experts",
-                   "engine")
+                   "calibration", "engine")
 
 
 class Forecaster:

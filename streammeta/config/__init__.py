@@ -13,6 +13,7 @@ from streammeta.config.kafka import KafkaConfig
 from streammeta.config.loading import load, to_toml
 from streammeta.config.sections import (
     AdaptationConfig,
+    CalibrationConfig,
     CheckpointConfig,
     DriftConfig,
     EngineConfig,
@@ -28,8 +29,8 @@ from streammeta.config.tree import ENV_PREFIX, SECRET_KEYS, Config, resolve_devi
 from streammeta.errors import ConfigError
 
 __all__ = [
-    "ENV_PREFIX", "SECRET_KEYS", "AdaptationConfig", "CheckpointConfig", "Config",
-    "ConfigError", "DriftConfig", "EngineConfig", "ExpertsConfig", "KafkaConfig",
+    "ENV_PREFIX", "SECRET_KEYS", "AdaptationConfig", "CalibrationConfig", "CheckpointConfig",
+    "Config", "ConfigError", "DriftConfig", "EngineConfig", "ExpertsConfig", "KafkaConfig",
     "LogConfig", "MemoryConfig", "MetaConfig", "MetricsConfig", "ModelConfig",
     "SeriesConfig", "load", "resolve_device", "sections", "to_toml",
 ]

@@ -273,6 +273,22 @@ class ExpertsConfig:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    # Per entity and scored horizon, move the served quantiles by tracking the levels'
+    # quantiles of the served forecast's realised errors, in units of the model's spread
+    # (online quantile tracking: docs/meta-learning.md, "Calibrated quantiles").
+    enabled: bool = True
+    # Step of each entity's offsets per resolved forecast, in the spread of all entities'
+    # normalised errors (at most 0.9 × rate of it per forecast): larger follows
+    # changes faster, smaller is steadier.
+    rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        check("calibration.rate", self.rate, math.isfinite(self.rate) and 0 < self.rate <= 1,
+               "a float in (0, 1]")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     max_entities: int = 1_000_000
     # At the cap, move the least recently observed entities to disk (under

@@ -11,6 +11,7 @@ from streammeta import envvars
 from streammeta.config.kafka import KafkaConfig
 from streammeta.config.sections import (
     AdaptationConfig,
+    CalibrationConfig,
     CheckpointConfig,
     DriftConfig,
     EngineConfig,
@@ -36,6 +37,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     experts: ExpertsConfig = field(default_factory=ExpertsConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

@@ -74,7 +74,7 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
     from streammeta import assemble
     from streammeta.meta import outer
 
-    names, ts, values = datasets.interleave(task.stream, task.arrival_gap, task.step_ms)
+    names, ts, values = _stream(task, config)
     flat = _flat_index(task, names)  # (n,) index of each observation in the flat series
     lengths = np.array([len(s) for s in task.stream])
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -128,6 +128,24 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
     return MethodRun(name, seconds, errors, point[rows].copy(), quant,
                      point if keep_point else None, len(results),
                      sum(r.promoted for r in results))
+
+
+def _stream(task: Task, config: Config) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The task's observations in time order, as :meth:`Engine.process` takes them:
+    timestamps in the frequency's units (ms, or months for a calendar ``series.freq``,
+    as the daemon converts them), arrival gaps in its steps."""
+    frequency = config.series.frequency
+    if not frequency.calendar:
+        return datasets.interleave(task.stream, task.arrival_gap, task.step_ms)
+    stream = []
+    for s in task.stream:
+        units, on = frequency.to_units(s.ts)
+        if not bool(on.all()):
+            at = int(np.flatnonzero(~on)[0])
+            raise DataError(f"{s.entity}: timestamp {s.ts[at]} ms is not a date of freq "
+                            f"{frequency.name!r} (series.freq)")
+        stream.append(datasets.Series(s.entity, units, s.values))
+    return datasets.interleave(stream, task.arrival_gap, frequency.step)
 
 
 def _flat_index(task: Task, names: list[str]) -> np.ndarray:

@@ -199,7 +199,9 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
     series = datasets.load(args.data, args.format)
     if args.limit_series:
         series = series[: args.limit_series]
-    if args.format == "long":
+    if args.format == "long" and not base.series.frequency.calendar:
+        # A calendar series.freq counts calendar steps itself (run_engine): the data's
+        # own dates are kept; without one, uneven spacing goes on a fixed grid.
         from streammeta.io import tables
 
         series, note = tables.on_step_grid(series)

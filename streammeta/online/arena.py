@@ -25,7 +25,7 @@ FREE = -1  # slot id given to entities that did not fit (capacity reached)
 # Per-slot tensors that make up an entity's state (and a checkpoint row).
 ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "anchor", "pending",
               "partition", "drift", "phi_origin", "guard", "experts", "pending_experts",
-              "season_indices")
+              "season_indices", "calibration", "pending_served")
 # Columns of ``Arena.guard``: each expert's summed one-step error (in the entity's
 # standard deviations), each expert's forecast of the next value (model units; NaN:
 # not made), and the value count at which the entity stops blending.
@@ -50,6 +50,7 @@ class Arena:
         phi0: Tensor,
         experts: int = EXPERTS,  # E
         season: int = 1,  # m
+        quantiles: int = 3,  # Q
     ) -> None:
         N = max_entities
         self.ring_len = ring_len
@@ -80,10 +81,17 @@ class Arena:
         self.pending_experts = torch.empty(N, horizon, scored_horizons, KEPT)  # (N, H, S, 3)
         # The theta experts' seasonal indices by phase, refreshed once a season.
         self.season_indices = torch.empty(N, max(season, 1))  # (N, m)
+        # The quantile levels' offsets from the population's (online/calibration.py), and
+        # the served forecast, its spread and offsets at the scored horizons until their
+        # targets arrive: (N, H, S, 2 + Q).
+        self.calibration = torch.empty(N, scored_horizons, quantiles)  # (N, S, Q)
+        self.pending_served = torch.empty(N, horizon, scored_horizons, 2 + quantiles)
         self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
         # Rows saved before the theta experts: no seasonal adjustment until the
-        # entity's next refresh, at most a season away.
-        self._missing = {"season_indices": 0.0}
+        # entity's next refresh, at most a season away; before calibration: the
+        # population's offsets, nothing pending.
+        self._missing = {"season_indices": 0.0, "calibration": 0.0,
+                         "pending_served": float("nan")}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -186,6 +194,8 @@ class Arena:
         self.experts[slots] = 0.0
         self.pending_experts[slots] = float("nan")
         self.season_indices[slots] = 0.0
+        self.calibration[slots] = 0.0
+        self.pending_served[slots] = float("nan")
 
     def history(self, slots: Tensor) -> Tensor:
         """The slots' rings, unrolled twice: (B, 2R), so any run of up to R

@@ -8,15 +8,18 @@ scatters. Per round, in this order:
 1. ``rounds.admit`` — timestamp checks (late, duplicate, misaligned) in steps of
    ``series.freq`` (ms, or months for calendar frequencies); gap filling;
 2. ``scoring`` — the pending forecasts that the new values resolve, drift, and
-   each cheap expert's error (``experts``);
+   each cheap expert's error (``experts``); ``calibration`` — the served
+   forecasts' normalised errors move the entities' quantile offsets;
 3. ``guard`` — each expert's error, while another version than the initial θ serves;
 4. ``rounds.append`` — the values join the entities' rings and normalisers;
 5. ``initialise`` — φ of entities turning warm or drifted, from the task memory;
 6. ``inner`` — the inner-loop step on the newest example whose targets have arrived;
 7. ``initialise.remember`` — mature entities' φ into the task memory;
-8. ``forecast`` — t+1..t+H from every observation; ``experts`` blends what is served.
+8. ``forecast`` — t+1..t+H from every observation; ``experts`` blends what is served,
+   ``calibration`` sets the warm rows' quantiles around it.
 
-After the rounds, the batch's expert errors enter the population's record.
+After the rounds, the batch's expert and calibration errors enter the population's
+records.
 
 Nothing outside this class touches its state: the checkpointer, the daemon and
 the outer loop go through the methods below. What it needs from ``meta/`` and
@@ -38,6 +41,7 @@ from streammeta.config import Config
 from streammeta.io.codec import Reason
 from streammeta.online import experts, model, rounds
 from streammeta.online.arena import FREE, Arena
+from streammeta.online.calibration import Calibration
 from streammeta.online.drift import PageHinkley
 from streammeta.online.forecast import Forecaster, warm_at
 from streammeta.online.guard import Guard
@@ -93,20 +97,24 @@ class Engine:
         self._experts = experts.Weighting(
             config.experts, horizons, s.horizon, s.season, m.window, self.warm_at
         ) if config.experts.enabled else None
+        self._calibration = Calibration(
+            config.calibration, horizons, s.horizon, s.quantiles
+        ) if config.calibration.enabled else None
         self._scorer = Scorer(s.horizon, s.season, config.engine.error_smoothing,
                               PageHinkley(drift.min_instances, drift.delta, drift.threshold,
                                           drift.alpha) if drift.enabled else None,
-                              self._experts)
+                              self._experts, self._calibration)
         self._arena = Arena(
             ring_len=rounds.ring_length(m.window, s.horizon, s.season),
             context_dim=m.context_dim, horizon=s.horizon, scored_horizons=len(horizons),
             max_entities=config.engine.max_entities, phi0=params["phi0"],
-            experts=experts.EXPERTS, season=s.season)
+            experts=experts.EXPERTS, season=s.season, quantiles=len(s.quantiles))
         self._guard = Guard(config.meta.enabled and config.meta.guard, config.meta.guard_rate,
                             config.meta.guard_for, params, version)
         self._inner = InnerLoop(self.shape, self.warm_at, a.inner_steps, a.shrink, a.loss)
         self._adapting = a.enabled
-        self._forecaster = Forecaster(self.shape, self.warm_at, horizons, self._experts)
+        self._forecaster = Forecaster(self.shape, self.warm_at, horizons, self._experts,
+                                      self._calibration)
         self._memory = memory
         self._initialiser = Initialiser(
             self.shape, self.warm_at,
@@ -159,8 +167,7 @@ class Engine:
                  for rows in rounds.split(slots)]
         if parts:
             result.forecasts = concat(parts)
-        if self._experts is not None:
-            self._experts.commit()
+        self._scorer.commit()
         return result
 
     def _round(self, rows: np.ndarray, slots: np.ndarray, ts: np.ndarray, y: np.ndarray,
@@ -241,13 +248,14 @@ class Engine:
         self._memory.restore(state)
         return len(self._memory)
 
-    # -- the experts' population record and analogues' store -------------------------
+    # -- the experts' record and store, and calibration's record -------------------------
     def export_experts(self) -> dict[str, object] | None:
-        return self._experts.export() if self._experts is not None else None
+        return self._scorer.export_records()
 
     def restore_experts(self, state: dict[str, object]) -> bool:
-        """Take a record :meth:`export_experts` wrote; False if it does not fit."""
-        return self._experts is None or self._experts.restore(state)
+        """Take records :meth:`export_experts` wrote; False if a part does not fit
+        (that part starts again; one written before calibration fits)."""
+        return self._scorer.restore_records(state)
 
     def share_memory(self) -> None:
         """Keep new memory entries for :meth:`take_outbox` (replicas share them)."""

@@ -31,8 +31,8 @@ entity's running standard deviations and clipped to ``CLIP``, is added to the
 expert's loss for that horizon, after the older losses are discounted by
 ``discount``. The served point forecast of step h is Σ_e w_e f_e(h) with
 w = softmax(−rate · loss) of the scored horizon that covers h (steps 2..m use the
-season's weights, m+1..H the horizon's). The quantiles keep the model's spread
-around the served point, so they never cross.
+season's weights, m+1..H the horizon's). The quantiles are shifted with it here;
+``streammeta.online.calibration`` then sets the warm rows' from the served errors.
 
 Regret bound. The absolute error is convex in the forecast, so the loss of the
 weighted forecast is at most the weighted loss of the experts (Jensen). With
@@ -311,10 +311,10 @@ class Weighting:
               seasonal: Tensor) -> tuple[Tensor, Tensor]:
         """Warm rows' point forecasts (B, H) → the entity's weighting of the model,
         persistence, seasonal naive (``seasonal`` (B, H)), drift and theta; quantiles
-        keep the model's spread around it. n (B,) values seen, history (B, 2R), recent
-        (B, R) the ring's values oldest first (None unless ``serves_theta``); the theta
-        experts' forecasts at the
-        scored horizons wait in ``cells`` (B, S) for their targets."""
+        shifted with it (calibration, when on, replaces the warm rows'). n (B,) values
+        seen, history (B, 2R), recent (B, R) the ring's values oldest first (None unless
+        ``serves_theta``); the theta experts' forecasts at the scored horizons wait in
+        ``cells`` (B, S) for their targets."""
         R = arena.ring_len
         last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
         w = weights(arena.experts[slots], self.rate,

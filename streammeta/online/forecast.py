@@ -7,7 +7,9 @@ seasonal naive once a season is seen, else the last value, with quantiles from
 the running standard deviation. Warm forecasts are remembered at the scored
 horizons until their targets arrive (``streammeta.online.scoring``); with
 ``experts.enabled`` the model is scored alone but warm rows are served its blend
-with the cheap experts (``streammeta.online.experts``).
+with the cheap experts (``streammeta.online.experts``); with ``calibration.enabled``
+the warm rows' quantiles are set around what is served from its own realised errors
+(``streammeta.online.calibration``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from torch import Tensor
 from streammeta.config import ModelConfig
 from streammeta.online import model
 from streammeta.online.arena import Arena, window
+from streammeta.online.calibration import Calibration
 from streammeta.online.experts import Weighting
 from streammeta.online.guard import Guard
 from streammeta.online.result import Forecasts, Result
+from streammeta.online.scoring import scale
 
 
 def warm_at(config: ModelConfig, season: int) -> int:
@@ -33,7 +37,8 @@ def warm_at(config: ModelConfig, season: int) -> int:
 
 class Forecaster:
     def __init__(self, shape: model.ModelShape, warm_at: int,
-                 horizons: tuple[int, ...], experts: Weighting | None = None) -> None:
+                 horizons: tuple[int, ...], experts: Weighting | None = None,
+                 calibration: Calibration | None = None) -> None:
         self.shape = shape
         self.warm_at = warm_at
         self.z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(shape.quantiles))  # (Q,)
@@ -41,6 +46,7 @@ class Forecaster:
         self._naive_back = torch.tensor(
             [model.seasonal_back(h, shape.season) for h in range(1, shape.horizon + 1)])  # (H,)
         self.experts = experts
+        self.calibration = calibration
 
     def forecast(self, params: model.Params, guard: Guard, arena: Arena, rows: np.ndarray,
                  slots: Tensor, ts: Tensor, n: Tensor, history: Tensor,
@@ -50,10 +56,12 @@ class Forecaster:
         H = self.shape.horizon
         warm = n >= self.warm_at
         if bool(warm.all()):  # the steady state: no scatter into a preallocated batch
-            point, quant = self._model(params, guard, arena, slots, n, history, weight, result)
+            point, spread = self._model(params, guard, arena, slots, n, history, weight,
+                                        result)
         else:
-            point, quant = self._mixed(params, guard, arena, slots, n, history, warm, weight,
-                                       result)
+            point, spread = self._mixed(params, guard, arena, slots, n, history, warm, weight,
+                                        result)
+        quant = point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
         # Remember warm forecasts at the scored horizons until their targets arrive.
         cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
         at_h = point[:, self._h - 1]  # (B, S)
@@ -64,6 +72,8 @@ class Forecaster:
             recent = window(history, n - R, R) if self.experts.serves_theta else None
             point, quant = self.experts.serve(arena, slots, ts, n, history, recent, cells, warm,
                                               point, quant, self._seasonal(history, n, R))
+        if self.calibration is not None:
+            quant = self._calibrated(arena, slots, cells, warm, point, spread, quant)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
         return Forecasts(
@@ -73,7 +83,7 @@ class Forecaster:
     def _model(self, params: model.Params, guard: Guard, arena: Arena, slots: Tensor,
                n: Tensor, history: Tensor, weight: Tensor | None,
                result: Result) -> tuple[Tensor, Tensor]:
-        """→ point (B, H) and quantiles (B, Q, H) in the entities' own units."""
+        """→ point (B, H) and spread (B, H) in the entities' own units."""
         L = self.shape.window
         x, mean, scale = model.normalise(window(history, n - L, L, self.shape.season))
         point, spread = model.point_and_spread(params, x, arena.phi[slots])
@@ -81,26 +91,37 @@ class Forecaster:
         spread = spread * scale
         if weight is not None:
             guard.blend(arena, slots, weight, x, mean, scale, point, spread, result)
-        return point, point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
+        return point, spread
 
     def _mixed(self, params: model.Params, guard: Guard, arena: Arena, slots: Tensor,
                n: Tensor, history: Tensor, warm: Tensor, weight: Tensor | None,
                result: Result) -> tuple[Tensor, Tensor]:
         """Warm rows from the model; cold rows seasonal naive once a season is seen,
-        else the last value, with quantiles from the running standard deviation."""
+        else the last value, with the running standard deviation as spread."""
         H = self.shape.horizon
         point = torch.empty(len(slots), H)
-        quant = torch.empty(len(slots), len(self.shape.quantiles), H)
+        spread = torch.empty(len(slots), H)
         if bool(warm.any()):
-            point[warm], quant[warm] = self._model(
+            point[warm], spread[warm] = self._model(
                 params, guard, arena, slots[warm], n[warm], history[warm],
                 None if weight is None else weight[warm], result)
         cold = ~warm
         naive = self._seasonal(history[cold], n[cold], arena.ring_len)
-        spread_c = arena.ew_var[slots[cold]].sqrt()[:, None, None] * self.z[None, :, None]
         point[cold] = naive
-        quant[cold] = naive[:, None, :] + spread_c
-        return point, quant
+        spread[cold] = arena.ew_var[slots[cold]].sqrt()[:, None]
+        return point, spread
+
+    def _calibrated(self, arena: Arena, slots: Tensor, cells: Tensor, warm: Tensor,
+                    point: Tensor, spread: Tensor, quant: Tensor) -> Tensor:
+        """Warm rows' quantiles from calibration (model units); cold rows keep theirs."""
+        assert self.calibration is not None
+        floor = scale(arena, slots)
+        if bool(warm.all()):
+            return self.calibration.serve(arena, slots, cells, point, spread, floor)
+        if bool(warm.any()):
+            quant[warm] = self.calibration.serve(arena, slots[warm], cells[warm], point[warm],
+                                                 spread[warm], floor[warm])
+        return quant
 
     def _seasonal(self, history: Tensor, n: Tensor, ring_len: int) -> Tensor:
         """Seasonal naive (B, H) from n (B,) values seen once a season is seen, else the

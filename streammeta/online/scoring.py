@@ -4,7 +4,8 @@ Each warm forecast is remembered at a few horizons (1, the season and H) until
 its target arrives; then its absolute error, in the entity's running standard
 deviations, feeds the engine's online error, the seasonal-naive reference's on
 the same values, the drift detector (one-step errors) and, with ``experts.enabled``,
-each expert's record (``streammeta.online.experts``).
+each expert's record (``streammeta.online.experts``); with ``calibration.enabled``
+the served forecasts' errors move the quantile offsets (``streammeta.online.calibration``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from streammeta.online import model
 from streammeta.online.arena import Arena
+from streammeta.online.calibration import Calibration
 from streammeta.online.drift import PageHinkley
 from streammeta.online.experts import Weighting
 from streammeta.online.result import Result
@@ -33,19 +35,23 @@ def scale(arena: Arena, slots: Tensor) -> Tensor:
 
 class Scorer:
     def __init__(self, horizon: int, season: int, error_smoothing: float,
-                 drift: PageHinkley | None, experts: Weighting | None = None) -> None:
+                 drift: PageHinkley | None, experts: Weighting | None = None,
+                 calibration: Calibration | None = None) -> None:
         self.horizons = scored_horizons(horizon, season)
         self.naive_lag = torch.tensor(
             [h + model.seasonal_back(h, season) for h in self.horizons])  # (S,)
         self.error_smoothing = error_smoothing
         self.drift = drift
         self.experts = experts
+        self.calibration = calibration
         self.online_error = {"streammeta": math.nan, "seasonal_naive": math.nan}
 
     def score(self, arena: Arena, slots: Tensor, y: Tensor, result: Result) -> Tensor | None:
         """Score the warm forecasts whose target is this value, and seasonal naive on
         them; → which entities' error drifted (None: nothing was checked)."""
         j = arena.count[slots]  # absolute index the new value will take
+        if self.calibration is not None:
+            self.calibration.score(arena, slots, j, y)
         cell = j % arena.horizon
         forecast = arena.pending[slots, cell]  # (B, S)
         arena.pending[slots, cell] = float("nan")
@@ -70,6 +76,29 @@ class Scorer:
             old = self.online_error[name]
             self.online_error[name] = mean if math.isnan(old) else old * keep + mean * (1 - keep)
         return drifted
+
+    def commit(self) -> None:
+        """A batch is done: its errors enter the population's records."""
+        if self.experts is not None:
+            self.experts.commit()
+        if self.calibration is not None:
+            self.calibration.commit()
+
+    def export_records(self) -> dict[str, object] | None:
+        """The experts' record and analogues' store, with calibration's record under
+        "calibration"."""
+        record: dict[str, object] = {}
+        if self.experts is not None:
+            record.update(self.experts.export())
+        if self.calibration is not None:
+            record["calibration"] = self.calibration.record.export()
+        return record or None
+
+    def restore_records(self, state: dict[str, object]) -> bool:
+        ok = self.experts is None or self.experts.restore(state)
+        if self.calibration is not None and "calibration" in state:
+            ok = self.calibration.record.restore(state["calibration"]) and ok
+        return ok
 
     def _detect_drift(self, arena: Arena, slots: Tensor, error: Tensor,
                       valid: Tensor) -> Tensor:

@@ -217,3 +217,30 @@ def test_pretraining_is_refused_where_it_would_leak(capsys: pytest.CaptureFixtur
     assert main(["evaluate", "--data", str(datasets.bundled_m4()), "--format", "m4",
                  "--protocol", "rolling", "--pretrain", "5", "--limit-series", "2", "-q"]) == 2
     assert "would learn from values after the scored origins" in capsys.readouterr().err
+
+
+def test_evaluate_counts_calendar_months_with_a_calendar_frequency(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With series.freq = "MS" the engine is given months, as the daemon gives it:
+    monthly data put on a fixed ms grid (or passed as ms) restarted every entity cold
+    at each value, and its zero-width quantiles covered nothing."""
+    rng = np.random.default_rng(3)
+    path = tmp_path / "monthly.csv"
+    months = np.arange(np.datetime64("2001-01"), np.datetime64("2009-01"))  # 96 months
+    with path.open("w") as f:
+        f.write("entity,ts,value\n")
+        for k in range(3):
+            values = 50 + 10 * np.sin(2 * math.pi * np.arange(96) / 12 + k) + rng.normal(
+                0, 1, 96)
+            for month, value in zip(months, values, strict=True):
+                f.write(f"e{k},{month}-01T00:00:00Z,{value:.3f}\n")
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "MS")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(path), "--format", "long", "--protocol",
+                 "rolling", "--horizon", "6", "--season", "12", "--methods", "streammeta",
+                 "seasonal-naive", "--json", str(out), "-q"]) == 0
+    results = json.loads(out.read_text())["results"]
+    ours = next(r for r in results if r["method"] == "streammeta" and r["slice"] == "all")
+    naive = next(r for r in results if r["method"] == "seasonal-naive" and r["slice"] == "all")
+    assert ours["coverage"] > 0.5
+    assert ours["mase"] < 1.5 * naive["mase"]

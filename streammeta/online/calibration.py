@@ -1,0 +1,221 @@
+"""Calibrated quantiles: the served forecast's own realised errors set its quantiles.
+
+The served point forecast is a weighting of experts (``streammeta.online.experts``);
+the model's quantiles describe the model's errors, not the blend's, and the model's
+spread is learned on other series than the entity's. So, per entity, scored horizon
+s (1, the season, H) and quantile level q, an offset u in units of the model's spread
+σ (floored at ``FLOOR`` running standard deviations) is tracked online, and warm rows
+are served, at step h,
+
+    ŷ_q(h) = ŷ(h) + u_q(h) · σ(h),
+
+u_q(h) interpolated between the scored horizons around h, linearly in √h (errors grow
+about as √h; step 1 uses s = 1's). The model's spread gives the shape over h, the
+offsets its level and asymmetry. The median is the served point itself (calibration
+never moves it: levels below 0.5 serve min(u, 0), above max(u, 0)), and a running
+maximum over the levels keeps them coherent; both only widen the interval between
+the lowest and highest level.
+
+The offset is the population's quantile plus the entity's own correction,
+u = P_q,s + d_q,s. P is the q-quantile of a histogram of all entities' normalised
+errors r = (y − ŷ)/σ (``Record``), discounted per resolved forecast: a young entity
+starts from what holds for the entities seen; before any record, P = Φ⁻¹(q), the
+model's own quantiles. The served forecast, σ and the offsets u served are kept at
+the scored horizons until the target arrives (``Arena.pending_served``); then
+
+    d ← d + η · (q − 1{r < u})        (online quantile tracking)
+
+with η = ``calibration.rate`` × the population's spread of r at s (so the step is in
+the errors' own units). A level exceeded too often rises, otherwise it falls. Each
+target is judged against the offsets served for it, not the current ones: errors of
+neighbouring targets are correlated, and current offsets have moved with them.
+
+Guarantee (Angelopoulos, Candès & Tibshirani, *Conformal PID control for time series
+prediction*, NeurIPS 2023, Prop. 1: the quantile form of adaptive conformal inference,
+Gibbs & Candès, NeurIPS 2021). r is clipped to [−B, B] (B = ``CLIP``) and |P| ≤ B; a
+target resolves h steps after its origin, so u overshoots [−B, B] by at most (h + 1)η
+and d stays within ±(2B + (h + 1)η). Summing the updates, after T resolved forecasts
+of one entity at one scored horizon, with η constant, whatever the data (no
+exchangeability, any drift):
+
+    | (1/T) Σ_t 1{r_t < u_t} − q | ≤ (2B + (h + 1)η + |d_1|) / (η T),
+
+so each level's realised frequency converges to its nominal one and the 0.1–0.9
+interval covers at least 80% in the long run, for every entity. η follows the
+population's spread, which settles as its record grows; the bound is slow (1/(ηT)
+with a small η): in the short run the population's quantiles carry the calibration.
+Steps between scored horizons are interpolated and carry no bound.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+from torch import Tensor
+
+from streammeta.online.experts import CLIP
+
+if TYPE_CHECKING:
+    from streammeta.config import CalibrationConfig
+
+BINS = 400  # the population's histogram of r over [-CLIP, CLIP]: 0.05 spreads a bin
+SMOOTHING = 0.001  # the population's record forgets this share per resolved forecast
+FLOOR = 0.1  # σ at least this many running standard deviations (a collapsed spread)
+
+
+def interpolation(horizons: tuple[int, ...], horizon: int) -> Tensor:
+    """(H, S): step h's weights on the scored horizons, linear in √h between the two
+    around h (before the first: the first)."""
+    out = torch.zeros(horizon, len(horizons))
+    for h in range(1, horizon + 1):
+        hi = next(i for i, s in enumerate(horizons) if s >= h)
+        if hi == 0 or horizons[hi] == h:
+            out[h - 1, hi] = 1.0
+            continue
+        lo = hi - 1
+        share = (math.sqrt(h) - math.sqrt(horizons[lo])) / (
+            math.sqrt(horizons[hi]) - math.sqrt(horizons[lo]))
+        out[h - 1, lo], out[h - 1, hi] = 1.0 - share, share
+    return out
+
+
+class Record:
+    """The population's normalised errors r per scored horizon, as a discounted
+    histogram (S, BINS), and the levels' quantiles of it (S, Q). A batch's errors enter
+    at :meth:`commit`, after the batch (no forecast depends on a later value)."""
+
+    def __init__(self, horizons: int, levels: Tensor, nominal: Tensor) -> None:
+        self.levels, self.nominal = levels, nominal  # (Q,), (Q,) Φ⁻¹(levels)
+        self.hist = torch.zeros(horizons, BINS, dtype=torch.float64)
+        self.seen = 0.0
+        self._batch = torch.zeros(horizons * BINS, dtype=torch.float64)
+        self.offsets = nominal[None, :].repeat(horizons, 1)  # (S, Q)
+        self.spread = torch.ones(horizons)  # (S,) σ-units of r, the entities' step unit
+        self._edges = torch.linspace(-CLIP, CLIP, BINS + 1, dtype=torch.float64)
+
+    def update(self, r: Tensor, valid: Tensor) -> None:
+        """r (B, S) clipped normalised errors where ``valid`` (B, S)."""
+        S = r.shape[1]
+        b = ((r + CLIP) * (BINS / (2 * CLIP))).long().clamp(0, BINS - 1)
+        index = (b + torch.arange(S)[None, :] * BINS)[valid]
+        self._batch += torch.bincount(index, minlength=S * BINS).to(torch.float64)
+
+    def commit(self) -> None:
+        batch = self._batch.view_as(self.hist)
+        count = batch.sum(dim=1)  # (S,)
+        if not bool(count.any()):
+            return
+        keep = ((1.0 - SMOOTHING) ** count)[:, None]
+        # The old histogram's mass is renormalised to what it stands for: 1/SMOOTHING
+        # events at most, so that a batch weighs by its count against it.
+        mass = self.hist.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        self.hist = self.hist / mass * keep + batch / count.clamp(min=1)[:, None] * (1 - keep)
+        self.seen += float(count.sum())
+        self._batch.zero_()
+        self._settle()
+
+    def _settle(self) -> None:
+        """The levels' quantiles, and the spread of r they imply: the half-width of the
+        widest interval over its normal width (1 before any record)."""
+        self.offsets = self._quantiles()
+        z = self.nominal
+        if len(z) > 1 and float(z[-1] - z[0]) > 0:
+            width = (self.offsets[:, -1] - self.offsets[:, 0]) / float(z[-1] - z[0])
+            self.spread = width.clamp(min=1e-3)
+
+    def _quantiles(self) -> Tensor:
+        """(S, Q) the levels' quantiles of the histogram, linear within a bin."""
+        total = self.hist.sum(dim=1, keepdim=True)
+        cdf = self.hist.cumsum(dim=1) / total.clamp(min=1e-300)  # (S, BINS) at right edges
+        target = self.levels.to(torch.float64)[None, :].expand(len(cdf), -1).contiguous()
+        k = torch.searchsorted(cdf, target).clamp(max=BINS - 1)  # (S, Q) first bin ≥ q
+        below = torch.where(k > 0, torch.gather(cdf, 1, (k - 1).clamp(min=0)), 0.0)
+        inside = torch.gather(self.hist, 1, k) / total.clamp(min=1e-300)
+        share = ((target - below) / inside.clamp(min=1e-300)).clamp(0, 1)
+        out = (self._edges[k] + share * (2 * CLIP / BINS)).to(torch.float32)
+        return torch.where(total > 0, out, self.nominal[None, :])
+
+    def export(self) -> dict[str, object]:
+        return {"hist": self.hist.clone(), "seen": self.seen}
+
+    def restore(self, state: object) -> bool:
+        """A record :meth:`export` wrote; False (unchanged) if it does not fit."""
+        if not isinstance(state, dict):
+            return False
+        hist = state.get("hist")
+        if not isinstance(hist, Tensor) or hist.shape != self.hist.shape:
+            return False
+        self.hist, self.seen = hist.clone().to(torch.float64), float(state.get("seen", 0.0))
+        if self.seen:
+            self._settle()
+        return True
+
+
+class Arena(Protocol):
+    """The entity state calibration reads and writes (``online.arena.Arena``)."""
+
+    horizon: int
+    calibration: Tensor  # (N, S, Q) the entities' corrections d
+    pending_served: Tensor  # (N, H, S, 2 + Q) served forecast, σ and offsets u
+
+
+class Calibration:
+    """The engine's calibration stage: :meth:`score` when values arrive (before they
+    join the rings), :meth:`serve` for the warm rows' quantiles, :meth:`commit` after
+    each batch."""
+
+    def __init__(self, config: CalibrationConfig, horizons: tuple[int, ...], horizon: int,
+                 levels: tuple[float, ...]) -> None:
+        self.rate = config.rate
+        self.horizon = horizon
+        self.levels = torch.tensor(levels)  # (Q,)
+        nominal = torch.distributions.Normal(0.0, 1.0).icdf(self.levels)
+        self.record = Record(len(horizons), self.levels, nominal)
+        self._h = torch.tensor(horizons)  # (S,)
+        self._weights = interpolation(horizons, horizon)  # (H, S)
+        # Bounds of the served offsets: ≤ 0 below the median, ≥ 0 above, 0 at it.
+        inf = torch.tensor(float("inf"))
+        self._low = torch.where(self.levels > 0.5, 0.0, torch.where(self.levels < 0.5, -inf, 0.0))
+        self._high = torch.where(self.levels < 0.5, 0.0, torch.where(self.levels > 0.5, inf, 0.0))
+
+    def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor) -> None:
+        """The new values y (B,) at absolute index j (B,), model units, resolve the
+        served forecasts kept for them."""
+        cell = j % arena.horizon
+        kept = arena.pending_served[slots, cell]  # (B, S, 2 + Q)
+        valid = ~torch.isnan(kept[:, :, 0])  # (B, S)
+        if not bool(valid.any()):
+            return
+        arena.pending_served[slots, cell] = float("nan")
+        r = ((y[:, None] - kept[:, :, 0]) / kept[:, :, 1]).nan_to_num(0.0).clamp(-CLIP, CLIP)
+        d = arena.calibration[slots]  # (B, S, Q)
+        # Judged against the offsets served at the origin, not today's: errors of
+        # neighbouring targets are correlated, and today's have already moved with them.
+        below = (r[:, :, None] < kept[:, :, 2:]).to(d.dtype)
+        step = (self.rate * self.record.spread[None, :, None]
+                * (self.levels[None, None, :] - below) * valid[:, :, None])
+        arena.calibration[slots] = d + step
+        self.record.update(r, valid)
+
+    def serve(self, arena: Arena, slots: Tensor, cells: Tensor, point: Tensor,
+              spread: Tensor, floor: Tensor) -> Tensor:
+        """Warm rows' quantiles (B, Q, H) around the served ``point`` (B, H), from the
+        model's ``spread`` (B, H), floored at ``FLOOR`` × ``floor`` (B,) (the running
+        standard deviations); the served forecast and σ are kept at the scored
+        horizons, in ``cells`` (B, S), until their targets arrive."""
+        sigma = torch.maximum(spread, FLOOR * floor[:, None])  # (B, H)
+        u = self.record.offsets[None] + arena.calibration[slots]  # (B, S, Q)
+        at = self._h - 1
+        scored = torch.arange(len(self._h))[None, :]
+        arena.pending_served[slots[:, None], cells, scored] = torch.cat(
+            [point[:, at, None], sigma[:, at, None], u], dim=2)
+        # The median is the served point; no level crosses it.
+        u = torch.minimum(torch.maximum(u, self._low), self._high)
+        uh = torch.matmul(u.transpose(1, 2), self._weights.T)  # (B, Q, H)
+        return torch.cummax(point[:, None, :] + uh * sigma[:, None, :], dim=1).values
+
+    def commit(self) -> None:
+        """A batch is done: its errors enter the population's record."""
+        self.record.commit()

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+from support import STEP
+
+from streammeta import config as config_mod
+from streammeta.config import Config
+from streammeta.online import calibration
+from streammeta.online.arena import ROW_FIELDS
+from streammeta.online.engine import Engine
+
+
+def small(**changes: object) -> Config:
+    config = config_mod.load(None, env={}).replace("model", window=24, hidden=16).replace(
+        "series", season=12, horizon=6).replace("meta", enabled=False)
+    return config.replace("calibration", **changes) if changes else config
+
+
+def noisy_seasons(n: int, T: int, seed: int, noise: float) -> np.ndarray:
+    """Seasonal series whose noise is far wider than the untrained model's spread."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)
+    return (100 + 10 * np.sin(2 * np.pi * t / 12)[None, :]
+            + rng.normal(0, noise, (n, T)) * rng.uniform(0.5, 2.0, (n, 1)))
+
+
+def run(engine: Engine, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """→ point (n, T, H), quantiles (n, T, Q, H) of each forecast (NaN when cold), and
+    whether its target at step h is inside the outer levels (n, T, H)."""
+    n, T = values.shape
+    H = engine.shape.horizon
+    names = [f"e{i}" for i in range(n)]
+    point = np.full((n, T, H), np.nan)
+    quant = np.full((n, T, len(engine.shape.quantiles), H), np.nan)
+    for t in range(T):
+        f = engine.process(names, np.full(n, t * STEP, dtype=np.int64), values[:, t]).forecasts
+        warm = f.warm
+        point[warm, t], quant[warm, t] = f.point[warm], f.quantiles[warm]
+    inside = np.full((n, T, H), np.nan)
+    for h in range(1, H + 1):
+        y = values[:, h:, None]
+        q = quant[:, : T - h, :, h - 1]
+        ok = ~np.isnan(q[:, :, 0])
+        inside[:, : T - h, h - 1] = np.where(ok, (q[:, :, 0] <= y[:, :, 0])
+                                             & (y[:, :, 0] <= q[:, :, -1]), np.nan)
+    return point, quant, inside
+
+
+def test_the_interval_covers_what_it_says_where_the_models_spread_does_not() -> None:
+    values = noisy_seasons(16, 400, seed=1, noise=6.0)
+    _, _, raw = run(Engine(small(enabled=False)), values)
+    _, _, calibrated = run(Engine(small()), values)
+    late = slice(200, None)  # the record has settled
+    before = np.nanmean(raw[:, late])
+    after = np.nanmean(calibrated[:, late])
+    assert abs(before - 0.8) > 0.1  # the model's own interval is off
+    assert abs(after - 0.8) < 0.05
+    for h in (1, 6):  # scored horizons, each
+        assert abs(np.nanmean(calibrated[:, late, h - 1]) - 0.8) < 0.06
+
+
+def test_calibration_moves_neither_the_point_nor_the_median_and_keeps_levels_ordered() -> None:
+    values = noisy_seasons(6, 160, seed=2, noise=4.0)
+    config = small().replace("series", quantiles=[0.05, 0.1, 0.5, 0.9, 0.95])
+    point_off, _, _ = run(Engine(config.replace("calibration", enabled=False)), values)
+    point, quant, _ = run(Engine(config), values)
+    warm = ~np.isnan(point)
+    assert np.array_equal(point[warm], point_off[warm])
+    np.testing.assert_allclose(quant[:, :, 2][warm], point[warm], rtol=1e-6)
+    assert bool((np.diff(quant, axis=2)[~np.isnan(quant[:, :, 1:])] >= 0).all())
+
+
+def test_the_interpolation_weights_each_step_between_its_scored_horizons() -> None:
+    w = calibration.interpolation((1, 12, 18), 18)
+    assert torch.allclose(w.sum(dim=1), torch.ones(18))
+    for i, h in enumerate((1, 12, 18)):
+        assert w[h - 1, i] == 1.0
+    assert 0 < w[1, 1] < w[5, 1] < w[10, 1] < 1  # rising towards the next one
+    assert w[12, 2] > 0 and w[12, 0] == 0  # 13 lies between 12 and 18
+
+
+def test_the_populations_quantiles_follow_the_errors_it_records() -> None:
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    record = calibration.Record(2, levels, torch.distributions.Normal(0.0, 1.0).icdf(levels))
+    gen = torch.Generator().manual_seed(0)
+    r = torch.randn(20_000, 2, generator=gen) * torch.tensor([0.5, 2.0])
+    record.update(r, torch.ones(20_000, 2, dtype=torch.bool))
+    record.commit()
+    expected = torch.tensor([[-0.641, 0.0, 0.641], [-2.563, 0.0, 2.563]])
+    assert torch.allclose(record.offsets, expected, atol=0.08)
+    assert torch.allclose(record.spread, torch.tensor([0.5, 2.0]), atol=0.05)
+
+
+def test_the_calibration_state_survives_a_checkpoint() -> None:
+    """The population's record and the entities' offsets travel; a restored engine
+    serves exactly what the original serves next."""
+    values = noisy_seasons(4, 120, seed=3, noise=5.0)
+    names = [f"e{i}" for i in range(4)]
+    a, b = Engine(small()), Engine(small())
+    for t in range(100):
+        a.process(names, np.full(4, t * STEP, dtype=np.int64), values[:, t])
+    record = a.export_experts()
+    assert record is not None and "calibration" in record
+    assert b.restore_experts(record)
+    b.restore_partition(0, a.export_partition(0))
+    for t in range(100, 120):
+        fa = a.process(names, np.full(4, t * STEP, dtype=np.int64), values[:, t]).forecasts
+        fb = b.process(names, np.full(4, t * STEP, dtype=np.int64), values[:, t]).forecasts
+        np.testing.assert_array_equal(fa.quantiles, fb.quantiles)
+
+
+def test_rows_saved_before_calibration_start_from_the_population() -> None:
+    values = noisy_seasons(2, 60, seed=4, noise=2.0)
+    names = ["e0", "e1"]
+    engine = Engine(small())
+    for t in range(60):
+        engine.process(names, np.full(2, t * STEP, dtype=np.int64), values[:, t])
+    state = engine.export_partition(0)
+    for field in ("calibration", "pending_served"):
+        del state["rows"][field]
+    assert {"calibration", "pending_served"} <= set(ROW_FIELDS)
+    fresh = Engine(small())
+    assert fresh.restore_partition(0, state) == 2
+    slots = torch.tensor([fresh.arena.index[n] for n in names])
+    assert not fresh.arena.calibration[slots].any()
+    assert torch.isnan(fresh.arena.pending_served[slots]).all()
+    f = fresh.process(names, np.full(2, 60 * STEP, dtype=np.int64), values[:, -1] + 1).forecasts
+    assert np.isfinite(f.quantiles).all()
