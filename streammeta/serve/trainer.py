@@ -92,7 +92,10 @@ class Trainer:
     def _result(self, result: OuterResult) -> None:
         self.metrics.outer_result(result)
         tasks = self.config.meta.steps * self.config.meta.tasks_per_step
-        self.metrics.trainer_tasks_per_second.set(tasks / max(result.seconds, 1e-9))
+        rate = tasks / max(result.seconds, 1e-9)
+        self.metrics.trainer_tasks_per_second.set(rate)
+        log.info("trainer: %d tasks in %.2f s (%.0f tasks/s, judging included) on %s", tasks,
+                 result.seconds, rate, self.outer.learner.device)
 
     # -- the lease -----------------------------------------------------------------
     def _assigned(self, partitions: list[TopicPartition]) -> None:
