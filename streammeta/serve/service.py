@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    """``streammeta run``: the daemon, its outer loop, checkpoints and probes.
+    """``streammeta run``: the daemon, its outer loop (``meta.role = "all"``) or the
+    trainer's versions it follows (``"ingest"``, ``serve/ingest.py``), checkpoints and
+    probes.
 
     ``source``/``sink``: where records come from and forecasts go, both or neither
     (default: the Kafka edge of ``[kafka]``, ``streammeta.io.edge``); ``memory_link``:

@@ -77,6 +77,9 @@ class Trainer:
     def publish(self, params: model.Params, version: int) -> None:
         """Write a promoted version and wait for the broker's acknowledgement; only then
         is it the version the next candidates descend from."""
+        if not self.leading:  # the lease moved during this run: the holder publishes now
+            log.warning("not publishing version %d: this trainer lost the lease", version)
+            return
         with self._lock:
             parent = self._serving[1]
         record = Version(version, parent, self.line, self.incarnation,
@@ -130,7 +133,7 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------
     def stop(self) -> None:
         self._stop.set()
-        self.outer._stop.set()
+        self.outer.stop(0)  # a meta-step in progress ends at its step
 
     def run(self) -> None:
         if self.server is not None:
