@@ -39,7 +39,8 @@ from streammeta.online import model
 
 pytestmark = pytest.mark.integration
 ENTITIES = 200
-STEPS = 120
+STEPS = 100
+MOVE_AT = 40  # the step before which a partition moves from A to B
 _SERVING = re.compile(r"^(\S+ \S+) INFO streammeta.serve.ingest: serving model version (\d+)",
                       re.M)
 
@@ -57,11 +58,14 @@ def small(config: Config) -> Config:
 
 
 class Paced(threading.Thread):
-    """Writes the stream one step (every entity once) at a time, pausing between steps."""
+    """Writes the stream one step (every entity once) at a time, pausing between steps;
+    before step ``hold_at`` it waits for ``resume`` (a partition moves meanwhile)."""
 
-    def __init__(self, config: Config, values: np.ndarray, pause_s: float) -> None:
+    def __init__(self, config: Config, values: np.ndarray, pause_s: float,
+                 hold_at: int) -> None:
         super().__init__(daemon=True)
         self.config, self.values, self.pause_s = config, values, pause_s
+        self.hold_at, self.resume = hold_at, threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -69,6 +73,8 @@ class Paced(threading.Thread):
             producer = KafkaProducer(bootstrap_servers=self.config.kafka.bootstrap_servers,
                                      acks="all", linger_ms=5)
             for t in range(len(self.values)):
+                if t == self.hold_at and not self.resume.wait(120):
+                    raise TimeoutError("not resumed")
                 for e in range(self.values.shape[1]):
                     key, value = encode_observation(f"e{e}", t * STEP, float(self.values[t, e]))
                     producer.send(self.config.kafka.input_topic, key=key, value=value)
@@ -131,7 +137,7 @@ def test_two_replicas_serve_one_trainers_versions(kafka_config: Config, tmp_path
     trainer = start_trainer(config, tmp_path / "trainer.toml")
     a = start_daemon(replica(ingest, "replica-a"), tmp_path / "a.toml")
     b = None
-    producer = Paced(config, values, pause_s=0.25)
+    producer = Paced(config, values, pause_s=0.2, hold_at=MOVE_AT)
     published = Published(config)
     try:
         wait_for(lambda: owned(a_log) == set(range(PARTITIONS)), timeout_s=60,
@@ -141,8 +147,12 @@ def test_two_replicas_serve_one_trainers_versions(kafka_config: Config, tmp_path
         b = start_daemon(replica(ingest, "replica-b"), tmp_path / "b.toml")
         wait_for(lambda: owned(b_log) and not owned(a_log) & owned(b_log), timeout_s=60,
                  what="B taking partitions over from A")
-        moved_at = committed_total(config) // ENTITIES  # about the step of the move
-        moved = owned(b_log)
+        moved, moved_at = owned(b_log), MOVE_AT
+        wait_for(lambda: committed_total(config) >= MOVE_AT * ENTITIES, timeout_s=30,
+                 what="the first steps committed")  # the stream waits meanwhile
+        producer.resume.set()
+        wait_for(lambda: committed_total(config) >= (MOVE_AT + 4) * ENTITIES, timeout_s=30,
+                 what="both replicas forecasting")
         before_kill = list(published())
         trainer.send_signal(signal.SIGKILL)
         trainer.wait(30)
@@ -177,7 +187,8 @@ def test_two_replicas_serve_one_trainers_versions(kafka_config: Config, tmp_path
     incarnations = list(dict.fromkeys(v.incarnation for v in all_versions))
     assert len(incarnations) == 2
     first_after = next(v for v in all_versions if v.incarnation == incarnations[1])
-    assert first_after.parent == before_kill[-1].version  # continued from the newest
+    last_before = [v for v in all_versions if v.incarnation == incarnations[0]][-1]
+    assert first_after.parent == last_before.version  # continued from the newest
     assert len({v.line for v in all_versions}) == 1
     for log in (a_log, b_log):
         seq = [v for v, _ in served(log)]
