@@ -130,7 +130,7 @@ class Daemon:
                 if records:
                     self._process(records)
                 if self.memory_link is not None:
-                    _exchange_memory(self.engine, self.memory_link, self.metrics)
+                    exchange_memory(self.engine, self.memory_link, self.metrics)
                 if self.between_batches is not None:
                     self.between_batches()  # e.g. following the versions topic (role ingest)
                 if self.keeper is not None:
@@ -253,7 +253,7 @@ class Daemon:
                  self.observations, self.forecasts, self.dead_letters)
 
 
-def _exchange_memory(engine: Engine, link: MemoryLink, metrics: Metrics) -> None:
+def exchange_memory(engine: Engine, link: MemoryLink, metrics: Metrics) -> None:
     """Publish this replica's new memory entries; take in the other replicas'."""
     if engine.memory_entries is None:
         return
