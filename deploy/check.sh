@@ -94,16 +94,17 @@ PY=$TOOLS/venv/bin
 # -- systemd ---------------------------------------------------------------------
 section "systemd: deploy/systemd"
 unit_dir=$work/systemd
+unit=streammeta.service  # the unit verify_unit and unit_exposure check
 verify_unit() {  # systemd-analyze verify exits 0 on unknown keys: any output fails
     local out
-    out=$(SYSTEMD_UNIT_PATH="$unit_dir:" systemd-analyze verify "$unit_dir/streammeta.service" 2>&1)
+    out=$(SYSTEMD_UNIT_PATH="$unit_dir:" systemd-analyze verify "$unit_dir/$unit" 2>&1)
     local rc=$?
     [ -n "$out" ] && echo "$out"
     [ $rc = 0 ] && [ -z "$out" ]
 }
 unit_exposure() {
     SYSTEMD_UNIT_PATH="$unit_dir:" systemd-analyze security --offline=yes \
-        --threshold="$SYSTEMD_EXPOSURE_MAX" "$unit_dir/streammeta.service" >"$work/security.txt" 2>&1
+        --threshold="$SYSTEMD_EXPOSURE_MAX" "$unit_dir/$unit" >"$work/security.txt" 2>&1
     local rc=$?
     tail -1 "$work/security.txt"
     return $rc
@@ -119,6 +120,14 @@ if command -v systemd-analyze >/dev/null; then
     mkdir -p "$unit_dir/streammeta.service.d"
     cp deploy/systemd/gpu.conf "$unit_dir/streammeta.service.d/"
     check "systemd-analyze verify streammeta.service + gpu.conf" verify_unit
+    unit=streammeta-trainer.service
+    sed "s|^ExecStart=[^ ]*|ExecStart=$(command -v true)|" "deploy/systemd/$unit" \
+        >"$unit_dir/$unit"
+    check "systemd-analyze verify $unit" verify_unit
+    check "systemd-analyze security $unit (exposure at most $SYSTEMD_EXPOSURE_MAX/10)" unit_exposure
+    mkdir -p "$unit_dir/$unit.d"
+    cp deploy/systemd/gpu.conf "$unit_dir/$unit.d/"
+    check "systemd-analyze verify $unit + gpu.conf" verify_unit
 else
     skip "systemd-analyze" "not installed and not installable"
 fi

@@ -1,4 +1,4 @@
-"""Command line: ``streammeta run | demo | replay | pretrain | evaluate | check-config``."""
+"""Command line: ``streammeta run | train | demo | replay | pretrain | evaluate | check-config``."""
 
 from __future__ import annotations
 
@@ -75,10 +75,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streammeta.serve.service import Service
 
     config = load_config(args)
+    if config.meta.role == "trainer":
+        return _train(config)
     _setup_logging(config)
     service = Service(config)
     install_stop_handlers(service.stop)
     service.run()
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _train(load_config(args).replace("meta", role="trainer"))
+
+
+def _train(config: Config) -> int:
+    from streammeta.serve.trainer import Trainer
+
+    _setup_logging(config)
+    trainer = Trainer(config)
+    install_stop_handlers(trainer.stop)
+    trainer.run()
     return 0
 
 
@@ -162,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = add("run", "Run the daemon: consume observations, publish forecasts, serve "
               "/metrics, /healthz and /readyz, until SIGTERM or SIGINT.", cmd_run)
     run.add_argument("--init", metavar="FILE", help="parameter file to start from")
+
+    train = add("train", "Run the deployment's one trainer (meta.role = trainer): meta-learn "
+                "on the task samples the ingesting replicas send, on meta.device, and publish "
+                "promoted versions to meta.versions_topic, until SIGTERM or SIGINT.", cmd_train)
+    train.add_argument("--init", metavar="FILE", help="parameter file to start from when "
+                       "the versions topic is empty")
 
     demo = add("demo", "Start an embedded Kafka-compatible broker (Tansu), replay bundled M4 "
                "hourly data into it and run the daemon on it, printing live progress.",

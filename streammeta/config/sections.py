@@ -120,10 +120,25 @@ class AdaptationConfig:
         check("adaptation.loss", self.loss, self.loss in ("mae", "mse"), "'mae' or 'mse'")
 
 
+ROLES = ("all", "ingest", "trainer")
+
+
 @dataclass(frozen=True)
 class MetaConfig:
     # Switch off to ablate the outer loop (a frozen initialisation).
     enabled: bool = True
+    # What this process does (docs/operations.md, "Roles"): all = ingest and train in one
+    # process; ingest = serve the versions the trainer publishes, send it task samples;
+    # trainer = the one outer loop of the deployment (``streammeta train``).
+    role: str = "all"
+    # With roles ingest/trainer: promoted versions (1 partition, one record each) ...
+    versions_topic: str = "streammeta.versions"
+    # ... the ingesting replicas' sampled task histories ...
+    samples_topic: str = "streammeta.task-samples"
+    # ... and the trainers' lease (1 partition: its group member owning it trains).
+    lease_topic: str = "streammeta.trainer-lease"
+    # Task histories each ingesting replica sends per second at most.
+    samples_per_s: float = 200.0
     algorithm: str = "fomaml"
     # Where meta-steps run: auto = CUDA when torch sees a GPU, else the CPU.
     device: str = "auto"
@@ -172,6 +187,12 @@ class MetaConfig:
         algorithms = ("fomaml", "maml", "reptile")
         check("meta.algorithm", self.algorithm, self.algorithm in algorithms,
                f"one of {', '.join(algorithms)}")
+        check("meta.role", self.role, self.role in ROLES, f"one of {', '.join(ROLES)}")
+        check("meta.samples_per_s", self.samples_per_s, 0 < self.samples_per_s <= 1e6,
+               "a float in (0, 1e6]")
+        for name in ("versions_topic", "samples_topic", "lease_topic"):
+            check(f"meta.{name}", getattr(self, name), bool(getattr(self, name)),
+                   "a topic name")
         check("meta.device", self.device,
                self.device in ("auto", "cpu") or self.device.startswith("cuda"),
                "'auto', 'cpu' or 'cuda[:N]'")

@@ -50,9 +50,9 @@ _MISSING_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
 
 
 def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
-                  memory_topic: str = "") -> None:
-    """Create the input, forecast and dead-letter topics where missing, and the
-    compacted memory topic if one is named."""
+                  memory_topic: str = "", extra: dict[str, int] | None = None) -> None:
+    """Create the input, forecast and dead-letter topics where missing, the
+    compacted memory topic if one is named, and ``extra`` (name → partitions)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(producer_settings(cfg, Faults(cfg.fatal_after_s), "admin"))
@@ -66,6 +66,7 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
     if memory_topic and memory_topic not in existing:
         new.append(NewTopic(memory_topic, partitions, replication,
                             config={"cleanup.policy": "compact"}))
+    new += [NewTopic(t, n, replication) for t, n in (extra or {}).items() if t not in existing]
     for topic, future in (admin.create_topics(new, request_timeout=timeout_s) if new else {}
                           ).items():
         try:

@@ -9,15 +9,17 @@ so every blocking call of the edge ends within ``kafka.shutdown_timeout_s``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streammeta.config import Config, KafkaConfig
+from streammeta.config import Config, KafkaConfig, MetaConfig
 from streammeta.errors import BrokerError
 from streammeta.io.faults import Deadline, ErrorCounter, Faults, OncePerCause
 from streammeta.io.streams import Sink, Source
+from streammeta.io.tail import Tail
 from streammeta.meta.memory import MemoryLink, key_dim
 
 log = logging.getLogger(__name__)
@@ -141,14 +143,39 @@ def make_writer(cfg: KafkaConfig) -> Writer:
 
 
 def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
-                  memory_topic: str = "") -> None:
-    """Create the input, forecast and dead-letter topics (and the compacted memory
-    topic, if named) where missing, with the chosen client."""
+                  memory_topic: str = "", extra: dict[str, int] | None = None) -> None:
+    """Create the input, forecast and dead-letter topics (the compacted memory topic,
+    if named, and ``extra``: name → partitions) where missing, with the chosen client."""
     if cfg.client == "confluent":
         from streammeta.io import confluent
 
-        confluent.ensure_topics(cfg, partitions, replication, memory_topic)
+        confluent.ensure_topics(cfg, partitions, replication, memory_topic, extra)
     else:
         from streammeta.io import kafka as kafka_edge
 
-        kafka_edge.ensure_topics(cfg, partitions, replication, memory_topic)
+        kafka_edge.ensure_topics(cfg, partitions, replication, memory_topic, extra)
+
+
+def role_topics(meta: MetaConfig, partitions: int = 4) -> dict[str, int]:
+    """The topics of the ingest and trainer roles: name → partitions. The versions and
+    lease topics have one partition (one order of versions, one lease holder)."""
+    return {meta.versions_topic: 1, meta.lease_topic: 1, meta.samples_topic: partitions}
+
+
+def make_tail(cfg: KafkaConfig, topic: str) -> Tail:
+    """A reader of every partition of ``topic`` from its beginning, outside any group."""
+    if cfg.client == "confluent":
+        from streammeta.io.tail import ConfluentTail
+
+        return ConfluentTail(cfg, topic)
+    from streammeta.io.tail import KafkaTail
+
+    return KafkaTail(cfg, topic)
+
+
+def make_lease(cfg: KafkaConfig, meta: MetaConfig) -> Source:
+    """A member of the trainers' group on the 1-partition lease topic: the member that
+    is assigned the partition is the one trainer."""
+    return make_source(dataclasses.replace(
+        cfg, input_topic=meta.lease_topic, group_id=f"{cfg.group_id}.trainer",
+        group_instance_id=""))

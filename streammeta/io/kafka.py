@@ -53,9 +53,9 @@ from streammeta.io.streams import TopicPartition as TP
 log = logging.getLogger(__name__)
 
 def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
-                  memory_topic: str = "") -> None:
-    """Create the input, forecast and dead-letter topics where missing, and the
-    compacted memory topic if one is named."""
+                  memory_topic: str = "", extra: dict[str, int] | None = None) -> None:
+    """Create the input, forecast and dead-letter topics where missing, the
+    compacted memory topic if one is named, and ``extra`` (name → partitions)."""
     try:
         admin = KafkaAdminClient(**client_kwargs(cfg))
     except (NoBrokersAvailable, KafkaError) as exc:
@@ -69,6 +69,8 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,
         if memory_topic and memory_topic not in existing:
             new.append(NewTopic(memory_topic, partitions, replication,
                                 topic_configs={"cleanup.policy": "compact"}))
+        new += [NewTopic(t, n, replication) for t, n in (extra or {}).items()
+                if t not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 admin.create_topics(new)

@@ -66,6 +66,7 @@ class OuterLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._observed_at_last = 0
+        self._last_run = time.monotonic()
         self.results: list[OuterResult] = []
         # Training stops this many values short of the newest: promotion is decided on
         # held-out entities' newest windows, later in time than anything trained on.
@@ -170,16 +171,21 @@ class OuterLoop:
         # slower engine batches for as long as the team exists. On CUDA the host side
         # needs no team; on the CPU the loop is paced to a share of one core anyway.
         torch.set_num_threads(1)
-        last = time.monotonic()
         while not self._stop.is_set():
-            if self.due() or time.monotonic() - last >= self.config.every_s:
-                self._observed_at_last = self.buffer.observed
-                last = time.monotonic()
-                try:
-                    self.run_once()
-                except Exception:  # a failed meta-step must not take down ingestion
-                    log.exception("outer loop step failed")
+            self.tick()
             self._stop.wait(0.5)
+
+    def tick(self) -> OuterResult | None:
+        """Run once if a trigger is due (``meta.every_observations`` or ``meta.every_s``)."""
+        if not (self.due() or time.monotonic() - self._last_run >= self.config.every_s):
+            return None
+        self._observed_at_last = self.buffer.observed
+        self._last_run = time.monotonic()
+        try:
+            return self.run_once()
+        except Exception:  # a failed meta-step must not take down ingestion
+            log.exception("outer loop step failed")
+            return None
 
 
 def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int], None],
@@ -187,18 +193,32 @@ def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int]
     """An outer loop fed by ``engine`` (a task buffer is attached to it) that meta-learns
     from the serving parameters and hands promoted versions to ``publish``."""
     config = config.resolved()
+    buffer = task_buffer(config)
+    engine.attach_tasks(buffer)
+    return OuterLoop(buffer, learner_for(config, engine.serving()[0]), config.meta,
+                     engine.serving, publish, on_result, seed=config.model.seed)
+
+
+def layout_of(config: Config) -> TaskLayout:
+    """The task layout of a resolved configuration."""
     m = config.meta
-    layout = TaskLayout(window=config.model.window, horizon=config.series.horizon,
-                        support=m.support_windows, query=m.query_windows,
-                        stride=m.window_stride, season=config.series.season,
-                        young=warm_at(config.model, config.series.season))
+    return TaskLayout(window=config.model.window, horizon=config.series.horizon,
+                      support=m.support_windows, query=m.query_windows,
+                      stride=m.window_stride, season=config.series.season,
+                      young=warm_at(config.model, config.series.season))
+
+
+def task_buffer(config: Config) -> TaskBuffer:
+    """The task buffer of a resolved configuration (an engine's or the trainer's)."""
+    layout = layout_of(config)
     # Longer than one task: tasks start at random points of the last few days, and a
     # small population's training stretches end before its newest query targets.
     spare = max(4 * config.series.season, layout.query_span + config.series.season)
-    buffer = TaskBuffer(m.buffer_entities, layout.length + spare, config.engine.max_entities,
-                        config.model.context_dim)
-    engine.attach_tasks(buffer)
-    learner = MetaLearner(engine.serving()[0], layout, m, config.adaptation,
-                          config.series.quantiles, device=resolve_device(m.device))
-    return OuterLoop(buffer, learner, m, engine.serving, publish, on_result,
-                     seed=config.model.seed)
+    return TaskBuffer(config.meta.buffer_entities, layout.length + spare,
+                      config.engine.max_entities, config.model.context_dim)
+
+
+def learner_for(config: Config, params: model.Params) -> MetaLearner:
+    m = config.meta
+    return MetaLearner(params, layout_of(config), m, config.adaptation,
+                       config.series.quantiles, device=resolve_device(m.device))

@@ -120,3 +120,43 @@ def held_out(ids: Tensor, share: float) -> Tensor:
     """Which of these integer ids (entity rows, series numbers) are held out: a fixed
     hash, so an id stays on its side from run to run. → bool, like ``ids``."""
     return (ids * 2654435761 % 1000) < int(share * 1000)
+
+
+def export_rows(buffer: TaskBuffer, rows: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """What rows ``rows`` hold, for another process's buffer (``meta/samples.py``):
+    values written (n,), starting points (n, C) and each row's values, oldest first."""
+    with buffer.lock:
+        counts = buffer.count[rows].clone()
+        held = torch.clamp(counts, max=buffer.length)
+        out = []
+        for row, count, n in zip(rows.tolist(), counts.tolist(), held.tolist(), strict=True):
+            cols = (count - n + torch.arange(n)) % buffer.length
+            out.append(buffer.values[row, cols].clone())
+        return counts, buffer.anchor[rows].clone(), out
+
+
+def load_rows(buffer: TaskBuffer, slots: Tensor, counts: Tensor, anchors: Tensor,
+              histories: list[Tensor]) -> None:
+    """Replace the rows of entities ``slots`` with what another buffer held
+    (:func:`export_rows`); new entities claim rows as :meth:`TaskBuffer.observe` does."""
+    with buffer.lock:
+        buffer.rounds += 1
+        rows = buffer.row_of_slot[slots]
+        before = torch.where(rows >= 0, buffer.count[rows.clamp(min=0)], 0)
+        need = rows < 0
+        if bool(need.any()):
+            rows = rows.clone()
+            rows[need] = buffer._claim(slots[need], rows[need])
+        for i, row in enumerate(rows.tolist()):
+            if row < 0:
+                continue
+            values = histories[i][-buffer.length:]
+            count = int(counts[i])
+            cols = (count - len(values) + torch.arange(len(values))) % buffer.length
+            buffer.values[row, cols] = values.to(buffer.values.dtype)
+            buffer.count[row] = count
+            buffer.anchor[row] = anchors[i].to(buffer.anchor.dtype)
+            buffer.updated[row] = buffer.rounds
+            # New values for the outer loop's trigger: the growth of a known row.
+            grown = count - int(before[i])
+            buffer.observed += min(grown, len(values)) if grown >= 0 else len(values)

@@ -20,6 +20,7 @@ in flight (``docs/recovery.md``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 
 from streammeta.config import CheckpointConfig
 from streammeta.errors import ParameterFileError
+from streammeta.meta.versions import coherent
 from streammeta.online.model import Params
 from streammeta.persistence.container import FORMAT, Payload, pack, unpack
 from streammeta.persistence.manifest import Entry, Index, encode, manifest_name
@@ -103,9 +105,12 @@ class CheckpointStore:
         self._prune()
         return Written(self.files.locate(name), len(data), time.perf_counter() - started)
 
-    def newest(self) -> Iterator[tuple[str, Payload]]:
-        """Valid checkpoints, newest first; damaged ones are logged and skipped."""
+    def newest(self, member: str | None = None) -> Iterator[tuple[str, Payload]]:
+        """Valid checkpoints (of ``member`` only, if given), newest first; damaged ones
+        are logged and skipped."""
         for entry in self._index.entries():
+            if member is not None and entry.member != member:
+                continue
             payload = self._load(entry.name)
             if payload is not None:
                 yield entry.name, payload
@@ -212,18 +217,25 @@ class Checkpointer:
         self.positions: dict[int, int] = {}
         self.epochs: dict[int, int] = {}  # partition -> fencing epoch of this ownership
         self.published: set[int] = set()  # owned partitions some checkpoint file holds
+        self.line = f"local:{store.member}"  # θ's line (meta/versions.py): φ of others reset
+        self.restores_params = True
         self._since_records = 0
         self._last = clock()
         self._writer: threading.Thread | None = None
         self._outcomes: list[Written | Exception] = []  # of background writes, not yet taken
 
     def restore_model(self) -> int | None:
-        """Serve the parameters of the newest checkpoint; its version, or None if none."""
-        for path, payload in self.store.newest():
+        """Serve the parameters of the newest checkpoint (this member's own first: its
+        line); its version, or None if none. Without :attr:`restores_params` (role
+        ingest, which serves the versions topic's θ): only the memory and the experts'
+        record."""
+        for path, payload in itertools.chain(self.store.newest(self.store.member),
+                                             self.store.newest()):
             model = payload.get("model")
             if model:
-                self.engine.swap(model["params"], int(model["version"]))
-                log.info("restored model version %d from %s", model["version"], path)
+                if self.restores_params:
+                    self.engine.swap(model["params"], int(model["version"]))
+                    log.info("restored model version %d from %s", model["version"], path)
                 if "memory" in payload:
                     try:
                         entries = self.engine.restore_memory(payload["memory"])
@@ -255,6 +267,12 @@ class Checkpointer:
             self.published.discard(p)
         for p, path, payload in self.store.holders(partitions):
             state = payload["partitions"][p]
+            written = payload.get("model") or {}
+            if not coherent(written.get("line"), int(written.get("version", 0)), self.line):
+                _reset_phi(state, self.engine.serving()[0]["phi0"])
+                log.info("partition %d: φ were adapted under version %s of another line "
+                         "(%r): reset to the served φ₀", p, written.get("version"),
+                         written.get("line"))
             try:
                 entities = self.engine.restore_partition(p, state)
             except ParameterFileError as exc:
@@ -296,7 +314,7 @@ class Checkpointer:
         params, version = self.engine.serving()
         payload: dict[str, Any] = {
             "written_at": int(time.time() * 1000),  # the file's name: the state's time
-            "model": {"version": version,
+            "model": {"version": version, "line": self.line,
                       "params": {k: v.detach().clone() for k, v in params.items()}},
             # Rows, and which spill file holds each evicted entity.
             "partitions": {p: {"offset": self.positions[p], "epoch": self.epochs.get(p, 0),
@@ -374,3 +392,13 @@ class Checkpointer:
                 self.positions.pop(p, None)
                 self.epochs.pop(p, None)
                 self.published.discard(p)
+
+
+def _reset_phi(state: dict[str, Any], phi0: Any) -> None:
+    """φ of a partition's resident rows back to ``phi0`` (evicted ones are paged in as
+    they were written: a limit of this rule, docs/recovery.md)."""
+    rows = state.get("rows")
+    if rows and "phi" in rows and len(rows["phi"]):
+        rows["phi"] = phi0.detach().to(rows["phi"].dtype).expand_as(rows["phi"]).clone()
+        if "anchor" in rows:
+            rows["anchor"] = rows["anchor"].new_zeros(rows["anchor"].shape)

@@ -42,17 +42,24 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
             f"{path}: θ was learned on values with series.transform = "
             f"{written_for.get('transform', 'none')!r}, this configuration has "
             f"{shape.transform!r}")
+    params = checked(str(path), payload.get("params"), shape,
+                     f" (file written for {payload.get('shape')})")
+    return params, int(payload.get("version", 0))
+
+
+def checked(where: str, params: object, shape: model.ModelShape, note: str = "") -> model.Params:
+    """``params`` as float tensors if they are θ of ``shape``; else ParameterFileError."""
     expected = model.init_params(shape)
-    params = payload.get("params")
     if not isinstance(params, dict) or set(params) != set(expected):
-        raise ParameterFileError(f"{path}: parameter names {sorted(params or {})} do not match "
+        names = sorted(params) if isinstance(params, dict) else []
+        raise ParameterFileError(f"{where}: parameter names {names} do not match "
                                  f"this model's {sorted(expected)}")
     for name, tensor in expected.items():
         if tuple(params[name].shape) != tuple(tensor.shape):
             raise ParameterFileError(
-                f"{path}: {name} has shape {tuple(params[name].shape)}, this configuration "
-                f"needs {tuple(tensor.shape)} (file written for {payload.get('shape')})")
-    return {k: v.float() for k, v in params.items()}, int(payload.get("version", 0))
+                f"{where}: {name} has shape {tuple(params[name].shape)}, this configuration "
+                f"needs {tuple(tensor.shape)}{note}")
+    return {k: v.float() for k, v in params.items()}
 
 
 def initial(config: Config) -> tuple[model.Params, int]:

@@ -76,6 +76,7 @@ class Daemon:
         progress_every_s: float = 10.0,
         checkpointer: Checkpointer | None = None,
         memory_link: MemoryLink | None = None,
+        between_batches: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.source, self.sink = source, sink
@@ -86,7 +87,7 @@ class Daemon:
         self.checkpointer = checkpointer
         self.keeper = None if checkpointer is None else StateKeeper(
             checkpointer, source, self.metrics, self.engine, config.checkpoint.expired)
-        self.memory_link = memory_link
+        self.memory_link, self.between_batches = memory_link, between_batches
         if memory_link is not None:
             self.engine.share_memory()
         self.on_progress, self.progress_every_s = on_progress or _log_progress, progress_every_s
@@ -134,7 +135,9 @@ class Daemon:
                 else:  # idle: the batch in flight is acknowledged and committed now
                     self.delivery.complete()
                 if self.memory_link is not None:
-                    self._exchange_memory(self.memory_link)
+                    exchange_memory(self.engine, self.memory_link, self.metrics)
+                if self.between_batches is not None:
+                    self.between_batches()  # e.g. following the versions topic (role ingest)
                 if self.keeper is not None:
                     self.keeper.commit_restored(records, self.delivery.commit)
                     if self.keeper.checkpointer.due():  # a snapshot holds only acknowledged state
@@ -215,18 +218,6 @@ class Daemon:
         self._settle = first
         _gauges(m, self.engine, records, started)
 
-    def _exchange_memory(self, link: MemoryLink) -> None:
-        """Publish this replica's new memory entries; take in the other replicas'."""
-        if self.engine.memory_entries is None:
-            return
-        outbox = self.engine.take_outbox()
-        if outbox:
-            link.publish(outbox)
-        incoming = link.receive()
-        if incoming:
-            self.engine.receive_memory(incoming)
-            self.metrics.memory_entries.set(self.engine.memory_entries or 0)
-
     def _on_assigned(self, partitions: list[TopicPartition]) -> None:
         if self.keeper is None:
             log.info("assigned partitions %s", [p for _, p in partitions])
@@ -289,6 +280,19 @@ def _count(m: Metrics, result: Result, forecasts: int, dead: list[DeadLetter]) -
     m.memory_retrievals.inc(len(result.recalled))
     for similarity in result.recalled:
         m.memory_similarity.observe(similarity)
+
+
+def exchange_memory(engine: Engine, link: MemoryLink, metrics: Metrics) -> None:
+    """Publish this replica's new memory entries; take in the other replicas'."""
+    if engine.memory_entries is None:
+        return
+    outbox = engine.take_outbox()
+    if outbox:
+        link.publish(outbox)
+    incoming = link.receive()
+    if incoming:
+        engine.receive_memory(incoming)
+        metrics.memory_entries.set(engine.memory_entries or 0)
 
 
 def _on_calendar(frequency: Frequency, records: list[Record], obs: Observations,

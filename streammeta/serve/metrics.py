@@ -149,6 +149,27 @@ class Metrics:
             "Candidate versions rejected: worse than serving on held-out tasks.", registry=r)
         self.meta_loss = Gauge(
             "streammeta_meta_loss", "Mean query loss of the last outer-loop run.", registry=r)
+        # Global versions (meta.role ingest/trainer): what is served, what exists.
+        self.version_newest = Gauge(
+            "streammeta_model_version_newest",
+            "Newest version read from the versions topic (ingest), or published (trainer).",
+            registry=r)
+        self.version_lag = Gauge(
+            "streammeta_model_version_lag",
+            "Versions the served one is behind the newest read from the versions topic.",
+            registry=r)
+        self.version_lag_seconds = Gauge(
+            "streammeta_model_version_lag_seconds",
+            "From the newest version's publication to this replica serving it (last one).",
+            registry=r)
+        self.trainer_leading = Gauge(
+            "streammeta_trainer_leading", "1 while this trainer holds the lease.", registry=r)
+        self.trainer_tasks_per_second = Gauge(
+            "streammeta_trainer_tasks_per_second",
+            "Tasks meta-learned per second of the last outer-loop run.", registry=r)
+        self.task_samples = Counter(
+            "streammeta_task_samples", "Task histories sent (ingest) or loaded (trainer).",
+            registry=r)
         self.loop_heartbeat = Gauge(
             "streammeta_loop_last_iteration_timestamp_seconds",
             "Unix time at which the processing loop last completed an iteration.", registry=r)

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Callable
 
 from streammeta import assemble
-from streammeta.config import Config
+from streammeta.config import Config, ConfigError
 from streammeta.io.edge import KafkaEdge, make_kafka_edge
 from streammeta.io.streams import Sink, Source
 from streammeta.meta.memory import MemoryLink
@@ -17,13 +17,16 @@ from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 from streammeta.persistence.spill import SpillStore
 from streammeta.serve.daemon import Daemon, Notifier, Progress
 from streammeta.serve.health import HealthServer, LoopHealth
+from streammeta.serve.ingest import Follow
 from streammeta.serve.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
 class Service:
-    """``streammeta run``: the daemon, its outer loop, checkpoints and probes.
+    """``streammeta run``: the daemon, its outer loop (``meta.role = "all"``) or the
+    trainer's versions it follows (``"ingest"``, ``serve/ingest.py``), checkpoints and
+    probes.
 
     ``source``/``sink``: where records come from and forecasts go, both or neither
     (default: the Kafka edge of ``[kafka]``, ``streammeta.io.edge``); ``memory_link``:
@@ -63,12 +66,21 @@ class Service:
                 spill = SpillStore(store.files, store.member)
         engine = assemble.engine(config, spill)
         checkpointer = Checkpointer(store, engine, c) if store is not None else None
+        # meta.role ingest: θ comes from the trainer through the versions topic.
+        self.follow: Follow | None = None
+        if config.meta.role == "ingest":
+            member = store.member if store is not None else (
+                config.kafka.group_instance_id or socket.gethostname())
+            self.follow = Follow(config, engine, self.metrics, checkpointer, member)
+        elif config.meta.role != "all":
+            raise ConfigError("meta.role", config.meta.role,
+                              "'all' or 'ingest' here (a trainer runs with `streammeta train`)")
         self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
                              health=self.health, notifier=notifier,
                              on_progress=on_progress, checkpointer=checkpointer,
-                             memory_link=memory_link)
+                             memory_link=memory_link, between_batches=self.follow)
         self.outer: OuterLoop | None = None
-        if config.meta.enabled:
+        if config.meta.enabled and self.follow is None:
             self.outer = attach(config, engine, self.daemon.offer_params,
                                 on_result=self.metrics.outer_result)
 
@@ -87,10 +99,14 @@ class Service:
             log.info("metrics and probes on %s", self.server.url)
         if self.outer is not None:
             self.outer.start()
+        if self.follow is not None:
+            self.follow.start()
         try:
             self.daemon.run()
         finally:
             if self.outer is not None:
                 self.outer.stop()
+            if self.follow is not None:
+                self.follow.close()
             if self.server is not None:
                 self.server.stop()

@@ -18,7 +18,7 @@ from streammeta.io.kafka_memory import KafkaMemoryLink
 from streammeta.io.streams import MemorySink, MemorySource
 from streammeta.meta.memory import Entry, encode_entry, key_dim, store_for
 from streammeta.online.engine import Engine
-from streammeta.serve.daemon import Daemon
+from streammeta.serve.daemon import Daemon, exchange_memory
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +69,12 @@ def test_entries_published_by_one_replica_reach_another(shared: Config) -> None:
         receiver.close()
 
 
+def exchange(daemon: Daemon) -> None:
+    """What the daemon's loop does with the memory link between batches."""
+    assert daemon.memory_link is not None
+    exchange_memory(daemon.engine, daemon.memory_link, daemon.metrics)
+
+
 def test_a_replica_warm_starts_from_what_another_replica_learned(shared: Config) -> None:
     """Replica A adapts entity "a" to maturity; replica B, which never saw "a", holds
     its φ after one exchange with the topic and starts a similar entity from it."""
@@ -83,10 +89,10 @@ def test_a_replica_warm_starts_from_what_another_replica_learned(shared: Config)
         values = 10 + np.sin(2 * math.pi * t / shared.series.season)
         first.process(["a"] * len(t), t.astype(np.int64) * STEP, values)
         assert "a" in a.row_of
-        daemons[0]._exchange_memory(daemons[0].memory_link)  # type: ignore[arg-type]
+        exchange(daemons[0])
 
         def exchanged() -> bool:
-            daemons[1]._exchange_memory(daemons[1].memory_link)  # type: ignore[arg-type]
+            exchange(daemons[1])
             return "a" in b.row_of
 
         wait_for(exchanged, timeout_s=60, what="replica B to receive entity a's entry")

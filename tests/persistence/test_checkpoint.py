@@ -323,3 +323,38 @@ def test_a_restarted_replica_left_unassigned_for_long_still_restores_every_entit
         assert int(after.arena.count[after.arena.index[name]]) == int(before.arena.count[slot])
     files = sorted(tmp_path.glob("*.smck"))
     assert len(files) <= 2 + 1  # still bounded: keep, plus the newest holder of p0 and p1
+
+
+def test_phi_are_kept_on_their_own_line_and_reset_on_another(tmp_path: Path) -> None:
+    """The coherence rule (docs/recovery.md): a partition's φ, adapted under version 3
+    of line L, are restored as they were by a replica serving line L, and reset to
+    the served φ₀ by one serving another line's θ."""
+    a = small_engine()
+    params, _ = a.serving()
+    a.swap({k: v + 0.01 for k, v in params.items()}, 3)
+    feed(a, range(30))
+    saver_a = checkpointer(a, CheckpointStore(tmp_path, member="a"))
+    saver_a.line = "L"
+    saver_a.advance({0: 90, 1: 90}, 180)
+    phi = {n: a.arena.phi[s].clone() for n, s in a.arena.index.items()}
+    saver_a.release([1])
+    assert any(bool((v != a.serving()[0]["phi0"]).any()) for v in phi.values())  # adapted
+
+    for line, kept in (("L", True), ("M", False)):
+        b = small_engine()
+        b.swap(a.serving()[0], 5)
+        saver_b = checkpointer(b, CheckpointStore(tmp_path, member=f"b-{line}"))
+        saver_b.line = line
+        assert saver_b.restore_partitions([1]) == {1: 90}
+        assert len(b.arena.index) == 3
+        for name, slot in b.arena.index.items():
+            expected = phi[name] if kept else b.serving()[0]["phi0"]
+            torch.testing.assert_close(b.arena.phi[slot], expected)
+
+
+def test_a_checkpoint_records_the_line_of_its_theta(tmp_path: Path) -> None:
+    engine = small_engine()
+    saver = checkpointer(engine, CheckpointStore(tmp_path, member="m"))
+    assert saver.line == "local:m"  # meta.role all: each process its own line
+    saver.line = "trainer-1"
+    assert saver.snapshot()["model"]["line"] == "trainer-1"

@@ -1,0 +1,98 @@
+"""The pieces of the trainer role on a real broker, with each client: the versions
+topic read to its end (Tail: partition EOF / high watermark, not the broken end
+offsets), and the lease (one member of the trainers' group holds the 1-partition
+topic; when it leaves, the other takes it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from test_daemon_kafka import wait_for
+
+from streammeta.config import Config
+from streammeta.io.edge import ensure_topics, make_lease, make_tail, make_writer, role_topics
+from streammeta.io.streams import TopicPartition
+from streammeta.meta.versions import Version, VersionFollower, encode
+from streammeta.online import model
+from streammeta.persistence import params as params_mod
+
+pytestmark = pytest.mark.integration
+
+
+def topics(config: Config) -> Config:
+    run = config.kafka.input_topic
+    config = config.replace("meta", versions_topic=f"{run}.versions",
+                            samples_topic=f"{run}.samples", lease_topic=f"{run}.lease")
+    ensure_topics(config.kafka, 4, extra=role_topics(config.meta))
+    return config
+
+
+def test_the_versions_topic_is_read_to_its_end(each_client: Config) -> None:
+    config = topics(each_client)
+    shape = model.ModelShape.of(config.resolved())
+    empty = VersionFollower(make_tail(config.kafka, config.meta.versions_topic), shape)
+    try:
+        assert empty.catch_up(20) is None and empty.tail.at_end()  # an empty topic ends too
+    finally:
+        empty.close()
+    writer = make_writer(dataclasses.replace(config.kafka, input_topic=config.meta.versions_topic))
+    theta, _ = params_mod.initial(config.resolved())
+    for n in (1, 2, 3):
+        writer.send(str(n).encode(), encode(Version(n, n - 1, "L", "i", 0, theta)))
+    writer.flush()
+    writer.close()
+    follower = VersionFollower(make_tail(config.kafka, config.meta.versions_topic), shape)
+    try:
+        newest = follower.catch_up(20)
+        assert newest is not None and newest.version == 3 and follower.numbers == [1, 2, 3]
+    finally:
+        follower.close()
+
+
+def test_one_member_holds_the_lease_and_hands_it_over(each_client: Config) -> None:
+    config = topics(each_client)
+    held: dict[str, bool] = {"a": False, "b": False}
+
+    def member(name: str):  # type: ignore[no-untyped-def]
+        lease = make_lease(config.kafka, config.meta)
+
+        def assigned(partitions: list[TopicPartition]) -> None:
+            held[name] = held[name] or bool(partitions)
+
+        def revoked(partitions: list[TopicPartition]) -> None:
+            held[name] = held[name] and not partitions
+
+        lease.set_rebalance_listener(assigned, revoked)
+        return lease
+
+    a, b = member("a"), member("b")
+    closed: set[str] = set()
+
+    def poll() -> None:
+        for name, lease in (("a", a), ("b", b)):
+            if name not in closed:
+                lease.poll(0.05)
+
+    def waiting(condition) -> bool:  # type: ignore[no-untyped-def]
+        poll()
+        return bool(condition())
+
+    try:
+        wait_for(lambda: waiting(lambda: held["a"] or held["b"]), timeout_s=60,
+                 what="a lease holder")
+        deadline = time.monotonic() + 3  # and only one, for a while
+        while time.monotonic() < deadline:
+            poll()
+            assert not (held["a"] and held["b"])
+        holder = "a" if held["a"] else "b"
+        other = "b" if holder == "a" else "a"
+        (a if holder == "a" else b).close()
+        closed.add(holder)
+        wait_for(lambda: waiting(lambda: held[other]), timeout_s=60,
+                 what="the other member taking the lease over")
+    finally:
+        for name, lease in (("a", a), ("b", b)):
+            if name not in closed:
+                lease.close()
