@@ -173,6 +173,11 @@ class Arena:
         slots = torch.tensor([self._allocate(n) for n in names], dtype=torch.int64)
         if bool((slots == FREE).any()):
             raise ValueError("checkpoint holds more entities than engine.max_entities")
+        ring = rows.get("ring")
+        if isinstance(ring, Tensor) and ring.shape[1] != self.ring_len:  # another version's
+            count = rows["count"]
+            assert isinstance(count, Tensor)
+            rows = {**rows, "ring": relay(ring, count, self.ring_len)}
         for field in ROW_FIELDS:
             getattr(self, field)[slots] = rows.get(field, self._missing.get(field))
         self.occupied[slots] = True
@@ -227,6 +232,18 @@ def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
             rows["pending_experts"] = torch.cat(
                 [kept, torch.full((B, H, S, KEPT - kept.shape[3]), float("nan"))], dim=3)
     return rows
+
+
+def relay(ring: Tensor, count: Tensor, length: int) -> Tensor:
+    """Rings (B, R) written with another length (a version that kept more or fewer
+    values) → (B, length): the newest values each entity has, at the same absolute
+    indices (``ring[i % R]``); older slots, never seen, hold 0."""
+    B, R = ring.shape
+    out = ring.new_zeros(B, length + 1)  # the last column takes what was never seen
+    index = count[:, None] - 1 - torch.arange(min(R, length))[None, :]  # (B, k) newest first
+    values = torch.gather(ring, 1, index % R)
+    out.scatter_(1, torch.where(index >= 0, index % length, length), values)
+    return out[:, :length]
 
 
 def window(history: Tensor, first: Tensor, length: int, season: int = 0) -> Tensor:

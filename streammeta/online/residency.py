@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from streammeta.errors import ParameterFileError
-from streammeta.online.arena import ROW_FIELDS, Arena, upgrade_rows
+from streammeta.online.arena import ROW_FIELDS, Arena, relay, upgrade_rows
 from streammeta.online.ports import EvictionStore
 from streammeta.online.result import Result
 
@@ -70,8 +70,13 @@ class Residency:
                 f"{state.get('transform', 'none')!r}, this configuration needs "
                 f"{self.transform!r}")
         if "rows" in state:
-            self._check_shapes(upgrade_rows(state["rows"]))
-            self.arena.restore(state["rows"])
+            rows = upgrade_rows(state["rows"])
+            ring = rows.get("ring")
+            if isinstance(ring, torch.Tensor) and ring.shape[1] != self.arena.ring_len:
+                # a version that kept more or fewer values (experts.THETA_HISTORY)
+                rows["ring"] = relay(ring, rows["count"], self.arena.ring_len)
+            self._check_shapes(rows)
+            self.arena.restore(rows)
         if self.spill is not None:
             self.spill.adopt(partition, state.get("spilled", {}))
         return len(state.get("rows", {}).get("names", []))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from streammeta.io.codec import Reason
-from streammeta.online import model
+from streammeta.online import experts, model
 from streammeta.online.arena import FREE, NEXT_ORIGIN, NEXT_SERVED, Arena
 from streammeta.online.result import Result
 
@@ -103,6 +103,7 @@ def fill_gaps(arena: Arena, slots: Tensor, y: Tensor, gap: Tensor, max_gap_fill:
         arena.ring[si, idx % arena.ring_len] = last[live] + (target[live] - last[live]) * w
         arena.pending[si, idx % arena.horizon] = float("nan")  # targets never observed
         arena.pending_served[si, idx % arena.horizon] = float("nan")
+        arena.pending_experts[si, idx % arena.horizon] = float("nan")
     arena.guard[s, NEXT_SERVED:NEXT_ORIGIN + 1] = float("nan")  # made for a filled step
     arena.count[s] += g
     arena.last_ts[s] += g * step
@@ -124,6 +125,7 @@ def append(arena: Arena, slots: Tensor, ts: Tensor, y: Tensor, ew_span: int) -> 
 
 
 def ring_length(window: int, horizon: int, season: int) -> int:
-    # Room for a training example (L inputs + H targets) and the seasonal-naive
-    # reference of the longest horizon.
-    return max(window + horizon, horizon + model.seasonal_back(horizon, season)) + 1
+    # Room for a training example (L inputs + H targets), the seasonal-naive
+    # reference of the longest horizon and, where they serve, the theta experts' history.
+    theta = experts.THETA_HISTORY if season < experts.THETA_SEASONS_BELOW else 0
+    return max(window + horizon, horizon + model.seasonal_back(horizon, season), theta) + 1

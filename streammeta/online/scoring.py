@@ -4,8 +4,9 @@ Each warm forecast is remembered at a few horizons (1, the season and H) until
 its target arrives; then its absolute error, in the entity's running standard
 deviations, feeds the engine's online error, the seasonal-naive reference's on
 the same values, the drift detector (one-step errors) and, with ``experts.enabled``,
-each expert's record (``streammeta.online.experts``); with ``calibration.enabled``
-the served forecasts' errors move the quantile offsets (``streammeta.online.calibration``).
+each expert's record (``streammeta.online.experts``; the cheap experts' also from
+cold origins); with ``calibration.enabled`` the served forecasts' errors move the
+quantile offsets (``streammeta.online.calibration``).
 """
 
 from __future__ import annotations
@@ -55,17 +56,20 @@ class Scorer:
         cell = j % arena.horizon
         forecast = arena.pending[slots, cell]  # (B, S)
         arena.pending[slots, cell] = float("nan")
-        valid = ~torch.isnan(forecast) & (j[:, None] >= self.naive_lag[None, :])
-        if not bool(valid.any()):
+        reference = j[:, None] >= self.naive_lag[None, :]  # seasonal naive's value seen
+        valid = ~torch.isnan(forecast) & reference
+        if not bool((valid if self.experts is None else reference).any()):
             return None
         naive = arena.ring[slots[:, None], (j[:, None] - self.naive_lag[None, :]) % arena.ring_len]
         s = scale(arena, slots)[:, None]
+        if self.experts is not None:
+            self.experts.score(arena, slots, j, y, forecast, naive, s, valid, reference)
+        if not bool(valid.any()):
+            return None
         errors = (y[:, None] - forecast).abs() / s  # (B, S)
         drifted = None
         if self.drift is not None:
             drifted = self._detect_drift(arena, slots, errors[:, 0], valid[:, 0])
-        if self.experts is not None:
-            self.experts.score(arena, slots, j, y, forecast, naive, s, valid)
         model_err = errors[valid]
         naive_err = ((y[:, None] - naive).abs() / s)[valid]
         scored = int(valid.sum())

@@ -78,3 +78,21 @@ def test_window_completes_indices_before_the_first_value_with_the_first_season()
     history = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0] * 2])  # 6 values seen, R = 6
     got = window(history, torch.tensor([-2]), 5, season=2)
     assert got.tolist() == [[1.0, 2.0, 1.0, 2.0, 3.0]]
+
+
+def test_rings_saved_with_another_length_keep_the_newest_values_at_their_indices() -> None:
+    old = arena(ring_len=5)
+    new = arena(ring_len=8)
+    slots = old.slots_for(["long", "short"])
+    for i in range(7):  # "long" sees 0..6, "short" 0..2
+        old.ring[slots[0], i % 5] = float(i)
+        if i < 3:
+            old.ring[slots[1], i % 5] = float(i)
+    old.count[slots] = torch.tensor([7, 3])
+    restored = new.restore(old.export(slots))
+    ring = new.ring[restored]
+    assert [float(ring[0, i % 8]) for i in range(2, 7)] == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [float(ring[1, i % 8]) for i in range(3)] == [0.0, 1.0, 2.0]
+    small = arena(ring_len=3)
+    [kept, _] = small.restore(old.export(slots)).tolist()
+    assert [float(small.ring[kept, i % 3]) for i in range(4, 7)] == [4.0, 5.0, 6.0]

@@ -173,7 +173,7 @@ def test_asinh_transform_forecasts_in_the_entities_own_units(cfg: Config) -> Non
     values = [500.0 + 400.0 * math.sin(2 * math.pi * t / 4) for t in range(30)]
     f = feed(asinh, "a", values).forecasts
     ring = asinh.arena.ring[0]  # circular: value t at t mod its length
-    newest = range(30 - len(ring), 30)
+    newest = range(max(0, 30 - len(ring)), 30)  # the ring may hold more than 30
     torch.testing.assert_close(ring[[t % len(ring) for t in newest]],
                                torch.asinh(torch.tensor([values[t] for t in newest])))
     cold = int(np.nonzero(~f.warm)[0][-1])  # the last cold forecast: seasonal naive

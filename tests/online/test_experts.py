@@ -130,3 +130,21 @@ def test_a_young_entity_s_drift_is_measured_over_whole_seasons() -> None:
     growing = (values + 0.5 * torch.arange(200))[None, :]
     assert float(experts.slope(growing, torch.tensor([71]), 168, season)) == pytest.approx(
         0.5, abs=1e-4)
+
+
+def test_a_short_trending_series_is_weighted_by_its_history_before_the_model_serves() -> None:
+    """Yearly-like series (season 1) growing steadily: the cheap experts are scored from
+    the first origins, so at the first warm forecast the trend experts already lead
+    persistence, and the last value is not what is served."""
+    config = config_mod.load(None, env={}).replace("series", season=1, horizon=6).replace(
+        "meta", enabled=False).resolved()
+    engine = Engine(config)
+    warm_at = config.model.warm_after
+    values = np.array([[100.0 + 8.0 * t for t in range(warm_at)]])
+    served_errors(engine, values)
+    record = engine.arena.experts[0]  # (S, E) before any warm forecast was resolved
+    assert bool((record[:, experts.DRIFT] < record[:, experts.NAIVE]).all())
+    assert float(record[-1, experts.NAIVE]) > 0  # scored while cold
+    f = engine.process(["e0"], np.array([warm_at * STEP]),
+                       np.array([100.0 + 8.0 * warm_at])).forecasts
+    assert bool(f.warm[0]) and float(f.point[0, -1]) > 100.0 + 8.0 * warm_at + 20

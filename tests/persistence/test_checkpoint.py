@@ -358,3 +358,32 @@ def test_a_checkpoint_records_the_line_of_its_theta(tmp_path: Path) -> None:
     assert saver.line == "local:m"  # meta.role all: each process its own line
     saver.line = "trainer-1"
     assert saver.snapshot()["model"]["line"] == "trainer-1"
+
+
+def test_state_saved_with_a_shorter_ring_restores_with_the_newest_values(
+        tmp_path: Path) -> None:
+    """Rings written by a version that kept fewer values (before the theta experts'
+    history) restore into the longer ring at the same absolute indices."""
+    original = small_engine()
+    feed(original, range(30))
+    R = original.arena.ring_len
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    payload = saver.snapshot()
+    short = R - 5
+    for state in payload["partitions"].values():
+        rows = state["rows"]
+        ring, count = rows["ring"], rows["count"]
+        index = count[:, None] - 1 - torch.arange(short)[None, :]  # the newest, as kept
+        old = torch.zeros(len(count), short)
+        old.scatter_(1, index % short, torch.gather(ring, 1, index % R))
+        rows["ring"] = old
+    CheckpointStore(tmp_path, member="old").save(payload)
+    copy = small_engine()
+    assert checkpointer(copy, CheckpointStore(tmp_path, member="b")).restore_partitions(
+        [0, 1]) == {0: 60, 1: 60}
+    for i in range(6):
+        a, b = original.arena.index[f"e{i}"], copy.arena.index[f"e{i}"]
+        newest = [j % R for j in range(30 - short, 30)]
+        torch.testing.assert_close(copy.arena.ring[b, newest], original.arena.ring[a, newest])
+    feed(copy, range(30, 40))
