@@ -8,8 +8,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as CTP
 
 from streammeta.config import KafkaConfig
-from streammeta.errors import BrokerError
-from streammeta.io.confluent_settings import client_settings
+from streammeta.io.confluent_settings import client_settings, topic_partitions
 from streammeta.io.faults import ErrorCounter
 from streammeta.meta.memory import Entry, encode_entry, entry_of
 
@@ -30,17 +29,11 @@ class ConfluentMemoryLink:
                                   "on_delivery": self._delivered})
         self.consumer = Consumer({**settings, "group.id": f"{cfg.group_id}.memory",
                                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        try:
-            metadata = self.consumer.list_topics(topic, timeout=cfg.request_timeout_ms / 1000)
-        except KafkaException as exc:
-            self.close()
-            raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}") from None
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
-            self.close()
-            raise BrokerError(f"memory topic {topic!r} does not exist on "
-                              f"{cfg.bootstrap_servers} (create it compacted, keyed by entity)")
-        self.consumer.assign([CTP(topic, p, OFFSET_BEGINNING) for p in sorted(found.partitions)])
+        partitions = topic_partitions(
+            self.consumer, cfg, topic, self.close,
+            f"memory topic {topic!r} does not exist on {cfg.bootstrap_servers} "
+            "(create it compacted, keyed by entity)")
+        self.consumer.assign([CTP(topic, p, OFFSET_BEGINNING) for p in partitions])
 
     def _delivered(self, error: KafkaError | None, _message: object) -> None:
         if error is not None:

@@ -16,11 +16,13 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from streammeta.config import KafkaConfig
+from streammeta.errors import BrokerError
 from streammeta.io.faults import Faults
 
 log = logging.getLogger("streammeta.io.kafka")
@@ -178,3 +180,20 @@ def producer_settings(cfg: KafkaConfig, faults: Faults, operation: str = "produc
         "delivery.report.only.error": True,
     })
     return s
+
+
+def topic_partitions(consumer: Consumer, cfg: KafkaConfig, topic: str,
+                     close: Callable[[], object], missing: str) -> list[int]:
+    """The partitions of ``topic``; if the broker cannot be reached or the topic does not
+    exist, ``close`` the caller's clients and raise :class:`BrokerError` (``missing``
+    names the topic in that message)."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=cfg.request_timeout_ms / 1000)
+    except KafkaException as exc:
+        close()
+        raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}") from None
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        close()
+        raise BrokerError(missing)
+    return sorted(found.partitions)

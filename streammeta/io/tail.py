@@ -38,10 +38,10 @@ class ConfluentTail:
     """:class:`Tail` through librdkafka (``io/confluent.py``'s client)."""
 
     def __init__(self, cfg: KafkaConfig, topic: str) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
+        from confluent_kafka import OFFSET_BEGINNING, Consumer
         from confluent_kafka import TopicPartition as CTP
 
-        from streammeta.io.confluent_settings import client_settings
+        from streammeta.io.confluent_settings import client_settings, topic_partitions
 
         self.topic = topic
         self.errors = 0
@@ -52,17 +52,11 @@ class ConfluentTail:
                                   "fetch.max.bytes": _FETCH_BYTES,
                                   "max.partition.fetch.bytes": _FETCH_BYTES,
                                   "receive.message.max.bytes": _FETCH_BYTES + (1 << 20)})
-        try:
-            metadata = self.consumer.list_topics(topic, timeout=cfg.request_timeout_ms / 1000)
-        except KafkaException as exc:
-            self.close()
-            raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}") from None
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
-            self.close()
-            raise BrokerError(f"topic {topic!r} does not exist on {cfg.bootstrap_servers}")
-        self._pending = set(found.partitions)
-        self.consumer.assign([CTP(topic, p, OFFSET_BEGINNING) for p in sorted(found.partitions)])
+        partitions = topic_partitions(
+            self.consumer, cfg, topic, self.close,
+            f"topic {topic!r} does not exist on {cfg.bootstrap_servers}")
+        self._pending = set(partitions)
+        self.consumer.assign([CTP(topic, p, OFFSET_BEGINNING) for p in partitions])
 
     def poll(self, timeout_s: float) -> list[KeyValue]:
         from confluent_kafka import KafkaError
