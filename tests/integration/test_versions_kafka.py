@@ -5,18 +5,22 @@ topic; when it leaves, the other takes it)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import time
 
 import pytest
 from test_daemon_kafka import wait_for
 
 from streammeta.config import Config
+from streammeta.errors import BrokerError
 from streammeta.io.edge import ensure_topics, make_lease, make_tail, make_writer, role_topics
 from streammeta.io.streams import TopicPartition
 from streammeta.meta.versions import Version, VersionFollower, encode
 from streammeta.online import model
 from streammeta.persistence import params as params_mod
+from streammeta.serve.service import Service
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +100,39 @@ def test_one_member_holds_the_lease_and_hands_it_over(each_client: Config) -> No
         for name, lease in (("a", a), ("b", b)):
             if name not in closed:
                 lease.close()
+
+
+def _open_sockets(port: int) -> set[str]:
+    """This process's TCP sockets connected to ``port`` or listening (their inodes)."""
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                mine.add(target[8:-1])
+    found = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                remote, state, inode = fields[2], fields[3], fields[9]
+                if inode in mine and (int(remote.rsplit(":", 1)[1], 16) == port
+                                      or state == "0A"):  # 0A: listening
+                    found.add(inode)
+    return found
+
+
+def test_an_ingest_start_that_fails_leaves_no_client_open(each_client: Config) -> None:
+    """The versions topic does not exist (topics are not created by reading them): the
+    start fails, and the edge's clients, the versions reader and the metrics server it
+    opened before are closed."""
+    config = topics(each_client).replace(
+        "meta", role="ingest", versions_topic=f"{each_client.kafka.input_topic}.missing")
+    port = int(config.kafka.bootstrap_servers.rsplit(":", 1)[1])
+    before = _open_sockets(port)
+    with pytest.raises(BrokerError):
+        Service(config)
+    deadline = time.monotonic() + 5  # a client's sockets close as its close returns
+    while _open_sockets(port) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _open_sockets(port) - before
