@@ -45,13 +45,19 @@ def observations(entities: int, steps: range) -> list[tuple[bytes | None, bytes]
             for t in steps for e in range(entities)]
 
 
-def read_topic(config: Config, topic: str, expected: int, timeout_s: float = 60.0) -> list:
-    """Every record of ``topic`` once at least ``expected`` are there."""
+def _from_the_beginning(config: Config, topic: str) -> tuple[KafkaConsumer, list]:
+    """A consumer outside any group, at the start of every partition of ``topic``."""
     consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers,
                              enable_auto_commit=False, receive_message_max_bytes=256 << 20)
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
+    return consumer, partitions
+
+
+def read_topic(config: Config, topic: str, expected: int, timeout_s: float = 60.0) -> list:
+    """Every record of ``topic`` once at least ``expected`` are there."""
+    consumer, _ = _from_the_beginning(config, topic)
     records: list = []
     deadline = time.monotonic() + timeout_s
     while len(records) < expected and time.monotonic() < deadline:
@@ -67,11 +73,7 @@ def read_to_end(config: Config, topic: str, timeout_s: float = 60.0) -> list:
     """Every record of ``topic``, which nothing writes to any more: read until each
     partition's high watermark (known once a fetch answered; the embedded broker's
     end offsets are wrong, ../shared/KAFKA.md), not for a fixed while."""
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers,
-                             enable_auto_commit=False, receive_message_max_bytes=256 << 20)
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
+    consumer, partitions = _from_the_beginning(config, topic)
     records: list = []
     pending = set(partitions)
     deadline = time.monotonic() + timeout_s
