@@ -173,7 +173,7 @@ class Metrics:
         self.task_samples_dropped = Counter(
             "streammeta_task_samples_dropped",
             "Task histories not sent (ingest): not acknowledged in time, or not queued "
-            "while the queue to the broker was full (sent once they change again).",
+            "while the queue to the broker was full (each time; they wait in the buffer).",
             ["reason"], registry=r)
         for dropped in ("unacknowledged", "queue_full"):  # exported at 0 from the start
             self.task_samples_dropped.labels(reason=dropped)
