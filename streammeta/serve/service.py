@@ -86,13 +86,13 @@ class Service:
                 self.outer = attach(config, engine, self.daemon.offer_params,
                                     on_result=self.metrics.outer_result)
         except BaseException:  # a start that fails midway leaves nothing open
-            self._close_unstarted(source, sink, memory_link)
+            self._close_unstarted(source, sink, memory_link, getattr(self, "follow", None))
             raise
 
     def _close_unstarted(self, source: Source | None, sink: Sink | None,
-                         memory_link: MemoryLink | None) -> None:
+                         memory_link: MemoryLink | None, follow: Follow | None = None) -> None:
         """Close what the daemon would have closed on its way out, had it run."""
-        for client in (sink, source, memory_link):
+        for client in (follow, sink, source, memory_link):
             if client is not None:
                 try:
                     client.close()
