@@ -26,7 +26,9 @@ FILE_SUFFIX = "_file"
 # one must be listed here, or check-config calls it unknown.
 OTHER_VARIABLES: dict[str, str] = {
     "STREAMMETA_CONFIG": "the config file read by run and check-config",
+    "STREAMMETA_CRASH_STEPS": "the length of tests/integration/test_crash.py's stream",
     "STREAMMETA_DATA_DIR": "the shared data sets (streammeta.io.datasets)",
+    "STREAMMETA_FUZZ_RECORDS": "the records of tests/integration/test_fuzz_live.py",
     "STREAMMETA_TEST_BROKER": "the integration tests' broker",
     "STREAMMETA_TEST_CHECKPOINTS": "the integration tests' checkpoint store (s3: a moto server)",
     "STREAMMETA_TOOLS_DIR": "the tool cache of deploy/check.sh",

@@ -130,16 +130,17 @@ def _library(cfg: KafkaConfig) -> str:
     return "confluent_kafka" if cfg.client == "confluent" else "kafka"
 
 
-def make_writer(cfg: KafkaConfig) -> Writer:
-    """The observation writer (``streammeta replay``, the demo)."""
+def make_writer(cfg: KafkaConfig, deadline: Deadline | None = None) -> Writer:
+    """The observation writer (``streammeta replay``, the demo); ``deadline``: a
+    shutdown's (:class:`KafkaEdge`'s), which then bounds its close too."""
     OncePerCause.install(_library(cfg))
     if cfg.client == "confluent":
         from streammeta.io.confluent import ConfluentWriter
 
-        return ConfluentWriter(cfg)
+        return ConfluentWriter(cfg, deadline)
     from streammeta.io import kafka as kafka_edge
 
-    return kafka_edge.ObservationWriter(cfg)
+    return kafka_edge.ObservationWriter(cfg, deadline)
 
 
 def ensure_topics(cfg: KafkaConfig, partitions: int = 4, replication: int = 1,

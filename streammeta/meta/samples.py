@@ -15,13 +15,16 @@ context size, then float32 start of φ (C) and values (held).
 from __future__ import annotations
 
 import logging
+import queue
 import struct
+import threading
 import time
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from streammeta.errors import BrokerError
 from streammeta.meta.tasks import TaskBuffer, export_rows, load_rows
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,7 @@ _MAGIC = b"SMT1"
 
 class Writer(Protocol):
     def send(self, key: bytes, value: bytes) -> None: ...
+    def flush(self, timeout_s: float = 60.0) -> None: ...
     def close(self) -> None: ...
 
 
@@ -58,20 +62,46 @@ def decode(data: bytes, context_dim: int) -> tuple[int, Tensor, Tensor]:
 
 
 class SampleSender:
-    """Sends changed rows of this replica's buffer, at most ``per_s`` a second."""
+    """Sends changed rows of this replica's buffer, at most ``per_s`` a second.
+
+    The loop only queues samples (:meth:`__call__` never waits on the broker); a thread
+    of its own hands them to the writer and waits for their acknowledgement, a batch
+    at a time. At most ``max_queued`` samples wait for it: while the broker is away the
+    rows that do not fit stay unsent (counted in ``deferred``, sent once there is room)
+    and a batch the broker did not acknowledge within ``flush_timeout_s`` is dropped
+    (counted in ``lost``: samples are a row's latest state, sent again when it
+    changes). Nothing else piles up, however long the outage.
+    """
 
     def __init__(self, buffer: TaskBuffer, writer: Writer, member: str, per_s: float,
-                 min_values: int, seed: int = 0) -> None:
+                 min_values: int, seed: int = 0, max_queued: int = 0,
+                 flush_timeout_s: float = 30.0) -> None:
         self.buffer, self.writer, self.member = buffer, writer, member
         self.per_s, self.min_values = per_s, min_values
+        self.flush_timeout_s = flush_timeout_s
         self.sent_round = torch.full((buffer.capacity,), -1, dtype=torch.int64)
         self.generator = torch.Generator().manual_seed(seed)
         self._budget = 0.0
         self._last = time.monotonic()
-        self.sent = 0
+        self.queued = 0    # handed to the sender's thread
+        self.sent = 0      # acknowledged by the broker
+        self.lost = 0      # handed to the writer, not acknowledged in time: dropped
+        self.deferred = 0  # not queued: the queue was full
+        # Two seconds of samples by default: enough to ride out a slow flush.
+        self._queue: queue.Queue[tuple[bytes, bytes]] = queue.Queue(
+            max_queued or max(16, int(2 * per_s)))
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="streammeta-task-samples",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def waiting(self) -> int:
+        """Samples queued, not yet handed to the writer."""
+        return self._queue.qsize()
 
     def __call__(self) -> int:
-        """Send what the budget allows now; → rows sent."""
+        """Queue what the budget and the queue allow now; → rows queued."""
         now = time.monotonic()
         self._budget = min(self.per_s, self._budget + self.per_s * (now - self._last))
         self._last = now
@@ -84,17 +114,56 @@ class SampleSender:
             rounds = b.updated[changed].clone()
         if not len(changed):
             return 0
-        take = min(int(self._budget), len(changed))
+        room = self._queue.maxsize - self._queue.qsize()  # only this thread adds
+        take = min(int(self._budget), len(changed), room)
+        if take < min(int(self._budget), len(changed)):
+            self.deferred += min(int(self._budget), len(changed)) - take
+        if take <= 0:
+            return 0
         pick = torch.randperm(len(changed), generator=self.generator)[:take]
         rows = changed[pick]
         counts, anchors, values = export_rows(b, rows)
         for i, row in enumerate(rows.tolist()):
-            self.writer.send(f"{self.member}/{row}".encode(),
-                             encode(int(counts[i]), anchors[i], values[i]))
+            self._queue.put_nowait((f"{self.member}/{row}".encode(),
+                                    encode(int(counts[i]), anchors[i], values[i])))
         self.sent_round[rows] = rounds[pick]
         self._budget -= take
-        self.sent += take
+        self.queued += take
         return take
+
+    def _pump(self) -> None:
+        """The sender's thread: the queued samples to the writer, a batch at a time."""
+        while not self._closing.is_set():
+            try:
+                batch = [self._queue.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            if self._closing.is_set():
+                return
+            while len(batch) < self._queue.maxsize:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                for key, value in batch:
+                    self.writer.send(key, value)
+                self.writer.flush(self.flush_timeout_s)
+                self.sent += len(batch)
+            except BrokerError as exc:
+                self.lost += len(batch)
+                log.warning("%d task samples dropped: %s", len(batch), exc)
+            except Exception:  # the thread must not die: the loop keeps queueing
+                self.lost += len(batch)
+                log.exception("%d task samples dropped", len(batch))
+
+    def close(self) -> None:
+        """Stop sending and close the writer: what it holds unacknowledged is dropped
+        within its close's bound (``kafka.shutdown_timeout_s``, or what is left of the
+        shutdown's), which also ends the thread's wait on it."""
+        self._closing.set()
+        self.writer.close()
+        self._thread.join(1.0)
 
 
 class SampleIntake:

@@ -68,7 +68,8 @@ class HealthServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() would wait forever on one never started
+            self._server.shutdown()
         self._server.server_close()
 
 

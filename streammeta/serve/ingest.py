@@ -14,7 +14,8 @@ import logging
 import time
 
 from streammeta.config import Config
-from streammeta.io.edge import make_tail, make_writer
+from streammeta.io.edge import Writer, make_tail, make_writer
+from streammeta.io.faults import Deadline
 from streammeta.meta.outer import layout_of, task_buffer
 from streammeta.meta.samples import SampleSender
 from streammeta.meta.versions import ROOT_LINE, Version, VersionFollower
@@ -27,8 +28,12 @@ log = logging.getLogger(__name__)
 
 
 class Follow:
+    """``deadline``: the edge's shutdown deadline, which then bounds the samples'
+    writer's close too (``Service.stop``)."""
+
     def __init__(self, config: Config, engine: Engine, metrics: Metrics,
-                 checkpointer: Checkpointer | None, member: str) -> None:
+                 checkpointer: Checkpointer | None, member: str,
+                 deadline: Deadline | None = None) -> None:
         config = config.resolved()
         cfg, meta = config.kafka, config.meta
         self.engine, self.metrics, self.checkpointer = engine, metrics, checkpointer
@@ -37,13 +42,23 @@ class Follow:
             checkpointer.restores_params = False
         self.follower = VersionFollower(make_tail(cfg, meta.versions_topic),
                                         model.ModelShape.of(config))
-        buffer = task_buffer(config)
-        engine.attach_tasks(buffer)
-        layout = layout_of(config)
-        self.writer = make_writer(dataclasses.replace(cfg, input_topic=meta.samples_topic))
-        self.sender = SampleSender(buffer, self.writer, member, meta.samples_per_s,
-                                   min(layout.young_length, layout.length),
-                                   seed=config.model.seed)
+        self.writer: Writer | None = None
+        try:
+            self.writer = make_writer(
+                dataclasses.replace(cfg, input_topic=meta.samples_topic), deadline)
+            buffer = task_buffer(config)
+            engine.attach_tasks(buffer)
+            layout = layout_of(config)
+            self.sender = SampleSender(buffer, self.writer, member, meta.samples_per_s,
+                                       min(layout.young_length, layout.length),
+                                       seed=config.model.seed,
+                                       flush_timeout_s=cfg.request_timeout_ms / 1000)
+        except BaseException:  # a start that fails leaves no client open
+            self.follower.close()
+            if self.writer is not None:
+                self.writer.close()
+            raise
+        self._counted = (0, 0, 0)  # the sender's sent, lost and deferred, last counted
         self.timeout_s = cfg.request_timeout_ms / 1000
 
     def start(self) -> None:
@@ -56,7 +71,16 @@ class Follow:
         newest = self.follower.poll(0)
         if newest is not None:
             self._serve(newest)
-        self.metrics.task_samples.inc(self.sender())
+        self.sender()
+        self._count()
+
+    def _count(self) -> None:
+        s, m = self.sender, self.metrics
+        sent, lost, deferred = s.sent, s.lost, s.deferred
+        m.task_samples.inc(sent - self._counted[0])
+        m.task_samples_dropped.labels(reason="unacknowledged").inc(lost - self._counted[1])
+        m.task_samples_dropped.labels(reason="queue_full").inc(deferred - self._counted[2])
+        self._counted = (sent, lost, deferred)
 
     def _serve(self, v: Version) -> None:
         if v.version <= self.engine.version:
@@ -73,5 +97,8 @@ class Follow:
                  time.time() * 1000 - v.published_at_ms)
 
     def close(self) -> None:
-        self.follower.close()
-        self.writer.close()
+        try:
+            self.follower.close()
+        finally:
+            self.sender.close()  # and its writer, within the shutdown's deadline
+            self._count()

@@ -168,8 +168,15 @@ class Metrics:
             "streammeta_trainer_tasks_per_second",
             "Tasks meta-learned per second of the last outer-loop run.", registry=r)
         self.task_samples = Counter(
-            "streammeta_task_samples", "Task histories sent (ingest) or loaded (trainer).",
-            registry=r)
+            "streammeta_task_samples",
+            "Task histories sent and acknowledged (ingest) or loaded (trainer).", registry=r)
+        self.task_samples_dropped = Counter(
+            "streammeta_task_samples_dropped",
+            "Task histories not sent (ingest): not acknowledged in time, or not queued "
+            "while the queue to the broker was full (each time; they wait in the buffer).",
+            ["reason"], registry=r)
+        for dropped in ("unacknowledged", "queue_full"):  # exported at 0 from the start
+            self.task_samples_dropped.labels(reason=dropped)
         self.loop_heartbeat = Gauge(
             "streammeta_loop_last_iteration_timestamp_seconds",
             "Unix time at which the processing loop last completed an iteration.", registry=r)

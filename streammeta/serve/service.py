@@ -39,6 +39,8 @@ class Service:
                  source: Source | None = None, sink: Sink | None = None,
                  memory_link: MemoryLink | None = None,
                  notifier: Notifier | None = None) -> None:
+        if (source is None) != (sink is None):
+            raise TypeError("Service takes both source and sink, or neither (Kafka)")
         self.config = config
         self.metrics = Metrics()
         self.health = LoopHealth(config.metrics.stall_after_s)
@@ -47,42 +49,57 @@ class Service:
             self.server = HealthServer(config.metrics.host, config.metrics.port,
                                        self.metrics.registry, self.health)
         self.edge: KafkaEdge | None = None
-        if source is None and sink is None:
-            self.edge = make_kafka_edge(config, on_error=self.metrics.count_error)
-            source, sink = self.edge.source, self.edge.sink
-            memory_link = memory_link or self.edge.memory_link
-        elif source is None or sink is None:
-            raise TypeError("Service takes both source and sink, or neither (Kafka)")
-        if notifier is None:
-            from streammeta.serve import systemd
+        try:
+            if source is None or sink is None:
+                self.edge = make_kafka_edge(config, on_error=self.metrics.count_error)
+                source, sink = self.edge.source, self.edge.sink
+                memory_link = memory_link or self.edge.memory_link
+            if notifier is None:
+                from streammeta.serve import systemd
 
-            notifier = systemd.Notifier()
-        store, spill = None, None
-        c = config.checkpoint
-        if c.dir:
-            member = c.member or config.kafka.group_instance_id or socket.gethostname()
-            store = CheckpointStore(c.dir, member=member, keep=c.keep, options=c.options())
-            if config.engine.evict:
-                spill = SpillStore(store.files, store.member)
-        engine = assemble.engine(config, spill)
-        checkpointer = Checkpointer(store, engine, c) if store is not None else None
-        # meta.role ingest: θ comes from the trainer through the versions topic.
-        self.follow: Follow | None = None
-        if config.meta.role == "ingest":
-            member = store.member if store is not None else (
-                config.kafka.group_instance_id or socket.gethostname())
-            self.follow = Follow(config, engine, self.metrics, checkpointer, member)
-        elif config.meta.role != "all":
-            raise ConfigError("meta.role", config.meta.role,
-                              "'all' or 'ingest' here (a trainer runs with `streammeta train`)")
-        self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
-                             health=self.health, notifier=notifier,
-                             on_progress=on_progress, checkpointer=checkpointer,
-                             memory_link=memory_link, between_batches=self.follow)
-        self.outer: OuterLoop | None = None
-        if config.meta.enabled and self.follow is None:
-            self.outer = attach(config, engine, self.daemon.offer_params,
-                                on_result=self.metrics.outer_result)
+                notifier = systemd.Notifier()
+            store, spill = None, None
+            c = config.checkpoint
+            if c.dir:
+                member = c.member or config.kafka.group_instance_id or socket.gethostname()
+                store = CheckpointStore(c.dir, member=member, keep=c.keep, options=c.options())
+                if config.engine.evict:
+                    spill = SpillStore(store.files, store.member)
+            engine = assemble.engine(config, spill)
+            checkpointer = Checkpointer(store, engine, c) if store is not None else None
+            # meta.role ingest: θ comes from the trainer through the versions topic.
+            self.follow: Follow | None = None
+            if config.meta.role == "ingest":
+                member = store.member if store is not None else (
+                    config.kafka.group_instance_id or socket.gethostname())
+                self.follow = Follow(config, engine, self.metrics, checkpointer, member,
+                                     self.edge.deadline if self.edge is not None else None)
+            elif config.meta.role != "all":
+                raise ConfigError("meta.role", config.meta.role,
+                                  "'all' or 'ingest' here (a trainer runs with `streammeta train`)")
+            self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
+                                 health=self.health, notifier=notifier,
+                                 on_progress=on_progress, checkpointer=checkpointer,
+                                 memory_link=memory_link, between_batches=self.follow)
+            self.outer: OuterLoop | None = None
+            if config.meta.enabled and self.follow is None:
+                self.outer = attach(config, engine, self.daemon.offer_params,
+                                    on_result=self.metrics.outer_result)
+        except BaseException:  # a start that fails midway leaves nothing open
+            self._close_unstarted(source, sink, memory_link, getattr(self, "follow", None))
+            raise
+
+    def _close_unstarted(self, source: Source | None, sink: Sink | None,
+                         memory_link: MemoryLink | None, follow: Follow | None = None) -> None:
+        """Close what the daemon would have closed on its way out, had it run."""
+        for client in (follow, sink, source, memory_link):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # the start's error is the one to report
+                    log.exception("closing %s after a failed start", type(client).__name__)
+        if self.server is not None:
+            self.server.stop()
 
     @property
     def metrics_url(self) -> str | None:
@@ -94,19 +111,24 @@ class Service:
         self.daemon.stop()
 
     def run(self) -> None:
-        if self.server is not None:
-            self.server.start()
-            log.info("metrics and probes on %s", self.server.url)
-        if self.outer is not None:
-            self.outer.start()
-        if self.follow is not None:
-            self.follow.start()
+        ran = False
         try:
-            self.daemon.run()
+            if self.server is not None:
+                self.server.start()
+                log.info("metrics and probes on %s", self.server.url)
+            if self.outer is not None:
+                self.outer.start()
+            if self.follow is not None:
+                self.follow.start()
+            ran = True
+            self.daemon.run()  # closes the source, sink and memory link on its way out
         finally:
             if self.outer is not None:
                 self.outer.stop()
             if self.follow is not None:
                 self.follow.close()
-            if self.server is not None:
+            if not ran:
+                self._close_unstarted(self.daemon.source, self.daemon.sink,
+                                      self.daemon.memory_link)
+            elif self.server is not None:
                 self.server.stop()

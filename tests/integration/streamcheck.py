@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import torch
 from support import STEP
-from test_daemon_kafka import read_topic
+from test_daemon_kafka import read_to_end
 
 from streammeta.config import Config
 from streammeta.io.codec import encode_observation
@@ -29,14 +29,12 @@ def encode_steps(values: np.ndarray, steps: range) -> list[tuple[bytes | None, b
             for t in steps for e in range(values.shape[1])]
 
 
-def assert_every_observation_forecast(config: Config, values: np.ndarray,
-                                      read_s: float = 10) -> int:
-    """Returns how many forecasts were published more than once."""
+def assert_every_observation_forecast(config: Config, values: np.ndarray) -> int:
+    """Returns how many forecasts were published more than once (the daemons have
+    stopped: replays publish duplicates, so the whole topic is read)."""
     steps, entities = values.shape
     total = steps * entities
-    # Replays publish duplicates, so the count reaches ``total`` early: read a while.
-    forecasts = read_topic(config, config.kafka.forecast_topic, expected=10 * total,
-                           timeout_s=read_s)
+    forecasts = read_to_end(config, config.kafka.forecast_topic)
     delivered = {(r.key, orjson.loads(r.value)["origin"]) for r in forecasts}
     assert delivered == {(f"e{e}".encode(), t * STEP) for t in range(steps)
                          for e in range(entities)}  # 0 lost

@@ -103,12 +103,17 @@ def test_a_missing_input_topic_fails_readiness_then_stops_the_daemon(
 @embedded_only
 def test_sigterm_with_the_broker_frozen_exits_within_the_bound(tmp_path: Path) -> None:
     with EmbeddedBroker() as broker:
+        port = free_port()
         config = config_for(broker.bootstrap, f"{tmp_path}/checkpoints").replace(
-            "kafka", shutdown_timeout_s=5.0).replace("metrics", port=0)
+            "kafka", shutdown_timeout_s=5.0).replace("metrics", port=port)
         produce(config, observations(entities=50, steps=range(20)))
         daemon = run_daemon(config, tmp_path / "config.toml")
         try:
-            time.sleep(8)  # joined and serving (or still joining: both must stop in time)
+            def ready() -> bool:  # joined and serving
+                with contextlib.suppress(OSError):  # not listening yet
+                    return http_status(f"http://127.0.0.1:{port}/readyz") == 200
+                return False
+            wait_for(ready, timeout_s=60, what="the daemon serving")
             produce(config, observations(entities=50, steps=range(20, 40)))  # in flight
             broker.freeze()
             try:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -127,6 +128,49 @@ def replica(config: Config, name: str) -> Config:
     return config
 
 
+@dataclass
+class Pair:
+    """Replicas A and B (``a.log``, ``b.log``) sharing every partition, the stream's
+    paced producer (not started), the group's committed offsets and the checkpoints."""
+
+    config: Config
+    a: subprocess.Popen[bytes]
+    b: subprocess.Popen[bytes]
+    a_log: Path
+    b_log: Path
+    producer: PacedProducer
+    committed: Committed
+    store: CheckpointStore
+
+    def close(self) -> None:
+        self.committed.close()
+        for process in (self.a, self.b):
+            process.kill()
+            process.wait(30)
+
+
+def start_pair(kafka_config: Config, tmp_path: Path, values: np.ndarray,
+               pause_s: float) -> Pair:
+    """Checkpoints every 3 batches of 500, no outer loop (its timing would make
+    versions differ from an uninterrupted run); returns once both replicas serve."""
+    config = kafka_config.replace("checkpoint", every_records=1500, every_s=3600).replace(
+        "meta", enabled=False).replace("kafka", max_poll_records=500)
+    a_log, b_log = tmp_path / "a.log", tmp_path / "b.log"
+    pair = Pair(config, start_daemon(replica(config, "replica-a"), tmp_path / "a.toml"),
+                start_daemon(replica(config, "replica-b"), tmp_path / "b.toml"),
+                a_log, b_log, PacedProducer(config, values, pause_s), Committed(config),
+                CheckpointStore(config.checkpoint.dir, member="probe",
+                                options=config.checkpoint.options()))
+    try:
+        wait_for(lambda: owned(a_log) and owned(b_log) and not owned(a_log) & owned(b_log)
+                 and owned(a_log) | owned(b_log) == set(range(PARTITIONS)),
+                 timeout_s=90, what="both replicas owning partitions")
+    except BaseException:
+        pair.close()
+        raise
+    return pair
+
+
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=timeout_s) == 0
@@ -135,23 +179,13 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
 def test_survivor_takes_over_a_killed_replicas_partitions_with_their_state(
     kafka_config: Config, tmp_path: Path
 ) -> None:
-    config = kafka_config.replace("checkpoint", every_records=1500, every_s=3600).replace(
-        "meta", enabled=False,  # outer-loop timing would make versions differ between runs
-    ).replace("kafka", max_poll_records=500)
     values = random_walks(STEPS, ENTITIES, seed=5)
     total = STEPS * ENTITIES
-    a_log, b_log = tmp_path / "a.log", tmp_path / "b.log"
-    a = start_daemon(replica(config, "replica-a"), tmp_path / "a.toml")
-    b = start_daemon(replica(config, "replica-b"), tmp_path / "b.toml")
-    committed = Committed(config)
-    producer = PacedProducer(config, values, pause_s=0.15)
+    pair = start_pair(kafka_config, tmp_path, values, pause_s=0.15)
+    config, a, b, a_log, b_log = pair.config, pair.a, pair.b, pair.a_log, pair.b_log
+    committed, producer, store = pair.committed, pair.producer, pair.store
     try:
-        wait_for(lambda: owned(a_log) and owned(b_log) and not owned(a_log) & owned(b_log)
-                 and owned(a_log) | owned(b_log) == set(range(PARTITIONS)),
-                 timeout_s=90, what="both replicas owning partitions")
         producer.start()
-        store = CheckpointStore(config.checkpoint.dir, member="probe",
-                            options=config.checkpoint.options())
         b_parts = owned(b_log)
 
         def b_checkpointed() -> bool:
@@ -179,10 +213,7 @@ def test_survivor_takes_over_a_killed_replicas_partitions_with_their_state(
         _, restore_s, assigned_wall = assignments(a_log)[-1]
         stop(a)
     finally:
-        committed.close()
-        for process in (a, b):
-            process.kill()
-            process.wait(30)
+        pair.close()
 
     duplicates = assert_every_observation_forecast(config, values)
     assert_state_equals_an_uninterrupted_run(config, values)

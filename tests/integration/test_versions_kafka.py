@@ -5,18 +5,22 @@ topic; when it leaves, the other takes it)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import time
 
 import pytest
 from test_daemon_kafka import wait_for
 
 from streammeta.config import Config
+from streammeta.errors import BrokerError
 from streammeta.io.edge import ensure_topics, make_lease, make_tail, make_writer, role_topics
 from streammeta.io.streams import TopicPartition
 from streammeta.meta.versions import Version, VersionFollower, encode
 from streammeta.online import model
 from streammeta.persistence import params as params_mod
+from streammeta.serve.service import Service
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +100,53 @@ def test_one_member_holds_the_lease_and_hands_it_over(each_client: Config) -> No
         for name, lease in (("a", a), ("b", b)):
             if name not in closed:
                 lease.close()
+
+
+def _open_sockets(port: int) -> tuple[set[str], set[str]]:
+    """This process's TCP sockets (their inodes): (listening, connected to ``port``)."""
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                mine.add(target[8:-1])
+    listening, connected = set(), set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                remote, state, inode = fields[2], fields[3], fields[9]
+                if inode not in mine:
+                    continue
+                if state == "0A":  # listening
+                    listening.add(inode)
+                elif int(remote.rsplit(":", 1)[1], 16) == port:
+                    connected.add(inode)
+    return listening, connected
+
+
+def test_an_ingest_start_that_fails_leaves_no_client_open(each_client: Config) -> None:
+    """The versions topic does not exist (topics are not created by reading them): the
+    start fails, and the metrics server and the Kafka clients it opened before are
+    closed, though the half-built service is still referenced (as by a caller holding
+    the error). A closed librdkafka producer keeps its connections until it is
+    collected, so connections are checked with kafka-python only."""
+    config = topics(each_client).replace(
+        "meta", role="ingest", versions_topic=f"{each_client.kafka.input_topic}.missing")
+    port = int(config.kafka.bootstrap_servers.rsplit(":", 1)[1])
+    listening, connected = _open_sockets(port)
+    service = Service.__new__(Service)
+    with pytest.raises(BrokerError):
+        service.__init__(config)  # type: ignore[misc]
+    assert service.server is not None and service.edge is not None  # opened, then failed
+    deadline = time.monotonic() + 5  # a client's sockets close as its close returns
+    while True:
+        now_listening, now_connected = _open_sockets(port)
+        left = now_listening - listening
+        if config.kafka.client == "kafka-python":
+            left |= now_connected - connected
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not left, "sockets left open by the failed start"
+    del service
