@@ -349,11 +349,21 @@ class ForecastEncoder:
         model_version: int,
         produced_at: int,
     ) -> list[bytes]:
-        B, H = point.shape
+        return self.format(entities, origin, self.stack(point, quantiles), warm, model_version,
+                           produced_at)
+
+    @staticmethod
+    def stack(point: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+        """(B, 1 + Q, H): the point forecast, then each quantile's (a new array)."""
+        return np.concatenate([point[:, None, :], quantiles], axis=1)
+
+    def format(self, entities: list[str], origin: np.ndarray, stacked: np.ndarray,
+               warm: np.ndarray, model_version: int, produced_at: int) -> list[bytes]:
+        """The messages of :meth:`encode` from the :meth:`stack` of its numbers."""
+        B, Q, H = stacked.shape[0], stacked.shape[1] - 1, stacked.shape[2]
         if B == 0:
             return []
-        Q = quantiles.shape[1]
-        numbers = round_significant(np.concatenate([point[:, None, :], quantiles], axis=1))
+        numbers = round_significant(stacked)
         # "[[p..],[q1..],..,[p..],..]" → "p..", "q1..", .. of every entity in turn.
         arrays = orjson.dumps(numbers.reshape(B * (Q + 1), H),
                               option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")

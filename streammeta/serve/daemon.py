@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -205,10 +206,11 @@ class Daemon:
             dead.append(DeadLetter(records[obs.index[i]], reason, detail))
         f = result.forecasts
         entities = list(map(obs.entities.__getitem__, f.obs_index.tolist()))
-        payloads = self.encoder.encode(
-            entities, f.origin_ts, f.point, f.quantiles, f.warm, self.engine.version,
-            produced_at=int(time.time() * 1000))
-        messages = list(zip(map(str.encode, entities), payloads, strict=True))
+        # Copies the engine cannot touch again; formatted on the delivery's thread while
+        # this one goes on with the next batch.
+        encode = partial(self.encoder.format, entities, f.origin_ts.copy(),
+                         self.encoder.stack(f.point, f.quantiles), f.warm.copy(),
+                         self.engine.version, int(time.time() * 1000))
         offsets = next_offsets(records)
 
         first = self.keeper is not None and self.keeper.first_checkpoint_due(offsets)
@@ -219,12 +221,12 @@ class Daemon:
 
         def committed() -> None:  # counted once acknowledged and committed
             self.observations += len(f)
-            self.forecasts += len(messages)
+            self.forecasts += len(f)  # one message a forecast
             self.dead_letters += len(dead)
-            _count(m, result, len(messages), dead)
+            _count(m, result, len(f), dead)
 
-        self.delivery.submit(Batch(messages, dead, self.engine.version, offsets,
-                                   acknowledged, committed))
+        self.delivery.submit(Batch(_keyed(entities, encode), dead, self.engine.version,
+                                   offsets, acknowledged, committed))
         self._settle = first
         _gauges(m, self.engine, records, started)
 
@@ -251,6 +253,8 @@ class Daemon:
             self.sink.flush(self.config.kafka.shutdown_timeout_s)
         except BrokerError as exc:
             log.error("final flush failed: %s", exc)
+        finally:
+            self.delivery.close()
         if self.keeper is not None:
             self.keeper.checkpoint()
         self.sink.close()
@@ -259,6 +263,12 @@ class Daemon:
             self.memory_link.close()
         log.info("stopped after %d observations, %d forecasts, %d dead letters",
                  self.observations, self.forecasts, self.dead_letters)
+
+
+def _keyed(entities: list[str], encode: Callable[[], list[bytes]]
+           ) -> Callable[[], list[tuple[bytes, bytes]]]:
+    """The (key, value) messages of a batch's forecasts, made when called."""
+    return lambda: list(zip(map(str.encode, entities), encode(), strict=True))
 
 
 def _gauges(m: Metrics, engine: Engine, records: Records, started: float) -> None:
