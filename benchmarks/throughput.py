@@ -12,7 +12,8 @@ Scenarios (each in its own process, so peak RSS is its own):
                each client: one forecast message per observation, acks=all, offsets
                committed (--profile: where the default client's run spends its time);
                also the daemon process's CPU time per observation, which a loaded
-               machine distorts far less than the rate
+               machine distorts far less than the rate, and librdkafka's threads'
+               part of it (with --profile: CPU seconds by thread)
   latency      observations produced at half the default client's e2e rate into a
                running daemon (`streammeta run`); the time from an observation's
                produce to its forecast's arrival at a consumer, p50 / p99
