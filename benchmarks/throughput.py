@@ -12,7 +12,8 @@ Scenarios (each in its own process, so peak RSS is its own):
                each client: one forecast message per observation, acks=all, offsets
                committed (--profile: where the default client's run spends its time);
                also the daemon process's CPU time per observation, which a loaded
-               machine distorts far less than the rate
+               machine distorts far less than the rate, and librdkafka's threads'
+               part of it (with --profile: CPU seconds by thread)
   latency      observations produced at half the default client's e2e rate into a
                running daemon (`streammeta run`); the time from an observation's
                produce to its forecast's arrival at a consumer, p50 / p99
@@ -130,6 +131,28 @@ def preload(config: Any, entities: int, steps: int, first_step: int = 0) -> None
     writer.close()
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads so far, summed by the name the OS knows
+    (librdkafka's ``rdk:*`` threads; Python's threads all show as the interpreter's)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        name = name.split("/")[0] if name.startswith("rdk:") else name
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
+def _minus(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+
+
 def broker_config(bootstrap: str, client: str, **kafka: Any) -> Any:
     from streammeta import config as config_mod
 
@@ -160,11 +183,14 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
         total = steps * entities
         first_batch: list[float] = []
 
+        threads_cpu = [thread_cpu()]
+
         def watch() -> None:
             while daemon.observations < total and not daemon.stopping:
                 if daemon.observations and not first_batch:
                     first_batch.append(time.perf_counter())
                 time.sleep(0.01)
+            threads_cpu.append(thread_cpu())  # before the daemon's threads end
             daemon.stop()
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -188,12 +214,17 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
             profiler.disable()
             stats = pstats.Stats(profiler, stream=sys.stderr)
             stats.sort_stats("tottime").print_stats(25)
+            print("CPU seconds by thread while draining (the preload and set-up not counted): "
+                  f"{_minus(threads_cpu[-1], threads_cpu[0])}", file=sys.stderr)
     # Timed from the first processed batch: the group join (~3 s on Tansu) is set-up.
     begin = first_batch[0] if first_batch else started
     return {"observations": daemon.observations, "forecasts": daemon.forecasts,
             "seconds": ended - begin, "events_per_s": daemon.observations / (ended - begin),
             "join_seconds": begin - started, "peak_rss_gb": peak_rss_gb(),
-            "cpu_us_per_observation": cpu / max(1, daemon.observations) * 1e6}
+            "cpu_us_per_observation": cpu / max(1, daemon.observations) * 1e6,
+            "librdkafka_us_per_observation": sum(
+                v for k, v in _minus(threads_cpu[-1], threads_cpu[0]).items()
+                if k.startswith("rdk:")) / max(1, daemon.observations) * 1e6}
 
 
 def latency_scenario(rate: float, seconds: float, entities: int, client: str,

@@ -44,7 +44,6 @@ def test_kubernetes_config_loads_with_the_pod_environment() -> None:
         "STREAMMETA_KAFKA_GROUP_INSTANCE_ID": "streammeta-0",
         "STREAMMETA_METRICS_HOST": "0.0.0.0",
         "STREAMMETA_CHECKPOINT_DIR": "/var/lib/streammeta",
-        "STREAMMETA_MODEL_THREADS": "2",
     }
     loaded = config.load(DEPLOY / "k8s" / "base" / "config.toml", env=env)
     assert loaded.kafka.group_instance_id == "streammeta-0"

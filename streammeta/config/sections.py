@@ -94,7 +94,7 @@ class ModelConfig:
         check("model.init", self.init, not self.init or Path(self.init).is_file(),
                "an existing parameter file (or empty)")
         check("model.threads", self.threads, 0 <= self.threads <= 256,
-               "an integer >= 0 (0 = torch's default)")
+               "an integer >= 0 (0 = automatic)")
 
 
 @dataclass(frozen=True)

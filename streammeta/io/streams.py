@@ -8,18 +8,21 @@ benchmarks without a broker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from streammeta.io.codec import DeadLetter, Record
+import numpy as np
+
+from streammeta.io.codec import DeadLetter, Record, Records
 
 TopicPartition = tuple[str, int]
 PartitionsCallback = Callable[[list[TopicPartition]], None]
 
 
 class Source(Protocol):
-    def poll(self, timeout_s: float) -> list[Record]:
-        """The next batch of records (possibly empty), in partition order."""
+    def poll(self, timeout_s: float) -> Sequence[Record]:
+        """The next batch of records (possibly empty), in partition order; a client
+        gives :class:`~streammeta.io.codec.Records` (columns, no object per record)."""
         ...
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -145,11 +148,25 @@ class MemorySink:
         pass
 
 
-def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     """For each partition seen, the offset after the last record: what to commit."""
-    out: dict[TopicPartition, int] = {}
-    for record in records:
-        tp = (record.topic, record.partition)
-        if record.offset + 1 > out.get(tp, -1):
-            out[tp] = record.offset + 1
-    return out
+    columns = Records.of(records)
+    topics = columns.topics
+    if not topics:
+        return {}
+    if topics.count(topics[0]) != len(topics):  # several topics: rare, record by record
+        out: dict[TopicPartition, int] = {}
+        for tp, offset in zip(zip(topics, columns.partitions, strict=True), columns.offsets,
+                              strict=True):
+            if offset + 1 > out.get(tp, -1):
+                out[tp] = offset + 1
+        return out
+    # One topic (a daemon's input): the largest offset per partition, by numpy.
+    partitions = np.asarray(columns.partitions, dtype=np.int64)
+    offsets = np.asarray(columns.offsets, dtype=np.int64)
+    order = np.argsort(partitions, kind="stable")
+    partitions, offsets = partitions[order], offsets[order]
+    starts = np.flatnonzero(np.r_[True, partitions[1:] != partitions[:-1]])
+    last = np.maximum.reduceat(offsets, starts) + 1
+    return {(topics[0], p): o for p, o in zip(partitions[starts].tolist(), last.tolist(),
+                                              strict=True)}

@@ -10,6 +10,11 @@ and a flush never waits on more than one batch, so the commit rule holds: an off
 is committed only after every forecast and dead letter of the records before it
 was acknowledged. :meth:`Delivery.complete` drains the batch in flight; the loop
 calls it when idle, before a checkpoint, on revocation and at shutdown.
+
+A batch's forecasts are formatted and handed to the client on the delivery's own
+thread, while the loop polls, decodes and runs the engine on the next batch: JSON
+formatting and the client's per-message calls hold the GIL, but the engine's tensor
+kernels and numpy release it, so the two overlap on a second core.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from streammeta.contracts import forecast_headers
@@ -37,7 +43,7 @@ _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 class Batch:
     """A batch's output, and what follows its acknowledgement."""
 
-    messages: list[tuple[bytes, bytes]]
+    encode: Callable[[], list[tuple[bytes, bytes]]]  # its forecasts' (key, value) messages
     dead: list[DeadLetter]
     version: int  # of the model that made the forecasts (their headers)
     offsets: dict[tuple[str, int], int]  # the next offsets of its records
@@ -53,17 +59,27 @@ class Delivery:
         self._stop = stop  # set: the daemon is stopping, give up after one retry
         self.timeout_s = timeout_s  # a flush's limit (kafka.shutdown_timeout_s)
         self._in_flight: Batch | None = None
-        self._send_failed: BrokerError | None = None  # sending the batch in flight
+        self._messages: list[tuple[bytes, bytes]] = []  # of the batch in flight
+        self._sending: Future[BrokerError | None] | None = None  # encoding and sending it
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="streammeta-delivery")
 
     def submit(self, batch: Batch) -> None:
-        """Complete the batch in flight, then send this one (not waiting for it)."""
+        """Complete the batch in flight, then encode and send this one on the delivery's
+        thread (not waiting for it)."""
         self.complete()
         self._in_flight = batch
-        self._send_failed = None
+        self._sending = self._worker.submit(self._first_send, batch)
+
+    def _first_send(self, batch: Batch) -> BrokerError | None:
+        self._messages = batch.encode()
         try:
             self._send(batch)
         except BrokerError as exc:  # complete() retries it
-            self._send_failed = exc
+            return exc
+        return None
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False)
 
     @property
     def in_flight(self) -> bool:
@@ -76,14 +92,15 @@ class Delivery:
         batch, self._in_flight = self._in_flight, None
         if batch is None:
             return
-        failed, self._send_failed = self._send_failed, None
+        sending, self._sending = self._sending, None
+        failed = None if sending is None else sending.result()  # its exceptions raise here
         self._acknowledge(batch, failed)
         batch.acknowledged()
         self.commit(batch.offsets)
         batch.committed()
 
     def _send(self, batch: Batch) -> None:
-        self.sink.send_forecasts(batch.messages, forecast_headers(batch.version))
+        self.sink.send_forecasts(self._messages, forecast_headers(batch.version))
         self.sink.send_dead_letters(batch.dead)
 
     def _acknowledge(self, batch: Batch, failed: BrokerError | None) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from streammeta.errors import BrokerError
 from streammeta.io.codec import Record
-from streammeta.io.streams import Source, TopicPartition
+from streammeta.io.streams import Source, TopicPartition, next_offsets
 from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import Checkpointer, Written
 from streammeta.serve.metrics import Metrics
@@ -98,12 +98,12 @@ class StateKeeper:
         log.info("assigned partitions %s; state restored in %.3f s", [p for _, p in partitions],
                  time.perf_counter() - started)
 
-    def commit_restored(self, polled: list[Record],
+    def commit_restored(self, polled: Sequence[Record],
                         commit: Callable[[dict[TopicPartition, int]], None]) -> None:
         """Commit the offsets restored since the last call (now assigned), but for the
         partitions of the batch just polled: that batch's own commit follows."""
         if self.to_commit:
-            batch = {(r.topic, r.partition) for r in polled}
+            batch = next_offsets(polled).keys()
             restored, self.to_commit = self.to_commit, {}
             rest = {tp: o for tp, o in restored.items() if tp not in batch}
             if rest:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 from support import good_records
 
-from streammeta.io.codec import Record
+from streammeta.io.codec import Record, Records
 from streammeta.io.streams import MemorySource, Source, TopicPartition, next_offsets
 
 SourceFactory = Callable[[list[Record]], Source]
@@ -100,3 +101,31 @@ def test_commits_are_kept_for_the_next_owner(make: SourceFactory) -> None:
     if committed is not None:  # an in-memory source shows what it holds
         assert committed == offsets
     source.close()
+
+
+def test_next_offsets_is_the_offset_after_each_partitions_last_record() -> None:
+    """The column-wise path (one topic) and the record-by-record one (several) agree
+    with the definition, whatever order the partitions and offsets come in."""
+    rng = np.random.default_rng(3)
+    for topics in (["obs"], ["obs", "other"]):
+        records = [Record(str(rng.choice(topics)), int(rng.integers(0, 5)),
+                          int(rng.integers(0, 1000)), None, b"")
+                   for _ in range(500)]
+        expected: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = (r.topic, r.partition)
+            expected[tp] = max(expected.get(tp, 0), r.offset + 1)
+        assert next_offsets(records) == expected
+        assert next_offsets(Records.of(records)) == expected
+    assert next_offsets([]) == {}
+
+
+def test_a_columnar_batch_reads_as_its_records() -> None:
+    records = [Record("obs", i % 3, 10 + i, b"k%d" % i, None if i == 4 else b"v", 1000 + i)
+               for i in range(9)]
+    columns = Records.of(records)
+    assert len(columns) == 9 and list(columns) == records and columns[-1] == records[-1]
+    assert columns[2:7:2] == records[2:7:2] and Records.of(columns) is columns
+    assert columns.partitions == [r.partition for r in records]
+    with pytest.raises(IndexError):
+        columns[9]

@@ -124,6 +124,50 @@ def test_offsets_are_not_committed_before_forecasts_are_acknowledged(
         "streammeta_kafka_errors_total", {"operation": "produce"}) == 2
 
 
+class RefusingSink(MemorySink):
+    """Refuses the first hand-over of forecasts (the client's queue refused them), and
+    notes on which threads forecasts were handed over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 1
+        self.threads: list[int] = []
+
+    def send_forecasts(self, messages: list[tuple[bytes, bytes]],
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.threads.append(threading.get_ident())
+        if self.refusals:
+            self.refusals -= 1
+            raise BrokerError("queue refused")
+        super().send_forecasts(messages, headers)
+
+
+def test_forecasts_are_handed_over_off_the_loop_and_a_refusal_is_retried(
+    cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Formatting and producing run on the delivery's thread; a send that fails there
+    is retried by the loop before the batch's offsets are committed (3 batches)."""
+    monkeypatch.setattr("streammeta.serve.delivery._RETRY_BACKOFF_S", (0.01,))
+    records = good_records(entities=4, steps=6, partitions=2)
+    source, sink, metrics = MemorySource(records, batch_size=8), RefusingSink(), Metrics()
+    daemon = Daemon(cfg, source, sink, metrics)
+    loop: set[int] = set()
+    original_poll = source.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        loop.add(threading.get_ident())
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    run_until_drained(daemon, source)
+    # Each batch handed over on the delivery's thread; only the retry on the loop's.
+    assert len(loop) == 1 and sink.threads.count(loop.pop()) == 1 and len(sink.threads) == 4
+    assert sorted(k for k, _ in sink.forecasts) == sorted(r.key for r in records)
+    assert source.committed == {(TOPIC, 0): 12, (TOPIC, 1): 12}
+    assert metrics.registry.get_sample_value(
+        "streammeta_kafka_errors_total", {"operation": "produce"}) == 1
+
+
 def test_offered_parameters_are_served_from_the_next_batch(cfg: Config) -> None:
     records = good_records(entities=2, steps=20, partitions=1)
     source, sink = MemorySource(records, batch_size=10), MemorySink()
