@@ -207,7 +207,7 @@ class Arena:
     def history(self, slots: Tensor) -> Tensor:
         """The slots' rings, unrolled twice: (B, 2R), so any run of up to R
         consecutive absolute indices is a contiguous slice (see :func:`window`)."""
-        rows = self.ring[slots]  # (B, R)
+        rows = self.ring.index_select(0, slots)  # (B, R); faster than ring[slots]
         return torch.cat([rows, rows], dim=1)
 
 
@@ -264,14 +264,16 @@ def window(history: Tensor, first: Tensor, length: int, season: int = 0) -> Tens
         return out
     every = len(young) == len(first)  # no row copies when all are young
     f = first if every else first[young]
+    # Only the first P columns of any row hold indices before its first value.
+    P = min(length, -int(f.min()))
     # Index i = f + j < 0 reads history[(i % m) % R], and i % m = (f % m + j) % m.
-    phase = _phases(season, length, history.shape[1] // 2)[f % season]  # (b, length)
-    before = torch.arange(length)[None, :] < -f[:, None]
+    phase = _phases(season, P, history.shape[1] // 2)[f % season]  # (b, P)
+    before = torch.arange(P)[None, :] < -f[:, None]
     rows = history if every else history[young]
-    patched = torch.where(before, torch.gather(rows, 1, phase), out if every else out[young])
     if every:
-        return patched
-    out[young] = patched
+        out[:, :P] = torch.where(before, torch.gather(rows, 1, phase), out[:, :P])
+    else:
+        out[young, :P] = torch.where(before, torch.gather(rows, 1, phase), out[young, :P])
     return out
 
 

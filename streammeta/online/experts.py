@@ -138,7 +138,14 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
     forecasts (NaN: none, where its weight is 0)."""
     # (E, B, H): each expert's weights contiguous, so the products below stream
     # (indexing (B, S, E) by the middle dimension was half of this function's time).
-    wh = w.permute(2, 0, 1).contiguous().index_select(2, bucket)
+    # bucket is non-decreasing: each scored horizon's weights repeated over its steps.
+    wt = w.permute(2, 0, 1).contiguous()  # (E, B, S)
+    if bool((bucket[1:] >= bucket[:-1]).all()):
+        counts = torch.bincount(bucket, minlength=w.shape[1]).tolist()
+        wh = torch.cat([wt[:, :, s : s + 1].expand(-1, -1, c)
+                        for s, c in enumerate(counts) if c], dim=2)  # (E, B, H)
+    else:
+        wh = wt.index_select(2, bucket)
     h = torch.arange(1, model.shape[1] + 1, dtype=model.dtype)[None, :]  # (1, H)
     return (wh[MODEL] * model + wh[NAIVE] * last[:, None]
             + (wh[SEASONAL] + wh[DRIFT]) * seasonal
@@ -317,7 +324,7 @@ class Weighting:
         adjust for the season, and their early record holds them back)."""
         origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
         last = arena.ring[slots[:, None], origin % arena.ring_len]
-        ring = arena.ring[slots]  # (B, R) before this value is appended
+        ring = arena.ring.index_select(0, slots)  # (B, R) before this value is appended
         drift = naive + self._h[None, :] * torch.stack(
             [slope(ring, origin[:, i], self.window, self.season)
              for i in range(len(self._h))], dim=1)

@@ -127,4 +127,8 @@ class Forecaster:
         """Seasonal naive (B, H) from n (B,) values seen once a season is seen, else the
         last value; history (B, 2R)."""
         back = torch.where(n[:, None] >= self.shape.season, self._naive_back[None, :], 0)
+        if int(self._naive_back.max()) <= ring_len:
+            # history holds the ring twice: (n-1) % R + R - back is in [0, 2R) and reads
+            # ring[(n-1-back) % R] with one remainder per row, not per value.
+            return torch.gather(history, 1, ((n - 1) % ring_len + ring_len)[:, None] - back)
         return torch.gather(history, 1, (n[:, None] - 1 - back) % ring_len)
