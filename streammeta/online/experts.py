@@ -55,6 +55,9 @@ import torch
 from torch import Tensor
 
 from streammeta.online.analogues import Analogues, length_for, span
+from streammeta.online.cells import clear as clear_cells
+from streammeta.online.cells import put as put_cells
+from streammeta.online.cells import take as take_cells
 from streammeta.online.population import CLIP, YOUNG_FOR, Population
 
 if TYPE_CHECKING:
@@ -329,8 +332,8 @@ class Weighting:
             [slope(ring, origin[:, i], self.window, self.season)
              for i in range(len(self._h))], dim=1)
         cell = j % arena.horizon
-        kept = arena.pending_experts[slots, cell]  # (B, S, KEPT) made at each origin
-        arena.pending_experts[slots, cell] = float("nan")
+        kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
+        clear_cells(arena.pending_experts, slots, cell)
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         each = torch.cat([torch.stack([model, last, naive, drift], dim=2), kept],
@@ -356,8 +359,7 @@ class Weighting:
         step = slope(history[:, :R], n - 1, self.window, self.season)
         kept = torch.cat([self._theta(arena, slots, n, recent),
                           self._analogue(slots, ts, n, history)[:, :, None]], dim=2)  # (B, H, KEPT)
-        scored = torch.arange(len(self._h))[None, :]
-        arena.pending_experts[slots[:, None], cells, scored] = kept[:, self._h - 1]
+        put_cells(arena.pending_experts, slots, cells, kept[:, self._h - 1])
         none = torch.isnan(kept[:, 0, 2])  # (B,) no analogue forecast: it serves nothing
         if bool(none.any()):
             w[:, :, ANALOGUE] = torch.where(none[:, None], 0.0, w[:, :, ANALOGUE])

@@ -22,6 +22,7 @@ from streammeta.config import ModelConfig
 from streammeta.online import model
 from streammeta.online.arena import Arena, window
 from streammeta.online.calibration import Calibration
+from streammeta.online.cells import put as put_cells
 from streammeta.online.experts import Weighting
 from streammeta.online.guard import Guard
 from streammeta.online.result import Forecasts, Result
@@ -66,7 +67,7 @@ class Forecaster:
         cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
         at_h = point[:, self._h - 1]  # (B, S)
         at_h = torch.where(warm[:, None], at_h, torch.full_like(at_h, float("nan")))
-        arena.pending[slots[:, None], cells, torch.arange(len(self._h))[None, :]] = at_h
+        put_cells(arena.pending, slots, cells, at_h)
         if self.experts is not None:  # the model is scored alone; the blend is served
             R = arena.ring_len
             recent = window(history, n - R, R) if self.experts.serves_theta else None
