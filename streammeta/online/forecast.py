@@ -56,13 +56,19 @@ class Forecaster:
         ``weight``: the served version's share under the guard (None: it serves alone)."""
         H = self.shape.horizon
         warm = n >= self.warm_at
-        if bool(warm.all()):  # the steady state: no scatter into a preallocated batch
+        all_warm = bool(warm.all())
+        if all_warm:  # the steady state: no scatter into a preallocated batch
             point, spread = self._model(params, guard, arena, slots, n, history, weight,
                                         result)
         else:
             point, spread = self._mixed(params, guard, arena, slots, n, history, warm, weight,
                                         result)
-        quant = point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
+        if all_warm and self.calibration is not None:
+            # Calibration sets every row's quantiles: the model's are never served, so
+            # none are made (no levels: the experts' shift of them costs nothing).
+            quant = point.new_empty(len(point), 0, H)
+        else:
+            quant = point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
         # Remember warm forecasts at the scored horizons until their targets arrive.
         cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
         at_h = point[:, self._h - 1]  # (B, S)
