@@ -40,9 +40,16 @@ def length_for(season: int, window: int) -> int:
 
 def span(history: Tensor, first: Tensor, length: int) -> Tensor:
     """Values at absolute indices first..first+length-1 (B, length) of ``history`` (B, 2R),
-    the entities' rings unrolled (``Arena.history``)."""
-    index = first[:, None] + torch.arange(length)[None, :]
-    return torch.gather(history, 1, index % (history.shape[1] // 2))
+    the entities' rings unrolled (``Arena.history``; length ≤ R)."""
+    if len(first) == 0:
+        return history.new_zeros(0, length)
+    # Every run of ``length`` consecutive values of the flattened rows as a strided
+    # view (no copy), one picked per row: a row gather with no index per value,
+    # several times faster than gathering (B, length) indices.
+    flat = history.contiguous().reshape(-1)
+    runs = flat.as_strided((flat.numel() - length + 1, length), (1, 1))
+    ring_len = history.shape[1] // 2
+    return runs.index_select(0, torch.arange(len(first)) * history.shape[1] + first % ring_len)
 
 
 def _scaled(rows: Tensor, length: int) -> Tensor:

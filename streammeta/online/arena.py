@@ -12,6 +12,7 @@ cost per observation stays flat from a thousand entities to a million.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 from streammeta.online import drift
+from streammeta.online.analogues import span
 from streammeta.online.experts import EXPERTS, KEPT
 
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
@@ -205,7 +207,7 @@ class Arena:
     def history(self, slots: Tensor) -> Tensor:
         """The slots' rings, unrolled twice: (B, 2R), so any run of up to R
         consecutive absolute indices is a contiguous slice (see :func:`window`)."""
-        rows = self.ring[slots]  # (B, R)
+        rows = self.ring.index_select(0, slots)  # (B, R); faster than ring[slots]
         return torch.cat([rows, rows], dim=1)
 
 
@@ -254,10 +256,29 @@ def window(history: Tensor, first: Tensor, length: int, season: int = 0) -> Tens
     With ``season``, a negative index (before the entity's first value) reads the
     value of the same phase in its first season instead.
     """
-    ring_len = history.shape[1] // 2
-    if season and bool((first < 0).any()):
-        index = first[:, None] + torch.arange(length)[None, :]  # (B, length)
-        index = torch.where(index < 0, index % season, index)
-        return torch.gather(history, 1, index % ring_len)
-    views = history.unfold(1, length, 1)  # (B, 2R-length+1, length), no copy
-    return views[torch.arange(len(first)), first % ring_len]
+    out = span(history, first, length)
+    if not season:
+        return out
+    young = torch.nonzero(first < 0)[:, 0]
+    if len(young) == 0:
+        return out
+    every = len(young) == len(first)  # no row copies when all are young
+    f = first if every else first[young]
+    # Only the first P columns of any row hold indices before its first value.
+    P = min(length, -int(f.min()))
+    # Index i = f + j < 0 reads history[(i % m) % R], and i % m = (f % m + j) % m.
+    phase = _phases(season, P, history.shape[1] // 2)[f % season]  # (b, P)
+    before = torch.arange(P)[None, :] < -f[:, None]
+    rows = history if every else history[young]
+    if every:
+        out[:, :P] = torch.where(before, torch.gather(rows, 1, phase), out[:, :P])
+    else:
+        out[young, :P] = torch.where(before, torch.gather(rows, 1, phase), out[young, :P])
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _phases(season: int, length: int, ring_len: int) -> Tensor:
+    """(m, length): row o holds ((o + j) % m) % R for j < length, the ring positions of
+    a young window's phases when its first index is o modulo the season m."""
+    return ((torch.arange(season)[:, None] + torch.arange(length)[None, :]) % season) % ring_len

@@ -55,6 +55,9 @@ import torch
 from torch import Tensor
 
 from streammeta.online.analogues import Analogues, length_for, span
+from streammeta.online.cells import clear as clear_cells
+from streammeta.online.cells import put as put_cells
+from streammeta.online.cells import take as take_cells
 from streammeta.online.population import CLIP, YOUNG_FOR, Population
 
 if TYPE_CHECKING:
@@ -136,13 +139,22 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
     model (B, H) and seasonal (B, H) forecasts, last (B,) the newest value, slope (B,)
     the drift expert's average step, kept (B, H, 3) the THETA, TREND and ANALOGUE
     forecasts (NaN: none, where its weight is 0)."""
-    wh = w[:, bucket, :]  # (B, H, E)
+    # (E, B, H): each expert's weights contiguous, so the products below stream
+    # (indexing (B, S, E) by the middle dimension was half of this function's time).
+    # bucket is non-decreasing: each scored horizon's weights repeated over its steps.
+    wt = w.permute(2, 0, 1).contiguous()  # (E, B, S)
+    if bool((bucket[1:] >= bucket[:-1]).all()):
+        counts = torch.bincount(bucket, minlength=w.shape[1]).tolist()
+        wh = torch.cat([wt[:, :, s : s + 1].expand(-1, -1, c)
+                        for s, c in enumerate(counts) if c], dim=2)  # (E, B, H)
+    else:
+        wh = wt.index_select(2, bucket)
     h = torch.arange(1, model.shape[1] + 1, dtype=model.dtype)[None, :]  # (1, H)
-    return (wh[:, :, MODEL] * model + wh[:, :, NAIVE] * last[:, None]
-            + (wh[:, :, SEASONAL] + wh[:, :, DRIFT]) * seasonal
-            + wh[:, :, DRIFT] * slope[:, None] * h
-            + wh[:, :, THETA] * kept[:, :, 0] + wh[:, :, TREND] * kept[:, :, 1]
-            + wh[:, :, ANALOGUE] * kept[:, :, 2].nan_to_num())
+    return (wh[MODEL] * model + wh[NAIVE] * last[:, None]
+            + (wh[SEASONAL] + wh[DRIFT]) * seasonal
+            + wh[DRIFT] * slope[:, None] * h
+            + wh[THETA] * kept[:, :, 0] + wh[TREND] * kept[:, :, 1]
+            + wh[ANALOGUE] * kept[:, :, 2].nan_to_num())
 
 
 def theta(x: Tensor, n: Tensor, horizon: int, indices: Tensor | None = None) -> Tensor:
@@ -315,13 +327,13 @@ class Weighting:
         adjust for the season, and their early record holds them back)."""
         origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
         last = arena.ring[slots[:, None], origin % arena.ring_len]
-        ring = arena.ring[slots]  # (B, R) before this value is appended
+        ring = arena.ring.index_select(0, slots)  # (B, R) before this value is appended
         drift = naive + self._h[None, :] * torch.stack(
             [slope(ring, origin[:, i], self.window, self.season)
              for i in range(len(self._h))], dim=1)
         cell = j % arena.horizon
-        kept = arena.pending_experts[slots, cell]  # (B, S, KEPT) made at each origin
-        arena.pending_experts[slots, cell] = float("nan")
+        kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
+        clear_cells(arena.pending_experts, slots, cell)
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         each = torch.cat([torch.stack([model, last, naive, drift], dim=2), kept],
@@ -347,8 +359,7 @@ class Weighting:
         step = slope(history[:, :R], n - 1, self.window, self.season)
         kept = torch.cat([self._theta(arena, slots, n, recent),
                           self._analogue(slots, ts, n, history)[:, :, None]], dim=2)  # (B, H, KEPT)
-        scored = torch.arange(len(self._h))[None, :]
-        arena.pending_experts[slots[:, None], cells, scored] = kept[:, self._h - 1]
+        put_cells(arena.pending_experts, slots, cells, kept[:, self._h - 1])
         none = torch.isnan(kept[:, 0, 2])  # (B,) no analogue forecast: it serves nothing
         if bool(none.any()):
             w[:, :, ANALOGUE] = torch.where(none[:, None], 0.0, w[:, :, ANALOGUE])
@@ -379,7 +390,9 @@ class Weighting:
             return out
         L, H = store.length, self.horizon
         full = n >= L + H
-        if bool(full.any()):
+        if len(n) and bool(full.all()):  # the steady state: no copy of the rows
+            store.add(span(history, n - L - H, L + H), ts)
+        elif bool(full.any()):
             store.add(span(history[full], n[full] - L - H, L + H), ts[full])
         young = torch.nonzero((n < self.young_until) & (n >= L))[:, 0]
         if len(store) and len(young):

@@ -22,6 +22,7 @@ from streammeta.config import ModelConfig
 from streammeta.online import model
 from streammeta.online.arena import Arena, window
 from streammeta.online.calibration import Calibration
+from streammeta.online.cells import put as put_cells
 from streammeta.online.experts import Weighting
 from streammeta.online.guard import Guard
 from streammeta.online.result import Forecasts, Result
@@ -55,18 +56,24 @@ class Forecaster:
         ``weight``: the served version's share under the guard (None: it serves alone)."""
         H = self.shape.horizon
         warm = n >= self.warm_at
-        if bool(warm.all()):  # the steady state: no scatter into a preallocated batch
+        all_warm = bool(warm.all())
+        if all_warm:  # the steady state: no scatter into a preallocated batch
             point, spread = self._model(params, guard, arena, slots, n, history, weight,
                                         result)
         else:
             point, spread = self._mixed(params, guard, arena, slots, n, history, warm, weight,
                                         result)
-        quant = point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
+        if all_warm and self.calibration is not None:
+            # Calibration sets every row's quantiles: the model's are never served, so
+            # none are made (no levels: the experts' shift of them costs nothing).
+            quant = point.new_empty(len(point), 0, H)
+        else:
+            quant = point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
         # Remember warm forecasts at the scored horizons until their targets arrive.
         cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
         at_h = point[:, self._h - 1]  # (B, S)
         at_h = torch.where(warm[:, None], at_h, torch.full_like(at_h, float("nan")))
-        arena.pending[slots[:, None], cells, torch.arange(len(self._h))[None, :]] = at_h
+        put_cells(arena.pending, slots, cells, at_h)
         if self.experts is not None:  # the model is scored alone; the blend is served
             R = arena.ring_len
             recent = window(history, n - R, R) if self.experts.serves_theta else None
@@ -127,4 +134,8 @@ class Forecaster:
         """Seasonal naive (B, H) from n (B,) values seen once a season is seen, else the
         last value; history (B, 2R)."""
         back = torch.where(n[:, None] >= self.shape.season, self._naive_back[None, :], 0)
+        if int(self._naive_back.max()) <= ring_len:
+            # history holds the ring twice: (n-1) % R + R - back is in [0, 2R) and reads
+            # ring[(n-1-back) % R] with one remainder per row, not per value.
+            return torch.gather(history, 1, ((n - 1) % ring_len + ring_len)[:, None] - back)
         return torch.gather(history, 1, (n[:, None] - 1 - back) % ring_len)

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from streammeta.online import model
+from streammeta.online import cells, model
 from streammeta.online.arena import Arena
 from streammeta.online.calibration import Calibration
 from streammeta.online.drift import PageHinkley
@@ -54,8 +54,8 @@ class Scorer:
         if self.calibration is not None:
             self.calibration.score(arena, slots, j, y)
         cell = j % arena.horizon
-        forecast = arena.pending[slots, cell]  # (B, S)
-        arena.pending[slots, cell] = float("nan")
+        forecast = cells.take(arena.pending, slots, cell)  # (B, S)
+        cells.clear(arena.pending, slots, cell)
         reference = j[:, None] >= self.naive_lag[None, :]  # seasonal naive's value seen
         valid = ~torch.isnan(forecast) & reference
         if not bool((valid if self.experts is None else reference).any()):
