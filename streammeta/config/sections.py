@@ -272,7 +272,7 @@ class ExpertsConfig:
     # seasonal naive and drift, weighted by exp(-rate × each one's discounted sum of
     # absolute errors in the entity's standard deviations) (docs/meta-learning.md, "Experts").
     enabled: bool = True
-    rate: float = 1.0
+    rate: float = 0.5
     discount: float = 0.98
     # A new entity starts as if it had this many resolved forecasts with the mean
     # errors of all entities so far (0: even weights).

@@ -22,6 +22,7 @@ from torch import Tensor
 from streammeta.online import drift
 from streammeta.online.analogues import span
 from streammeta.online.experts import EXPERTS, KEPT
+from streammeta.online.horizons import legacy, remap
 
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
 # Per-slot tensors that make up an entity's state (and a checkpoint row).
@@ -33,14 +34,19 @@ ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "anchor", 
 # not made), and the value count at which the entity stops blending.
 LOSS_SERVED, LOSS_ORIGIN, NEXT_SERVED, NEXT_ORIGIN, GUARD_UNTIL = range(5)
 GUARD_NEW = (0.0, 0.0, float("nan"), float("nan"), 0.0)
+# The fields with a column per scored horizon: (field, its axis in a row set, what a
+# new horizon's column holds: None, the column that served its steps).
+BY_HORIZON = (("pending", 2, float("nan")), ("experts", 1, None),
+              ("pending_experts", 2, float("nan")), ("calibration", 1, None),
+              ("pending_served", 2, float("nan")))
 
 
 class Arena:
     """All tensors are reserved for ``max_entities`` slots up front with
     ``torch.empty``: the kernel maps pages only when a slot is first written, so
-    resident memory grows with the entities present (about 3.6 KB each with the
-    defaults), never copies on growth, and never doubles at a resize. Removed
-    entities' slots are reused."""
+    resident memory grows with the entities present (about 10 KB each with the
+    defaults: 6.6 KB before the half-season horizons), never copies on growth, and
+    never doubles at a resize. Removed entities' slots are reused."""
 
     def __init__(
         self,
@@ -53,8 +59,12 @@ class Arena:
         experts: int = EXPERTS,  # E
         season: int = 1,  # m
         quantiles: int = 3,  # Q
+        horizons: tuple[int, ...] = (),  # the S scored horizons (online.horizons)
     ) -> None:
         N = max_entities
+        self.horizons = horizons
+        # What rows written without a record of their scored horizons were kept at.
+        self.legacy_horizons = legacy(horizon, season) if horizons else ()
         self.ring_len = ring_len
         self.horizon = horizon
         self.max_entities = max_entities
@@ -160,10 +170,17 @@ class Arena:
 
     def export(self, slots: Tensor) -> dict[str, object]:
         """The rows of ``slots`` as plain tensors and names (a checkpoint's content)."""
-        return {
+        rows: dict[str, object] = {
             "names": [self.names[s] for s in slots.tolist()],
             **{field: getattr(self, field)[slots] for field in ROW_FIELDS},  # a copy
         }
+        if self.horizons:
+            rows["horizons"] = torch.tensor(self.horizons)
+        return rows
+
+    def upgrade(self, rows: dict[str, Any]) -> dict[str, Any]:
+        """:func:`upgrade_rows` onto this arena's scored horizons."""
+        return upgrade_rows(rows, self.horizons, self.legacy_horizons)
 
     def restore(self, rows: dict[str, object]) -> Tensor:
         """Load exported rows, replacing any resident state of the same entities."""
@@ -211,11 +228,16 @@ class Arena:
         return torch.cat([rows, rows], dim=1)
 
 
-def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
+def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
+                 written: tuple[int, ...] = ()) -> dict[str, Any]:
     """Exported rows written by an older version, completed in place: entities saved
     before ``anchor`` existed shrink towards φ₀ itself; before the guard, they serve
     the learned θ alone (their guard period is over); before the experts (or the
-    theta experts), they start with no record (even weights) for the missing ones."""
+    theta experts), they start with no record (even weights) for the missing ones.
+    With ``horizons``, rows kept at other scored horizons (their "horizons", else
+    ``written``) are mapped onto them (``online.horizons.remap``): a new horizon
+    starts with the record and offsets of the one that served its steps, and nothing
+    pending."""
     if "phi" in rows:
         if "anchor" not in rows:
             rows["anchor"] = torch.zeros_like(rows["phi"])
@@ -233,6 +255,14 @@ def upgrade_rows(rows: dict[str, Any]) -> dict[str, Any]:
         if kept.shape[3] < KEPT:
             rows["pending_experts"] = torch.cat(
                 [kept, torch.full((B, H, S, KEPT - kept.shape[3]), float("nan"))], dim=3)
+    if horizons and "pending" in rows:
+        stored = rows.get("horizons")
+        was = tuple(stored.tolist()) if isinstance(stored, Tensor) else tuple(written)
+        if was != tuple(horizons) and rows["pending"].shape[2] == len(was):
+            for field, axis, fill in BY_HORIZON:
+                if field in rows:
+                    rows[field] = remap(rows[field], axis, was, horizons, fill)
+            rows["horizons"] = torch.tensor(horizons)
     return rows
 
 

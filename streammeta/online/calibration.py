@@ -3,9 +3,9 @@
 The served point forecast is a weighting of experts (``streammeta.online.experts``);
 the model's quantiles describe the model's errors, not the blend's, and the model's
 spread is learned on other series than the entity's. So, per entity, scored horizon
-s (1, the season, H) and quantile level q, an offset u in units of the model's spread
-σ (floored at ``FLOOR`` running standard deviations) is tracked online, and warm rows
-are served, at step h,
+s (``online.horizons``: 1, every half season and season, H) and quantile level q,
+an offset u in units of the model's spread σ (floored at ``FLOOR`` running standard
+deviations) is tracked online, and warm rows are served, at step h,
 
     ŷ_q(h) = ŷ(h) + u_q(h) · σ(h),
 

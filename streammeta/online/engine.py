@@ -108,7 +108,8 @@ class Engine:
             ring_len=rounds.ring_length(m.window, s.horizon, s.season),
             context_dim=m.context_dim, horizon=s.horizon, scored_horizons=len(horizons),
             max_entities=config.engine.max_entities, phi0=params["phi0"],
-            experts=experts.EXPERTS, season=s.season, quantiles=len(s.quantiles))
+            experts=experts.EXPERTS, season=s.season, quantiles=len(s.quantiles),
+            horizons=horizons)
         self._guard = Guard(config.meta.enabled and config.meta.guard, config.meta.guard_rate,
                             config.meta.guard_for, params, version)
         self._inner = InnerLoop(self.shape, self.warm_at, a.inner_steps, a.shrink, a.loss)

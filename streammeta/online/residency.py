@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from streammeta.errors import ParameterFileError
-from streammeta.online.arena import ROW_FIELDS, Arena, relay, upgrade_rows
+from streammeta.online.arena import ROW_FIELDS, Arena, relay
 from streammeta.online.ports import EvictionStore
 from streammeta.online.result import Result
 
@@ -49,7 +49,7 @@ class Residency:
             result.evicted += len(victims)
         back = [e for e in new if e in self.spill]
         if back:
-            arena.restore(self.spill.take(back))
+            arena.restore(self.spill.take(back, arena.upgrade))
             result.paged_in += len(back)
 
     def export(self, partition: int) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class Residency:
                 f"{state.get('transform', 'none')!r}, this configuration needs "
                 f"{self.transform!r}")
         if "rows" in state:
-            rows = upgrade_rows(state["rows"])
+            rows = self.arena.upgrade(state["rows"])
             ring = rows.get("ring")
             if isinstance(ring, torch.Tensor) and ring.shape[1] != self.arena.ring_len:
                 # a version that kept more or fewer values (experts.THETA_HISTORY)

@@ -1,12 +1,13 @@
 """Scoring: the forecasts that new values resolve, against seasonal naive.
 
-Each warm forecast is remembered at a few horizons (1, the season and H) until
-its target arrives; then its absolute error, in the entity's running standard
-deviations, feeds the engine's online error, the seasonal-naive reference's on
-the same values, the drift detector (one-step errors) and, with ``experts.enabled``,
-each expert's record (``streammeta.online.experts``; the cheap experts' also from
-cold origins); with ``calibration.enabled`` the served forecasts' errors move the
-quantile offsets (``streammeta.online.calibration``).
+Each warm forecast is remembered at a few horizons (``online.horizons``: 1, the
+half seasons and seasons, H) until its target arrives; then its absolute error,
+in the entity's running standard deviations, feeds the engine's online error, the
+seasonal-naive reference's on the same values, the drift detector (one-step
+errors) and, with ``experts.enabled``, each expert's record
+(``streammeta.online.experts``; the cheap experts' also from cold origins); with
+``calibration.enabled`` the served forecasts' errors move the quantile offsets
+(``streammeta.online.calibration``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ from streammeta.online.arena import Arena
 from streammeta.online.calibration import Calibration
 from streammeta.online.drift import PageHinkley
 from streammeta.online.experts import Weighting
+from streammeta.online.horizons import legacy, remap
+from streammeta.online.horizons import scored as scored_horizons
 from streammeta.online.result import Result
-
-
-def scored_horizons(horizon: int, season: int) -> tuple[int, ...]:
-    return tuple(sorted({1, min(season, horizon), horizon}))
 
 
 def scale(arena: Arena, slots: Tensor) -> Tensor:
@@ -39,6 +38,7 @@ class Scorer:
                  drift: PageHinkley | None, experts: Weighting | None = None,
                  calibration: Calibration | None = None) -> None:
         self.horizons = scored_horizons(horizon, season)
+        self._legacy = legacy(horizon, season)  # records written without their horizons
         self.naive_lag = torch.tensor(
             [h + model.seasonal_back(h, season) for h in self.horizons])  # (S,)
         self.error_smoothing = error_smoothing
@@ -91,18 +91,41 @@ class Scorer:
     def export_records(self) -> dict[str, object] | None:
         """The experts' record and analogues' store, with calibration's record under
         "calibration"."""
-        record: dict[str, object] = {}
+        record: dict[str, object] = {"horizons": list(self.horizons)}
         if self.experts is not None:
             record.update(self.experts.export())
         if self.calibration is not None:
             record["calibration"] = self.calibration.record.export()
-        return record or None
+        return record if len(record) > 1 else None
 
     def restore_records(self, state: dict[str, object]) -> bool:
+        """Take records :meth:`export_records` wrote, mapped onto this scorer's scored
+        horizons if they were kept at others (a new horizon starts with the record of
+        the one that served its steps); False if a part does not fit."""
+        state = self._onto_horizons(state)
         ok = self.experts is None or self.experts.restore(state)
         if self.calibration is not None and "calibration" in state:
             ok = self.calibration.record.restore(state["calibration"]) and ok
         return ok
+
+    def _onto_horizons(self, state: dict[str, object]) -> dict[str, object]:
+        stored = state.get("horizons")
+        was = tuple(stored) if isinstance(stored, list | tuple) else self._legacy
+        if was == self.horizons:
+            return state
+        state = dict(state)
+        for key, last in (("mean", 2), ("count", 1)):  # the experts' population record:
+            t = state.get(key)  # mean (2, S, E) or, older, (S, E); count (2, S)
+            if isinstance(t, Tensor) and t.dim() > last - 1:
+                axis = t.dim() - last
+                if t.shape[axis] == len(was):
+                    state[key] = remap(t, axis, was, self.horizons, None)
+        calibration = state.get("calibration")
+        if isinstance(calibration, dict) and isinstance(calibration.get("hist"), Tensor) \
+                and calibration["hist"].shape[0] == len(was):
+            state["calibration"] = {**calibration,
+                                    "hist": remap(calibration["hist"], 0, was, self.horizons, None)}
+        return state
 
     def _detect_drift(self, arena: Arena, slots: Tensor, error: Tensor,
                       valid: Tensor) -> Tensor:

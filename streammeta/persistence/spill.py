@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,14 +67,18 @@ class SpillStore:
             self.index[entity] = (name, int(partition))
         self._live[name] = len(names)
 
-    def take(self, names: list[str]) -> dict[str, Any]:
-        """Read evicted entities back: their rows, in ``Arena.export`` form."""
+    def take(self, names: list[str], upgrade: Callable[[dict[str, Any]], dict[str, Any]]
+             | None = None) -> dict[str, Any]:
+        """Read evicted entities back: their rows, in ``Arena.export`` form, each file's
+        completed by ``upgrade`` (default ``upgrade_rows``; ``Arena.upgrade`` also maps
+        rows kept at other scored horizons onto the arena's)."""
         by_file: dict[str, list[str]] = {}
         for entity in names:
             by_file.setdefault(self.index.pop(entity)[0], []).append(entity)
         parts: list[dict[str, Any]] = []
         for name, wanted in by_file.items():
-            rows = upgrade_rows(unpack(self.files.read(name), self.files.locate(name))["rows"])
+            rows = (upgrade or upgrade_rows)(
+                unpack(self.files.read(name), self.files.locate(name))["rows"])
             where = {entity: i for i, entity in enumerate(rows["names"])}
             pick = torch.tensor([where[entity] for entity in wanted])
             parts.append({"names": wanted,

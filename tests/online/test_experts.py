@@ -148,3 +148,16 @@ def test_a_short_trending_series_is_weighted_by_its_history_before_the_model_ser
     f = engine.process(["e0"], np.array([warm_at * STEP]),
                        np.array([100.0 + 8.0 * warm_at])).forecasts
     assert bool(f.warm[0]) and float(f.point[0, -1]) > 100.0 + 8.0 * warm_at + 20
+
+
+def test_persistence_serves_young_entities_at_step_1_only() -> None:
+    """At the half seasons persistence serves mature entities only; the allowed mask
+    may differ per entity."""
+    weighting = experts.Weighting(small().experts, (1, 6), 6, 12, 24)
+    assert weighting._allowed[:, experts.NAIVE].tolist() == [True, True]
+    assert weighting._allowed_young[:, experts.NAIVE].tolist() == [True, False]
+    per_row = torch.stack([weighting._allowed_young, weighting._allowed])  # (2, S, E)
+    w = experts.weights(torch.zeros(2, 2, experts.EXPERTS), 1.0, allowed=per_row)
+    assert float(w[0, 1, experts.NAIVE]) == 0.0 and float(w[1, 1, experts.NAIVE]) > 0.0
+    assert float(w[0, 0, experts.NAIVE]) > 0.0
+    torch.testing.assert_close(w.sum(dim=2), torch.ones(2, 2))

@@ -1,0 +1,56 @@
+"""The scored horizons: the steps at which forecasts are remembered and judged.
+
+The experts' weights (``online.experts``) and the calibration offsets
+(``online.calibration``) are learnt at these S steps and serve the steps between
+them. Rows, population records and spill files keep one column per scored
+horizon; those written with another set (:func:`legacy`: versions before the
+half-season horizons kept none of their own) are mapped onto this one by
+:func:`remap`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def scored(horizon: int, season: int) -> tuple[int, ...]:
+    """1, every half season and season up to H, and H itself: m = 24, H = 48 → 1, 12,
+    24, 36, 48; m = 12, H = 18 → 1, 6, 12, 18; m = 4, H = 8 → 1, 2, 4, 6, 8; with no
+    season (m = 1) the powers of two: H = 6 → 1, 2, 4, 6. A step h is served by the
+    smallest scored horizon ≥ h, and persistence, whose record at a multiple of the
+    season is seasonal naive's, serves the half seasons (with 1, m and H alone it
+    served step 1 only). Measured in docs/meta-learning.md ("Scored horizons")."""
+    out = {1, horizon}
+    if season > 1:
+        for k in range(0, (horizon + season - 1) // season):
+            out |= {k * season + season // 2, (k + 1) * season}
+    else:
+        out |= {2**k for k in range(1, horizon.bit_length())}
+    return tuple(sorted(h for h in out if 1 <= h <= horizon))
+
+
+def legacy(horizon: int, season: int) -> tuple[int, ...]:
+    """The scored horizons of rows and records written without a record of them."""
+    return tuple(sorted({1, min(season, horizon), horizon}))
+
+
+def remap(t: Tensor, axis: int, written: tuple[int, ...], now: tuple[int, ...],
+          fill: float | None) -> Tensor:
+    """``t`` with one column per ``written`` horizon along ``axis`` → one per ``now``
+    horizon: a horizon in both keeps its column; a new one takes ``fill`` or, with
+    None, the column of the written horizon that served its steps (the smallest ≥ it,
+    else the largest), so the served forecasts and quantiles stay as they were."""
+    if tuple(written) == tuple(now):
+        return t
+    if t.shape[axis] != len(written):
+        raise ValueError(f"{t.shape[axis]} columns for the scored horizons {written}")
+    columns = []
+    for h in now:
+        if h in written:
+            columns.append(t.select(axis, written.index(h)))
+        else:
+            src = next((i for i, w in enumerate(written) if w >= h), len(written) - 1)
+            column = t.select(axis, src)
+            columns.append(column.clone() if fill is None else torch.full_like(column, fill))
+    return torch.stack(columns, dim=axis)
