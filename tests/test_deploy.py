@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 from pathlib import Path
@@ -54,8 +55,25 @@ def test_kubernetes_config_models_with_the_defaults() -> None:
     """Only the deployment differs (brokers, timeouts, paths): the pods forecast with the
     model the README measured. It used to pin an older window, width and step size."""
     loaded = config.load(DEPLOY / "k8s" / "base" / "config.toml", env={})
-    for section in ("series", "model", "adaptation", "meta", "memory", "drift", "engine"):
+    for section in ("series", "model", "adaptation", "meta", "memory", "drift"):
         assert getattr(loaded, section) == getattr(config.Config(), section), section
+    # The engine too, but for its size: the pod's memory limit sets that (below).
+    assert dataclasses.replace(loaded.engine, max_entities=1) == dataclasses.replace(
+        config.Config().engine, max_entities=1)
+
+
+# Peak RSS per entity while a checkpoint is written: 7.5 GB at 200,000 entities
+# (`python benchmarks/checkpoint.py --stores --only local --entities 200000`, docs/operations.md).
+PEAK_BYTES_PER_ENTITY = 7.5e9 / 200_000
+
+
+def test_the_statefulset_memory_limit_holds_its_entities_through_a_checkpoint() -> None:
+    loaded = config.load(DEPLOY / "k8s" / "base" / "config.toml", env={})
+    limit = re.search(r"limits:\n(?:.*\n)*?\s+memory: (\d+)Gi",
+                      (DEPLOY / "k8s" / "base" / "statefulset.yaml").read_text())
+    assert limit, "no memory limit in the StatefulSet"
+    # A GiB of margin for the model, the Kafka client's buffers and the interpreter.
+    assert loaded.engine.max_entities * PEAK_BYTES_PER_ENTITY + 2**30 <= int(limit.group(1)) * 2**30
 
 
 def _seconds(pattern: str, path: Path) -> float:
