@@ -95,7 +95,7 @@ class Daemon:
         between_batches: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
-        if config.model.threads == 0:  # automatic: see serving_threads
+        if config.model.threads == 0:  # automatic: see SERVING_THREADS
             torch.set_num_threads(SERVING_THREADS)
         self.source, self.sink = source, sink
         self.metrics = metrics if metrics is not None else Metrics()
