@@ -76,6 +76,35 @@ def histories(config: Config, n: int, seed: int = 0) -> torch.Tensor:
     return torch.tensor(related_family(n, layout_of(config).length, seed), dtype=torch.float32)
 
 
+def before_rings(field: torch.Tensor, count: torch.Tensor, depths: tuple[int, ...],
+                 horizon: int) -> torch.Tensor:
+    """A pending field (B, P, ...) kept in one ring per scored horizon (``online.cells``)
+    in the layout before the rings, (B, H, S, ...) by target index mod H; NaN where no
+    target is pending: the inverse of ``cells.flatten``, as the older versions kept it."""
+    B = len(field)
+    out = field.new_full((B, horizon, len(depths), *field.shape[2:]), math.nan)
+    rows, first = torch.arange(B)[:, None], 0
+    for s, depth in enumerate(depths):
+        cell = torch.arange(depth)[None, :]
+        target = count[:, None] + (cell - count[:, None]) % depth
+        out[rows, target % horizon, s] = field[:, first:first + depth]
+        first += depth
+    return out
+
+
+def rows_before_rings(rows: dict[str, object], depths: tuple[int, ...],
+                      horizon: int) -> dict[str, object]:
+    """Exported rows with their pending fields as :func:`before_rings` lays them out."""
+    count = rows["count"]
+    assert isinstance(count, torch.Tensor)
+    out = dict(rows)
+    for field in ("pending", "pending_experts", "pending_served"):
+        t = rows[field]
+        assert isinstance(t, torch.Tensor)
+        out[field] = before_rings(t, count, depths, horizon)
+    return out
+
+
 def run_until_drained(daemon: Daemon, source: MemorySource) -> None:
     """Run the loop in a thread and stop it once the source is empty and processed
     (its last batch's output acknowledged)."""

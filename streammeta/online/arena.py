@@ -5,7 +5,7 @@ Per slot: a ring buffer of the last R values (absolute index i lives at
 (exponentially weighted) mean and variance, the fast weights φ and the point
 they are shrunk towards (φ₀ plus ``anchor``: the memory's initialisation), the state of
 its error's drift detector, and the pending forecasts still waiting for their
-targets (keyed by target index mod H, one column per scored horizon). Gathers
+targets (one ring per scored horizon, keyed by target index: ``online.cells``). Gathers
 and scatters over these tensors replace any per-entity Python object, so the
 cost per observation stays flat from a thousand entities to a million.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streammeta.online import drift
+from streammeta.online import cells, drift
 from streammeta.online.analogues import span
 from streammeta.online.experts import EXPERTS, KEPT
 from streammeta.online.horizons import legacy, remap
@@ -35,18 +35,20 @@ ROW_FIELDS = ("ring", "count", "last_ts", "ew_mean", "ew_var", "phi", "anchor", 
 LOSS_SERVED, LOSS_ORIGIN, NEXT_SERVED, NEXT_ORIGIN, GUARD_UNTIL = range(5)
 GUARD_NEW = (0.0, 0.0, float("nan"), float("nan"), 0.0)
 # The fields with a column per scored horizon: (field, its axis in a row set, what a
-# new horizon's column holds: None, the column that served its steps).
+# new horizon's column holds: None, the column that served its steps); the pending
+# ones in the layout before the rings, (B, H, S, ...).
 BY_HORIZON = (("pending", 2, float("nan")), ("experts", 1, None),
               ("pending_experts", 2, float("nan")), ("calibration", 1, None),
               ("pending_served", 2, float("nan")))
+PENDING = ("pending", "pending_experts", "pending_served")  # kept in cells (online.cells)
 
 
 class Arena:
     """All tensors are reserved for ``max_entities`` slots up front with
     ``torch.empty``: the kernel maps pages only when a slot is first written, so
-    resident memory grows with the entities present (about 10 KB each with the
-    defaults: 6.6 KB before the half-season horizons), never copies on growth, and
-    never doubles at a resize. Removed entities' slots are reused."""
+    resident memory grows with the entities present (5.8 KB each with the defaults,
+    10.1 KB before the rings: ``benchmarks/state_size.py``), never copies on growth,
+    and never doubles at a resize. Removed entities' slots are reused."""
 
     def __init__(
         self,
@@ -65,6 +67,11 @@ class Arena:
         self.horizons = horizons
         # What rows written without a record of their scored horizons were kept at.
         self.legacy_horizons = legacy(horizon, season) if horizons else ()
+        # The pending forecasts' ring per scored horizon: s cells for horizon s (H each
+        # for an arena that was not told its horizons).
+        self.depths = tuple(horizons) if horizons else (horizon,) * scored_horizons
+        self._depth, self._first = torch.tensor(self.depths), cells.offsets(self.depths)
+        P = sum(self.depths)
         self.ring_len = ring_len
         self.horizon = horizon
         self.max_entities = max_entities
@@ -80,7 +87,7 @@ class Arena:
         self.ew_var = torch.empty(N)  # (N,)
         self.phi = torch.empty(N, context_dim)  # (N, C)
         self.anchor = torch.empty(N, context_dim)  # (N, C) offset from φ₀ that φ shrinks to
-        self.pending = torch.empty(N, horizon, scored_horizons)  # (N, H, S)
+        self.pending = torch.empty(N, P)  # (N, P) the model's forecasts, by cells()
         self.partition = torch.empty(N, dtype=torch.int32)  # (N,) input partition
         self.drift = torch.empty(N, 4, dtype=torch.float64)  # (N, 4) streammeta.online.drift state
         # The guard (meta.guard): φ adapted under the initial θ, and the two experts' record.
@@ -90,23 +97,32 @@ class Arena:
         self.experts = torch.empty(N, scored_horizons, experts)  # (N, S, E)
         # The theta and analogue experts' forecasts at the scored horizons, as ``pending``
         # the model's.
-        self.pending_experts = torch.empty(N, horizon, scored_horizons, KEPT)  # (N, H, S, 3)
+        self.pending_experts = torch.empty(N, P, KEPT)  # (N, P, 3)
         # The theta experts' seasonal indices by phase, refreshed once a season.
         self.season_indices = torch.empty(N, max(season, 1))  # (N, m)
         # The quantile levels' offsets from the population's (online/calibration.py), and
         # the served forecast, its spread and offsets at the scored horizons until their
-        # targets arrive: (N, H, S, 2 + Q).
+        # targets arrive: (N, P, 2 + Q).
         self.calibration = torch.empty(N, scored_horizons, quantiles)  # (N, S, Q)
-        self.pending_served = torch.empty(N, horizon, scored_horizons, 2 + quantiles)
+        self.pending_served = torch.empty(N, P, 2 + quantiles)
         self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
-        # Rows saved before the theta experts: no seasonal adjustment until the
-        # entity's next refresh, at most a season away; before calibration: the
-        # population's offsets, nothing pending.
+        # Rows saved before the theta experts: no seasonal adjustment until the entity's
+        # next refresh, at most a season away; before calibration: the population's, none pending.
         self._missing = {"season_indices": 0.0, "calibration": 0.0,
                          "pending_served": float("nan")}
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def cells(self, target: Tensor) -> Tensor:
+        """(B, S) cells of the pending fields that hold each scored horizon's forecast
+        for absolute index ``target`` (B, 1), or (B, S) one target per horizon."""
+        return self._first + target % self._depth
+
+    def forget(self, slots: Tensor, target: Tensor) -> None:
+        """No forecast for index ``target`` (B,) of each slot is kept (never observed)."""
+        for field in PENDING:
+            cells.clear(getattr(self, field), slots, self.cells(target[:, None]))
 
     def slots_for(self, entities: list[str], partitions: np.ndarray | None = None) -> np.ndarray:
         """Slot of each entity, allocating new ones; ``FREE`` where capacity is exhausted.
@@ -169,17 +185,18 @@ class Arena:
         return torch.nonzero(mask).flatten()
 
     def export(self, slots: Tensor) -> dict[str, object]:
-        """The rows of ``slots`` as plain tensors and names (a checkpoint's content)."""
-        rows: dict[str, object] = {
+        """Copies of the rows of ``slots`` and their names (a checkpoint's content)."""
+        rows: dict[str, object] = {  # index_select: a snapshot 30% faster than t[slots]
             "names": [self.names[s] for s in slots.tolist()],
-            **{field: getattr(self, field)[slots] for field in ROW_FIELDS},  # a copy
+            **{field: getattr(self, field).index_select(0, torch.as_tensor(slots))
+               for field in ROW_FIELDS},
         }
         if self.horizons:
             rows["horizons"] = torch.tensor(self.horizons)
         return rows
 
     def upgrade(self, rows: dict[str, Any]) -> dict[str, Any]:
-        """:func:`upgrade_rows` onto this arena's scored horizons."""
+        """:func:`upgrade_rows` onto this arena's scored horizons and rings."""
         return upgrade_rows(rows, self.horizons, self.legacy_horizons)
 
     def restore(self, rows: dict[str, object]) -> Tensor:
@@ -237,7 +254,8 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
     With ``horizons``, rows kept at other scored horizons (their "horizons", else
     ``written``) are mapped onto them (``online.horizons.remap``): a new horizon
     starts with the record and offsets of the one that served its steps, and nothing
-    pending."""
+    pending. Pending forecasts kept in (H, S) cells (before the rings) move into the
+    rings of ``horizons`` (without: H cells each), where the arena keeps them."""
     if "phi" in rows:
         if "anchor" not in rows:
             rows["anchor"] = torch.zeros_like(rows["phi"])
@@ -246,16 +264,22 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
         if "guard" not in rows:
             rows["guard"] = torch.tensor(GUARD_NEW, dtype=torch.float64).repeat(
                 len(rows["phi"]), 1)
-        B, H, S = rows["pending"].shape
-        record = rows.get("experts", torch.zeros(B, S, 0))
+        pending = rows["pending"]
+        if "experts" not in rows:  # rows this old keep (B, H, S) pending cells
+            rows["experts"] = torch.zeros(len(pending), pending.shape[2], 0)
+        if "pending_experts" not in rows:
+            rows["pending_experts"] = torch.zeros(*pending.shape, 0)
+        record = rows["experts"]
         if record.shape[2] < EXPERTS:
             rows["experts"] = torch.cat(
-                [record, torch.zeros(B, S, EXPERTS - record.shape[2])], dim=2)
-        kept = rows.get("pending_experts", torch.zeros(B, H, S, 0))
-        if kept.shape[3] < KEPT:
+                [record, record.new_zeros(*record.shape[:2], EXPERTS - record.shape[2])], dim=2)
+        kept = rows["pending_experts"]
+        if kept.shape[-1] < KEPT:
             rows["pending_experts"] = torch.cat(
-                [kept, torch.full((B, H, S, KEPT - kept.shape[3]), float("nan"))], dim=3)
-    if horizons and "pending" in rows:
+                [kept, kept.new_full((*kept.shape[:-1], KEPT - kept.shape[-1]), float("nan"))],
+                dim=-1)
+    before_rings = "pending" in rows and rows["pending"].dim() == 3  # (B, H, S) cells
+    if horizons and before_rings:
         stored = rows.get("horizons")
         was = tuple(stored.tolist()) if isinstance(stored, Tensor) else tuple(written)
         if was != tuple(horizons) and rows["pending"].shape[2] == len(was):
@@ -263,6 +287,12 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
                 if field in rows:
                     rows[field] = remap(rows[field], axis, was, horizons, fill)
             rows["horizons"] = torch.tensor(horizons)
+    if before_rings:  # into one ring per scored horizon (online.cells)
+        H, S = rows["pending"].shape[1:]
+        depths = tuple(horizons) if len(horizons) == S else (H,) * S
+        for field in PENDING:
+            if field in rows:
+                rows[field] = cells.flatten(rows[field], rows["count"], depths)
     return rows
 
 

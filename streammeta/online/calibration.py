@@ -161,7 +161,9 @@ class Arena(Protocol):
 
     horizon: int
     calibration: Tensor  # (N, S, Q) the entities' corrections d
-    pending_served: Tensor  # (N, H, S, 2 + Q) served forecast, σ and offsets u
+    pending_served: Tensor  # (N, P, 2 + Q) served forecast, σ and offsets u (online.cells)
+
+    def cells(self, target: Tensor) -> Tensor: ...
 
 
 class Calibration:
@@ -186,7 +188,7 @@ class Calibration:
     def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor) -> None:
         """The new values y (B,) at absolute index j (B,), model units, resolve the
         served forecasts kept for them."""
-        cell = j % arena.horizon
+        cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_served, slots, cell)  # (B, S, 2 + Q)
         valid = ~torch.isnan(kept[:, :, 0])  # (B, S)
         if not bool(valid.any()):

@@ -1,47 +1,72 @@
-"""Reads and writes of the arena's pending cells as row copies of a flat view.
+"""The pending forecasts' layout: one ring per scored horizon, and row copies of it.
 
-The pending forecasts (``Arena.pending``, ``pending_experts``, ``pending_served``) are
-(N, H, S, ...) tensors addressed per round by slot, target cell and scored horizon.
-Advanced indexing with two or three index tensors computes an offset per element;
-viewed as rows of a flat (N·H, ...) or (N·H·S, ...) tensor, the same cells are
-whole-row copies (``index_select``, ``index_copy_``, ``index_fill_``), about 3× faster.
-A round holds each slot once, so no two rows of a write meet. The fields are
-allocated contiguous (``Arena.__init__``) and only written in place; a field that is
-not falls back to plain indexing.
+A forecast for scored horizon s made at origin t waits until its target t + s
+arrives, so at most s of them are pending at once: scored horizon s keeps a ring of
+s cells, its target index mod s, and the rings sit side by side, Σ s cells per entity
+(with m = 24, H = 48: 1 + 12 + 24 + 36 + 48 = 121 instead of (H, S) = 240 cells). A
+cell is read and cleared when its target arrives, before the next origin writes it
+again. ``Arena.cells`` gives the cells of targets; the pending fields
+(``Arena.pending``, ``pending_experts``, ``pending_served``) are (N, P, ...) with P
+cells. Advanced indexing with two index tensors computes an offset per element;
+viewed as rows of a flat (N·P, ...) tensor, the same cells are whole-row copies
+(``index_select``, ``index_copy_``, ``index_fill_``), about 3× faster. A round holds
+each slot once, so no two rows of a write meet. The fields are allocated contiguous
+(``Arena.__init__``) and only written in place; a field that is not falls back to
+plain indexing.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 from torch import Tensor
 
 
-def take(field: Tensor, slots: Tensor, cell: Tensor) -> Tensor:
-    """``field[slots, cell]`` (B, ...) of a (N, H, ...) field: a copy."""
-    if not field.is_contiguous():
-        return field[slots, cell]
-    rows = field.view(-1, *field.shape[2:])  # (N·H, ...)
-    return rows.index_select(0, slots * field.shape[1] + cell)
+def offsets(depths: tuple[int, ...]) -> Tensor:
+    """(S,) each ring's first cell."""
+    return torch.tensor([0, *itertools.accumulate(depths)][:-1], dtype=torch.int64)
 
 
-def clear(field: Tensor, slots: Tensor, cell: Tensor) -> None:
-    """``field[slots, cell] = NaN``."""
+def take(field: Tensor, slots: Tensor, cells: Tensor) -> Tensor:
+    """``field[slots[:, None], cells]`` (B, S, ...) of a (N, P, ...) field; cells (B, S)."""
     if not field.is_contiguous():
-        field[slots, cell] = float("nan")
+        return field[slots[:, None], cells]
+    rows = field.view(-1, *field.shape[2:])  # (N·P, ...)
+    return rows.index_select(0, _rows(field, slots, cells)).view(*cells.shape, *field.shape[2:])
+
+
+def clear(field: Tensor, slots: Tensor, cells: Tensor) -> None:
+    """``field[slots[:, None], cells] = NaN``."""
+    if not field.is_contiguous():
+        field[slots[:, None], cells] = float("nan")
         return
-    field.view(-1, *field.shape[2:]).index_fill_(0, slots * field.shape[1] + cell,
-                                                  float("nan"))
+    field.view(-1, *field.shape[2:]).index_fill_(0, _rows(field, slots, cells), float("nan"))
 
 
 def put(field: Tensor, slots: Tensor, cells: Tensor, values: Tensor) -> None:
-    """``field[slots[:, None], cells, arange(S)] = values`` of a (N, H, S, ...) field;
-    cells (B, S), values (B, S, ...); slots distinct."""
-    N, H, S = field.shape[:3]
-    scored = torch.arange(S)[None, :]
+    """``field[slots[:, None], cells] = values``; cells (B, S), values (B, S, ...);
+    slots distinct."""
     if not field.is_contiguous():
-        field[slots[:, None], cells, scored] = values
+        field[slots[:, None], cells] = values.to(field.dtype)
         return
-    at = ((slots[:, None] * H + cells) * S + scored).reshape(-1)  # (B·S,)
-    rest = field.shape[3:]
-    rows = field.view(N * H * S, *rest)
-    rows.index_copy_(0, at, values.reshape(len(at), *rest).to(field.dtype))
+    at = _rows(field, slots, cells)
+    rest = field.shape[2:]
+    field.view(-1, *rest).index_copy_(0, at, values.reshape(len(at), *rest).to(field.dtype))
+
+
+def _rows(field: Tensor, slots: Tensor, cells: Tensor) -> Tensor:
+    return (slots[:, None] * field.shape[1] + cells).reshape(-1)
+
+
+def flatten(field: Tensor, count: Tensor, depths: tuple[int, ...]) -> Tensor:
+    """Rows (B, H, S, ...) of the layout before the rings (target index mod H, one
+    column per scored horizon) → (B, Σ depths, ...). ``count`` (B,): the values each
+    entity had seen; its pending targets are count … count + s - 1 at horizon s."""
+    B, H = field.shape[:2]
+    rows, parts = torch.arange(B)[:, None], []
+    for s, depth in enumerate(depths):
+        cell = torch.arange(depth)[None, :]
+        target = count[:, None] + (cell - count[:, None]) % depth  # (B, depth): ≡ cell mod depth
+        parts.append(field[rows, target % H, s])
+    return torch.cat(parts, dim=1)

@@ -286,8 +286,10 @@ class Arena(Protocol):
     ring_len: int
     horizon: int
     experts: Tensor  # (N, S, E)
-    pending_experts: Tensor  # (N, H, S, KEPT)
+    pending_experts: Tensor  # (N, P, KEPT) by cells (online.cells)
     season_indices: Tensor  # (N, m)
+
+    def cells(self, target: Tensor) -> Tensor: ...
 
 
 class Weighting:
@@ -342,7 +344,7 @@ class Weighting:
         drift = naive + self._h[None, :] * torch.stack(
             [slope(ring, origin[:, i], self.window, self.season)
              for i in range(len(self._h))], dim=1)
-        cell = j % arena.horizon
+        cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)

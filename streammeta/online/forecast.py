@@ -70,7 +70,7 @@ class Forecaster:
         else:
             quant = point[:, None, :] + spread[:, None, :] * self.z[None, :, None]
         # Remember warm forecasts at the scored horizons until their targets arrive.
-        cells = (n[:, None] - 1 + self._h[None, :]) % H  # (B, S) target index mod H
+        cells = arena.cells(n[:, None] - 1 + self._h[None, :])  # (B, S) the targets' cells
         at_h = point[:, self._h - 1]  # (B, S)
         at_h = torch.where(warm[:, None], at_h, torch.full_like(at_h, float("nan")))
         put_cells(arena.pending, slots, cells, at_h)

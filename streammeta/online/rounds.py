@@ -101,9 +101,7 @@ def fill_gaps(arena: Arena, slots: Tensor, y: Tensor, gap: Tensor, max_gap_fill:
         idx = start[live] + i
         w = (i + 1) / (g[live] + 1).to(torch.float32)
         arena.ring[si, idx % arena.ring_len] = last[live] + (target[live] - last[live]) * w
-        arena.pending[si, idx % arena.horizon] = float("nan")  # targets never observed
-        arena.pending_served[si, idx % arena.horizon] = float("nan")
-        arena.pending_experts[si, idx % arena.horizon] = float("nan")
+        arena.forget(si, idx)  # targets never observed
     arena.guard[s, NEXT_SERVED:NEXT_ORIGIN + 1] = float("nan")  # made for a filled step
     arena.count[s] += g
     arena.last_ts[s] += g * step

@@ -53,7 +53,7 @@ class Scorer:
         j = arena.count[slots]  # absolute index the new value will take
         if self.calibration is not None:
             self.calibration.score(arena, slots, j, y)
-        cell = j % arena.horizon
+        cell = arena.cells(j[:, None])  # (B, S)
         forecast = cells.take(arena.pending, slots, cell)  # (B, S)
         cells.clear(arena.pending, slots, cell)
         reference = j[:, None] >= self.naive_lag[None, :]  # seasonal naive's value seen

@@ -57,13 +57,30 @@ def test_exported_rows_restore_into_another_arena() -> None:
 
 
 def test_rows_of_an_older_version_are_completed() -> None:
-    rows = {"names": ["x"], "phi": torch.ones(1, 2), "pending": torch.full((1, 4, 3), math.nan)}
+    rows = {"names": ["x"], "count": torch.tensor([7]), "phi": torch.ones(1, 2),
+            "pending": torch.full((1, 4, 3), math.nan)}
     upgraded = upgrade_rows(rows)
     assert bool((upgraded["anchor"] == 0).all())
     torch.testing.assert_close(upgraded["phi_origin"], upgraded["phi"])
     assert float(upgraded["guard"][0, GUARD_UNTIL]) == 0.0  # guard period over
     assert upgraded["experts"].shape == (1, 3, EXPERTS) and not upgraded["experts"].any()  # even
     assert bool(upgraded["pending_experts"].isnan().all())
+    # The (H, S) cells move into a ring of H cells per scored horizon (none given).
+    assert upgraded["pending"].shape == (1, 12) and upgraded["pending_experts"].shape == (1, 12, 3)
+
+
+def test_each_scored_horizon_keeps_a_ring_of_its_own_length() -> None:
+    a = Arena(ring_len=8, context_dim=2, horizon=6, scored_horizons=3, max_entities=2,
+              phi0=torch.zeros(2), horizons=(1, 4, 6))
+    assert a.pending.shape == (2, 11) and a.pending_served.shape == (2, 11, 5)
+    # Origin 9's forecasts for 10, 13 and 15 go to the cells read when 9 arrived (just
+    # before): each cell is read before the next origin writes it again.
+    made = a.cells(torch.tensor([[9]]) + torch.tensor([1, 4, 6]))
+    assert made.tolist() == a.cells(torch.tensor([[9]])).tolist() == [[0, 1 + 1, 5 + 3]]
+    # Over a ring's length, every target has a cell of its own.
+    cells = a.cells(torch.arange(20, 26)[:, None])  # (6, 3)
+    for s, depth in enumerate((1, 4, 6)):
+        assert len(set(cells[:depth, s].tolist())) == depth
 
 
 def test_window_reads_absolute_indices_of_the_ring() -> None:

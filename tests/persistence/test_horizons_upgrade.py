@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import STEP, small_config
+from support import STEP, before_rings, rows_before_rings, small_config
 
 from streammeta.config import CheckpointConfig
 from streammeta.online import engine as engine_mod
@@ -31,13 +31,25 @@ def feed(engine: Engine, steps: range) -> None:
 
 
 def old_engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
-    """An engine scoring at the older set, whose rows and records carry no record of it."""
+    """An engine scoring at the older set, whose rows and records carry no record of it
+    (exported rows: :func:`old_rows`)."""
     with monkeypatch.context() as patch:
         patch.setattr(engine_mod, "scored_horizons", horizons.legacy)
         patch.setattr(scoring, "scored_horizons", horizons.legacy)
         engine = Engine(small_config().replace("engine", max_entities=100))
     engine.arena.horizons = ()  # as exported before the horizons were recorded
     return engine
+
+
+def old_rows(rows: dict[str, object]) -> dict[str, object]:
+    """Rows of :func:`old_engine` as that version kept them: pending (H, S) cells."""
+    return rows_before_rings(rows, horizons.legacy(6, 4), 6)
+
+
+def pending(engine: Engine, slots: torch.Tensor, field: str = "pending") -> torch.Tensor:
+    """A pending field of ``slots`` as (B, H, S, ...) cells by target index mod H."""
+    arena = engine.arena
+    return before_rings(getattr(arena, field)[slots], arena.count[slots], arena.depths, 6)
 
 
 def test_legacy_and_new_sets_differ_for_the_small_engine() -> None:
@@ -53,6 +65,8 @@ def test_a_checkpoint_with_the_older_scored_horizons_restores_and_forecasts(
     saver.advance({0: 60, 1: 60}, 120)
     payload = saver.snapshot()
     payload["experts"].pop("horizons")
+    for state in payload["partitions"].values():
+        state["rows"] = old_rows(state["rows"])
     assert all("horizons" not in s["rows"] for s in payload["partitions"].values())
     CheckpointStore(tmp_path, member="old").save(payload)
 
@@ -68,10 +82,10 @@ def test_a_checkpoint_with_the_older_scored_horizons_restores_and_forecasts(
         got, was = getattr(copy.arena, field)[new], getattr(original.arena, field)[old]
         torch.testing.assert_close(got[:, [0, 2, 3]], was)
         torch.testing.assert_close(got[:, 1], was[:, 1])
-    torch.testing.assert_close(copy.arena.pending[new][:, :, [0, 2, 3]],
-                               original.arena.pending[old], equal_nan=True)
-    assert bool(copy.arena.pending[new][:, :, 1].isnan().all())
-    assert bool(copy.arena.pending_served[new][:, :, 1].isnan().all())
+    torch.testing.assert_close(pending(copy, new)[:, :, [0, 2, 3]],
+                               pending(original, old), equal_nan=True)
+    assert bool(pending(copy, new)[:, :, 1].isnan().all())
+    assert bool(pending(copy, new, "pending_served")[:, :, 1].isnan().all())
     # The population's records map the same way (a record that did not fit would
     # make restore_experts False and start again).
     assert copy.restore_experts(payload["experts"])
@@ -83,7 +97,7 @@ def test_a_checkpoint_with_the_older_scored_horizons_restores_and_forecasts(
     before = copy.arena.experts[new, 1].clone()
     feed(copy, range(60, 70))  # forecasting goes on, and horizon 2 is now scored
     assert not torch.equal(copy.arena.experts[new, 1], before)
-    assert bool(torch.isfinite(copy.arena.pending[new][:, :, 0]).any())
+    assert bool(torch.isfinite(pending(copy, new)[:, :, 0]).any())
 
 
 def test_a_spill_file_with_the_older_scored_horizons_is_paged_back_in(
@@ -92,6 +106,7 @@ def test_a_spill_file_with_the_older_scored_horizons_is_paged_back_in(
     feed(original, range(40))
     rows = original.arena.export(original.arena.slots_in([0, 1]))
     assert "horizons" not in rows
+    rows = old_rows(rows)
     spill = SpillStore(tmp_path, "a")
     spill.put(rows)
     capped = Engine(small_config().replace("engine", max_entities=100), spill=spill)
