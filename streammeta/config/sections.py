@@ -78,7 +78,7 @@ class ModelConfig:
     # is completed with its first season repeated.
     warm_after: int = 0
     context_dim: int = 16
-    hidden: int = 128
+    hidden: int = 256
     # Parameter file to start from (see ``streammeta pretrain``); empty = seeded random init.
     init: str = ""
     seed: int = 0
