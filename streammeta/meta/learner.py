@@ -44,6 +44,8 @@ from streammeta.online import model
 
 log = logging.getLogger("streammeta.meta.outer")  # the outer loop's log, as before the split
 MAX_GRAPHS = 8  # recorded batch shapes per learner; each keeps its own GPU memory
+# Per batch shape: the recorded step, its input tensors and its loss.
+Graphs = dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, list[Tensor], Tensor]]
 
 
 @dataclass(frozen=True)
@@ -68,20 +70,20 @@ class MetaLearner:
         self.shrink = adaptation.shrink
         self.device = torch.device(device)
         self.levels = torch.tensor(quantiles, device=self.device)
-        self.z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(quantiles)).to(
-            self.device)
+        self.z = torch.distributions.Normal(0.0, 1.0).icdf(self.levels.cpu()).to(self.device)
+        self._start(params)
+
+    def _start(self, params: model.Params) -> None:
+        """θ, its optimiser and recorded steps, all new from ``params``."""
+        config, cuda = self.config, self.device.type == "cuda"
         self.params = {k: v.detach().clone().to(self.device) for k, v in params.items()}
         # Where θ started, for ``meta.pull``.
         self.origin = {k: v.clone() for k, v in self.params.items()} if config.pull else {}
         # The moving average of θ that candidates are taken from, for ``meta.average``.
         self.average = {k: v.clone() for k, v in self.params.items()} if config.average else {}
-        cuda = self.device.type == "cuda"
         self.optimiser = torch.optim.Adam(list(self.params.values()), lr=config.meta_lr,
                                           capturable=cuda)
-        # Per batch shape: the recorded step, its input tensors and its loss.
-        self.graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, list[Tensor],
-                                                 Tensor]] | None = (
-            {} if cuda and config.cuda_graphs else None)
+        self.graphs: Graphs | None = {} if cuda and config.cuda_graphs else None
 
     # -- the functional pieces, per task ------------------------------------------------
     def _support_loss(self, phi: Tensor, params: model.Params, x: Tensor, y: Tensor,
@@ -249,6 +251,9 @@ class MetaLearner:
         return {k: v.detach().clone().cpu() for k, v in (self.average or self.params).items()}
 
     def load(self, params: model.Params) -> None:
+        if any(params[k].shape != v.shape for k, v in self.params.items()):
+            self._start(params)  # θ of another width (a checkpoint of another model.hidden)
+            return
         with torch.no_grad():
             for name, tensor in (*self.params.items(), *self.average.items()):
                 tensor.copy_(params[name].to(self.device))

@@ -62,6 +62,5 @@ class InnerLoop:
     def _step(self, params: model.Params, phi: Tensor, start: Tensor, x: Tensor,
               target: Tensor, mask: Tensor) -> Tensor:
         """φ (B, C) adapted on one example each, then shrunk towards ``start``."""
-        with torch.enable_grad():
-            phi = model.adapt(params, phi, x, target, mask, self.loss, self.steps)
+        phi = model.adapt(params, phi, x, target, mask, self.loss, self.steps)
         return model.shrink(phi, start, self.shrink)

@@ -115,18 +115,27 @@ def _correction_basis(C: int, H: int) -> Tensor:
     return basis
 
 
-def features(params: Params, x: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
-    """x (B, L) normalised window, phi (B, C) → (point (B, H), modulated hidden (B, D)).
-
-    Only the last hidden layer and the output see φ, so the inner loop's backward
-    pass is two small matrix products, not the whole network.
-    """
+def trunk(params: Params, x: Tensor) -> Tensor:
+    """x (B, L) → the hidden layers before φ's modulation (B, D): φ never reaches them."""
     h = F.gelu(x @ params["w1"] + params["b1"])  # (B, D)
-    h = F.gelu(h @ params["w2"] + params["b2"])  # (B, D)
+    return F.gelu(h @ params["w2"] + params["b2"])  # (B, D)
+
+
+def head(params: Params, x: Tensor, h: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
+    """The trunk's output h (B, D) and φ (B, C) → (point (B, H), modulated hidden (B, D))."""
     h = h * (1.0 + phi @ params["film"])  # (B, D) per-entity modulation (FiLM)
     point = (x @ params["lin_w"] + params["lin_b"] + h @ params["w_point"] + params["b_point"]
              + phi @ params["basis"])  # (B, H)
     return point, h
+
+
+def features(params: Params, x: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
+    """x (B, L) normalised window, phi (B, C) → (point (B, H), modulated hidden (B, D)).
+
+    Only the last hidden layer and the output see φ, so the inner loop's gradient
+    is two small matrix products, not the whole network.
+    """
+    return head(params, x, trunk(params, x), phi)
 
 
 def point_and_spread(params: Params, x: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
@@ -157,6 +166,15 @@ def point_loss_per_row(point: Tensor, y: Tensor, mask: Tensor, kind: str) -> Ten
         err = torch.where(err <= HUBER_DELTA, err.square(),
                           2 * HUBER_DELTA * err - HUBER_DELTA**2)
     return (err * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def point_loss_grad(point: Tensor, y: Tensor, mask: Tensor, kind: str) -> Tensor:
+    """The gradient of ``point_loss_per_row(point, y, mask, kind).sum()`` by point, (B, H)."""
+    diff = point - y
+    grad = diff.sign()  # of |y - point|, 0 where it is 0 (as autograd's)
+    if kind == "mse":
+        grad = torch.where(diff.abs() <= HUBER_DELTA, 2.0 * diff, 2.0 * HUBER_DELTA * grad)
+    return grad * mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
 def loss_per_row(
@@ -199,20 +217,21 @@ def adapt(
     mask: Tensor,  # (B, H)
     point_loss: str,
     steps: int,
-    create_graph: bool = False,
 ) -> Tensor:
     """Inner loop: ``steps`` Meta-SGD steps on every row's φ at once → adapted φ (B, C).
 
     The rows' losses are independent, so the gradient of their sum with respect
-    to the (B, C) context matrix is every entity's own gradient: one backward
-    pass adapts the whole batch. The inner loop fits the point forecast only; the
-    quantiles move with it, and their spread is learned by the outer loop.
+    to the (B, C) context matrix is every entity's own gradient. It is written out
+    rather than taken by autograd (which the outer loop's ``torch.func`` keeps): the
+    trunk, which φ does not reach, is computed once for all steps, and no graph is
+    recorded. The inner loop fits the point forecast only; the quantiles move with
+    it, and their spread is learned by the outer loop.
     """
+    h = trunk(params, x)  # (B, D)
     for _ in range(steps):
-        if not phi.requires_grad:
-            phi = phi.detach().requires_grad_(True)
-        point, _ = features(params, x, phi)
-        loss = point_loss_per_row(point, y, mask, point_loss).sum()
-        (grad,) = torch.autograd.grad(loss, phi, create_graph=create_graph)
+        point, _ = head(params, x, h, phi)
+        g = point_loss_grad(point, y, mask, point_loss)  # (B, H)
+        # point = ... + (h ⊙ (1 + φ·film))·w_point + φ·basis
+        grad = ((g @ params["w_point"].T) * h) @ params["film"].T + g @ params["basis"].T
         phi = meta_sgd_step(params, phi, grad)
-    return phi if create_graph else phi.detach()
+    return phi

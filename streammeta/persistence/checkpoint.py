@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from streammeta.config import CheckpointConfig
 from streammeta.errors import ParameterFileError
 from streammeta.meta.versions import coherent
-from streammeta.online.model import Params
+from streammeta.online.model import ModelShape, Params
 from streammeta.persistence.container import FORMAT, Payload, pack, unpack
 from streammeta.persistence.manifest import Entry, Index, encode, manifest_name
 from streammeta.persistence.store import FileStore, open_store
@@ -180,6 +180,7 @@ class CheckpointStore:
 class Checkpointed(Protocol):
     """What a checkpoint holds the state of (``streammeta.online.engine.Engine``)."""
 
+    shape: ModelShape  # the configured model's
     def serving(self) -> tuple[Params, int]: ...
     def swap(self, params: Params, version: int) -> None: ...
     def export_partition(self, partition: int) -> dict[str, Any]: ...
@@ -235,7 +236,7 @@ class Checkpointer:
             if model:
                 if self.restores_params:
                     self.engine.swap(model["params"], int(model["version"]))
-                    log.info("restored model version %d from %s", model["version"], path)
+                    _log_restored(path, model, self.engine.shape.hidden)
                 if "memory" in payload:
                     try:
                         entries = self.engine.restore_memory(payload["memory"])
@@ -402,3 +403,14 @@ def _reset_phi(state: dict[str, Any], phi0: Any) -> None:
         rows["phi"] = phi0.detach().to(rows["phi"].dtype).expand_as(rows["phi"]).clone()
         if "anchor" in rows:
             rows["anchor"] = rows["anchor"].new_zeros(rows["anchor"].shape)
+
+
+def _log_restored(path: object, model: dict[str, Any], hidden: int) -> None:
+    """θ restored from a checkpoint is served in the shape it was written with; say so
+    where that is not the configured width (e.g. written before the default changed)."""
+    log.info("restored model version %d from %s", model["version"], path)
+    written = int(model["params"]["w1"].shape[1])
+    if written != hidden:
+        log.warning("%s: θ has model.hidden = %d, the configuration %d; it is served and "
+                    "trained on at %d (a parameter file of another width is refused)",
+                    path, written, hidden, written)

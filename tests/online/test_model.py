@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from support import small_config
 
@@ -64,6 +65,29 @@ def test_the_inner_loop_lowers_the_loss_of_its_rows() -> None:
     adapted = model.adapt(params, phi, x, y, mask, "mse", steps=3)
     assert not adapted.requires_grad
     assert bool((loss(adapted) < loss(phi)).all())
+
+
+@pytest.mark.parametrize("kind", ["mae", "mse"])
+def test_the_inner_loops_gradient_is_autograds(kind: str) -> None:
+    """``adapt`` writes the gradient by φ out; it is what autograd takes of the loss,
+    with targets partly arrived and errors beyond the Huber threshold."""
+    params = model.init_params(SHAPE, seed=0, inner_lr=0.3)
+    gen = torch.Generator().manual_seed(1)
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=gen) for k, v in params.items()}
+    x = torch.randn(8, 12, generator=gen)
+    y = 4.0 * torch.randn(8, 6, generator=gen)
+    mask = (torch.arange(6)[None, :] < torch.arange(8)[:, None]).to(torch.float32)
+    phi = torch.randn(8, 3, generator=gen)
+    expected = phi
+    for _ in range(2):
+        start = expected.detach().requires_grad_(True)
+        point, _ = model.features(params, x, start)
+        loss = model.point_loss_per_row(point, y, mask, kind).sum()
+        (grad,) = torch.autograd.grad(loss, start)
+        expected = model.meta_sgd_step(params, start.detach(), grad)
+    adapted = model.adapt(params, phi, x, y, mask, kind, steps=2)
+    torch.testing.assert_close(adapted, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(adapted, phi)
 
 
 def test_normalise_floors_the_scale_of_a_flat_window() -> None:

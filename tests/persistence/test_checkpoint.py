@@ -387,3 +387,39 @@ def test_state_saved_with_a_shorter_ring_restores_with_the_newest_values(
         newest = [j % R for j in range(30 - short, 30)]
         torch.testing.assert_close(copy.arena.ring[b, newest], original.arena.ring[a, newest])
     feed(copy, range(30, 40))
+
+
+def test_a_checkpoint_of_another_width_is_served_and_trained_at_its_own(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """θ in a checkpoint written with another ``model.hidden`` (e.g. before the default
+    changed) is restored as it was written, said in the log, and the outer loop learns
+    on from it in that shape; a parameter file of that width is refused."""
+    from support import layout_of, meta_config, related_family
+
+    from streammeta.meta import outer
+    from streammeta.persistence import params as params_io
+
+    wide = meta_config().replace("meta", every_observations=2000, every_s=3600)
+    original = small_engine(wide)
+    feed(original, range(20))
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    narrow = wide.replace("model", hidden=16)
+    engine = Engine(narrow)
+    loop = outer.attach(narrow, engine, engine.swap)
+    with caplog.at_level("WARNING"):
+        checkpointer(engine, CheckpointStore(tmp_path, member="b")).restore_model()
+    assert "model.hidden = 32, the configuration 16" in caplog.text
+    assert engine.serving()[0]["w1"].shape == original.serving()[0]["w1"].shape == (24, 32)
+    values = related_family(64, layout_of(narrow).length + 20, seed=3)
+    for t in range(values.shape[1]):
+        result = engine.process([f"e{i}" for i in range(64)], np.full(64, t * STEP),
+                                values[:, t])
+        assert not result.rejected
+    trained = loop.run_once()
+    assert trained is not None and trained.promoted
+    assert engine.version == trained.version and engine.serving()[0]["w1"].shape == (24, 32)
+    path = params_io.save(tmp_path / "p.smp", *original.serving(), original.shape)
+    with pytest.raises(ParameterFileError, match=r"w1 has shape \(24, 32\).*\(24, 16\)"):
+        params_io.initial(narrow.replace("model", init=str(path)))
