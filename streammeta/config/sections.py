@@ -299,9 +299,10 @@ class CalibrationConfig:
     # quantiles of the served forecast's realised errors, in units of the model's spread
     # (online quantile tracking: docs/meta-learning.md, "Calibrated quantiles").
     enabled: bool = True
-    # Step of each entity's offsets per resolved forecast, in the spread of all entities'
-    # normalised errors (at most 0.9 × rate of it per forecast): larger follows
-    # changes faster, smaller is steadier.
+    # Least step of each entity's offsets per resolved forecast, in the spread of all
+    # entities' normalised errors (at most 0.9 × rate of it per forecast once the
+    # entity's first forecasts, which step further, are past): larger follows changes
+    # faster, smaller is steadier.
     rate: float = 0.01
 
     def __post_init__(self) -> None:

@@ -17,34 +17,44 @@ maximum over the levels keeps them coherent; both only widen the interval betwee
 the lowest and highest level.
 
 The offset is the population's quantile plus the entity's own correction,
-u = P_q,s + d_q,s. P is the q-quantile of a histogram of all entities' normalised
-errors r = (y − ŷ)/σ (``Record``), discounted per resolved forecast: a young entity
-starts from what holds for the entities seen; before any record, P = Φ⁻¹(q), the
-model's own quantiles. The served forecast, σ and the offsets u served are kept at
-the scored horizons until the target arrives (``Arena.pending_served``); then
+u = P_q,s + d_q,s. P is the q-quantile of a histogram, per level, of all entities'
+normalised errors r = (y − ŷ)/σ less their corrections, r − d (``Record``), discounted
+per resolved forecast: a young entity starts from what holds for the entities seen,
+and as entities come and go P keeps the level each correction is from (with a record
+of r alone, entities leaving move P, and the corrections of those staying, learnt
+against the old P, then count twice); before any record, P = Φ⁻¹(q), the model's own
+quantiles. The served forecast, σ and the offsets u served are kept at the scored
+horizons until the target arrives (``Arena.pending_served``); then
 
-    d ← d + η · (q − 1{r < u})        (online quantile tracking)
+    d ← d + η_t · (q − 1{r < u})        (online quantile tracking)
 
-with η = ``calibration.rate`` × the population's spread of r at s (so the step is in
-the errors' own units). A level exceeded too often rises, otherwise it falls. Each
-target is judged against the offsets served for it, not the current ones: errors of
-neighbouring targets are correlated, and current offsets have moved with them.
+with η_t = max(1 / (φ(Φ⁻¹(q)) · (t + ``PRIOR``)), ``calibration.rate``) × the
+population's spread of r at s (so the step is in the errors' own units), t the
+entity's resolved forecasts at s: Robbins–Monro's step for a quantile (1 / the
+density at it), so that d starts as the entity's own quantile shrunk towards the
+population's, as if P were ``PRIOR`` of its forecasts, until the step reaches the
+constant ``calibration.rate`` that follows drift. A level exceeded too often rises,
+otherwise it falls. Each target is judged against the offsets served for it, not
+the current ones: errors of neighbouring targets are correlated, and current
+offsets have moved with them.
 
 Guarantee (Angelopoulos, Candès & Tibshirani, *Conformal PID control for time series
 prediction*, NeurIPS 2023, Prop. 1: the quantile form of adaptive conformal inference,
-Gibbs & Candès, NeurIPS 2021). r is clipped to [−B, B] (B = ``CLIP``) and |P| ≤ B; a
-target resolves h steps after its origin, so u overshoots [−B, B] by at most (h + 1)η
-and d stays within ±(2B + (h + 1)η). Summing the updates, after T resolved forecasts
-of one entity at one scored horizon, with η constant, whatever the data (no
+Gibbs & Candès, NeurIPS 2021; for steps that decrease, Angelopoulos, Barber & Bates,
+*Online conformal prediction with decaying step sizes*, ICML 2024). r is clipped to
+[−B, B] (B = ``CLIP``) and |P| ≤ B; a target resolves h steps after its origin, so u
+overshoots [−B, B] by at most (h + 1)η_1 and |d| ≤ D = 2B + (h + 1)η_1. Summing the
+updates by parts (η_t does not increase), after T resolved forecasts of one entity at
+one scored horizon, the population's spread held fixed, whatever the data (no
 exchangeability, any drift):
 
-    | (1/T) Σ_t 1{r_t < u_t} − q | ≤ (2B + (h + 1)η + |d_1|) / (η T),
+    | (1/T) Σ_t 1{r_t < u_t} − q | ≤ 2D / (η_T T),   η_T ≥ rate × spread,
 
 so each level's realised frequency converges to its nominal one and the 0.1–0.9
-interval covers at least 80% in the long run, for every entity. η follows the
-population's spread, which settles as its record grows; the bound is slow (1/(ηT)
-with a small η): in the short run the population's quantiles carry the calibration.
-Steps between scored horizons are interpolated and carry no bound.
+interval covers at least 80% in the long run, for every entity. The bound is slow
+(1/(ηT) with a small η): in the short run the population's quantiles and the
+entity's early, larger steps carry the calibration. Steps between scored horizons
+are interpolated and carry no bound.
 """
 
 from __future__ import annotations
@@ -66,6 +76,7 @@ if TYPE_CHECKING:
 BINS = 400  # the population's histogram of r over [-CLIP, CLIP]: 0.05 spreads a bin
 SMOOTHING = 0.001  # the population's record forgets this share per resolved forecast
 FLOOR = 0.1  # σ at least this many running standard deviations (a collapsed spread)
+PRIOR = 100.0  # the population's offsets weigh as this many of an entity's own forecasts
 
 
 def interpolation(horizons: tuple[int, ...], horizon: int) -> Tensor:
@@ -85,37 +96,41 @@ def interpolation(horizons: tuple[int, ...], horizon: int) -> Tensor:
 
 
 class Record:
-    """The population's normalised errors r per scored horizon, as a discounted
-    histogram (S, BINS), and the levels' quantiles of it (S, Q). A batch's errors enter
-    at :meth:`commit`, after the batch (no forecast depends on a later value)."""
+    """The population's normalised errors per scored horizon and level, less each
+    entity's correction (r − d), as discounted histograms (S, Q, BINS), and each level's
+    quantile of its own (S, Q). A batch's errors enter at :meth:`commit`, after the batch
+    (no forecast depends on a later value)."""
 
     def __init__(self, horizons: int, levels: Tensor, nominal: Tensor) -> None:
         self.levels, self.nominal = levels, nominal  # (Q,), (Q,) Φ⁻¹(levels)
-        self.hist = torch.zeros(horizons, BINS, dtype=torch.float64)
+        Q = len(levels)
+        self.hist = torch.zeros(horizons, Q, BINS, dtype=torch.float64)
         self.seen = 0.0
-        self._batch = torch.zeros(horizons * BINS, dtype=torch.float64)
+        self._batch = torch.zeros(horizons * Q * BINS, dtype=torch.float64)
         self.offsets = nominal[None, :].repeat(horizons, 1)  # (S, Q)
         self.spread = torch.ones(horizons)  # (S,) σ-units of r, the entities' step unit
         self._edges = torch.linspace(-CLIP, CLIP, BINS + 1, dtype=torch.float64)
 
     def update(self, r: Tensor, valid: Tensor) -> None:
-        """r (B, S) clipped normalised errors where ``valid`` (B, S)."""
-        S = r.shape[1]
+        """r (B, S, Q), or (B, S) for every level, clipped errors where ``valid`` (B, S)."""
+        S, Q = self.hist.shape[:2]
+        r = r[:, :, None].expand(-1, -1, Q) if r.dim() == 2 else r
         b = ((r + CLIP) * (BINS / (2 * CLIP))).long().clamp(0, BINS - 1)
-        index = (b + torch.arange(S)[None, :] * BINS)[valid]
-        self._batch += torch.bincount(index, minlength=S * BINS).to(torch.float64)
+        index = (b + torch.arange(S * Q).view(1, S, Q) * BINS)[valid]
+        self._batch += torch.bincount(index.flatten(), minlength=S * Q * BINS).to(torch.float64)
 
     def commit(self) -> None:
         batch = self._batch.view_as(self.hist)
-        count = batch.sum(dim=1)  # (S,)
+        count = batch.sum(dim=2)  # (S, Q)
         if not bool(count.any()):
             return
-        keep = ((1.0 - SMOOTHING) ** count)[:, None]
+        keep = ((1.0 - SMOOTHING) ** count)[:, :, None]
         # The old histogram's mass is renormalised to what it stands for: 1/SMOOTHING
         # events at most, so that a batch weighs by its count against it.
-        mass = self.hist.sum(dim=1, keepdim=True).clamp(min=1e-12)
-        self.hist = self.hist / mass * keep + batch / count.clamp(min=1)[:, None] * (1 - keep)
-        self.seen += float(count.sum())
+        mass = self.hist.sum(dim=2, keepdim=True).clamp(min=1e-12)
+        self.hist = (self.hist / mass * keep
+                     + batch / count.clamp(min=1)[:, :, None] * (1 - keep))
+        self.seen += float(count[:, 0].sum())
         self._batch.zero_()
         self._settle()
 
@@ -129,25 +144,28 @@ class Record:
             self.spread = width.clamp(min=1e-3)
 
     def _quantiles(self) -> Tensor:
-        """(S, Q) the levels' quantiles of the histogram, linear within a bin."""
-        total = self.hist.sum(dim=1, keepdim=True)
-        cdf = self.hist.cumsum(dim=1) / total.clamp(min=1e-300)  # (S, BINS) at right edges
-        target = self.levels.to(torch.float64)[None, :].expand(len(cdf), -1).contiguous()
-        k = torch.searchsorted(cdf, target).clamp(max=BINS - 1)  # (S, Q) first bin ≥ q
-        below = torch.where(k > 0, torch.gather(cdf, 1, (k - 1).clamp(min=0)), 0.0)
-        inside = torch.gather(self.hist, 1, k) / total.clamp(min=1e-300)
+        """(S, Q) each level's quantile of its histogram, linear within a bin."""
+        total = self.hist.sum(dim=2, keepdim=True)  # (S, Q, 1)
+        cdf = self.hist.cumsum(dim=2) / total.clamp(min=1e-300)  # at right edges
+        target = self.levels.to(torch.float64).view(1, -1, 1).expand_as(total).contiguous()
+        k = torch.searchsorted(cdf, target).clamp(max=BINS - 1)  # (S, Q, 1) first bin ≥ q
+        below = torch.where(k > 0, torch.gather(cdf, 2, (k - 1).clamp(min=0)), 0.0)
+        inside = torch.gather(self.hist, 2, k) / total.clamp(min=1e-300)
         share = ((target - below) / inside.clamp(min=1e-300)).clamp(0, 1)
-        out = (self._edges[k] + share * (2 * CLIP / BINS)).to(torch.float32)
-        return torch.where(total > 0, out, self.nominal[None, :])
+        out = (self._edges[k] + share * (2 * CLIP / BINS)).squeeze(2).to(torch.float32)
+        return torch.where(total.squeeze(2) > 0, out, self.nominal[None, :])
 
     def export(self) -> dict[str, object]:
         return {"hist": self.hist.clone(), "seen": self.seen}
 
     def restore(self, state: object) -> bool:
-        """A record :meth:`export` wrote; False (unchanged) if it does not fit."""
+        """A record :meth:`export` wrote (one written with one histogram per horizon
+        for every level stands for each level's); False (unchanged) if it does not fit."""
         if not isinstance(state, dict):
             return False
         hist = state.get("hist")
+        if isinstance(hist, Tensor) and hist.shape == (self.hist.shape[0], BINS):
+            hist = hist[:, None, :].expand_as(self.hist)
         if not isinstance(hist, Tensor) or hist.shape != self.hist.shape:
             return False
         self.hist, self.seen = hist.clone().to(torch.float64), float(state.get("seen", 0.0))
@@ -172,11 +190,15 @@ class Calibration:
     each batch."""
 
     def __init__(self, config: CalibrationConfig, horizons: tuple[int, ...], horizon: int,
-                 levels: tuple[float, ...]) -> None:
+                 levels: tuple[float, ...], warm_at: int = 1) -> None:
         self.rate = config.rate
+        self.warm_at = warm_at
         self.horizon = horizon
         self.levels = torch.tensor(levels)  # (Q,)
-        nominal = torch.distributions.Normal(0.0, 1.0).icdf(self.levels)
+        normal = torch.distributions.Normal(0.0, 1.0)
+        nominal = normal.icdf(self.levels)
+        # Robbins-Monro's gain for a quantile: 1 / the density at it (normal, σ units).
+        self._gain = 1.0 / normal.log_prob(nominal).exp()  # (Q,)
         self.record = Record(len(horizons), self.levels, nominal)
         self._h = torch.tensor(horizons)  # (S,)
         self._weights = interpolation(horizons, horizon)  # (H, S)
@@ -199,10 +221,15 @@ class Calibration:
         # Judged against the offsets served at the origin, not today's: errors of
         # neighbouring targets are correlated, and today's have already moved with them.
         below = (r[:, :, None] < kept[:, :, 2:]).to(d.dtype)
-        step = (self.rate * self.record.spread[None, :, None]
+        # The entity's resolved forecasts at each scored horizon, this one included.
+        t = (j[:, None] - self._h[None, :] - self.warm_at + 2).clamp(min=1).to(d.dtype)
+        eta = torch.clamp(self._gain[None, None, :] / (t[:, :, None] + PRIOR), min=self.rate)
+        step = (eta * self.record.spread[None, :, None]
                 * (self.levels[None, None, :] - below) * valid[:, :, None])
         arena.calibration[slots] = d + step
-        self.record.update(r, valid)
+        # The population's record is of what the entities' corrections leave: as
+        # entities come and go it keeps the level an entity's own correction is from.
+        self.record.update((r[:, :, None] - d).clamp(-CLIP, CLIP), valid)
 
     def serve(self, arena: Arena, slots: Tensor, cells: Tensor, point: Tensor,
               spread: Tensor, floor: Tensor) -> Tensor:

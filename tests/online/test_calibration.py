@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from support import STEP
 
@@ -127,3 +128,73 @@ def test_rows_saved_before_calibration_start_from_the_population() -> None:
     assert torch.isnan(fresh.arena.pending_served[slots]).all()
     f = fresh.process(names, np.full(2, 60 * STEP, dtype=np.int64), values[:, -1] + 1).forecasts
     assert np.isfinite(f.quantiles).all()
+
+
+def test_each_entity_is_calibrated_to_its_own_errors_not_the_populations() -> None:
+    """Entities whose noise is 0.5–2 times another's: the population's interval alone
+    covers the quiet ones too often and the noisy ones too rarely; each entity's own
+    correction brings both towards 80%."""
+    values = noisy_seasons(16, 400, seed=5, noise=6.0)
+    rng = np.random.default_rng(5)
+    rng.normal(size=(16, 400))  # noisy_seasons' draws, then its per-entity scales
+    scales = rng.uniform(0.5, 2.0, 16)
+    _, _, inside = run(Engine(small()), values)
+    late = np.nanmean(inside[:, 250:], axis=(1, 2))  # (n,) each entity's coverage
+    quiet, noisy = late[scales < 0.9], late[scales > 1.6]
+    assert abs(quiet.mean() - 0.8) < 0.07 and abs(noisy.mean() - 0.8) < 0.07
+    assert abs(np.nanmean(inside[:, 250:]) - 0.8) < 0.05
+
+
+def test_the_first_resolved_forecasts_move_an_entitys_offsets_most() -> None:
+    """The entity's step is Robbins–Monro's for a quantile, 1/(density × (t + PRIOR)),
+    until it reaches calibration.rate: one miss moves a young entity's offsets further
+    than a mature one's."""
+    config = small()
+    engine = Engine(config)
+    cal = engine._calibration
+    assert cal is not None
+    arena = engine.arena
+    S, Q = arena.calibration.shape[1:]
+    steps = []
+    for j in (cal.warm_at + 1, 10_000):
+        arena.calibration.zero_()
+        arena.pending_served.fill_(float("nan"))
+        slots = torch.tensor([0])
+        kept = torch.zeros(1, S, 2 + Q)
+        kept[:, :, 1] = 1.0  # σ
+        kept[:, :, 2:] = cal.record.offsets[None]
+        cell = torch.tensor([j % arena.horizon])
+        arena.pending_served[slots[:, None], cell[:, None]] = kept[:, None]
+        cal.score(arena, slots, torch.tensor([j]), torch.tensor([100.0]))  # far above
+        steps.append(arena.calibration[0, 0, -1].item())
+    young, mature = steps
+    assert young > mature > 0
+    floor = config.calibration.rate * cal.record.spread[0].item() * 0.9
+    assert mature == pytest.approx(floor, rel=1e-4)
+
+
+def test_each_level_has_its_own_record_of_what_the_entities_corrections_leave() -> None:
+    """The record is of r − d, per level (each level's entities' corrections differ):
+    each level's population quantile is that of its own errors."""
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    nominal = torch.distributions.Normal(0.0, 1.0).icdf(levels)
+    gen = torch.Generator().manual_seed(1)
+    r = torch.randn(20_000, 1, generator=gen) * 2.0  # (B, S)
+    d = torch.tensor([-1.0, 0.0, 1.0])  # the entities' corrections, per level
+    record = calibration.Record(1, levels, nominal)
+    record.update(r[:, :, None] - d, torch.ones(20_000, 1, dtype=torch.bool))
+    record.commit()
+    for i, q in enumerate(levels.tolist()):
+        expected = torch.quantile(r[:, 0] - d[i], q).item()
+        assert record.offsets[0, i].item() == pytest.approx(expected, abs=0.05)
+
+
+def test_a_record_kept_with_one_histogram_for_every_level_restores() -> None:
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    nominal = torch.distributions.Normal(0.0, 1.0).icdf(levels)
+    old = torch.zeros(2, calibration.BINS, dtype=torch.float64)
+    old[:, calibration.BINS // 2 - 20: calibration.BINS // 2 + 20] = 1.0  # r in [-1, 1)
+    record = calibration.Record(2, levels, nominal)
+    assert record.restore({"hist": old, "seen": 100.0})
+    assert torch.allclose(record.offsets, torch.tensor([[-0.8, 0.0, 0.8]] * 2), atol=0.01)
+    assert not record.restore({"hist": torch.zeros(3, calibration.BINS), "seen": 1.0})
