@@ -270,7 +270,8 @@ class DriftConfig:
 class ExpertsConfig:
     # Per entity and scored horizon, serve a weighted average of the model, persistence,
     # seasonal naive and drift, weighted by exp(-rate × each one's discounted sum of
-    # absolute errors in the entity's standard deviations) (docs/meta-learning.md, "Experts").
+    # absolute errors in the entity's standard deviations; Huber-squared errors with
+    # adaptation.loss = "mse") (docs/meta-learning.md, "Experts").
     enabled: bool = True
     rate: float = 0.5
     discount: float = 0.98

@@ -24,33 +24,41 @@ weighted average forecaster (Hedge) over E experts:
 
 A step h is served with the weights of the smallest scored horizon ≥ h. At a scored
 horizon that is a multiple of the season m > 1, persistence's forecast is seasonal
-naive's, so its record there says nothing of what it would serve at the steps in
-between: persistence does not serve those horizons (:func:`allowed`), only the half
-seasons between them.
+naive's, so its error there says nothing of what it serves at the steps in between:
+there persistence is judged on the steps before the horizon that its weights serve
+(:func:`persistence_steps`; m = 24, H = 48: 24 on 13..23, 48 on 37..47), its loss
+the mean of its losses on them. Where there are none (m = 2) it does not serve the
+horizon (:func:`allowed`).
 
-When a forecast's target arrives, each expert's absolute error on it (from the
-entity's first origin with two seasons seen; before the model serves, the
-``MODEL`` slot holds the forecast served in its place, seasonal naive), in the
-entity's running standard deviations and clipped to ``CLIP``, is added to the
-expert's loss for that horizon, after the older losses are discounted by
-``discount``. The served point forecast of step h is Σ_e w_e f_e(h) with
-w = softmax(−rate · loss) of the scored horizon that covers h (with m = 24, H = 48:
-steps 2..12 use 12's weights, 13..24 the season's, 25..36 36's, 37..48 H's). The
-quantiles are shifted with it here; ``streammeta.online.calibration`` then sets the
-warm rows' from the served errors.
+When a forecast's target arrives, each expert's loss on it (from the entity's first
+origin with two seasons seen; before the model serves, the ``MODEL`` slot holds the
+forecast served in its place, seasonal naive) is added to the expert's loss for that
+horizon, after the older losses are discounted by ``discount``. The loss
+(:func:`expert_loss`) is the absolute error in the entity's running standard
+deviations, clipped to ``CLIP``; with ``adaptation.loss = "mse"`` the inner loop's
+Huber-squared loss of that error (squared up to ``model.HUBER_DELTA``, linear beyond),
+so that a user who asked for squared errors has weights that follow them (absolute
+errors let an expert with rare large misses win). The served point forecast of step h
+is Σ_e w_e f_e(h) with w = softmax(−rate · loss) of the scored horizon that covers h
+(with m = 24, H = 48: steps 2..12 use 12's weights, 13..24 the season's, 25..36
+36's, 37..48 H's). The quantiles are shifted with it here;
+``streammeta.online.calibration`` then sets the warm rows' from the served errors.
 
-Regret bound. The absolute error is convex in the forecast, so the loss of the
-weighted forecast is at most the weighted loss of the experts (Jensen). With
-losses scaled to [0, 1] (divided by ``CLIP``), no discount and a rate η per unit
-of scaled loss, Hedge guarantees after T resolved targets of one entity and horizon
-Σ_t ℓ(served_t) ≤ min_e Σ_t ℓ_e,t + ln(E)/η + η·T/8, at every scored horizon apart
-(E: the experts allowed there; Cesa-Bianchi & Lugosi,
+Regret bound. Both losses are convex in the forecast, so the loss of the weighted
+forecast is at most the weighted loss of the experts (Jensen). With losses scaled to
+[0, 1] (divided by :func:`loss_clip`: ``CLIP``, or Huber at ``CLIP``), no discount
+and a rate η per unit of scaled loss, Hedge guarantees after T resolved targets of
+one entity and horizon Σ_t ℓ(served_t) ≤ min_e Σ_t ℓ_e,t + ln(E)/η + η·T/8, at every
+scored horizon apart (E: the experts allowed there; Cesa-Bianchi & Lugosi,
 *Prediction, Learning, and Games*, Thm. 2.2): the served forecast's average excess
-over its best expert is at most ln(E)/(ηT) + η/8, in units of ``CLIP`` standard
-deviations. With a discount γ < 1 the same bound holds over any stretch of about
-1/(1−γ) targets, so the weights follow an entity whose best expert changes. The
-steps between scored horizons are served with the covering horizon's weights and
-carry no bound of their own: denser scored horizons bound more of the steps.
+over its best expert is at most ln(E)/(ηT) + η/8, in units of the scaled loss. At a
+multiple of the season the bound holds for the weighted record, in which
+persistence's entry is its mean loss on the steps before (what it serves there; at
+the horizon itself it serves seasonal naive's forecast). With a discount γ < 1 the
+same bound holds over any stretch of about 1/(1−γ) targets, so the weights follow an
+entity whose best expert changes. The other steps between scored horizons are served
+with the covering horizon's weights and carry no bound of their own: denser scored
+horizons bound more of the steps.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ from streammeta.online.analogues import Analogues, length_for, span
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
+from streammeta.online.model import HUBER_DELTA
 from streammeta.online.population import CLIP, YOUNG_FOR, Population
 from streammeta.online.theta import seasonal_indices, theta
 
@@ -92,10 +101,28 @@ ANALOGUE_SEASONS_FROM = 12
 THETA_HISTORY = 144
 
 
-def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float) -> Tensor:
+def expert_loss(err: Tensor, kind: str) -> Tensor:
+    """Absolute errors in standard deviations → the experts' losses, clipped at ``CLIP``
+    standard deviations: the errors themselves ("mae"), or with ``adaptation.loss =
+    "mse"`` the inner loop's Huber-squared loss (squared up to ``HUBER_DELTA``, linear
+    beyond), so the weights follow the loss the user asked for."""
+    err = err.clamp(max=CLIP)
+    if kind == "mse":
+        return torch.where(err <= HUBER_DELTA, err.square(),
+                           2 * HUBER_DELTA * err - HUBER_DELTA**2)
+    return err
+
+
+def loss_clip(kind: str) -> float:
+    """The largest loss :func:`expert_loss` gives: an error of ``CLIP``."""
+    return float(expert_loss(torch.tensor(CLIP), kind))
+
+
+def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float,
+           clip: float = CLIP) -> Tensor:
     """losses (B, S, E) and new errors (B, S, E) where ``valid`` (B, S) → losses. An
     expert with no forecast (NaN) is charged the mean error of those that have one."""
-    step = errors.clamp(max=CLIP)
+    step = errors.clamp(max=clip)
     step = torch.where(torch.isnan(step), torch.nanmean(step, dim=2, keepdim=True), step)
     known = valid & ~torch.isnan(step[:, :, MODEL])  # (B, S)
     return torch.where(known[:, :, None], losses * discount + step, losses)
@@ -117,18 +144,34 @@ def weights(losses: Tensor, rate: float, prior: Tensor | None = None,
     return torch.softmax(logits, dim=2)
 
 
+def persistence_steps(horizons: tuple[int, ...], season: int) -> dict[int, list[int]]:
+    """Scored horizon index → the steps persistence is judged on there instead: at a
+    multiple of the season (> 1) its forecast is seasonal naive's, so it is judged on
+    the steps before it that the horizon's weights serve (with m = 24, H = 48: 24 on
+    13..23, 48 on 37..47), where it forecasts something else. Empty where there are
+    none (m = 2: the horizon 2 serves step 2 alone)."""
+    out: dict[int, list[int]] = {}
+    for i, h in enumerate(horizons):
+        if season > 1 and h > 1 and h % season == 0:
+            below = horizons[i - 1] if i else 0
+            out[i] = list(range(below + 1, h))
+    return out
+
+
 def allowed(horizons: tuple[int, ...], season: int) -> Tensor:
     """(S, E): persistence does not serve a scored horizon that is a multiple of the
-    season (> 1): judged there, its forecast is seasonal naive's; the theta experts
-    serve seasons below ``THETA_SEASONS_BELOW`` only, the analogue expert seasons from
+    season (> 1) with no other step of its own to be judged on (see
+    :func:`persistence_steps`); the theta experts serve seasons below
+    ``THETA_SEASONS_BELOW`` only, the analogue expert seasons from
     ``ANALOGUE_SEASONS_FROM`` on."""
     ok = torch.ones(len(horizons), EXPERTS, dtype=torch.bool)
     if season < ANALOGUE_SEASONS_FROM:
         ok[:, ANALOGUE] = False
     if season >= THETA_SEASONS_BELOW:
         ok[:, [THETA, TREND]] = False
-    if season > 1:
-        ok[[i for i, h in enumerate(horizons) if h > 1 and h % season == 0], NAIVE] = False
+    for i, steps in persistence_steps(horizons, season).items():
+        if not steps:
+            ok[i, NAIVE] = False
     return ok
 
 
@@ -198,8 +241,9 @@ class Weighting:
     after each batch (:meth:`commit`)."""
 
     def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
-                 season: int, window: int, warm_at: int = 0) -> None:
+                 season: int, window: int, warm_at: int = 0, loss: str = "mae") -> None:
         self.rate, self.discount = config.rate, config.discount
+        self.loss, self._clip = loss, loss_clip(loss)  # the experts' loss (expert_loss)
         self.young_until = warm_at + YOUNG_FOR  # values seen: younger entities are young
         self.window = window  # the drift expert's span
         self.season, self.horizon = season, horizon
@@ -210,7 +254,19 @@ class Weighting:
         # Young entities: persistence serves step 1 only (see :meth:`serve`).
         self._allowed_young = self._allowed.clone()
         self._allowed_young[self._h > 1, NAIVE] = False
-        self.population = Population(len(horizons), EXPERTS, config.prior_events)
+        self.population = Population(len(horizons), EXPERTS, config.prior_events,
+                                     clip=self._clip)
+        # Persistence judged on other steps (persistence_steps): the steps (P,), and
+        # the (S', P) averaging over each such horizon's steps.
+        judged = {i: st for i, st in persistence_steps(horizons, season).items() if st}
+        self._p_rows = torch.tensor(list(judged), dtype=torch.long)
+        self._p_steps = torch.tensor([h for st in judged.values() for h in st],
+                                     dtype=torch.long)
+        self._p_mean = torch.zeros(len(judged), len(self._p_steps))
+        at = 0
+        for r, st in enumerate(judged.values()):
+            self._p_mean[r, at : at + len(st)] = 1.0 / len(st)
+            at += len(st)
         self.analogues = Analogues(length_for(season, window), horizon,
                                    config.analogue_capacity) if (
             config.analogues and season >= ANALOGUE_SEASONS_FROM) else None
@@ -250,8 +306,15 @@ class Weighting:
         model = torch.where(cold, naive, forecast)
         each = torch.cat([torch.stack([model, last, naive, drift], dim=2), kept],
                          dim=2)  # (B, S, E)
-        err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
-        arena.experts[slots] = update(arena.experts[slots], err, valid | cold, self.discount)
+        err = expert_loss((y[:, None, None] - each).abs() / scale[:, :, None],
+                          self.loss)  # (B, S, E)
+        if len(self._p_rows):  # persistence at the seasons: judged on the steps before
+            back = arena.ring[slots[:, None], (j[:, None] - self._p_steps[None, :])
+                              % arena.ring_len]  # (B, P) its forecasts of y from there
+            own = expert_loss((y[:, None] - back).abs() / scale, self.loss) @ self._p_mean.T
+            err[:, self._p_rows, NAIVE] = own
+        arena.experts[slots] = update(arena.experts[slots], err, valid | cold, self.discount,
+                                      self._clip)
         self.population.update(err, valid | cold, origin + 1 < self.young_until)
 
     def serve(self, arena: Arena, slots: Tensor, ts: Tensor, n: Tensor, history: Tensor,
