@@ -213,3 +213,16 @@ def test_persistence_is_judged_at_a_season_on_the_steps_it_serves_there() -> Non
     assert float(losses[2, experts.NAIVE]) == pytest.approx(0.9)  # mean of 7..11 steps
     assert float(losses[1, experts.NAIVE]) == pytest.approx(0.6)  # its own at 6
     assert float(losses[0, experts.NAIVE]) == pytest.approx(0.1)
+
+
+def test_the_experts_loss_is_the_adaptation_loss_unless_set() -> None:
+    """experts.loss = "auto" follows adaptation.loss; "mae" or "mse" set it alone."""
+    def loss_of(config: Config) -> str:
+        weighting = Engine(config)._experts
+        assert weighting is not None
+        return weighting.loss
+
+    assert loss_of(small()) == "mae"
+    assert loss_of(small().replace("adaptation", loss="mse")) == "mse"
+    assert loss_of(small(loss="mse")) == "mse"
+    assert loss_of(small(loss="mae").replace("adaptation", loss="mse")) == "mae"
