@@ -243,7 +243,9 @@ class Weighting:
     def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
                  season: int, window: int, warm_at: int = 0, loss: str = "mae") -> None:
         self.rate, self.discount = config.rate, config.discount
-        self.loss, self._clip = loss, loss_clip(loss)  # the experts' loss (expert_loss)
+        # The experts' loss (expert_loss): experts.loss, or "auto" the adaptation's.
+        self.loss = loss if config.loss == "auto" else config.loss
+        self._clip = loss_clip(self.loss)
         self.young_until = warm_at + YOUNG_FOR  # values seen: younger entities are young
         self.window = window  # the drift expert's span
         self.season, self.horizon = season, horizon
