@@ -270,7 +270,8 @@ class DriftConfig:
 class ExpertsConfig:
     # Per entity and scored horizon, serve a weighted average of the model, persistence,
     # seasonal naive and drift, weighted by exp(-rate × each one's discounted sum of
-    # absolute errors in the entity's standard deviations) (docs/meta-learning.md, "Experts").
+    # absolute errors in the entity's standard deviations; Huber-squared errors with
+    # adaptation.loss = "mse") (docs/meta-learning.md, "Experts").
     enabled: bool = True
     rate: float = 0.5
     discount: float = 0.98
@@ -282,6 +283,9 @@ class ExpertsConfig:
     analogues: bool = True
     # Windows it stores at most (the oldest go first).
     analogue_capacity: int = 50_000
+    # The errors the weights follow: "mae" absolute, "mse" Huber-squared (the loss the
+    # user's metric is); "auto" as adaptation.loss.
+    loss: str = "auto"
 
     def __post_init__(self) -> None:
         check("experts.rate", self.rate, math.isfinite(self.rate) and self.rate > 0,
@@ -289,6 +293,8 @@ class ExpertsConfig:
         check("experts.analogue_capacity", self.analogue_capacity,
               self.analogue_capacity >= 16, "an integer >= 16")
         check("experts.discount", self.discount, 0 < self.discount <= 1, "a float in (0, 1]")
+        check("experts.loss", self.loss, self.loss in ("auto", "mae", "mse"),
+              "'auto', 'mae' or 'mse'")
         check("experts.prior_events", self.prior_events,
                math.isfinite(self.prior_events) and self.prior_events >= 0, "a float >= 0")
 

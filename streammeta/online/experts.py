@@ -24,33 +24,41 @@ weighted average forecaster (Hedge) over E experts:
 
 A step h is served with the weights of the smallest scored horizon ≥ h. At a scored
 horizon that is a multiple of the season m > 1, persistence's forecast is seasonal
-naive's, so its record there says nothing of what it would serve at the steps in
-between: persistence does not serve those horizons (:func:`allowed`), only the half
-seasons between them.
+naive's, so its error there says nothing of what it serves at the steps in between:
+there persistence is judged on the steps before the horizon that its weights serve
+(:func:`persistence_steps`; m = 24, H = 48: 24 on 13..23, 48 on 37..47), its loss
+the mean of its losses on them. Where there are none (m = 2) it does not serve the
+horizon (:func:`allowed`).
 
-When a forecast's target arrives, each expert's absolute error on it (from the
-entity's first origin with two seasons seen; before the model serves, the
-``MODEL`` slot holds the forecast served in its place, seasonal naive), in the
-entity's running standard deviations and clipped to ``CLIP``, is added to the
-expert's loss for that horizon, after the older losses are discounted by
-``discount``. The served point forecast of step h is Σ_e w_e f_e(h) with
-w = softmax(−rate · loss) of the scored horizon that covers h (with m = 24, H = 48:
-steps 2..12 use 12's weights, 13..24 the season's, 25..36 36's, 37..48 H's). The
-quantiles are shifted with it here; ``streammeta.online.calibration`` then sets the
-warm rows' from the served errors.
+When a forecast's target arrives, each expert's loss on it (from the entity's first
+origin with two seasons seen; before the model serves, the ``MODEL`` slot holds the
+forecast served in its place, seasonal naive) is added to the expert's loss for that
+horizon, after the older losses are discounted by ``discount``. The loss
+(:func:`expert_loss`) is the absolute error in the entity's running standard
+deviations, clipped to ``CLIP``; with ``adaptation.loss = "mse"`` the inner loop's
+Huber-squared loss of that error (squared up to ``model.HUBER_DELTA``, linear beyond),
+so that a user who asked for squared errors has weights that follow them (absolute
+errors let an expert with rare large misses win). The served point forecast of step h
+is Σ_e w_e f_e(h) with w = softmax(−rate · loss) of the scored horizon that covers h
+(with m = 24, H = 48: steps 2..12 use 12's weights, 13..24 the season's, 25..36
+36's, 37..48 H's). The quantiles are shifted with it here;
+``streammeta.online.calibration`` then sets the warm rows' from the served errors.
 
-Regret bound. The absolute error is convex in the forecast, so the loss of the
-weighted forecast is at most the weighted loss of the experts (Jensen). With
-losses scaled to [0, 1] (divided by ``CLIP``), no discount and a rate η per unit
-of scaled loss, Hedge guarantees after T resolved targets of one entity and horizon
-Σ_t ℓ(served_t) ≤ min_e Σ_t ℓ_e,t + ln(E)/η + η·T/8, at every scored horizon apart
-(E: the experts allowed there; Cesa-Bianchi & Lugosi,
+Regret bound. Both losses are convex in the forecast, so the loss of the weighted
+forecast is at most the weighted loss of the experts (Jensen). With losses scaled to
+[0, 1] (divided by :func:`loss_clip`: ``CLIP``, or Huber at ``CLIP``), no discount
+and a rate η per unit of scaled loss, Hedge guarantees after T resolved targets of
+one entity and horizon Σ_t ℓ(served_t) ≤ min_e Σ_t ℓ_e,t + ln(E)/η + η·T/8, at every
+scored horizon apart (E: the experts allowed there; Cesa-Bianchi & Lugosi,
 *Prediction, Learning, and Games*, Thm. 2.2): the served forecast's average excess
-over its best expert is at most ln(E)/(ηT) + η/8, in units of ``CLIP`` standard
-deviations. With a discount γ < 1 the same bound holds over any stretch of about
-1/(1−γ) targets, so the weights follow an entity whose best expert changes. The
-steps between scored horizons are served with the covering horizon's weights and
-carry no bound of their own: denser scored horizons bound more of the steps.
+over its best expert is at most ln(E)/(ηT) + η/8, in units of the scaled loss. At a
+multiple of the season the bound holds for the weighted record, in which
+persistence's entry is its mean loss on the steps before (what it serves there; at
+the horizon itself it serves seasonal naive's forecast). With a discount γ < 1 the
+same bound holds over any stretch of about 1/(1−γ) targets, so the weights follow an
+entity whose best expert changes. The other steps between scored horizons are served
+with the covering horizon's weights and carry no bound of their own: denser scored
+horizons bound more of the steps.
 """
 
 from __future__ import annotations
@@ -64,7 +72,9 @@ from streammeta.online.analogues import Analogues, length_for, span
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
+from streammeta.online.model import HUBER_DELTA
 from streammeta.online.population import CLIP, YOUNG_FOR, Population
+from streammeta.online.theta import seasonal_indices, theta
 
 if TYPE_CHECKING:
     from streammeta.config import ExpertsConfig
@@ -72,14 +82,6 @@ if TYPE_CHECKING:
 MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE = range(7)
 EXPERTS = 7
 KEPT = 3  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE
-# Smoothing rates the theta experts choose from, and the share of the linear trend
-# each adds (THETA, TREND).
-ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-TREND_SHARES = (0.5, 1.0)
-SEASONALITY_Z = 1.645  # the seasonality test's two-sided 90% limit (the classical theta method's)
-# The smoothing reads at most the last SES_SPAN values: at the slowest rate (0.05) a
-# value that old weighs 0.95**60 ≈ 5% of the newest, and the cost stays bounded.
-SES_SPAN = 60
 # The theta experts serve seasons shorter than this only. With a daily season of
 # hourly values (M4 hourly, m = 24) their seasonal adjustment is unstable: the level
 # jumps with the phase of the origin (night values are small and noisy), and the
@@ -99,10 +101,28 @@ ANALOGUE_SEASONS_FROM = 12
 THETA_HISTORY = 144
 
 
-def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float) -> Tensor:
+def expert_loss(err: Tensor, kind: str) -> Tensor:
+    """Absolute errors in standard deviations → the experts' losses, clipped at ``CLIP``
+    standard deviations: the errors themselves ("mae"), or with ``adaptation.loss =
+    "mse"`` the inner loop's Huber-squared loss (squared up to ``HUBER_DELTA``, linear
+    beyond), so the weights follow the loss the user asked for."""
+    err = err.clamp(max=CLIP)
+    if kind == "mse":
+        return torch.where(err <= HUBER_DELTA, err.square(),
+                           2 * HUBER_DELTA * err - HUBER_DELTA**2)
+    return err
+
+
+def loss_clip(kind: str) -> float:
+    """The largest loss :func:`expert_loss` gives: an error of ``CLIP``."""
+    return float(expert_loss(torch.tensor(CLIP), kind))
+
+
+def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float,
+           clip: float = CLIP) -> Tensor:
     """losses (B, S, E) and new errors (B, S, E) where ``valid`` (B, S) → losses. An
     expert with no forecast (NaN) is charged the mean error of those that have one."""
-    step = errors.clamp(max=CLIP)
+    step = errors.clamp(max=clip)
     step = torch.where(torch.isnan(step), torch.nanmean(step, dim=2, keepdim=True), step)
     known = valid & ~torch.isnan(step[:, :, MODEL])  # (B, S)
     return torch.where(known[:, :, None], losses * discount + step, losses)
@@ -124,18 +144,34 @@ def weights(losses: Tensor, rate: float, prior: Tensor | None = None,
     return torch.softmax(logits, dim=2)
 
 
+def persistence_steps(horizons: tuple[int, ...], season: int) -> dict[int, list[int]]:
+    """Scored horizon index → the steps persistence is judged on there instead: at a
+    multiple of the season (> 1) its forecast is seasonal naive's, so it is judged on
+    the steps before it that the horizon's weights serve (with m = 24, H = 48: 24 on
+    13..23, 48 on 37..47), where it forecasts something else. Empty where there are
+    none (m = 2: the horizon 2 serves step 2 alone)."""
+    out: dict[int, list[int]] = {}
+    for i, h in enumerate(horizons):
+        if season > 1 and h > 1 and h % season == 0:
+            below = horizons[i - 1] if i else 0
+            out[i] = list(range(below + 1, h))
+    return out
+
+
 def allowed(horizons: tuple[int, ...], season: int) -> Tensor:
     """(S, E): persistence does not serve a scored horizon that is a multiple of the
-    season (> 1): judged there, its forecast is seasonal naive's; the theta experts
-    serve seasons below ``THETA_SEASONS_BELOW`` only, the analogue expert seasons from
+    season (> 1) with no other step of its own to be judged on (see
+    :func:`persistence_steps`); the theta experts serve seasons below
+    ``THETA_SEASONS_BELOW`` only, the analogue expert seasons from
     ``ANALOGUE_SEASONS_FROM`` on."""
     ok = torch.ones(len(horizons), EXPERTS, dtype=torch.bool)
     if season < ANALOGUE_SEASONS_FROM:
         ok[:, ANALOGUE] = False
     if season >= THETA_SEASONS_BELOW:
         ok[:, [THETA, TREND]] = False
-    if season > 1:
-        ok[[i for i, h in enumerate(horizons) if h > 1 and h % season == 0], NAIVE] = False
+    for i, steps in persistence_steps(horizons, season).items():
+        if not steps:
+            ok[i, NAIVE] = False
     return ok
 
 
@@ -163,98 +199,6 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
             + wh[DRIFT] * slope[:, None] * h
             + wh[THETA] * kept[:, :, 0] + wh[TREND] * kept[:, :, 1]
             + wh[ANALOGUE] * kept[:, :, 2].nan_to_num())
-
-
-def theta(x: Tensor, n: Tensor, horizon: int, indices: Tensor | None = None) -> Tensor:
-    """The THETA and TREND forecasts (B, H, 2) in model units.
-
-    x (B, W): each entity's last W values in model units, oldest first; n (B,) the
-    values it has seen (x's last column is absolute index n-1; columns before
-    index 0 are not the entity's and are masked); indices (B, m): the entities'
-    seasonal indices by phase (absolute index mod m; see :func:`seasonal_indices`)."""
-    B, W = x.shape
-    if B == 0:
-        return x.new_zeros(0, horizon, len(TREND_SHARES))
-    col = torch.arange(W)
-    start = W - n.clamp(max=W)  # (B,) first column that is the entity's
-    mask = col[None, :] >= start[:, None]  # (B, W)
-    count = mask.sum(dim=1)  # (B,)
-    x = torch.where(mask, x, 0.0)
-    if indices is not None:
-        x = x - _by_phase(indices, (n - W) % indices.shape[1], W)
-    z = x  # model units: with asinh about logarithms, so season and trend are multiplicative
-    alphas = torch.tensor(ALPHAS, dtype=x.dtype)  # (G,)
-    first = torch.maximum(start, torch.tensor(W - SES_SPAN)).clamp(max=W - 1)  # (B,)
-    level = torch.gather(z, 1, first[:, None]).expand(B, len(ALPHAS))
-    sse = torch.zeros(B, len(ALPHAS), dtype=x.dtype)
-    active = (col[None, :] > first[:, None]).to(x.dtype)  # (B, W)
-    for j in range(int(first.min()) + 1, W):  # one-step errors of every rate at once
-        error = (z[:, j : j + 1] - level) * active[:, j : j + 1]  # (B, G)
-        sse = sse.addcmul(error, error)
-        level = level.addcmul(error, alphas)
-    best = sse.argmin(dim=1, keepdim=True)  # (B, 1)
-    alpha = alphas[best]  # (B, 1)
-    level = torch.gather(level, 1, best)  # (B, 1)
-    t = col.to(x.dtype)[None, :]
-    used = mask.to(x.dtype)
-    c = count.clamp(min=1).to(x.dtype)[:, None]
-    t_mean = (t * used).sum(dim=1, keepdim=True) / c
-    z_mean = (z * used).sum(dim=1, keepdim=True) / c
-    spread = ((t - t_mean).square() * used).sum(dim=1, keepdim=True)
-    slope = ((t - t_mean) * (z - z_mean) * used).sum(dim=1, keepdim=True) / spread.clamp(min=1e-12)
-    h = torch.arange(1, horizon + 1, dtype=x.dtype)[None, :]  # (1, H)
-    # The theta line's trend term (Hyndman & Billah, 2003): the drift from the smoothed level.
-    steps = h - 1 + 1 / alpha - (1 - alpha) ** c / alpha  # (B, H)
-    out = torch.stack([level + share * slope * steps for share in TREND_SHARES], dim=2)
-    if indices is not None:  # the targets' phases follow the newest value's
-        out = out + _by_phase(indices, n % indices.shape[1], horizon)[:, :, None]
-    return out
-
-
-def _by_phase(indices: Tensor, first: Tensor, length: int) -> Tensor:
-    """(B, length): each row's indices of the phases first, first+1, … (mod m)."""
-    season = indices.shape[1]
-    cycles = indices.repeat(1, (length + season - 1) // season + 1)  # (B, ≥ m + length)
-    return torch.gather(cycles, 1, first[:, None] + torch.arange(length)[None, :])
-
-
-def seasonal_indices(x: Tensor, n: Tensor, season: int) -> Tensor:
-    """Additive seasonal indices (B, m) by phase (absolute index mod m), by classical
-    decomposition (centred moving average) of x (B, W) as :func:`theta` takes it;
-    zero for entities with fewer than two seasons or no significant autocorrelation at
-    the season's lag (Bartlett's limit). The engine refreshes them once a season."""
-    B, W = x.shape
-    if season <= 1 or 2 * season > W or B == 0:
-        return x.new_zeros(B, max(season, 1))
-    col = torch.arange(W)
-    count = n.clamp(max=W)
-    mask = col[None, :] >= (W - count)[:, None]
-    x = torch.where(mask, x, 0.0)
-    phase = (n[:, None] - W + col[None, :]) % season
-    used = mask.to(x.dtype)
-    c = count.clamp(min=1).to(x.dtype)
-    r = (x - (x * used).sum(dim=1, keepdim=True) / c[:, None]) * used
-    energy = r.square().sum(dim=1).clamp(min=1e-12)
-    acf = torch.stack([(r[:, k:] * r[:, :-k]).sum(dim=1) / energy
-                       for k in range(1, season + 1)], dim=1)  # (B, m)
-    limit = SEASONALITY_Z * torch.sqrt((1 + 2 * acf[:, :-1].square().sum(dim=1)) / c)
-    seasonal = (count >= 2 * season) & (acf[:, -1].abs() > limit)
-    # The centred moving average (2×m for an even m) from running sums.
-    sums = torch.cat([x.new_zeros(B, 1), x.cumsum(dim=1)], dim=1)  # (B, W+1)
-    plain = (sums[:, season:] - sums[:, :-season]) / season  # (B, W-m+1) mean of j..j+m-1
-    if season % 2 == 0:
-        trend, centre = (plain[:, 1:] + plain[:, :-1]) / 2, season // 2  # j..j+m, centred at j+m/2
-    else:
-        trend, centre = plain, season // 2
-    first = torch.arange(trend.shape[1])[None, :]
-    ok = (first >= (W - count)[:, None]).to(x.dtype)  # every term the entity's
-    deviation = (x[:, centre : centre + trend.shape[1]] - trend) * ok
-    where = phase[:, centre : centre + trend.shape[1]]
-    total = torch.zeros(B, season, dtype=x.dtype).scatter_add_(1, where, deviation)
-    seen = torch.zeros(B, season, dtype=x.dtype).scatter_add_(1, where, ok)
-    indices = total / seen.clamp(min=1)
-    indices = indices - indices.mean(dim=1, keepdim=True)
-    return torch.where(seasonal[:, None], indices, torch.zeros_like(indices))
 
 
 def slope(ring: Tensor, last_index: Tensor, span: int, season: int = 1) -> Tensor:
@@ -299,8 +243,11 @@ class Weighting:
     after each batch (:meth:`commit`)."""
 
     def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
-                 season: int, window: int, warm_at: int = 0) -> None:
+                 season: int, window: int, warm_at: int = 0, loss: str = "mae") -> None:
         self.rate, self.discount = config.rate, config.discount
+        # The experts' loss (expert_loss): experts.loss, or "auto" the adaptation's.
+        self.loss = loss if config.loss == "auto" else config.loss
+        self._clip = loss_clip(self.loss)
         self.young_until = warm_at + YOUNG_FOR  # values seen: younger entities are young
         self.window = window  # the drift expert's span
         self.season, self.horizon = season, horizon
@@ -311,7 +258,19 @@ class Weighting:
         # Young entities: persistence serves step 1 only (see :meth:`serve`).
         self._allowed_young = self._allowed.clone()
         self._allowed_young[self._h > 1, NAIVE] = False
-        self.population = Population(len(horizons), EXPERTS, config.prior_events)
+        self.population = Population(len(horizons), EXPERTS, config.prior_events,
+                                     clip=self._clip)
+        # Persistence judged on other steps (persistence_steps): the steps (P,), and
+        # the (S', P) averaging over each such horizon's steps.
+        judged = {i: st for i, st in persistence_steps(horizons, season).items() if st}
+        self._p_rows = torch.tensor(list(judged), dtype=torch.long)
+        self._p_steps = torch.tensor([h for st in judged.values() for h in st],
+                                     dtype=torch.long)
+        self._p_mean = torch.zeros(len(judged), len(self._p_steps))
+        at = 0
+        for r, st in enumerate(judged.values()):
+            self._p_mean[r, at : at + len(st)] = 1.0 / len(st)
+            at += len(st)
         self.analogues = Analogues(length_for(season, window), horizon,
                                    config.analogue_capacity) if (
             config.analogues and season >= ANALOGUE_SEASONS_FROM) else None
@@ -351,8 +310,15 @@ class Weighting:
         model = torch.where(cold, naive, forecast)
         each = torch.cat([torch.stack([model, last, naive, drift], dim=2), kept],
                          dim=2)  # (B, S, E)
-        err = (y[:, None, None] - each).abs() / scale[:, :, None]  # (B, S, E)
-        arena.experts[slots] = update(arena.experts[slots], err, valid | cold, self.discount)
+        err = expert_loss((y[:, None, None] - each).abs() / scale[:, :, None],
+                          self.loss)  # (B, S, E)
+        if len(self._p_rows):  # persistence at the seasons: judged on the steps before
+            back = arena.ring[slots[:, None], (j[:, None] - self._p_steps[None, :])
+                              % arena.ring_len]  # (B, P) its forecasts of y from there
+            own = expert_loss((y[:, None] - back).abs() / scale, self.loss) @ self._p_mean.T
+            err[:, self._p_rows, NAIVE] = own
+        arena.experts[slots] = update(arena.experts[slots], err, valid | cold, self.discount,
+                                      self._clip)
         self.population.update(err, valid | cold, origin + 1 < self.young_until)
 
     def serve(self, arena: Arena, slots: Tensor, ts: Tensor, n: Tensor, history: Tensor,

@@ -32,10 +32,11 @@ class Population:
     another, and no forecast may depend on a value later than its origin."""
 
     def __init__(self, horizons: int, experts: int, events: float,
-                 smoothing: float = 0.001) -> None:
+                 smoothing: float = 0.001, clip: float = CLIP) -> None:
         self.mean = torch.zeros(2, horizons, experts)
         self.count = torch.zeros(2, horizons)  # resolved forecasts in each record
         self.events, self.smoothing = events, smoothing
+        self.clip = clip  # in the losses' units (``experts.loss_clip``)
         self._sum = torch.zeros(2, horizons, experts)
         self._count = torch.zeros(2, horizons)
 
@@ -47,7 +48,7 @@ class Population:
         """errors (B, S, E), valid (B, S), young (B, S): made by a young entity. An
         expert with no forecast (NaN) counts as the mean of those that have one."""
         known = valid & ~torch.isnan(errors[:, :, 0])  # the model's: every row has one
-        clipped = errors.clamp(max=CLIP)
+        clipped = errors.clamp(max=self.clip)
         fill = torch.nanmean(clipped, dim=2, keepdim=True)
         clipped = torch.where(torch.isnan(clipped), fill, clipped)
         for g, rows in ((MATURE, known & ~young), (YOUNG, known & young)):

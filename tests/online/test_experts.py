@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +163,66 @@ def test_persistence_serves_young_entities_at_step_1_only() -> None:
     assert float(w[0, 1, experts.NAIVE]) == 0.0 and float(w[1, 1, experts.NAIVE]) > 0.0
     assert float(w[0, 0, experts.NAIVE]) > 0.0
     torch.testing.assert_close(w.sum(dim=2), torch.ones(2, 2))
+
+
+def scored_once(loss: str, ring: torch.Tensor, y: float, forecast: list[float],
+                horizons: tuple[int, ...] = (1, 6, 12), season: int = 12) -> torch.Tensor:
+    """One entity's losses (S, E) after one value y resolves its forecasts: the model's
+    ``forecast`` (S,), seasonal naive's the ring's value a season before y."""
+    H, S = horizons[-1], len(horizons)
+    weighting = experts.Weighting(small().experts, horizons, H, season, 24, loss=loss)
+    arena = SimpleNamespace(ring=ring[None].clone(), ring_len=len(ring), horizon=H,
+                            experts=torch.zeros(1, S, experts.EXPERTS),
+                            pending_experts=torch.zeros(1, H, S, experts.KEPT),
+                            season_indices=torch.zeros(1, season))
+    j = torch.tensor([len(ring)])  # the new value's index: the ring holds 0..j-1
+    naive = ring[j - season].expand(1, S)
+    weighting.score(arena, torch.tensor([0]), j, torch.tensor([y]),  # type: ignore[arg-type]
+                    torch.tensor([forecast]), naive, torch.ones(1, 1),
+                    torch.ones(1, S, dtype=torch.bool), torch.ones(1, S, dtype=torch.bool))
+    return arena.experts[0]
+
+
+def test_the_weights_follow_squared_errors_when_the_loss_is_mse() -> None:
+    """adaptation.loss = "mse": an expert's loss is the Huber-squared error, so steady
+    small errors beat rare large ones that win on absolute errors."""
+    ring = torch.zeros(36)  # seasonal naive and persistence forecast 0
+    steady = {k: scored_once(k, ring, 2.0, [1.0, 1.0, 1.0]) for k in ("mae", "mse")}
+    assert float(steady["mae"][0, experts.MODEL]) == pytest.approx(1.0)
+    assert float(steady["mse"][0, experts.NAIVE]) == pytest.approx(4.0)  # 2² within Δ = 3
+    far = scored_once("mse", ring, 20.0, [0.0, 0.0, 0.0])  # beyond the clip of 10
+    assert float(far[0, experts.SEASONAL]) == pytest.approx(experts.loss_clip("mse"))
+    assert experts.loss_clip("mse") == pytest.approx(2 * 3 * 10 - 9)  # Huber at the clip
+    # Over 5 targets: A errs 1 each time, B 0 four times and 4 once.
+    a, b = torch.ones(5), torch.tensor([0.0, 0.0, 0.0, 0.0, 4.0])
+    for kind, best in (("mae", 1), ("mse", 0)):
+        losses = torch.zeros(1, 1, 2)
+        for t in range(5):
+            step = experts.expert_loss(torch.stack([a[t], b[t]])[None, None], kind)
+            losses = experts.update(losses, step, torch.ones(1, 1, dtype=torch.bool), 1.0,
+                                    experts.loss_clip(kind))
+        assert int(experts.weights(losses, 0.5)[0, 0].argmax()) == best
+
+
+def test_persistence_is_judged_at_a_season_on_the_steps_it_serves_there() -> None:
+    """m = 12, H = 12: the horizon 12 serves steps 7..12; at 12 persistence's forecast
+    is seasonal naive's, so its loss there is its mean error over steps 7..11."""
+    ring = torch.arange(36) / 10  # a trend: y[t] = t / 10
+    losses = scored_once("mae", ring, 3.6, [3.6, 3.6, 3.6])
+    assert float(losses[2, experts.SEASONAL]) == pytest.approx(1.2)  # 12 steps
+    assert float(losses[2, experts.NAIVE]) == pytest.approx(0.9)  # mean of 7..11 steps
+    assert float(losses[1, experts.NAIVE]) == pytest.approx(0.6)  # its own at 6
+    assert float(losses[0, experts.NAIVE]) == pytest.approx(0.1)
+
+
+def test_the_experts_loss_is_the_adaptation_loss_unless_set() -> None:
+    """experts.loss = "auto" follows adaptation.loss; "mae" or "mse" set it alone."""
+    def loss_of(config: Config) -> str:
+        weighting = Engine(config)._experts
+        assert weighting is not None
+        return weighting.loss
+
+    assert loss_of(small()) == "mae"
+    assert loss_of(small().replace("adaptation", loss="mse")) == "mse"
+    assert loss_of(small(loss="mse")) == "mse"
+    assert loss_of(small(loss="mae").replace("adaptation", loss="mse")) == "mae"

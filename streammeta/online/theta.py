@@ -1,0 +1,113 @@
+"""The theta experts' forecasts (``online.experts``: THETA and TREND).
+
+The theta method (Assimakopoulos & Nikolopoulos, 2000) on an entity's recent
+values: classical seasonal adjustment where an autocorrelation test finds a
+season, simple exponential smoothing with its rate chosen per entity by in-sample
+one-step error from ``ALPHAS``, plus a share of the linear trend (``TREND_SHARES``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Smoothing rates the theta experts choose from, and the share of the linear trend
+# each adds (THETA, TREND).
+ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+TREND_SHARES = (0.5, 1.0)
+SEASONALITY_Z = 1.645  # the seasonality test's two-sided 90% limit (the classical theta method's)
+# The smoothing reads at most the last SES_SPAN values: at the slowest rate (0.05) a
+# value that old weighs 0.95**60 ≈ 5% of the newest, and the cost stays bounded.
+SES_SPAN = 60
+
+
+def theta(x: Tensor, n: Tensor, horizon: int, indices: Tensor | None = None) -> Tensor:
+    """The THETA and TREND forecasts (B, H, 2) in model units.
+
+    x (B, W): each entity's last W values in model units, oldest first; n (B,) the
+    values it has seen (x's last column is absolute index n-1; columns before
+    index 0 are not the entity's and are masked); indices (B, m): the entities'
+    seasonal indices by phase (absolute index mod m; see :func:`seasonal_indices`)."""
+    B, W = x.shape
+    if B == 0:
+        return x.new_zeros(0, horizon, len(TREND_SHARES))
+    col = torch.arange(W)
+    start = W - n.clamp(max=W)  # (B,) first column that is the entity's
+    mask = col[None, :] >= start[:, None]  # (B, W)
+    count = mask.sum(dim=1)  # (B,)
+    x = torch.where(mask, x, 0.0)
+    if indices is not None:
+        x = x - _by_phase(indices, (n - W) % indices.shape[1], W)
+    z = x  # model units: with asinh about logarithms, so season and trend are multiplicative
+    alphas = torch.tensor(ALPHAS, dtype=x.dtype)  # (G,)
+    first = torch.maximum(start, torch.tensor(W - SES_SPAN)).clamp(max=W - 1)  # (B,)
+    level = torch.gather(z, 1, first[:, None]).expand(B, len(ALPHAS))
+    sse = torch.zeros(B, len(ALPHAS), dtype=x.dtype)
+    active = (col[None, :] > first[:, None]).to(x.dtype)  # (B, W)
+    for j in range(int(first.min()) + 1, W):  # one-step errors of every rate at once
+        error = (z[:, j : j + 1] - level) * active[:, j : j + 1]  # (B, G)
+        sse = sse.addcmul(error, error)
+        level = level.addcmul(error, alphas)
+    best = sse.argmin(dim=1, keepdim=True)  # (B, 1)
+    alpha = alphas[best]  # (B, 1)
+    level = torch.gather(level, 1, best)  # (B, 1)
+    t = col.to(x.dtype)[None, :]
+    used = mask.to(x.dtype)
+    c = count.clamp(min=1).to(x.dtype)[:, None]
+    t_mean = (t * used).sum(dim=1, keepdim=True) / c
+    z_mean = (z * used).sum(dim=1, keepdim=True) / c
+    spread = ((t - t_mean).square() * used).sum(dim=1, keepdim=True)
+    slope = ((t - t_mean) * (z - z_mean) * used).sum(dim=1, keepdim=True) / spread.clamp(min=1e-12)
+    h = torch.arange(1, horizon + 1, dtype=x.dtype)[None, :]  # (1, H)
+    # The theta line's trend term (Hyndman & Billah, 2003): the drift from the smoothed level.
+    steps = h - 1 + 1 / alpha - (1 - alpha) ** c / alpha  # (B, H)
+    out = torch.stack([level + share * slope * steps for share in TREND_SHARES], dim=2)
+    if indices is not None:  # the targets' phases follow the newest value's
+        out = out + _by_phase(indices, n % indices.shape[1], horizon)[:, :, None]
+    return out
+
+
+def _by_phase(indices: Tensor, first: Tensor, length: int) -> Tensor:
+    """(B, length): each row's indices of the phases first, first+1, … (mod m)."""
+    season = indices.shape[1]
+    cycles = indices.repeat(1, (length + season - 1) // season + 1)  # (B, ≥ m + length)
+    return torch.gather(cycles, 1, first[:, None] + torch.arange(length)[None, :])
+
+
+def seasonal_indices(x: Tensor, n: Tensor, season: int) -> Tensor:
+    """Additive seasonal indices (B, m) by phase (absolute index mod m), by classical
+    decomposition (centred moving average) of x (B, W) as :func:`theta` takes it;
+    zero for entities with fewer than two seasons or no significant autocorrelation at
+    the season's lag (Bartlett's limit). The engine refreshes them once a season."""
+    B, W = x.shape
+    if season <= 1 or 2 * season > W or B == 0:
+        return x.new_zeros(B, max(season, 1))
+    col = torch.arange(W)
+    count = n.clamp(max=W)
+    mask = col[None, :] >= (W - count)[:, None]
+    x = torch.where(mask, x, 0.0)
+    phase = (n[:, None] - W + col[None, :]) % season
+    used = mask.to(x.dtype)
+    c = count.clamp(min=1).to(x.dtype)
+    r = (x - (x * used).sum(dim=1, keepdim=True) / c[:, None]) * used
+    energy = r.square().sum(dim=1).clamp(min=1e-12)
+    acf = torch.stack([(r[:, k:] * r[:, :-k]).sum(dim=1) / energy
+                       for k in range(1, season + 1)], dim=1)  # (B, m)
+    limit = SEASONALITY_Z * torch.sqrt((1 + 2 * acf[:, :-1].square().sum(dim=1)) / c)
+    seasonal = (count >= 2 * season) & (acf[:, -1].abs() > limit)
+    # The centred moving average (2×m for an even m) from running sums.
+    sums = torch.cat([x.new_zeros(B, 1), x.cumsum(dim=1)], dim=1)  # (B, W+1)
+    plain = (sums[:, season:] - sums[:, :-season]) / season  # (B, W-m+1) mean of j..j+m-1
+    if season % 2 == 0:
+        trend, centre = (plain[:, 1:] + plain[:, :-1]) / 2, season // 2  # j..j+m, centred at j+m/2
+    else:
+        trend, centre = plain, season // 2
+    first = torch.arange(trend.shape[1])[None, :]
+    ok = (first >= (W - count)[:, None]).to(x.dtype)  # every term the entity's
+    deviation = (x[:, centre : centre + trend.shape[1]] - trend) * ok
+    where = phase[:, centre : centre + trend.shape[1]]
+    total = torch.zeros(B, season, dtype=x.dtype).scatter_add_(1, where, deviation)
+    seen = torch.zeros(B, season, dtype=x.dtype).scatter_add_(1, where, ok)
+    indices = total / seen.clamp(min=1)
+    indices = indices - indices.mean(dim=1, keepdim=True)
+    return torch.where(seasonal[:, None], indices, torch.zeros_like(indices))
