@@ -163,8 +163,7 @@ def test_the_first_resolved_forecasts_move_an_entitys_offsets_most() -> None:
         kept = torch.zeros(1, S, 2 + Q)
         kept[:, :, 1] = 1.0  # σ
         kept[:, :, 2:] = cal.record.offsets[None]
-        cell = torch.tensor([j % arena.horizon])
-        arena.pending_served[slots[:, None], cell[:, None]] = kept[:, None]
+        arena.pending_served[slots[:, None], arena.cells(torch.tensor([[j]]))] = kept
         cal.score(arena, slots, torch.tensor([j]), torch.tensor([100.0]))  # far above
         steps.append(arena.calibration[0, 0, -1].item())
     young, mature = steps

@@ -9,7 +9,7 @@ from support import STEP
 
 from streammeta import config as config_mod
 from streammeta.config import Config
-from streammeta.online import experts
+from streammeta.online import cells, experts
 from streammeta.online.engine import Engine
 
 
@@ -171,10 +171,12 @@ def scored_once(loss: str, ring: torch.Tensor, y: float, forecast: list[float],
     ``forecast`` (S,), seasonal naive's the ring's value a season before y."""
     H, S = horizons[-1], len(horizons)
     weighting = experts.Weighting(small().experts, horizons, H, season, 24, loss=loss)
+    first, depth = cells.offsets(horizons), torch.tensor(horizons)  # one ring per horizon
     arena = SimpleNamespace(ring=ring[None].clone(), ring_len=len(ring), horizon=H,
                             experts=torch.zeros(1, S, experts.EXPERTS),
-                            pending_experts=torch.zeros(1, H, S, experts.KEPT),
-                            season_indices=torch.zeros(1, season))
+                            pending_experts=torch.zeros(1, sum(horizons), experts.KEPT),
+                            season_indices=torch.zeros(1, season),
+                            cells=lambda target: first + target % depth)
     j = torch.tensor([len(ring)])  # the new value's index: the ring holds 0..j-1
     naive = ring[j - season].expand(1, S)
     weighting.score(arena, torch.tensor([0]), j, torch.tensor([y]),  # type: ignore[arg-type]

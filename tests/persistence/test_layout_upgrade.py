@@ -1,7 +1,7 @@
 """A checkpoint written by the version that kept pending forecasts as (H, S) cells (commit
 eb5cd9b: ``data/layout-eb5cd9b``, made by ``data/make_layout_checkpoint.py``) restores
-into one ring per scored horizon and serves what that version served after it (the
-quantiles to within the calibration's steps, which changed since)."""
+into one ring per scored horizon and serves what that version served after it (to
+within the experts' and calibration's changes since)."""
 
 from __future__ import annotations
 
@@ -60,9 +60,10 @@ def test_a_checkpoint_of_the_cells_layout_restores_and_serves_the_same(tmp_path:
         names, ts, values, parts = make.batch(served["t"])
         f = engine.process(names, ts, values, parts).forecasts
         assert [names[i] for i in f.obs_index.tolist()] == served["names"]
-        np.testing.assert_allclose(f.point, served["point"], rtol=1e-5, atol=1e-5)
-        # The calibration's steps have shrunk with each entity's resolved forecasts
-        # since (stop 24): its offsets move a little further than that version's did.
+        # Since that version, persistence also serves the season horizons and the
+        # calibration's first steps are larger (stop 24): the pending cells are checked
+        # exactly above; what is served from them agrees to within those changes.
+        np.testing.assert_allclose(f.point, served["point"], rtol=1e-2, atol=1e-2)
         np.testing.assert_allclose(f.quantiles, served["quantiles"], rtol=1e-2, atol=1e-2)
         assert bool((np.diff(f.quantiles, axis=1) >= -1e-5).all())  # still coherent
 
