@@ -82,6 +82,8 @@ class Engine:
 
     def __init__(self, config: Config, params: model.Params | None = None, version: int = 0,
                  *, memory: TaskMemory | None = None, spill: EvictionStore | None = None):
+        # model.hidden = 0: θ of any width (a checkpoint's, a version's) is as configured
+        self.automatic_width = config.model.hidden == 0
         config = config.resolved()
         s, m, a = config.series, config.model, config.adaptation
         _keep_freed_memory()

@@ -4,11 +4,14 @@ The container of checkpoints (``streammeta.persistence.container``: magic, lengt
 SHA-256, then a ``torch.save`` of tensors and plain values read with
 ``weights_only=True``), with ``kind: params``.
 A corrupt, truncated, foreign or shape-mismatched file is refused with
-:class:`~streammeta.errors.ParameterFileError`.
+:class:`~streammeta.errors.ParameterFileError`; with ``model.hidden = 0`` the file's
+width is the model's (``Config.resolved``, :func:`width`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from pathlib import Path
 
 from streammeta.config import Config
@@ -47,8 +50,39 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
     return params, int(payload.get("version", 0))
 
 
-def checked(where: str, params: object, shape: model.ModelShape, note: str = "") -> model.Params:
-    """``params`` as float tensors if they are θ of ``shape``; else ParameterFileError."""
+def width(path: str | Path) -> int:
+    """The trunk width (model.hidden) of the θ in the parameter file ``path``."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise ParameterFileError(f"{path}: {exc.strerror or exc}") from exc
+    return _width(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _width(path: str, mtime_ns: int, size: int) -> int:
+    """Read once per file version: a configuration is resolved in several places."""
+    payload = read_file(Path(path))
+    if payload.get("kind") != "params":
+        raise ParameterFileError(f"{path}: not a parameter file (kind {payload.get('kind')!r})")
+    return params_width(path, payload.get("params"))
+
+
+def params_width(where: str, params: object) -> int:
+    """The width of θ ``params`` (the columns of its first layer)."""
+    try:
+        return int(params["w1"].shape[1])  # type: ignore[index]
+    except (TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ParameterFileError(f"{where}: not θ of this model (no first layer w1)") from exc
+
+
+def checked(where: str, params: object, shape: model.ModelShape, note: str = "",
+            any_width: bool = False) -> model.Params:
+    """``params`` as float tensors if they are θ of ``shape``; else ParameterFileError.
+    ``any_width``: θ of another model.hidden is accepted (it is served in its width)."""
+    if any_width:
+        shape = dataclasses.replace(shape, hidden=params_width(where, params))
     expected = model.init_params(shape)
     if not isinstance(params, dict) or set(params) != set(expected):
         names = sorted(params) if isinstance(params, dict) else []
