@@ -60,7 +60,7 @@ class Config:
             min(max((3 if sub_daily else 2) * m, 8), 72, window) if not model.window else window)
         hidden = model.hidden
         if not hidden and model.init:
-            from streammeta.persistence.params import width  # it needs this module
+            from streammeta.persistence.width import width  # reads the file once
 
             hidden = width(model.init)
         hidden = hidden or (OFFLINE_HIDDEN if offline else ONLINE_HIDDEN)

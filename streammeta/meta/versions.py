@@ -2,8 +2,8 @@
 
 One record per promoted version on the versions topic (one partition, so every
 reader sees the same order), holding θ inline in the checksummed container of
-``streammeta.persistence.container``: about 0.6 MB at the default model, under
-Kafka's default 1 MB message limit. Each record names its version, the version it
+``streammeta.persistence.container``: about 0.25 MB at model.hidden 128 and 0.6 MB
+at 256, under Kafka's default 1 MB message limit. Each record names its version, the version it
 was trained from (``parent``), the trainer incarnation that wrote it and the
 *line*: the θ history it belongs to, fixed by the first trainer of a deployment
 and inherited by every later incarnation (which continues from the newest

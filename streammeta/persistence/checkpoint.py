@@ -237,8 +237,7 @@ class Checkpointer:
             if model:
                 if self.restores_params:
                     self.engine.swap(model["params"], int(model["version"]))
-                    _log_restored(path, model, self.engine.shape.hidden,
-                                  self.engine.automatic_width)
+                    _log_restored(path, model, self.engine)
                 if "memory" in payload:
                     try:
                         entries = self.engine.restore_memory(payload["memory"])
@@ -407,14 +406,14 @@ def _reset_phi(state: dict[str, Any], phi0: Any) -> None:
             rows["anchor"] = rows["anchor"].new_zeros(rows["anchor"].shape)
 
 
-def _log_restored(path: object, model: dict[str, Any], hidden: int, automatic: bool) -> None:
+def _log_restored(path: object, model: dict[str, Any], engine: Checkpointed) -> None:
     """θ restored from a checkpoint is served in the shape it was written with; say so
     where that is not the configured width (e.g. written before the default changed)."""
     log.info("restored model version %d from %s", model["version"], path)
-    written = int(model["params"]["w1"].shape[1])
+    written, hidden = int(model["params"]["w1"].shape[1]), engine.shape.hidden
     if written == hidden:
         return
-    if automatic:  # model.hidden = 0: the width of the θ there is
+    if engine.automatic_width:  # model.hidden = 0: the width of the θ there is
         log.info("%s: θ has model.hidden = %d (automatic: %d without it); it is served "
                  "and trained on at %d", path, written, hidden, written)
     else:

@@ -11,13 +11,15 @@ width is the model's (``Config.resolved``, :func:`width`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 
 from streammeta.config import Config
 from streammeta.errors import ParameterFileError
 from streammeta.online import model
 from streammeta.persistence.container import FORMAT, read_file, write_file
+from streammeta.persistence.width import params_width, width
+
+__all__ = ["checked", "initial", "load", "params_width", "save", "width"]
 
 
 def save(path: str | Path, params: model.Params, version: int, shape: model.ModelShape,
@@ -48,33 +50,6 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
     params = checked(str(path), payload.get("params"), shape,
                      f" (file written for {payload.get('shape')})")
     return params, int(payload.get("version", 0))
-
-
-def width(path: str | Path) -> int:
-    """The trunk width (model.hidden) of the θ in the parameter file ``path``."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise ParameterFileError(f"{path}: {exc.strerror or exc}") from exc
-    return _width(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _width(path: str, mtime_ns: int, size: int) -> int:
-    """Read once per file version: a configuration is resolved in several places."""
-    payload = read_file(Path(path))
-    if payload.get("kind") != "params":
-        raise ParameterFileError(f"{path}: not a parameter file (kind {payload.get('kind')!r})")
-    return params_width(path, payload.get("params"))
-
-
-def params_width(where: str, params: object) -> int:
-    """The width of θ ``params`` (the columns of its first layer)."""
-    try:
-        return int(params["w1"].shape[1])  # type: ignore[index]
-    except (TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise ParameterFileError(f"{where}: not θ of this model (no first layer w1)") from exc
 
 
 def checked(where: str, params: object, shape: model.ModelShape, note: str = "",
