@@ -25,6 +25,7 @@ def test_check_config_prints_the_effective_config_with_secrets_masked(
     assert "s3cret" not in out
     parsed = tomllib.loads(out)
     assert parsed["series"]["horizon"] == 12 and parsed["kafka"]["sasl_password"] == "***"
+    assert parsed["model"]["hidden"] == 0  # automatic, as written (Config.resolved)
 
 
 def test_check_config_fails_naming_the_key(tmp_path: Path) -> None:

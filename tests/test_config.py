@@ -32,6 +32,8 @@ def test_repository_config_is_valid_and_states_the_defaults() -> None:
     ("[meta]\nguard_rate = 0", "meta.guard_rate"),
     ("[meta]\nguard_for = -1", "meta.guard_for"),
     ("[model]\ninit = 'no/such/file.pt'", "model.init"),
+    ("[model]\nhidden = 2", "model.hidden"),
+    ("[model]\nhidden = -1", "model.hidden"),
     ("[adaptation]\nloss = 'huber'", "adaptation.loss"),
     ("[adaptation]\ninner_lr = -1", "adaptation.inner_lr"),
     ("[adaptation]\nshrink = 1.0", "adaptation.shrink"),

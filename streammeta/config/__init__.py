@@ -25,11 +25,20 @@ from streammeta.config.sections import (
     ModelConfig,
     SeriesConfig,
 )
-from streammeta.config.tree import ENV_PREFIX, SECRET_KEYS, Config, resolve_device, sections
+from streammeta.config.tree import (
+    ENV_PREFIX,
+    OFFLINE_HIDDEN,
+    ONLINE_HIDDEN,
+    SECRET_KEYS,
+    Config,
+    resolve_device,
+    sections,
+)
 from streammeta.errors import ConfigError
 
 __all__ = [
-    "ENV_PREFIX", "SECRET_KEYS", "AdaptationConfig", "CalibrationConfig", "CheckpointConfig",
+    "ENV_PREFIX", "OFFLINE_HIDDEN", "ONLINE_HIDDEN", "SECRET_KEYS", "AdaptationConfig",
+    "CalibrationConfig", "CheckpointConfig",
     "Config", "ConfigError", "DriftConfig", "EngineConfig", "ExpertsConfig", "KafkaConfig",
     "LogConfig", "MemoryConfig", "MetaConfig", "MetricsConfig", "ModelConfig",
     "SeriesConfig", "load", "resolve_device", "sections", "to_toml",

@@ -78,7 +78,12 @@ class ModelConfig:
     # is completed with its first season repeated.
     warm_after: int = 0
     context_dim: int = 16
-    hidden: int = 256
+    # Width of the MLP trunk; 0 = automatic (Config.resolved): the width of the parameter
+    # file in ``init`` when one is set, else 128 for a seeded random θ, and 256 where θ is
+    # meta-trained offline (pretrain, evaluate --pretrain), where the wider trunk pays
+    # (docs/evaluation.md). θ restored from a checkpoint or read from the versions topic
+    # keeps the width it was written with.
+    hidden: int = 0
     # Parameter file to start from (see ``streammeta pretrain``); empty = seeded random init.
     init: str = ""
     seed: int = 0
@@ -90,7 +95,8 @@ class ModelConfig:
         check("model.warm_after", self.warm_after, 0 <= self.warm_after <= 4096,
                "an integer in [0, 4096]")
         check("model.context_dim", self.context_dim, 1 <= self.context_dim <= 256, "1..256")
-        check("model.hidden", self.hidden, 4 <= self.hidden <= 4096, "4..4096")
+        check("model.hidden", self.hidden, self.hidden == 0 or 4 <= self.hidden <= 4096,
+               "0 (automatic) or an integer in [4, 4096]")
         check("model.init", self.init, not self.init or Path(self.init).is_file(),
                "an existing parameter file (or empty)")
         check("model.threads", self.threads, 0 <= self.threads <= 256,

@@ -314,6 +314,7 @@ def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
                     progress: bool) -> tuple[Path, str]:
     """Meta-train θ offline on the task's training values → (parameter file, note)."""
     from streammeta.meta.pretrain import pretrain
+    from streammeta.persistence import params as params_io
 
     if task.train_rows is None:
         raise DataError(f"--pretrain is not defined for the {task.protocol} protocol: it "
@@ -331,7 +332,8 @@ def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
     assert cfg is not None
     started = time.perf_counter()
     result = pretrain(cfg, str(data), "long", str(path), steps, progress=progress)
-    return path, (f"{task.label}: pretrained {steps} meta-steps on the training values in "
+    return path, (f"{task.label}: pretrained {steps} meta-steps on the training values "
+                  f"(model.hidden = {params_io.width(path)}) in "
                   f"{time.perf_counter() - started:.0f} s, held-out meta-loss "
                   f"{result['held_out_loss_before']:.4f} -> {result['held_out_loss_after']:.4f}")
 

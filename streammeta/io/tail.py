@@ -16,7 +16,7 @@ from typing import Protocol
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
 
-# A version record holds θ (about 0.6 MB at the default model): fetches must take it.
+# A version record holds θ (about 0.6 MB at model.hidden 256): fetches must take it.
 _FETCH_BYTES = 64 << 20
 
 KeyValue = tuple[bytes | None, bytes | None]

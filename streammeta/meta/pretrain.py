@@ -1,5 +1,9 @@
 """``streammeta pretrain``: meta-train θ offline on a source data set (meta-transfer).
 
+θ is meta-trained at ``OFFLINE_HIDDEN`` (256) wide where ``model.hidden = 0`` and no
+``model.init`` is set (``Config.resolved(offline=True)``), so the file is that wide and
+a daemon started from it serves that width.
+
 Tasks are windows of the data set's series, split into support and query windows
 exactly as the daemon's outer loop does; the result is a parameter file that
 ``run``, ``demo`` and ``evaluate`` load with ``--init``, and the online outer loop
@@ -45,6 +49,7 @@ def task_pool(series: list[datasets.Series], length: int, stride: int) -> tuple[
 def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
              progress: bool = True) -> dict[str, float]:
     """Meta-train on the series of ``data`` and write the parameter file ``out``."""
+    config = config.resolved(offline=True)
     params, stats = meta_train(config, datasets.load(data, fmt), steps, progress, name=data)
     params_io.save(Path(out), params, version=1, shape=model.ModelShape.of(config),
                    note=f"pretrained on {Path(data).name} ({fmt}), {steps} steps")
@@ -56,7 +61,7 @@ def meta_train(config: Config, series: list[datasets.Series], steps: int,
                                                                       dict[str, float]]:
     """θ meta-trained for ``steps`` on tasks from ``series``, and the held-out meta-loss
     before and after (on whole series held out by ``meta.holdout``)."""
-    config = config.resolved()
+    config = config.resolved(offline=True)
     if config.model.threads:
         torch.set_num_threads(config.model.threads)
     initial, _ = params_io.initial(config)  # the θ the daemon would start from

@@ -2,8 +2,8 @@
 
 One record per promoted version on the versions topic (one partition, so every
 reader sees the same order), holding θ inline in the checksummed container of
-``streammeta.persistence.container``: about 0.6 MB at the default model, under
-Kafka's default 1 MB message limit. Each record names its version, the version it
+``streammeta.persistence.container``: about 0.25 MB at model.hidden 128 and 0.6 MB
+at 256, under Kafka's default 1 MB message limit. Each record names its version, the version it
 was trained from (``parent``), the trainer incarnation that wrote it and the
 *line*: the θ history it belongs to, fixed by the first trainer of a deployment
 and inherited by every later incarnation (which continues from the newest
@@ -54,11 +54,13 @@ def encode(v: Version) -> bytes:
 
 def decode(data: bytes, shape: model.ModelShape) -> Version:
     """A versions-topic record → :class:`Version`; ParameterFileError if it is damaged,
-    not a version or does not fit ``shape``."""
+    not a version or does not fit ``shape`` in anything but the width: θ of another
+    model.hidden is served in its own width, as from a checkpoint (a trainer started
+    from a 256-wide parameter file, replicas with model.hidden = 0 and no file)."""
     payload = unpack(data, "versions topic record")
     if payload.get("kind") != "version":
         raise ParameterFileError(f"versions topic record of kind {payload.get('kind')!r}")
-    params = checked("versions topic record", payload.get("params"), shape)
+    params = checked("versions topic record", payload.get("params"), shape, any_width=True)
     return Version(int(payload["version"]), int(payload["parent"]), str(payload["line"]),
                    str(payload["incarnation"]), int(payload["published_at_ms"]), params)
 
@@ -77,6 +79,7 @@ class VersionFollower:
     def __init__(self, tail: Tail, shape: model.ModelShape) -> None:
         self.tail, self.shape = tail, shape
         self.newest: Version | None = None
+        self.width = shape.hidden  # of the newest version read (logged where it changes)
         self.invalid = 0  # records that are not versions of this configuration
         self.numbers: list[int] = []  # every number read, in topic order
 
@@ -93,6 +96,11 @@ class VersionFollower:
             self.numbers.append(v.version)
             if self.newest is None or v.version > self.newest.version:
                 self.newest, changed = v, True
+                wide = int(v.params["w1"].shape[1])
+                if wide != self.shape.hidden and wide != self.width:
+                    log.info("version %d has model.hidden = %d (the configuration %d): "
+                             "served in its width", v.version, wide, self.shape.hidden)
+                self.width = wide
         return self.newest if changed else None
 
     def catch_up(self, timeout_s: float) -> Version | None:

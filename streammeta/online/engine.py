@@ -74,14 +74,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from malloc.h
 class Engine:
     """Holds θ and the entities' state; ``process`` is the whole online step.
 
-    ``params``/``version``: the θ to serve first (default: seeded from
-    ``model.seed``). ``memory``: the task memory, when ``memory.enabled``;
-    ``spill``: where entities go when the arena is full (None: new entities beyond
-    ``engine.max_entities`` are dead-lettered).
+    ``params``/``version``: the θ to serve first (default: seeded from ``model.seed``),
+    of any width. ``memory``: the task memory, when ``memory.enabled``; ``spill``: where
+    entities go when the arena is full (None: new ones are dead-lettered).
     """
 
     def __init__(self, config: Config, params: model.Params | None = None, version: int = 0,
                  *, memory: TaskMemory | None = None, spill: EvictionStore | None = None):
+        self.automatic_width = config.model.hidden == 0  # θ of any width is as configured
         config = config.resolved()
         s, m, a = config.series, config.model, config.adaptation
         _keep_freed_memory()

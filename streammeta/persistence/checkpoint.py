@@ -181,6 +181,7 @@ class Checkpointed(Protocol):
     """What a checkpoint holds the state of (``streammeta.online.engine.Engine``)."""
 
     shape: ModelShape  # the configured model's
+    automatic_width: bool  # model.hidden = 0
     def serving(self) -> tuple[Params, int]: ...
     def swap(self, params: Params, version: int) -> None: ...
     def export_partition(self, partition: int) -> dict[str, Any]: ...
@@ -236,7 +237,7 @@ class Checkpointer:
             if model:
                 if self.restores_params:
                     self.engine.swap(model["params"], int(model["version"]))
-                    _log_restored(path, model, self.engine.shape.hidden)
+                    _log_restored(path, model, self.engine)
                 if "memory" in payload:
                     try:
                         entries = self.engine.restore_memory(payload["memory"])
@@ -405,12 +406,17 @@ def _reset_phi(state: dict[str, Any], phi0: Any) -> None:
             rows["anchor"] = rows["anchor"].new_zeros(rows["anchor"].shape)
 
 
-def _log_restored(path: object, model: dict[str, Any], hidden: int) -> None:
+def _log_restored(path: object, model: dict[str, Any], engine: Checkpointed) -> None:
     """θ restored from a checkpoint is served in the shape it was written with; say so
     where that is not the configured width (e.g. written before the default changed)."""
     log.info("restored model version %d from %s", model["version"], path)
-    written = int(model["params"]["w1"].shape[1])
-    if written != hidden:
+    written, hidden = int(model["params"]["w1"].shape[1]), engine.shape.hidden
+    if written == hidden:
+        return
+    if engine.automatic_width:  # model.hidden = 0: the width of the θ there is
+        log.info("%s: θ has model.hidden = %d (automatic: %d without it); it is served "
+                 "and trained on at %d", path, written, hidden, written)
+    else:
         log.warning("%s: θ has model.hidden = %d, the configuration %d; it is served and "
                     "trained on at %d (a parameter file of another width is refused)",
                     path, written, hidden, written)

@@ -4,17 +4,22 @@ The container of checkpoints (``streammeta.persistence.container``: magic, lengt
 SHA-256, then a ``torch.save`` of tensors and plain values read with
 ``weights_only=True``), with ``kind: params``.
 A corrupt, truncated, foreign or shape-mismatched file is refused with
-:class:`~streammeta.errors.ParameterFileError`.
+:class:`~streammeta.errors.ParameterFileError`; with ``model.hidden = 0`` the file's
+width is the model's (``Config.resolved``, :func:`width`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from streammeta.config import Config
 from streammeta.errors import ParameterFileError
 from streammeta.online import model
 from streammeta.persistence.container import FORMAT, read_file, write_file
+from streammeta.persistence.width import params_width, width
+
+__all__ = ["checked", "initial", "load", "params_width", "save", "width"]
 
 
 def save(path: str | Path, params: model.Params, version: int, shape: model.ModelShape,
@@ -47,8 +52,12 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
     return params, int(payload.get("version", 0))
 
 
-def checked(where: str, params: object, shape: model.ModelShape, note: str = "") -> model.Params:
-    """``params`` as float tensors if they are θ of ``shape``; else ParameterFileError."""
+def checked(where: str, params: object, shape: model.ModelShape, note: str = "",
+            any_width: bool = False) -> model.Params:
+    """``params`` as float tensors if they are θ of ``shape``; else ParameterFileError.
+    ``any_width``: θ of another model.hidden is accepted (it is served in its width)."""
+    if any_width:
+        shape = dataclasses.replace(shape, hidden=params_width(where, params))
     expected = model.init_params(shape)
     if not isinstance(params, dict) or set(params) != set(expected):
         names = sorted(params) if isinstance(params, dict) else []

@@ -209,7 +209,9 @@ def test_ett_protocol_with_pretraining_on_the_train_rows(tmp_path: Path) -> None
                  "--config", str(config), "--json", str(out), "-q"]) == 0
     payload = json.loads(out.read_text())
     assert [r["method"] for r in payload["results"]] == ["streammeta", "naive"]
-    assert any("pretrained 3 meta-steps" in note for note in payload["notes"])
+    # model.hidden = 0: trained offline at 256, and evaluated from that file at 256
+    assert any("pretrained 3 meta-steps on the training values (model.hidden = 256)" in note
+               for note in payload["notes"])
     assert any("train 0-199, validation 200-249, test 250-999" in n for n in payload["notes"])
 
 

@@ -131,7 +131,9 @@ def one_step_errors(forecasts: list[dict], values: np.ndarray) -> dict[tuple[int
 def test_two_replicas_serve_one_trainers_versions(kafka_config: Config, tmp_path: Path) -> None:
     config = small(kafka_config)
     ensure_topics(config.kafka, PARTITIONS, extra=role_topics(config.meta, PARTITIONS))
-    ingest = config.replace("meta", role="ingest")
+    # Replicas at the automatic width without a parameter file (128) serve the trainer's
+    # 32-wide versions in their width.
+    ingest = config.replace("meta", role="ingest").replace("model", hidden=0)
     values = random_walks(STEPS, ENTITIES, seed=7)
     a_log, b_log = tmp_path / "a.log", tmp_path / "b.log"
     trainer = start_trainer(config, tmp_path / "trainer.toml")
@@ -200,6 +202,7 @@ def test_two_replicas_serve_one_trainers_versions(kafka_config: Config, tmp_path
     common = [n for n in numbers if n >= b_seq[0]]
     skipped = sum(n not in a_seq for n in common) + sum(n not in b_seq for n in common)
     assert "reset to the served" not in b_log.read_text()  # same line: φ kept
+    assert "has model.hidden = 32 (the configuration 128)" in a_log.read_text()
 
     forecasts = read_topic(config, config.kafka.forecast_topic, expected=STEPS * ENTITIES)
     decoded = [orjson.loads(r.value) for r in forecasts]

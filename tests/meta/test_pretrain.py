@@ -40,6 +40,23 @@ def test_pretrain_writes_a_parameter_file_the_daemon_loads(cfg: Config, tmp_path
     assert not torch.equal(params["w_point"], params_io.initial(cfg)[0]["w_point"])  # it learned
 
 
+def test_pretrain_at_the_automatic_width_is_256_wide_and_served_so(
+        cfg: Config, tmp_path: Path) -> None:
+    """model.hidden = 0: offline meta-training trains the wider trunk (where it pays),
+    and a daemon started from its file serves that width; without a file, 128."""
+    from streammeta import assemble
+    from streammeta.io.datasets import bundled_m4
+    from streammeta.meta.pretrain import pretrain
+
+    auto = cfg.replace("model", hidden=0)
+    out = tmp_path / "m4.smp"
+    pretrain(auto, str(bundled_m4()), "m4", str(out), steps=2, progress=False)
+    assert params_io.width(out) == config_mod.OFFLINE_HIDDEN == 256
+    served = assemble.engine(auto.replace("model", init=str(out)))
+    assert served.shape.hidden == 256 and served.serving()[0]["w1"].shape[1] == 256
+    assert assemble.engine(auto).shape.hidden == config_mod.ONLINE_HIDDEN == 128
+
+
 def test_pretrain_steps_by_pretrain_lr_and_the_outer_loop_by_meta_lr(cfg: Config) -> None:
     """Offline meta-training takes ``meta.pretrain_lr``; ``meta.meta_lr`` is the online
     loop's alone (0.002 offline made the M4 final origin worse; online it helps)."""

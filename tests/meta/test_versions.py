@@ -53,9 +53,22 @@ def test_damaged_and_foreign_records_are_refused() -> None:
     data[-3] ^= 0xFF
     with pytest.raises(ParameterFileError, match="checksum"):
         decode(bytes(data), shape())
-    other = model.ModelShape.of(small_config().replace("model", hidden=8).resolved())
+    other = model.ModelShape.of(small_config().replace("model", context_dim=3).resolved())
     with pytest.raises(ParameterFileError, match="this configuration needs"):
         decode(encode(version(1, 0)), other)
+
+
+def test_a_version_of_another_width_is_served_in_its_width() -> None:
+    """A trainer started from a 256-wide parameter file, replicas with model.hidden = 0
+    and no file (128): the replicas serve the trainer's θ, as a checkpoint's."""
+    narrow = model.ModelShape.of(small_config().replace("model", hidden=8).resolved())
+    assert shape().hidden != 8
+    tail = ListTail()
+    follower = VersionFollower(tail, narrow)
+    tail.records = [(b"1", encode(version(1, 0)))]
+    got = follower.poll()
+    assert got is not None and got.params["w1"].shape[1] == shape().hidden
+    assert follower.width == shape().hidden and follower.invalid == 0
 
 
 def test_the_follower_keeps_the_highest_and_the_first_record_of_each_number() -> None:

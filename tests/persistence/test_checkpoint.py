@@ -389,11 +389,13 @@ def test_state_saved_with_a_shorter_ring_restores_with_the_newest_values(
     feed(copy, range(30, 40))
 
 
+@pytest.mark.parametrize("hidden", [16, 0])
 def test_a_checkpoint_of_another_width_is_served_and_trained_at_its_own(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, hidden: int) -> None:
     """θ in a checkpoint written with another ``model.hidden`` (e.g. before the default
     changed) is restored as it was written, said in the log, and the outer loop learns
-    on from it in that shape; a parameter file of that width is refused."""
+    on from it in that shape; a parameter file of that width is refused where the width
+    is explicit (16) and adopted where it is automatic (0: 128 without a file)."""
     from support import layout_of, meta_config, related_family
 
     from streammeta.meta import outer
@@ -405,12 +407,15 @@ def test_a_checkpoint_of_another_width_is_served_and_trained_at_its_own(
     saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
     saver.advance({0: 60, 1: 60}, 120)
     saver.save()
-    narrow = wide.replace("model", hidden=16)
+    narrow = wide.replace("model", hidden=hidden)
     engine = Engine(narrow)
+    assert engine.shape.hidden == (hidden or 128)
     loop = outer.attach(narrow, engine, engine.swap)
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         checkpointer(engine, CheckpointStore(tmp_path, member="b")).restore_model()
-    assert "model.hidden = 32, the configuration 16" in caplog.text
+    said = ("model.hidden = 32, the configuration 16" if hidden else
+            "model.hidden = 32 (automatic: 128 without it)")
+    assert said in caplog.text
     assert engine.serving()[0]["w1"].shape == original.serving()[0]["w1"].shape == (24, 32)
     values = related_family(64, layout_of(narrow).length + 20, seed=3)
     for t in range(values.shape[1]):
@@ -421,5 +426,9 @@ def test_a_checkpoint_of_another_width_is_served_and_trained_at_its_own(
     assert trained is not None and trained.promoted
     assert engine.version == trained.version and engine.serving()[0]["w1"].shape == (24, 32)
     path = params_io.save(tmp_path / "p.smp", *original.serving(), original.shape)
+    if not hidden:
+        params, _ = params_io.initial(narrow.replace("model", init=str(path)))
+        assert params["w1"].shape == (24, 32)
+        return
     with pytest.raises(ParameterFileError, match=r"w1 has shape \(24, 32\).*\(24, 16\)"):
         params_io.initial(narrow.replace("model", init=str(path)))

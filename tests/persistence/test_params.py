@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from streammeta import assemble
-from streammeta.config import Config
+from streammeta.config import OFFLINE_HIDDEN, ONLINE_HIDDEN, Config
 from streammeta.errors import ParameterFileError
 from streammeta.online import model
 from streammeta.online.engine import Engine
@@ -47,3 +47,27 @@ def test_initial_parameters_are_seeded_without_a_file(small: Config) -> None:
     assert version == 0 and all(torch.equal(first[k], again[k]) for k in first)
     other, _ = params_io.initial(small.replace("model", seed=1))
     assert not torch.equal(first["w1"], other["w1"])
+
+
+def test_the_automatic_width_is_the_files_else_128(small: Config, tmp_path: Path) -> None:
+    """model.hidden = 0: a parameter file's width is adopted, without one 128 (256 where θ
+    is meta-trained offline); an explicit width keeps refusing a file of another."""
+    auto = small.replace("model", hidden=0)
+    assert Config().model.hidden == 0
+    assert auto.resolved().model.hidden == ONLINE_HIDDEN == 128
+    assert auto.resolved(offline=True).model.hidden == OFFLINE_HIDDEN == 256
+    assert params_io.initial(auto)[0]["w1"].shape[1] == 128
+    assert small.resolved(offline=True).model.hidden == 16  # explicit: as set
+    wide = model.ModelShape.of(small.replace("model", hidden=24))
+    path = params_io.save(tmp_path / "p.smp", model.init_params(wide, seed=3), 5, wide)
+    from_file = auto.replace("model", init=str(path))
+    assert from_file.resolved().model.hidden == from_file.resolved(offline=True).model.hidden
+    assert from_file.resolved().model.hidden == params_io.width(path) == 24
+    params, version = params_io.initial(from_file)
+    assert version == 5 and params["w1"].shape[1] == 24
+    assert Engine(from_file).shape.hidden == 24
+    with pytest.raises(ParameterFileError, match=r"w1 has shape \(12, 24\).*\(12, 16\)"):
+        params_io.initial(small.replace("model", init=str(path)))
+    path.write_bytes(b"not a parameter file")
+    with pytest.raises(ParameterFileError):
+        from_file.resolved()
