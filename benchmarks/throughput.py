@@ -11,13 +11,16 @@ Scenarios (each in its own process, so peak RSS is its own):
   e2e-confluent, e2e-kafka-python
                Kafka in → daemon → Kafka out through the embedded Tansu broker with
                each client: one forecast message per observation, acks=all, offsets
-               committed (--profile: where the default client's run spends its time);
+               committed, timed in steady state (each of the 10,000 entities' first
+               full window is drained untimed first; --profile, which counts the
+               warm-up too: where the default client's run spends its time);
                also the daemon process's CPU time per observation, which a loaded
                machine distorts far less than the rate, and librdkafka's threads'
                part of it (with --profile: CPU seconds by thread)
   latency      observations produced at half the default client's e2e rate into a
-               running daemon (`streammeta run`); the time from an observation's
-               produce to its forecast's arrival at a consumer, p50 / p99
+               running daemon (`streammeta run`), after a full window of each entity
+               went in unpaced; the time from an observation's produce to its
+               forecast's arrival at a consumer, p50 / p99
   river        river's HoltWinters and SNARIMAX, one model per entity, on a prefix
                of the same stream (learn_one + an H-step forecast per observation,
                the same work streammeta does per observation)
@@ -192,26 +195,34 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
     steps = observations // entities
     with EmbeddedBroker() as broker:
         config = broker_config(broker.bootstrap, client, **kafka)
+        # Steady state, as engine-10k: every entity first gets a full window (drained
+        # untimed), so the timed observations each take an inner-loop step and a model
+        # forecast.
+        warm = config.resolved().model.window + 1
         ensure_topics(config.kafka, partitions=8)
-        preload(config, entities, steps)
+        preload(config, entities, warm + steps)
         metrics = Metrics()
         edge = make_kafka_edge(config, metrics.count_error)
         daemon = Daemon(config, edge.source, edge.sink, metrics, progress_every_s=3600)
-        total = steps * entities
+        total = (warm + steps) * entities
         first_batch: list[float] = []
-
+        # When the warm-up was drained: wall clock, process CPU, observations.
+        timed: list[tuple[float, float, int]] = []
         threads_cpu = [thread_cpu()]
 
         def watch() -> None:
             while daemon.observations < total and not daemon.stopping:
                 if daemon.observations and not first_batch:
                     first_batch.append(time.perf_counter())
+                if daemon.observations >= warm * entities and not timed:
+                    timed.append((time.perf_counter(), time.process_time(),
+                                  daemon.observations))
+                    threads_cpu[0] = thread_cpu()
                 time.sleep(0.01)
             threads_cpu.append(thread_cpu())  # before the daemon's threads end
             daemon.stop()
 
         watcher = threading.Thread(target=watch, daemon=True)
-        cpu_started = time.process_time()  # every thread of this process, librdkafka's too
         started = time.perf_counter()
         watcher.start()
         profiler = None
@@ -224,7 +235,7 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
             profiler.enable()
         daemon.run()
         ended = time.perf_counter()
-        cpu = time.process_time() - cpu_started
+        cpu_ended = time.process_time()
         if profiler is not None:
             import pstats
 
@@ -233,15 +244,19 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
             stats.sort_stats("tottime").print_stats(25)
             print("CPU seconds by thread while draining (the preload and set-up not counted): "
                   f"{_minus(threads_cpu[-1], threads_cpu[0])}", file=sys.stderr)
-    # Timed from the first processed batch: the group join (~3 s on Tansu) is set-up.
+    # Timed from the warm-up drained: the group join (~3 s on Tansu) and the warm-up
+    # are set-up.
     begin = first_batch[0] if first_batch else started
-    return {"observations": daemon.observations, "forecasts": daemon.forecasts,
-            "seconds": ended - begin, "events_per_s": daemon.observations / (ended - begin),
-            "join_seconds": begin - started, "peak_rss_gb": peak_rss_gb(),
-            "cpu_us_per_observation": cpu / max(1, daemon.observations) * 1e6,
+    t0, cpu0, seen = timed[0] if timed else (begin, 0.0, 0)
+    n = max(1, daemon.observations - seen)
+    return {"observations": daemon.observations - seen, "forecasts": daemon.forecasts,
+            "seconds": ended - t0, "events_per_s": n / (ended - t0),
+            "join_seconds": begin - started, "warm_up_seconds": t0 - begin,
+            "peak_rss_gb": peak_rss_gb(),
+            "cpu_us_per_observation": (cpu_ended - cpu0) / n * 1e6,
             "librdkafka_us_per_observation": sum(
                 v for k, v in _minus(threads_cpu[-1], threads_cpu[0]).items()
-                if k.startswith("rdk:")) / max(1, daemon.observations) * 1e6}
+                if k.startswith("rdk:")) / n * 1e6}
 
 
 def latency_scenario(rate: float, seconds: float, entities: int, client: str,
@@ -259,8 +274,10 @@ def latency_scenario(rate: float, seconds: float, entities: int, client: str,
     from streammeta.io.codec import encode_observation
     from streammeta.io.edge import ensure_topics
 
-    warm_steps = 8
-    steps = warm_steps + max(1, int(rate * seconds / entities))
+    steps_timed = max(1, int(rate * seconds / entities))
+    # A full window for each entity first, as e2e's: the timed forecasts are the model's.
+    warm_steps = config_mod.load(None, env={}).resolved().model.window + 1
+    steps = warm_steps + steps_timed
     values = family(entities, steps)
     sent = np.zeros((steps, entities))  # produce time of each observation
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
@@ -286,17 +303,25 @@ def latency_scenario(rate: float, seconds: float, entities: int, client: str,
                 first = 0 if step < warm_steps else warm_steps
                 for e in range(entities):
                     key, value = encode_observation(f"e{e}", step * STEP, float(values[step, e]))
-                    producer.produce(config.kafka.input_topic, value, key)
+                    while True:
+                        try:
+                            producer.produce(config.kafka.input_topic, value, key)
+                            break
+                        except BufferError:  # the unpaced warm-up filled the local queue
+                            producer.poll(0.05)
+                            _receive(consumer, sent, first, arrived, 0)
                     sent[step, e] = time.perf_counter()
                     if e % 500 == 0:
                         producer.poll(0)
                         _receive(consumer, sent, first, arrived, 0)
-                        while time.perf_counter() < next_at + interval * e / entities:
+                        # The warm-up goes in as fast as the daemon takes it, untimed.
+                        while (step >= warm_steps
+                               and time.perf_counter() < next_at + interval * e / entities):
                             _receive(consumer, sent, first, arrived, 0.001)
                 next_at += interval
                 if step == warm_steps - 1:  # joined, and the warm-up's forecasts all in
-                    producer.flush(30)
-                    deadline = time.perf_counter() + 90
+                    producer.flush(300)
+                    deadline = time.perf_counter() + 300
                     warm = warm_steps * len(range(0, entities, 10))
                     while len(arrived) < warm and time.perf_counter() < deadline:
                         _receive(consumer, sent, 0, arrived, 0.1)
