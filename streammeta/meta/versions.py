@@ -28,7 +28,7 @@ from streammeta.errors import ParameterFileError
 from streammeta.io.tail import Tail
 from streammeta.online import model
 from streammeta.persistence.container import FORMAT, pack, unpack
-from streammeta.persistence.params import checked
+from streammeta.persistence.params import checked, params_width
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class VersionFollower:
             self.numbers.append(v.version)
             if self.newest is None or v.version > self.newest.version:
                 self.newest, changed = v, True
-                wide = int(v.params["w1"].shape[1])
+                wide = params_width("versions topic record", v.params)
                 if wide != self.shape.hidden and wide != self.width:
                     log.info("version %d has model.hidden = %d (the configuration %d): "
                              "served in its width", v.version, wide, self.shape.hidden)

@@ -37,6 +37,7 @@ from streammeta.online.model import ModelShape, Params
 from streammeta.persistence.container import FORMAT, Payload, pack, unpack
 from streammeta.persistence.manifest import Entry, Index, encode, manifest_name
 from streammeta.persistence.store import FileStore, open_store
+from streammeta.persistence.width import params_width
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +411,7 @@ def _log_restored(path: object, model: dict[str, Any], engine: Checkpointed) -> 
     """θ restored from a checkpoint is served in the shape it was written with; say so
     where that is not the configured width (e.g. written before the default changed)."""
     log.info("restored model version %d from %s", model["version"], path)
-    written, hidden = int(model["params"]["w1"].shape[1]), engine.shape.hidden
+    written, hidden = params_width(str(path), model["params"]), engine.shape.hidden
     if written == hidden:
         return
     if engine.automatic_width:  # model.hidden = 0: the width of the θ there is
