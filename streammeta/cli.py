@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = add("evaluate", "Back-test the engine (no Kafka) on a data set replayed as a "
                    "stream, against baselines and ablations: a table, --json, --report with "
-                   "plots, --forecasts-out.", cmd_evaluate)
+                   "plots, --forecasts-out, --per-series.", cmd_evaluate)
     evaluate.add_argument("--data", required=True, metavar="PATH",
                           help="data file, or the M4 folder holding Hourly-train.csv")
     evaluate.add_argument("--format", choices=("m4", "long", "ett"), required=True,
@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "outer-loop runs (default meta.every_observations)")
     evaluate.add_argument("--forecasts-out", metavar="CSV", help="write the engine's "
                           "forecasts (final-origin: M4 submission shape id,F1..FH)")
+    evaluate.add_argument("--per-series", metavar="CSV", help="write every method's "
+                          "sMAPE, MASE, pinball and coverage per entity (its mean over "
+                          "the entity's scored forecasts)")
     evaluate.add_argument("--json", metavar="OUT", help="write the results as JSON")
     evaluate.add_argument("--report", metavar="DIR", help="write report.md and PNG plots")
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -385,6 +385,9 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
                                   plan=plan, peer_cache=cache if args.protocol == "ett"
                                   else None, fit_horizon=fit_horizon)
             evaluations.append(evaluation)
+            if getattr(args, "per_series", None):
+                report.write_per_series(report.suffixed(Path(args.per_series), task,
+                                                        len(tasks)), evaluation)
             if args.forecasts_out and keep is not None:
                 run_kept = next(r for r in evaluation.runs if r.name == keep)
                 assert run_kept.point is not None

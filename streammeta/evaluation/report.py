@@ -1,4 +1,5 @@
-"""Outputs of ``streammeta evaluate``: the table, forecasts CSV, report.md and plots.
+"""Outputs of ``streammeta evaluate``: the table, forecasts and per-series CSVs, report.md
+and plots.
 
 Plots use matplotlib's Agg backend (files only, no display):
 
@@ -101,6 +102,37 @@ def write_forecasts(path: Path, task: Task, point: np.ndarray) -> None:
             values = [f"{v:.7g}" for v in point[row].tolist()]
             lead = [names[task.ent[row]]] + ([] if final else [str(origin_ts[row])])
             out.writerow(lead + values)
+
+
+PER_SERIES = ("smape", "mase", "pinball", "coverage")
+
+
+def write_per_series(path: Path, evaluation: Evaluation) -> None:
+    """``method,entity,forecasts,smape,mase,pinball,coverage``: each method's mean over
+    each entity's scored forecasts (what the aggregates average over entities), to
+    find the series that carry a figure; an empty cell: not defined there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    task = evaluation.task
+    names = task.entities
+    counts = np.bincount(task.ent, minlength=len(names))
+    with open(path, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["method", "entity", "forecasts", *PER_SERIES])
+        for run in evaluation.runs:
+            means = [_entity_means(getattr(run.errors, k), task.ent, len(names))
+                     for k in PER_SERIES]
+            for k in np.flatnonzero(counts):
+                cells = ["" if np.isnan(m[k]) else f"{m[k]:.6g}" for m in means]
+                out.writerow([run.name, names[k], int(counts[k]), *cells])
+
+
+def _entity_means(values: np.ndarray, entity: np.ndarray, entities: int) -> np.ndarray:
+    """(E,) each entity's mean of ``values`` (N,), NaNs skipped; NaN where none."""
+    ok = ~np.isnan(values)
+    sums = np.bincount(entity[ok], weights=values[ok], minlength=entities)
+    counts = np.bincount(entity[ok], minlength=entities)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def command_line(args: argparse.Namespace) -> str:

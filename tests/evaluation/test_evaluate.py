@@ -170,6 +170,25 @@ def test_evaluate_final_origin_on_the_bundled_m4_subset(tmp_path: Path) -> None:
         assert (report / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_per_series_scores_average_to_the_reported_figures(tmp_path: Path) -> None:
+    out, per = tmp_path / "r.json", tmp_path / "per.csv"
+    assert main(["evaluate", "--data", str(datasets.bundled_m4()), "--format", "m4",
+                 "--protocol", "rolling", "--limit-series", "3", "--methods", "streammeta",
+                 "seasonal-naive", "--json", str(out), "--per-series", str(per), "-q"]) == 0
+    results = json.loads(out.read_text())["results"]
+    rows = list(csv.DictReader(per.read_text().splitlines()))
+    assert {(r["method"], r["entity"]) for r in rows} == {
+        (m, e) for m in ("streammeta", "seasonal-naive") for e in ("H1", "H8", "H15")}
+    for method in ("streammeta", "seasonal-naive"):
+        mine = [r for r in rows if r["method"] == method]
+        assert all(int(r["forecasts"]) > 1 for r in mine)  # rolling: many origins each
+        reported = next(r for r in results if r["method"] == method and r["slice"] == "all")
+        for metric in ("smape", "mase"):  # every entity weighs the same (M4)
+            mean = np.mean([float(r[metric]) for r in mine])
+            assert mean == pytest.approx(reported[metric], rel=1e-5)
+    assert all(0.0 <= float(r["coverage"]) <= 1.0 for r in rows)
+
+
 def test_evaluate_rolling_reports_the_cold_start_slice(tmp_path: Path) -> None:
     out, report = tmp_path / "r.json", tmp_path / "report"
     assert main(["evaluate", "--data", str(datasets.bundled_m4()), "--format", "m4",
