@@ -20,7 +20,10 @@ weighted average forecaster (Hedge) over E experts:
   others it has no forecast, serves nothing and its error counts as the mean of the
   others' (neither credit nor blame).
   The forecasts of the last three are kept until their targets arrive
-  (``Arena.pending_experts``).
+  (``Arena.pending_experts``);
+* ``WEEKLY`` — seasonal naive a week back (``WEEK`` seasons, the value 7m steps
+  before each target), for sub-daily seasons (m ≥ 24, as the window's week) where the
+  window holds the week: traffic-like series whose weekends differ from their weekdays.
 
 A step h is served with the weights of the smallest scored horizon ≥ h. At a scored
 horizon that is a multiple of the season m > 1, persistence's forecast is seasonal
@@ -79,8 +82,8 @@ from streammeta.online.theta import seasonal_indices, theta
 if TYPE_CHECKING:
     from streammeta.config import ExpertsConfig
 
-MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE = range(7)
-EXPERTS = 7
+MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY = range(8)
+EXPERTS = 8
 KEPT = 3  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE
 # The theta experts serve seasons shorter than this only. With a daily season of
 # hourly values (M4 hourly, m = 24) their seasonal adjustment is unstable: the level
@@ -99,6 +102,18 @@ ANALOGUE_SEASONS_FROM = 12
 # yearly 3.817 / 3.817 / 3.817, quarterly 1.662 / 1.662 / 1.662, monthly 1.117 / 1.107 /
 # 1.105; with the window's ring, 23 / 25 / 55 values: 3.838 / 1.686 / 1.124).
 THETA_HISTORY = 144
+# The weekly expert's lag in seasons, for seasons of this many steps or more (a day of
+# hourly values or finer; config.tree's window holds a week there). At M4 hourly's
+# final origin, sMAPE is carried by low-valued series whose week starts again after a
+# weekend: the day before says nothing of it (docs/evaluation.md, "What carries sMAPE").
+WEEK, WEEKLY_SEASONS_FROM = 7, 24
+
+
+def weekly_lag(season: int, window: int, horizon: int) -> int:
+    """The weekly expert's lag in steps; 0 where it does not serve (a season under
+    ``WEEKLY_SEASONS_FROM``, or a week longer than the window or shorter than H)."""
+    lag = WEEK * season
+    return lag if season >= WEEKLY_SEASONS_FROM and horizon <= lag <= window else 0
 
 
 def expert_loss(err: Tensor, kind: str) -> Tensor:
@@ -158,13 +173,14 @@ def persistence_steps(horizons: tuple[int, ...], season: int) -> dict[int, list[
     return out
 
 
-def allowed(horizons: tuple[int, ...], season: int) -> Tensor:
+def allowed(horizons: tuple[int, ...], season: int, weekly: bool = False) -> Tensor:
     """(S, E): persistence does not serve a scored horizon that is a multiple of the
     season (> 1) with no other step of its own to be judged on (see
     :func:`persistence_steps`); the theta experts serve seasons below
     ``THETA_SEASONS_BELOW`` only, the analogue expert seasons from
-    ``ANALOGUE_SEASONS_FROM`` on."""
+    ``ANALOGUE_SEASONS_FROM`` on, the weekly expert where ``weekly``."""
     ok = torch.ones(len(horizons), EXPERTS, dtype=torch.bool)
+    ok[:, WEEKLY] = weekly
     if season < ANALOGUE_SEASONS_FROM:
         ok[:, ANALOGUE] = False
     if season >= THETA_SEASONS_BELOW:
@@ -176,13 +192,14 @@ def allowed(horizons: tuple[int, ...], season: int) -> Tensor:
 
 
 def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tensor,
-          slope: Tensor, kept: Tensor) -> Tensor:
+          slope: Tensor, kept: Tensor, weekly: Tensor | None = None) -> Tensor:
     """Served point forecasts (B, H).
 
     w (B, S, E) weights; bucket (H,) the scored horizon whose weights step h uses;
     model (B, H) and seasonal (B, H) forecasts, last (B,) the newest value, slope (B,)
     the drift expert's average step, kept (B, H, 3) the THETA, TREND and ANALOGUE
-    forecasts (NaN: none, where its weight is 0)."""
+    forecasts (NaN: none, where its weight is 0), weekly (B, H) the WEEKLY expert's
+    (None: it does not serve, its weight is 0)."""
     # (E, B, H): each expert's weights contiguous, so the products below stream
     # (indexing (B, S, E) by the middle dimension was half of this function's time).
     # bucket is non-decreasing: each scored horizon's weights repeated over its steps.
@@ -194,11 +211,12 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
     else:
         wh = wt.index_select(2, bucket)
     h = torch.arange(1, model.shape[1] + 1, dtype=model.dtype)[None, :]  # (1, H)
-    return (wh[MODEL] * model + wh[NAIVE] * last[:, None]
+    out = (wh[MODEL] * model + wh[NAIVE] * last[:, None]
             + (wh[SEASONAL] + wh[DRIFT]) * seasonal
             + wh[DRIFT] * slope[:, None] * h
             + wh[THETA] * kept[:, :, 0] + wh[TREND] * kept[:, :, 1]
             + wh[ANALOGUE] * kept[:, :, 2].nan_to_num())
+    return out if weekly is None else out + wh[WEEKLY] * weekly
 
 
 def slope(ring: Tensor, last_index: Tensor, span: int, season: int = 1) -> Tensor:
@@ -254,7 +272,8 @@ class Weighting:
         self.serves_theta = season < THETA_SEASONS_BELOW
         self._h = torch.tensor(horizons)  # (S,)
         self._bucket = buckets(horizons, horizon)  # (H,)
-        self._allowed = allowed(horizons, season)  # (S, E)
+        self.lag = weekly_lag(season, window, horizon)  # the weekly expert's; 0: none
+        self._allowed = allowed(horizons, season, self.lag > 0)  # (S, E)
         # Young entities: persistence serves step 1 only (see :meth:`serve`).
         self._allowed_young = self._allowed.clone()
         self._allowed_young[self._h > 1, NAIVE] = False
@@ -308,8 +327,13 @@ class Weighting:
         clear_cells(arena.pending_experts, slots, cell)
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
-        each = torch.cat([torch.stack([model, last, naive, drift], dim=2), kept],
-                         dim=2)  # (B, S, E)
+        weekly = naive  # where it does not serve: a copy of seasonal naive's record
+        if self.lag:  # the value a week before the target; none before a week is seen
+            weekly = arena.ring[slots, (j - self.lag) % arena.ring_len][:, None].expand_as(
+                naive)
+            weekly = torch.where((j >= self.lag)[:, None], weekly, float("nan"))
+        each = torch.cat([torch.stack([model, last, naive, drift], dim=2), kept,
+                          weekly[:, :, None]], dim=2)  # (B, S, E)
         err = expert_loss((y[:, None, None] - each).abs() / scale[:, :, None],
                           self.loss)  # (B, S, E)
         if len(self._p_rows):  # persistence at the seasons: judged on the steps before
@@ -349,7 +373,15 @@ class Weighting:
         if bool(none.any()):
             w[:, :, ANALOGUE] = torch.where(none[:, None], 0.0, w[:, :, ANALOGUE])
             w = w / w.sum(dim=2, keepdim=True)
-        served = blend(w, self._bucket, point, last, seasonal, step, kept)
+        weekly = None
+        if self.lag:  # the values a week before the targets, once a week is seen
+            steps = torch.arange(1, self.horizon + 1)
+            weekly = torch.gather(history, 1, ((n - 1) % R + R - self.lag)[:, None] + steps)
+            short = n < self.lag
+            if bool(short.any()):
+                w[:, :, WEEKLY] = torch.where(short[:, None], 0.0, w[:, :, WEEKLY])
+                w = w / w.sum(dim=2, keepdim=True)
+        served = blend(w, self._bucket, point, last, seasonal, step, kept, weekly)
         served = torch.where(warm[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
 
