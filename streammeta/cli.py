@@ -139,7 +139,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _setup_logging(config)
     result = pretrain(config, args.data, args.format, args.out, steps=args.steps,
                       progress=not args.quiet)
-    print(f"wrote {args.out}: {int(result['tasks'])} tasks; held-out meta-loss "
+    young = " (young tasks only: no series holds a whole task)" if result["young_only"] else ""
+    print(f"wrote {args.out}: {int(result['tasks'])} tasks{young}; held-out meta-loss "
           f"{result['held_out_loss_before']:.4f} → {result['held_out_loss_after']:.4f}")
     return 0
 

@@ -332,8 +332,9 @@ def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
     assert cfg is not None
     started = time.perf_counter()
     result = pretrain(cfg, str(data), "long", str(path), steps, progress=progress)
+    young = ", young tasks only: no whole task fits" if result["young_only"] else ""
     return path, (f"{task.label}: pretrained {steps} meta-steps on the training values "
-                  f"(model.hidden = {params_io.width(path)}) in "
+                  f"(model.hidden = {params_io.width(path)}{young}) in "
                   f"{time.perf_counter() - started:.0f} s, held-out meta-loss "
                   f"{result['held_out_loss_before']:.4f} -> {result['held_out_loss_after']:.4f}")
 

@@ -32,7 +32,8 @@ from streammeta.persistence import params as params_io
 
 def task_pool(series: list[datasets.Series], length: int, stride: int) -> tuple[Tensor, Tensor]:
     """Every history of ``length`` values (every ``stride`` steps) of every series:
-    → (windows (N, T), index of the series each came from (N,))."""
+    → (windows (N, T), index of the series each came from (N,)); none if no series
+    is that long."""
     pools, owners = [], []
     for k, s in enumerate(series):
         if len(s) >= length:
@@ -41,9 +42,28 @@ def task_pool(series: list[datasets.Series], length: int, stride: int) -> tuple[
             pools.append(windows)
             owners.append(torch.full((len(windows),), k))
     if not pools:
-        raise DataError(f"no series has the {length} values a task needs "
-                        "(window + 2 horizons + the support/query spans)")
+        return torch.zeros(0, length), torch.zeros(0, dtype=torch.long)
     return torch.cat(pools), torch.cat(owners)
+
+
+def split_pool(series: list[datasets.Series], layout: TaskLayout, holdout: float,
+               transform: str) -> tuple[Tensor, Tensor, bool]:
+    """Training and validation histories (whole series held out), in model units, and
+    whether they are young tasks only. Whole tasks where some series are long enough
+    to train on and to hold out; else young tasks — an entity's first forecasts, which
+    short series have (a yearly series of 20 values has no whole task)."""
+    for length, young in ((layout.length, False), (layout.young_length, True)):
+        if young and not layout.young:
+            break
+        pool, owner = task_pool(series, length, stride=layout.season)
+        held = held_out(owner, holdout)
+        if bool(held.any()) and not bool(held.all()):
+            pool = model.to_model_units(pool, transform)
+            return pool[~held], pool[held][:2048], young
+    longest = max((len(s) for s in series), default=0)
+    raise DataError(f"too few series long enough to train on and hold some out: tasks need "
+                    f"{layout.length} values (young tasks {layout.young_length}), the "
+                    f"longest series has {longest}")
 
 
 def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
@@ -56,6 +76,14 @@ def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
     return stats
 
 
+def offline_layout(config: Config) -> TaskLayout:
+    """The tasks offline meta-training draws: the outer loop's, with young tasks."""
+    m = config.meta
+    return TaskLayout(config.model.window, config.series.horizon, m.support_windows,
+                      m.query_windows, m.window_stride, config.series.season,
+                      young=warm_at(config.model, config.series.season))
+
+
 def meta_train(config: Config, series: list[datasets.Series], steps: int,
                progress: bool = True, name: str = "the data") -> tuple[model.Params,
                                                                       dict[str, float]]:
@@ -66,22 +94,19 @@ def meta_train(config: Config, series: list[datasets.Series], steps: int,
         torch.set_num_threads(config.model.threads)
     initial, _ = params_io.initial(config)  # the θ the daemon would start from
     m = config.meta
-    layout = TaskLayout(config.model.window, config.series.horizon, m.support_windows,
-                        m.query_windows, m.window_stride, config.series.season,
-                        young=warm_at(config.model, config.series.season))
-    pool, owner = task_pool(series, layout.length, stride=config.series.season)
-    pool = model.to_model_units(pool, config.series.transform)
-    held = held_out(owner, m.holdout)  # whole series held out
-    train, valid = pool[~held], pool[held][:2048]
-    if len(train) == 0 or len(valid) == 0:
-        raise DataError(f"{name}: too few series to hold some out for validation")
+    layout = offline_layout(config)
+    try:
+        train, valid, young_only = split_pool(series, layout, m.holdout, config.series.transform)
+    except DataError as exc:
+        raise DataError(f"{name}: {exc}") from None
     learner = MetaLearner(initial, layout, replace(m, meta_lr=m.pretrain_lr),
                           config.adaptation, config.series.quantiles,
                           device=resolve_device(m.device))
     generator = torch.Generator().manual_seed(config.model.seed)
     # Young tasks take each pool window's first value as an entity's birth.
-    n_young = learner.young_count(m.tasks_per_step)
-    valid_young = valid[: learner.young_count(len(valid))]
+    n_young = m.tasks_per_step if young_only else learner.young_count(m.tasks_per_step)
+    valid_young = valid if young_only else valid[: learner.young_count(len(valid))]
+    valid = valid[:0] if young_only else valid
     before = learner.evaluate(initial, valid, valid_young)
     bar = tqdm(range(steps), desc="meta-training", unit="step", disable=not progress)
     loss = before
@@ -92,5 +117,6 @@ def meta_train(config: Config, series: list[datasets.Series], steps: int,
             bar.set_postfix(meta_loss=f"{loss:.4f}")
     params = learner.snapshot()
     after = learner.evaluate(params, valid, valid_young)
-    return params, {"tasks": float(len(pool)), "held_out_loss_before": before,
+    return params, {"tasks": float(len(train) + len(valid)), "young_only": float(young_only),
+                    "held_out_loss_before": before,
                     "held_out_loss_after": after, "last_meta_loss": loss}

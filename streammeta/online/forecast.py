@@ -9,7 +9,9 @@ horizons until their targets arrive (``streammeta.online.scoring``); with
 ``experts.enabled`` the model is scored alone but warm rows are served its blend
 with the cheap experts (``streammeta.online.experts``); with ``calibration.enabled``
 the warm rows' quantiles are set around what is served from its own realised errors
-(``streammeta.online.calibration``).
+(``streammeta.online.calibration``). Last, warm rows' forecasts are held within the
+range of the entity's newest L values widened by that range on each side, and at 0
+or above where those values are (:func:`plausible`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,23 @@ def warm_at(config: ModelConfig, season: int) -> int:
     least a whole first season (a young window is completed with it), at most L
     (``config`` resolved: see ``Config.resolved``)."""
     return min(max(config.warm_after, season), config.window)
+
+
+def plausible(recent: Tensor, warm: Tensor, point: Tensor, quant: Tensor) -> None:
+    """In place: warm rows' forecasts held within the range of the entity's ``recent``
+    values (B, L) widened by that range on each side, and at 0 or above where those
+    values are. The model works in asinh units (about logarithms), where an offset of a
+    few units is a factor of hundreds: a short erratic series' calibrated quantiles
+    otherwise reach 10⁴ times its level. Monotone, so quantiles stay coherent."""
+    lo, hi = recent.amin(dim=1), recent.amax(dim=1)
+    span = torch.maximum(hi - lo, 0.1 * torch.maximum(hi.abs(), lo.abs()))
+    floor = torch.where(lo >= 0, (lo - span).clamp(min=0.0), lo - span)
+    inf = torch.full_like(lo, float("inf"))
+    floor, ceil = torch.where(warm, floor, -inf), torch.where(warm, hi + span, inf)
+    point.copy_(torch.minimum(torch.maximum(point, floor[:, None]), ceil[:, None]))
+    if quant.numel():
+        quant.copy_(torch.minimum(torch.maximum(quant, floor[:, None, None]),
+                                  ceil[:, None, None]))
 
 
 class Forecaster:
@@ -83,6 +102,9 @@ class Forecaster:
             quant = self._calibrated(arena, slots, cells, warm, point, spread, quant)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
+        if bool(warm.any()):
+            recent = window(history, n - self.shape.window, self.shape.window, self.shape.season)
+            plausible(model.from_model_units(recent, self.shape.transform), warm, point, quant)
         return Forecasts(
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())

@@ -15,7 +15,7 @@ from streammeta.config import Config
 from streammeta.errors import DataError
 from streammeta.io import datasets
 from streammeta.meta import outer
-from streammeta.meta.pretrain import meta_train, task_pool
+from streammeta.meta.pretrain import meta_train, offline_layout, task_pool
 from streammeta.online import model
 from streammeta.online.engine import Engine
 from streammeta.persistence import params as params_io
@@ -86,5 +86,22 @@ def test_the_task_pool_is_every_stride_of_every_long_enough_series() -> None:
     pool, owner = task_pool(series, length=4, stride=3)
     assert pool.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
     assert owner.tolist() == [0, 0, 0]
-    with pytest.raises(DataError):
-        task_pool(series, length=11, stride=1)
+    assert task_pool(series, length=11, stride=1)[0].shape == (0, 11)
+
+
+def test_series_too_short_for_a_whole_task_pretrain_on_young_tasks(cfg: Config) -> None:
+    """Yearly-like series (shorter than a whole task) meta-train on their first
+    forecasts instead of being refused; shorter still is refused, named."""
+    layout = offline_layout(cfg.resolved(offline=True))
+    assert layout.young_length < layout.length
+    values = related_family(24, layout.length - 1, seed=5)
+    ts = np.arange(values.shape[1], dtype=np.int64) * STEP
+    series = [datasets.Series(f"s{i}", ts, v) for i, v in enumerate(values)]
+    params, stats = meta_train(cfg.replace("meta", holdout=0.25), series, steps=3,
+                               progress=False)
+    assert stats["young_only"] == 1.0 and stats["tasks"] >= 24
+    assert not torch.equal(params["w_point"], params_io.initial(cfg)[0]["w_point"])
+    short = [datasets.Series(s.entity, s.ts[:layout.young_length - 1],
+                             s.values[:layout.young_length - 1]) for s in series]
+    with pytest.raises(DataError, match=f"young tasks {layout.young_length}"):
+        meta_train(cfg, short, steps=1, progress=False)
