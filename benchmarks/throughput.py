@@ -12,11 +12,13 @@ Scenarios (each in its own process, so peak RSS is its own):
                Kafka in → daemon → Kafka out through the embedded Tansu broker with
                each client: one forecast message per observation, acks=all, offsets
                committed, timed in steady state (each of the 10,000 entities' first
-               full window is drained untimed first; --profile, which counts the
-               warm-up too: where the default client's run spends its time);
-               also the daemon process's CPU time per observation, which a loaded
-               machine distorts far less than the rate, and librdkafka's threads'
-               part of it (with --profile: CPU seconds by thread)
+               full window is drained untimed first); also the daemon process's
+               CPU time per observation, which a loaded machine distorts far less
+               than the rate, and librdkafka's threads' part of it. --profile
+               splits the timed window's CPU by component (spy_split.py: exact
+               thread CPU of the engine step, decode, encode, produce, flush,
+               poll, commit, the garbage collector; the engine's round sizes);
+               PYSPY=1 adds a py-spy sample of every thread
   latency      observations produced at half the default client's e2e rate into a
                running daemon (`streammeta run`), after a full window of each entity
                went in unpaced; the time from an observation's produce to its
@@ -204,6 +206,22 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
         metrics = Metrics()
         edge = make_kafka_edge(config, metrics.count_error)
         daemon = Daemon(config, edge.source, edge.sink, metrics, progress_every_s=3600)
+        meter = None
+        if profile:
+            import spy_split
+
+            meter = spy_split.Meter()
+            for obj, method, name in [
+                    (daemon.engine, "process", "engine step"),
+                    (daemon.decoder, "decode", "decode observations"),
+                    (daemon.encoder, "format", "encode forecasts"),
+                    (daemon.sink, "send_forecasts", "produce forecasts"),
+                    (daemon.sink, "flush", "flush (acknowledgements)"),
+                    (daemon.source, "poll", "poll"),
+                    (daemon.source, "commit", "commit")]:
+                meter.wrap(obj, method, name)
+            meter.watch_rounds()
+            meter.watch_gc()
         total = (warm + steps) * entities
         first_batch: list[float] = []
         # When the warm-up was drained: wall clock, process CPU, observations.
@@ -218,32 +236,37 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
                     timed.append((time.perf_counter(), time.process_time(),
                                   daemon.observations))
                     threads_cpu[0] = thread_cpu()
+                    if meter is not None:  # the timed window only: the warm-up is set-up
+                        meter.reset()
+                        spy.append(start_spy())
                 time.sleep(0.01)
             threads_cpu.append(thread_cpu())  # before the daemon's threads end
             daemon.stop()
 
+        spy: list[Any] = []
+
+        def start_spy() -> Any:
+            import spy_split
+
+            return spy_split.start(os.getpid()) if os.environ.get("PYSPY") else None
+
         watcher = threading.Thread(target=watch, daemon=True)
         started = time.perf_counter()
         watcher.start()
-        profiler = None
-        if profile:
-            import cProfile
-
-            # The loop thread's CPU time: wall time would count the waits for a CPU of a
-            # loaded machine against whatever function was running.
-            profiler = cProfile.Profile(time.thread_time)
-            profiler.enable()
         daemon.run()
         ended = time.perf_counter()
         cpu_ended = time.process_time()
-        if profiler is not None:
-            import pstats
+        if meter is not None and timed:
+            import spy_split
 
-            profiler.disable()
-            stats = pstats.Stats(profiler, stream=sys.stderr)
-            stats.sort_stats("tottime").print_stats(25)
-            print("CPU seconds by thread while draining (the preload and set-up not counted): "
-                  f"{_minus(threads_cpu[-1], threads_cpu[0])}", file=sys.stderr)
+            n = max(1, daemon.observations - timed[0][2])
+            by_thread = _minus(threads_cpu[-1], threads_cpu[0])
+            rdkafka = sum(v for k, v in by_thread.items() if k.startswith("rdk:"))
+            print(meter.report(n, cpu_ended - timed[0][1], rdkafka), file=sys.stderr)
+            if spy and spy[0] is not None:
+                print(spy_split.report(spy_split.stop(spy[0]), n, cpu_ended - timed[0][1]),
+                      file=sys.stderr)
+            print(f"CPU seconds by thread while timed: {by_thread}", file=sys.stderr)
     # Timed from the warm-up drained: the group join (~3 s on Tansu) and the warm-up
     # are set-up.
     begin = first_batch[0] if first_batch else started
@@ -395,8 +418,8 @@ def main() -> None:
                         help="one scenario; e2e = the engine alone, e2e through each client "
                              "and the latency")
     parser.add_argument("--profile", action="store_true",
-                        help="profile the default client's e2e run: the loop thread's CPU "
-                             "time (top functions to stderr)")
+                        help="split the default client's e2e run's timed CPU by component "
+                             "(to stderr; PYSPY=1 also samples it with py-spy)")
     parser.add_argument("--latency-rate", type=float, default=0.0,
                         help="observations/s of the latency run (default: half the default "
                              "client's e2e rate measured in this run, else 25,000)")

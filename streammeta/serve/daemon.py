@@ -9,6 +9,7 @@ flushes, commits and returns.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -144,6 +145,10 @@ class Daemon:
             self.checkpointer.restore_model()
             self.metrics.model_version.set(self.engine.version)
         self.source.set_rebalance_listener(self._on_assigned, self._on_revoked)
+        # What exists now (modules, torch, θ, restored state) lives as long as the process:
+        # out of the collector's full passes, which otherwise stop the loop ~75 ms each
+        # (measured in steady state: 1.3 µs of CPU per observation, and a p99 outlier).
+        gc.freeze()
         try:
             while not self._stop.is_set():
                 self._swap_if_offered()
