@@ -133,10 +133,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from streammeta.meta.pretrain import pretrain
+    from streammeta.io import datasets
+    from streammeta.meta.pretrain import pretrain, too_short
 
     config = load_config(args)
     _setup_logging(config)
+    reason = too_short(config, datasets.load(args.data, args.format))
+    if reason:
+        print(f"warning: {reason}", file=sys.stderr)
     result = pretrain(config, args.data, args.format, args.out, steps=args.steps,
                       progress=not args.quiet)
     young = " (young tasks only: no series holds a whole task)" if result["young_only"] else ""

@@ -16,7 +16,9 @@ outputs in :mod:`streammeta.evaluation.report`.
 ``--pretrain STEPS`` meta-trains θ offline first (``streammeta pretrain``'s
 learner) on the values a protocol allows: the train rows for ``ett`` (as the
 literature's methods train on them), the whole streamed training parts for
-``final-origin``; never for ``rolling``, whose later origins it would leak.
+``final-origin``; never for ``rolling``, whose later origins it would leak; not
+where most series are shorter than a whole task (``pretrain.too_short``: there it
+served worse than the seeded θ), which the note says.
 """
 
 from __future__ import annotations
@@ -311,25 +313,30 @@ def evaluate(task: Task, config: Config, methods: tuple[str, ...], batch_size: i
 
 
 def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
-                    progress: bool) -> tuple[Path, str]:
-    """Meta-train θ offline on the task's training values → (parameter file, note)."""
-    from streammeta.meta.pretrain import pretrain
+                    progress: bool) -> tuple[Path | None, str]:
+    """Meta-train θ offline on the task's training values → (parameter file, note);
+    no file where the series are too short for it to pay (``pretrain.too_short``)."""
+    from streammeta.meta.pretrain import pretrain, too_short
     from streammeta.persistence import params as params_io
 
     if task.train_rows is None:
         raise DataError(f"--pretrain is not defined for the {task.protocol} protocol: it "
                         "would learn from values after the scored origins")
+    cfg = engine_config(config, task, "streammeta")
+    assert cfg is not None
+    train = [s if task.train_rows < 0 else datasets.Series(
+        s.entity, s.ts[:task.train_rows], s.values[:task.train_rows]) for s in task.stream]
+    reason = too_short(cfg, train)
+    if reason:
+        return None, f"{task.label}: not pretrained, the seeded θ serves: {reason}"
     data = directory / f"train_h{task.horizon}.csv"
     with open(data, "w", newline="") as handle:  # the allowed values, as a long CSV
         out = csv.writer(handle)
         out.writerow(["entity", "ts", "value"])
-        for s in task.stream:
-            n = len(s) if task.train_rows < 0 else task.train_rows
-            out.writerows(zip([s.entity] * n, s.ts[:n].tolist(), s.values[:n].tolist(),
+        for s in train:
+            out.writerows(zip([s.entity] * len(s), s.ts.tolist(), s.values.tolist(),
                               strict=True))
     path = directory / f"pretrained_h{task.horizon}.smp"
-    cfg = engine_config(config, task, "streammeta")
-    assert cfg is not None
     started = time.perf_counter()
     result = pretrain(cfg, str(data), "long", str(path), steps, progress=progress)
     young = ", young tasks only: no whole task fits" if result["young_only"] else ""
@@ -379,7 +386,8 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
             if args.pretrain:
                 path, note = pretrain_params(task, task_config, args.pretrain, Path(scratch),
                                              progress=not args.quiet)
-                task_config = task_config.replace("model", init=str(path))
+                if path is not None:
+                    task_config = task_config.replace("model", init=str(path))
                 notes.append(note)
             evaluation = evaluate(task, task_config, methods, args.batch_size, args.outer_every,
                                   progress=not args.quiet, notes=notes, keep_point=keep,

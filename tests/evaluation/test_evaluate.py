@@ -265,3 +265,18 @@ def test_evaluate_counts_calendar_months_with_a_calendar_frequency(
     naive = next(r for r in results if r["method"] == "seasonal-naive" and r["slice"] == "all")
     assert ours["coverage"] > 0.5
     assert ours["mase"] < 1.5 * naive["mase"]
+
+
+def test_pretraining_is_skipped_and_said_so_where_most_series_are_too_short(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """M1-like short series: no series holds a whole task, so the seeded θ serves
+    (a pretrained one served worse there) and the note says why."""
+    import streammeta
+    from streammeta.cli import main
+
+    m1 = Path(streammeta.__file__).parent / "data" / "m1_monthly_subset.csv"
+    assert main(["evaluate", "--data", str(m1), "--format", "m4",
+                 "--protocol", "final-origin", "--horizon", "18", "--season", "12",
+                 "--pretrain", "3", "--methods", "streammeta", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "not pretrained, the seeded θ serves" in out and "of a whole task" in out
