@@ -206,14 +206,16 @@ def test_the_weights_follow_squared_errors_when_the_loss_is_mse() -> None:
         assert int(experts.weights(losses, 0.5)[0, 0].argmax()) == best
 
 
-def test_persistence_is_judged_at_a_season_on_the_steps_it_serves_there() -> None:
-    """m = 12, H = 12: the horizon 12 serves steps 7..12; at 12 persistence's forecast
-    is seasonal naive's, so its loss there is its mean error over steps 7..11."""
+def test_persistence_is_judged_on_the_mean_of_the_steps_each_horizon_serves() -> None:
+    """m = 12, H = 12: the horizon 6 serves steps 2..6, so persistence's loss there is
+    its mean error over them, not its error at 6; the horizon 12 serves 7..12, and at
+    12 its forecast is seasonal naive's, so its loss there is its mean over 7..11."""
     ring = torch.arange(36) / 10  # a trend: y[t] = t / 10
     losses = scored_once("mae", ring, 3.6, [3.6, 3.6, 3.6])
     assert float(losses[2, experts.SEASONAL]) == pytest.approx(1.2)  # 12 steps
     assert float(losses[2, experts.NAIVE]) == pytest.approx(0.9)  # mean of 7..11 steps
-    assert float(losses[1, experts.NAIVE]) == pytest.approx(0.6)  # its own at 6
+    assert float(losses[1, experts.NAIVE]) == pytest.approx(0.4)  # mean of 2..6 steps
+    assert float(losses[1, experts.SEASONAL]) == pytest.approx(1.2)  # at 6 alone
     assert float(losses[0, experts.NAIVE]) == pytest.approx(0.1)
 
 

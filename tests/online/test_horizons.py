@@ -21,16 +21,19 @@ def test_the_scored_horizons_are_every_half_season_and_season_up_to_h() -> None:
     assert legacy(48, 24) == (1, 24, 48)
 
 
-def test_persistence_is_judged_before_the_seasons_and_serves_where_it_has_steps() -> None:
-    """At a multiple of the season persistence's forecast is seasonal naive's: it is
-    judged on the steps before it that the horizon serves, and barred only where
-    there are none."""
-    assert persistence_steps(scored(48, 24), 24) == {2: list(range(13, 24)),
+def test_persistence_is_judged_on_the_steps_each_horizon_serves() -> None:
+    """Persistence is judged at each scored horizon beyond 1 on every step the horizon
+    serves; at a multiple of the season (its forecast there is seasonal naive's) on
+    the steps before it, and barred only where there are none."""
+    assert persistence_steps(scored(48, 24), 24) == {1: list(range(2, 13)),
+                                                     2: list(range(13, 24)),
+                                                     3: list(range(25, 37)),
                                                      4: list(range(37, 48))}
     assert allowed(scored(48, 24), 24)[:, NAIVE].tolist() == [True] * 5  # 1, 12, 24, 36, 48
-    assert persistence_steps(scored(4, 2), 2) == {1: [], 3: []}  # 1, 2, 3, 4
+    assert persistence_steps(scored(4, 2), 2) == {1: [], 2: [3], 3: []}  # 1, 2, 3, 4
     assert allowed(scored(4, 2), 2)[:, NAIVE].tolist() == [True, False, True, False]
-    assert persistence_steps(scored(6, 1), 1) == {}  # no season
+    assert persistence_steps(scored(6, 1), 1) == {1: [2], 2: [3, 4], 3: [5, 6]}  # no season
+    assert persistence_steps(scored(1, 24), 24) == {}
 
 
 def test_remap_keeps_shared_columns_and_fills_new_ones() -> None:
