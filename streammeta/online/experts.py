@@ -363,7 +363,10 @@ class Weighting:
         # are too thin to keep it out where the season rules (M4 hourly rolling, first
         # 48 forecasts: MASE 1.391 with 1, m, H; 1.583 with the half seasons; 1.396
         # with persistence barred there).
-        w = weights(arena.experts[slots], self.rate, self.population.prior(young),
+        # The forecasts resolved at each horizon (scored from origin cold_from - 1 on).
+        resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
+        prior = self.population.prior(young, resolved, self.discount)
+        w = weights(arena.experts[slots], self.rate, prior,
                     torch.where(young[:, None, None], self._allowed_young, self._allowed))
         step = slope(history[:, :R], n - 1, self.window, self.season)
         kept = torch.cat([self._theta(arena, slots, n, recent),
