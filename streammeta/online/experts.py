@@ -325,6 +325,8 @@ class Weighting:
         cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
+        if not self.serves_theta:  # zeros, not forecasts: the others' mean stands in
+            kept[:, :, :2] = float("nan")
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         weekly = naive  # where it does not serve: a copy of seasonal naive's record
