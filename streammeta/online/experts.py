@@ -263,6 +263,7 @@ class Weighting:
     def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
                  season: int, window: int, warm_at: int = 0, loss: str = "mae") -> None:
         self.rate, self.discount = config.rate, config.discount
+        self.fade = config.prior_fade  # the population's record (population.prior)
         # The experts' loss (expert_loss): experts.loss, or "auto" the adaptation's.
         self.loss = loss if config.loss == "auto" else config.loss
         self._clip = loss_clip(self.loss)
@@ -367,7 +368,7 @@ class Weighting:
         # with persistence barred there).
         # The forecasts resolved at each horizon (scored from origin cold_from - 1 on).
         resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
-        prior = self.population.prior(young, resolved, self.discount)
+        prior = self.population.prior(young, resolved, self.fade)
         w = weights(arena.experts[slots], self.rate, prior,
                     torch.where(young[:, None, None], self._allowed_young, self._allowed))
         step = slope(history[:, :R], n - 1, self.window, self.season)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import torch
 
 from streammeta.online.experts import weights
@@ -67,11 +69,11 @@ def test_the_record_fades_as_an_entity_resolves_forecasts_of_its_own() -> None:
     population.commit()
     mature = torch.zeros(4, dtype=torch.bool)
     resolved = torch.tensor([[-5], [0], [48], [400]])
-    prior = population.prior(mature, resolved, discount=0.98)
+    prior = population.prior(mature, resolved, fade=50.0)
     assert torch.allclose(prior[:2, 0, 1], torch.tensor([30.0, 30.0]))
-    assert abs(float(prior[2, 0, 1]) - 30.0 * 0.98**48) < 1e-3
-    assert float(prior[3, 0, 1]) < 0.01 and not prior[:, 0, 0].any()
-    assert torch.equal(population.prior(mature), population.prior(mature, resolved, 1.0))
+    assert abs(float(prior[2, 0, 1]) - 30.0 * math.exp(-48 / 50)) < 1e-3
+    assert float(prior[3, 0, 1]) < 0.02 and not prior[:, 0, 0].any()
+    assert torch.equal(population.prior(mature), population.prior(mature, resolved, 0.0))
     own = torch.tensor([[[15.0, 5.0]]]).expand(4, 1, 2)  # its own: expert 1 better by 0.2
     w = weights(own, 0.5, prior)
     assert float(w[1, 0, 1]) < 0.01 and float(w[3, 0, 1]) > 0.99
