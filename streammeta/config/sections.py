@@ -284,6 +284,9 @@ class ExpertsConfig:
     # A new entity starts as if it had this many resolved forecasts with the mean
     # errors of all entities so far (0: even weights).
     prior_events: float = 30.0
+    # ... whose weight falls by e every this many forecasts the entity resolves itself
+    # (0: never): the record stands for forecasts it has not made yet.
+    prior_fade: float = 250.0
     # The analogue expert for young entities: what followed the stored windows of all
     # entities most like theirs (streammeta/online/analogues.py, docs/memory.md).
     analogues: bool = True
@@ -303,6 +306,8 @@ class ExpertsConfig:
               "'auto', 'mae' or 'mse'")
         check("experts.prior_events", self.prior_events,
                math.isfinite(self.prior_events) and self.prior_events >= 0, "a float >= 0")
+        check("experts.prior_fade", self.prior_fade,
+              math.isfinite(self.prior_fade) and self.prior_fade >= 0, "a float >= 0")
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,7 @@ class Weighting:
     def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
                  season: int, window: int, warm_at: int = 0, loss: str = "mae") -> None:
         self.rate, self.discount = config.rate, config.discount
+        self.fade = config.prior_fade  # the population's record (population.prior)
         # The experts' loss (expert_loss): experts.loss, or "auto" the adaptation's.
         self.loss = loss if config.loss == "auto" else config.loss
         self._clip = loss_clip(self.loss)
@@ -331,6 +332,8 @@ class Weighting:
         cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
+        if not self.serves_theta:  # zeros, not forecasts: the others' mean stands in
+            kept[:, :, :2] = float("nan")
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         weekly = naive  # where it does not serve: a copy of seasonal naive's record
@@ -369,7 +372,10 @@ class Weighting:
         # are too thin to keep it out where the season rules (M4 hourly rolling, first
         # 48 forecasts: MASE 1.391 with 1, m, H; 1.583 with the half seasons; 1.396
         # with persistence barred there).
-        w = weights(arena.experts[slots], self.rate, self.population.prior(young),
+        # The forecasts resolved at each horizon (scored from origin cold_from - 1 on).
+        resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
+        prior = self.population.prior(young, resolved, self.fade)
+        w = weights(arena.experts[slots], self.rate, prior,
                     torch.where(young[:, None, None], self._allowed_young, self._allowed))
         step = slope(history[:, :R], n - 1, self.window, self.season)
         kept = torch.cat([self._theta(arena, slots, n, recent),

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import math
+
 import torch
 
+from streammeta.online.experts import weights
 from streammeta.online.population import MATURE, YOUNG, Population
 
 
@@ -54,3 +57,23 @@ def test_a_checkpointed_record_comes_back_and_an_older_layout_stands_for_both_ag
     assert older.restore({"mean": torch.tensor([[0.5, 2.0]]), "seen": 10.0})
     assert torch.allclose(older.mean[YOUNG, 0], torch.tensor([0.5, 2.0, 1.25]))
     assert not older.restore({"mean": torch.zeros(4, 2), "seen": 1.0})  # other horizons
+
+
+def test_the_record_fades_as_an_entity_resolves_forecasts_of_its_own() -> None:
+    """The population's record (expert 1 worse by 1 per forecast) counts fully for an
+    entity that has resolved nothing yet and is discounted like the entity's own older
+    errors after that: a mature entity whose own record favours expert 1 is served it."""
+    population = Population(horizons=1, experts=2, events=30.0)
+    population.update(errors([0.2, 1.2]), torch.ones(1, 1, dtype=torch.bool),
+                      torch.zeros(1, 1, dtype=torch.bool))
+    population.commit()
+    mature = torch.zeros(4, dtype=torch.bool)
+    resolved = torch.tensor([[-5], [0], [48], [400]])
+    prior = population.prior(mature, resolved, fade=50.0)
+    assert torch.allclose(prior[:2, 0, 1], torch.tensor([30.0, 30.0]))
+    assert abs(float(prior[2, 0, 1]) - 30.0 * math.exp(-48 / 50)) < 1e-3
+    assert float(prior[3, 0, 1]) < 0.02 and not prior[:, 0, 0].any()
+    assert torch.equal(population.prior(mature), population.prior(mature, resolved, 0.0))
+    own = torch.tensor([[[15.0, 5.0]]]).expand(4, 1, 2)  # its own: expert 1 better by 0.2
+    w = weights(own, 0.5, prior)
+    assert float(w[1, 0, 1]) < 0.01 and float(w[3, 0, 1]) > 0.99

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import torch
 from support import STEP
 
 from streammeta import config as config_mod
-from streammeta.online import experts
+from streammeta.online import cells, experts
 from streammeta.online.engine import Engine
 
 
@@ -36,3 +39,32 @@ def test_a_series_that_repeats_weekly_but_not_daily_is_served_its_week_ago_value
             served.append(np.abs(f.point - truth).mean())
             daily.append(np.abs(values[:, i - 23 : i + 1] - truth).mean())
     assert np.mean(served) < 0.2 * np.mean(daily)
+
+
+def test_before_its_week_is_seen_the_weekly_expert_is_charged_the_serving_experts_mean() -> None:
+    """Hourly (m = 24): the theta experts do not serve and hold zeros, not forecasts; an
+    entity that has not seen a week yet charges the weekly expert the mean error of the
+    experts that forecast (here 0.5 each), not one inflated by those zeros, which held
+    it back for weeks after its first forecast (M4 hourly rolling MASE 1.002 -> 0.988)."""
+    horizons, H, season = (1, 12, 24), 24, 24
+    weighting = experts.Weighting(small_experts(), horizons, H, season, 168)
+    first, depth = cells.offsets(horizons), torch.tensor(horizons)
+    ring = torch.full((72,), 5.0)  # three days: no week yet
+    pending = torch.full((1, sum(horizons), experts.KEPT), float("nan"))
+    pending[:, :, :2] = 0.0  # what the engine keeps for the theta experts at m = 24
+    arena = SimpleNamespace(ring=ring[None].clone(), ring_len=len(ring), horizon=H,
+                            experts=torch.zeros(1, 3, experts.EXPERTS), pending_experts=pending,
+                            season_indices=torch.zeros(1, season),
+                            cells=lambda target: first + target % depth)
+    S = len(horizons)
+    weighting.score(arena, torch.tensor([0]), torch.tensor([72]),  # type: ignore[arg-type]
+                    torch.tensor([5.5]), torch.full((1, S), 5.0), torch.full((1, S), 5.0),
+                    torch.ones(1, 1), torch.ones(1, S, dtype=torch.bool),
+                    torch.ones(1, S, dtype=torch.bool))
+    losses = arena.experts[0]  # (S, E)
+    torch.testing.assert_close(losses[:, experts.WEEKLY], torch.full((S,), 0.5))
+    torch.testing.assert_close(losses[:, experts.SEASONAL], torch.full((S,), 0.5))
+
+
+def small_experts() -> config_mod.ExpertsConfig:
+    return config_mod.load(None, env={}).experts
