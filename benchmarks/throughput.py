@@ -211,7 +211,7 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
         metrics = Metrics()
         edge = make_kafka_edge(config, metrics.count_error)
         paused = threading.Event()  # the loop polls nothing while the timed steps go in
-        edge.source.poll = _pausable(edge.source.poll, paused)
+        edge.source.poll = _pausable(edge.source.poll, paused)  # type: ignore[method-assign]
         daemon = Daemon(config, edge.source, edge.sink, metrics, progress_every_s=3600)
         meter = None
         if profile:
