@@ -20,6 +20,9 @@ Scenarios (each in its own process, so peak RSS is its own):
                thread CPU of the engine step, decode, encode, produce, flush,
                poll, commit, the garbage collector; the engine's round sizes);
                PYSPY=1 adds a py-spy sample of every thread
+  e2e-service  e2e with the default client through `Service`, as `streammeta run`
+               serves: the outer loop, task samples and checkpoints on (e2e-* above
+               run the bare daemon loop)
   latency      observations produced at half the default client's e2e rate into a
                running daemon (`streammeta run`), after a full window of each entity
                went in unpaced; the time from an observation's produce to its
@@ -186,9 +189,11 @@ def broker_config(bootstrap: str, client: str, **kafka: Any) -> Any:
 
 
 def e2e_scenario(observations: int, entities: int, client: str, profile: bool = False,
-                 **kafka: Any) -> dict[str, float]:
+                 service: bool = False, **kafka: Any) -> dict[str, float]:
     """Pre-load the input topic, then time the daemon draining it through the broker:
-    one forecast message per observation, acks=all, offsets committed."""
+    one forecast message per observation, acks=all, offsets committed. ``service``: the
+    daemon as ``streammeta run`` wires it (outer loop, task samples, checkpoints)."""
+    import tempfile
     import threading
 
     from streammeta.io.broker import EmbeddedBroker
@@ -208,11 +213,20 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
         warm = config.resolved().model.window + 1
         ensure_topics(config.kafka, partitions=8)
         preload(config, entities, warm)
-        metrics = Metrics()
-        edge = make_kafka_edge(config, metrics.count_error)
+        runner: Any
+        if service:
+            from streammeta.serve.service import Service
+
+            runner = Service(config.replace("metrics", port=0).replace(
+                "checkpoint", dir=tempfile.mkdtemp(prefix="streammeta-e2e-")))
+            daemon = runner.daemon
+        else:
+            metrics = Metrics()
+            edge = make_kafka_edge(config, metrics.count_error)
+            daemon = runner = Daemon(config, edge.source, edge.sink, metrics,
+                                     progress_every_s=3600)
         paused = threading.Event()  # the loop polls nothing while the timed steps go in
-        edge.source.poll = _pausable(edge.source.poll, paused)  # type: ignore[method-assign]
-        daemon = Daemon(config, edge.source, edge.sink, metrics, progress_every_s=3600)
+        daemon.source.poll = _pausable(daemon.source.poll, paused)
         meter = None
         if profile:
             import spy_split
@@ -272,7 +286,7 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
         watcher = threading.Thread(target=watch, daemon=True)
         started = time.perf_counter()
         watcher.start()
-        daemon.run()
+        runner.run()
         ended = time.perf_counter()
         cpu_ended = time.process_time() + sum(prefetched)  # the prefetch is the timed work's
         if meter is not None and timed:
@@ -430,10 +444,11 @@ def child(kind: str, rest: list[str]) -> dict[str, float]:
         return latency_scenario(float(rest[0]), float(rest[1]), int(rest[2]), rest[3],
                                 int(rest[4]), int(rest[5]))
     return e2e_scenario(int(rest[0]), int(rest[1]), rest[2], profile=rest[3] == "profile",
-                        linger_ms=int(rest[4]), max_poll_records=int(rest[5]))
+                        service=rest[6:] == ["service"], linger_ms=int(rest[4]),
+                        max_poll_records=int(rest[5]))
 
 
-GROUPS = {"e2e": ("engine-10k", "e2e-confluent", "e2e-kafka-python", "latency")}
+GROUPS = {"e2e": ("engine-10k", "e2e-confluent", "e2e-service", "e2e-kafka-python", "latency")}
 
 
 def main() -> None:
@@ -444,7 +459,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--only", choices=("engine-10k", "engine-1m", "e2e", "e2e-confluent",
-                                           "e2e-kafka-python", "latency", "river"),
+                                           "e2e-service", "e2e-kafka-python", "latency",
+                                           "river"),
                         help="one scenario; e2e = the engine alone, e2e through each client "
                              "and the latency")
     parser.add_argument("--profile", action="store_true",
@@ -473,6 +489,8 @@ def main() -> None:
                         "profile" if args.profile and c == default.client else "-",
                         str(args.linger_ms), str(args.max_poll_records)]
            for c in ("confluent", "kafka-python")},
+        "e2e-service": ["e2e", e2e_size, "10000", default.client, "-", str(args.linger_ms),
+                        str(args.max_poll_records), "service"],
         "latency": [],  # its rate comes from the e2e run of the default client
         "river": ["river", "1000", "10" if args.quick else "30"],
     }
@@ -498,7 +516,9 @@ def report(results: dict[str, dict[str, float]], big: int) -> None:
     print("\n| scenario | events/s | peak RSS (GB) |\n|---|---|---|")
     labels = {"engine-10k": "engine, 10k entities", "engine-1m": f"engine, {big:,} entities",
               "e2e-confluent": "end to end via embedded broker, confluent-kafka",
-              "e2e-kafka-python": "end to end via embedded broker, kafka-python"}
+              "e2e-kafka-python": "end to end via embedded broker, kafka-python",
+              "e2e-service": "end to end as `streammeta run` serves (outer loop, task "
+                             "samples, checkpoints), default client"}
     for name, r in results.items():
         if name == "river":
             for model in ("holtwinters", "snarimax"):
@@ -510,7 +530,7 @@ def report(results: dict[str, dict[str, float]], big: int) -> None:
         if name in results:
             print(f"{name}: {results[name]['events_per_cpu_s']:,.0f} events per CPU-second "
                   "(less distorted by a loaded machine than the rate)")
-    for name in ("e2e-confluent", "e2e-kafka-python"):
+    for name in ("e2e-confluent", "e2e-service", "e2e-kafka-python"):
         if "cpu_us_per_observation" in results.get(name, {}):
             print(f"{name}: {results[name]['cpu_us_per_observation']:.1f} µs of the daemon "
                   "process's CPU per observation (all its threads; the broker's not included)")
@@ -520,7 +540,7 @@ def report(results: dict[str, dict[str, float]], big: int) -> None:
               f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms "
               f"({r['forecasts_timed']:,.0f} of {r['expected']:,.0f} forecasts timed)")
     if "engine-10k" in results:
-        for name in ("e2e-confluent", "e2e-kafka-python"):
+        for name in ("e2e-confluent", "e2e-service", "e2e-kafka-python"):
             if name in results:
                 share = results[name]["events_per_s"] / results["engine-10k"]["events_per_s"]
                 print(f"{name} / engine alone: {share:.2f}")
