@@ -12,13 +12,17 @@ Scenarios (each in its own process, so peak RSS is its own):
                Kafka in → daemon → Kafka out through the embedded Tansu broker with
                each client: one forecast message per observation, acks=all, offsets
                committed, timed in steady state (each of the 10,000 entities' first
-               full window is drained untimed first); also the daemon process's
+               full window is drained untimed first, and only then are the timed
+               steps written to the topic); also the daemon process's
                CPU time per observation, which a loaded machine distorts far less
                than the rate, and librdkafka's threads' part of it. --profile
                splits the timed window's CPU by component (spy_split.py: exact
                thread CPU of the engine step, decode, encode, produce, flush,
                poll, commit, the garbage collector; the engine's round sizes);
                PYSPY=1 adds a py-spy sample of every thread
+  e2e-service  e2e with the default client through `Service`, as `streammeta run`
+               serves: the outer loop, task samples and checkpoints on (e2e-* above
+               run the bare daemon loop)
   latency      observations produced at half the default client's e2e rate into a
                running daemon (`streammeta run`), after a full window of each entity
                went in unpaced; the time from an observation's produce to its
@@ -153,12 +157,13 @@ def preload(config: Any, entities: int, steps: int, first_step: int = 0) -> None
     writer.close()
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds of this process's threads so far, summed by the name the OS knows
-    (librdkafka's ``rdk:*`` threads; Python's threads all show as the interpreter's)."""
+def thread_cpu(tids: set[str] | None = None) -> dict[str, float]:
+    """CPU seconds of this process's threads so far (of ``tids`` only, if given), summed
+    by the name the OS knows (librdkafka's ``rdk:*`` threads; Python's threads all show
+    as the interpreter's)."""
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
-    for tid in os.listdir("/proc/self/task"):
+    for tid in os.listdir("/proc/self/task") if tids is None else tids:
         try:
             with open(f"/proc/self/task/{tid}/stat") as handle:
                 stat = handle.read()
@@ -184,9 +189,11 @@ def broker_config(bootstrap: str, client: str, **kafka: Any) -> Any:
 
 
 def e2e_scenario(observations: int, entities: int, client: str, profile: bool = False,
-                 **kafka: Any) -> dict[str, float]:
+                 service: bool = False, **kafka: Any) -> dict[str, float]:
     """Pre-load the input topic, then time the daemon draining it through the broker:
-    one forecast message per observation, acks=all, offsets committed."""
+    one forecast message per observation, acks=all, offsets committed. ``service``: the
+    daemon as ``streammeta run`` wires it (outer loop, task samples, checkpoints)."""
+    import tempfile
     import threading
 
     from streammeta.io.broker import EmbeddedBroker
@@ -199,13 +206,27 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
         config = broker_config(broker.bootstrap, client, **kafka)
         # Steady state, as engine-10k: every entity first gets a full window (drained
         # untimed), so the timed observations each take an inner-loop step and a model
-        # forecast.
+        # forecast. The timed steps are written only once the warm-up is drained: a
+        # backlog is not consumed partition by partition in step, so with both in the
+        # topic at once the "timed" window held one partition's warm-up (its entities
+        # young, searching analogues: ~35 µs of engine CPU per observation, not ~19).
         warm = config.resolved().model.window + 1
         ensure_topics(config.kafka, partitions=8)
-        preload(config, entities, warm + steps)
-        metrics = Metrics()
-        edge = make_kafka_edge(config, metrics.count_error)
-        daemon = Daemon(config, edge.source, edge.sink, metrics, progress_every_s=3600)
+        preload(config, entities, warm)
+        runner: Any
+        if service:
+            from streammeta.serve.service import Service
+
+            runner = Service(config.replace("metrics", port=0).replace(
+                "checkpoint", dir=tempfile.mkdtemp(prefix="streammeta-e2e-")))
+            daemon = runner.daemon
+        else:
+            metrics = Metrics()
+            edge = make_kafka_edge(config, metrics.count_error)
+            daemon = runner = Daemon(config, edge.source, edge.sink, metrics,
+                                     progress_every_s=3600)
+        paused = threading.Event()  # the loop polls nothing while the timed steps go in
+        daemon.source.poll = _pausable(daemon.source.poll, paused)
         meter = None
         if profile:
             import spy_split
@@ -226,21 +247,33 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
         first_batch: list[float] = []
         # When the warm-up was drained: wall clock, process CPU, observations.
         timed: list[tuple[float, float, int]] = []
+        drained: list[float] = []  # when the warm-up was drained
+        prefetched: list[float] = []  # librdkafka's CPU seconds while the timed steps went in
         threads_cpu = [thread_cpu()]
+        daemon_threads: set[str] = set()
 
         def watch() -> None:
             while daemon.observations < total and not daemon.stopping:
                 if daemon.observations and not first_batch:
                     first_batch.append(time.perf_counter())
                 if daemon.observations >= warm * entities and not timed:
+                    drained.append(time.perf_counter())
+                    paused.set()
+                    # From here: the consumer's threads prefetch the timed steps while
+                    # they go in; the daemon's threads are counted, not the writer's.
+                    daemon_threads.update(os.listdir("/proc/self/task"))
+                    threads_cpu[0] = thread_cpu(daemon_threads)
+                    preload(config, entities, steps, first_step=warm)
+                    prefetch = _minus(thread_cpu(daemon_threads), threads_cpu[0])
+                    prefetched.append(sum(v for k, v in prefetch.items() if k.startswith("rdk:")))
                     timed.append((time.perf_counter(), time.process_time(),
                                   daemon.observations))
-                    threads_cpu[0] = thread_cpu()
                     if meter is not None:  # the timed window only: the warm-up is set-up
                         meter.reset()
                         spy.append(start_spy())
+                    paused.clear()
                 time.sleep(0.01)
-            threads_cpu.append(thread_cpu())  # before the daemon's threads end
+            threads_cpu.append(thread_cpu(daemon_threads))  # before the daemon's threads end
             daemon.stop()
 
         spy: list[Any] = []
@@ -253,9 +286,9 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
         watcher = threading.Thread(target=watch, daemon=True)
         started = time.perf_counter()
         watcher.start()
-        daemon.run()
+        runner.run()
         ended = time.perf_counter()
-        cpu_ended = time.process_time()
+        cpu_ended = time.process_time() + sum(prefetched)  # the prefetch is the timed work's
         if meter is not None and timed:
             import spy_split
 
@@ -274,12 +307,23 @@ def e2e_scenario(observations: int, entities: int, client: str, profile: bool = 
     n = max(1, daemon.observations - seen)
     return {"observations": daemon.observations - seen, "forecasts": daemon.forecasts,
             "seconds": ended - t0, "events_per_s": n / (ended - t0),
-            "join_seconds": begin - started, "warm_up_seconds": t0 - begin,
+            "join_seconds": begin - started,
+            "warm_up_seconds": (drained[0] if drained else t0) - begin,
             "peak_rss_gb": peak_rss_gb(),
             "cpu_us_per_observation": (cpu_ended - cpu0) / n * 1e6,
             "librdkafka_us_per_observation": sum(
                 v for k, v in _minus(threads_cpu[-1], threads_cpu[0]).items()
                 if k.startswith("rdk:")) / n * 1e6}
+
+
+def _pausable(poll: Any, paused: Any) -> Any:
+    """``poll`` that returns nothing while ``paused`` is set (the loop idles)."""
+    def gated(timeout_s: float) -> Any:
+        if paused.is_set():
+            time.sleep(0.01)
+            return []
+        return poll(timeout_s)
+    return gated
 
 
 def latency_scenario(rate: float, seconds: float, entities: int, client: str,
@@ -400,10 +444,11 @@ def child(kind: str, rest: list[str]) -> dict[str, float]:
         return latency_scenario(float(rest[0]), float(rest[1]), int(rest[2]), rest[3],
                                 int(rest[4]), int(rest[5]))
     return e2e_scenario(int(rest[0]), int(rest[1]), rest[2], profile=rest[3] == "profile",
-                        linger_ms=int(rest[4]), max_poll_records=int(rest[5]))
+                        service=rest[6:] == ["service"], linger_ms=int(rest[4]),
+                        max_poll_records=int(rest[5]))
 
 
-GROUPS = {"e2e": ("engine-10k", "e2e-confluent", "e2e-kafka-python", "latency")}
+GROUPS = {"e2e": ("engine-10k", "e2e-confluent", "e2e-service", "e2e-kafka-python", "latency")}
 
 
 def main() -> None:
@@ -414,7 +459,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--only", choices=("engine-10k", "engine-1m", "e2e", "e2e-confluent",
-                                           "e2e-kafka-python", "latency", "river"),
+                                           "e2e-service", "e2e-kafka-python", "latency",
+                                           "river"),
                         help="one scenario; e2e = the engine alone, e2e through each client "
                              "and the latency")
     parser.add_argument("--profile", action="store_true",
@@ -443,6 +489,8 @@ def main() -> None:
                         "profile" if args.profile and c == default.client else "-",
                         str(args.linger_ms), str(args.max_poll_records)]
            for c in ("confluent", "kafka-python")},
+        "e2e-service": ["e2e", e2e_size, "10000", default.client, "-", str(args.linger_ms),
+                        str(args.max_poll_records), "service"],
         "latency": [],  # its rate comes from the e2e run of the default client
         "river": ["river", "1000", "10" if args.quick else "30"],
     }
@@ -468,7 +516,9 @@ def report(results: dict[str, dict[str, float]], big: int) -> None:
     print("\n| scenario | events/s | peak RSS (GB) |\n|---|---|---|")
     labels = {"engine-10k": "engine, 10k entities", "engine-1m": f"engine, {big:,} entities",
               "e2e-confluent": "end to end via embedded broker, confluent-kafka",
-              "e2e-kafka-python": "end to end via embedded broker, kafka-python"}
+              "e2e-kafka-python": "end to end via embedded broker, kafka-python",
+              "e2e-service": "end to end as `streammeta run` serves (outer loop, task "
+                             "samples, checkpoints), default client"}
     for name, r in results.items():
         if name == "river":
             for model in ("holtwinters", "snarimax"):
@@ -480,7 +530,7 @@ def report(results: dict[str, dict[str, float]], big: int) -> None:
         if name in results:
             print(f"{name}: {results[name]['events_per_cpu_s']:,.0f} events per CPU-second "
                   "(less distorted by a loaded machine than the rate)")
-    for name in ("e2e-confluent", "e2e-kafka-python"):
+    for name in ("e2e-confluent", "e2e-service", "e2e-kafka-python"):
         if "cpu_us_per_observation" in results.get(name, {}):
             print(f"{name}: {results[name]['cpu_us_per_observation']:.1f} µs of the daemon "
                   "process's CPU per observation (all its threads; the broker's not included)")
@@ -490,7 +540,7 @@ def report(results: dict[str, dict[str, float]], big: int) -> None:
               f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms "
               f"({r['forecasts_timed']:,.0f} of {r['expected']:,.0f} forecasts timed)")
     if "engine-10k" in results:
-        for name in ("e2e-confluent", "e2e-kafka-python"):
+        for name in ("e2e-confluent", "e2e-service", "e2e-kafka-python"):
             if name in results:
                 share = results[name]["events_per_s"] / results["engine-10k"]["events_per_s"]
                 print(f"{name} / engine alone: {share:.2f}")
