@@ -69,7 +69,8 @@ def split_pool(series: list[datasets.Series], layout: TaskLayout, holdout: float
 # Offline meta-training paid where every series holds a whole task (M4 hourly, ETT);
 # where few do, the θ it made served worse than the seeded one on every M1 subset
 # (final origin, MASE yearly 3.766 / quarterly 2.036 / monthly 1.102 against 3.481 /
-# 1.633 / 1.086; docs/meta-learning.md): the model then learns young tasks alone.
+# 1.633 / 1.086; docs/meta-learning.md): a quarter of the monthly series hold one,
+# no yearly or quarterly series does (young tasks alone).
 WHOLE_SHARE = 0.5
 
 
