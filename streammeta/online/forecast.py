@@ -38,13 +38,12 @@ def warm_at(config: ModelConfig, season: int) -> int:
     return min(max(config.warm_after, season), config.window)
 
 
-def plausible(recent: Tensor, warm: Tensor, point: Tensor, quant: Tensor) -> None:
-    """In place: warm rows' forecasts held within the range of the entity's ``recent``
-    values (B, L) widened by that range on each side, and at 0 or above where those
-    values are. The model works in asinh units (about logarithms), where an offset of a
+def plausible(lo: Tensor, hi: Tensor, warm: Tensor, point: Tensor, quant: Tensor) -> None:
+    """In place: warm rows' forecasts held within the range [lo, hi] (B,) of the
+    entity's recent values widened by that range on each side, and at 0 or above
+    where those values are. The model works in asinh units (about logarithms), where an offset of a
     few units is a factor of hundreds: a short erratic series' calibrated quantiles
     otherwise reach 10⁴ times its level. Monotone, so quantiles stay coherent."""
-    lo, hi = recent.amin(dim=1), recent.amax(dim=1)
     span = torch.maximum(hi - lo, 0.1 * torch.maximum(hi.abs(), lo.abs()))
     floor = torch.where(lo >= 0, (lo - span).clamp(min=0.0), lo - span)
     inf = torch.full_like(lo, float("inf"))
@@ -104,7 +103,10 @@ class Forecaster:
                         model.from_model_units(quant, self.shape.transform))
         if bool(warm.any()):
             recent = window(history, n - self.shape.window, self.shape.window, self.shape.season)
-            plausible(model.from_model_units(recent, self.shape.transform), warm, point, quant)
+            # The units' map is monotone: the range converted, not every value.
+            lo, hi = (model.from_model_units(v, self.shape.transform)
+                      for v in recent.aminmax(dim=1))
+            plausible(lo, hi, warm, point, quant)
         return Forecasts(
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())

@@ -34,7 +34,7 @@ def test_the_bound_is_the_recent_range_widened_by_itself_and_keeps_levels_ordere
     point = torch.tensor([[-3.0, 20.0], [-9.0, 1.0], [4.0, 9.0]])
     quant = torch.stack([point - 1.0, point + 1.0], dim=1)  # (B, Q, H)
     warm = torch.tensor([True, True, False])
-    plausible(recent, warm, point, quant)
+    plausible(recent.amin(dim=1), recent.amax(dim=1), warm, point, quant)
     assert point.tolist() == [[0.0, 9.0], [-6.0, 1.0], [4.0, 9.0]]  # cold rows as they were
     assert quant[0].tolist() == [[0.0, 9.0], [0.0, 9.0]]
     assert quant[1].tolist() == [[-6.0, 0.0], [-6.0, 2.0]]
