@@ -68,7 +68,7 @@ from torch import Tensor
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
-from streammeta.online.experts import CLIP
+from streammeta.online.population import CLIP
 
 if TYPE_CHECKING:
     from streammeta.config import CalibrationConfig

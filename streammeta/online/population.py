@@ -46,7 +46,7 @@ class Population:
         self.mean = torch.zeros(2, horizons, experts)
         self.count = torch.zeros(2, horizons)  # resolved forecasts in each record
         self.events, self.smoothing = events, smoothing
-        self.clip = clip  # in the losses' units (``experts.loss_clip``)
+        self.clip = clip  # in the losses' units (``hedge.loss_clip``)
         self._sum = torch.zeros(2, horizons, experts)
         self._count = torch.zeros(2, horizons)
 

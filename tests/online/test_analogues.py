@@ -7,7 +7,7 @@ import torch
 from support import STEP
 
 from streammeta import config as config_mod
-from streammeta.online import experts
+from streammeta.online import experts, hedge
 from streammeta.online.analogues import Analogues, length_for
 from streammeta.online.engine import Engine
 
@@ -76,7 +76,7 @@ def test_young_entities_of_a_known_shape_are_served_by_the_analogues() -> None:
         errors[on] = float(np.mean(err))
         if on:
             slots = torch.tensor([engine.arena.index[n] for n in young])
-            w = experts.weights(engine.arena.experts[slots], 1.0)
+            w = hedge.weights(engine.arena.experts[slots], 1.0)
             assert float(w[:, 0, experts.ANALOGUE].mean()) > 1 / experts.EXPERTS
     assert errors[True] < 0.7 * errors[False], errors
 

@@ -9,7 +9,7 @@ from support import STEP
 
 from streammeta import config as config_mod
 from streammeta.config import Config
-from streammeta.online import cells, experts
+from streammeta.online import cells, experts, hedge
 from streammeta.online.engine import Engine
 
 
@@ -63,7 +63,7 @@ def test_weights_follow_the_best_expert_per_entity() -> None:
     values = np.concatenate([seasonal, random_walks(4, 150, seed=3)])
     engine = Engine(small())
     served_errors(engine, values)
-    w = experts.weights(engine.arena.experts[torch.arange(8)], small().experts.rate)
+    w = hedge.weights(engine.arena.experts[torch.arange(8)], small().experts.rate)
     at_season = w[:, 1]  # (8, E) the season's weights
     assert bool((at_season[:4, experts.SEASONAL] > at_season[:4, experts.NAIVE]).all())
     assert bool((at_season[4:, experts.NAIVE] > at_season[4:, experts.SEASONAL]).all())
@@ -159,7 +159,7 @@ def test_persistence_serves_young_entities_at_step_1_only() -> None:
     assert weighting._allowed[:, experts.NAIVE].tolist() == [True, True]
     assert weighting._allowed_young[:, experts.NAIVE].tolist() == [True, False]
     per_row = torch.stack([weighting._allowed_young, weighting._allowed])  # (2, S, E)
-    w = experts.weights(torch.zeros(2, 2, experts.EXPERTS), 1.0, allowed=per_row)
+    w = hedge.weights(torch.zeros(2, 2, experts.EXPERTS), 1.0, allowed=per_row)
     assert float(w[0, 1, experts.NAIVE]) == 0.0 and float(w[1, 1, experts.NAIVE]) > 0.0
     assert float(w[0, 0, experts.NAIVE]) > 0.0
     torch.testing.assert_close(w.sum(dim=2), torch.ones(2, 2))
@@ -193,17 +193,17 @@ def test_the_weights_follow_squared_errors_when_the_loss_is_mse() -> None:
     assert float(steady["mae"][0, experts.MODEL]) == pytest.approx(1.0)
     assert float(steady["mse"][0, experts.NAIVE]) == pytest.approx(4.0)  # 2² within Δ = 3
     far = scored_once("mse", ring, 20.0, [0.0, 0.0, 0.0])  # beyond the clip of 10
-    assert float(far[0, experts.SEASONAL]) == pytest.approx(experts.loss_clip("mse"))
-    assert experts.loss_clip("mse") == pytest.approx(2 * 3 * 10 - 9)  # Huber at the clip
+    assert float(far[0, experts.SEASONAL]) == pytest.approx(hedge.loss_clip("mse"))
+    assert hedge.loss_clip("mse") == pytest.approx(2 * 3 * 10 - 9)  # Huber at the clip
     # Over 5 targets: A errs 1 each time, B 0 four times and 4 once.
     a, b = torch.ones(5), torch.tensor([0.0, 0.0, 0.0, 0.0, 4.0])
     for kind, best in (("mae", 1), ("mse", 0)):
         losses = torch.zeros(1, 1, 2)
         for t in range(5):
-            step = experts.expert_loss(torch.stack([a[t], b[t]])[None, None], kind)
-            losses = experts.update(losses, step, torch.ones(1, 1, dtype=torch.bool), 1.0,
-                                    experts.loss_clip(kind))
-        assert int(experts.weights(losses, 0.5)[0, 0].argmax()) == best
+            step = hedge.expert_loss(torch.stack([a[t], b[t]])[None, None], kind)
+            losses = hedge.update(losses, step, torch.ones(1, 1, dtype=torch.bool), 1.0,
+                                    hedge.loss_clip(kind))
+        assert int(hedge.weights(losses, 0.5)[0, 0].argmax()) == best
 
 
 def test_persistence_is_judged_on_the_mean_of_the_steps_each_horizon_serves() -> None:

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from streammeta.online.experts import weights
+from streammeta.online.hedge import weights
 from streammeta.online.population import MATURE, YOUNG, Population
 
 
