@@ -26,6 +26,11 @@ def message(entity: str = "s1", origin: int = 10 * STEP, version: int = 2) -> by
         produced_at=123)[0]
 
 
+def point_of(value: bytes) -> bytes:
+    """The point forecast's array as the encoder wrote it (its number text is its own)."""
+    return b'"point":[' + value.split(b'"point":[')[1].split(b"]")[0] + b"]"
+
+
 def test_decodes_a_daemon_forecast_into_a_typed_record() -> None:
     forecast = decode_forecast(message(), key=b"s1", headers=forecast_headers(2))
     assert forecast == Forecast(
@@ -49,9 +54,9 @@ def test_unknown_fields_are_ignored() -> None:
     (message(), b"s2", None, "differs from the record key"),
     (message().replace(b'"v":1', b'"v":2'), None, None, "contract version 2"),
     (message(), None, [("streammeta.contract.version", b"2")], "header"),
-    (message().replace(b'"point":[1.0,2.0,3.0]', b'"point":[1.0,2.0]'), None, None,
+    (message().replace(point_of(message()), b'"point":[1.0,2.0]'), None, None,
      "'point': expected 3 values"),
-    (message().replace(b'"point":[1.0,2.0,3.0]', b'"point":[1.0,NaN,3.0]'), None, None,
+    (message().replace(point_of(message()), b'"point":[1.0,NaN,3.0]'), None, None,
      "finite"),
     (message().replace(b'"ts":[39600000', b'"ts":[36000000'), None, None, "increasing"),
     (message().replace(b'"warm":true', b'"warm":"yes"'), None, None, "'warm'"),

@@ -30,6 +30,13 @@ from typing import NamedTuple, overload
 import numpy as np
 import orjson
 
+from streammeta.io.decimal_text import (
+    SIGNIFICANT_DIGITS,
+    WIDEST,
+    fixed_width,
+    layouts,
+    significands,
+)
 from streammeta.io.frequency import Frequency
 
 CONTRACT_VERSION = 1
@@ -303,41 +310,36 @@ def encode_observation(entity: str, ts: int, value: float) -> tuple[bytes, bytes
     return entity.encode(), orjson.dumps({"entity": entity, "ts": ts, "value": value})
 
 
-SIGNIFICANT_DIGITS = 6
-
-
 def round_significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
     """Round each row (first axis) to ``digits`` significant digits of its largest value.
 
-    Short numbers are what makes the JSON cheap: formatting a float costs time per
-    digit, and six significant digits are far below any forecast's error.
+    Short numbers are what makes the JSON cheap, and six significant digits are far
+    below any forecast's error.
     """
-    flat = values.reshape(len(values), -1).astype(np.float64)  # a copy: rounded in place
-    largest = np.abs(flat).max(axis=1, initial=0.0)
-    exponent = np.floor(np.log10(np.where(largest > 0, largest, 1.0)))
-    scale = 10.0 ** (digits - 1 - exponent)[:, None]  # (B, 1)
-    np.multiply(flat, scale, out=flat)
-    np.round(flat, out=flat)
-    np.divide(flat, scale, out=flat)
-    return flat.reshape(values.shape)
+    k, scale = significands(values, digits)
+    return np.divide(k, scale[:, None], out=k).reshape(values.shape)
 
 
 class ForecastEncoder:
     """Encodes a batch of forecasts to JSON messages, one per entity.
 
-    No Python runs per message: the numbers of the whole batch are formatted by one
-    vectorised orjson call and cut into their arrays by one split, each distinct
-    origin's timestamps are formatted once, and every message is one ``%`` of a
-    template made for the batch (``map`` over the columns).
+    No Python runs per number: a message is its entity's head, its origin's
+    timestamps (formatted once per distinct origin) and one slice of a buffer that
+    holds every number of the batch with the keys between them, written as
+    fixed-width text by whole-array integer arithmetic (``decimal_text``). Rows that
+    text cannot take (a largest value under 0.1 or from 10**5, non-finite) are
+    formatted by one vectorised orjson call and joined with the same keys.
     """
 
     def __init__(self, frequency: Frequency, quantiles: tuple[float, ...]) -> None:
         self.frequency = frequency
-        self.quantile_keys = [orjson.dumps(repr(q)) + b":[" for q in quantiles]
+        keys = [orjson.dumps(repr(q)) + b":[" for q in quantiles]
         self._head = b'{"v":%d,"entity":' % CONTRACT_VERSION
         # A calendar step has no fixed length: step_ms 0 and its name in "freq".
         self._step = (b',"step_ms":0,"freq":%s,"ts":[' % orjson.dumps(frequency.name)
                       if frequency.calendar else b',"step_ms":%d,"ts":[' % frequency.step_ms)
+        # What follows each array of numbers: the next one's key, or the tail.
+        self._keys = [b'],"quantiles":{' + keys[0], *(b"],%b" % key for key in keys[1:])]
 
     def encode(
         self,
@@ -360,29 +362,61 @@ class ForecastEncoder:
     def format(self, entities: list[str], origin: np.ndarray, stacked: np.ndarray,
                warm: np.ndarray, model_version: int, produced_at: int) -> list[bytes]:
         """The messages of :meth:`encode` from the :meth:`stack` of its numbers."""
-        B, Q, H = stacked.shape[0], stacked.shape[1] - 1, stacked.shape[2]
+        B, H = stacked.shape[0], stacked.shape[2]
         if B == 0:
             return []
-        numbers = round_significant(stacked)
-        # "[[p..],[q1..],..,[p..],..]" → "p..", "q1..", .. of every entity in turn.
-        arrays = orjson.dumps(numbers.reshape(B * (Q + 1), H),
-                              option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
-        # '<origin ms>,"step_ms":..,"ts":[<H targets>' once per distinct origin.
+        seps = [*self._keys, b']},"model_version":%d,"produced_at":%d,"warm":' % (
+            model_version, produced_at)]
+        k, scale = significands(stacked)
+        d, negative = layouts(k, scale)
+        bodies: list[bytes | memoryview] = [b""] * B
+        for rows, chunks in _fixed_rows(k, d, negative, H, seps):
+            for i, chunk in zip(rows, chunks, strict=True):
+                bodies[i] = chunk
+        rest = np.flatnonzero(d < 0)
+        if len(rest):  # orjson's shortest floats; NaN as null, as before
+            numbers = np.divide(k[rest], scale[rest, None]).reshape(-1, H)
+            arrays = orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
+            per = len(seps)
+            for n, i in enumerate(rest.tolist()):
+                bodies[i] = b"".join(chain.from_iterable(
+                    zip(arrays[n * per:(n + 1) * per], seps, strict=True)))
+        # ',"origin":<ms>,"step_ms":..,"ts":[<H targets>],"point":[' once per distinct origin.
         freq = self.frequency
         distinct, which = np.unique(np.asarray(origin, dtype=np.int64), return_inverse=True)
         targets = orjson.dumps(freq.targets(distinct, H),
                                option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
-        times = [b"%d%b%b" % (o, self._step, t)
+        times = [b',"origin":%d%b%b],"point":[' % (o, self._step, t)
                  for o, t in zip(freq.to_ms(distinct).tolist(), targets, strict=True)]
-        # Each message is the join of one row of these columns (constants repeated).
-        keys = [repeat(b'],"quantiles":{' + self.quantile_keys[0])]
-        keys += [repeat(b"],%b" % key) for key in self.quantile_keys[1:]]
-        columns = [
-            repeat(self._head), map(orjson.dumps, entities), repeat(b',"origin":'),
-            map(times.__getitem__, which.reshape(-1).tolist()), repeat(b'],"point":['),
-            arrays[0::Q + 1], *chain.from_iterable(
-                (keys[q], arrays[q + 1::Q + 1]) for q in range(Q)),
-            repeat(b']},"model_version":%d,"produced_at":%d,"warm":' % (model_version,
-                                                                          produced_at)),
-            map((b"false}", b"true}").__getitem__, warm.astype(np.int8).tolist())]
-        return list(map(b"".join, zip(*columns, strict=False)))  # repeat() is endless
+        return list(map(b"".join, zip(
+            repeat(self._head), map(orjson.dumps, entities),
+            map(times.__getitem__, which.reshape(-1).tolist()), bodies,
+            map((b"false}", b"true}").__getitem__, warm.astype(np.int8).tolist()),
+            strict=False)))  # repeat() is endless
+
+
+def _fixed_rows(k: np.ndarray, d: np.ndarray, negative: np.ndarray, H: int,
+                seps: list[bytes]) -> Iterator[tuple[list[int], list[memoryview]]]:
+    """The rows of each fixed-width layout (decimals, sign column) and the body of each:
+    its arrays of numbers and the keys between them, cut from one buffer per layout."""
+    for layout in np.unique(np.stack([d, negative], axis=1)[d >= 0], axis=0).tolist():
+        decimal, signed = layout
+        rows = np.flatnonzero((d == decimal) & (negative == signed))
+        words, width = fixed_width(k[rows].reshape(-1), decimal, bool(signed))
+        n, arrays = len(rows), len(seps)
+        offsets = [0]  # of each array in a body; its last comma is under the next key
+        for sep in seps:
+            offsets.append(offsets[-1] + H * width - 1 + len(sep))
+        size = offsets[-1]
+        buffer = np.full(n * size + WIDEST, ord(","), dtype=np.uint8)
+        grid = words.reshape(n, arrays, H)
+        for q in range(arrays):
+            np.ndarray((n, H), np.uint64, buffer, offsets[q], (size, width))[...] = grid[:, q]
+        table = buffer[:n * size].reshape(n, size)
+        for q, sep in enumerate(seps):
+            at = offsets[q] + H * width - 1
+            table[:, at:at + len(sep)] = np.frombuffer(sep, dtype=np.uint8)
+        view = memoryview(buffer)  # type: ignore[arg-type]
+        ends = range(size, n * size + 1, size)
+        yield rows.tolist(), list(map(view.__getitem__, map(slice, range(0, n * size, size),
+                                                            ends)))

@@ -190,3 +190,43 @@ def test_every_message_of_a_batch_holds_its_own_values(
         assert body["quantiles"] == {repr(q): numbers[i, k + 1].tolist()
                                      for k, q in enumerate(quantiles)}
         assert (body["model_version"], body["produced_at"]) == (3, 77)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(-12, 20), st.integers(1, 49),
+       st.sampled_from([np.float32, np.float64]), st.booleans())
+def test_forecast_numbers_read_back_as_the_rounded_floats_bit_for_bit(
+        seed: int, magnitude: int, horizon: int, dtype: type, positive: bool) -> None:
+    """Rows written as fixed-width decimal text (trailing zeros, spaces before a number)
+    and rows left to orjson both parse back to exactly ``round_significant``'s floats,
+    ``-0.0`` and NaN (as null) included, in valid JSON with the contract's keys."""
+    rng = np.random.default_rng(seed)
+    B, quantiles = 12, (0.1, 0.5, 0.9)
+    stacked = rng.normal(0, 1, (B, 4, horizon)) * 10.0 ** rng.integers(magnitude - 2,
+                                                                      magnitude + 1, (B, 1, 1))
+    stacked = np.abs(stacked) if positive else stacked
+    stacked[0, 0, 0], stacked[1] = -0.0, 0.0
+    stacked[2, 1, 0] = np.nan
+    stacked = stacked.astype(dtype)
+    encoder = ForecastEncoder(frequency.parse("", 1000), quantiles)
+    messages = encoder.encode([f"e{i}" for i in range(B)], np.arange(B) * 1000, stacked[:, 0],
+                              stacked[:, 1:], np.ones(B, bool), 1, 2)
+    expected = round_significant(stacked)
+    for i, message in enumerate(messages):
+        body = json.loads(message)
+        got = np.array([body["point"], *body["quantiles"].values()], dtype=np.float64)
+        assert list(body["quantiles"]) == ["0.1", "0.5", "0.9"]
+        assert np.array_equal(got.view(np.int64), expected[i].view(np.int64)) or (
+            i == 2 and np.array_equal(got, expected[i], equal_nan=True))
+
+
+def test_typical_forecasts_are_fixed_width_text_that_reads_back_as_rounded() -> None:
+    """What the fast path writes: every number with a point, padded in front to the
+    width of its row's largest, the sign next to the first digit."""
+    encoder = ForecastEncoder(frequency.parse("", 1000), (0.5,))
+    point = np.array([[-1.25, 23.456789, -123.4567]])
+    (message,) = encoder.encode(["s"], np.array([0]), point, point[:, None, :] * 0,
+                                np.array([False]), 1, 2)
+    assert b'"point":[  -1.250,  23.457,-123.457],"quantiles":{"0.5":[  -0.000,   0.000,' \
+           b'  -0.000]}' in message
+    assert orjson.loads(message)["point"] == [-1.25, 23.457, -123.457]
