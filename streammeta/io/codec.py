@@ -399,10 +399,12 @@ def _fixed_rows(k: np.ndarray, d: np.ndarray, negative: np.ndarray, H: int,
                 seps: list[bytes]) -> Iterator[tuple[list[int], list[memoryview]]]:
     """The rows of each fixed-width layout (decimals, sign column) and the body of each:
     its arrays of numbers and the keys between them, cut from one buffer per layout."""
-    for layout in np.unique(np.stack([d, negative], axis=1)[d >= 0], axis=0).tolist():
-        decimal, signed = layout
-        rows = np.flatnonzero((d == decimal) & (negative == signed))
-        words, width = fixed_width(k[rows].reshape(-1), decimal, bool(signed))
+    code = d * 2 + negative  # one code per layout: unique over ints, not over rows
+    for layout in np.unique(code[d >= 0]).tolist():
+        decimal, signed = divmod(layout, 2)
+        rows = np.flatnonzero(code == layout)
+        mine = k if len(rows) == len(k) else k[rows]
+        words, width = fixed_width(mine.reshape(-1), decimal, bool(signed))
         n, arrays = len(rows), len(seps)
         offsets = [0]  # of each array in a body; its last comma is under the next key
         for sep in seps:
