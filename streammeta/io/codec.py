@@ -410,7 +410,9 @@ def _fixed_rows(k: np.ndarray, d: np.ndarray, negative: np.ndarray, H: int,
         for sep in seps:
             offsets.append(offsets[-1] + H * width - 1 + len(sep))
         size = offsets[-1]
-        buffer = np.full(n * size + WIDEST, ord(","), dtype=np.uint8)
+        # Words of 9 bytes leave the comma out: the buffer holds it.
+        buffer = (np.full(n * size + WIDEST, ord(","), dtype=np.uint8) if width > 8 else
+                  np.empty(n * size + WIDEST, dtype=np.uint8))
         grid = words.reshape(n, arrays, H)
         for q in range(arrays):
             np.ndarray((n, H), np.uint64, buffer, offsets[q], (size, width))[...] = grid[:, q]
