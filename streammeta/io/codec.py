@@ -415,7 +415,7 @@ def _fixed_rows(k: np.ndarray, d: np.ndarray, negative: np.ndarray, H: int,
                   np.empty(n * size + WIDEST, dtype=np.uint8))
         grid = words.reshape(n, arrays, H)
         for q in range(arrays):
-            np.ndarray((n, H), np.uint64, buffer, offsets[q], (size, width))[...] = grid[:, q]
+            np.ndarray((n, H), "<u8", buffer, offsets[q], (size, width))[...] = grid[:, q]
         table = buffer[:n * size].reshape(n, size)
         for q, sep in enumerate(seps):
             at = offsets[q] + H * width - 1

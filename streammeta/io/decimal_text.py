@@ -89,7 +89,8 @@ def fixed_width(k: np.ndarray, d: int, signed: bool) -> tuple[np.ndarray, int]:
 def _tables(d: int, signed: bool) -> tuple[np.ndarray, np.ndarray, bool]:
     """The look-up tables of :func:`fixed_width` for one layout, and whether the last
     four digits can hold leading zeros of the integer part (``d <= 3``). Made once per
-    layout a process meets (tens of ms; at most 11 layouts, 320 KB each)."""
+    layout a process meets (tens of ms; at most 11 layouts, 320 KB each). Little-endian
+    words ("<u8") whatever the machine, so the bytes stored are the text in order."""
     if not 1 <= d <= 6 or (signed and d == 6):
         raise ValueError(f"decimals {d}, signed {signed}: not fixed-width")
     width = (6 - d if d < 6 else 1) + 1 + d + signed  # characters before the comma
@@ -108,4 +109,4 @@ def _tables(d: int, signed: bool) -> tuple[np.ndarray, np.ndarray, bool]:
         low += [word(lo, False) for lo in range(10_000)]
         if signed:
             low += low[:10_000] + [word(lo, True) for lo in range(10_000)]
-    return np.array(high, dtype=np.uint64), np.array(low, dtype=np.uint64), leading
+    return np.array(high, dtype="<u8"), np.array(low, dtype="<u8"), leading
