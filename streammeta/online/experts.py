@@ -22,8 +22,9 @@ weighted average forecaster (Hedge) over E experts:
   The forecasts of the last three are kept until their targets arrive
   (``Arena.pending_experts``);
 * ``WEEKLY`` — seasonal naive a week back (``WEEK`` seasons, the value 7m steps
-  before each target), for sub-daily seasons (m ≥ 24, as the window's week) where the
-  window holds the week: traffic-like series whose weekends differ from their weekdays.
+  before each target), for sub-daily seasons (m ≥ 24) whose week is at most
+  ``WEEKLY_LAG_MAX`` steps (the ring keeps the week, ``rounds.ring_length``, whatever
+  the window): traffic-like series whose weekends differ from their weekdays.
 
 A step h is served with the weights of the smallest scored horizon ≥ h. Persistence
 is judged at each scored horizon on every step that the horizon's weights serve
@@ -95,13 +96,19 @@ THETA_HISTORY = 144
 # final origin, sMAPE is carried by low-valued series whose week starts again after a
 # weekend: the day before says nothing of it (docs/evaluation.md, "What carries sMAPE").
 WEEK, WEEKLY_SEASONS_FROM = 7, 24
+# The longest week it serves, in steps: 15-minute values (m = 96). Each entity's ring
+# keeps the week, so a finer season would cost more memory per entity than the rest
+# of its state (m = 288: 2,016 values).
+WEEKLY_LAG_MAX = 7 * 96
 
 
-def weekly_lag(season: int, window: int, horizon: int) -> int:
+def weekly_lag(season: int, horizon: int) -> int:
     """The weekly expert's lag in steps; 0 where it does not serve (a season under
-    ``WEEKLY_SEASONS_FROM``, or a week longer than the window or shorter than H)."""
+    ``WEEKLY_SEASONS_FROM``, a week longer than ``WEEKLY_LAG_MAX`` or shorter than H).
+    It used to serve only where the window held the week: not fpp3 vic_elec (m = 48,
+    window 168, 3.5 days), where the week is most of what a day back misses."""
     lag = WEEK * season
-    return lag if season >= WEEKLY_SEASONS_FROM and horizon <= lag <= window else 0
+    return lag if season >= WEEKLY_SEASONS_FROM and horizon <= lag <= WEEKLY_LAG_MAX else 0
 
 
 def persistence_steps(horizons: tuple[int, ...], season: int) -> dict[int, list[int]]:
@@ -221,7 +228,7 @@ class Weighting:
         self.serves_theta = season < THETA_SEASONS_BELOW
         self._h = torch.tensor(horizons)  # (S,)
         self._bucket = buckets(horizons, horizon)  # (H,)
-        self.lag = weekly_lag(season, window, horizon)  # the weekly expert's; 0: none
+        self.lag = weekly_lag(season, horizon)  # the weekly expert's; 0: none
         self._allowed = allowed(horizons, season, self.lag > 0)  # (S, E)
         # Young entities: persistence serves step 1 only (see :meth:`serve`).
         self._allowed_young = self._allowed.clone()
