@@ -127,6 +127,6 @@ def ring_length(window: int, horizon: int, season: int) -> int:
     # reference of the longest horizon and, where they serve, the theta experts' history
     # and the weekly expert's week.
     theta = experts.THETA_HISTORY if season < experts.THETA_SEASONS_BELOW else 0
-    week = experts.weekly_lag(season, horizon)
+    week = experts.weekly_lag(season, window, horizon)
     return max(window + horizon, horizon + model.seasonal_back(horizon, season), theta,
                week) + 1

@@ -12,14 +12,16 @@ from streammeta.online import cells, experts, rounds
 from streammeta.online.engine import Engine
 
 
-def test_the_weekly_expert_serves_sub_daily_seasons_whose_week_the_ring_keeps() -> None:
-    assert experts.weekly_lag(24, 48) == 168  # hourly: a week back
-    assert experts.weekly_lag(12, 18) == 0  # monthly: no week
+def test_the_weekly_expert_serves_sub_daily_seasons_whose_window_holds_half_a_week() -> None:
+    assert experts.weekly_lag(24, 168, 48) == 168  # hourly: a week back
+    assert experts.weekly_lag(12, 36, 18) == 0  # monthly: no week
     # Half-hourly: the default window (168) holds 3.5 days; the ring keeps the week.
-    assert experts.weekly_lag(48, 48) == 336
+    assert experts.weekly_lag(48, 168, 48) == 336
     assert rounds.ring_length(168, 48, 48) > 336
     assert rounds.ring_length(168, 48, 24) == 168 + 48 + 1  # hourly: as before
-    assert experts.weekly_lag(288, 48) == 0  # 5-minute values: a week too long to keep
+    assert experts.weekly_lag(24, 72, 48) == 0  # a window under half a week (ETTh2's)
+    assert rounds.ring_length(72, 48, 24) == 72 + 48 + 1
+    assert experts.weekly_lag(288, 168, 48) == 0  # 5-minute values: a week too long to keep
     assert not experts.allowed((1, 12, 24), 12)[:, experts.WEEKLY].any()
 
 
