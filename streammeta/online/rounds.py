@@ -124,6 +124,9 @@ def append(arena: Arena, slots: Tensor, ts: Tensor, y: Tensor, ew_span: int) -> 
 
 def ring_length(window: int, horizon: int, season: int) -> int:
     # Room for a training example (L inputs + H targets), the seasonal-naive
-    # reference of the longest horizon and, where they serve, the theta experts' history.
+    # reference of the longest horizon and, where they serve, the theta experts' history
+    # and the weekly expert's week.
     theta = experts.THETA_HISTORY if season < experts.THETA_SEASONS_BELOW else 0
-    return max(window + horizon, horizon + model.seasonal_back(horizon, season), theta) + 1
+    week = experts.weekly_lag(season, window, horizon)
+    return max(window + horizon, horizon + model.seasonal_back(horizon, season), theta,
+               week) + 1
