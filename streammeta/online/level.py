@@ -54,13 +54,29 @@ def shift(ring: Tensor, last: Tensor, season: int) -> Tensor:
     ``ring`` (B, R): mean of the span ending at ``last`` minus the mean of the span a
     season earlier, clipped to ±``CLIP``; 0 where fewer than ``season + span`` values
     had been seen."""
-    k, R = span_for(season), ring.shape[1]
+    k = span_for(season)
     at = last[:, None] if last.dim() == 1 else last  # (B, S)
-    back = torch.arange(k)
-    idx = torch.cat([at[:, :, None] - back, at[:, :, None] - season - back], dim=2)
-    B, S = at.shape
-    values = torch.gather(ring, 1, (idx % R).reshape(B, S * 2 * k))
-    means = values.reshape(B, S, 2, k).mean(dim=3)  # (B, S, 2)
-    out = (means[:, :, 0] - means[:, :, 1]).clamp(-CLIP, CLIP)
+    if at.shape[1] == 1:  # one origin per row (serving): read the 2k values
+        back = torch.arange(k)
+        idx = torch.cat([at - back, at - season - back], dim=1) % ring.shape[1]
+        now, then = torch.gather(ring, 1, idx).reshape(len(at), 2, k).mean(dim=2).unbind(1)
+        change = (now - then)[:, None]
+    else:  # several (scoring): four reads of the ring's prefix sums per origin
+        # Less the row's first value (it cancels in the difference): smaller float32 sums.
+        prefix = torch.nn.functional.pad((ring - ring[:, :1]).cumsum(dim=1), (1, 0))
+        change = (_sums(prefix, at, k) - _sums(prefix, at - season, k)) / k
+    out = change.clamp(-CLIP, CLIP)
     out = torch.where(at >= season + k - 1, out, torch.zeros_like(out))
     return out.reshape(last.shape)
+
+
+def _sums(prefix: Tensor, end: Tensor, k: int) -> Tensor:
+    """(B, S) sums of the k values ending at absolute indices ``end`` (B, S) of each
+    ring row whose prefix sums are ``prefix`` (B, R + 1); a span that wraps past the
+    ring's end adds the row's total. Reading 2k values per origin instead cost twice as
+    much at m = 24, S = 5 (4.1 against 1.9 µs per row)."""
+    R = prefix.shape[1] - 1
+    hi, lo = end % R + 1, (end - k + 1) % R
+    got = torch.gather(prefix, 1, torch.cat([hi, lo], dim=1))
+    S = end.shape[1]
+    return got[:, :S] - got[:, S:] + (lo >= hi).to(prefix.dtype) * prefix[:, R:]

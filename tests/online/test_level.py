@@ -21,6 +21,19 @@ def test_the_shift_is_the_newest_half_seasons_mean_against_a_season_earlier() ->
     assert not experts.allowed((1, 2, 4), 4, level=level.serves(4, 16))[:, experts.LEVEL].any()
 
 
+def test_the_scored_origins_shifts_are_the_served_ones_also_where_spans_wrap_the_ring() -> None:
+    """Scoring reads several origins per row from prefix sums, serving one origin by its
+    values: both give the same shift, across the ring's wrap and in float32 at a level
+    of 10³ (the prefix sums are taken less the row's first value)."""
+    gen = torch.Generator().manual_seed(0)
+    ring = 1e3 + torch.randn(3, 50, generator=gen) * 0.1  # R = 50, m = 12: spans wrap
+    at = torch.tensor([[49, 60, 75, 11], [20, 30, 99, 17], [54, 55, 56, 200]])
+    each = torch.stack([level.shift(ring, at[:, i], 12) for i in range(at.shape[1])], 1)
+    torch.testing.assert_close(level.shift(ring, at, 12), each, atol=5e-4, rtol=0)
+    assert float(each[0, 3]) == 0.0  # index 11: fewer than 12 + 6 values seen
+    assert float(each.abs().sum()) > 0.1
+
+
 def test_after_a_level_shift_the_level_expert_is_charged_less_than_seasonal_naive() -> None:
     """m = 24: the level moves up by 0.2 half a day before the target. Seasonal naive
     (the value a day before the target, at the old level) errs by 0.2 at every scored
