@@ -24,7 +24,11 @@ weighted average forecaster (Hedge) over E experts:
 * ``WEEKLY`` — seasonal naive a week back (``WEEK`` seasons, the value 7m steps
   before each target), for sub-daily seasons (m ≥ 24) whose week is at most
   ``WEEKLY_LAG_MAX`` steps and twice the window (the ring keeps the week,
-  ``rounds.ring_length``): traffic-like series whose weekends differ from their weekdays.
+  ``rounds.ring_length``): traffic-like series whose weekends differ from their weekdays;
+* ``LEVEL`` — seasonal naive moved by the change of level over the last season (the
+  newest half season's mean against the same half season a season earlier, clipped:
+  ``online.level``), for seasons of ``level.SEASONS_FROM`` (12) steps or more: what a
+  young entity whose newest season sits at another level than the one before needs.
 
 A step h is served with the weights of the smallest scored horizon ≥ h. Persistence
 is judged at each scored horizon on every step that the horizon's weights serve
@@ -65,14 +69,16 @@ from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
 from streammeta.online.hedge import expert_loss, loss_clip, update, weights
+from streammeta.online.level import serves as level_serves
+from streammeta.online.level import shift as level_shift
 from streammeta.online.population import YOUNG_FOR, Population
 from streammeta.online.theta import seasonal_indices, theta
 
 if TYPE_CHECKING:
     from streammeta.config import ExpertsConfig
 
-MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY = range(8)
-EXPERTS = 8
+MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY, LEVEL = range(9)
+EXPERTS = 9
 KEPT = 3  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE
 # The theta experts serve seasons shorter than this only. With a daily season of
 # hourly values (M4 hourly, m = 24) their seasonal adjustment is unstable: the level
@@ -132,14 +138,17 @@ def persistence_steps(horizons: tuple[int, ...], season: int) -> dict[int, list[
     return out
 
 
-def allowed(horizons: tuple[int, ...], season: int, weekly: bool = False) -> Tensor:
+def allowed(horizons: tuple[int, ...], season: int, weekly: bool = False,
+            level: bool = False) -> Tensor:
     """(S, E): persistence does not serve a scored horizon that is a multiple of the
     season (> 1) with no other step of its own to be judged on (see
     :func:`persistence_steps`); the theta experts serve seasons below
     ``THETA_SEASONS_BELOW`` only, the analogue expert seasons from
-    ``ANALOGUE_SEASONS_FROM`` on, the weekly expert where ``weekly``."""
+    ``ANALOGUE_SEASONS_FROM`` on, the weekly expert where ``weekly``, the level expert
+    where ``level``."""
     ok = torch.ones(len(horizons), EXPERTS, dtype=torch.bool)
     ok[:, WEEKLY] = weekly
+    ok[:, LEVEL] = level
     if season < ANALOGUE_SEASONS_FROM:
         ok[:, ANALOGUE] = False
     if season >= THETA_SEASONS_BELOW:
@@ -151,14 +160,16 @@ def allowed(horizons: tuple[int, ...], season: int, weekly: bool = False) -> Ten
 
 
 def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tensor,
-          slope: Tensor, kept: Tensor, weekly: Tensor | None = None) -> Tensor:
+          slope: Tensor, kept: Tensor, weekly: Tensor | None = None,
+          level: Tensor | None = None) -> Tensor:
     """Served point forecasts (B, H).
 
     w (B, S, E) weights; bucket (H,) the scored horizon whose weights step h uses;
     model (B, H) and seasonal (B, H) forecasts, last (B,) the newest value, slope (B,)
     the drift expert's average step, kept (B, H, 3) the THETA, TREND and ANALOGUE
     forecasts (NaN: none, where its weight is 0), weekly (B, H) the WEEKLY expert's
-    (None: it does not serve, its weight is 0)."""
+    (None: it does not serve, its weight is 0), level (B,) the LEVEL expert's shift of
+    seasonal naive (None: it does not serve)."""
     # (E, B, H): each expert's weights contiguous, so the products below stream
     # (indexing (B, S, E) by the middle dimension was half of this function's time).
     # bucket is non-decreasing: each scored horizon's weights repeated over its steps.
@@ -175,6 +186,8 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
             + wh[DRIFT] * slope[:, None] * h
             + wh[THETA] * kept[:, :, 0] + wh[TREND] * kept[:, :, 1]
             + wh[ANALOGUE] * kept[:, :, 2].nan_to_num())
+    if level is not None:
+        out = out + wh[LEVEL] * (seasonal + level[:, None])
     return out if weekly is None else out + wh[WEEKLY] * weekly
 
 
@@ -233,7 +246,8 @@ class Weighting:
         self._h = torch.tensor(horizons)  # (S,)
         self._bucket = buckets(horizons, horizon)  # (H,)
         self.lag = weekly_lag(season, window, horizon)  # the weekly expert's; 0: none
-        self._allowed = allowed(horizons, season, self.lag > 0)  # (S, E)
+        self.level = level_serves(season, window)  # the level expert serves
+        self._allowed = allowed(horizons, season, self.lag > 0, self.level)  # (S, E)
         # Young entities: persistence serves step 1 only (see :meth:`serve`).
         self._allowed_young = self._allowed.clone()
         self._allowed_young[self._h > 1, NAIVE] = False
@@ -294,8 +308,9 @@ class Weighting:
             weekly = arena.ring[slots, (j - self.lag) % arena.ring_len][:, None].expand_as(
                 naive)
             weekly = torch.where((j >= self.lag)[:, None], weekly, float("nan"))
+        level = naive + level_shift(ring, origin, self.season) if self.level else naive
         each = torch.cat([torch.stack([model, last, naive, drift], dim=2), kept,
-                          weekly[:, :, None]], dim=2)  # (B, S, E)
+                          weekly[:, :, None], level[:, :, None]], dim=2)  # (B, S, E)
         err = expert_loss((y[:, None, None] - each).abs() / scale[:, :, None],
                           self.loss)  # (B, S, E)
         if len(self._p_rows):  # persistence: judged on the steps each horizon serves
@@ -346,7 +361,8 @@ class Weighting:
             if bool(short.any()):
                 w[:, :, WEEKLY] = torch.where(short[:, None], 0.0, w[:, :, WEEKLY])
                 w = w / w.sum(dim=2, keepdim=True)
-        served = blend(w, self._bucket, point, last, seasonal, step, kept, weekly)
+        shift = level_shift(history[:, :R], n - 1, self.season) if self.level else None
+        served = blend(w, self._bucket, point, last, seasonal, step, kept, weekly, shift)
         served = torch.where(warm[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
 
