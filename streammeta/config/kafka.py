@@ -46,6 +46,9 @@ class KafkaConfig:
     assignor: str = "auto"
     isolation_level: str = "read_committed"
     max_poll_records: int = 10000
+    # A poll's records go through the engine in rounds of at most this many ms (from
+    # the engine's time per record so far); 0 = one round per poll.
+    max_round_ms: int = 100
     poll_timeout_ms: int = 200
     auto_offset_reset: str = "earliest"
     acks: str = "all"
@@ -115,6 +118,8 @@ class KafkaConfig:
                "read_committed or read_uncommitted")
         check("kafka.max_poll_records", self.max_poll_records,
                1 <= self.max_poll_records <= 1_000_000, "an integer in [1, 1000000]")
+        check("kafka.max_round_ms", self.max_round_ms, 0 <= self.max_round_ms <= 60000,
+               "an integer in [0, 60000] (0: one round per poll)")
         check("kafka.poll_timeout_ms", self.poll_timeout_ms, 0 <= self.poll_timeout_ms <= 60000,
                "an integer in [0, 60000]")
         check("kafka.auto_offset_reset", self.auto_offset_reset,
