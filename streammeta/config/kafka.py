@@ -46,8 +46,8 @@ class KafkaConfig:
     assignor: str = "auto"
     isolation_level: str = "read_committed"
     max_poll_records: int = 10000
-    # A poll's records go through the engine in rounds of at most this many ms (from
-    # the engine's time per record so far); 0 = one round per poll.
+    # A poll's records go through the engine in rounds of at most this many ms of its
+    # CPU time (from its time per record so far); 0 = one round per poll.
     max_round_ms: int = 100
     poll_timeout_ms: int = 200
     auto_offset_reset: str = "earliest"
