@@ -47,8 +47,9 @@ class KafkaConfig:
     isolation_level: str = "read_committed"
     max_poll_records: int = 10000
     # A poll's records go through the engine in rounds of at most this many ms of its
-    # CPU time (from its time per record so far); 0 = one round per poll.
-    max_round_ms: int = 100
+    # CPU time (from its time per record so far); 0 = one round per poll. Off by
+    # default until a quiet machine shows it costs no throughput (docs/kafka.md).
+    max_round_ms: int = 0
     poll_timeout_ms: int = 200
     auto_offset_reset: str = "earliest"
     acks: str = "all"
