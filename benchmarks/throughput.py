@@ -26,7 +26,8 @@ Scenarios (each in its own process, so peak RSS is its own):
   latency      observations produced at half the default client's e2e rate into a
                running daemon (`streammeta run`), after a full window of each entity
                went in unpaced; the time from an observation's produce to its
-               forecast's arrival at a consumer, p50 / p99
+               forecast's arrival at a consumer, p50 / p99, split by stage from
+               wall-clock times of the daemon's rounds (latency.py)
   river        river's HoltWinters and SNARIMAX, one model per entity, on a prefix
                of the same stream (learn_one + an H-step forecast per observation,
                the same work streammeta does per observation)
@@ -326,108 +327,7 @@ def _pausable(poll: Any, paused: Any) -> Any:
     return gated
 
 
-def latency_scenario(rate: float, seconds: float, entities: int, client: str,
-                     linger_ms: int, max_poll_records: int) -> dict[str, float]:
-    """Observations produced at ``rate``/s into a running daemon (``streammeta run``,
-    its own process); the time from each observation's produce to its forecast's
-    arrival at a consumer, for every 10th entity, after a warm-up."""
-    import signal
-    import tempfile
-
-    from confluent_kafka import Consumer, Producer
-
-    from streammeta import config as config_mod
-    from streammeta.io.broker import EmbeddedBroker
-    from streammeta.io.codec import encode_observation
-    from streammeta.io.edge import ensure_topics
-
-    steps_timed = max(1, int(rate * seconds / entities))
-    # A full window for each entity first, as e2e's: the timed forecasts are the model's.
-    warm_steps = config_mod.load(None, env={}).resolved().model.window + 1
-    steps = warm_steps + steps_timed
-    values = family(entities, steps)
-    sent = np.zeros((steps, entities))  # produce time of each observation
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        config = broker_config(broker.bootstrap, client, linger_ms=linger_ms,
-                               max_poll_records=max_poll_records
-                               ).replace("metrics", port=0).replace("checkpoint", dir="")
-        ensure_topics(config.kafka, partitions=8)
-        path = f"{tmp}/config.toml"
-        with open(path, "w") as handle:
-            handle.write(config_mod.to_toml(config, mask_secrets=False))
-        daemon = subprocess.Popen([sys.executable, "-m", "streammeta", "run", "--config", path],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1,
-                             "acks": "all"})
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "latency",
-                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
-        consumer.subscribe([config.kafka.forecast_topic])
-        arrived: list[float] = []
-        try:
-            interval = entities / rate  # one step of every entity
-            next_at = time.perf_counter()
-            for step in range(steps):
-                first = 0 if step < warm_steps else warm_steps
-                for e in range(entities):
-                    key, value = encode_observation(f"e{e}", step * STEP, float(values[step, e]))
-                    while True:
-                        try:
-                            producer.produce(config.kafka.input_topic, value, key)
-                            break
-                        except BufferError:  # the unpaced warm-up filled the local queue
-                            producer.poll(0.05)
-                            _receive(consumer, sent, first, arrived, 0)
-                    sent[step, e] = time.perf_counter()
-                    if e % 500 == 0:
-                        producer.poll(0)
-                        _receive(consumer, sent, first, arrived, 0)
-                        # The warm-up goes in as fast as the daemon takes it, untimed.
-                        while (step >= warm_steps
-                               and time.perf_counter() < next_at + interval * e / entities):
-                            _receive(consumer, sent, first, arrived, 0.001)
-                next_at += interval
-                if step == warm_steps - 1:  # joined, and the warm-up's forecasts all in
-                    producer.flush(300)
-                    deadline = time.perf_counter() + 300
-                    warm = warm_steps * len(range(0, entities, 10))
-                    while len(arrived) < warm and time.perf_counter() < deadline:
-                        _receive(consumer, sent, 0, arrived, 0.1)
-                    arrived.clear()
-                    next_at = time.perf_counter()
-            producer.flush(30)
-            expected = (steps - warm_steps) * len(range(0, entities, 10))
-            deadline = time.perf_counter() + 30
-            while len(arrived) < expected and time.perf_counter() < deadline:
-                _receive(consumer, sent, warm_steps, arrived, 0.1)
-        finally:
-            consumer.close()
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(60)
-    ms = np.array(arrived) * 1000
-    return {"rate": rate, "forecasts_timed": len(arrived), "expected": expected,
-            "p50_ms": float(np.percentile(ms, 50)) if len(ms) else math.nan,
-            "p99_ms": float(np.percentile(ms, 99)) if len(ms) else math.nan,
-            "max_ms": float(ms.max()) if len(ms) else math.nan}
-
-
-def _receive(consumer: Any, sent: np.ndarray, first_step: int, arrived: list[float],
-             timeout_s: float) -> None:
-    import orjson
-
-    for message in consumer.consume(10000, timeout_s):
-        if message.error() is not None:
-            continue
-        now = time.perf_counter()
-        key = message.key()
-        entity = int(key[1:])
-        if entity % 10:
-            continue
-        step = orjson.loads(message.value())["origin"] // STEP
-        if step >= first_step:
-            arrived.append(now - sent[step, entity])
-
-
-def run_child(args: list[str], show_stderr: bool = False) -> dict[str, float]:
+def run_child(args: list[str], show_stderr: bool = False) -> dict[str, Any]:
     result = subprocess.run([sys.executable, __file__, "--child", *args], check=True,
                             capture_output=True, text=True)
     if show_stderr:
@@ -435,17 +335,19 @@ def run_child(args: list[str], show_stderr: bool = False) -> dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def child(kind: str, rest: list[str]) -> dict[str, float]:
+def child(kind: str, rest: list[str]) -> dict[str, Any]:
     if kind == "engine":
         return engine_scenario(int(rest[0]), int(rest[1]), int(rest[2]))
     if kind == "river":
         return river_scenario(int(rest[0]), float(rest[1]))
     if kind == "latency":
+        from latency import latency_scenario
+
         return latency_scenario(float(rest[0]), float(rest[1]), int(rest[2]), rest[3],
-                                int(rest[4]), int(rest[5]))
+                                int(rest[4]), int(rest[5]), int(rest[6]))
     return e2e_scenario(int(rest[0]), int(rest[1]), rest[2], profile=rest[3] == "profile",
-                        service=rest[6:] == ["service"], linger_ms=int(rest[4]),
-                        max_poll_records=int(rest[5]))
+                        service=rest[7:] == ["service"], linger_ms=int(rest[4]),
+                        max_poll_records=int(rest[5]), max_round_ms=int(rest[6]))
 
 
 GROUPS = {"e2e": ("engine-10k", "e2e-confluent", "e2e-service", "e2e-kafka-python", "latency")}
@@ -474,6 +376,8 @@ def main() -> None:
                         help="kafka.linger_ms of the daemon in the e2e and latency runs")
     parser.add_argument("--max-poll-records", type=int, default=default.max_poll_records,
                         help="kafka.max_poll_records of the daemon in the e2e and latency runs")
+    parser.add_argument("--max-round-ms", type=int, default=default.max_round_ms,
+                        help="kafka.max_round_ms of the daemon in the e2e and latency runs")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -487,17 +391,17 @@ def main() -> None:
         "engine-1m": ["engine", str(big), "2", "10000"],
         **{f"e2e-{c}": ["e2e", e2e_size, "10000", c,
                         "profile" if args.profile and c == default.client else "-",
-                        str(args.linger_ms), str(args.max_poll_records)]
+                        str(args.linger_ms), str(args.max_poll_records), str(args.max_round_ms)]
            for c in ("confluent", "kafka-python")},
         "e2e-service": ["e2e", e2e_size, "10000", default.client, "-", str(args.linger_ms),
-                        str(args.max_poll_records), "service"],
+                        str(args.max_poll_records), str(args.max_round_ms), "service"],
         "latency": [],  # its rate comes from the e2e run of the default client
         "river": ["river", "1000", "10" if args.quick else "30"],
     }
     chosen = GROUPS.get(args.only or "", (args.only,) if args.only else tuple(plan))
     print(f"streammeta throughput on {os.cpu_count()} cores (torch threads: default); "
           f"default client {default.client}")
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     for name, child_args in plan.items():
         if name not in chosen:
             continue
@@ -505,14 +409,15 @@ def main() -> None:
             measured = results.get(f"e2e-{default.client}", {}).get("events_per_s", 50_000.0)
             rate = args.latency_rate or measured / 2
             child_args = ["latency", f"{rate:.0f}", str(args.latency_seconds), "10000",
-                          default.client, str(args.linger_ms), str(args.max_poll_records)]
+                          default.client, str(args.linger_ms), str(args.max_poll_records),
+                          str(args.max_round_ms)]
         print(f"running {name} ...", flush=True)
         results[name] = run_child(child_args, show_stderr=args.profile)
         print(f"  {json.dumps(results[name])}", flush=True)
     report(results, big)
 
 
-def report(results: dict[str, dict[str, float]], big: int) -> None:
+def report(results: dict[str, dict[str, Any]], big: int) -> None:
     print("\n| scenario | events/s | peak RSS (GB) |\n|---|---|---|")
     labels = {"engine-10k": "engine, 10k entities", "engine-1m": f"engine, {big:,} entities",
               "e2e-confluent": "end to end via embedded broker, confluent-kafka",
@@ -535,10 +440,9 @@ def report(results: dict[str, dict[str, float]], big: int) -> None:
             print(f"{name}: {results[name]['cpu_us_per_observation']:.1f} µs of the daemon "
                   "process's CPU per observation (all its threads; the broker's not included)")
     if "latency" in results:
-        r = results["latency"]
-        print(f"\nlatency, observation produced → forecast received, at {r['rate']:,.0f} obs/s: "
-              f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms "
-              f"({r['forecasts_timed']:,.0f} of {r['expected']:,.0f} forecasts timed)")
+        from latency import report as latency_report
+
+        latency_report(results["latency"])
     if "engine-10k" in results:
         for name in ("e2e-confluent", "e2e-service", "e2e-kafka-python"):
             if name in results:
