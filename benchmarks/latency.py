@@ -36,7 +36,7 @@ STAGES = ("before its poll", "fetch (poll call → return)", "decode", "engine s
 
 
 def latency_scenario(rate: float, seconds: float, entities: int, client: str,
-                     linger_ms: int, max_poll_records: int, max_round_ms: int
+                     linger_ms: int, max_poll_records: int
                      ) -> dict[str, Any]:
     """Observations produced at ``rate``/s into a running daemon; the time from each
     observation's produce to its forecast's arrival at a consumer, for every 10th
@@ -75,7 +75,7 @@ def latency_scenario(rate: float, seconds: float, entities: int, client: str,
 
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         config = broker_config(broker.bootstrap, client, linger_ms=linger_ms,
-                               max_poll_records=max_poll_records, max_round_ms=max_round_ms
+                               max_poll_records=max_poll_records
                                ).replace("metrics", port=0).replace("checkpoint", dir="")
         ensure_topics(config.kafka, partitions=8)
         path, trace = f"{tmp}/config.toml", f"{tmp}/trace.json"

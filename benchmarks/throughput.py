@@ -344,10 +344,10 @@ def child(kind: str, rest: list[str]) -> dict[str, Any]:
         from latency import latency_scenario
 
         return latency_scenario(float(rest[0]), float(rest[1]), int(rest[2]), rest[3],
-                                int(rest[4]), int(rest[5]), int(rest[6]))
+                                int(rest[4]), int(rest[5]))
     return e2e_scenario(int(rest[0]), int(rest[1]), rest[2], profile=rest[3] == "profile",
-                        service=rest[7:] == ["service"], linger_ms=int(rest[4]),
-                        max_poll_records=int(rest[5]), max_round_ms=int(rest[6]))
+                        service=rest[6:] == ["service"], linger_ms=int(rest[4]),
+                        max_poll_records=int(rest[5]))
 
 
 GROUPS = {"e2e": ("engine-10k", "e2e-confluent", "e2e-service", "e2e-kafka-python", "latency")}
@@ -376,8 +376,6 @@ def main() -> None:
                         help="kafka.linger_ms of the daemon in the e2e and latency runs")
     parser.add_argument("--max-poll-records", type=int, default=default.max_poll_records,
                         help="kafka.max_poll_records of the daemon in the e2e and latency runs")
-    parser.add_argument("--max-round-ms", type=int, default=default.max_round_ms,
-                        help="kafka.max_round_ms of the daemon in the e2e and latency runs")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -391,10 +389,10 @@ def main() -> None:
         "engine-1m": ["engine", str(big), "2", "10000"],
         **{f"e2e-{c}": ["e2e", e2e_size, "10000", c,
                         "profile" if args.profile and c == default.client else "-",
-                        str(args.linger_ms), str(args.max_poll_records), str(args.max_round_ms)]
+                        str(args.linger_ms), str(args.max_poll_records)]
            for c in ("confluent", "kafka-python")},
         "e2e-service": ["e2e", e2e_size, "10000", default.client, "-", str(args.linger_ms),
-                        str(args.max_poll_records), str(args.max_round_ms), "service"],
+                        str(args.max_poll_records), "service"],
         "latency": [],  # its rate comes from the e2e run of the default client
         "river": ["river", "1000", "10" if args.quick else "30"],
     }
@@ -409,8 +407,7 @@ def main() -> None:
             measured = results.get(f"e2e-{default.client}", {}).get("events_per_s", 50_000.0)
             rate = args.latency_rate or measured / 2
             child_args = ["latency", f"{rate:.0f}", str(args.latency_seconds), "10000",
-                          default.client, str(args.linger_ms), str(args.max_poll_records),
-                          str(args.max_round_ms)]
+                          default.client, str(args.linger_ms), str(args.max_poll_records)]
         print(f"running {name} ...", flush=True)
         results[name] = run_child(child_args, show_stderr=args.profile)
         print(f"  {json.dumps(results[name])}", flush=True)

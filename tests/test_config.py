@@ -39,8 +39,6 @@ def test_repository_config_is_valid_and_states_the_defaults() -> None:
     ("[adaptation]\nshrink = 1.0", "adaptation.shrink"),
     ("[series]\ntransform = 'log'", "series.transform"),
     ("[kafka]\nacks = '0'", "kafka.acks"),
-    ("[kafka]\nmax_round_ms = -1", "kafka.max_round_ms"),
-    ("[kafka]\nmax_round_ms = 0.5", "kafka.max_round_ms"),
     ("[kafka]\nsession_timeout_ms = 1000", "kafka.session_timeout_ms"),
     ("[kafka]\nforecast_topic = 'streammeta.observations'", "kafka.forecast_topic"),
     ("[kafka]\nsecurity_protocol = 'SASL_SSL'", "kafka.sasl_mechanism"),

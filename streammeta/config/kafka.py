@@ -46,10 +46,6 @@ class KafkaConfig:
     assignor: str = "auto"
     isolation_level: str = "read_committed"
     max_poll_records: int = 10000
-    # A poll's records go through the engine in rounds of at most this many ms of its
-    # CPU time (from its time per record so far); 0 = one round per poll. Off by
-    # default until a quiet machine shows it costs no throughput (docs/kafka.md).
-    max_round_ms: int = 0
     poll_timeout_ms: int = 200
     auto_offset_reset: str = "earliest"
     acks: str = "all"
@@ -119,8 +115,6 @@ class KafkaConfig:
                "read_committed or read_uncommitted")
         check("kafka.max_poll_records", self.max_poll_records,
                1 <= self.max_poll_records <= 1_000_000, "an integer in [1, 1000000]")
-        check("kafka.max_round_ms", self.max_round_ms, 0 <= self.max_round_ms <= 60000,
-               "an integer in [0, 60000] (0: one round per poll)")
         check("kafka.poll_timeout_ms", self.poll_timeout_ms, 0 <= self.poll_timeout_ms <= 60000,
                "an integer in [0, 60000]")
         check("kafka.auto_offset_reset", self.auto_offset_reset,

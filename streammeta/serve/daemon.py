@@ -13,7 +13,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -48,8 +48,6 @@ from streammeta.serve.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _LATENCY_SAMPLES = 64  # records per batch whose latency is observed
-_MIN_ROUND = 500  # records: a round's fixed cost (~5 ms of the engine) stays a small part
-_ROUND_DECAY = 0.8  # weight of the past rounds in the engine's time per record
 # Torch threads of a serving process where model.threads is 0 (automatic). The loop
 # shares the cores with the delivery thread, the Kafka client's threads and the
 # outer loop: torch's default team of one thread per core then spin-waits for cores
@@ -122,7 +120,6 @@ class Daemon:
         self._offer_lock = threading.Lock()
         self._announced_ready = False
         self._settle = False  # the batch in flight makes a partition's first checkpoint
-        self.rounds = Rounds(config.kafka.max_round_ms)
         self.observations = self.forecasts = self.dead_letters = 0
         self.metrics.model_version.set(self.engine.version)
 
@@ -157,8 +154,7 @@ class Daemon:
                 self._swap_if_offered()
                 records = self.source.poll(poll_s)
                 if records:
-                    for part in self.rounds.split(records):
-                        self._process(part)
+                    self._process(records)
                 else:  # idle: the batch in flight is acknowledged and committed now
                     self.delivery.complete()
                 if self.memory_link is not None:
@@ -219,7 +215,7 @@ class Daemon:
             partitions = partitions[np.asarray(obs.index, dtype=np.intp)]
         if self._settle:  # its first checkpoint must hold exactly the acknowledged state
             self.delivery.complete()
-        result = self.rounds.step(self.engine, obs.entities, ts, values, partitions)
+        result = self.engine.process(obs.entities, ts, values, partitions)
         for i, reason, detail in result.rejected:
             dead.append(DeadLetter(records[obs.index[i]], reason, detail))
         f = result.forecasts
@@ -281,46 +277,6 @@ class Daemon:
             self.memory_link.close()
         log.info("stopped after %d observations, %d forecasts, %d dead letters",
                  self.observations, self.forecasts, self.dead_letters)
-
-
-class Rounds:
-    """A poll's records in rounds of at most ``kafka.max_round_ms`` of the engine (from
-    its CPU time per record so far): a backlog's first forecasts go out while the rest
-    is processed, and each round's acknowledgement overlaps the next round's step.
-    CPU time, not wall time: on a loaded machine wall time per record grows, and rounds
-    sized by it would shrink until each one waits for the previous acknowledgement
-    (measured: a backlog drained far slower)."""
-
-    def __init__(self, limit_ms: int) -> None:
-        self.limit_ms = limit_ms
-        self._seconds = self._records = 0.0  # decayed sums over the engine's rounds
-
-    def step(self, engine: Engine, entities: list[str], ts: np.ndarray, values: np.ndarray,
-             partitions: np.ndarray) -> Result:
-        """The engine's step on a round, timed."""
-        started = time.thread_time()  # the engine runs on this thread (one torch thread)
-        result = engine.process(entities, ts, values, partitions)
-        self._seconds = self._seconds * _ROUND_DECAY + time.thread_time() - started
-        self._records = self._records * _ROUND_DECAY + len(entities)
-        return result
-
-    def split(self, polled: Sequence[Record]) -> Iterator[Sequence[Record]]:
-        size = len(polled)
-        if self.limit_ms and self._records:
-            size = max(_MIN_ROUND, int(self.limit_ms / 1000 * self._records / self._seconds))
-        if len(polled) <= size:
-            yield polled
-            return
-        records = Records.of(polled)
-        for lo in range(0, len(records), size):
-            yield _rows(records, lo, lo + size)
-
-
-def _rows(records: Records, lo: int, hi: int) -> Records:
-    """Rows ``lo:hi`` of ``records``, as columns."""
-    stamp = records.timestamp_of
-    return Records(records.topics[lo:hi], records.partitions[lo:hi], records.offsets[lo:hi],
-                   records.keys[lo:hi], records.values[lo:hi], lambda i: stamp(lo + i))
 
 
 def _keyed(entities: list[str], encode: Callable[[], list[bytes]]

@@ -387,35 +387,3 @@ def test_what_exists_when_the_loop_starts_is_out_of_the_collectors_full_passes(
         assert len(sink.forecasts) == 12
     finally:
         gc.unfreeze()
-
-
-@pytest.mark.parametrize("max_round_ms", [0, 1])
-def test_a_large_poll_goes_through_the_engine_in_rounds_of_max_round_ms(
-    cfg: Config, max_round_ms: int
-) -> None:
-    """Once the engine's time per record is known, a poll larger than ``max_round_ms``
-    of it is processed (forecast, acknowledged, committed) in parts of at least 500
-    records: a backlog's first forecasts go out before the rest is processed."""
-    records = good_records(entities=50, steps=60, partitions=1)  # 3,000 records
-    source, sink = MemorySource(records, batch_size=1500), MemorySink()
-    daemon = Daemon(cfg.replace("kafka", max_round_ms=max_round_ms), source, sink)
-    rounds: list[int] = []
-    commits: list[int] = []
-    process, commit = daemon.engine.process, source.commit
-
-    def counted(entities: list[str], *args: object, **kwargs: object) -> object:
-        rounds.append(len(entities))
-        return process(entities, *args, **kwargs)  # type: ignore[arg-type]
-
-    def noted(offsets: dict[tuple[str, int], int]) -> None:
-        commits.append(offsets[(TOPIC, 0)])
-        commit(offsets)
-
-    daemon.engine.process = counted  # type: ignore[method-assign]
-    source.commit = noted  # type: ignore[method-assign]
-    run_until_drained(daemon, source)
-    # The first poll sets the time per record; 1 ms of it is under 500 records.
-    assert rounds == ([1500, 1500] if max_round_ms == 0 else [1500, 500, 500, 500])
-    assert commits == ([1500, 3000] if max_round_ms == 0 else [1500, 2000, 2500, 3000])
-    assert len(sink.forecasts) == len(records)
-    assert [key for key, _ in sink.forecasts] == [r.key for r in records]  # in order
