@@ -66,3 +66,13 @@ def test_after_a_level_shift_the_level_expert_is_charged_less_than_seasonal_naiv
                            seasonal, torch.zeros(1), torch.zeros(1, H, experts.KEPT),
                            level=torch.tensor([0.2]))
     torch.testing.assert_close(served, torch.full((1, H), 5.2))
+
+
+def test_the_level_expert_serves_young_entities_only() -> None:
+    """Where an entity's record is long it weighs seasonal naive's level by its own
+    errors; the level expert cost mature entities accuracy (M4 hourly final origin,
+    ETTh2), so only young ones may weigh it."""
+    weighting = experts.Weighting(config_mod.load(None, env={}).experts, (1, 12, 24), 24, 24,
+                                  168)
+    assert weighting._allowed_young[:, experts.LEVEL].all()
+    assert not weighting._allowed[:, experts.LEVEL].any()
