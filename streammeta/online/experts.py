@@ -367,7 +367,9 @@ class Weighting:
             if bool(short.any()):
                 w[:, :, WEEKLY] = torch.where(short[:, None], 0.0, w[:, :, WEEKLY])
                 w = w / w.sum(dim=2, keepdim=True)
-        shift = level_shift(history[:, :R], n - 1, self.season) if self.level else None
+        # The level expert serves young entities only: a batch with none skips it.
+        shift = (level_shift(history[:, :R], n - 1, self.season)
+                 if self.level and bool(young.any()) else None)
         served = blend(w, self._bucket, point, last, seasonal, step, kept, weekly, shift)
         served = torch.where(warm[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
