@@ -75,9 +75,10 @@ class Forecaster:
         H = self.shape.horizon
         warm = n >= self.warm_at
         all_warm = bool(warm.all())
+        recent: Tensor | None = None  # the warm rows' newest L values (model units)
         if all_warm:  # the steady state: no scatter into a preallocated batch
-            point, spread = self._model(params, guard, arena, slots, n, history, weight,
-                                        result)
+            point, spread, recent = self._model(params, guard, arena, slots, n, history,
+                                                weight, result)
         else:
             point, spread = self._mixed(params, guard, arena, slots, n, history, warm, weight,
                                         result)
@@ -94,15 +95,17 @@ class Forecaster:
         put_cells(arena.pending, slots, cells, at_h)
         if self.experts is not None:  # the model is scored alone; the blend is served
             R = arena.ring_len
-            recent = window(history, n - R, R) if self.experts.serves_theta else None
-            point, quant = self.experts.serve(arena, slots, ts, n, history, recent, cells, warm,
+            ring = window(history, n - R, R) if self.experts.serves_theta else None
+            point, quant = self.experts.serve(arena, slots, ts, n, history, ring, cells, warm,
                                               point, quant, self._seasonal(history, n, R))
         if self.calibration is not None:
             quant = self._calibrated(arena, slots, cells, warm, point, spread, quant)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
         if bool(warm.any()):
-            recent = window(history, n - self.shape.window, self.shape.window, self.shape.season)
+            if recent is None:
+                recent = window(history, n - self.shape.window, self.shape.window,
+                                self.shape.season)
             # The units' map is monotone: the range converted, not every value.
             lo, hi = (model.from_model_units(v, self.shape.transform)
                       for v in recent.aminmax(dim=1))
@@ -113,16 +116,18 @@ class Forecaster:
 
     def _model(self, params: model.Params, guard: Guard, arena: Arena, slots: Tensor,
                n: Tensor, history: Tensor, weight: Tensor | None,
-               result: Result) -> tuple[Tensor, Tensor]:
-        """→ point (B, H) and spread (B, H) in the entities' own units."""
+               result: Result) -> tuple[Tensor, Tensor, Tensor]:
+        """→ point (B, H) and spread (B, H) in the entities' own units, and the newest
+        L values (B, L) they are forecast from."""
         L = self.shape.window
-        x, mean, scale = model.normalise(window(history, n - L, L, self.shape.season))
+        recent = window(history, n - L, L, self.shape.season)
+        x, mean, scale = model.normalise(recent)
         point, spread = model.point_and_spread(params, x, arena.phi[slots])
         point = point * scale + mean
         spread = spread * scale
         if weight is not None:
             guard.blend(arena, slots, weight, x, mean, scale, point, spread, result)
-        return point, spread
+        return point, spread, recent
 
     def _mixed(self, params: model.Params, guard: Guard, arena: Arena, slots: Tensor,
                n: Tensor, history: Tensor, warm: Tensor, weight: Tensor | None,
@@ -133,7 +138,7 @@ class Forecaster:
         point = torch.empty(len(slots), H)
         spread = torch.empty(len(slots), H)
         if bool(warm.any()):
-            point[warm], spread[warm] = self._model(
+            point[warm], spread[warm], _ = self._model(
                 params, guard, arena, slots[warm], n[warm], history[warm],
                 None if weight is None else weight[warm], result)
         cold = ~warm
