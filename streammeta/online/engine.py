@@ -178,14 +178,15 @@ class Engine:
         if bool((r.gap > 0).any()):
             rounds.fill_gaps(arena, r.slots, r.y, r.gap, self._max_gap_fill, self._step,
                              result)
-        drifted = self._scorer.score(arena, r.slots, r.y, result)
+        ring = arena.ring.index_select(0, r.slots)  # (B, R) one gather for the whole round
+        drifted = self._scorer.score(arena, r.slots, r.y, result, ring)
         guarding = guard.active(self._version)
         if guarding:
             guard.score(arena, r.slots, r.y)
-        rounds.append(arena, r.slots, r.ts, r.y, self._ew_span)
+        rounds.append(arena, r.slots, r.ts, r.y, self._ew_span, ring)
         if self._tasks is not None:
             self._tasks.observe(r.slots, r.y, fresh=arena.count[r.slots] == 1)
-        history = arena.history(r.slots)  # (B, 2R) one gather for the whole round
+        history = torch.cat([ring, ring], dim=1)  # (B, 2R) as Arena.history: see window
         count = arena.count[r.slots]
         self._initialiser.start(arena, guard, self._tasks, r.slots, count, history, drifted,
                                 result)

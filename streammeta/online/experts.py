@@ -213,18 +213,19 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
 
 
 def slope(ring: Tensor, last_index: Tensor, span: int, season: int = 1) -> Tensor:
-    """The drift expert's average step (B,) at absolute index ``last_index`` (B,) over the
-    last ``span`` steps (fewer when the entity has fewer), in whole seasons once a season
-    is seen (a young entity's step between two phases of the season is the season's
-    shape, not a trend); ``ring`` (B, R) the entities' rows of ``Arena.ring``."""
-    R = ring.shape[1]
-    k = torch.minimum(last_index, torch.tensor(span))
+    """The drift expert's average step (B,) at absolute index ``last_index`` (B,), or (B, S)
+    at (B, S), over the last ``span`` steps (fewer when the entity has fewer), in whole
+    seasons once a season is seen (a young entity's step between two phases of the season
+    is the season's shape, not a trend); ``ring`` (B, R) the entities' rows of
+    ``Arena.ring``."""
+    at = last_index if last_index.dim() == 2 else last_index[:, None]  # (B, S)
+    k = torch.minimum(at, torch.tensor(span))
     if season > 1:
         k = torch.where(k >= season, k - k % season, k)
     k = k.clamp(min=1)
-    now = torch.gather(ring, 1, (last_index % R)[:, None])[:, 0]
-    then = torch.gather(ring, 1, ((last_index - k) % R)[:, None])[:, 0]
-    return torch.where(last_index > 0, (now - then) / k, torch.zeros_like(now))
+    now = torch.gather(ring, 1, at % ring.shape[1])
+    then = torch.gather(ring, 1, (at - k) % ring.shape[1])
+    return torch.where(at > 0, (now - then) / k, torch.zeros_like(now)).reshape(last_index.shape)
 
 
 def buckets(horizons: tuple[int, ...], horizon: int) -> Tensor:
@@ -298,12 +299,14 @@ class Weighting:
         self._cold_from = 2 * season if season > 1 else 1
 
     def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor, forecast: Tensor,
-              naive: Tensor, scale: Tensor, valid: Tensor, reference: Tensor) -> None:
+              naive: Tensor, scale: Tensor, valid: Tensor, reference: Tensor,
+              ring: Tensor | None = None) -> None:
         """The new values y (B,) at absolute index j (B,) resolve the model's
         ``forecast`` (B, S; NaN where the entity was cold at the origin) and seasonal
         naive's ``naive`` (B, S) where ``reference`` (B, S) (its value was seen); the
         model's where ``valid``; ``scale`` (B, 1) the entities' standard deviations.
-        Call before the values are appended to the rings.
+        Call before the values are appended to the rings; ``ring`` (B, R): the slots'
+        rows of ``arena.ring`` (None: read here).
 
         The cheap experts are scored from the first origin with two seasons seen (the
         first with a season 1), also before the model serves: a short series (a yearly
@@ -316,12 +319,12 @@ class Weighting:
         fpp3 retail (rolling, m = 12) cold-start slice 1.180 from the first warm
         origin, 1.238 from one season (before two seasons the theta experts cannot
         adjust for the season, and their early record holds them back)."""
+        R = arena.ring_len
         origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
-        last = arena.ring[slots[:, None], origin % arena.ring_len]
-        ring = arena.ring.index_select(0, slots)  # (B, R) before this value is appended
-        drift = naive + self._h[None, :] * torch.stack(
-            [slope(ring, origin[:, i], self.window, self.season)
-             for i in range(len(self._h))], dim=1)
+        if ring is None:
+            ring = arena.ring.index_select(0, slots)  # (B, R) before this value is appended
+        last = torch.gather(ring, 1, origin % R)
+        drift = naive + self._h[None, :] * slope(ring, origin, self.window, self.season)
         cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
@@ -331,21 +334,22 @@ class Weighting:
         model = torch.where(cold, naive, forecast)
         weekly = naive  # where it does not serve: a copy of seasonal naive's record
         if self.lag:  # the value a week before the target; none before a week is seen
-            weekly = arena.ring[slots, (j - self.lag) % arena.ring_len][:, None].expand_as(
-                naive)
+            weekly = torch.gather(ring, 1, ((j - self.lag) % R)[:, None]).expand_as(naive)
             weekly = torch.where((j >= self.lag)[:, None], weekly, float("nan"))
         level = naive + level_shift(ring, origin, self.season) if self.level else naive
-        each = torch.cat([torch.stack([model, last, naive, drift], dim=2), kept,
-                          weekly[:, :, None], level[:, :, None]], dim=2)  # (B, S, E)
-        err = expert_loss((y[:, None, None] - each).abs() / scale[:, :, None],
+        each = torch.empty(*naive.shape, EXPERTS)  # (B, S, E)
+        for e, forecasts in ((MODEL, model), (NAIVE, last), (SEASONAL, naive), (DRIFT, drift),
+                             (WEEKLY, weekly), (LEVEL, level)):
+            each[:, :, e] = forecasts
+        each[:, :, THETA:THETA + KEPT] = kept
+        err = expert_loss(each.sub_(y[:, None, None]).abs_().div_(scale[:, :, None]),
                           self.loss)  # (B, S, E)
         if len(self._p_rows):  # persistence: judged on the steps each horizon serves
-            back = arena.ring[slots[:, None], (j[:, None] - self._p_steps[None, :])
-                              % arena.ring_len]  # (B, P) its forecasts of y from there
+            back = torch.gather(ring, 1, (j[:, None] - self._p_steps[None, :]) % R)  # (B, P)
             own = expert_loss((y[:, None] - back).abs() / scale, self.loss) @ self._p_mean.T
             err[:, self._p_rows, NAIVE] = own
-        arena.experts[slots] = update(arena.experts[slots], err, valid | cold, self.discount,
-                                      self._clip)
+        arena.experts.index_copy_(0, slots, update(arena.experts.index_select(0, slots), err,
+                                                   valid | cold, self.discount, self._clip))
         self.population.update(err, valid | cold, origin + 1 < self.young_until)
 
     def serve(self, arena: Arena, slots: Tensor, ts: Tensor, n: Tensor, history: Tensor,

@@ -108,10 +108,14 @@ def fill_gaps(arena: Arena, slots: Tensor, y: Tensor, gap: Tensor, max_gap_fill:
     result.gap_steps += int(g.sum())
 
 
-def append(arena: Arena, slots: Tensor, ts: Tensor, y: Tensor, ew_span: int) -> None:
-    """The values join the rings; the running mean and variance move."""
+def append(arena: Arena, slots: Tensor, ts: Tensor, y: Tensor, ew_span: int,
+           rows: Tensor | None = None) -> None:
+    """The values join the rings; the running mean and variance move. ``rows`` (B, R),
+    the slots' rows of ``arena.ring`` read before, take the values too."""
     j = arena.count[slots]
     arena.ring[slots, j % arena.ring_len] = y
+    if rows is not None:
+        rows[torch.arange(len(slots)), j % arena.ring_len] = y
     arena.count[slots] = j + 1
     arena.last_ts[slots] = ts
     # Exponentially weighted mean/variance; plain averages while young.

@@ -47,9 +47,11 @@ class Scorer:
         self.calibration = calibration
         self.online_error = {"streammeta": math.nan, "seasonal_naive": math.nan}
 
-    def score(self, arena: Arena, slots: Tensor, y: Tensor, result: Result) -> Tensor | None:
+    def score(self, arena: Arena, slots: Tensor, y: Tensor, result: Result,
+              ring: Tensor | None = None) -> Tensor | None:
         """Score the warm forecasts whose target is this value, and seasonal naive on
-        them; → which entities' error drifted (None: nothing was checked)."""
+        them; → which entities' error drifted (None: nothing was checked). ``ring``
+        (B, R): the slots' rows of ``arena.ring`` (None: read here)."""
         j = arena.count[slots]  # absolute index the new value will take
         if self.calibration is not None:
             self.calibration.score(arena, slots, j, y)
@@ -60,10 +62,12 @@ class Scorer:
         valid = ~torch.isnan(forecast) & reference
         if not bool((valid if self.experts is None else reference).any()):
             return None
-        naive = arena.ring[slots[:, None], (j[:, None] - self.naive_lag[None, :]) % arena.ring_len]
+        if ring is None:
+            ring = arena.ring.index_select(0, slots)  # (B, R)
+        naive = torch.gather(ring, 1, (j[:, None] - self.naive_lag[None, :]) % arena.ring_len)
         s = scale(arena, slots)[:, None]
         if self.experts is not None:
-            self.experts.score(arena, slots, j, y, forecast, naive, s, valid, reference)
+            self.experts.score(arena, slots, j, y, forecast, naive, s, valid, reference, ring)
         if not bool(valid.any()):
             return None
         errors = (y[:, None] - forecast).abs() / s  # (B, S)
