@@ -217,7 +217,7 @@ class Calibration:
             return
         clear_cells(arena.pending_served, slots, cell)
         r = ((y[:, None] - kept[:, :, 0]) / kept[:, :, 1]).nan_to_num(0.0).clamp(-CLIP, CLIP)
-        d = arena.calibration[slots]  # (B, S, Q)
+        d = arena.calibration.index_select(0, slots)  # (B, S, Q)
         # Judged against the offsets served at the origin, not today's: errors of
         # neighbouring targets are correlated, and today's have already moved with them.
         below = (r[:, :, None] < kept[:, :, 2:]).to(d.dtype)
@@ -226,7 +226,7 @@ class Calibration:
         eta = torch.clamp(self._gain[None, None, :] / (t[:, :, None] + PRIOR), min=self.rate)
         step = (eta * self.record.spread[None, :, None]
                 * (self.levels[None, None, :] - below) * valid[:, :, None])
-        arena.calibration[slots] = d + step
+        arena.calibration.index_copy_(0, slots, d + step)
         # The population's record is of what the entities' corrections leave: as
         # entities come and go it keeps the level an entity's own correction is from.
         self.record.update((r[:, :, None] - d).clamp(-CLIP, CLIP), valid)
@@ -238,7 +238,7 @@ class Calibration:
         standard deviations); the served forecast and σ are kept at the scored
         horizons, in ``cells`` (B, S), until their targets arrive."""
         sigma = torch.maximum(spread, FLOOR * floor[:, None])  # (B, H)
-        u = self.record.offsets[None] + arena.calibration[slots]  # (B, S, Q)
+        u = self.record.offsets[None] + arena.calibration.index_select(0, slots)  # (B, S, Q)
         at = self._h - 1
         put_cells(arena.pending_served, slots, cells,
                   torch.cat([point[:, at, None], sigma[:, at, None], u], dim=2))

@@ -72,7 +72,7 @@ from streammeta.online.cells import take as take_cells
 from streammeta.online.hedge import expert_loss, loss_clip, update, weights
 from streammeta.online.level import serves as level_serves
 from streammeta.online.level import shift as level_shift
-from streammeta.online.population import YOUNG_FOR, Population
+from streammeta.online.population import YOUNG_FOR, Population, fill
 from streammeta.online.theta import seasonal_indices, theta
 
 if TYPE_CHECKING:
@@ -176,10 +176,7 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
     if not len(w):
         return model.clone()
     on = (w.amax(dim=(0, 1)) > 0).tolist()
-    if weekly is None:
-        on[WEEKLY] = False
-    if level is None:
-        on[LEVEL] = False
+    on[WEEKLY], on[LEVEL] = on[WEEKLY] and weekly is not None, on[LEVEL] and level is not None
     used = [e for e in range(w.shape[2]) if on[e]]
     # (E', B, H): each expert's weights contiguous, so the products below stream
     # (indexing (B, S, E) by the middle dimension was half of this function's time).
@@ -348,9 +345,10 @@ class Weighting:
             back = torch.gather(ring, 1, (j[:, None] - self._p_steps[None, :]) % R)  # (B, P)
             own = expert_loss((y[:, None] - back).abs() / scale, self.loss) @ self._p_mean.T
             err[:, self._p_rows, NAIVE] = own
+        filled = fill(err, self._clip)  # one clip and fill for the record and the population's
         arena.experts.index_copy_(0, slots, update(arena.experts.index_select(0, slots), err,
-                                                   valid | cold, self.discount, self._clip))
-        self.population.update(err, valid | cold, origin + 1 < self.young_until)
+                                                   valid | cold, self.discount, self._clip, filled))
+        self.population.update(err, valid | cold, origin + 1 < self.young_until, filled)
 
     def serve(self, arena: Arena, slots: Tensor, ts: Tensor, n: Tensor, history: Tensor,
               recent: Tensor | None,
@@ -373,7 +371,7 @@ class Weighting:
         # The forecasts resolved at each horizon (scored from origin cold_from - 1 on).
         resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
         prior = self.population.prior(young, resolved, self.fade)
-        w = weights(arena.experts[slots], self.rate, prior,
+        w = weights(arena.experts.index_select(0, slots), self.rate, prior,
                     torch.where(young[:, None, None], self._allowed_young, self._allowed))
         step = slope(history[:, :R], n - 1, self.window, self.season)
         kept = torch.cat([self._theta(arena, slots, n, recent),

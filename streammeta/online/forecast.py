@@ -106,9 +106,10 @@ class Forecaster:
             if recent is None:
                 recent = window(history, n - self.shape.window, self.shape.window,
                                 self.shape.season)
-            # The units' map is monotone: the range converted, not every value.
+            # The units' map is monotone: the range converted, not every value. amin and
+            # amax: aminmax over rows took 7 times as long.
             lo, hi = (model.from_model_units(v, self.shape.transform)
-                      for v in recent.aminmax(dim=1))
+                      for v in (recent.amin(dim=1), recent.amax(dim=1)))
             plausible(lo, hi, warm, point, quant)
         return Forecasts(
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
@@ -122,7 +123,7 @@ class Forecaster:
         L = self.shape.window
         recent = window(history, n - L, L, self.shape.season)
         x, mean, scale = model.normalise(recent)
-        point, spread = model.point_and_spread(params, x, arena.phi[slots])
+        point, spread = model.point_and_spread(params, x, arena.phi.index_select(0, slots))
         point = point * scale + mean
         spread = spread * scale
         if weight is not None:

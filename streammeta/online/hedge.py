@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from streammeta.online.model import HUBER_DELTA
-from streammeta.online.population import CLIP
+from streammeta.online.population import CLIP, fill
 
 
 def expert_loss(err: Tensor, kind: str) -> Tensor:
@@ -46,11 +46,11 @@ def loss_clip(kind: str) -> float:
 
 
 def update(losses: Tensor, errors: Tensor, valid: Tensor, discount: float,
-           clip: float = CLIP) -> Tensor:
+           clip: float = CLIP, filled: Tensor | None = None) -> Tensor:
     """losses (B, S, E) and new errors (B, S, E) where ``valid`` (B, S) → losses. An
-    expert with no forecast (NaN) is charged the mean error of those that have one."""
-    step = errors.clamp(max=clip)
-    step = torch.where(torch.isnan(step), torch.nanmean(step, dim=2, keepdim=True), step)
+    expert with no forecast (NaN) is charged the mean error of those that have one
+    (``filled``: ``population.fill(errors, clip)`` where the caller has it)."""
+    step = filled if filled is not None else fill(errors, clip)
     known = valid & ~torch.isnan(step[:, :, 0])  # (B, S): the model's (experts.MODEL)
     return torch.where(known[:, :, None], losses * discount + step, losses)
 

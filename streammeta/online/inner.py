@@ -44,12 +44,13 @@ class InnerLoop:
         x, mean, scale = model.normalise(seq[:, :L])
         target = (seq[:, L:] - mean) / scale  # (B, H)
         mask = (torch.arange(H)[None, :] < k[:, None]).to(torch.float32)  # (B, H)
-        phi = self._step(params, arena.phi[s], arena.phi0 + arena.anchor[s], x, target, mask)
-        arena.phi[s] = phi
+        phi = self._step(params, arena.phi.index_select(0, s),
+                         arena.phi0 + arena.anchor.index_select(0, s), x, target, mask)
+        arena.phi.index_copy_(0, s, phi)
         if not guard.enabled:
             return
         if weight is None:  # serving the initial θ: both experts are one
-            arena.phi_origin[s] = phi
+            arena.phi_origin.index_copy_(0, s, phi)
             return
         used = weight < 1.0  # rows whose initial-θ forecast counts
         if not bool(used.any()):

@@ -32,6 +32,14 @@ YOUNG_FOR = 48
 CLIP = 10.0  # the experts' clip: errors beyond this many standard deviations count as this
 
 
+def fill(errors: Tensor, clip: float) -> Tensor:
+    """Errors (B, S, E) clipped at ``clip``, an expert with none (NaN) given the mean of
+    those that have one."""
+    clipped = errors.clamp(max=clip)
+    return torch.where(torch.isnan(clipped), torch.nanmean(clipped, dim=2, keepdim=True),
+                       clipped)
+
+
 class Population:
     """The experts' mean scaled error per resolved forecast, young and mature entities
     apart, (2, S, E), discounted: a new entity's weights start from what works for the
@@ -54,16 +62,17 @@ class Population:
     def seen(self) -> float:
         return float(self.count.sum())
 
-    def update(self, errors: Tensor, valid: Tensor, young: Tensor) -> None:
+    def update(self, errors: Tensor, valid: Tensor, young: Tensor,
+               filled: Tensor | None = None) -> None:
         """errors (B, S, E), valid (B, S), young (B, S): made by a young entity. An
-        expert with no forecast (NaN) counts as the mean of those that have one."""
+        expert with no forecast (NaN) counts as the mean of those that have one;
+        ``filled``: ``filled(errors, self.clip)`` where the caller has it."""
         known = valid & ~torch.isnan(errors[:, :, 0])  # the model's: every row has one
-        clipped = errors.clamp(max=self.clip)
-        fill = torch.nanmean(clipped, dim=2, keepdim=True)
-        clipped = torch.where(torch.isnan(clipped), fill, clipped)
+        clipped = filled if filled is not None else fill(errors, self.clip)
         for g, rows in ((MATURE, known & ~young), (YOUNG, known & young)):
-            self._sum[g] += torch.where(rows[:, :, None], clipped, 0.0).sum(dim=0)
-            self._count[g] += rows.sum(dim=0)
+            if bool(rows.any()):  # a group with no rows adds nothing
+                self._sum[g] += torch.where(rows[:, :, None], clipped, 0.0).sum(dim=0)
+                self._count[g] += rows.sum(dim=0)
 
     def commit(self) -> None:
         """The batch's errors enter the record."""
