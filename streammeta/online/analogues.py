@@ -68,7 +68,13 @@ def _normalise(x: Tensor) -> tuple[Tensor, Tensor]:
 
 class Analogues:
     """The store: ``keys`` (C, length) and ``follow`` (C, H), a ring of ``capacity``
-    entries, and the k-nearest-neighbour forecast over it."""
+    entries, and the k-nearest-neighbour forecast over it.
+
+    Entries are z-normalised when they are first read (a search or an export), not when
+    they are added: a stream of mature entities adds an entry per observation and
+    searches nothing, and most entries leave the ring unread (the normalisation, row by
+    row, gives the same values whenever it is done). Until then ``keys`` and ``follow``
+    hold the entry's values as added."""
 
     def __init__(self, length: int, horizon: int, capacity: int, k: int = 5) -> None:
         self.length, self.horizon, self.capacity, self.k = length, horizon, capacity, k
@@ -78,6 +84,7 @@ class Analogues:
         self.stamp = torch.zeros(capacity, dtype=torch.int64)  # (C,) its newest value's time
         self.size = 0  # entries held
         self._next = 0  # where the next entry goes
+        self._raw = 0  # the newest entries, not normalised yet (see the class)
 
     def __len__(self) -> int:
         return self.size
@@ -86,14 +93,24 @@ class Analogues:
         """Windows with their followers (B, length + H), oldest value first, whose
         newest values came at ``ts`` (B,); beyond capacity the oldest entries go."""
         rows, ts = windows[-self.capacity:], ts[-self.capacity:]
-        rows = _scaled(rows, self.length)
         at = (self._next + torch.arange(len(rows))) % self.capacity
         self.stamp[at] = ts
         self.keys[at] = rows[:, : self.length]
         self.follow[at] = rows[:, self.length:]
-        self._norms[at] = self.keys[at].square().sum(dim=1)
         self._next = (self._next + len(rows)) % self.capacity
         self.size = min(self.size + len(rows), self.capacity)
+        self._raw = min(self._raw + len(rows), self.capacity)
+
+    def _settle(self) -> None:
+        """The entries added since the last read, z-normalised (see the class)."""
+        if not self._raw:
+            return
+        at = (self._next - self._raw + torch.arange(self._raw)) % self.capacity
+        rows = _scaled(torch.cat([self.keys[at], self.follow[at]], dim=1), self.length)
+        self.keys[at] = rows[:, : self.length]
+        self.follow[at] = rows[:, self.length:]
+        self._norms[at] = self.keys[at].square().sum(dim=1)
+        self._raw = 0
 
     def affordable(self, queries: int) -> int:
         """How many of ``queries`` a round can search within ``BUDGET``."""
@@ -102,6 +119,7 @@ class Analogues:
     def forecast(self, recent: Tensor, ts: Tensor) -> Tensor:
         """recent (B, length) the entities' newest values, at ``ts`` (B,) → (B, H)
         forecasts in the same units from the entries no newer than ``ts`` (NaN: none)."""
+        self._settle()
         mean, std = _normalise(recent)
         z = (recent - mean) / std
         keys, norms, stamp = self.keys[: self.size], self._norms[: self.size], \
@@ -123,6 +141,7 @@ class Analogues:
 
     def export(self) -> dict[str, object]:
         """The entries, oldest first (a checkpoint's content)."""
+        self._settle()
         order = (self._next - self.size + torch.arange(self.size)) % self.capacity
         return {"keys": self.keys[order].clone(), "follow": self.follow[order].clone(),
                 "stamp": self.stamp[order].clone()}
@@ -142,4 +161,5 @@ class Analogues:
         self.stamp[: self.size] = stamp
         self._norms[: self.size] = keys.square().sum(dim=1)
         self._next = self.size % self.capacity
+        self._raw = 0
         return True
