@@ -138,11 +138,34 @@ def features(params: Params, x: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
     return head(params, x, trunk(params, x), phi)
 
 
+def _trunk_and_linear(params: Params, x: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`trunk` and the linear path x @ lin_w (B, H), from one product with the
+    weights side by side: each column of a product is the same product alone (the same
+    sums, measured bit-identical), and x is read once (10,000 rows: 13.6 -> 11.5 ms)."""
+    D = params["w1"].shape[1]
+    both = x @ torch.cat([params["w1"], params["lin_w"]], dim=1)  # (B, D + H)
+    h = F.gelu(both[:, :D] + params["b1"])
+    return F.gelu(h @ params["w2"] + params["b2"]), both[:, D:]
+
+
+def _head(params: Params, linear: Tensor, h: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`head` with x @ lin_w given (``linear``)."""
+    h = h * (1.0 + phi @ params["film"])
+    point = (linear + params["lin_b"] + h @ params["w_point"] + params["b_point"]
+             + phi @ params["basis"])
+    return point, h
+
+
 def point_and_spread(params: Params, x: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
     """→ point (B, H) and spread (B, H) > 0; quantile q is point + spread · Φ⁻¹(q),
-    so quantiles never cross."""
-    point, h = features(params, x, phi)
-    return point, F.softplus(h @ params["w_spread"] + params["b_spread"])
+    so quantiles never cross. The values of :func:`features` and the spread's head,
+    with the products that share an input made as one (see :func:`_trunk_and_linear`)."""
+    h, linear = _trunk_and_linear(params, x)
+    h = h * (1.0 + phi @ params["film"])  # (B, D) as head
+    H = params["w_point"].shape[1]
+    out = h @ torch.cat([params["w_point"], params["w_spread"]], dim=1)  # (B, 2H)
+    point = linear + params["lin_b"] + out[:, :H] + params["b_point"] + phi @ params["basis"]
+    return point, F.softplus(out[:, H:] + params["b_spread"])
 
 
 def forward(params: Params, x: Tensor, phi: Tensor, z: Tensor) -> Tensor:
@@ -227,9 +250,9 @@ def adapt(
     recorded. The inner loop fits the point forecast only; the quantiles move with
     it, and their spread is learned by the outer loop.
     """
-    h = trunk(params, x)  # (B, D)
+    h, linear = _trunk_and_linear(params, x)  # (B, D), and x @ lin_w
     for _ in range(steps):
-        point, _ = head(params, x, h, phi)
+        point, _ = _head(params, linear, h, phi)
         g = point_loss_grad(point, y, mask, point_loss)  # (B, H)
         # point = ... + (h ⊙ (1 + φ·film))·w_point + φ·basis
         grad = ((g @ params["w_point"].T) * h) @ params["film"].T + g @ params["basis"].T
