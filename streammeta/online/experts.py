@@ -175,7 +175,7 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
     # adds 0 to the sum (mature entities of m = 24: 5 of the 9).
     if not len(w):
         return model.clone()
-    on = (w.amax(dim=(0, 1)) > 0).tolist()
+    on = (w != 0).flatten(0, 1).any(dim=0).tolist()  # NaN weights take part, as before
     on[WEEKLY], on[LEVEL] = on[WEEKLY] and weekly is not None, on[LEVEL] and level is not None
     used = [e for e in range(w.shape[2]) if on[e]]
     # (E', B, H): each expert's weights contiguous, so the products below stream
@@ -372,7 +372,8 @@ class Weighting:
         resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
         prior = self.population.prior(young, resolved, self.fade)
         w = weights(arena.experts.index_select(0, slots), self.rate, prior,
-                    torch.where(young[:, None, None], self._allowed_young, self._allowed))
+                    torch.where(young[:, None, None], self._allowed_young, self._allowed)
+                    if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
         step = slope(history[:, :R], n - 1, self.window, self.season)
         kept = torch.cat([self._theta(arena, slots, n, recent),
                           self._analogue(slots, ts, n, history)[:, :, None]], dim=2)  # (B, H, KEPT)
