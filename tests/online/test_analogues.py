@@ -105,3 +105,20 @@ def test_the_store_travels_with_the_experts_record() -> None:
     assert again.restore_experts(record)
     assert torch.equal(again.export_experts()["analogues"]["keys"],  # type: ignore[index]
                        stored["keys"])
+
+
+def test_entries_read_late_are_those_normalised_at_once() -> None:
+    """Entries are normalised when first read (a search or an export): a store read
+    after every add and one read only at the end, past its capacity and around its
+    ring, hold the same entries and give the same forecasts."""
+    rng = torch.Generator().manual_seed(0)
+    batches = [torch.randn(n, 6, generator=rng) * 3 + 10 for n in (3, 5, 9, 2)]
+    eager, late = (Analogues(length=4, horizon=2, capacity=8, k=2) for _ in range(2))
+    query, ts = torch.randn(4, 4, generator=rng), torch.full((4,), 10)
+    for i, rows in enumerate(batches):
+        eager.add(rows, torch.full((len(rows),), i))
+        eager.forecast(query, ts)
+        late.add(rows, torch.full((len(rows),), i))
+    assert torch.equal(late.forecast(query, ts), eager.forecast(query, ts))
+    for key, value in eager.export().items():
+        assert torch.equal(late.export()[key], value)  # type: ignore[arg-type]

@@ -88,6 +88,34 @@ def test_each_step_uses_the_smallest_scored_horizon_that_covers_it(
         assert horizons[i] >= h and (i == 0 or horizons[i - 1] < h)
 
 
+def test_the_blend_is_the_weighted_sum_of_the_experts_whatever_weight_is_zero() -> None:
+    """The served blend sums only the experts with a weight somewhere: it is exactly
+    (bit for bit) the sum over all experts written out, in its order."""
+    gen = torch.Generator().manual_seed(0)
+    horizons, B, H = (1, 12, 24, 36, 48), 6, 48
+    bucket = experts.buckets(horizons, H)
+    model, seasonal, weekly = (torch.randn(B, H, generator=gen) for _ in range(3))
+    last, slope, level = (torch.randn(B, generator=gen) for _ in range(3))
+    kept = torch.randn(B, H, experts.KEPT, generator=gen)
+    kept[:, :, 2] = float("nan")  # no analogue forecast
+    h = torch.arange(1, H + 1, dtype=torch.float32)[None, :]
+    for zero in ([], [experts.THETA, experts.TREND, experts.ANALOGUE], [experts.SEASONAL],
+                 [experts.DRIFT, experts.LEVEL], [experts.MODEL, experts.WEEKLY]):
+        w = torch.rand(B, len(horizons), experts.EXPERTS, generator=gen)
+        w[:, :, zero] = 0.0
+        w = w / w.sum(dim=2, keepdim=True)
+        wh = w[:, bucket].permute(2, 0, 1)  # (E, B, H)
+        written = (wh[experts.MODEL] * model + wh[experts.NAIVE] * last[:, None]
+                   + (wh[experts.SEASONAL] + wh[experts.DRIFT]) * seasonal
+                   + wh[experts.DRIFT] * slope[:, None] * h
+                   + wh[experts.THETA] * kept[:, :, 0] + wh[experts.TREND] * kept[:, :, 1]
+                   + wh[experts.ANALOGUE] * kept[:, :, 2].nan_to_num()
+                   + wh[experts.LEVEL] * (seasonal + level[:, None])
+                   + wh[experts.WEEKLY] * weekly)
+        served = experts.blend(w, bucket, model, last, seasonal, slope, kept, weekly, level)
+        assert torch.equal(served, written)
+
+
 def test_the_theta_experts_follow_a_seasonal_trend_and_ignore_noise_for_a_season() -> None:
     """Monthly-like values: a linear trend plus a season. TREND extrapolates the trend
     with the seasonal shape, well inside seasonal naive's error; on white noise the
