@@ -133,31 +133,27 @@ class Arena:
         replica.
         """
         index = self.index
-        # map() calls dict.get from C: no Python frame per entity.
-        found = np.fromiter(map(index.get, entities, itertools.repeat(FREE)), dtype=np.int64,
-                            count=len(entities))
-        if not bool((found == FREE).any()):
-            return found
-        slots = found.tolist()
-        new_slots: list[int] = []
-        new_rows: list[int] = []
-        for i, entity in enumerate(entities):
-            if slots[i] != FREE:
-                continue
-            slot = index.get(entity)  # the same new entity twice in one batch
-            if slot is None:
-                slot = self._allocate(entity)
-                if slot == FREE:
+        slots = list(map(index.get, entities, itertools.repeat(FREE)))  # get() from C
+        if FREE in slots:
+            new_slots: list[int] = []
+            new_rows: list[int] = []
+            for i, entity in enumerate(entities):
+                if slots[i] != FREE:
                     continue
-                new_slots.append(slot)
-                new_rows.append(i)
-            slots[i] = slot
-        if new_slots:
-            fresh = torch.tensor(new_slots)
-            self.reset(fresh)
-            self.occupied[fresh] = True
-            self.partition[fresh] = 0 if partitions is None else torch.from_numpy(
-                np.asarray(partitions)[new_rows].astype(np.int32))
+                slot = index.get(entity)  # the same new entity twice in one batch
+                if slot is None:
+                    slot = self._allocate(entity)
+                    if slot == FREE:
+                        continue
+                    new_slots.append(slot)
+                    new_rows.append(i)
+                slots[i] = slot
+            if new_slots:
+                fresh = torch.tensor(new_slots)
+                self.reset(fresh)
+                self.occupied[fresh] = True
+                self.partition[fresh] = 0 if partitions is None else torch.from_numpy(
+                    np.asarray(partitions)[new_rows].astype(np.int32))
         return np.asarray(slots, dtype=np.int64)
 
     def _allocate(self, entity: str) -> int:

@@ -186,8 +186,7 @@ class Engine:
         rounds.append(arena, r.slots, r.ts, r.y, self._ew_span, ring)
         if self._tasks is not None:
             self._tasks.observe(r.slots, r.y, fresh=arena.count[r.slots] == 1)
-        history = torch.cat([ring, ring], dim=1)  # (B, 2R) as Arena.history: see window
-        count = arena.count[r.slots]
+        history, count = torch.cat([ring, ring], dim=1), arena.count[r.slots]  # as Arena.history
         self._initialiser.start(arena, guard, self._tasks, r.slots, count, history, drifted,
                                 result)
         # The served version's weight per row while the guard runs (None: it serves alone).

@@ -318,8 +318,7 @@ class Weighting:
         adjust for the season, and their early record holds them back)."""
         R = arena.ring_len
         origin = j[:, None] - self._h[None, :]  # (B, S) index of each forecast's origin
-        if ring is None:
-            ring = arena.ring.index_select(0, slots)  # (B, R) before this value is appended
+        ring = arena.ring.index_select(0, slots) if ring is None else ring  # (B, R), before y
         last = torch.gather(ring, 1, origin % R)
         drift = naive + self._h[None, :] * slope(ring, origin, self.window, self.season)
         cell = arena.cells(j[:, None])
@@ -334,11 +333,7 @@ class Weighting:
             weekly = torch.gather(ring, 1, ((j - self.lag) % R)[:, None]).expand_as(naive)
             weekly = torch.where((j >= self.lag)[:, None], weekly, float("nan"))
         level = naive + level_shift(ring, origin, self.season) if self.level else naive
-        each = torch.empty(*naive.shape, EXPERTS)  # (B, S, E)
-        for e, forecasts in ((MODEL, model), (NAIVE, last), (SEASONAL, naive), (DRIFT, drift),
-                             (WEEKLY, weekly), (LEVEL, level)):
-            each[:, :, e] = forecasts
-        each[:, :, THETA:THETA + KEPT] = kept
+        each = torch.stack([model, last, naive, drift, *kept.unbind(2), weekly, level], dim=2)
         err = expert_loss(each.sub_(y[:, None, None]).abs_().div_(scale[:, :, None]),
                           self.loss)  # (B, S, E)
         if len(self._p_rows):  # persistence: judged on the steps each horizon serves
