@@ -196,7 +196,7 @@ def m4_subset(path: Path) -> tuple[int, int] | None:
 def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list[str]]:
     """The tasks that ``args`` ask for, and notes about what was found."""
     notes: list[str] = []
-    series = datasets.load(args.data, args.format)
+    series = datasets.load(args.data, args.format, base.series.frequency)
     if args.limit_series:
         series = series[: args.limit_series]
     if args.format == "long" and not base.series.frequency.calendar:

@@ -280,3 +280,26 @@ def test_pretraining_is_skipped_and_said_so_where_most_series_are_too_short(
                  "--pretrain", "3", "--methods", "streammeta", "-q"]) == 0
     out = capsys.readouterr().out
     assert "not pretrained, the seeded θ serves" in out and "of a whole task" in out
+
+
+@pytest.mark.parametrize("freq", ["D", "MS"])
+def test_evaluate_an_m4_file_with_a_frequency_forecasts_every_series(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, freq: str) -> None:
+    """M4-shaped files carry no timestamps: with series.freq set they were placed an
+    hour apart anyway, so "D" rejected every value (streammeta scored sMAPE 0.000,
+    ranked first, MASE NaN) and "MS" stopped with "not a date of freq 'MS'"."""
+    import streammeta
+
+    m1 = Path(streammeta.__file__).parent / "data" / "m1_monthly_subset.csv"
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(m1), "--format", "m4", "--protocol", "final-origin",
+            "--horizon", "18", "--season", "12", "--limit-series", "6", "--methods",
+            "streammeta", "naive", "--json", str(out), "-q"]
+    assert main(args) == 0
+    plain = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", freq)
+    assert main(args) == 0
+    chosen = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    for method in ("streammeta", "naive"):
+        assert math.isfinite(chosen[method]["mase"]) and chosen[method]["smape"] > 0
+        assert chosen[method]["mase"] == pytest.approx(plain[method]["mase"], rel=1e-6)
