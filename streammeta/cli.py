@@ -118,7 +118,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.topic:
         config = config.replace("kafka", input_topic=args.topic)
     kafka = config.kafka
-    entities, ts, values = observations_from_file(args.data, args.format)
+    entities, ts, values = observations_from_file(args.data, args.format,
+                                                  frequency=config.series.frequency)
     writer = make_writer(kafka)
     stop = threading.Event()
     install_stop_handlers(stop.set)
@@ -138,7 +139,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     config = load_config(args)
     _setup_logging(config)
-    reason = too_short(config, datasets.load(args.data, args.format))
+    reason = too_short(config, datasets.load(args.data, args.format,
+                                             config.series.frequency))
     if reason:
         print(f"warning: {reason}", file=sys.stderr)
     result = pretrain(config, args.data, args.format, args.out, steps=args.steps,
@@ -262,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit-series", type=int, metavar="N",
                           help="only the first N series")
     evaluate.add_argument("--warmup", type=int, metavar="W", help="rolling: values before "
-                          "an entity's first scored forecast (default 3 seasons)")
+                          "an entity's first scored forecast (default 3 seasons, at most "
+                          "half the median series' length, at least a season and one)")
     evaluate.add_argument("--arrival-gap", type=int, default=0, metavar="STEPS",
                           help="rolling: series k starts k*STEPS steps after the first")
     evaluate.add_argument("--batch-size", type=int, default=5000,

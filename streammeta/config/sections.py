@@ -46,7 +46,9 @@ class SeriesConfig:
         try:
             parse_frequency(self.freq, self.step_ms)
         except ValueError as exc:
-            raise ConfigError("series.freq", self.freq, str(exc).split(": ", 1)[1]) from None
+            # The message after "unknown frequency 'X': " says what is expected.
+            why = str(exc).split(": ", 1)[1]
+            raise ConfigError("series.freq", self.freq, why.removeprefix("expected ")) from None
         check("series.season", self.season, 1 <= self.season <= 10000, "an integer in [1, 10000]")
         check("series.horizon", self.horizon, 1 <= self.horizon <= 1000, "an integer in [1, 1000]")
         check("series.quantiles", self.quantiles,

@@ -11,7 +11,8 @@ them (``Task.truth``).
 * ``rolling``: every origin t with W−1 ≤ t ≤ T−1−H is scored (the whole horizon
   has arrived), W = ``--warmup`` (default 3 seasons: 72 hourly values, the
   engine's default window, so its forecasts are warm from the first scored
-  origin). Slice ``cold_start``: each entity's first 48 scored origins,
+  origin; at most half the median series' length, at least a season and a value:
+  :func:`default_warmup`). Slice ``cold_start``: each entity's first 48 scored origins,
   t = W−1 … W+46 — its first 48 forecasts after the warm-up. Slice ``all``: every
   scored origin. MASE scales by the history up to the origin only.
 * ``ett``: the online-forecasting literature's protocol (../shared/data/README.md):
@@ -117,6 +118,15 @@ def final_origin_task(series: list[datasets.Series], test: dict[str, np.ndarray]
                 ("smape", "mase", "owa", "mse", "mae", "pinball", "coverage"), train_rows=-1)
 
 
+def default_warmup(series: list[datasets.Series], season: int) -> int:
+    """The rolling protocol's warm-up: 3 seasons, but at most half the median series'
+    length and at least m + 1 values (MASE's seasonal scale needs a season of history).
+    With m = 52 on two years of weekly values, 3 seasons (156) scored nothing: every
+    method's row was NaN. The development sets (M4 hourly, fpp3) keep 3 seasons."""
+    median = int(np.median([len(s) for s in series])) if series else 0
+    return max(1, min(3 * season, max(season + 1, median // 2)))
+
+
 def rolling_task(series: list[datasets.Series], horizon: int, season: int, step_ms: int,
                  warmup: int, arrival_gap: int = 0) -> Task:
     lo = np.full(len(series), warmup - 1)
@@ -196,7 +206,7 @@ def m4_subset(path: Path) -> tuple[int, int] | None:
 def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list[str]]:
     """The tasks that ``args`` ask for, and notes about what was found."""
     notes: list[str] = []
-    series = datasets.load(args.data, args.format)
+    series = datasets.load(args.data, args.format, base.series.frequency)
     if args.limit_series:
         series = series[: args.limit_series]
     if args.format == "long" and not base.series.frequency.calendar:
@@ -236,7 +246,16 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
                              "to forecast from)")
         return [final_origin_task(series, test, h, season, step) for h in horizons], notes
     if args.protocol == "rolling":
-        warmup = args.warmup or 3 * season
+        warmup = args.warmup or default_warmup(series, season)
+        longest = max((len(s) for s in series), default=0)
+        if all(longest - 1 - h < warmup - 1 for h in horizons):
+            raise DataError(f"{args.data}: rolling: nothing to score: a forecast is scored "
+                            f"after a warm-up of {warmup} values with its {max(horizons)} "
+                            f"values to come, and the longest series has {longest} "
+                            "(--warmup W sets the warm-up, --horizon H)")
+        if not args.warmup and warmup < 3 * season:
+            notes.append(f"warm-up cut from 3 seasons ({3 * season}) to {warmup} values: "
+                         "half the median series' length (--warmup W sets it)")
         notes.append(f"warm-up {warmup} values; cold_start = forecasts at positions "
                      f"{warmup - 1}..{warmup - 2 + COLD_START}; arrival gap "
                      f"{args.arrival_gap} steps")

@@ -56,10 +56,14 @@ class ForecastErrors:
 
 
 def smape_terms(y: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """200 |y−ŷ| / (|y|+|ŷ|) elementwise; 0 where both are 0."""
-    denom = np.abs(y) + np.abs(f)
-    safe = np.where(denom > 0, denom, 1.0)
-    return np.where(denom > 0, 200.0 * np.abs(y - f) / safe, 0.0)
+    """200 |y−ŷ| / (|y|+|ŷ|) elementwise; 0 where both are 0; NaN where either is not
+    finite (no forecast is not a perfect one: it is left out of the means, as MASE's
+    term is)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        denom = np.abs(y) + np.abs(f)
+        safe = np.where(denom > 0, denom, 1.0)
+        terms = np.where(denom > 0, 200.0 * np.abs(y - f) / safe, 0.0)
+    return np.where(np.isfinite(y) & np.isfinite(f), terms, np.nan)
 
 
 def seasonal_scale(values: np.ndarray, m: int) -> np.ndarray:

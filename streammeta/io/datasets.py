@@ -5,7 +5,10 @@ Formats (``fmt`` of :func:`load`):
 * ``m4`` — M4 wide CSV (M4, and M1 in M4's shape): a header row, then one row per
   series: the id in the first column, then the values until the first empty
   cell. M4 has no timestamps, so value i of every series is placed at
-  ``start_ms + i * step_ms``. The path is the file (``Monthly-train.csv``), a
+  ``start_ms + i * step_ms``, or, given the configured ``series.freq``
+  (``frequency``), i steps of it after 2017-01-01: on its calendar for ``"MS"``,
+  ``"QS"``, ``"YE"``, …, so that the daemon and ``evaluate`` accept the values as
+  whole steps of the frequency they were told. The path is the file (``Monthly-train.csv``), a
   folder holding ``Hourly-train.csv`` or a single ``<Name>-train.csv``, or
   ``<folder>/<Name>`` meaning ``<folder>/<Name>-train.csv``
   (:func:`resolve_m4`); the test file beside it is ``<Name>-test.csv``.
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from streammeta.errors import DataError
+from streammeta.io.frequency import Frequency
 from streammeta.io.series import Series, group, long_columns, parse_ts
 
 M4_START_MS = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp() * 1000)
@@ -153,9 +157,13 @@ def _timestamps(cells: list[str], lines: Sequence[int], path: Path) -> np.ndarra
 
 
 # -- formats ---------------------------------------------------------------------------
-def load_m4(path: PathLike, step_ms: int = HOUR_MS, start_ms: int = M4_START_MS
-            ) -> list[Series]:
-    """Series of an M4 wide CSV, placed on a synthetic clock (M4 has no timestamps)."""
+def load_m4(path: PathLike, step_ms: int = HOUR_MS, start_ms: int = M4_START_MS,
+            frequency: Frequency | None = None) -> list[Series]:
+    """Series of an M4 wide CSV, placed on a synthetic clock (M4 has no timestamps):
+    ``step_ms`` apart, or whole steps of ``frequency`` (its calendar's dates from the
+    month of ``start_ms`` on, for a calendar one)."""
+    if frequency is not None and not frequency.calendar:
+        step_ms = frequency.step_ms
     if step_ms < 1:
         raise ValueError(f"step_ms must be positive, got {step_ms}")
     path = Path(path)
@@ -181,7 +189,11 @@ def load_m4(path: PathLike, step_ms: int = HOUR_MS, start_ms: int = M4_START_MS
             raise DataError(f"{path}:{line}: column {_column(header, j + 1)}: value after an "
                             f"empty cell (series must not have holes)")
         values = _numbers(cells[:n], n, [line], lambda j: _column(header, j + 1), path)[0]
-        ts = start_ms + np.arange(n, dtype=np.int64) * step_ms
+        if frequency is not None and frequency.calendar:
+            first = frequency.to_units(np.array([start_ms], dtype=np.int64))[0][0]
+            ts = frequency.to_ms(first + np.arange(n, dtype=np.int64) * frequency.step)
+        else:
+            ts = start_ms + np.arange(n, dtype=np.int64) * step_ms
         out.append(Series(entity, ts, values))
     return out
 
@@ -277,9 +289,11 @@ def load_ett(path: PathLike) -> list[Series]:
     return [Series(name, ts.copy(), values[:, j].copy()) for j, name in enumerate(variables)]
 
 
-def load(path: PathLike, fmt: str) -> list[Series]:
+def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[Series]:
     """Load ``path`` in format ``fmt`` (one of :data:`FORMATS`); for ``m4`` see
-    :func:`resolve_m4`."""
+    :func:`resolve_m4`. ``frequency`` (``series.freq``, else ``series.step_ms``): the
+    clock an M4 file, which has no timestamps, is placed on (default hourly); the
+    other formats keep their own timestamps."""
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     path = Path(path)
@@ -290,8 +304,9 @@ def load(path: PathLike, fmt: str) -> list[Series]:
         path = resolve_m4(path)
     elif path.is_dir():
         raise DataError(f"{path}: is a directory, expected a {fmt} file")
-    loaders = {"m4": load_m4, "long": load_long, "ett": load_ett}
-    return loaders[fmt](path)
+    if fmt == "m4":
+        return load_m4(path, frequency=frequency)
+    return load_long(path) if fmt == "long" else load_ett(path)
 
 
 # -- one stream ------------------------------------------------------------------------

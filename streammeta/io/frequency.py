@@ -8,6 +8,9 @@ be a whole number of steps after the previous. A calendar frequency (``"MS"``,
 counted in months instead. Each must fall on the first (``S``) or last (``E``) day
 of a month at 00:00 UTC, as pandas' ``date_range`` writes them, and be a whole number
 of steps (1, 3 or 12 months, times the multiple) after the previous one.
+pandas' anchors are taken (``"W-MON"``, ``"QS-DEC"``, ``"YE-JUN"``) but not checked: an
+entity's steps count from its own first timestamp. Business-day and semi-month aliases
+(``"B"``, ``"BMS"``, ``"SMS"``, …) are refused: they are not regular steps.
 
 The engine checks steps, gaps and order on *units*: milliseconds for a fixed
 frequency, months since 1970-01 for a calendar one (:meth:`Frequency.to_units`).
@@ -32,7 +35,17 @@ _CALENDAR = {
     "ys": (12, "start"), "as": (12, "start"), "ye": (12, "end"), "a": (12, "end"),
     "y": (12, "end"),
 }
-_SPEC = re.compile(r"^\s*(\d*)\s*([A-Za-z]+)(?:-[A-Za-z]{3})?\s*$")
+_SPEC = re.compile(r"^\s*(\d*)\s*([A-Za-z]+)(?:-([A-Za-z]{3}))?\s*$")
+# The anchors pandas takes after a dash: a weekday for "W" (its timestamps are 7 days
+# apart whichever day it names), a month for quarters and years (steps of 3 or 12
+# months from wherever an entity starts). Any other anchor is refused, as pandas does.
+_WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+# pandas aliases that are not a regular step: business days and hours, semi-months,
+# business month/quarter/year ends and starts, custom business days.
+_IRREGULAR = re.compile(
+    r"^(B|C|BH|CBH|SM|SMS|SME|BM|BMS|BME|CBMS|CBME|BQ|BQS|BQE|BA|BAS|BY|BYS|BYE)$",
+    re.IGNORECASE)
 DAY_MS = 86_400_000
 
 
@@ -92,20 +105,37 @@ def parse(spec: str, step_ms: int = 3_600_000) -> Frequency:
     if match is None:
         raise ValueError(_expected(spec))
     multiple = int(match.group(1) or 1)
-    alias = match.group(2)
+    alias, anchor = match.group(2), (match.group(3) or "").upper()
     if multiple < 1:
         raise ValueError(_expected(spec))
+    if _IRREGULAR.match(alias):
+        raise ValueError(f"unsupported frequency {spec!r}: expected {_ACCEPTED} (business "
+                         "days and semi-months are not regular steps)")
+    if anchor and not _anchored(alias, anchor):
+        raise ValueError(f"unknown frequency {spec!r}: expected {_ACCEPTED}; an anchor after "
+                         "a dash is a weekday for W (W-MON), a month for QS, QE, YS, YE "
+                         "(QS-DEC)")
     # Case decides between "MS" (month start) and "ms" (milliseconds), as in pandas.
     if alias in ("MS", "ME", "M", "QS", "QE", "Q", "YS", "AS", "YE", "A", "Y"):
-        months, anchor = _CALENDAR[alias.lower()]
-        return Frequency(spec.strip(), "month", months * multiple, anchor)
+        months, side = _CALENDAR[alias.lower()]
+        return Frequency(spec.strip(), "month", months * multiple, side)
     fixed = _FIXED_MS.get(alias.lower())
     if fixed is None:
         raise ValueError(_expected(spec))
     return Frequency(spec.strip(), "ms", fixed * multiple)
 
 
+_ACCEPTED = ("a fixed step (ms, s, min, h, D, W, with an optional multiple such as 30min) "
+             "or a calendar one (MS, ME, QS, QE, YS, YE, optionally with a multiple such "
+             "as 2MS)")
+
+
+def _anchored(alias: str, anchor: str) -> bool:
+    """Whether pandas takes ``alias-anchor`` (W-SUN, QS-DEC, YE-JUN, A-DEC)."""
+    if alias.lower() == "w":
+        return anchor in _WEEKDAYS
+    return alias in ("QS", "QE", "Q", "YS", "AS", "YE", "A", "Y") and anchor in _MONTHS
+
+
 def _expected(spec: str) -> str:
-    return (f"unknown frequency {spec!r}: expected a fixed step (ms, s, min, h, D, W, "
-            "with an optional multiple such as 30min) or a calendar one (MS, ME, QS, QE, "
-            "YS, YE, optionally with a multiple such as 2MS)")
+    return f"unknown frequency {spec!r}: expected {_ACCEPTED}"

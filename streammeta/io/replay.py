@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from streammeta.io import datasets
 from streammeta.io.codec import encode_observation
+from streammeta.io.frequency import Frequency
 
 # Pacing works in bursts of about this much traffic: one clock check per burst
 # instead of one sleep per record, yet smooth enough for a consumer to see a rate.
@@ -26,10 +27,12 @@ MAX_BURST = 1000  # also how often an unpaced replay looks at the stop event
 MAX_BEHIND_S = 1.0
 
 
-def observations_from_file(path: datasets.PathLike, fmt: str, arrival_gap_steps: int = 0
+def observations_from_file(path: datasets.PathLike, fmt: str, arrival_gap_steps: int = 0,
+                           frequency: Frequency | None = None
                            ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The interleaved stream of a data file (see :func:`datasets.interleave`)."""
-    return datasets.interleave(datasets.load(path, fmt), arrival_gap_steps)
+    """The interleaved stream of a data file (see :func:`datasets.interleave`); an M4
+    file's values placed on ``frequency``'s clock (``datasets.load``)."""
+    return datasets.interleave(datasets.load(path, fmt, frequency), arrival_gap_steps)
 
 
 def replay(

@@ -90,7 +90,8 @@ def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
              progress: bool = True) -> dict[str, float]:
     """Meta-train on the series of ``data`` and write the parameter file ``out``."""
     config = config.resolved(offline=True)
-    params, stats = meta_train(config, datasets.load(data, fmt), steps, progress, name=data)
+    series = datasets.load(data, fmt, config.series.frequency)
+    params, stats = meta_train(config, series, steps, progress, name=data)
     params_io.save(Path(out), params, version=1, shape=model.ModelShape.of(config),
                    note=f"pretrained on {Path(data).name} ({fmt}), {steps} steps")
     return stats

@@ -30,7 +30,8 @@ def run_demo(
     from streammeta.serve.service import Service
 
     path = data if data else str(datasets.bundled_m4())
-    entities, ts, values = observations_from_file(path, fmt)
+    entities, ts, values = observations_from_file(path, fmt,
+                                                  frequency=config.series.frequency)
     print(f"streammeta demo: {len(entities)} observations of {len(set(entities))} entities "
           f"from {path}")
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="streammeta-") as state:

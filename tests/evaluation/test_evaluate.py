@@ -280,3 +280,56 @@ def test_pretraining_is_skipped_and_said_so_where_most_series_are_too_short(
                  "--pretrain", "3", "--methods", "streammeta", "-q"]) == 0
     out = capsys.readouterr().out
     assert "not pretrained, the seeded θ serves" in out and "of a whole task" in out
+
+
+@pytest.mark.parametrize("freq", ["D", "MS"])
+def test_evaluate_an_m4_file_with_a_frequency_forecasts_every_series(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, freq: str) -> None:
+    """M4-shaped files carry no timestamps: with series.freq set they were placed an
+    hour apart anyway, so "D" rejected every value (streammeta scored sMAPE 0.000,
+    ranked first, MASE NaN) and "MS" stopped with "not a date of freq 'MS'"."""
+    import streammeta
+
+    m1 = Path(streammeta.__file__).parent / "data" / "m1_monthly_subset.csv"
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(m1), "--format", "m4", "--protocol", "final-origin",
+            "--horizon", "18", "--season", "12", "--limit-series", "6", "--methods",
+            "streammeta", "naive", "--json", str(out), "-q"]
+    assert main(args) == 0
+    plain = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", freq)
+    assert main(args) == 0
+    chosen = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    for method in ("streammeta", "naive"):
+        assert math.isfinite(chosen[method]["mase"]) and chosen[method]["smape"] > 0
+        assert chosen[method]["mase"] == pytest.approx(plain[method]["mase"], rel=1e-6)
+
+
+def test_rolling_warm_up_leaves_short_seasonal_series_something_to_score(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two years of weekly values with m = 52: a warm-up of 3 seasons (156) left every
+    method's row NaN, exit status 0. The warm-up is cut to half the median length (at
+    least m + 1), said in a note; where nothing could be scored the run stops saying so."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "weekly.csv"
+    weeks = np.datetime64("2016-07-10") + 7 * np.arange(104)
+    with path.open("w") as f:
+        f.write("unique_id,ds,y\n")
+        for k in range(3):
+            values = 20 + 3 * np.sin(2 * math.pi * np.arange(104) / 52 + k) + rng.normal(
+                0, 0.5, 104)
+            for day, value in zip(weeks, values, strict=True):
+                f.write(f"w{k},{day}T00:00:00Z,{value:.3f}\n")
+    assert [P.default_warmup(datasets.load(path, "long"), m) for m in (52, 12, 1)] == [
+        53, 36, 3]
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "W-SUN")
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(path), "--format", "long", "--protocol", "rolling",
+            "--horizon", "13", "--season", "52", "--methods", "streammeta", "naive",
+            "seasonal-naive", "--json", str(out), "-q"]
+    assert main(args) == 0
+    payload = json.loads(out.read_text())
+    for row in payload["results"]:
+        assert math.isfinite(row["mase"]) and math.isfinite(row["smape"])
+    assert any("warm-up cut from 3 seasons (156) to 53" in n for n in payload["notes"])
+    assert main([*args, "--warmup", "100"]) == 2  # 100 + 13 > 104 values: nothing to score

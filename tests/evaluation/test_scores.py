@@ -16,6 +16,17 @@ def test_smape_by_hand() -> None:
     assert M.smape_terms(np.array([0.0, 0.0]), np.array([0.0, 1.0])).tolist() == [0.0, 200.0]
 
 
+def test_a_missing_forecast_is_left_out_of_smape_not_scored_perfect() -> None:
+    """A method without forecasts (every observation rejected) showed sMAPE 0.000,
+    bold, ranked first; its MASE was NaN."""
+    y = np.array([[100.0, 200.0], [100.0, 100.0]])
+    f = np.array([[np.nan, np.nan], [110.0, 90.0]])
+    errors = M.score(f, y, np.array([10.0, 10.0]), np.array([1.0, 1.0]))
+    assert np.isnan(errors.smape[0]) and np.isnan(errors.mase[0])
+    assert errors.smape[1] == pytest.approx((200 * 10 / 210 + 200 * 10 / 190) / 2)
+    assert np.isnan(M.smape_terms(np.array([1.0]), np.array([np.inf]))[0])
+
+
 def test_seasonal_scale_uses_the_history_up_to_each_origin() -> None:
     values = np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])
     # m = 2: |3−1| = 2, |5−2| = 3, |4−3| = 1, |6−5| = 1, averaged up to each t.

@@ -43,6 +43,32 @@ def test_m4_clock_can_be_chosen(tmp_path: Path) -> None:
     assert series.ts.tolist() == [1000, 1000 + 86_400_000]
 
 
+@pytest.mark.parametrize(("freq", "dates"), [
+    ("D", ["2017-01-01", "2017-01-02", "2017-01-03"]),
+    ("W-SUN", ["2017-01-01", "2017-01-08", "2017-01-15"]),
+    ("MS", ["2017-01-01", "2017-02-01", "2017-03-01"]),
+    ("QS", ["2017-01-01", "2017-04-01", "2017-07-01"]),
+    ("YS", ["2017-01-01", "2018-01-01", "2019-01-01"]),
+    ("ME", ["2017-01-31", "2017-02-28", "2017-03-31"]),
+    ("YE", ["2017-01-31", "2018-01-31", "2019-01-31"]),
+])
+def test_m4_values_go_on_the_configured_frequency(tmp_path: Path, freq: str,
+                                                   dates: list[str]) -> None:
+    """An M4 file (no timestamps) read for series.freq = "D" or "MS" was put on an
+    hourly clock: evaluate rejected every value (sMAPE shown as 0.000) or stopped
+    with "not a date of freq"; replay and demo sent values the daemon dead-lettered."""
+    from streammeta.io import frequency
+
+    path = write(tmp_path, "Daily-train.csv", "V1,V2,V3,V4\nD1,1,2,3\n")
+    freq_ = frequency.parse(freq)
+    (series,) = datasets.load(path, "m4", freq_)
+    assert series.ts.astype("datetime64[ms]").astype("datetime64[D]").astype(
+        str).tolist() == dates
+    assert bool(freq_.to_units(series.ts)[1].all())
+    (hourly,) = datasets.load(path, "m4")  # no frequency: the hourly clock, as before
+    assert np.diff(hourly.ts).tolist() == [HOUR, HOUR]
+
+
 def test_m4_directory_means_hourly_train_and_its_test_file_is_found(tmp_path: Path) -> None:
     write(tmp_path, "Hourly-train.csv", "V1,V2,V3\nH1,1,2\n")
     write(tmp_path, "Hourly-test.csv", "V1,V2,V3,V4\nH1,3,4,5\n")

@@ -30,17 +30,34 @@ def ms(*date: int) -> int:
     ("W-SUN", "ms", 7 * 86_400_000), ("15s", "ms", 15_000), ("ms", "ms", 1),
     ("MS", "month", 1), ("ME", "month", 1), ("M", "month", 1), ("QS", "month", 3),
     ("QS-JAN", "month", 3), ("QE", "month", 3), ("YS", "month", 12), ("YE", "month", 12),
-    ("2MS", "month", 2),
+    ("2MS", "month", 2), ("W-MON", "ms", 7 * 86_400_000), ("QS-DEC", "month", 3),
+    ("YE-JUN", "month", 12), ("A-DEC", "month", 12), ("15min", "ms", 900_000),
 ])
 def test_pandas_spellings_are_understood(spec: str, unit: str, step: int) -> None:
     freq = frequency.parse(spec)
     assert (freq.unit, freq.step) == (unit, step)
 
 
-@pytest.mark.parametrize("spec", ["B", "fortnight", "0h", "MS-", "1.5h"])
+@pytest.mark.parametrize("spec", ["fortnight", "0h", "MS-", "1.5h", "W-FOO", "MS-DEC",
+                                  "D-MON", "QS-MON"])
 def test_unknown_frequencies_are_refused(spec: str) -> None:
     with pytest.raises(ValueError, match="unknown frequency"):
         frequency.parse(spec)
+
+
+@pytest.mark.parametrize("spec", ["B", "BMS", "BME", "SMS", "C", "BQS", "bh"])
+def test_irregular_pandas_frequencies_are_refused_as_such(spec: str) -> None:
+    with pytest.raises(ValueError, match=r"unsupported frequency.*not regular steps"):
+        frequency.parse(spec)
+
+
+@pytest.mark.parametrize("spec", ["B", "fortnight", "W-FOO"])
+def test_the_config_error_says_what_is_expected_once(spec: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_mod.load(None, env={"STREAMMETA_SERIES_FREQ": spec})
+    message = str(caught.value)
+    assert "expected expected" not in message
+    assert message.count("expected a fixed step (ms, s, min, h, D, W") == 1
 
 
 def test_a_bad_frequency_in_config_names_the_key() -> None:
