@@ -24,10 +24,10 @@ def scored(horizon: int, season: int) -> tuple[int, ...]:
     24, 36, 48; m = 12, H = 18 → 1, 6, 12, 18; m = 4, H = 8 → 1, 2, 4, 6, 8; with no
     season (m = 1) the powers of two: H = 6 → 1, 2, 4, 6. Seasons above 24 add every
     :data:`LONG_GAP` steps: m = 48, H = 48 → 1, 12, 24, 36, 48 (before: 1, 24, 48;
-    docs/evaluation.md, "Scored horizons every 12 steps"). A step h is served by the
-    smallest scored horizon ≥ h, and persistence, whose record at a multiple of the
-    season is seasonal naive's, serves the half seasons (with 1, m and H alone it
-    served step 1 only). Measured in docs/meta-learning.md ("Scored horizons")."""
+    docs/evaluation.md, "Scored horizons every 12 steps for long seasons"). A step h
+    is served by the smallest scored horizon ≥ h, and persistence, whose record at a
+    multiple of the season is seasonal naive's, serves the half seasons (with 1, m and
+    H alone it served step 1 only). Measured in docs/meta-learning.md ("Scored horizons")."""
     out = {1, horizon}
     if season > 1:
         for k in range(0, (horizon + season - 1) // season):
