@@ -256,7 +256,10 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
     ``written``) are mapped onto them (``online.horizons.remap``): a new horizon
     starts with the record and offsets of the one that served its steps, and nothing
     pending. Pending forecasts kept in (H, S) cells (before the rings) move into the
-    rings of ``horizons`` (without: H cells each), where the arena keeps them."""
+    rings of ``horizons`` (without: H cells each), where the arena keeps them; rows
+    already in rings of other horizons keep the rings of the horizons in both
+    (``online.cells.remap``: m = 48 rows written with 1, 24, 48 before the horizons
+    every 12 steps)."""
     if "phi" in rows:
         if "anchor" not in rows:
             rows["anchor"] = torch.zeros_like(rows["phi"])
@@ -294,6 +297,15 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
         for field in PENDING:
             if field in rows:
                 rows[field] = cells.flatten(rows[field], rows["count"], depths)
+    elif horizons and isinstance(rows.get("horizons"), Tensor):  # rings of other horizons
+        was = tuple(rows["horizons"].tolist())
+        if was != tuple(horizons) and rows["pending"].shape[1] == sum(was):
+            for field, axis, fill in BY_HORIZON:
+                if field in PENDING and field in rows:
+                    rows[field] = cells.remap(rows[field], was, horizons)
+                elif field in rows:
+                    rows[field] = remap(rows[field], axis, was, horizons, fill)
+            rows["horizons"] = torch.tensor(horizons)
     return rows
 
 

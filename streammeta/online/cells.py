@@ -70,3 +70,18 @@ def flatten(field: Tensor, count: Tensor, depths: tuple[int, ...]) -> Tensor:
         target = count[:, None] + (cell - count[:, None]) % depth  # (B, depth): ≡ cell mod depth
         parts.append(field[rows, target % H, s])
     return torch.cat(parts, dim=1)
+
+
+def remap(field: Tensor, written: tuple[int, ...], now: tuple[int, ...]) -> Tensor:
+    """Rows (B, Σ written, ...) kept in one ring per ``written`` scored horizon →
+    (B, Σ now, ...): a horizon in both keeps its ring (s cells for horizon s, the same
+    targets), a new one starts with nothing pending (NaN), a dropped one is dropped."""
+    if tuple(written) == tuple(now):
+        return field
+    if field.shape[1] != sum(written):
+        raise ValueError(f"{field.shape[1]} cells for the rings of {written}")
+    start = dict(zip(written, offsets(written).tolist(), strict=True))
+    parts = [field[:, start[s]:start[s] + s] if s in start
+             else field.new_full((len(field), s, *field.shape[2:]), float("nan"))
+             for s in now]
+    return torch.cat(parts, dim=1)

@@ -13,18 +13,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# Seasons above 2 · LONG_GAP are also scored every LONG_GAP steps: at m = 48 the half
+# season alone left steps 2–24 on one set of weights. m ≤ 24 is unchanged (its half
+# seasons already hold every 12th step).
+LONG_GAP = 12
+
 
 def scored(horizon: int, season: int) -> tuple[int, ...]:
     """1, every half season and season up to H, and H itself: m = 24, H = 48 → 1, 12,
     24, 36, 48; m = 12, H = 18 → 1, 6, 12, 18; m = 4, H = 8 → 1, 2, 4, 6, 8; with no
-    season (m = 1) the powers of two: H = 6 → 1, 2, 4, 6. A step h is served by the
-    smallest scored horizon ≥ h, and persistence, whose record at a multiple of the
-    season is seasonal naive's, serves the half seasons (with 1, m and H alone it
-    served step 1 only). Measured in docs/meta-learning.md ("Scored horizons")."""
+    season (m = 1) the powers of two: H = 6 → 1, 2, 4, 6. Seasons above 24 add every
+    :data:`LONG_GAP` steps: m = 48, H = 48 → 1, 12, 24, 36, 48 (before: 1, 24, 48;
+    docs/evaluation.md, "Scored horizons every 12 steps for long seasons"). A step h
+    is served by the smallest scored horizon ≥ h, and persistence, whose record at a
+    multiple of the season is seasonal naive's, serves the half seasons (with 1, m and
+    H alone it served step 1 only). Measured in docs/meta-learning.md ("Scored horizons")."""
     out = {1, horizon}
     if season > 1:
         for k in range(0, (horizon + season - 1) // season):
             out |= {k * season + season // 2, (k + 1) * season}
+        if season > 2 * LONG_GAP:
+            out |= set(range(LONG_GAP, horizon + 1, LONG_GAP))
     else:
         out |= {2**k for k in range(1, horizon.bit_length())}
     return tuple(sorted(h for h in out if 1 <= h <= horizon))

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 
+from streammeta.online import cells
 from streammeta.online.experts import NAIVE, allowed, persistence_steps
 from streammeta.online.horizons import legacy, remap, scored
 
@@ -16,9 +18,34 @@ def test_the_scored_horizons_are_every_half_season_and_season_up_to_h() -> None:
     assert scored(6, 1) == (1, 2, 4, 6)  # no season: powers of two
     assert scored(1, 1) == (1,)
     assert scored(14, 7) == (1, 3, 7, 10, 14)  # odd season: half a season rounded down
-    assert scored(48, 48) == (1, 24, 48)
     assert scored(1, 24) == (1,)
     assert legacy(48, 24) == (1, 24, 48)
+
+
+def test_long_seasons_are_also_scored_every_12_steps() -> None:
+    """Above m = 24 the half season leaves more than 12 steps on one set of weights:
+    every 12th step is scored too (vic_elec, m = H = 48: 1, 24, 48 before)."""
+    assert scored(48, 48) == (1, 12, 24, 36, 48)
+    assert scored(48, 168) == (1, 12, 24, 36, 48)  # a weekly season of hours
+    assert scored(60, 30) == (1, 12, 15, 24, 30, 36, 45, 48, 60)
+    assert scored(24, 48) == (1, 12, 24)
+    # m ≤ 24 keeps its set: every 12th step is already a half season or season there.
+    assert scored(48, 24) == (1, 12, 24, 36, 48)
+    assert scored(18, 12) == (1, 6, 12, 18)
+    assert scored(8, 4) == (1, 2, 4, 6, 8)
+    assert scored(48, 1) == (1, 2, 4, 8, 16, 32, 48)
+    for horizon, season in ((48, 48), (48, 168), (60, 30), (100, 26)):
+        hs = scored(horizon, season)
+        assert max(b - a for a, b in itertools.pairwise(hs)) <= 12
+
+
+def test_rings_kept_at_other_horizons_keep_the_shared_ones() -> None:
+    """Pending forecasts in one ring per scored horizon (s cells for horizon s): a
+    horizon in both sets keeps its ring, a new one has nothing pending."""
+    t = torch.arange(1.0, 8.0)[None, :]  # rings of 1, 2, 4: [1 | 2 3 | 4 5 6 7]
+    got = cells.remap(t, (1, 2, 4), (1, 3, 4))[0].tolist()
+    assert got[0] == 1.0 and all(math.isnan(x) for x in got[1:4]) and got[4:] == [4, 5, 6, 7]
+    assert cells.remap(t, (1, 2, 4), (1, 2, 4)) is t
 
 
 def test_persistence_is_judged_on_the_steps_each_horizon_serves() -> None:
