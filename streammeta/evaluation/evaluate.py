@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from streammeta.config import Config
 from streammeta.errors import DataError
-from streammeta.evaluation import baselines, peers
+from streammeta.evaluation import backtest, baselines, peers
 from streammeta.evaluation import scores as M
 from streammeta.evaluation.protocols import Task, load_tasks, plot_rows
 from streammeta.evaluation.runs import Evaluation, MethodRun
@@ -329,7 +329,7 @@ def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
     reason = too_short(cfg, train)
     if reason:
         return None, f"{task.label}: not pretrained, the seeded θ serves: {reason}"
-    data = directory / f"train_h{task.horizon}.csv"
+    data = directory / f"pretrained_h{task.horizon}.csv"  # beside the parameter file
     with open(data, "w", newline="") as handle:  # the allowed values, as a long CSV
         out = csv.writer(handle)
         out.writerow(["entity", "ts", "value"])
@@ -386,9 +386,18 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
             if args.pretrain:
                 path, note = pretrain_params(task, task_config, args.pretrain, Path(scratch),
                                              progress=not args.quiet)
-                if path is not None:
-                    task_config = task_config.replace("model", init=str(path))
                 notes.append(note)
+                if path is not None:
+                    pretrained = task_config.replace("model", init=str(path))
+                    seeded = engine_config(task_config, task, "streammeta")
+                    served = engine_config(pretrained, task, "streammeta")
+                    assert seeded is not None and served is not None
+                    trained_on = datasets.load(str(path.with_suffix(".csv")), "long",
+                                               seeded.series.frequency)
+                    kept, note = backtest.prefer_pretrained(
+                        task, seeded, served, trained_on, args.batch_size, args.outer_every)
+                    notes.append(f"{task.label}: {note}")
+                    task_config = pretrained if kept else task_config
             evaluation = evaluate(task, task_config, methods, args.batch_size, args.outer_every,
                                   progress=not args.quiet, notes=notes, keep_point=keep,
                                   plan=plan, peer_cache=cache if args.protocol == "ett"

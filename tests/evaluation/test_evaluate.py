@@ -232,6 +232,8 @@ def test_ett_protocol_with_pretraining_on_the_train_rows(tmp_path: Path) -> None
     assert any("pretrained 3 meta-steps on the training values (model.hidden = 256)" in note
                for note in payload["notes"])
     assert any("train 0-199, validation 200-249, test 250-999" in n for n in payload["notes"])
+    # Which θ serves is decided by a backtest on the series pretraining held out.
+    assert any("backtest on" in n and "θ serves" in n for n in payload["notes"])
 
 
 def test_pretraining_is_refused_where_it_would_leak(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,72 @@
+"""Whether a pretrained θ serves: a backtest on the series that pretraining held out.
+
+``evaluate --pretrain`` meta-trains θ on the training values, holding whole series
+out (``meta.holdout``) to report a held-out meta-loss. A lower meta-loss did not
+always mean better served forecasts: on ETTh1/ETTh2 variables as daily means the
+meta-loss rose (2.544 → 2.919) and the final-origin MASE went 0.691 → 0.844, and on
+fpp3 aus_retail summed to quarters it fell (1.939 → 1.393) while the MASE went
+1.243 → 1.406: the model alone is not what serves, the experts' weighting is.
+
+So both θ forecast the held-out series' training values as a rolling stream
+(every origin after the warm-up, the engine as it serves, experts included), and the
+pretrained θ serves only where its mean MASE there is not higher than the seeded
+one's. Those series never entered pretraining, so the comparison does not favour
+it, and it reads training values only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from streammeta.config import Config
+from streammeta.evaluation.protocols import Task, default_warmup, rolling_task
+from streammeta.io import datasets
+from streammeta.meta.tasks import held_out
+
+
+def held_series(series: list[datasets.Series], holdout: float) -> list[datasets.Series]:
+    """The series whose windows pretraining held out (``meta.pretrain.split_pool``: by
+    their number in the data it read), with more values than a season and a horizon."""
+    held = held_out(torch.arange(len(series)), holdout).tolist()
+    return [s for s, h in zip(series, held, strict=True) if h]
+
+
+def backtest_task(series: list[datasets.Series], task: Task) -> Task | None:
+    """The rolling stream of ``series`` at the task's horizon and season; None where no
+    series is long enough to score an origin."""
+    H, m = task.horizon, task.season
+    usable = [s for s in series if len(s) > H + m + 2]
+    if not usable:
+        return None
+    warmup = default_warmup(usable, m)
+    usable = [s for s in usable if len(s) - 1 - H >= warmup - 1]
+    if not usable:
+        return None
+    return rolling_task(usable, H, m, task.step_ms, warmup)
+
+
+def mean_mase(task: Task, config: Config, batch_size: int, outer_every: int | None) -> float:
+    from streammeta.evaluation.evaluate import run_engine
+
+    run = run_engine(task, config, "streammeta", np.zeros(0, dtype=np.int64), batch_size,
+                     outer_every, progress=False, keep_point=False)
+    mase = run.errors.mase
+    return float(np.nanmean(mase)) if bool(np.isfinite(mase).any()) else float("nan")
+
+
+def prefer_pretrained(task: Task, seeded: Config, pretrained: Config,
+                      trained_on: list[datasets.Series], batch_size: int,
+                      outer_every: int | None) -> tuple[bool, str]:
+    """Whether ``pretrained`` (a config whose ``model.init`` is the pretrained file)
+    serves rather than ``seeded``, and a note saying why."""
+    held = backtest_task(held_series(trained_on, seeded.meta.holdout), task)
+    if held is None:
+        return True, "no held-out series long enough to backtest: the pretrained θ serves"
+    with_seeded = mean_mase(held, seeded, batch_size, outer_every)
+    with_pretrained = mean_mase(held, pretrained, batch_size, outer_every)
+    keep = not with_pretrained > with_seeded  # NaN on either side: keep the pretrained
+    serves = "the pretrained θ serves" if keep else "the seeded θ serves"
+    return keep, (f"backtest on {len(held.stream)} held-out series' training values "
+                  f"(rolling MASE, {len(held.ent)} origins): pretrained {with_pretrained:.4f}, "
+                  f"seeded {with_seeded:.4f}: {serves}")
