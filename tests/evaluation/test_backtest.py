@@ -29,8 +29,9 @@ def _series(n: int = 30, length: int = 120) -> list[datasets.Series]:
 
 def _setup(tmp_path: Path, scramble: float) -> tuple[bool, str]:
     series = _series()
+    # The model alone serves: with the experts, a θ thrown far off gets no weight.
     config = config_mod.load(None, env={}).replace(
-        "series", season=7, horizon=7, step_ms=DAY)
+        "series", season=7, horizon=7, step_ms=DAY).replace("experts", enabled=False)
     task = P.final_origin_task(series, None, 7, 7, DAY)
     params, _ = params_io.initial(config)
     gen = torch.Generator().manual_seed(0)
@@ -61,3 +62,16 @@ def test_the_backtest_reads_only_the_series_pretraining_held_out() -> None:
     mask = held_out(torch.arange(50), 0.2)
     assert [s.entity for s in held] == [s.entity for s, h in zip(series, mask.tolist(),
                                                                   strict=True) if h]
+
+
+def test_a_final_origin_is_backtested_at_each_series_last_h_origins() -> None:
+    series = _series(n=5, length=100)
+    task = P.final_origin_task(series, None, 7, 7, DAY)
+    held = backtest.backtest_task(series, task)
+    assert held is not None
+    for k, s in enumerate(held.stream):
+        last = len(s) - 1 - 7  # the newest origin whose 7 targets are all known
+        assert held.pos[held.ent == k].tolist() == list(range(last - 6, last + 1))
+    # Where every origin of a long stream is scored (rolling, ett), so is the backtest's.
+    every = backtest.backtest_task(series, P.rolling_task(series, 7, 7, DAY, 21))
+    assert every is not None and len(every.ent) > 5 * 7
