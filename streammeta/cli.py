@@ -134,13 +134,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from streammeta.evaluation import backtest
     from streammeta.io import datasets
     from streammeta.meta.pretrain import pretrain, too_short
 
     config = load_config(args)
     _setup_logging(config)
-    reason = too_short(config, datasets.load(args.data, args.format,
-                                             config.series.frequency))
+    series = datasets.load(args.data, args.format, config.series.frequency)
+    reason = too_short(config, series)
     if reason:
         print(f"warning: {reason}", file=sys.stderr)
     result = pretrain(config, args.data, args.format, args.out, steps=args.steps,
@@ -148,6 +149,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     young = " (young tasks only: no series holds a whole task)" if result["young_only"] else ""
     print(f"wrote {args.out}: {int(result['tasks'])} tasks{young}; held-out meta-loss "
           f"{result['held_out_loss_before']:.4f} → {result['held_out_loss_after']:.4f}")
+    kept, note = backtest.backtest_file(config, series, args.out)
+    print(note if kept else f"warning: {note}; without --init (model.init) it would",
+          file=sys.stdout if kept else sys.stderr)
     return 0
 
 

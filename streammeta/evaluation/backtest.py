@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from streammeta.config import Config
-from streammeta.evaluation.protocols import Task, default_warmup, rolling_task
+from streammeta.evaluation.protocols import Task, default_warmup, final_origin_task, rolling_task
 from streammeta.io import datasets
 from streammeta.meta.tasks import held_out
 
@@ -85,3 +85,20 @@ def prefer_pretrained(task: Task, seeded: Config, pretrained: Config,
     return keep, (f"backtest on {len(held.stream)} held-out series' training values "
                   f"(MASE at {where}, {len(held.ent)} forecasts): pretrained "
                   f"{with_pretrained:.4f}, seeded {with_seeded:.4f}: {serves}")
+
+
+def backtest_file(config: Config, series: list[datasets.Series], path: str) -> tuple[bool, str]:
+    """``streammeta pretrain``'s check of the file it wrote from ``series``: the
+    backtest at each held-out series' last H origins, as a final origin is judged."""
+    from streammeta.evaluation.evaluate import engine_config
+
+    H, m = config.series.horizon, config.series.season
+    long_enough = [s for s in series if len(s) > H + 1]
+    if not long_enough:
+        return True, "no series long enough to backtest"
+    task = final_origin_task(long_enough, None, H, m, config.series.step_ms)
+    seeded = engine_config(config, task, "streammeta")
+    pretrained = engine_config(config.replace("model", init=path), task, "streammeta")
+    assert seeded is not None and pretrained is not None
+    return prefer_pretrained(task, seeded, pretrained, series, batch_size=5000,
+                             outer_every=None)

@@ -26,7 +26,8 @@ def cfg(meta_cfg: Config) -> Config:
     return meta_cfg
 
 
-def test_pretrain_writes_a_parameter_file_the_daemon_loads(cfg: Config, tmp_path: Path) -> None:
+def test_pretrain_writes_a_parameter_file_the_daemon_loads(
+        cfg: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from streammeta.cli import main
     from streammeta.io.datasets import bundled_m4
 
@@ -35,6 +36,9 @@ def test_pretrain_writes_a_parameter_file_the_daemon_loads(cfg: Config, tmp_path
     out = tmp_path / "m4.smp"
     assert main(["pretrain", "--config", str(config_path), "--data", str(bundled_m4()),
                  "--format", "m4", "--out", str(out), "--steps", "30", "-q"]) == 0
+    # It says whether the file served the series it held out better than the seeded θ.
+    said = capsys.readouterr()
+    assert "backtest on" in said.out + said.err and "θ serves" in said.out + said.err
     params, version = params_io.load(out, model.ModelShape.of(cfg))
     assert version == 1
     assert not torch.equal(params["w_point"], params_io.initial(cfg)[0]["w_point"])  # it learned
