@@ -12,6 +12,8 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,9 +23,46 @@ from streammeta.config import Config
 from streammeta.io.codec import Record, encode_observation
 from streammeta.io.streams import MemorySource
 from streammeta.meta.layout import TaskLayout
+from streammeta.online.engine import Engine
 from streammeta.serve.daemon import Daemon
 
 STEP = 3_600_000  # one hour in ms: the step of the tests' series
+
+
+def checkpoint_payload(directory: Path, engine: Engine, offset: int) -> dict[str, Any]:
+    """A checkpoint of ``engine`` with partitions 0 and 1 at ``offset`` (not saved)."""
+    from streammeta.config import CheckpointConfig
+    from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+
+    rarely = CheckpointConfig(every_s=3600, every_records=10**9)
+    saver = Checkpointer(CheckpointStore(directory, member="a"), engine, rarely)
+    saver.advance({0: offset, 1: offset}, 2 * offset)
+    return saver.snapshot()
+
+
+def restore_checkpoint(directory: Path, original: Engine, copy: Engine, names: list[str],
+                       offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Partitions 0 and 1 of the checkpoint in ``directory`` restored into ``copy``
+    (both at ``offset``) → the slots of ``names`` in ``copy`` and in ``original``."""
+    from streammeta.config import CheckpointConfig
+    from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+
+    rarely = CheckpointConfig(every_s=3600, every_records=10**9)
+    restorer = Checkpointer(CheckpointStore(directory, member="b"), copy, rarely)
+    assert restorer.restore_partitions([0, 1]) == {0: offset, 1: offset}
+    return (torch.tensor([copy.arena.index[n] for n in names]),
+            torch.tensor([original.arena.index[n] for n in names]))
+
+
+def feed_seasonal(engine: Engine, names: list[str], steps: range, season: int) -> None:
+    """Noisy sine waves of period ``season`` for ``names`` at ``steps``, two partitions;
+    the noise seeded by the first step, so a run can be repeated."""
+    rng = np.random.default_rng(steps.start)
+    parts = np.array([i % 2 for i in range(len(names))])
+    for t in steps:
+        wave = np.sin(2 * np.pi * t / season)
+        engine.process(names, np.full(len(names), t * STEP, dtype=np.int64),
+                       10 + 2 * wave + rng.normal(0, 0.3, len(names)), parts)
 
 
 def small_config() -> Config:

@@ -34,6 +34,21 @@ def _synthetic(n: int, length: int, seed: int = 0) -> list[datasets.Series]:
     return out
 
 
+def _seasonal_csv(path: Path, header: str, prefix: str, days: list[str], period: int,
+                  level: float, amplitude: float, noise: float, seed: int) -> Path:
+    """Three noisy sine waves at the dates ``days`` as a long CSV with ``header``."""
+    rng = np.random.default_rng(seed)
+    n = len(days)
+    with path.open("w") as f:
+        f.write(header + "\n")
+        for k in range(3):
+            values = level + amplitude * np.sin(2 * math.pi * np.arange(n) / period + k) + (
+                rng.normal(0, noise, n))
+            for day, value in zip(days, values, strict=True):
+                f.write(f"{prefix}{k},{day}T00:00:00Z,{value:.3f}\n")
+    return path
+
+
 # -- protocol arithmetic ---------------------------------------------------------------
 def test_ett_split_is_the_literature_split() -> None:
     split = P.ett_split(17420, HOUR)
@@ -247,16 +262,9 @@ def test_evaluate_counts_calendar_months_with_a_calendar_frequency(
     """With series.freq = "MS" the engine is given months, as the daemon gives it:
     monthly data put on a fixed ms grid (or passed as ms) restarted every entity cold
     at each value, and its zero-width quantiles covered nothing."""
-    rng = np.random.default_rng(3)
-    path = tmp_path / "monthly.csv"
     months = np.arange(np.datetime64("2001-01"), np.datetime64("2009-01"))  # 96 months
-    with path.open("w") as f:
-        f.write("entity,ts,value\n")
-        for k in range(3):
-            values = 50 + 10 * np.sin(2 * math.pi * np.arange(96) / 12 + k) + rng.normal(
-                0, 1, 96)
-            for month, value in zip(months, values, strict=True):
-                f.write(f"e{k},{month}-01T00:00:00Z,{value:.3f}\n")
+    path = _seasonal_csv(tmp_path / "monthly.csv", "entity,ts,value", "e",
+                         [f"{month}-01" for month in months], 12, 50, 10, 1.0, seed=3)
     monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "MS")
     out = tmp_path / "r.json"
     assert main(["evaluate", "--data", str(path), "--format", "long", "--protocol",
@@ -312,16 +320,9 @@ def test_rolling_warm_up_leaves_short_seasonal_series_something_to_score(
     """Two years of weekly values with m = 52: a warm-up of 3 seasons (156) left every
     method's row NaN, exit status 0. The warm-up is cut to half the median length (at
     least m + 1), said in a note; where nothing could be scored the run stops saying so."""
-    rng = np.random.default_rng(5)
-    path = tmp_path / "weekly.csv"
     weeks = np.datetime64("2016-07-10") + 7 * np.arange(104)
-    with path.open("w") as f:
-        f.write("unique_id,ds,y\n")
-        for k in range(3):
-            values = 20 + 3 * np.sin(2 * math.pi * np.arange(104) / 52 + k) + rng.normal(
-                0, 0.5, 104)
-            for day, value in zip(weeks, values, strict=True):
-                f.write(f"w{k},{day}T00:00:00Z,{value:.3f}\n")
+    path = _seasonal_csv(tmp_path / "weekly.csv", "unique_id,ds,y", "w",
+                         [str(day) for day in weeks], 52, 20, 3, 0.5, seed=5)
     assert [P.default_warmup(datasets.load(path, "long"), m) for m in (52, 12, 1)] == [
         53, 36, 3]
     monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "W-SUN")

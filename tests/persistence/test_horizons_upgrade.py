@@ -8,13 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import STEP, before_rings, rows_before_rings, small_config
+from support import (
+    STEP,
+    before_rings,
+    checkpoint_payload,
+    feed_seasonal,
+    restore_checkpoint,
+    rows_before_rings,
+    small_config,
+)
 
 from streammeta.config import CheckpointConfig
 from streammeta.online import engine as engine_mod
 from streammeta.online import horizons, scoring
 from streammeta.online.engine import Engine
-from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+from streammeta.persistence.checkpoint import CheckpointStore
 from streammeta.persistence.spill import SpillStore
 
 RARELY = CheckpointConfig(every_s=3600, every_records=10**9)
@@ -22,12 +30,7 @@ NAMES = [f"e{i}" for i in range(6)]
 
 
 def feed(engine: Engine, steps: range) -> None:
-    rng = np.random.default_rng(steps.start)
-    parts = np.array([i % 2 for i in range(len(NAMES))])
-    for t in steps:
-        season = np.sin(2 * np.pi * t / 4)
-        engine.process(NAMES, np.full(len(NAMES), t * STEP, dtype=np.int64),
-                       10 + 2 * season + rng.normal(0, 0.3, len(NAMES)), parts)
+    feed_seasonal(engine, NAMES, steps, season=4)
 
 
 def old_engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
@@ -61,9 +64,7 @@ def test_a_checkpoint_with_the_older_scored_horizons_restores_and_forecasts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = old_engine(monkeypatch)
     feed(original, range(60))
-    saver = Checkpointer(CheckpointStore(tmp_path, member="a"), original, RARELY)
-    saver.advance({0: 60, 1: 60}, 120)
-    payload = saver.snapshot()
+    payload = checkpoint_payload(tmp_path, original, 60)
     payload["experts"].pop("horizons")
     for state in payload["partitions"].values():
         state["rows"] = old_rows(state["rows"])
@@ -72,10 +73,7 @@ def test_a_checkpoint_with_the_older_scored_horizons_restores_and_forecasts(
 
     copy = Engine(small_config().replace("engine", max_entities=100))
     assert copy.arena.experts.shape[1] == 4
-    restorer = Checkpointer(CheckpointStore(tmp_path, member="b"), copy, RARELY)
-    assert restorer.restore_partitions([0, 1]) == {0: 60, 1: 60}
-    new = torch.tensor([copy.arena.index[n] for n in NAMES])
-    old = torch.tensor([original.arena.index[n] for n in NAMES])
+    new, old = restore_checkpoint(tmp_path, original, copy, NAMES, 60)
     # 1, 4 and 6 keep their columns; 2 starts with 4's record and offsets (which served
     # steps 2..4) and nothing pending.
     for field in ("experts", "calibration"):

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import STEP, small_config
+from support import STEP, checkpoint_payload, feed_seasonal, restore_checkpoint, small_config
 
 from streammeta.config import CheckpointConfig, Config
 from streammeta.online import horizons
 from streammeta.online.engine import Engine
-from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+from streammeta.persistence.checkpoint import CheckpointStore
 from streammeta.persistence.spill import SpillStore
 
 RARELY = CheckpointConfig(every_s=3600, every_records=10**9)
@@ -28,12 +28,7 @@ def config() -> Config:
 
 
 def feed(engine: Engine, steps: range) -> None:
-    rng = np.random.default_rng(steps.start)
-    parts = np.array([i % 2 for i in range(len(NAMES))])
-    for t in steps:
-        season = np.sin(2 * np.pi * t / 48)
-        engine.process(NAMES, np.full(len(NAMES), t * STEP, dtype=np.int64),
-                       10 + 2 * season + rng.normal(0, 0.3, len(NAMES)), parts)
+    feed_seasonal(engine, NAMES, steps, season=48)
 
 
 def old_engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
@@ -57,16 +52,11 @@ def test_a_checkpoint_written_with_1_24_48_restores_and_forecasts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = old_engine(monkeypatch)
     feed(original, range(150))
-    saver = Checkpointer(CheckpointStore(tmp_path, member="a"), original, RARELY)
-    saver.advance({0: 150, 1: 150}, 300)
-    payload = saver.snapshot()
+    payload = checkpoint_payload(tmp_path, original, 150)
     CheckpointStore(tmp_path, member="a").save(payload)
     copy = Engine(config())
     assert copy.arena.horizons == NOW and copy.arena.pending.shape[1] == sum(NOW)
-    restorer = Checkpointer(CheckpointStore(tmp_path, member="b"), copy, RARELY)
-    assert restorer.restore_partitions([0, 1]) == {0: 150, 1: 150}
-    new = torch.tensor([copy.arena.index[n] for n in NAMES])
-    old = torch.tensor([original.arena.index[n] for n in NAMES])
+    new, old = restore_checkpoint(tmp_path, original, copy, NAMES, 150)
     # 1, 24 and 48 keep their columns; 12 starts with 24's record and offsets (which
     # served steps 2..24), 36 with 48's, and neither has anything pending.
     for field in ("experts", "calibration"):
