@@ -18,14 +18,12 @@ from support import (
     small_config,
 )
 
-from streammeta.config import CheckpointConfig
 from streammeta.online import engine as engine_mod
 from streammeta.online import horizons, scoring
 from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import CheckpointStore
 from streammeta.persistence.spill import SpillStore
 
-RARELY = CheckpointConfig(every_s=3600, every_records=10**9)
 NAMES = [f"e{i}" for i in range(6)]
 
 

@@ -11,13 +11,12 @@ import pytest
 import torch
 from support import STEP, checkpoint_payload, feed_seasonal, restore_checkpoint, small_config
 
-from streammeta.config import CheckpointConfig, Config
+from streammeta.config import Config
 from streammeta.online import horizons
 from streammeta.online.engine import Engine
 from streammeta.persistence.checkpoint import CheckpointStore
 from streammeta.persistence.spill import SpillStore
 
-RARELY = CheckpointConfig(every_s=3600, every_records=10**9)
 NAMES = [f"e{i}" for i in range(4)]
 OLD, NOW = (1, 24, 48), (1, 12, 24, 36, 48)
 
