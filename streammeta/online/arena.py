@@ -299,7 +299,10 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
                 rows[field] = cells.flatten(rows[field], rows["count"], depths)
     elif horizons and isinstance(rows.get("horizons"), Tensor):  # rings of other horizons
         was = tuple(rows["horizons"].tolist())
-        if was != tuple(horizons) and rows["pending"].shape[1] == sum(was):
+        # The same forecast horizon H (always the last scored one) under another rule
+        # only: rows of another H belong to another model and are refused on shape.
+        if (was != tuple(horizons) and was[-1] == horizons[-1]
+                and rows["pending"].shape[1] == sum(was)):
             for field, axis, fill in BY_HORIZON:
                 if field in PENDING and field in rows:
                     rows[field] = cells.remap(rows[field], was, horizons)
