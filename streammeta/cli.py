@@ -15,6 +15,7 @@ from streammeta import __version__, envvars, logs
 from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.errors import StreamMetaError
+from streammeta.io.datasets import Series
 
 log = logging.getLogger("streammeta")
 
@@ -134,7 +135,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from streammeta.evaluation import backtest
     from streammeta.io import datasets
     from streammeta.meta.pretrain import pretrain, too_short
 
@@ -149,10 +149,28 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     young = " (young tasks only: no series holds a whole task)" if result["young_only"] else ""
     print(f"wrote {args.out}: {int(result['tasks'])} tasks{young}; held-out meta-loss "
           f"{result['held_out_loss_before']:.4f} → {result['held_out_loss_after']:.4f}")
-    kept, note = backtest.backtest_file(config, series, args.out)
+    kept, note = _backtest_file(config, series, args.out)
     print(note if kept else f"warning: {note}; without --init (model.init) it would",
           file=sys.stdout if kept else sys.stderr)
     return 0
+
+
+def _backtest_file(config: Config, series: list[Series], path: str) -> tuple[bool, str]:
+    """``pretrain``'s check of the file it wrote from ``series``: the backtest at each
+    held-out series' last H origins, as a final origin is judged."""
+    from streammeta.evaluation.backtest import prefer_pretrained
+    from streammeta.evaluation.evaluate import engine_config, mean_mase
+    from streammeta.evaluation.protocols import final_origin_task
+
+    H, m = config.series.horizon, config.series.season
+    long_enough = [s for s in series if len(s) > H + 1]
+    if not long_enough:
+        return True, "no series long enough to backtest"
+    task = final_origin_task(long_enough, None, H, m, config.series.step_ms)
+    seeded = engine_config(config, task, "streammeta")
+    pretrained = engine_config(config.replace("model", init=path), task, "streammeta")
+    assert seeded is not None and pretrained is not None
+    return prefer_pretrained(task, seeded, pretrained, series, mean_mase)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -21,13 +21,14 @@ The ett protocol scores every origin of a long stream, and so does its backtest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import torch
 
 from streammeta.config import Config
-from streammeta.evaluation.protocols import Task, default_warmup, final_origin_task, rolling_task
+from streammeta.evaluation.protocols import Task, default_warmup, rolling_task
 from streammeta.io import datasets
 from streammeta.meta.tasks import held_out
 
@@ -60,25 +61,17 @@ def backtest_task(series: list[datasets.Series], task: Task) -> Task | None:
                    slices={"all": np.ones(int(late.sum()), dtype=bool)})
 
 
-def mean_mase(task: Task, config: Config, batch_size: int, outer_every: int | None) -> float:
-    from streammeta.evaluation.evaluate import run_engine
-
-    run = run_engine(task, config, "streammeta", np.zeros(0, dtype=np.int64), batch_size,
-                     outer_every, progress=False, keep_point=False)
-    mase = run.errors.mase
-    return float(np.nanmean(mase)) if bool(np.isfinite(mase).any()) else float("nan")
-
-
 def prefer_pretrained(task: Task, seeded: Config, pretrained: Config,
-                      trained_on: list[datasets.Series], batch_size: int,
-                      outer_every: int | None) -> tuple[bool, str]:
+                      trained_on: list[datasets.Series],
+                      mase: Callable[[Task, Config], float]) -> tuple[bool, str]:
     """Whether ``pretrained`` (a config whose ``model.init`` is the pretrained file)
-    serves rather than ``seeded``, and a note saying why."""
+    serves rather than ``seeded``, and a note saying why; ``mase(task, config)``: the
+    engine's mean MASE on a task (``evaluate.mean_mase``)."""
     held = backtest_task(held_series(trained_on, seeded.meta.holdout), task)
     if held is None:
         return True, "no held-out series long enough to backtest: the pretrained θ serves"
-    with_seeded = mean_mase(held, seeded, batch_size, outer_every)
-    with_pretrained = mean_mase(held, pretrained, batch_size, outer_every)
+    with_seeded = mase(held, seeded)
+    with_pretrained = mase(held, pretrained)
     keep = not with_pretrained > with_seeded  # NaN on either side: keep the pretrained
     serves = "the pretrained θ serves" if keep else "the seeded θ serves"
     where = "their last H origins" if task.protocol == "final-origin" else "every origin"
@@ -86,19 +79,3 @@ def prefer_pretrained(task: Task, seeded: Config, pretrained: Config,
                   f"(MASE at {where}, {len(held.ent)} forecasts): pretrained "
                   f"{with_pretrained:.4f}, seeded {with_seeded:.4f}: {serves}")
 
-
-def backtest_file(config: Config, series: list[datasets.Series], path: str) -> tuple[bool, str]:
-    """``streammeta pretrain``'s check of the file it wrote from ``series``: the
-    backtest at each held-out series' last H origins, as a final origin is judged."""
-    from streammeta.evaluation.evaluate import engine_config
-
-    H, m = config.series.horizon, config.series.season
-    long_enough = [s for s in series if len(s) > H + 1]
-    if not long_enough:
-        return True, "no series long enough to backtest"
-    task = final_origin_task(long_enough, None, H, m, config.series.step_ms)
-    seeded = engine_config(config, task, "streammeta")
-    pretrained = engine_config(config.replace("model", init=path), task, "streammeta")
-    assert seeded is not None and pretrained is not None
-    return prefer_pretrained(task, seeded, pretrained, series, batch_size=5000,
-                             outer_every=None)

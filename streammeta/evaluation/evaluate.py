@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import tempfile
@@ -346,6 +347,15 @@ def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
                   f"{result['held_out_loss_before']:.4f} -> {result['held_out_loss_after']:.4f}")
 
 
+def mean_mase(task: Task, config: Config, batch_size: int = 5000,
+              outer_every: int | None = None) -> float:
+    """The engine's mean MASE over the task's origins (NaN where none is finite)."""
+    run = run_engine(task, config, "streammeta", np.zeros(0, dtype=np.int64), batch_size,
+                     outer_every, progress=False, keep_point=False)
+    mase = run.errors.mase
+    return float(np.nanmean(mase)) if bool(np.isfinite(mase).any()) else float("nan")
+
+
 # -- command line ----------------------------------------------------------------------
 def peer_plan(args: argparse.Namespace, protocol: str, tasks: list[Task]) -> peers.PeerPlan:
     """--peer-origins (default 4 per entity, ett 8), --peer-series (default all),
@@ -395,7 +405,9 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
                     trained_on = datasets.load(str(path.with_suffix(".csv")), "long",
                                                seeded.series.frequency)
                     kept, note = backtest.prefer_pretrained(
-                        task, seeded, served, trained_on, args.batch_size, args.outer_every)
+                        task, seeded, served, trained_on, functools.partial(
+                            mean_mase, batch_size=args.batch_size,
+                            outer_every=args.outer_every))
                     notes.append(f"{task.label}: {note}")
                     task_config = pretrained if kept else task_config
             evaluation = evaluate(task, task_config, methods, args.batch_size, args.outer_every,

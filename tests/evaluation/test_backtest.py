@@ -12,6 +12,7 @@ import torch
 from streammeta import config as config_mod
 from streammeta.evaluation import backtest
 from streammeta.evaluation import protocols as P
+from streammeta.evaluation.evaluate import mean_mase
 from streammeta.io import datasets
 from streammeta.online import model
 from streammeta.persistence import params as params_io
@@ -39,7 +40,7 @@ def _setup(tmp_path: Path, scramble: float) -> tuple[bool, str]:
     moved = {k: v + scramble * torch.randn(v.shape, generator=gen) for k, v in params.items()}
     path = params_io.save(tmp_path / "theta.smp", moved, 1, model.ModelShape.of(config))
     return backtest.prefer_pretrained(task, config, config.replace("model", init=str(path)),
-                                      series, batch_size=5000, outer_every=None)
+                                      series, mean_mase)
 
 
 def test_a_pretrained_theta_that_forecasts_worse_does_not_serve(tmp_path: Path) -> None:
