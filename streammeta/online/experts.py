@@ -9,7 +9,9 @@ weighted average forecaster (Hedge) over E experts:
 * ``NAIVE`` — persistence, the last value;
 * ``SEASONAL`` — seasonal naive, the value one season before each target;
 * ``DRIFT`` — seasonal naive plus h times the average step over the last window
-  (with a season of 1, a random walk with drift: what trending series need);
+  (with a season of 1, a random walk with drift: what trending series need), the
+  median of three chunks' where the window holds them (:func:`slope`: a jump of
+  level is not a trend);
 * ``THETA`` — the theta method (Assimakopoulos & Nikolopoulos, 2000) on the ring's
   values: classical seasonal adjustment where an autocorrelation test finds a
   season, simple exponential smoothing with its rate chosen per entity by in-sample
@@ -214,15 +216,39 @@ def slope(ring: Tensor, last_index: Tensor, span: int, season: int = 1) -> Tenso
     at (B, S), over the last ``span`` steps (fewer when the entity has fewer), in whole
     seasons once a season is seen (a young entity's step between two phases of the season
     is the season's shape, not a trend); ``ring`` (B, R) the entities' rows of
-    ``Arena.ring``."""
+    ``Arena.ring``.
+
+    Where those steps hold three chunks of at least a step (two whole seasons with a
+    season), the median of the chunks' average steps: a single jump of level inside the
+    window is one chunk's, not a trend to extrapolate (the models work in asinh units,
+    where a straight line is growth by a factor: a series at 0 that jumps to 1,000
+    was extrapolated to its plausible ceiling for a whole window); a steady trend is
+    every chunk's. Chunks of one season are too noisy: M1 quarterly (window 16, m = 4)
+    final-origin MASE 1.632 with the whole window, 1.649 with such chunks."""
     at = last_index if last_index.dim() == 2 else last_index[:, None]  # (B, S)
     k = torch.minimum(at, torch.tensor(span))
+    unit = 1
     if season > 1:
         k = torch.where(k >= season, k - k % season, k)
+        unit = season
     k = k.clamp(min=1)
-    now = torch.gather(ring, 1, at % ring.shape[1])
-    then = torch.gather(ring, 1, (at - k) % ring.shape[1])
-    return torch.where(at > 0, (now - then) / k, torch.zeros_like(now)).reshape(last_index.shape)
+    R = ring.shape[1]
+    now = torch.gather(ring, 1, at % R)
+    then = torch.gather(ring, 1, (at - k) % R)
+    whole = (now - then) / k
+    c = k // 3
+    c = c - c % unit  # chunks of whole seasons
+    split = c >= (2 * unit if season > 1 else 1)
+    if bool(split.any()):
+        c = c.clamp(min=1)
+        a = torch.gather(ring, 1, (at - c) % R)
+        b = torch.gather(ring, 1, (at - 2 * c) % R)
+        d = torch.gather(ring, 1, (at - 3 * c) % R)
+        s0, s1, s2 = now - a, a - b, b - d
+        mid = (s0 + s1 + s2 - torch.maximum(torch.maximum(s0, s1), s2)
+               - torch.minimum(torch.minimum(s0, s1), s2))
+        whole = torch.where(split, mid / c, whole)
+    return torch.where(at > 0, whole, torch.zeros_like(now)).reshape(last_index.shape)
 
 
 def buckets(horizons: tuple[int, ...], horizon: int) -> Tensor:

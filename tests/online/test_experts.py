@@ -162,6 +162,20 @@ def test_a_young_entity_s_drift_is_measured_over_whole_seasons() -> None:
         0.5, abs=1e-4)
 
 
+def test_a_jump_of_level_is_not_extrapolated_as_a_trend() -> None:
+    """A series at 0 that jumps to 1,000 (a launch, a sensor back on line) has no trend:
+    the drift expert's step is the median of three chunks', and only one holds the jump.
+    A steady trend is still every chunk's, with or without a season."""
+    for season, span in ((1, 16), (4, 24), (12, 72)):
+        for jump in range(5, 15):  # the jump anywhere in the window
+            values = torch.where(torch.arange(80) < 80 - jump, 0.0, 1000.0)[None, :]
+            assert float(experts.slope(values, torch.tensor([79]), span, season)) == 0.0
+        t = torch.arange(80, dtype=torch.float32)
+        trend = (3.0 * t + 5 * torch.sin(2 * torch.pi * t / season))[None, :]
+        assert float(experts.slope(trend, torch.tensor([79]), span, season)) == pytest.approx(
+            3.0, abs=1e-4)
+
+
 def test_a_short_trending_series_is_weighted_by_its_history_before_the_model_serves() -> None:
     """Yearly-like series (season 1) growing steadily: the cheap experts are scored from
     the first origins, so at the first warm forecast the trend experts already lead
