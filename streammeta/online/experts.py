@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor
 
+from streammeta.online import longseason
 from streammeta.online.analogues import Analogues, length_for, span
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
 MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY, LEVEL = range(9)
 EXPERTS = 9
 KEPT = 3  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE
+THETA_COLUMNS = slice(THETA, TREND + 1)
 # The theta experts serve seasons shorter than this only. With a daily season of
 # hourly values (M4 hourly, m = 24) their seasonal adjustment is unstable: the level
 # jumps with the phase of the origin (night values are small and noisy), and the
@@ -262,6 +264,7 @@ class Weighting:
         self.window = window  # the drift expert's span
         self.season, self.horizon = season, horizon
         self.serves_theta = season < THETA_SEASONS_BELOW
+        self.theta_until = longseason.theta_until(season, self.serves_theta)  # values seen
         self._h = torch.tensor(horizons)  # (S,)
         self._bucket = buckets(horizons, horizon)  # (H,)
         self.lag = weekly_lag(season, window, horizon)  # the weekly expert's; 0: none
@@ -273,7 +276,7 @@ class Weighting:
         # 2.858 (persistence 2.852; docs/evaluation.md, "The first forecasts of a new
         # entity").
         self._allowed_young = self._allowed.clone()
-        self._allowed_young[self._h > 1, NAIVE] = False
+        self._allowed_young[(self._h > 1) & (self._h >= season // 2), NAIVE] = False
         self._allowed[:, LEVEL] = False
         self.population = Population(len(horizons), EXPERTS, config.prior_events,
                                      clip=self._clip)
@@ -291,9 +294,9 @@ class Weighting:
         self.analogues = Analogues(length_for(season, window), horizon,
                                    config.analogue_capacity) if (
             config.analogues and season >= ANALOGUE_SEASONS_FROM) else None
-        # Values an origin needs before the cheap experts are scored while the entity is
-        # cold: two seasons, from which the theta experts adjust for the season.
-        self._cold_from = 2 * season if season > 1 else 1
+        # Values seen from which a cold entity's experts are scored, and it is served them.
+        self._cold_from = longseason.cold_from(season, warm_at)
+        self._serve_from = longseason.serve_from(season, warm_at)
 
     def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor, forecast: Tensor,
               naive: Tensor, scale: Tensor, valid: Tensor, reference: Tensor,
@@ -324,8 +327,8 @@ class Weighting:
         cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
-        if not self.serves_theta:  # zeros, not forecasts: the others' mean stands in
-            kept[:, :, :2] = float("nan")
+        if not self.serves_theta:  # where they did not serve: NaN (longseason.only_below)
+            kept[:, :, :2] = longseason.only_below(kept[:, :, :2], origin + 1, self.theta_until)
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         weekly = naive  # where it does not serve: a copy of seasonal naive's record
@@ -366,11 +369,12 @@ class Weighting:
         # The forecasts resolved at each horizon (scored from origin cold_from - 1 on).
         resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
         prior = self.population.prior(young, resolved, self.fade)
+        allow = (torch.where(young[:, None, None], self._allowed_young, self._allowed)
+                 if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
         w = weights(arena.experts.index_select(0, slots), self.rate, prior,
-                    torch.where(young[:, None, None], self._allowed_young, self._allowed)
-                    if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
+                    longseason.allow_theta(allow, n, self.theta_until, THETA_COLUMNS))
         step = slope(history[:, :R], n - 1, self.window, self.season)
-        kept = torch.cat([self._theta(arena, slots, n, recent),
+        kept = torch.cat([self._theta(arena, slots, n, recent, history),
                           self._analogue(slots, ts, n, history)[:, :, None]], dim=2)  # (B, H, KEPT)
         put_cells(arena.pending_experts, slots, cells, kept[:, self._h - 1])
         none = torch.isnan(kept[:, 0, 2])  # (B,) no analogue forecast: it serves nothing
@@ -389,14 +393,15 @@ class Weighting:
         shift = (level_shift(history[:, :R], n - 1, self.season)
                  if self.level and bool(young.any()) else None)
         served = blend(w, self._bucket, point, last, seasonal, step, kept, weekly, shift)
-        served = torch.where(warm[:, None], served, point)
+        served = torch.where((warm | (n >= self._serve_from))[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
 
-    def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None) -> Tensor:
+    def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None,
+               history: Tensor) -> Tensor:
         """The THETA and TREND forecasts (B, H, 2); zeros where they do not serve."""
         m = self.season
-        if recent is None:  # not served (see allowed): not computed
-            return torch.zeros(len(n), self.horizon, 2)
+        if recent is None:  # a long season: the rows short of two seasons only
+            return longseason.unadjusted(history, n, self.theta_until, arena.ring_len, self.horizon)
         indices = None
         if m > 1:  # the seasonal indices, refreshed once a season
             due = n % m == 0
