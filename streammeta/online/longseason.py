@@ -10,9 +10,9 @@ whose seasonal adjustment was unstable), persistence would serve its first 48 wa
 forecasts at step 1 only, and before the model is warm it would be served seasonal
 naive alone: a forecast of one past value per step, whatever its record says. Hence:
 
-* :func:`cold_from`: the cheap experts are scored from one season on where two
-  seasons are more than the model's warm-up (seasonal naive has a forecast from one
-  season on), and a cold entity is served their blend from then on;
+* :func:`cold_from`, :func:`serve_from`: the cheap experts are scored from one
+  season on where two seasons are more than the model's warm-up (seasonal naive has a
+  forecast from one season on), and a cold entity is served their blend from then on;
 * :func:`unadjusted`: the theta experts serve a long season's entity until it has
   seen two seasons, not adjusted for the season (before two seasons they cannot be):
   simple exponential smoothing plus trend, what a series too short to show its season
@@ -24,8 +24,10 @@ naive alone: a forecast of one past value per step, whatever its record says. He
 
 Each rule depends on the values seen against the season, and none changes a season
 whose two seasons fit the model's warm-up with horizons of a half season or more
-(m = 24 with H = 48, m = 12 with H = 18, m = 4, m = 7 with H = 14); m = 48 (fpp3
-vic_elec) is scored from one season on. Figures: docs/evaluation.md, "Long seasons
+(m = 24 with H = 48, m = 12 with H = 18, m = 4, m = 7 with H = 14: the theta experts
+are then allowed for entities short of two seasons only, which are cold and neither
+served the blend nor scored); m = 48 (fpp3 vic_elec, warm after 72) is scored, and
+served the blend while cold, from one season on. Figures: docs/evaluation.md, "Long seasons
 on short histories".
 """
 
@@ -51,11 +53,12 @@ def cold_from(season: int, warm_at: int) -> int:
 
 
 def serve_from(season: int, warm_at: int) -> int:
-    """Values from which a cold entity is served the experts' blend: from
-    :func:`cold_from` where that is before the model is warm and a season exists (with
-    m = 1 the cold forecast is persistence already), else never (``NEVER``)."""
+    """Values from which a cold entity is served the experts' blend: one season where
+    the experts are scored from one season on (:func:`cold_from`) before the model is
+    warm, else never (``NEVER``: a cold entity is served seasonal naive, or the last
+    value before a season; m = 24 warm after 72 keeps that, scored from 48)."""
     first = cold_from(season, warm_at)
-    return first if season > 1 and first < warm_at else NEVER
+    return first if 1 < first == season < warm_at else NEVER
 
 
 def theta_until(season: int, serves: bool) -> int:

@@ -49,14 +49,17 @@ def test_short_series_of_a_long_season_are_served_no_worse_than_persistence() ->
 
 def test_the_rules_change_only_seasons_whose_two_seasons_exceed_the_warm_up() -> None:
     """Scored from two seasons where they fit the model's warm-up (m = 24 warm after 72,
-    m = 12 after 24), from one where they do not (m = 52, m = 48 warm after 72); the
+    m = 12 after 24), from one where they do not (m = 52, m = 48 warm after 72), and
+    only there is a cold entity served the experts' blend, from one season on; the
     theta experts serve a long season's entity until two seasons, a short season's
     always; persistence serves young entities below half a season only."""
     assert longseason.cold_from(24, 72) == 48 and longseason.cold_from(12, 24) == 24
     assert longseason.cold_from(52, 72) == 52 and longseason.cold_from(48, 72) == 48
     assert longseason.cold_from(1, 8) == 1 and longseason.cold_from(52, 0) == 104
-    assert longseason.serve_from(52, 72) == 52
-    assert longseason.serve_from(12, 24) == longseason.serve_from(1, 8) == longseason.NEVER
+    assert longseason.serve_from(52, 72) == 52 and longseason.serve_from(48, 72) == 48
+    never = longseason.NEVER  # a cold entity is served seasonal naive as before
+    assert longseason.serve_from(24, 72) == longseason.serve_from(12, 24) == never
+    assert longseason.serve_from(4, 16) == longseason.serve_from(1, 8) == never
     assert longseason.theta_until(52, serves=False) == 104
     assert longseason.theta_until(12, serves=True) == 0
     cfg = config_mod.load(None, env={}).experts
