@@ -270,11 +270,11 @@ class Weighting:
         self.lag = weekly_lag(season, window, horizon)  # the weekly expert's; 0: none
         self.level = level_serves(season, window)  # the level expert serves
         self._allowed = allowed(horizons, season, self.lag > 0, self.level)  # (S, E)
-        # Young entities: persistence serves step 1 only (see :meth:`serve`); the level
-        # expert serves them alone: for mature entities, whose record is long, it cost
-        # M4 hourly's final origin sMAPE 8.887 -> 8.932 and ETTh2 MSE at H = 48 2.802 ->
-        # 2.858 (persistence 2.852; docs/evaluation.md, "The first forecasts of a new
-        # entity").
+        # Young entities: persistence serves step 1 and horizons below half a season only
+        # (see :meth:`serve`, online.longseason); the level expert serves them alone: for
+        # mature entities, whose record is long, it cost M4 hourly's final origin sMAPE
+        # 8.887 -> 8.932 and ETTh2 MSE at H = 48 2.802 -> 2.858 (persistence 2.852;
+        # docs/evaluation.md, "The first forecasts of a new entity").
         self._allowed_young = self._allowed.clone()
         self._allowed_young[(self._h > 1) & (self._h >= season // 2), NAIVE] = False
         self._allowed[:, LEVEL] = False
@@ -361,11 +361,11 @@ class Weighting:
         R = arena.ring_len
         last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
         young = n < self.young_until
-        # Persistence serves young entities at step 1 only: at the half seasons it is
-        # judged on its own, but a young entity's record and the young population's
-        # are too thin to keep it out where the season rules (M4 hourly rolling, first
-        # 48 forecasts: MASE 1.391 with 1, m, H; 1.583 with the half seasons; 1.396
-        # with persistence barred there).
+        # Persistence serves young entities at step 1 (and below half a season) only:
+        # at the half seasons it is judged on its own, but a young entity's record and
+        # the young population's are too thin to keep it out where the season rules (M4
+        # hourly rolling, first 48: MASE 1.391 with 1, m, H; 1.583 with the half
+        # seasons; 1.396 with persistence barred there).
         # The forecasts resolved at each horizon (scored from origin cold_from - 1 on).
         resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
         prior = self.population.prior(young, resolved, self.fade)
