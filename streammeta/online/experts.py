@@ -10,8 +10,8 @@ weighted average forecaster (Hedge) over E experts:
 * ``SEASONAL`` — seasonal naive, the value one season before each target;
 * ``DRIFT`` — seasonal naive plus h times the average step over the last window
   (with a season of 1, a random walk with drift: what trending series need), the
-  median of three chunks' where the window holds them (:func:`slope`: a jump of
-  level is not a trend);
+  median of three chunks' where the window holds them (``online.trend.slope``: a
+  jump of level is not a trend);
 * ``THETA`` — the theta method (Assimakopoulos & Nikolopoulos, 2000) on the ring's
   values: classical seasonal adjustment where an autocorrelation test finds a
   season, simple exponential smoothing with its rate chosen per entity by in-sample
@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor
 
+from streammeta.online import longseason
 from streammeta.online.analogues import Analogues, length_for, span
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
@@ -76,6 +77,7 @@ from streammeta.online.level import serves as level_serves
 from streammeta.online.level import shift as level_shift
 from streammeta.online.population import YOUNG_FOR, Population, fill
 from streammeta.online.theta import seasonal_indices, theta
+from streammeta.online.trend import slope
 
 if TYPE_CHECKING:
     from streammeta.config import ExpertsConfig
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
 MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY, LEVEL = range(9)
 EXPERTS = 9
 KEPT = 3  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE
+THETA_COLUMNS = slice(THETA, TREND + 1)
 # The theta experts serve seasons shorter than this only. With a daily season of
 # hourly values (M4 hourly, m = 24) their seasonal adjustment is unstable: the level
 # jumps with the phase of the origin (night values are small and noisy), and the
@@ -211,46 +214,6 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
     return out
 
 
-def slope(ring: Tensor, last_index: Tensor, span: int, season: int = 1) -> Tensor:
-    """The drift expert's average step (B,) at absolute index ``last_index`` (B,), or (B, S)
-    at (B, S), over the last ``span`` steps (fewer when the entity has fewer), in whole
-    seasons once a season is seen (a young entity's step between two phases of the season
-    is the season's shape, not a trend); ``ring`` (B, R) the entities' rows of
-    ``Arena.ring``.
-
-    Where those steps hold three chunks of at least a step (two whole seasons with a
-    season), the median of the chunks' average steps: a single jump of level inside the
-    window is one chunk's, not a trend to extrapolate (the models work in asinh units,
-    where a straight line is growth by a factor: a series at 0 that jumps to 1,000
-    was extrapolated to its plausible ceiling for a whole window); a steady trend is
-    every chunk's. Chunks of one season are too noisy: M1 quarterly (window 16, m = 4)
-    final-origin MASE 1.632 with the whole window, 1.649 with such chunks."""
-    at = last_index if last_index.dim() == 2 else last_index[:, None]  # (B, S)
-    k = torch.minimum(at, torch.tensor(span))
-    unit = 1
-    if season > 1:
-        k = torch.where(k >= season, k - k % season, k)
-        unit = season
-    k = k.clamp(min=1)
-    R = ring.shape[1]
-    now = torch.gather(ring, 1, at % R)
-    then = torch.gather(ring, 1, (at - k) % R)
-    whole = (now - then) / k
-    c = k // 3
-    c = c - c % unit  # chunks of whole seasons
-    split = c >= (2 * unit if season > 1 else 1)
-    if bool(split.any()):
-        c = c.clamp(min=1)
-        a = torch.gather(ring, 1, (at - c) % R)
-        b = torch.gather(ring, 1, (at - 2 * c) % R)
-        d = torch.gather(ring, 1, (at - 3 * c) % R)
-        s0, s1, s2 = now - a, a - b, b - d
-        mid = (s0 + s1 + s2 - torch.maximum(torch.maximum(s0, s1), s2)
-               - torch.minimum(torch.minimum(s0, s1), s2))
-        whole = torch.where(split, mid / c, whole)
-    return torch.where(at > 0, whole, torch.zeros_like(now)).reshape(last_index.shape)
-
-
 def buckets(horizons: tuple[int, ...], horizon: int) -> Tensor:
     """(H,) index of the smallest scored horizon ≥ each step 1..H."""
     return torch.tensor([next(i for i, s in enumerate(horizons) if s >= h)
@@ -288,18 +251,19 @@ class Weighting:
         self.window = window  # the drift expert's span
         self.season, self.horizon = season, horizon
         self.serves_theta = season < THETA_SEASONS_BELOW
+        self.theta_until = longseason.theta_until(season, self.serves_theta)  # values seen
         self._h = torch.tensor(horizons)  # (S,)
         self._bucket = buckets(horizons, horizon)  # (H,)
         self.lag = weekly_lag(season, window, horizon)  # the weekly expert's; 0: none
         self.level = level_serves(season, window)  # the level expert serves
         self._allowed = allowed(horizons, season, self.lag > 0, self.level)  # (S, E)
-        # Young entities: persistence serves step 1 only (see :meth:`serve`); the level
-        # expert serves them alone: for mature entities, whose record is long, it cost
-        # M4 hourly's final origin sMAPE 8.887 -> 8.932 and ETTh2 MSE at H = 48 2.802 ->
-        # 2.858 (persistence 2.852; docs/evaluation.md, "The first forecasts of a new
-        # entity").
+        # Young entities: persistence serves step 1 and horizons below half a season only
+        # (see :meth:`serve`, online.longseason); the level expert serves them alone: for
+        # mature entities, whose record is long, it cost M4 hourly's final origin sMAPE
+        # 8.887 -> 8.932 and ETTh2 MSE at H = 48 2.802 -> 2.858 (persistence 2.852;
+        # docs/evaluation.md, "The first forecasts of a new entity").
         self._allowed_young = self._allowed.clone()
-        self._allowed_young[self._h > 1, NAIVE] = False
+        self._allowed_young[(self._h > 1) & (self._h >= season // 2), NAIVE] = False
         self._allowed[:, LEVEL] = False
         self.population = Population(len(horizons), EXPERTS, config.prior_events,
                                      clip=self._clip)
@@ -317,9 +281,9 @@ class Weighting:
         self.analogues = Analogues(length_for(season, window), horizon,
                                    config.analogue_capacity) if (
             config.analogues and season >= ANALOGUE_SEASONS_FROM) else None
-        # Values an origin needs before the cheap experts are scored while the entity is
-        # cold: two seasons, from which the theta experts adjust for the season.
-        self._cold_from = 2 * season if season > 1 else 1
+        # Values seen from which a cold entity's experts are scored, and it is served them.
+        self._cold_from = longseason.cold_from(season, warm_at)
+        self._serve_from = longseason.serve_from(season, warm_at)
 
     def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor, forecast: Tensor,
               naive: Tensor, scale: Tensor, valid: Tensor, reference: Tensor,
@@ -350,8 +314,8 @@ class Weighting:
         cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
-        if not self.serves_theta:  # zeros, not forecasts: the others' mean stands in
-            kept[:, :, :2] = float("nan")
+        if not self.serves_theta:  # where they did not serve: NaN (longseason.only_below)
+            kept[:, :, :2] = longseason.only_below(kept[:, :, :2], origin + 1, self.theta_until)
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         weekly = naive  # where it does not serve: a copy of seasonal naive's record
@@ -384,19 +348,20 @@ class Weighting:
         R = arena.ring_len
         last = torch.gather(history, 1, ((n - 1) % R)[:, None])[:, 0]  # (B,)
         young = n < self.young_until
-        # Persistence serves young entities at step 1 only: at the half seasons it is
-        # judged on its own, but a young entity's record and the young population's
-        # are too thin to keep it out where the season rules (M4 hourly rolling, first
-        # 48 forecasts: MASE 1.391 with 1, m, H; 1.583 with the half seasons; 1.396
-        # with persistence barred there).
+        # Persistence serves young entities at step 1 (and below half a season) only:
+        # at the half seasons it is judged on its own, but a young entity's record and
+        # the young population's are too thin to keep it out where the season rules (M4
+        # hourly rolling, first 48: MASE 1.391 with 1, m, H; 1.583 with the half
+        # seasons; 1.396 with persistence barred there).
         # The forecasts resolved at each horizon (scored from origin cold_from - 1 on).
         resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
         prior = self.population.prior(young, resolved, self.fade)
+        allow = (torch.where(young[:, None, None], self._allowed_young, self._allowed)
+                 if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
         w = weights(arena.experts.index_select(0, slots), self.rate, prior,
-                    torch.where(young[:, None, None], self._allowed_young, self._allowed)
-                    if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
+                    longseason.allow_theta(allow, n, self.theta_until, THETA_COLUMNS))
         step = slope(history[:, :R], n - 1, self.window, self.season)
-        kept = torch.cat([self._theta(arena, slots, n, recent),
+        kept = torch.cat([self._theta(arena, slots, n, recent, history),
                           self._analogue(slots, ts, n, history)[:, :, None]], dim=2)  # (B, H, KEPT)
         put_cells(arena.pending_experts, slots, cells, kept[:, self._h - 1])
         none = torch.isnan(kept[:, 0, 2])  # (B,) no analogue forecast: it serves nothing
@@ -415,14 +380,15 @@ class Weighting:
         shift = (level_shift(history[:, :R], n - 1, self.season)
                  if self.level and bool(young.any()) else None)
         served = blend(w, self._bucket, point, last, seasonal, step, kept, weekly, shift)
-        served = torch.where(warm[:, None], served, point)
+        served = torch.where((warm | (n >= self._serve_from))[:, None], served, point)
         return served, quant + (served - point)[:, None, :]
 
-    def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None) -> Tensor:
+    def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None,
+               history: Tensor) -> Tensor:
         """The THETA and TREND forecasts (B, H, 2); zeros where they do not serve."""
         m = self.season
-        if recent is None:  # not served (see allowed): not computed
-            return torch.zeros(len(n), self.horizon, 2)
+        if recent is None:  # a long season: the rows short of two seasons only
+            return longseason.unadjusted(history, n, self.theta_until, arena.ring_len, self.horizon)
         indices = None
         if m > 1:  # the seasonal indices, refreshed once a season
             due = n % m == 0

@@ -4,8 +4,9 @@ Warm entities (at least ``warm_at`` values) are forecast by the model from their
 newest L values, standardised by those values, with quantiles from the model's
 spread; a younger window is completed with its first season. Cold entities get
 seasonal naive once a season is seen, else the last value, with quantiles from
-the running standard deviation. Warm forecasts are remembered at the scored
-horizons until their targets arrive (``streammeta.online.scoring``); with
+the running standard deviation (a season longer than half the warm-up: the experts'
+blend from one season on, ``streammeta.online.longseason``). Warm forecasts are
+remembered at the scored horizons until their targets arrive (``streammeta.online.scoring``); with
 ``experts.enabled`` the model is scored alone but warm rows are served its blend
 with the cheap experts (``streammeta.online.experts``); with ``calibration.enabled``
 the warm rows' quantiles are set around what is served from its own realised errors
