@@ -98,7 +98,7 @@ class Arena:
         self.experts = torch.empty(N, scored_horizons, experts)  # (N, S, E)
         # The theta and analogue experts' forecasts at the scored horizons, as ``pending``
         # the model's.
-        self.pending_experts = torch.empty(N, P, KEPT)  # (N, P, 3)
+        self.pending_experts = torch.empty(N, P, KEPT)  # (N, P, 4)
         # The theta experts' seasonal indices by phase, refreshed once a season.
         self.season_indices = torch.empty(N, max(season, 1))  # (N, m)
         # The quantile levels' offsets from the population's (online/calibration.py), and
@@ -250,8 +250,9 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
                  written: tuple[int, ...] = ()) -> dict[str, Any]:
     """Exported rows written by an older version, completed in place: entities saved
     before ``anchor`` existed shrink towards φ₀ itself; before the guard, they serve
-    the learned θ alone (their guard period is over); before the experts (or the
-    theta experts), they start with no record (even weights) for the missing ones.
+    the learned θ alone (their guard period is over); before the experts, they start
+    with no record (even weights); an expert added since (the damped trend) starts at
+    the mean of the others' record, so that it gains weight only by its own errors.
     With ``horizons``, rows kept at other scored horizons (their "horizons", else
     ``written``) are mapped onto them (``online.horizons.remap``): a new horizon
     starts with the record and offsets of the one that served its steps, and nothing
@@ -274,9 +275,11 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
         if "pending_experts" not in rows:
             rows["pending_experts"] = torch.zeros(*pending.shape, 0)
         record = rows["experts"]
-        if record.shape[2] < EXPERTS:
+        if record.shape[2] < EXPERTS:  # a newer expert starts at the others' mean record
+            fill = (record.mean(dim=2, keepdim=True) if record.shape[2]
+                    else record.new_zeros(*record.shape[:2], 1))
             rows["experts"] = torch.cat(
-                [record, record.new_zeros(*record.shape[:2], EXPERTS - record.shape[2])], dim=2)
+                [record, fill.expand(*record.shape[:2], EXPERTS - record.shape[2])], dim=2)
         kept = rows["pending_experts"]
         if kept.shape[-1] < KEPT:
             rows["pending_experts"] = torch.cat(

@@ -78,9 +78,9 @@ from streammeta.online.theta import seasonal_indices, theta
 if TYPE_CHECKING:
     from streammeta.config import ExpertsConfig
 
-MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY, LEVEL = range(9)
-EXPERTS = 9
-KEPT = 3  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE
+MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY, LEVEL, DAMPED = range(10)
+EXPERTS = 10
+KEPT = 4  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE, DAMPED
 # The theta experts serve seasons shorter than this only. With a daily season of
 # hourly values (M4 hourly, m = 24) their seasonal adjustment is unstable: the level
 # jumps with the phase of the origin (night values are small and noisy), and the
@@ -153,7 +153,7 @@ def allowed(horizons: tuple[int, ...], season: int, weekly: bool = False,
     if season < ANALOGUE_SEASONS_FROM:
         ok[:, ANALOGUE] = False
     if season >= THETA_SEASONS_BELOW:
-        ok[:, [THETA, TREND]] = False
+        ok[:, [THETA, TREND, DAMPED]] = False
     for i, steps in persistence_steps(horizons, season).items():
         if not steps:
             ok[i, NAIVE] = False
@@ -167,8 +167,8 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
 
     w (B, S, E) weights; bucket (H,) the scored horizon whose weights step h uses;
     model (B, H) and seasonal (B, H) forecasts, last (B,) the newest value, slope (B,)
-    the drift expert's average step, kept (B, H, 3) the THETA, TREND and ANALOGUE
-    forecasts (NaN: none, where its weight is 0), weekly (B, H) the WEEKLY expert's
+    the drift expert's average step, kept (B, H, KEPT) the THETA, TREND, ANALOGUE and
+    DAMPED forecasts (NaN: none, where its weight is 0), weekly (B, H) the WEEKLY expert's
     (None: it does not serve, its weight is 0), level (B,) the LEVEL expert's shift of
     seasonal naive (None: it does not serve)."""
     # Only the experts with a weight somewhere take part: a term of weight 0 everywhere
@@ -198,6 +198,7 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
              (DRIFT, lambda: wh[at[DRIFT]] * slope[:, None] * h),
              (THETA, lambda: wh[at[THETA]] * kept[:, :, 0]),
              (TREND, lambda: wh[at[TREND]] * kept[:, :, 1]),
+             (DAMPED, lambda: wh[at[DAMPED]] * kept[:, :, 3]),
              (ANALOGUE, lambda: wh[at[ANALOGUE]] * kept[:, :, 2].nan_to_num()),
              (LEVEL, lambda: wh[at[LEVEL]] * (seasonal + level[:, None])),  # type: ignore[index]
              (WEEKLY, lambda: wh[at[WEEKLY]] * weekly))  # type: ignore[operator]
@@ -325,7 +326,7 @@ class Weighting:
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
         if not self.serves_theta:  # zeros, not forecasts: the others' mean stands in
-            kept[:, :, :2] = float("nan")
+            kept[:, :, [0, 1, 3]] = float("nan")
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         weekly = naive  # where it does not serve: a copy of seasonal naive's record
@@ -333,7 +334,9 @@ class Weighting:
             weekly = torch.gather(ring, 1, ((j - self.lag) % R)[:, None]).expand_as(naive)
             weekly = torch.where((j >= self.lag)[:, None], weekly, float("nan"))
         level = naive + level_shift(ring, origin, self.season) if self.level else naive
-        each = torch.stack([model, last, naive, drift, *kept.unbind(2), weekly, level], dim=2)
+        theta, trend, analogue, damped = kept.unbind(2)
+        each = torch.stack([model, last, naive, drift, theta, trend, analogue, weekly, level,
+                            damped], dim=2)
         err = expert_loss(each.sub_(y[:, None, None]).abs_().div_(scale[:, :, None]),
                           self.loss)  # (B, S, E)
         if len(self._p_rows):  # persistence: judged on the steps each horizon serves
@@ -370,8 +373,9 @@ class Weighting:
                     torch.where(young[:, None, None], self._allowed_young, self._allowed)
                     if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
         step = slope(history[:, :R], n - 1, self.window, self.season)
-        kept = torch.cat([self._theta(arena, slots, n, recent),
-                          self._analogue(slots, ts, n, history)[:, :, None]], dim=2)  # (B, H, KEPT)
+        th = self._theta(arena, slots, n, recent)  # (B, H, 3) THETA, TREND, DAMPED
+        kept = torch.cat([th[:, :, :2], self._analogue(slots, ts, n, history)[:, :, None],
+                          th[:, :, 2:]], dim=2)  # (B, H, KEPT)
         put_cells(arena.pending_experts, slots, cells, kept[:, self._h - 1])
         none = torch.isnan(kept[:, 0, 2])  # (B,) no analogue forecast: it serves nothing
         if bool(none.any()):
@@ -393,10 +397,10 @@ class Weighting:
         return served, quant + (served - point)[:, None, :]
 
     def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None) -> Tensor:
-        """The THETA and TREND forecasts (B, H, 2); zeros where they do not serve."""
+        """The THETA, TREND and DAMPED forecasts (B, H, 3); zeros where they do not serve."""
         m = self.season
         if recent is None:  # not served (see allowed): not computed
-            return torch.zeros(len(n), self.horizon, 2)
+            return torch.zeros(len(n), self.horizon, 3)
         indices = None
         if m > 1:  # the seasonal indices, refreshed once a season
             due = n % m == 0

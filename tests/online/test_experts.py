@@ -99,7 +99,8 @@ def test_the_blend_is_the_weighted_sum_of_the_experts_whatever_weight_is_zero() 
     kept = torch.randn(B, H, experts.KEPT, generator=gen)
     kept[:, :, 2] = float("nan")  # no analogue forecast
     h = torch.arange(1, H + 1, dtype=torch.float32)[None, :]
-    for zero in ([], [experts.THETA, experts.TREND, experts.ANALOGUE], [experts.SEASONAL],
+    for zero in ([], [experts.THETA, experts.TREND, experts.ANALOGUE, experts.DAMPED],
+                 [experts.SEASONAL],
                  [experts.DRIFT, experts.LEVEL], [experts.MODEL, experts.WEEKLY]):
         w = torch.rand(B, len(horizons), experts.EXPERTS, generator=gen)
         w[:, :, zero] = 0.0
@@ -109,6 +110,7 @@ def test_the_blend_is_the_weighted_sum_of_the_experts_whatever_weight_is_zero() 
                    + (wh[experts.SEASONAL] + wh[experts.DRIFT]) * seasonal
                    + wh[experts.DRIFT] * slope[:, None] * h
                    + wh[experts.THETA] * kept[:, :, 0] + wh[experts.TREND] * kept[:, :, 1]
+                   + wh[experts.DAMPED] * kept[:, :, 3]
                    + wh[experts.ANALOGUE] * kept[:, :, 2].nan_to_num()
                    + wh[experts.LEVEL] * (seasonal + level[:, None])
                    + wh[experts.WEEKLY] * weekly)
@@ -128,7 +130,7 @@ def test_the_theta_experts_follow_a_seasonal_trend_and_ignore_noise_for_a_season
     n = torch.tensor([W])
     indices = experts.seasonal_indices(x, n, m)
     assert float(indices.abs().max()) > 5  # the season is found
-    f = experts.theta(x, n, H, indices)  # (1, H, 2)
+    f = experts.theta(x, n, H, indices)  # (1, H, 3)
     trend_error = (f[0, :, 1] - truth[W:]).abs().mean()
     seasonal_naive = (x[0, W - m:].repeat(2)[:H] - truth[W:]).abs().mean()
     assert float(trend_error) < 0.25 * float(seasonal_naive)
