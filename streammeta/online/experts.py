@@ -15,11 +15,15 @@ weighted average forecaster (Hedge) over E experts:
   season, simple exponential smoothing with its rate chosen per entity by in-sample
   one-step error from ``ALPHAS``, plus half the linear trend; ``TREND`` — the same
   with the whole trend (what steadily growing yearly and quarterly series need);
+* ``DAMPED`` — the damped trend, ETS(A,Ad,N), on the same seasonally adjusted values,
+  its rates and damping chosen per entity by in-sample one-step error
+  (``online.theta``): what a trend that fades needs, and what AutoETS mostly picks
+  on non-seasonal data (M4-shaped daily, m = 1, final-origin MASE 2.156 → 1.904);
 * ``ANALOGUE`` — what followed the stored windows of all entities most like the
   entity's newest values (``online.analogues``), for young entities only: for the
   others it has no forecast, serves nothing and its error counts as the mean of the
   others' (neither credit nor blame).
-  The forecasts of the last three are kept until their targets arrive
+  The forecasts of the theta, analogue and damped experts are kept until their targets arrive
   (``Arena.pending_experts``);
 * ``WEEKLY`` — seasonal naive a week back (``WEEK`` seasons, the value 7m steps
   before each target), for sub-daily seasons (m ≥ 24) whose week is at most

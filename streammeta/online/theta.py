@@ -65,12 +65,13 @@ def theta(x: Tensor, n: Tensor, horizon: int, indices: Tensor | None = None) -> 
         error = (z[:, j : j + 1] - level) * on  # (B, G)
         sse = sse.addcmul(error, error)
         level = level.addcmul(error, alphas)
-        ahead = dl + phi * db  # (B, D)
-        derr = (z[:, j : j + 1] - ahead) * on
-        dsse = dsse.addcmul(derr, derr)
-        # Before an entity's first value the level stays and the trend keeps its start.
-        dl = torch.where(on > 0, ahead.addcmul(derr, a), dl)
-        db = torch.where(on > 0, (phi * db).addcmul(derr, ab), db)
+        # Before an entity's first value its error is 0 and its trend 0: nothing moves.
+        db = db.mul(phi)  # (B, D) the damped trend of this step
+        ahead = dl + db
+        derr = (z[:, j : j + 1] - ahead).mul_(on)
+        dsse.addcmul_(derr, derr)
+        dl = ahead.addcmul_(derr, a)
+        db.addcmul_(derr, ab)
     best = sse.argmin(dim=1, keepdim=True)  # (B, 1)
     alpha = alphas[best]  # (B, 1)
     level = torch.gather(level, 1, best)  # (B, 1)

@@ -260,3 +260,35 @@ def test_the_experts_loss_is_the_adaptation_loss_unless_set() -> None:
     assert loss_of(small().replace("adaptation", loss="mse")) == "mse"
     assert loss_of(small(loss="mse")) == "mse"
     assert loss_of(small(loss="mae").replace("adaptation", loss="mse")) == "mae"
+
+
+def fading_trends(n: int, length: int, seed: int) -> np.ndarray:
+    """Non-seasonal series whose trend fades: a step of 2 to 4 either way, damped by
+    0.9 to 0.95 a step, plus noise of 1 (a product's sales after launch)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    step = rng.uniform(2, 4, (n, 1)) * rng.choice([-1, 1], (n, 1))
+    phi = rng.uniform(0.9, 0.95, (n, 1))
+    return 200 + step * (1 - phi ** (t + 1)) / (1 - phi) + rng.normal(0, 1.0, (n, length))
+
+
+def test_the_damped_expert_follows_a_fading_trend_where_the_theta_lines_overshoot() -> None:
+    """Fading trends, 30 values seen, 8 ahead, 200 entities: the damped trend (DAMPED)
+    is inside persistence's error, which lags, and the theta lines', which carry a
+    straight line fitted to the whole history on (the whole line, TREND, by more than
+    twice the damped trend's error)."""
+    B, T, H = 200, 30, 8
+    values = fading_trends(B, T + H, seed=1)
+    x = torch.asinh(torch.tensor(values[:, :T], dtype=torch.float32))  # model units
+    f = torch.sinh(experts.theta(x, torch.full((B,), T), H)).numpy()  # (B, H, 3)
+    truth = values[:, T:]
+    theta, trend, damped = (float(np.abs(f[:, :, k] - truth).mean()) for k in range(3))
+    persistence = float(np.abs(values[:, T - 1 : T] - truth).mean())
+    assert damped < 0.95 * persistence
+    assert damped < 0.95 * theta and 2 * damped < trend
+    # The grid's choice reads only the entity's own values, as the theta lines do.
+    other = x.clone()
+    other[:, :10] = 1e3
+    short = torch.full((B,), T - 10)
+    torch.testing.assert_close(experts.theta(x, short, H)[:, :, 2],
+                               experts.theta(other, short, H)[:, :, 2])
