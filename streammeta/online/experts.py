@@ -15,10 +15,8 @@ weighted average forecaster (Hedge) over E experts:
   season, simple exponential smoothing with its rate chosen per entity by in-sample
   one-step error from ``ALPHAS``, plus half the linear trend; ``TREND`` — the same
   with the whole trend (what steadily growing yearly and quarterly series need);
-* ``DAMPED`` — the damped trend, ETS(A,Ad,N), on the same seasonally adjusted values,
-  its rates and damping chosen per entity by in-sample one-step error
-  (``online.theta``): what a trend that fades needs, and what AutoETS mostly picks
-  on non-seasonal data (M4-shaped daily, m = 1, final-origin MASE 2.156 → 1.904);
+* ``DAMPED`` — the damped trend, ETS(A,Ad,N), on the same values (``online.theta``):
+  what a fading trend needs (M4-shaped daily, m = 1, final-origin MASE 2.156 → 1.904);
 * ``ANALOGUE`` — what followed the stored windows of all entities most like the
   entity's newest values (``online.analogues``), for young entities only: for the
   others it has no forecast, serves nothing and its error counts as the mean of the
@@ -73,7 +71,7 @@ from streammeta.online.analogues import Analogues, length_for, span
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
-from streammeta.online.hedge import expert_loss, loss_clip, update, weights
+from streammeta.online.hedge import expert_loss, loss_clip, pooled, update, weights
 from streammeta.online.level import serves as level_serves
 from streammeta.online.level import shift as level_shift
 from streammeta.online.population import YOUNG_FOR, Population, fill
@@ -212,23 +210,6 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
             out = term() if out is None else out.add_(term())
     assert out is not None
     return out
-
-
-def pooled(record: Tensor, season: int) -> Tensor:
-    """The record (B, S, E) the weights follow: with no season (m = 1), each scored
-    horizon's own plus that of the scored horizon below it. The scored horizons double
-    there (1, 2, 4, 8, 14), and a far one has resolved the fewest forecasts (H = 14, a
-    series of 28 values: 14 at most): its own record alone left its weights near even
-    however clear the nearer one was. Weighting on two records keeps the regret bound
-    of ``online.hedge`` for their sum. Rolling MASE on M4-shaped daily series (m = 1,
-    H = 14) 3.837 → 3.695, weekly ETT (1, 13) 2.817 → 2.792 (persistence 2.738); final
-    origin 1.904 → 1.914 and 1.150 → 1.152; M1 yearly 3.445 → 3.439. Seasons are not
-    pooled (not measured: a season's multiples hold seasonal naive's record)."""
-    if season != 1 or record.shape[1] < 2:
-        return record
-    below = torch.cat([record.new_zeros(record.shape[0], 1, record.shape[2]), record[:, :-1]],
-                      dim=1)
-    return record + below
 
 
 def slope(ring: Tensor, last_index: Tensor, span: int, season: int = 1) -> Tensor:

@@ -303,8 +303,8 @@ def test_without_a_season_a_far_horizon_with_a_thin_record_follows_the_nearer_on
     record[0, 1] = 4.0
     record[0, 1, experts.DAMPED] = 0.0  # the damped trend leads at step 2; step 4: nothing yet
     allowed = experts.allowed(horizons, 1)
-    w = hedge.weights(experts.pooled(record, 1), 0.5, allowed=allowed)
+    w = hedge.weights(hedge.pooled(record, 1), 0.5, allowed=allowed)
     assert int(w[0, 2].argmax()) == experts.DAMPED and float(w[0, 2, experts.DAMPED]) > 0.5
-    even = hedge.weights(experts.pooled(record, 4), 0.5, allowed=experts.allowed(horizons, 4))
+    even = hedge.weights(hedge.pooled(record, 4), 0.5, allowed=experts.allowed(horizons, 4))
     assert torch.allclose(even[0, 2][even[0, 2] > 0], even[0, 2].max())
-    torch.testing.assert_close(experts.pooled(record, 1)[:, 0], record[:, 0])
+    torch.testing.assert_close(hedge.pooled(record, 1)[:, 0], record[:, 0])
