@@ -327,8 +327,8 @@ class Weighting:
         cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
-        if not self.serves_theta:  # zeros, not forecasts: the others' mean stands in
-            kept[:, :, [0, 1, 3]] = float("nan")
+        if not self.serves_theta:  # only the analogue's is kept: the others' mean stands in
+            kept = torch.nn.functional.pad(kept[:, :, 2:3], (2, 1), value=float("nan"))
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         weekly = naive  # where it does not serve: a copy of seasonal naive's record
@@ -399,10 +399,10 @@ class Weighting:
         return served, quant + (served - point)[:, None, :]
 
     def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None) -> Tensor:
-        """The THETA, TREND and DAMPED forecasts (B, H, 3); zeros where they do not serve."""
+        """The THETA, TREND and DAMPED forecasts (B, H, 3); zeros (B, H, 2) where unserved."""
         m = self.season
         if recent is None:  # not served (see allowed): not computed
-            return torch.zeros(len(n), self.horizon, 3)
+            return torch.zeros(len(n), self.horizon, 2)
         indices = None
         if m > 1:  # the seasonal indices, refreshed once a season
             due = n % m == 0

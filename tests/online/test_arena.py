@@ -132,3 +132,21 @@ def test_rings_saved_with_another_length_keep_the_newest_values_at_their_indices
     small = arena(ring_len=3)
     [kept, _] = small.restore(old.export(slots)).tolist()
     assert [float(small.ring[kept, i % 3]) for i in range(4, 7)] == [4.0, 5.0, 6.0]
+
+
+def test_no_damped_trend_is_kept_where_the_theta_experts_do_not_serve() -> None:
+    """m >= 24: the damped trend does not serve, and its pending forecasts take no state
+    (121 cells at m = 24, H = 48: 484 bytes an entity); rows that hold the column
+    restore without it."""
+    def at(season: int) -> Arena:
+        return Arena(ring_len=8, context_dim=2, horizon=3, scored_horizons=2, max_entities=2,
+                     phi0=torch.tensor([0.5, -0.5]), season=season)
+    hourly, yearly = at(24), at(1)
+    assert hourly.pending_experts.shape[-1] == KEPT - 1
+    assert yearly.pending_experts.shape[-1] == KEPT
+    yearly.slots_for(["x"])
+    yearly.pending_experts[0] = 1.0
+    rows = hourly.upgrade(yearly.export(yearly.slots_in([0])))
+    assert rows["pending_experts"].shape[-1] == KEPT - 1
+    slots = hourly.restore(rows)
+    assert bool((hourly.pending_experts[slots] == 1.0).all())
