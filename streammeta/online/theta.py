@@ -19,12 +19,13 @@ from torch import Tensor
 # each adds (THETA, TREND).
 ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TREND_SHARES = (0.5, 1.0)
-# The damped trend's grid: trend rates (as a share of the level's rate; 0: a trend that
-# only decays from its start) and damping factors. Final-origin MASE of the expert alone
-# (asinh units, offline) on weekly ETT (m = 1, H = 13) / M4-shaped daily (1, 14) / M1
-# yearly (1, 6), with damping 0.8, 0.88, 0.94, 0.98: 1.046 / 1.661 / 3.490; with 0.98
-# alone 1.192 / 2.055 / 3.264 (the theta expert 1.534 / 2.133 / 3.803, AutoETS on
-# weekly ETT 1.044). A grid of 11 × 5 × 4 = 220 runs per entity.
+# The damped trend's grid: trend rates (as a share of the level's rate; 0: no trend,
+# simple exponential smoothing, as the trend starts at 0) and damping factors.
+# Final-origin MASE of the expert alone (asinh units, offline, with a start slope from
+# the first values, since replaced by 0) on weekly ETT (m = 1, H = 13) / M4-shaped daily
+# (1, 14) / M1 yearly (1, 6), with damping 0.8, 0.88, 0.94, 0.98: 1.046 / 1.661 / 3.490;
+# with 0.98 alone 1.192 / 2.055 / 3.264 (the theta expert 1.534 / 2.133 / 3.803, AutoETS
+# on weekly ETT 1.044). In the engine, alone: 1.018 / 1.648. 11 × 5 × 4 = 220 runs.
 BETAS = (0.0, 0.02, 0.05, 0.1, 0.2)
 PHIS = (0.8, 0.88, 0.94, 0.98)
 SEASONALITY_Z = 1.645  # the seasonality test's two-sided 90% limit (the classical theta method's)
