@@ -22,7 +22,7 @@ from torch import Tensor
 
 from streammeta.online import cells, drift
 from streammeta.online.analogues import span
-from streammeta.online.experts import EXPERTS, KEPT
+from streammeta.online.experts import EXPERTS, KEPT, THETA_SEASONS_BELOW
 from streammeta.online.horizons import legacy, remap
 
 FREE = -1  # slot id given to entities that did not fit (capacity reached)
@@ -96,9 +96,8 @@ class Arena:
         self.guard = torch.empty(N, 5, dtype=torch.float64)  # (N, 5) columns: GUARD_NEW
         # Each expert's discounted summed error per scored horizon (online/experts.py).
         self.experts = torch.empty(N, scored_horizons, experts)  # (N, S, E)
-        # The theta and analogue experts' forecasts at the scored horizons, as ``pending``
-        # the model's.
-        self.pending_experts = torch.empty(N, P, KEPT)  # (N, P, 3)
+        # The theta, analogue and damped (m < 24) experts' forecasts, as ``pending`` the model's.
+        self.pending_experts = torch.empty(N, P, KEPT if season < THETA_SEASONS_BELOW else KEPT - 1)
         # The theta experts' seasonal indices by phase, refreshed once a season.
         self.season_indices = torch.empty(N, max(season, 1))  # (N, m)
         # The quantile levels' offsets from the population's (online/calibration.py), and
@@ -197,8 +196,9 @@ class Arena:
         return rows
 
     def upgrade(self, rows: dict[str, Any]) -> dict[str, Any]:
-        """:func:`upgrade_rows` onto this arena's scored horizons and rings."""
-        return upgrade_rows(rows, self.horizons, self.legacy_horizons)
+        """:func:`upgrade_rows` onto this arena's scored horizons, rings and experts."""
+        kept = self.pending_experts.shape[-1]
+        return upgrade_rows(rows, self.horizons, self.legacy_horizons, kept)
 
     def restore(self, rows: dict[str, object]) -> Tensor:
         """Load exported rows, replacing any resident state of the same entities."""
@@ -247,11 +247,14 @@ class Arena:
 
 
 def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
-                 written: tuple[int, ...] = ()) -> dict[str, Any]:
+                 written: tuple[int, ...] = (), kept: int = KEPT) -> dict[str, Any]:
     """Exported rows written by an older version, completed in place: entities saved
     before ``anchor`` existed shrink towards φ₀ itself; before the guard, they serve
-    the learned θ alone (their guard period is over); before the experts (or the
-    theta experts), they start with no record (even weights) for the missing ones.
+    the learned θ alone (their guard period is over); before the experts, they start
+    with no record (even weights); an expert added since (the damped trend) starts at
+    the mean of the others' record, so that it gains weight only by its own errors, and
+    the experts' pending forecasts keep ``kept`` columns (the arena's: no damped trend
+    where the theta experts do not serve).
     With ``horizons``, rows kept at other scored horizons (their "horizons", else
     ``written``) are mapped onto them (``online.horizons.remap``): a new horizon
     starts with the record and offsets of the one that served its steps, and nothing
@@ -274,14 +277,14 @@ def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),
         if "pending_experts" not in rows:
             rows["pending_experts"] = torch.zeros(*pending.shape, 0)
         record = rows["experts"]
-        if record.shape[2] < EXPERTS:
+        if record.shape[2] < EXPERTS:  # a newer expert starts at the others' mean record
+            fill = (record.mean(dim=2, keepdim=True) if record.shape[2]
+                    else record.new_zeros(*record.shape[:2], 1))
             rows["experts"] = torch.cat(
-                [record, record.new_zeros(*record.shape[:2], EXPERTS - record.shape[2])], dim=2)
-        kept = rows["pending_experts"]
-        if kept.shape[-1] < KEPT:
-            rows["pending_experts"] = torch.cat(
-                [kept, kept.new_full((*kept.shape[:-1], KEPT - kept.shape[-1]), float("nan"))],
-                dim=-1)
+                [record, fill.expand(*record.shape[:2], EXPERTS - record.shape[2])], dim=2)
+        pending_experts = rows["pending_experts"][..., :kept]
+        rows["pending_experts"] = torch.cat([pending_experts, pending_experts.new_full(
+            (*pending_experts.shape[:-1], kept - pending_experts.shape[-1]), float("nan"))], -1)
     before_rings = "pending" in rows and rows["pending"].dim() == 3  # (B, H, S) cells
     if horizons and before_rings:
         stored = rows.get("horizons")

@@ -17,11 +17,13 @@ weighted average forecaster (Hedge) over E experts:
   season, simple exponential smoothing with its rate chosen per entity by in-sample
   one-step error from ``ALPHAS``, plus half the linear trend; ``TREND`` — the same
   with the whole trend (what steadily growing yearly and quarterly series need);
+* ``DAMPED`` — the damped trend, ETS(A,Ad,N), on the same values (``online.theta``):
+  what a fading trend needs (M4-shaped daily, m = 1, final-origin MASE 2.156 → 1.904);
 * ``ANALOGUE`` — what followed the stored windows of all entities most like the
   entity's newest values (``online.analogues``), for young entities only: for the
   others it has no forecast, serves nothing and its error counts as the mean of the
   others' (neither credit nor blame).
-  The forecasts of the last three are kept until their targets arrive
+  The forecasts of the theta, analogue and damped experts are kept until their targets arrive
   (``Arena.pending_experts``);
 * ``WEEKLY`` — seasonal naive a week back (``WEEK`` seasons, the value 7m steps
   before each target), for sub-daily seasons (m ≥ 24) whose week is at most
@@ -72,7 +74,8 @@ from streammeta.online.analogues import Analogues, length_for, span
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
-from streammeta.online.hedge import expert_loss, loss_clip, update, weights
+from streammeta.online.hedge import expert_loss, loss_clip, pooled, update, weights
+from streammeta.online.horizons import persistence_judged, persistence_steps
 from streammeta.online.level import serves as level_serves
 from streammeta.online.level import shift as level_shift
 from streammeta.online.population import YOUNG_FOR, Population, fill
@@ -82,9 +85,9 @@ from streammeta.online.trend import slope
 if TYPE_CHECKING:
     from streammeta.config import ExpertsConfig
 
-MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY, LEVEL = range(9)
-EXPERTS = 9
-KEPT = 3  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE
+MODEL, NAIVE, SEASONAL, DRIFT, THETA, TREND, ANALOGUE, WEEKLY, LEVEL, DAMPED = range(10)
+EXPERTS = 10
+KEPT = 4  # the experts whose forecasts wait for their targets: THETA, TREND, ANALOGUE, DAMPED
 THETA_COLUMNS = slice(THETA, TREND + 1)
 # The theta experts serve seasons shorter than this only. With a daily season of
 # hourly values (M4 hourly, m = 24) their seasonal adjustment is unstable: the level
@@ -127,23 +130,6 @@ def weekly_lag(season: int, window: int, horizon: int) -> int:
                    and horizon <= lag <= min(2 * window, WEEKLY_LAG_MAX)) else 0
 
 
-def persistence_steps(horizons: tuple[int, ...], season: int) -> dict[int, list[int]]:
-    """Scored horizon index → the steps persistence is judged on there: every step the
-    horizon's weights serve (with m = 24, H = 48: 12 on 2..12, 36 on 25..36), its loss
-    the mean of its losses on them. Its error grows with the step, so judged at the
-    horizon alone it would be blamed for the far end of the steps it serves; on ETTh2
-    (H = 48) the weights learnt at 36 served step 25 29% worse than persistence.
-    At a multiple of the season (> 1) its forecast at the horizon itself is seasonal
-    naive's, so only the steps before it count (24 on 13..23, 48 on 37..47); none
-    where there are none (m = 2: the horizon 2 serves step 2 alone)."""
-    out: dict[int, list[int]] = {}
-    for i, h in enumerate(horizons):
-        if h > 1:
-            below = horizons[i - 1] if i else 0
-            out[i] = list(range(below + 1, h if season > 1 and h % season == 0 else h + 1))
-    return out
-
-
 def allowed(horizons: tuple[int, ...], season: int, weekly: bool = False,
             level: bool = False) -> Tensor:
     """(S, E): persistence does not serve a scored horizon that is a multiple of the
@@ -158,7 +144,7 @@ def allowed(horizons: tuple[int, ...], season: int, weekly: bool = False,
     if season < ANALOGUE_SEASONS_FROM:
         ok[:, ANALOGUE] = False
     if season >= THETA_SEASONS_BELOW:
-        ok[:, [THETA, TREND]] = False
+        ok[:, [THETA, TREND, DAMPED]] = False
     for i, steps in persistence_steps(horizons, season).items():
         if not steps:
             ok[i, NAIVE] = False
@@ -172,8 +158,8 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
 
     w (B, S, E) weights; bucket (H,) the scored horizon whose weights step h uses;
     model (B, H) and seasonal (B, H) forecasts, last (B,) the newest value, slope (B,)
-    the drift expert's average step, kept (B, H, 3) the THETA, TREND and ANALOGUE
-    forecasts (NaN: none, where its weight is 0), weekly (B, H) the WEEKLY expert's
+    the drift expert's average step, kept (B, H, KEPT) the THETA, TREND, ANALOGUE and
+    DAMPED forecasts (NaN: none, where its weight is 0), weekly (B, H) the WEEKLY expert's
     (None: it does not serve, its weight is 0), level (B,) the LEVEL expert's shift of
     seasonal naive (None: it does not serve)."""
     # Only the experts with a weight somewhere take part: a term of weight 0 everywhere
@@ -203,6 +189,7 @@ def blend(w: Tensor, bucket: Tensor, model: Tensor, last: Tensor, seasonal: Tens
              (DRIFT, lambda: wh[at[DRIFT]] * slope[:, None] * h),
              (THETA, lambda: wh[at[THETA]] * kept[:, :, 0]),
              (TREND, lambda: wh[at[TREND]] * kept[:, :, 1]),
+             (DAMPED, lambda: wh[at[DAMPED]] * kept[:, :, 3]),
              (ANALOGUE, lambda: wh[at[ANALOGUE]] * kept[:, :, 2].nan_to_num()),
              (LEVEL, lambda: wh[at[LEVEL]] * (seasonal + level[:, None])),  # type: ignore[index]
              (WEEKLY, lambda: wh[at[WEEKLY]] * weekly))  # type: ignore[operator]
@@ -267,17 +254,7 @@ class Weighting:
         self._allowed[:, LEVEL] = False
         self.population = Population(len(horizons), EXPERTS, config.prior_events,
                                      clip=self._clip)
-        # Persistence judged on the steps each horizon serves (persistence_steps): the
-        # steps (P,), and the (S', P) averaging over each such horizon's steps.
-        judged = {i: st for i, st in persistence_steps(horizons, season).items() if st}
-        self._p_rows = torch.tensor(list(judged), dtype=torch.long)
-        self._p_steps = torch.tensor([h for st in judged.values() for h in st],
-                                     dtype=torch.long)
-        self._p_mean = torch.zeros(len(judged), len(self._p_steps))
-        at = 0
-        for r, st in enumerate(judged.values()):
-            self._p_mean[r, at : at + len(st)] = 1.0 / len(st)
-            at += len(st)
+        self._p_rows, self._p_steps, self._p_mean = persistence_judged(horizons, season)
         self.analogues = Analogues(length_for(season, window), horizon,
                                    config.analogue_capacity) if (
             config.analogues and season >= ANALOGUE_SEASONS_FROM) else None
@@ -314,8 +291,11 @@ class Weighting:
         cell = arena.cells(j[:, None])
         kept = take_cells(arena.pending_experts, slots, cell)  # (B, S, KEPT) made at each origin
         clear_cells(arena.pending_experts, slots, cell)
-        if not self.serves_theta:  # where they did not serve: NaN (longseason.only_below)
-            kept[:, :, :2] = longseason.only_below(kept[:, :, :2], origin + 1, self.theta_until)
+        if not self.serves_theta:  # theta's where it served (longseason.only_below), the
+            # analogue's; no damped trend: NaN, the others' mean stands in
+            kept = torch.nn.functional.pad(torch.cat(
+                [longseason.only_below(kept[:, :, :2], origin + 1, self.theta_until),
+                 kept[:, :, 2:3]], dim=2), (0, 1), value=float("nan"))
         cold = torch.isnan(forecast) & reference & (origin + 1 >= self._cold_from)
         model = torch.where(cold, naive, forecast)
         weekly = naive  # where it does not serve: a copy of seasonal naive's record
@@ -323,7 +303,9 @@ class Weighting:
             weekly = torch.gather(ring, 1, ((j - self.lag) % R)[:, None]).expand_as(naive)
             weekly = torch.where((j >= self.lag)[:, None], weekly, float("nan"))
         level = naive + level_shift(ring, origin, self.season) if self.level else naive
-        each = torch.stack([model, last, naive, drift, *kept.unbind(2), weekly, level], dim=2)
+        theta, trend, analogue, damped = kept.unbind(2)
+        each = torch.stack([model, last, naive, drift, theta, trend, analogue, weekly, level,
+                            damped], dim=2)
         err = expert_loss(each.sub_(y[:, None, None]).abs_().div_(scale[:, :, None]),
                           self.loss)  # (B, S, E)
         if len(self._p_rows):  # persistence: judged on the steps each horizon serves
@@ -358,11 +340,12 @@ class Weighting:
         prior = self.population.prior(young, resolved, self.fade)
         allow = (torch.where(young[:, None, None], self._allowed_young, self._allowed)
                  if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
-        w = weights(arena.experts.index_select(0, slots), self.rate, prior,
+        w = weights(pooled(arena.experts.index_select(0, slots), self.season), self.rate, prior,
                     longseason.allow_theta(allow, n, self.theta_until, THETA_COLUMNS))
         step = slope(history[:, :R], n - 1, self.window, self.season)
-        kept = torch.cat([self._theta(arena, slots, n, recent, history),
-                          self._analogue(slots, ts, n, history)[:, :, None]], dim=2)  # (B, H, KEPT)
+        th = self._theta(arena, slots, n, recent, history)  # (B, H, 3) THETA, TREND, DAMPED
+        kept = torch.cat([th[:, :, :2], self._analogue(slots, ts, n, history)[:, :, None],
+                          th[:, :, 2:]], dim=2)  # (B, H, KEPT)
         put_cells(arena.pending_experts, slots, cells, kept[:, self._h - 1])
         none = torch.isnan(kept[:, 0, 2])  # (B,) no analogue forecast: it serves nothing
         if bool(none.any()):
@@ -385,7 +368,9 @@ class Weighting:
 
     def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None,
                history: Tensor) -> Tensor:
-        """The THETA and TREND forecasts (B, H, 2); zeros where they do not serve."""
+        """The THETA, TREND and DAMPED forecasts (B, H, 3); where they do not serve
+        the season (m ≥ 24), THETA and TREND (B, H, 2), zeros but for the rows short of
+        two seasons (``longseason.unadjusted``)."""
         m = self.season
         if recent is None:  # a long season: the rows short of two seasons only
             return longseason.unadjusted(history, n, self.theta_until, arena.ring_len, self.horizon)

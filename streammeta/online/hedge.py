@@ -69,3 +69,20 @@ def weights(losses: Tensor, rate: float, prior: Tensor | None = None,
         logits = logits.masked_fill(~(allowed if allowed.dim() == 3 else allowed[None]),
                                     float("-inf"))
     return torch.softmax(logits, dim=2)
+
+
+def pooled(record: Tensor, season: int) -> Tensor:
+    """The record (B, S, E) the weights follow: with no season (m = 1), each scored
+    horizon's own plus that of the scored horizon below it. The scored horizons double
+    there (1, 2, 4, 8, 14), and a far one has resolved the fewest forecasts (H = 14, a
+    series of 28 values: 14 at most): its own record alone left its weights near even
+    however clear the nearer one was. Weighting on two records keeps the regret bound
+    above for their sum. Rolling MASE on M4-shaped daily series (m = 1,
+    H = 14) 3.837 → 3.695, weekly ETT (1, 13) 2.817 → 2.792 (persistence 2.738); final
+    origin 1.904 → 1.914 and 1.150 → 1.152; M1 yearly 3.445 → 3.439. Seasons are not
+    pooled (not measured: a season's multiples hold seasonal naive's record)."""
+    if season != 1 or record.shape[1] < 2:
+        return record
+    below = torch.cat([record.new_zeros(record.shape[0], 1, record.shape[2]), record[:, :-1]],
+                      dim=1)
+    return record + below

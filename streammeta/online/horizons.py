@@ -63,3 +63,34 @@ def remap(t: Tensor, axis: int, written: tuple[int, ...], now: tuple[int, ...],
             column = t.select(axis, src)
             columns.append(column.clone() if fill is None else torch.full_like(column, fill))
     return torch.stack(columns, dim=axis)
+
+
+def persistence_steps(horizons: tuple[int, ...], season: int) -> dict[int, list[int]]:
+    """Scored horizon index → the steps persistence is judged on there: every step the
+    horizon's weights serve (with m = 24, H = 48: 12 on 2..12, 36 on 25..36), its loss
+    the mean of its losses on them. Its error grows with the step, so judged at the
+    horizon alone it would be blamed for the far end of the steps it serves; on ETTh2
+    (H = 48) the weights learnt at 36 served step 25 29% worse than persistence.
+    At a multiple of the season (> 1) its forecast at the horizon itself is seasonal
+    naive's, so only the steps before it count (24 on 13..23, 48 on 37..47); none
+    where there are none (m = 2: the horizon 2 serves step 2 alone)."""
+    out: dict[int, list[int]] = {}
+    for i, h in enumerate(horizons):
+        if h > 1:
+            below = horizons[i - 1] if i else 0
+            out[i] = list(range(below + 1, h if season > 1 and h % season == 0 else h + 1))
+    return out
+
+
+def persistence_judged(horizons: tuple[int, ...], season: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Persistence judged on the steps each horizon serves (:func:`persistence_steps`):
+    the scored horizons judged so (S',), their steps (P,), and the (S', P) averaging
+    over each such horizon's steps."""
+    judged = {i: st for i, st in persistence_steps(horizons, season).items() if st}
+    steps = torch.tensor([h for st in judged.values() for h in st], dtype=torch.long)
+    mean = torch.zeros(len(judged), len(steps))
+    at = 0
+    for r, st in enumerate(judged.values()):
+        mean[r, at : at + len(st)] = 1.0 / len(st)
+        at += len(st)
+    return torch.tensor(list(judged), dtype=torch.long), steps, mean

@@ -85,7 +85,8 @@ def unadjusted(history: Tensor, n: Tensor, until: int, ring_len: int, horizon: i
     out = torch.zeros(len(n), horizon, 2)
     rows = torch.nonzero(n < until)[:, 0]
     if len(rows):
-        out[rows] = theta(span(history[rows], n[rows] - ring_len, ring_len), n[rows], horizon)
+        x = span(history[rows], n[rows] - ring_len, ring_len)
+        out[rows] = theta(x, n[rows], horizon)[:, :, :2]  # no damped trend there
     return out
 
 

@@ -9,7 +9,7 @@ import torch
 
 from streammeta.online import drift
 from streammeta.online.arena import FREE, GUARD_UNTIL, ROW_FIELDS, Arena, upgrade_rows, window
-from streammeta.online.experts import EXPERTS
+from streammeta.online.experts import EXPERTS, KEPT
 
 
 def arena(max_entities: int = 4, ring_len: int = 8) -> Arena:
@@ -66,7 +66,26 @@ def test_rows_of_an_older_version_are_completed() -> None:
     assert upgraded["experts"].shape == (1, 3, EXPERTS) and not upgraded["experts"].any()  # even
     assert bool(upgraded["pending_experts"].isnan().all())
     # The (H, S) cells move into a ring of H cells per scored horizon (none given).
-    assert upgraded["pending"].shape == (1, 12) and upgraded["pending_experts"].shape == (1, 12, 3)
+    assert upgraded["pending"].shape == (1, 12) and upgraded["pending_experts"].shape == (1, 12,
+                                                                                         KEPT)
+
+
+def test_an_expert_added_since_the_rows_were_written_starts_at_their_mean_record() -> None:
+    """Rows written before the damped-trend expert existed (9 experts, 3 kept): the new
+    expert's record is the mean of the others' (a record of 0 would hand it every weight
+    of a mature entity at once), and its pending forecasts are none."""
+    a = arena()
+    a.slots_for(["x"])
+    rows = a.export(a.slots_in([0]))
+    old = torch.arange(1.0, 1.0 + 3 * 9).reshape(1, 3, 9)
+    rows["experts"] = old.clone()
+    rows["pending_experts"] = rows["pending_experts"][..., :3].clone()
+    upgraded = upgrade_rows(rows)
+    assert upgraded["experts"].shape == (1, 3, EXPERTS)
+    torch.testing.assert_close(upgraded["experts"][:, :, :9], old)
+    torch.testing.assert_close(upgraded["experts"][:, :, 9], old.mean(dim=2))
+    assert upgraded["pending_experts"].shape[-1] == KEPT
+    assert bool(upgraded["pending_experts"][..., 3].isnan().all())
 
 
 def test_each_scored_horizon_keeps_a_ring_of_its_own_length() -> None:
@@ -113,3 +132,21 @@ def test_rings_saved_with_another_length_keep_the_newest_values_at_their_indices
     small = arena(ring_len=3)
     [kept, _] = small.restore(old.export(slots)).tolist()
     assert [float(small.ring[kept, i % 3]) for i in range(4, 7)] == [4.0, 5.0, 6.0]
+
+
+def test_no_damped_trend_is_kept_where_the_theta_experts_do_not_serve() -> None:
+    """m >= 24: the damped trend does not serve, and its pending forecasts take no state
+    (121 cells at m = 24, H = 48: 484 bytes an entity); rows that hold the column
+    restore without it."""
+    def at(season: int) -> Arena:
+        return Arena(ring_len=8, context_dim=2, horizon=3, scored_horizons=2, max_entities=2,
+                     phi0=torch.tensor([0.5, -0.5]), season=season)
+    hourly, yearly = at(24), at(1)
+    assert hourly.pending_experts.shape[-1] == KEPT - 1
+    assert yearly.pending_experts.shape[-1] == KEPT
+    yearly.slots_for(["x"])
+    yearly.pending_experts[0] = 1.0
+    rows = hourly.upgrade(yearly.export(yearly.slots_in([0])))
+    assert rows["pending_experts"].shape[-1] == KEPT - 1
+    slots = hourly.restore(rows)
+    assert bool((hourly.pending_experts[slots] == 1.0).all())

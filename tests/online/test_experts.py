@@ -99,7 +99,8 @@ def test_the_blend_is_the_weighted_sum_of_the_experts_whatever_weight_is_zero() 
     kept = torch.randn(B, H, experts.KEPT, generator=gen)
     kept[:, :, 2] = float("nan")  # no analogue forecast
     h = torch.arange(1, H + 1, dtype=torch.float32)[None, :]
-    for zero in ([], [experts.THETA, experts.TREND, experts.ANALOGUE], [experts.SEASONAL],
+    for zero in ([], [experts.THETA, experts.TREND, experts.ANALOGUE, experts.DAMPED],
+                 [experts.SEASONAL],
                  [experts.DRIFT, experts.LEVEL], [experts.MODEL, experts.WEEKLY]):
         w = torch.rand(B, len(horizons), experts.EXPERTS, generator=gen)
         w[:, :, zero] = 0.0
@@ -109,6 +110,7 @@ def test_the_blend_is_the_weighted_sum_of_the_experts_whatever_weight_is_zero() 
                    + (wh[experts.SEASONAL] + wh[experts.DRIFT]) * seasonal
                    + wh[experts.DRIFT] * slope[:, None] * h
                    + wh[experts.THETA] * kept[:, :, 0] + wh[experts.TREND] * kept[:, :, 1]
+                   + wh[experts.DAMPED] * kept[:, :, 3]
                    + wh[experts.ANALOGUE] * kept[:, :, 2].nan_to_num()
                    + wh[experts.LEVEL] * (seasonal + level[:, None])
                    + wh[experts.WEEKLY] * weekly)
@@ -128,7 +130,7 @@ def test_the_theta_experts_follow_a_seasonal_trend_and_ignore_noise_for_a_season
     n = torch.tensor([W])
     indices = experts.seasonal_indices(x, n, m)
     assert float(indices.abs().max()) > 5  # the season is found
-    f = experts.theta(x, n, H, indices)  # (1, H, 2)
+    f = experts.theta(x, n, H, indices)  # (1, H, 3)
     trend_error = (f[0, :, 1] - truth[W:]).abs().mean()
     seasonal_naive = (x[0, W - m:].repeat(2)[:H] - truth[W:]).abs().mean()
     assert float(trend_error) < 0.25 * float(seasonal_naive)
@@ -272,3 +274,51 @@ def test_the_experts_loss_is_the_adaptation_loss_unless_set() -> None:
     assert loss_of(small().replace("adaptation", loss="mse")) == "mse"
     assert loss_of(small(loss="mse")) == "mse"
     assert loss_of(small(loss="mae").replace("adaptation", loss="mse")) == "mae"
+
+
+def fading_trends(n: int, length: int, seed: int) -> np.ndarray:
+    """Non-seasonal series whose trend fades: a step of 2 to 4 either way, damped by
+    0.9 to 0.95 a step, plus noise of 1 (a product's sales after launch)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    step = rng.uniform(2, 4, (n, 1)) * rng.choice([-1, 1], (n, 1))
+    phi = rng.uniform(0.9, 0.95, (n, 1))
+    return 200 + step * (1 - phi ** (t + 1)) / (1 - phi) + rng.normal(0, 1.0, (n, length))
+
+
+def test_the_damped_expert_follows_a_fading_trend_where_the_theta_lines_overshoot() -> None:
+    """Fading trends, 30 values seen, 8 ahead, 200 entities: the damped trend (DAMPED)
+    is inside persistence's error, which lags, and the theta lines', which carry a
+    straight line fitted to the whole history on (the whole line, TREND, by more than
+    twice the damped trend's error)."""
+    B, T, H = 200, 30, 8
+    values = fading_trends(B, T + H, seed=1)
+    x = torch.asinh(torch.tensor(values[:, :T], dtype=torch.float32))  # model units
+    f = torch.sinh(experts.theta(x, torch.full((B,), T), H)).numpy()  # (B, H, 3)
+    truth = values[:, T:]
+    theta, trend, damped = (float(np.abs(f[:, :, k] - truth).mean()) for k in range(3))
+    persistence = float(np.abs(values[:, T - 1 : T] - truth).mean())
+    assert damped < 0.95 * persistence
+    assert damped < 0.95 * theta and 2 * damped < trend
+    # The grid's choice reads only the entity's own values, as the theta lines do.
+    other = x.clone()
+    other[:, :10] = 1e3
+    short = torch.full((B,), T - 10)
+    torch.testing.assert_close(experts.theta(x, short, H)[:, :, 2],
+                               experts.theta(other, short, H)[:, :, 2])
+
+
+def test_without_a_season_a_far_horizon_with_a_thin_record_follows_the_nearer_one() -> None:
+    """m = 1: the weights of a scored horizon follow its own record plus the one below,
+    so a far horizon that has resolved nothing yet is not served with even weights when
+    the nearer horizon's record is clear; with a season each horizon keeps its own."""
+    horizons = (1, 2, 4)
+    record = torch.zeros(1, len(horizons), experts.EXPERTS)
+    record[0, 1] = 4.0
+    record[0, 1, experts.DAMPED] = 0.0  # the damped trend leads at step 2; step 4: nothing yet
+    allowed = experts.allowed(horizons, 1)
+    w = hedge.weights(hedge.pooled(record, 1), 0.5, allowed=allowed)
+    assert int(w[0, 2].argmax()) == experts.DAMPED and float(w[0, 2, experts.DAMPED]) > 0.5
+    even = hedge.weights(hedge.pooled(record, 4), 0.5, allowed=experts.allowed(horizons, 4))
+    assert torch.allclose(even[0, 2][even[0, 2] > 0], even[0, 2].max())
+    torch.testing.assert_close(hedge.pooled(record, 1)[:, 0], record[:, 0])
