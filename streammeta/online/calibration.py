@@ -77,6 +77,33 @@ BINS = 400  # the population's histogram of r over [-CLIP, CLIP]: 0.05 spreads a
 SMOOTHING = 0.001  # the population's record forgets this share per resolved forecast
 FLOOR = 0.1  # σ at least this many running standard deviations (a collapsed spread)
 PRIOR = 100.0  # the population's offsets weigh as this many of an entity's own forecasts
+YOUNG = 100.0  # the naive spread floors σ with weight YOUNG / (YOUNG + the record's count at s)
+
+
+def naive_spread(history: Tensor, n: Tensor, ring_len: int, season: int,
+                 horizon: int) -> Tensor:
+    """(B, H) the entity's own spread of (seasonal) naive's h-step errors: the root mean
+    square of y_k − y_(k−ℓ) over the values in its ring, ℓ = h (m = 1) or m·⌈h/m⌉,
+    the lag from which seasonal naive forecasts step h. Where the entity has no pair
+    ℓ apart yet, one step's scaled by √ℓ (a random walk's); 0 with a single value.
+    ``history`` (B, 2R) as ``Arena.history``, n (B,) values seen."""
+    R = ring_len
+    x = torch.gather(history, 1, ((n - 1) % R + R)[:, None] - torch.arange(R - 1, -1, -1))
+    seen = torch.arange(R)[None, :] >= (R - n)[:, None]  # (B, R) the values the entity has
+    lags = [h if season <= 1 else season * math.ceil(h / season) for h in range(1, horizon + 1)]
+    spread: dict[int, Tensor] = {}
+    for lag in sorted({1, *lags}):
+        if lag >= R:
+            continue
+        ok = seen[:, :-lag]
+        diff = torch.where(ok, x[:, lag:] - x[:, :-lag], 0.0)
+        pairs = ok.sum(dim=1)
+        spread[lag] = torch.where(pairs > 0, (diff.square().sum(dim=1) / pairs.clamp(min=1)).sqrt(),
+                                  float("nan"))
+    one = spread[1].nan_to_num(0.0)
+    out = [spread.get(lag, torch.full_like(one, float("nan"))) for lag in lags]
+    fill = [one * math.sqrt(lag) for lag in lags]
+    return torch.stack([torch.where(torch.isnan(o), f, o) for o, f in zip(out, fill)], dim=1)
 
 
 def interpolation(horizons: tuple[int, ...], horizon: int) -> Tensor:
@@ -106,6 +133,7 @@ class Record:
         Q = len(levels)
         self.hist = torch.zeros(horizons, Q, BINS, dtype=torch.float64)
         self.seen = 0.0
+        self.count = torch.zeros(horizons, dtype=torch.float64)  # (S,) errors recorded at s
         self._batch = torch.zeros(horizons * Q * BINS, dtype=torch.float64)
         self.offsets = nominal[None, :].repeat(horizons, 1)  # (S, Q)
         self.spread = torch.ones(horizons)  # (S,) σ-units of r, the entities' step unit
@@ -131,6 +159,7 @@ class Record:
         self.hist = (self.hist / mass * keep
                      + batch / count.clamp(min=1)[:, :, None] * (1 - keep))
         self.seen += float(count[:, 0].sum())
+        self.count += count[:, 0]
         self._batch.zero_()
         self._settle()
 
@@ -156,7 +185,7 @@ class Record:
         return torch.where(total.squeeze(2) > 0, out, self.nominal[None, :])
 
     def export(self) -> dict[str, object]:
-        return {"hist": self.hist.clone(), "seen": self.seen}
+        return {"hist": self.hist.clone(), "seen": self.seen, "count": self.count.clone()}
 
     def restore(self, state: object) -> bool:
         """A record :meth:`export` wrote (one written with one histogram per horizon
@@ -169,6 +198,9 @@ class Record:
         if not isinstance(hist, Tensor) or hist.shape != self.hist.shape:
             return False
         self.hist, self.seen = hist.clone().to(torch.float64), float(state.get("seen", 0.0))
+        count = state.get("count")  # a record written without counts counts as its whole
+        self.count = (count.clone().to(torch.float64) if isinstance(count, Tensor)
+                      and count.shape == self.count.shape else torch.full_like(self.count, self.seen))
         if self.seen:
             self._settle()
         return True
@@ -233,13 +265,23 @@ class Calibration:
         # entities come and go it keeps the level an entity's own correction is from.
         self.record.update((r[:, :, None] - d).clamp(-CLIP, CLIP), valid)
 
+    def young(self) -> Tensor:
+        """(H,) the weight of the entities' naive spread on σ at each step: 1 before the
+        population's record holds errors at the scored horizons around it, fading as
+        YOUNG / (YOUNG + its count) (None-free: 0 once negligible)."""
+        w = YOUNG / (YOUNG + self.record.count.to(torch.float32))  # (S,)
+        w = w @ self._weights
+        return torch.where(w > 0.01, w, 0.0)
+
     def serve(self, arena: Arena, slots: Tensor, cells: Tensor, point: Tensor,
-              spread: Tensor, floor: Tensor) -> Tensor:
+              spread: Tensor, floor: Tensor, naive: Tensor | None = None) -> Tensor:
         """Warm rows' quantiles (B, Q, H) around the served ``point`` (B, H), from the
         model's ``spread`` (B, H), floored at ``FLOOR`` × ``floor`` (B,) (the running
         standard deviations); the served forecast and σ are kept at the scored
         horizons, in ``cells`` (B, S), until their targets arrive."""
         sigma = torch.maximum(spread, FLOOR * floor[:, None])  # (B, H)
+        if naive is not None:
+            sigma = torch.maximum(sigma, self.young()[None, :] * naive)
         u = self.record.offsets[None] + arena.calibration.index_select(0, slots)  # (B, S, Q)
         at = self._h - 1
         put_cells(arena.pending_served, slots, cells,

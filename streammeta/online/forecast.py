@@ -23,7 +23,7 @@ from torch import Tensor
 from streammeta.config import ModelConfig
 from streammeta.online import model
 from streammeta.online.arena import Arena, window
-from streammeta.online.calibration import Calibration
+from streammeta.online.calibration import Calibration, naive_spread
 from streammeta.online.cells import put as put_cells
 from streammeta.online.experts import Weighting
 from streammeta.online.guard import Guard
@@ -99,7 +99,7 @@ class Forecaster:
             point, quant = self.experts.serve(arena, slots, ts, n, history, ring, cells, warm,
                                               point, quant, self._seasonal(history, n, R))
         if self.calibration is not None:
-            quant = self._calibrated(arena, slots, cells, warm, point, spread, quant)
+            quant = self._calibrated(arena, slots, cells, warm, point, spread, quant, history, n)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
         if bool(warm.any()):
@@ -145,19 +145,25 @@ class Forecaster:
         cold = ~warm
         naive = self._seasonal(history[cold], n[cold], arena.ring_len)
         point[cold] = naive
-        spread[cold] = arena.ew_var[slots[cold]].sqrt()[:, None]
+        spread[cold] = torch.maximum(
+            arena.ew_var[slots[cold]].sqrt()[:, None],
+            naive_spread(history[cold], n[cold], arena.ring_len, self.shape.season, H))
         return point, spread
 
     def _calibrated(self, arena: Arena, slots: Tensor, cells: Tensor, warm: Tensor,
-                    point: Tensor, spread: Tensor, quant: Tensor) -> Tensor:
+                    point: Tensor, spread: Tensor, quant: Tensor, history: Tensor,
+                    n: Tensor) -> Tensor:
         """Warm rows' quantiles from calibration (model units); cold rows keep theirs."""
         assert self.calibration is not None
         floor = scale(arena, slots)
+        naive = (naive_spread(history, n, arena.ring_len, self.shape.season, self.shape.horizon)
+                 if bool(self.calibration.young().any()) else None)
         if bool(warm.all()):
-            return self.calibration.serve(arena, slots, cells, point, spread, floor)
+            return self.calibration.serve(arena, slots, cells, point, spread, floor, naive)
         if bool(warm.any()):
             quant[warm] = self.calibration.serve(arena, slots[warm], cells[warm], point[warm],
-                                                 spread[warm], floor[warm])
+                                                 spread[warm], floor[warm],
+                                                 None if naive is None else naive[warm])
         return quant
 
     def _seasonal(self, history: Tensor, n: Tensor, ring_len: int) -> Tensor:
