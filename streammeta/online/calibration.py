@@ -77,7 +77,7 @@ BINS = 400  # the population's histogram of r over [-CLIP, CLIP]: 0.05 spreads a
 SMOOTHING = 0.001  # the population's record forgets this share per resolved forecast
 FLOOR = 0.1  # σ at least this many running standard deviations (a collapsed spread)
 PRIOR = 100.0  # the population's offsets weigh as this many of an entity's own forecasts
-YOUNG = 100.0  # the naive spread floors σ with weight YOUNG / (YOUNG + the record's count at s)
+YOUNG = 100.0  # the naive interval floors an entity's with weight YOUNG / (YOUNG + its t at s)
 
 
 def naive_spread(history: Tensor, n: Tensor, ring_len: int, season: int,
@@ -232,6 +232,7 @@ class Calibration:
         # Robbins-Monro's gain for a quantile: 1 / the density at it (normal, σ units).
         self._gain = 1.0 / normal.log_prob(nominal).exp()  # (Q,)
         self.record = Record(len(horizons), self.levels, nominal)
+        self._nominal = nominal
         self._h = torch.tensor(horizons)  # (S,)
         # (S, H) the interpolation over the scored horizons, stored transposed: a
         # transposed view made the (B, Q, S) @ (S, H) product 2-3 times slower.
@@ -265,23 +266,23 @@ class Calibration:
         # entities come and go it keeps the level an entity's own correction is from.
         self.record.update((r[:, :, None] - d).clamp(-CLIP, CLIP), valid)
 
-    def young(self) -> Tensor:
-        """(H,) the weight of the entities' naive spread on σ at each step: 1 before the
-        population's record holds errors at the scored horizons around it, fading as
-        YOUNG / (YOUNG + its count) (None-free: 0 once negligible)."""
-        w = YOUNG / (YOUNG + self.record.count.to(torch.float32))  # (S,)
-        w = w @ self._weights
-        return torch.where(w > 0.01, w, 0.0)
+    def young(self, history: Tensor, n: Tensor, ring_len: int, season: int) -> Tensor | None:
+        """(B, H) the floor of young entities' intervals in units of z_q: the entity's
+        naive spread (:func:`naive_spread`) × YOUNG / (YOUNG + t), t its resolved
+        forecasts at the scored horizons around each step; None where no row is young."""
+        t = (n[:, None] - self._h[None, :] - self.warm_at + 1).clamp(min=0).to(torch.float32)
+        w = (YOUNG / (YOUNG + t)) @ self._weights  # (B, H)
+        if not bool((w > 0.02).any()):
+            return None
+        return w * naive_spread(history, n, ring_len, season, self.horizon)
 
     def serve(self, arena: Arena, slots: Tensor, cells: Tensor, point: Tensor,
-              spread: Tensor, floor: Tensor, naive: Tensor | None = None) -> Tensor:
+              spread: Tensor, floor: Tensor, young: Tensor | None = None) -> Tensor:
         """Warm rows' quantiles (B, Q, H) around the served ``point`` (B, H), from the
         model's ``spread`` (B, H), floored at ``FLOOR`` × ``floor`` (B,) (the running
         standard deviations); the served forecast and σ are kept at the scored
         horizons, in ``cells`` (B, S), until their targets arrive."""
         sigma = torch.maximum(spread, FLOOR * floor[:, None])  # (B, H)
-        if naive is not None:
-            sigma = torch.maximum(sigma, self.young()[None, :] * naive)
         u = self.record.offsets[None] + arena.calibration.index_select(0, slots)  # (B, S, Q)
         at = self._h - 1
         put_cells(arena.pending_served, slots, cells,
@@ -289,6 +290,10 @@ class Calibration:
         # The median is the served point; no level crosses it.
         u = torch.minimum(torch.maximum(u, self._low), self._high)
         uh = torch.matmul(u.transpose(1, 2), self._weights)  # (B, Q, H)
+        if young is not None:  # no level nearer the median than z_q × the young floor
+            z = self._nominal[None, :, None] * (young / sigma)[:, None, :]  # (B, Q, H)
+            uh = torch.where(self._nominal[None, :, None] < 0, torch.minimum(uh, z),
+                             torch.maximum(uh, z))
         out = point[:, None, :] + uh * sigma[:, None, :]
         # A running maximum over the levels, one level at a time: torch.cummax over
         # the middle dimension is ~20× slower for a handful of levels.

@@ -156,8 +156,7 @@ class Forecaster:
         """Warm rows' quantiles from calibration (model units); cold rows keep theirs."""
         assert self.calibration is not None
         floor = scale(arena, slots)
-        naive = (naive_spread(history, n, arena.ring_len, self.shape.season, self.shape.horizon)
-                 if bool(self.calibration.young().any()) else None)
+        naive = self.calibration.young(history, n, arena.ring_len, self.shape.season)
         if bool(warm.all()):
             return self.calibration.serve(arena, slots, cells, point, spread, floor, naive)
         if bool(warm.any()):
