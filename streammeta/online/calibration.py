@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor
 
+from streammeta.online import young
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
@@ -77,34 +78,6 @@ BINS = 400  # the population's histogram of r over [-CLIP, CLIP]: 0.05 spreads a
 SMOOTHING = 0.001  # the population's record forgets this share per resolved forecast
 FLOOR = 0.1  # σ at least this many running standard deviations (a collapsed spread)
 PRIOR = 100.0  # the population's offsets weigh as this many of an entity's own forecasts
-YOUNG = 100.0  # the naive interval floors an entity's with weight YOUNG / (YOUNG + its t at s)
-
-
-def naive_spread(history: Tensor, n: Tensor, ring_len: int, season: int,
-                 horizon: int) -> Tensor:
-    """(B, H) the entity's own spread of (seasonal) naive's h-step errors: the root mean
-    square of y_k − y_(k−ℓ) over the values in its ring, ℓ = h (m = 1) or m·⌈h/m⌉,
-    the lag from which seasonal naive forecasts step h. Where the entity has no pair
-    ℓ apart yet, one step's scaled by √ℓ (a random walk's); 0 with a single value.
-    ``history`` (B, 2R) as ``Arena.history``, n (B,) values seen."""
-    R = ring_len
-    x = torch.gather(history, 1, ((n - 1) % R + R)[:, None] - torch.arange(R - 1, -1, -1))
-    seen = torch.arange(R)[None, :] >= (R - n)[:, None]  # (B, R) the values the entity has
-    lags = [h if season <= 1 else season * math.ceil(h / season) for h in range(1, horizon + 1)]
-    spread: dict[int, Tensor] = {}
-    for lag in sorted({1, *lags}):
-        if lag >= R:
-            continue
-        ok = seen[:, :-lag]
-        diff = torch.where(ok, x[:, lag:] - x[:, :-lag], 0.0)
-        pairs = ok.sum(dim=1)
-        spread[lag] = torch.where(pairs > 0, (diff.square().sum(dim=1) / pairs.clamp(min=1)).sqrt(),
-                                  float("nan"))
-    one = spread[1].nan_to_num(0.0)
-    out = [spread.get(lag, torch.full_like(one, float("nan"))) for lag in lags]
-    fill = [one * math.sqrt(lag) for lag in lags]
-    return torch.stack([torch.where(torch.isnan(o), f, o) for o, f in zip(out, fill)], dim=1)
-
 
 def interpolation(horizons: tuple[int, ...], horizon: int) -> Tensor:
     """(H, S): step h's weights on the scored horizons, linear in √h between the two
@@ -133,7 +106,6 @@ class Record:
         Q = len(levels)
         self.hist = torch.zeros(horizons, Q, BINS, dtype=torch.float64)
         self.seen = 0.0
-        self.count = torch.zeros(horizons, dtype=torch.float64)  # (S,) errors recorded at s
         self._batch = torch.zeros(horizons * Q * BINS, dtype=torch.float64)
         self.offsets = nominal[None, :].repeat(horizons, 1)  # (S, Q)
         self.spread = torch.ones(horizons)  # (S,) σ-units of r, the entities' step unit
@@ -159,7 +131,6 @@ class Record:
         self.hist = (self.hist / mass * keep
                      + batch / count.clamp(min=1)[:, :, None] * (1 - keep))
         self.seen += float(count[:, 0].sum())
-        self.count += count[:, 0]
         self._batch.zero_()
         self._settle()
 
@@ -185,7 +156,7 @@ class Record:
         return torch.where(total.squeeze(2) > 0, out, self.nominal[None, :])
 
     def export(self) -> dict[str, object]:
-        return {"hist": self.hist.clone(), "seen": self.seen, "count": self.count.clone()}
+        return {"hist": self.hist.clone(), "seen": self.seen}
 
     def restore(self, state: object) -> bool:
         """A record :meth:`export` wrote (one written with one histogram per horizon
@@ -198,9 +169,6 @@ class Record:
         if not isinstance(hist, Tensor) or hist.shape != self.hist.shape:
             return False
         self.hist, self.seen = hist.clone().to(torch.float64), float(state.get("seen", 0.0))
-        count = state.get("count")  # a record written without counts counts as its whole
-        self.count = (count.clone().to(torch.float64) if isinstance(count, Tensor)
-                      and count.shape == self.count.shape else torch.full_like(self.count, self.seen))
         if self.seen:
             self._settle()
         return True
@@ -232,7 +200,7 @@ class Calibration:
         # Robbins-Monro's gain for a quantile: 1 / the density at it (normal, σ units).
         self._gain = 1.0 / normal.log_prob(nominal).exp()  # (Q,)
         self.record = Record(len(horizons), self.levels, nominal)
-        self._nominal = nominal
+        self._nominal = nominal  # (Q,)
         self._h = torch.tensor(horizons)  # (S,)
         # (S, H) the interpolation over the scored horizons, stored transposed: a
         # transposed view made the (B, Q, S) @ (S, H) product 2-3 times slower.
@@ -266,18 +234,16 @@ class Calibration:
         # entities come and go it keeps the level an entity's own correction is from.
         self.record.update((r[:, :, None] - d).clamp(-CLIP, CLIP), valid)
 
-    def young(self, history: Tensor, n: Tensor, ring_len: int, season: int) -> Tensor | None:
-        """(B, H) the floor of young entities' intervals in units of z_q: the entity's
-        naive spread (:func:`naive_spread`) × YOUNG / (YOUNG + t), t its resolved
-        forecasts at the scored horizons around each step; None where no row is young."""
+    def young(self, n: Tensor) -> Tensor | None:
+        """(B, H) the weight of young entities' floor (``online.young``): YOUNG /
+        (YOUNG + t), t the entity's resolved forecasts at the scored horizons around
+        each step; None where no row's is above 0.02."""
         t = (n[:, None] - self._h[None, :] - self.warm_at + 1).clamp(min=0).to(torch.float32)
-        w = (YOUNG / (YOUNG + t)) @ self._weights  # (B, H)
-        if not bool((w > 0.02).any()):
-            return None
-        return w * naive_spread(history, n, ring_len, season, self.horizon)
+        w = (young.YOUNG / (young.YOUNG + t)) @ self._weights  # (B, H)
+        return w if bool((w > 0.02).any()) else None
 
     def serve(self, arena: Arena, slots: Tensor, cells: Tensor, point: Tensor,
-              spread: Tensor, floor: Tensor, young: Tensor | None = None) -> Tensor:
+              spread: Tensor, floor: Tensor, least: Tensor | None = None) -> Tensor:
         """Warm rows' quantiles (B, Q, H) around the served ``point`` (B, H), from the
         model's ``spread`` (B, H), floored at ``FLOOR`` × ``floor`` (B,) (the running
         standard deviations); the served forecast and σ are kept at the scored
@@ -290,11 +256,9 @@ class Calibration:
         # The median is the served point; no level crosses it.
         u = torch.minimum(torch.maximum(u, self._low), self._high)
         uh = torch.matmul(u.transpose(1, 2), self._weights)  # (B, Q, H)
-        if young is not None:  # no level nearer the median than z_q × the young floor
-            z = self._nominal[None, :, None] * (young / sigma)[:, None, :]  # (B, Q, H)
-            uh = torch.where(self._nominal[None, :, None] < 0, torch.minimum(uh, z),
-                             torch.maximum(uh, z))
         out = point[:, None, :] + uh * sigma[:, None, :]
+        if least is not None:  # young entities: at least their naive errors' interval
+            out = young.widen(point, out, least, self._nominal)
         # A running maximum over the levels, one level at a time: torch.cummax over
         # the middle dimension is ~20× slower for a handful of levels.
         for q in range(1, out.shape[1]):

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from streammeta.config import ModelConfig
-from streammeta.online import model
+from streammeta.online import model, young
 from streammeta.online.arena import Arena, window
-from streammeta.online.calibration import Calibration, naive_spread
+from streammeta.online.calibration import Calibration
 from streammeta.online.cells import put as put_cells
 from streammeta.online.experts import Weighting
 from streammeta.online.guard import Guard
@@ -102,15 +102,20 @@ class Forecaster:
             quant = self._calibrated(arena, slots, cells, warm, point, spread, quant, history, n)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
-        if bool(warm.any()):
-            if recent is None:
-                recent = window(history, n - self.shape.window, self.shape.window,
-                                self.shape.season)
-            # The units' map is monotone: the range converted, not every value. amin and
-            # amax: aminmax over rows took 7 times as long.
-            lo, hi = (model.from_model_units(v, self.shape.transform)
-                      for v in (recent.amin(dim=1), recent.amax(dim=1)))
-            plausible(lo, hi, warm, point, quant)
+        if recent is None:
+            recent = window(history, n - self.shape.window, self.shape.window,
+                            self.shape.season)
+        lo, hi = recent.amin(dim=1), recent.amax(dim=1)
+        if not all_warm:  # cold rows: the range of every value they have
+            R = arena.ring_len
+            seen = torch.arange(R)[None, :] >= (R - n)[:, None]
+            ring = window(history, n - R, R)
+            lo = torch.where(warm, lo, torch.where(seen, ring, float("inf")).amin(dim=1))
+            hi = torch.where(warm, hi, torch.where(seen, ring, -float("inf")).amax(dim=1))
+        # The units' map is monotone: the range converted, not every value. amin and
+        # amax: aminmax over rows took 7 times as long.
+        lo, hi = (model.from_model_units(v, self.shape.transform) for v in (lo, hi))
+        plausible(lo, hi, torch.ones_like(warm), point, quant)
         return Forecasts(
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
@@ -145,9 +150,7 @@ class Forecaster:
         cold = ~warm
         naive = self._seasonal(history[cold], n[cold], arena.ring_len)
         point[cold] = naive
-        spread[cold] = torch.maximum(
-            arena.ew_var[slots[cold]].sqrt()[:, None],
-            naive_spread(history[cold], n[cold], arena.ring_len, self.shape.season, H))
+        spread[cold] = arena.ew_var[slots[cold]].sqrt()[:, None]
         return point, spread
 
     def _calibrated(self, arena: Arena, slots: Tensor, cells: Tensor, warm: Tensor,
@@ -156,13 +159,20 @@ class Forecaster:
         """Warm rows' quantiles from calibration (model units); cold rows keep theirs."""
         assert self.calibration is not None
         floor = scale(arena, slots)
-        naive = self.calibration.young(history, n, arena.ring_len, self.shape.season)
+        weight = self.calibration.young(n)
+        if weight is not None:
+            weight = torch.where(warm[:, None], weight, 1.0)  # cold rows: the whole floor
+            least = young.floor(self.z, history, n, arena.ring_len, self.shape.season,
+                                self.shape.horizon, weight)
         if bool(warm.all()):
-            return self.calibration.serve(arena, slots, cells, point, spread, floor, naive)
+            return self.calibration.serve(arena, slots, cells, point, spread, floor,
+                                          None if weight is None else least)
+        if weight is not None:  # cold rows: seasonal naive's, at least the young floor
+            quant = young.widen(point, quant, least, self.z)
         if bool(warm.any()):
             quant[warm] = self.calibration.serve(arena, slots[warm], cells[warm], point[warm],
                                                  spread[warm], floor[warm],
-                                                 None if naive is None else naive[warm])
+                                                 None if weight is None else least[warm])
         return quant
 
     def _seasonal(self, history: Tensor, n: Tensor, ring_len: int) -> Tensor:

@@ -1,0 +1,87 @@
+"""Young entities' intervals: at least what the entity's own naive errors say.
+
+Before an entity has served errors of its own at a step h (and in an evaluation's first
+batch, before the population has any: its record enters after the batch), its
+calibrated offsets are the population's, or the model's own quantiles, and the
+model's spread ignores how far the entity's values move in h steps. So every level q
+of a young warm entity's interval is at least as far from the served point as
+
+    w_h · t_q(k) · ŝ(ℓ),    w_h = YOUNG / (YOUNG + t)
+
+where ŝ(ℓ) is the root mean square of the entity's y_i − y_(i−ℓ) over the values its
+ring holds, ℓ = h (no season) or m·⌈h/m⌉ (the lag from which seasonal naive forecasts
+step h; where no pair is ℓ apart yet, one step's × √ℓ, a random walk's), k the pairs it
+is from and t_q(k) Student's q-quantile with k degrees of freedom (a new error over the
+root mean square of k earlier ones, of zero mean), t the entity's resolved forecasts
+at the scored horizons around h: it fades as the entity's own calibration takes over.
+Cold entities' intervals (seasonal naive around the running standard deviation, flat
+in h) get the same floor with w = 1. The floor only widens what is served: the
+offsets kept for scoring, and so the population's record and the entity's
+corrections, are as without it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+YOUNG = 100.0  # the floor's weight is YOUNG / (YOUNG + the entity's resolved forecasts)
+
+
+def naive_spread(history: Tensor, n: Tensor, ring_len: int, season: int,
+                 horizon: int) -> tuple[Tensor, Tensor]:
+    """(B, H) ŝ at each step and (B, H) the pairs k it is from (0: no value apart);
+    ``history`` (B, 2R) as ``Arena.history``, n (B,) values seen."""
+    R = ring_len
+    x = torch.gather(history, 1, ((n - 1) % R + R)[:, None] - torch.arange(R - 1, -1, -1))
+    seen = torch.arange(R)[None, :] >= (R - n)[:, None]  # (B, R) the values the entity has
+    lags = [h if season <= 1 else season * math.ceil(h / season) for h in range(1, horizon + 1)]
+    spread: dict[int, tuple[Tensor, Tensor]] = {}
+    for lag in sorted({1, *lags}):
+        if lag >= R:
+            continue
+        ok = seen[:, :-lag]
+        diff = torch.where(ok, x[:, lag:] - x[:, :-lag], 0.0)
+        pairs = ok.sum(dim=1)
+        spread[lag] = ((diff.square().sum(dim=1) / pairs.clamp(min=1)).sqrt(), pairs)
+    one, k1 = spread[1]
+    s_out, k_out = [], []
+    for lag in lags:
+        s, k = spread.get(lag, (one, torch.zeros_like(k1)))
+        s_out.append(torch.where(k > 0, s, one * math.sqrt(lag)))
+        k_out.append(torch.where(k > 0, k, k1))
+    return torch.stack(s_out, dim=1), torch.stack(k_out, dim=1)
+
+
+def student(z: Tensor, k: Tensor) -> Tensor:
+    """(B, Q, H) Student's quantiles at the normal quantiles z (Q,) for k (B, H) degrees
+    of freedom (Cornish–Fisher to k⁻³: at q = 0.9 within 0.3% of the exact quantile from
+    k = 2 on, 4% under it at k = 1); z where k is 0."""
+    z = z[None, :, None]
+    d = k.to(z.dtype).clamp(min=1)[:, None, :]
+    z3, z5, z7 = z**3, z**5, z**7
+    t = (z + (z3 + z) / (4 * d) + (5 * z5 + 16 * z3 + 3 * z) / (96 * d**2)
+         + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * d**3))
+    return torch.where(k[:, None, :] > 0, t, z)
+
+
+def floor(z: Tensor, history: Tensor, n: Tensor, ring_len: int, season: int,
+          horizon: int, weight: Tensor | None = None) -> Tensor:
+    """(B, Q, H) each level's least offset from the served point (signed as z (Q,)):
+    t_q(k) · ŝ, × ``weight`` (B, H) where given."""
+    s, k = naive_spread(history, n, ring_len, season, horizon)
+    if weight is not None:
+        s = s * weight
+    return student(z, k) * s[:, None, :]
+
+
+def widen(point: Tensor, quant: Tensor, least: Tensor, z: Tensor) -> Tensor:
+    """quant (B, Q, H) with each level at least ``least`` (B, Q, H) from point (B, H):
+    below the median no higher than point + least, above no lower."""
+    bound = point[:, None, :] + least
+    below = (z < 0)[None, :, None]
+    above = (z > 0)[None, :, None]
+    return torch.where(below, torch.minimum(quant, bound),
+                       torch.where(above, torch.maximum(quant, bound), quant))
