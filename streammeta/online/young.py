@@ -10,7 +10,8 @@ of a young warm entity's interval is at least as far from the served point as
 
 where ŝ(ℓ) is the root mean square of the entity's y_i − y_(i−ℓ) over the values its
 ring holds, ℓ = h (no season) or m·⌈h/m⌉ (the lag from which seasonal naive forecasts
-step h; where no pair is ℓ apart yet, one step's × √ℓ, a random walk's), k the pairs it
+step h; where no pair is ℓ apart yet, the longest lag's ℓ' with one × √(ℓ/ℓ'), a random
+walk's), k the pairs it
 is from and t_q(k) Student's q-quantile with k degrees of freedom (a new error over the
 root mean square of k earlier ones, of zero mean), t the entity's resolved forecasts
 at the scored horizons around h: it fades as the entity's own calibration takes over.
@@ -38,20 +39,21 @@ def naive_spread(history: Tensor, n: Tensor, ring_len: int, season: int,
     x = torch.gather(history, 1, ((n - 1) % R + R)[:, None] - torch.arange(R - 1, -1, -1))
     seen = torch.arange(R)[None, :] >= (R - n)[:, None]  # (B, R) the values the entity has
     lags = [h if season <= 1 else season * math.ceil(h / season) for h in range(1, horizon + 1)]
-    spread: dict[int, tuple[Tensor, Tensor]] = {}
+    spread: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+    # The longest lag with a pair so far, per row: what a lag without one is scaled from.
+    best = (torch.zeros(len(n)), torch.zeros(len(n), dtype=torch.long), torch.ones(len(n)))
     for lag in sorted({1, *lags}):
-        if lag >= R:
-            continue
-        ok = seen[:, :-lag]
-        diff = torch.where(ok, x[:, lag:] - x[:, :-lag], 0.0)
-        pairs = ok.sum(dim=1)
-        spread[lag] = ((diff.square().sum(dim=1) / pairs.clamp(min=1)).sqrt(), pairs)
-    one, k1 = spread[1]
-    s_out, k_out = [], []
-    for lag in lags:
-        s, k = spread.get(lag, (one, torch.zeros_like(k1)))
-        s_out.append(torch.where(k > 0, s, one * math.sqrt(lag)))
-        k_out.append(torch.where(k > 0, k, k1))
+        if lag < R:
+            ok = seen[:, :-lag]
+            diff = torch.where(ok, x[:, lag:] - x[:, :-lag], 0.0)
+            pairs = ok.sum(dim=1)
+            s = (diff.square().sum(dim=1) / pairs.clamp(min=1)).sqrt()
+            has = pairs > 0
+            best = (torch.where(has, s, best[0]), torch.where(has, pairs, best[1]),
+                    torch.where(has, float(lag), best[2]))
+        spread[lag] = (best[0] * (lag / best[2]).sqrt(), best[1], best[2])
+    s_out = [spread[lag][0] for lag in lags]
+    k_out = [spread[lag][1] for lag in lags]
     return torch.stack(s_out, dim=1), torch.stack(k_out, dim=1)
 
 
