@@ -239,7 +239,11 @@ class Calibration:
         (YOUNG + t), t the entity's resolved forecasts at the scored horizons around
         each step; None where no row's is above 0.02."""
         t = (n[:, None] - self._h[None, :] - self.warm_at + 1).clamp(min=0).to(torch.float32)
-        w = (young.YOUNG / (young.YOUNG + t)) @ self._weights  # (B, H)
+        w = young.YOUNG / (young.YOUNG + t)  # (B, S)
+        # Before the population's record holds errors at s, the entity's correction is
+        # shrunk towards the model's own quantiles, which nothing has checked: no fading.
+        unchecked = self.record.hist[:, 0].sum(dim=1) == 0  # (S,)
+        w = torch.where(unchecked[None, :], 1.0, w) @ self._weights  # (B, H)
         return w if bool((w > 0.02).any()) else None
 
     def serve(self, arena: Arena, slots: Tensor, cells: Tensor, point: Tensor,
