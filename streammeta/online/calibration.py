@@ -55,6 +55,11 @@ interval covers at least 80% in the long run, for every entity. The bound is slo
 (1/(ηT) with a small η): in the short run the population's quantiles and the
 entity's early, larger steps carry the calibration. Steps between scored horizons
 are interpolated and carry no bound.
+
+Young entities' served levels are also at least their own naive errors' Student
+interval from the point (``online.young``, :meth:`Calibration.young` its weight); the
+offsets kept for scoring are the calibrated ones, so the record and the corrections
+learn as without it.
 """
 
 from __future__ import annotations

@@ -1,17 +1,19 @@
 """Forecasting: t+1..t+H from every accepted observation.
 
 Warm entities (at least ``warm_at`` values) are forecast by the model from their
-newest L values, standardised by those values, with quantiles from the model's
-spread; a younger window is completed with its first season. Cold entities get
-seasonal naive once a season is seen, else the last value, with quantiles from
-the running standard deviation. Warm forecasts are remembered at the scored
-horizons until their targets arrive (``streammeta.online.scoring``); with
-``experts.enabled`` the model is scored alone but warm rows are served its blend
-with the cheap experts (``streammeta.online.experts``); with ``calibration.enabled``
-the warm rows' quantiles are set around what is served from its own realised errors
+newest L values, standardised by those values, with quantiles from the model's spread;
+a younger window is completed with its first season. Cold entities get seasonal naive
+once a season is seen, else the last value, with quantiles from the running standard
+deviation, widened (with calibration) to the Student interval of the entity's own
+naive h-step errors (``streammeta.online.young``). Warm forecasts are remembered at
+the scored horizons until their targets arrive (``streammeta.online.scoring``); with
+``experts.enabled`` the model is scored alone but warm rows are served its blend with
+the cheap experts (``streammeta.online.experts``); with ``calibration.enabled`` the
+warm rows' quantiles are set around what is served from its own realised errors
 (``streammeta.online.calibration``). Last, warm rows' forecasts are held within the
-range of the entity's newest L values widened by that range on each side, and at 0
-or above where those values are (:func:`plausible`).
+range of the entity's newest L values widened by that range on each side, and at 0 or
+above where those values are (:func:`plausible`); cold rows within the range of every
+value they have.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def warm_at(config: ModelConfig, season: int) -> int:
 
 
 def plausible(lo: Tensor, hi: Tensor, warm: Tensor, point: Tensor, quant: Tensor) -> None:
-    """In place: warm rows' forecasts held within the range [lo, hi] (B,) of the
+    """In place: ``warm`` rows' forecasts held within the range [lo, hi] (B,) of the
     entity's recent values widened by that range on each side, and at 0 or above
     where those values are. The model works in asinh units (about logarithms), where an offset of a
     few units is a factor of hundreds: a short erratic series' calibrated quantiles
