@@ -195,7 +195,7 @@ class Calibration:
     each batch."""
 
     def __init__(self, config: CalibrationConfig, horizons: tuple[int, ...], horizon: int,
-                 levels: tuple[float, ...], warm_at: int = 1) -> None:
+                 levels: tuple[float, ...], warm_at: int = 1, season: int = 1) -> None:
         self.rate = config.rate
         self.warm_at = warm_at
         self.horizon = horizon
@@ -207,6 +207,7 @@ class Calibration:
         self.record = Record(len(horizons), self.levels, nominal)
         self._nominal = nominal  # (Q,)
         self._h = torch.tensor(horizons)  # (S,)
+        self._lags = young.lags(horizons, season)  # (S,) the young floor's naive lags
         # (S, H) the interpolation over the scored horizons, stored transposed: a
         # transposed view made the (B, Q, S) @ (S, H) product 2-3 times slower.
         self._weights = interpolation(horizons, horizon).T.contiguous()
@@ -239,17 +240,22 @@ class Calibration:
         # entities come and go it keeps the level an entity's own correction is from.
         self.record.update((r[:, :, None] - d).clamp(-CLIP, CLIP), valid)
 
-    def young(self, n: Tensor) -> Tensor | None:
-        """(B, H) the weight of young entities' floor (``online.young``): YOUNG /
-        (YOUNG + t), t the entity's resolved forecasts at the scored horizons around
-        each step; None where no row's is above 0.02."""
+    def young(self, history: Tensor, n: Tensor, ring_len: int,
+              warm: Tensor) -> Tensor | None:
+        """(B, Q, H) each level's least offset from the served point (``online.young``),
+        in model units, signed as its normal quantile; cold rows (not ``warm``) the whole
+        floor. None where no row's weight is above 0.02."""
         t = (n[:, None] - self._h[None, :] - self.warm_at + 1).clamp(min=0).to(torch.float32)
         w = young.YOUNG / (young.YOUNG + t)  # (B, S)
         # Before the population's record holds errors at s, the entity's correction is
         # shrunk towards the model's own quantiles, which nothing has checked: no fading.
         unchecked = self.record.hist[:, 0].sum(dim=1) == 0  # (S,)
-        w = torch.where(unchecked[None, :], 1.0, w) @ self._weights  # (B, H)
-        return w if bool((w > 0.02).any()) else None
+        w = torch.where(unchecked[None, :] | ~warm[:, None], 1.0, w)
+        if not bool((w > 0.02).any()):
+            return None
+        s, k = young.naive_spread(history, n, ring_len, self._lags)  # (B, S)
+        least = young.student(self._nominal, k) * (w * s)[:, None, :]  # (B, Q, S)
+        return torch.matmul(least, self._weights)  # (B, Q, H)
 
     def serve(self, arena: Arena, slots: Tensor, cells: Tensor, point: Tensor,
               spread: Tensor, floor: Tensor, least: Tensor | None = None) -> Tensor:

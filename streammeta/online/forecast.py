@@ -161,20 +161,15 @@ class Forecaster:
         """Warm rows' quantiles from calibration (model units); cold rows keep theirs."""
         assert self.calibration is not None
         floor = scale(arena, slots)
-        weight = self.calibration.young(n)
-        if weight is not None:
-            weight = torch.where(warm[:, None], weight, 1.0)  # cold rows: the whole floor
-            least = young.floor(self.z, history, n, arena.ring_len, self.shape.season,
-                                self.shape.horizon, weight)
+        least = self.calibration.young(history, n, arena.ring_len, warm)
         if bool(warm.all()):
-            return self.calibration.serve(arena, slots, cells, point, spread, floor,
-                                          None if weight is None else least)
-        if weight is not None:  # cold rows: seasonal naive's, at least the young floor
+            return self.calibration.serve(arena, slots, cells, point, spread, floor, least)
+        if least is not None:  # cold rows: seasonal naive's, at least the young floor
             quant = young.widen(point, quant, least, self.z)
         if bool(warm.any()):
             quant[warm] = self.calibration.serve(arena, slots[warm], cells[warm], point[warm],
                                                  spread[warm], floor[warm],
-                                                 None if weight is None else least[warm])
+                                                 None if least is None else least[warm])
         return quant
 
     def _seasonal(self, history: Tensor, n: Tensor, ring_len: int) -> Tensor:

@@ -6,19 +6,20 @@ calibrated offsets are the population's, or the model's own quantiles, and the
 model's spread ignores how far the entity's values move in h steps. So every level q
 of a young warm entity's interval is at least as far from the served point as
 
-    w_h · t_q(k) · ŝ(ℓ),    w_h = YOUNG / (YOUNG + t)
+    w_s · t_q(k) · ŝ(ℓ),    w_s = YOUNG / (YOUNG + t)
 
-where ŝ(ℓ) is the root mean square of the entity's y_i − y_(i−ℓ) over the values its
-ring holds, ℓ = h (no season) or m·⌈h/m⌉ (the lag from which seasonal naive forecasts
-step h; where no pair is ℓ apart yet, the longest lag's ℓ' with one × √(ℓ/ℓ'), a random
-walk's), k the pairs it
-is from and t_q(k) Student's q-quantile with k degrees of freedom (a new error over the
-root mean square of k earlier ones, of zero mean), t the entity's resolved forecasts
-at the scored horizons around h: it fades as the entity's own calibration takes over.
-Cold entities' intervals (seasonal naive around the running standard deviation, flat
-in h) get the same floor with w = 1. The floor only widens what is served: the
-offsets kept for scoring, and so the population's record and the entity's
-corrections, are as without it.
+at each scored horizon s, interpolated between them as the offsets are (linear in √h).
+ŝ(ℓ) is the root mean square of the entity's y_i − y_(i−ℓ) over the values its ring
+holds, ℓ = s (no season) or m·⌈s/m⌉ (the lag from which seasonal naive forecasts step
+s; where no pair is ℓ apart yet, the longest lag ℓ' with one × √(ℓ/ℓ'), a random
+walk's), k the pairs it is from, t_q(k) Student's q-quantile with k degrees of freedom
+(a new error over the root mean square of k earlier ones, of zero mean), and t the
+entity's resolved forecasts at s: the floor fades as the entity's own calibration takes
+over, but not before the population's record holds errors at s (until then the
+offsets are the model's own quantiles, which nothing has checked). Cold entities'
+intervals (seasonal naive around the running standard deviation, flat in h) get the
+floor with w = 1. It only widens what is served: the offsets kept for scoring, and so
+the population's record and the entity's corrections, are as without it.
 """
 
 from __future__ import annotations
@@ -31,34 +32,42 @@ from torch import Tensor
 YOUNG = 100.0  # the floor's weight is YOUNG / (YOUNG + the entity's resolved forecasts)
 
 
-def naive_spread(history: Tensor, n: Tensor, ring_len: int, season: int,
-                 horizon: int) -> tuple[Tensor, Tensor]:
-    """(B, H) ŝ at each step and (B, H) the pairs k it is from (0: no value apart);
-    ``history`` (B, 2R) as ``Arena.history``, n (B,) values seen."""
+def lags(horizons: tuple[int, ...], season: int) -> list[int]:
+    """ℓ of each scored horizon s: s (no season) or m·⌈s/m⌉."""
+    return [h if season <= 1 else season * math.ceil(h / season) for h in horizons]
+
+
+def naive_spread(history: Tensor, n: Tensor, ring_len: int,
+                 at: list[int]) -> tuple[Tensor, Tensor]:
+    """(B, S) ŝ at each lag of ``at`` and (B, S) the pairs k it is from (0:
+    no two values); ``history`` (B, 2R) as ``Arena.history``, n (B,) values seen."""
     R = ring_len
     x = torch.gather(history, 1, ((n - 1) % R + R)[:, None] - torch.arange(R - 1, -1, -1))
-    seen = torch.arange(R)[None, :] >= (R - n)[:, None]  # (B, R) the values the entity has
-    lags = [h if season <= 1 else season * math.ceil(h / season) for h in range(1, horizon + 1)]
-    spread: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+    full = bool((n >= R).all())  # the steady state: every value of the ring is the entity's
+    seen = None if full else torch.arange(R)[None, :] >= (R - n)[:, None]  # (B, R)
     # The longest lag with a pair so far, per row: what a lag without one is scaled from.
     best = (torch.zeros(len(n)), torch.zeros(len(n), dtype=torch.long), torch.ones(len(n)))
-    for lag in sorted({1, *lags}):
+    out: dict[int, tuple[Tensor, Tensor]] = {}
+    for lag in sorted({1, *at}):
         if lag < R:
-            ok = seen[:, :-lag]
-            diff = torch.where(ok, x[:, lag:] - x[:, :-lag], 0.0)
-            pairs = ok.sum(dim=1)
-            s = (diff.square().sum(dim=1) / pairs.clamp(min=1)).sqrt()
+            diff = x[:, lag:] - x[:, :-lag]
+            if seen is None:
+                pairs = torch.full((len(n),), R - lag, dtype=torch.long)
+            else:
+                ok = seen[:, :-lag]
+                diff = torch.where(ok, diff, 0.0)
+                pairs = ok.sum(dim=1)
+            s = (diff.square_().sum(dim=1) / pairs.clamp(min=1)).sqrt()
             has = pairs > 0
             best = (torch.where(has, s, best[0]), torch.where(has, pairs, best[1]),
                     torch.where(has, float(lag), best[2]))
-        spread[lag] = (best[0] * (lag / best[2]).sqrt(), best[1], best[2])
-    s_out = [spread[lag][0] for lag in lags]
-    k_out = [spread[lag][1] for lag in lags]
-    return torch.stack(s_out, dim=1), torch.stack(k_out, dim=1)
+        out[lag] = (best[0] * (lag / best[2]).sqrt(), best[1])
+    return (torch.stack([out[lag][0] for lag in at], dim=1),
+            torch.stack([out[lag][1] for lag in at], dim=1))
 
 
 def student(z: Tensor, k: Tensor) -> Tensor:
-    """(B, Q, H) Student's quantiles at the normal quantiles z (Q,) for k (B, H) degrees
+    """(B, Q, S) Student's quantiles at the normal quantiles z (Q,) for k (B, S) degrees
     of freedom (Cornish–Fisher to k⁻³: at q = 0.9 within 0.3% of the exact quantile from
     k = 2 on, 4% under it at k = 1); z where k is 0."""
     z = z[None, :, None]
@@ -67,16 +76,6 @@ def student(z: Tensor, k: Tensor) -> Tensor:
     t = (z + (z3 + z) / (4 * d) + (5 * z5 + 16 * z3 + 3 * z) / (96 * d**2)
          + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * d**3))
     return torch.where(k[:, None, :] > 0, t, z)
-
-
-def floor(z: Tensor, history: Tensor, n: Tensor, ring_len: int, season: int,
-          horizon: int, weight: Tensor | None = None) -> Tensor:
-    """(B, Q, H) each level's least offset from the served point (signed as z (Q,)):
-    t_q(k) · ŝ, × ``weight`` (B, H) where given."""
-    s, k = naive_spread(history, n, ring_len, season, horizon)
-    if weight is not None:
-        s = s * weight
-    return student(z, k) * s[:, None, :]
 
 
 def widen(point: Tensor, quant: Tensor, least: Tensor, z: Tensor) -> Tensor:
