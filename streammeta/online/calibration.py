@@ -57,7 +57,7 @@ entity's early, larger steps carry the calibration. Steps between scored horizon
 are interpolated and carry no bound.
 
 Young entities' served levels are also at least their own naive errors' Student
-interval from the point (``online.young``, :meth:`Calibration.young` its weight); the
+interval from the point (``online.young``; :meth:`Calibration.young` makes it); the
 offsets kept for scoring are the calibrated ones, so the record and the corrections
 learn as without it.
 """
@@ -83,6 +83,7 @@ BINS = 400  # the population's histogram of r over [-CLIP, CLIP]: 0.05 spreads a
 SMOOTHING = 0.001  # the population's record forgets this share per resolved forecast
 FLOOR = 0.1  # σ at least this many running standard deviations (a collapsed spread)
 PRIOR = 100.0  # the population's offsets weigh as this many of an entity's own forecasts
+
 
 def interpolation(horizons: tuple[int, ...], horizon: int) -> Tensor:
     """(H, S): step h's weights on the scored horizons, linear in √h between the two
@@ -262,7 +263,8 @@ class Calibration:
         """Warm rows' quantiles (B, Q, H) around the served ``point`` (B, H), from the
         model's ``spread`` (B, H), floored at ``FLOOR`` × ``floor`` (B,) (the running
         standard deviations); the served forecast and σ are kept at the scored
-        horizons, in ``cells`` (B, S), until their targets arrive."""
+        horizons, in ``cells`` (B, S), until their targets arrive. ``least`` (B, Q, H),
+        from :meth:`young`: each level at least that far from the point, served only."""
         sigma = torch.maximum(spread, FLOOR * floor[:, None])  # (B, H)
         u = self.record.offsets[None] + arena.calibration.index_select(0, slots)  # (B, S, Q)
         at = self._h - 1
