@@ -55,6 +55,11 @@ interval covers at least 80% in the long run, for every entity. The bound is slo
 (1/(ηT) with a small η): in the short run the population's quantiles and the
 entity's early, larger steps carry the calibration. Steps between scored horizons
 are interpolated and carry no bound.
+
+Young entities' served levels are also at least their own naive errors' Student
+interval from the point (``online.young``; :meth:`Calibration.young` makes it); the
+offsets kept for scoring are the calibrated ones, so the record and the corrections
+learn as without it.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor
 
+from streammeta.online import young
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
@@ -190,7 +196,7 @@ class Calibration:
     each batch."""
 
     def __init__(self, config: CalibrationConfig, horizons: tuple[int, ...], horizon: int,
-                 levels: tuple[float, ...], warm_at: int = 1) -> None:
+                 levels: tuple[float, ...], warm_at: int = 1, season: int = 1) -> None:
         self.rate = config.rate
         self.warm_at = warm_at
         self.horizon = horizon
@@ -200,7 +206,9 @@ class Calibration:
         # Robbins-Monro's gain for a quantile: 1 / the density at it (normal, σ units).
         self._gain = 1.0 / normal.log_prob(nominal).exp()  # (Q,)
         self.record = Record(len(horizons), self.levels, nominal)
+        self._nominal = nominal  # (Q,)
         self._h = torch.tensor(horizons)  # (S,)
+        self._lags = young.lags(horizons, season)  # (S,) the young floor's naive lags
         # (S, H) the interpolation over the scored horizons, stored transposed: a
         # transposed view made the (B, Q, S) @ (S, H) product 2-3 times slower.
         self._weights = interpolation(horizons, horizon).T.contiguous()
@@ -233,12 +241,30 @@ class Calibration:
         # entities come and go it keeps the level an entity's own correction is from.
         self.record.update((r[:, :, None] - d).clamp(-CLIP, CLIP), valid)
 
+    def young(self, history: Tensor, n: Tensor, ring_len: int,
+              warm: Tensor) -> Tensor | None:
+        """(B, Q, H) each level's least offset from the served point (``online.young``),
+        in model units, signed as its normal quantile; cold rows (not ``warm``) the whole
+        floor. None where no row's weight is above 0.02."""
+        t = (n[:, None] - self._h[None, :] - self.warm_at + 1).clamp(min=0).to(torch.float32)
+        w = young.YOUNG / (young.YOUNG + t)  # (B, S)
+        # Before the population's record holds errors at s, the entity's correction is
+        # shrunk towards the model's own quantiles, which nothing has checked: no fading.
+        unchecked = self.record.hist[:, 0].sum(dim=1) == 0  # (S,)
+        w = torch.where(unchecked[None, :] | ~warm[:, None], 1.0, w)
+        if not bool((w > 0.02).any()):
+            return None
+        s, k = young.naive_spread(history, n, ring_len, self._lags)  # (B, S)
+        least = young.student(self._nominal, k) * (w * s)[:, None, :]  # (B, Q, S)
+        return torch.matmul(least, self._weights)  # (B, Q, H)
+
     def serve(self, arena: Arena, slots: Tensor, cells: Tensor, point: Tensor,
-              spread: Tensor, floor: Tensor) -> Tensor:
+              spread: Tensor, floor: Tensor, least: Tensor | None = None) -> Tensor:
         """Warm rows' quantiles (B, Q, H) around the served ``point`` (B, H), from the
         model's ``spread`` (B, H), floored at ``FLOOR`` × ``floor`` (B,) (the running
         standard deviations); the served forecast and σ are kept at the scored
-        horizons, in ``cells`` (B, S), until their targets arrive."""
+        horizons, in ``cells`` (B, S), until their targets arrive. ``least`` (B, Q, H),
+        from :meth:`young`: each level at least that far from the point, served only."""
         sigma = torch.maximum(spread, FLOOR * floor[:, None])  # (B, H)
         u = self.record.offsets[None] + arena.calibration.index_select(0, slots)  # (B, S, Q)
         at = self._h - 1
@@ -248,6 +274,8 @@ class Calibration:
         u = torch.minimum(torch.maximum(u, self._low), self._high)
         uh = torch.matmul(u.transpose(1, 2), self._weights)  # (B, Q, H)
         out = point[:, None, :] + uh * sigma[:, None, :]
+        if least is not None:  # young entities: at least their naive errors' interval
+            out = young.widen(point, out, least, self._nominal)
         # A running maximum over the levels, one level at a time: torch.cummax over
         # the middle dimension is ~20× slower for a handful of levels.
         for q in range(1, out.shape[1]):

@@ -98,7 +98,7 @@ class Engine:
             config.experts, horizons, s.horizon, s.season, m.window, self.warm_at, a.loss
         ) if config.experts.enabled else None
         self._calibration = Calibration(
-            config.calibration, horizons, s.horizon, s.quantiles, self.warm_at
+            config.calibration, horizons, s.horizon, s.quantiles, self.warm_at, s.season
         ) if config.calibration.enabled else None
         self._scorer = Scorer(s.horizon, s.season, config.engine.error_smoothing,
                               PageHinkley(drift.min_instances, drift.delta, drift.threshold,

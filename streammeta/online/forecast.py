@@ -1,18 +1,21 @@
 """Forecasting: t+1..t+H from every accepted observation.
 
 Warm entities (at least ``warm_at`` values) are forecast by the model from their
-newest L values, standardised by those values, with quantiles from the model's
-spread; a younger window is completed with its first season. Cold entities get
-seasonal naive once a season is seen, else the last value, with quantiles from
-the running standard deviation (a season longer than half the warm-up: the experts'
-blend from one season on, ``streammeta.online.longseason``). Warm forecasts are
-remembered at the scored horizons until their targets arrive (``streammeta.online.scoring``); with
-``experts.enabled`` the model is scored alone but warm rows are served its blend
-with the cheap experts (``streammeta.online.experts``); with ``calibration.enabled``
-the warm rows' quantiles are set around what is served from its own realised errors
+newest L values, standardised by those values, with quantiles from the model's spread;
+a younger window is completed with its first season. Cold entities get seasonal naive
+once a season is seen, else the last value (a season longer than half the warm-up:
+the experts' blend from one season on, ``streammeta.online.longseason``), with
+quantiles from the running standard deviation, widened (with calibration) to the
+Student interval of the entity's own naive h-step errors (``streammeta.online.young``).
+Warm forecasts are remembered at the scored horizons until their targets arrive
+(``streammeta.online.scoring``); with ``experts.enabled`` the model is scored alone but
+warm rows are served its blend with the cheap experts (``streammeta.online.experts``);
+with ``calibration.enabled`` the warm rows' quantiles are set around what is served
+from its own realised errors
 (``streammeta.online.calibration``). Last, warm rows' forecasts are held within the
-range of the entity's newest L values widened by that range on each side, and at 0
-or above where those values are (:func:`plausible`).
+range of the entity's newest L values widened by that range on each side, and at 0 or
+above where those values are (:func:`plausible`); cold rows within the range of every
+value they have.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from torch import Tensor
 
 from streammeta.config import ModelConfig
-from streammeta.online import model
+from streammeta.online import model, young
 from streammeta.online.arena import Arena, window
 from streammeta.online.calibration import Calibration
 from streammeta.online.cells import put as put_cells
@@ -40,7 +43,7 @@ def warm_at(config: ModelConfig, season: int) -> int:
 
 
 def plausible(lo: Tensor, hi: Tensor, warm: Tensor, point: Tensor, quant: Tensor) -> None:
-    """In place: warm rows' forecasts held within the range [lo, hi] (B,) of the
+    """In place: ``warm`` rows' forecasts held within the range [lo, hi] (B,) of the
     entity's recent values widened by that range on each side, and at 0 or above
     where those values are. The model works in asinh units (about logarithms), where an offset of a
     few units is a factor of hundreds: a short erratic series' calibrated quantiles
@@ -100,18 +103,23 @@ class Forecaster:
             point, quant = self.experts.serve(arena, slots, ts, n, history, ring, cells, warm,
                                               point, quant, self._seasonal(history, n, R))
         if self.calibration is not None:
-            quant = self._calibrated(arena, slots, cells, warm, point, spread, quant)
+            quant = self._calibrated(arena, slots, cells, warm, point, spread, quant, history, n)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
-        if bool(warm.any()):
-            if recent is None:
-                recent = window(history, n - self.shape.window, self.shape.window,
-                                self.shape.season)
-            # The units' map is monotone: the range converted, not every value. amin and
-            # amax: aminmax over rows took 7 times as long.
-            lo, hi = (model.from_model_units(v, self.shape.transform)
-                      for v in (recent.amin(dim=1), recent.amax(dim=1)))
-            plausible(lo, hi, warm, point, quant)
+        if recent is None:
+            recent = window(history, n - self.shape.window, self.shape.window,
+                            self.shape.season)
+        lo, hi = recent.amin(dim=1), recent.amax(dim=1)
+        if not all_warm:  # cold rows: the range of every value they have
+            R = arena.ring_len
+            seen = torch.arange(R)[None, :] >= (R - n)[:, None]
+            ring = window(history, n - R, R)
+            lo = torch.where(warm, lo, torch.where(seen, ring, float("inf")).amin(dim=1))
+            hi = torch.where(warm, hi, torch.where(seen, ring, -float("inf")).amax(dim=1))
+        # The units' map is monotone: the range converted, not every value. amin and
+        # amax: aminmax over rows took 7 times as long.
+        lo, hi = (model.from_model_units(v, self.shape.transform) for v in (lo, hi))
+        plausible(lo, hi, torch.ones_like(warm), point, quant)
         return Forecasts(
             obs_index=rows, slots=slots.numpy(), origin_ts=ts.numpy().copy(),
             point=point.numpy(), quantiles=quant.numpy(), warm=warm.numpy())
@@ -150,15 +158,20 @@ class Forecaster:
         return point, spread
 
     def _calibrated(self, arena: Arena, slots: Tensor, cells: Tensor, warm: Tensor,
-                    point: Tensor, spread: Tensor, quant: Tensor) -> Tensor:
+                    point: Tensor, spread: Tensor, quant: Tensor, history: Tensor,
+                    n: Tensor) -> Tensor:
         """Warm rows' quantiles from calibration (model units); cold rows keep theirs."""
         assert self.calibration is not None
         floor = scale(arena, slots)
+        least = self.calibration.young(history, n, arena.ring_len, warm)
         if bool(warm.all()):
-            return self.calibration.serve(arena, slots, cells, point, spread, floor)
+            return self.calibration.serve(arena, slots, cells, point, spread, floor, least)
+        if least is not None:  # cold rows: seasonal naive's, at least the young floor
+            quant = young.widen(point, quant, least, self.z)
         if bool(warm.any()):
             quant[warm] = self.calibration.serve(arena, slots[warm], cells[warm], point[warm],
-                                                 spread[warm], floor[warm])
+                                                 spread[warm], floor[warm],
+                                                 None if least is None else least[warm])
         return quant
 
     def _seasonal(self, history: Tensor, n: Tensor, ring_len: int) -> Tensor:

@@ -197,3 +197,44 @@ def test_a_record_kept_with_one_histogram_for_every_level_restores() -> None:
     assert record.restore({"hist": old, "seen": 100.0})
     assert torch.allclose(record.offsets, torch.tensor([[-0.8, 0.0, 0.8]] * 2), atol=0.01)
     assert not record.restore({"hist": torch.zeros(3, calibration.BINS), "seen": 1.0})
+
+
+def one_batch(engine: Engine, values: np.ndarray) -> np.ndarray:
+    """All values (n, T) in one batch, in time order, as an evaluation streams a short
+    data set (the population's record enters after it) → whether the target at step h
+    is inside the outer levels (n, T, H) of the forecast from each origin (NaN: none)."""
+    n, T = values.shape
+    H = engine.shape.horizon
+    names = np.array([f"e{i}" for i in range(n)])[:, None].repeat(T, axis=1).T.ravel()
+    ts = np.arange(T, dtype=np.int64)[:, None].repeat(n, axis=1).ravel() * STEP
+    f = engine.process(list(names), ts, values.T.ravel()).forecasts
+    t, e = np.divmod(f.obs_index, n)
+    inside = np.full((n, T, H), np.nan)
+    for h in range(1, H + 1):
+        ok = t + h < T
+        y = values[e[ok], t[ok] + h]
+        q = f.quantiles[ok, :, h - 1]
+        inside[e[ok], t[ok], h - 1] = (q[:, 0] <= y) & (y <= q[:, -1])
+    return inside
+
+
+def test_young_entities_intervals_cover_what_they_say_before_any_record() -> None:
+    """Random walks streamed in one batch: no entity, and not the population, has
+    resolved enough forecasts to calibrate on. The young floor (``online.young``) is
+    the Student interval of each entity's own h-step differences, so young and cold
+    entities' 0.1–0.9 intervals cover about 80% at every step, not the model's
+    (untrained) spread's share, which does not grow with h."""
+    config = config_mod.load(None, env={}).replace("model", hidden=16).replace(
+        "series", season=1, horizon=6).replace("meta", enabled=False)
+    rng = np.random.default_rng(3)
+    n, T = 300, 40
+    scale = rng.uniform(0.5, 3.0, (n, 1))  # each entity's own step size
+    values = 200 + np.cumsum(rng.normal(0.0, 1.0, (n, T)) * scale, axis=1)
+    inside = one_batch(Engine(config), values)[:, 1:]  # from two values on (one: no width)
+    assert abs(np.nanmean(inside) - 0.8) < 0.05
+    for h in (1, 3, 6):
+        assert abs(np.nanmean(inside[:, :, h - 1]) - 0.8) < 0.08
+    warm_at = config.resolved().model.warm_after
+    cold, warm = inside[:, : warm_at - 1], inside[:, warm_at - 1:]
+    assert abs(np.nanmean(cold) - 0.8) < 0.05
+    assert abs(np.nanmean(warm) - 0.8) < 0.06
