@@ -104,8 +104,8 @@ def interpolation(horizons: tuple[int, ...], horizon: int) -> Tensor:
 class Record:
     """The population's normalised errors per scored horizon and level, less each
     entity's correction (r − d), as discounted histograms (S, Q, BINS), and each level's
-    quantile of its own (S, Q). A batch's errors enter at :meth:`commit`, after the batch
-    (no forecast depends on a later value)."""
+    quantile of its own (S, Q). Errors enter at :meth:`commit`, when ``Engine.process``
+    says (no forecast depends on a later value)."""
 
     def __init__(self, horizons: int, levels: Tensor, nominal: Tensor) -> None:
         self.levels, self.nominal = levels, nominal  # (Q,), (Q,) Φ⁻¹(levels)
@@ -192,8 +192,8 @@ class Arena(Protocol):
 
 class Calibration:
     """The engine's calibration stage: :meth:`score` when values arrive (before they
-    join the rings), :meth:`serve` for the warm rows' quantiles, :meth:`commit` after
-    each batch."""
+    join the rings), :meth:`serve` for the warm rows' quantiles, :meth:`commit` when
+    ``Engine.process`` says."""
 
     def __init__(self, config: CalibrationConfig, horizons: tuple[int, ...], horizon: int,
                  levels: tuple[float, ...], warm_at: int = 1, season: int = 1) -> None:
@@ -283,5 +283,5 @@ class Calibration:
         return out
 
     def commit(self) -> None:
-        """A batch is done: its errors enter the population's record."""
+        """The errors collected since the last commit enter the population's record."""
         self.record.commit()

@@ -117,10 +117,8 @@ class Engine:
         self._forecaster = Forecaster(self.shape, self.warm_at, horizons, self._experts,
                                       self._calibration)
         self._memory = memory
-        self._initialiser = Initialiser(
-            self.shape, self.warm_at,
-            mature_at=min(m.window + config.memory.mature_after, self._arena.ring_len),
-            memory=memory)
+        self._initialiser = Initialiser(self.shape, self.warm_at, memory=memory, mature_at=min(
+            m.window + config.memory.mature_after, self._arena.ring_len))
         self._residency = Residency(self._arena, spill, s.transform)
         self._tasks: TaskRecorder | None = None
         # In the units process() is given: ms, or months for a calendar frequency.
@@ -164,15 +162,17 @@ class Engine:
                  else np.zeros(0, dtype=np.int64))
         for i in np.nonzero(slots == FREE)[0].tolist():
             result.rejected.append((i, Reason.CAPACITY, "engine.max_entities reached"))
-        parts = [self._round(rows, slots[rows], ts[rows], values[rows], result)
-                 for rows in rounds.split(slots)]
+        parts = [self._round(rows, slots[rows], ts[rows], values[rows], result, settled)
+                 for rows, settled in rounds.timed(slots, ts)]
         if parts:
             result.forecasts = concat(parts)
         self._scorer.commit()
         return result
 
     def _round(self, rows: np.ndarray, slots: np.ndarray, ts: np.ndarray, y: np.ndarray,
-               result: Result) -> Forecasts:
+               result: Result, settled: bool) -> Forecasts:
+        if settled:  # the errors so far enter the population's records (rounds.timed)
+            self._scorer.commit()
         arena, guard, params = self._arena, self._guard, self._params
         r = rounds.admit(arena, rows, slots, ts, y, self._step, self.shape.transform, result)
         if bool((r.gap > 0).any()):

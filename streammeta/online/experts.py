@@ -225,7 +225,7 @@ class Weighting:
     """The engine's expert stage: each expert's error on every resolved forecast
     (:meth:`score`, from ``streammeta.online.scoring``), the served blend
     (:meth:`serve`, from ``streammeta.online.forecast``) and the population's record
-    after each batch (:meth:`commit`)."""
+    (:meth:`commit`, when ``Engine.process`` says)."""
 
     def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
                  season: int, window: int, warm_at: int = 0, loss: str = "mae") -> None:
@@ -261,6 +261,7 @@ class Weighting:
         # Values seen from which a cold entity's experts are scored, and it is served them.
         self._cold_from = longseason.cold_from(season, warm_at)
         self._serve_from = longseason.serve_from(season, warm_at)
+        self._record_from = min(warm_at, self._serve_from)  # the ages the weights serve
 
     def score(self, arena: Arena, slots: Tensor, j: Tensor, y: Tensor, forecast: Tensor,
               naive: Tensor, scale: Tensor, valid: Tensor, reference: Tensor,
@@ -315,7 +316,8 @@ class Weighting:
         filled = fill(err, self._clip)  # one clip and fill for the record and the population's
         arena.experts.index_copy_(0, slots, update(arena.experts.index_select(0, slots), err,
                                                    valid | cold, self.discount, self._clip, filled))
-        self.population.update(err, valid | cold, origin + 1 < self.young_until, filled)
+        self.population.update(err, (valid | cold) & (origin + 1 >= self._record_from),
+                               origin + 1 < self.young_until, filled)
 
     def serve(self, arena: Arena, slots: Tensor, ts: Tensor, n: Tensor, history: Tensor,
               recent: Tensor | None,
@@ -402,7 +404,7 @@ class Weighting:
         return out
 
     def commit(self) -> None:
-        """A batch is done: its errors enter the population's record."""
+        """The errors collected since the last commit enter the population's record."""
         self.population.commit()
 
     def export(self) -> dict[str, object]:

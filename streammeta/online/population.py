@@ -18,6 +18,12 @@ however long their own record. M4 hourly final-origin sMAPE / MASE (same pretrai
 8.874 / 0.755, 8.882 / 0.753, 8.919 / 0.750; fpp3 retail rolling MASE 1.336, 1.349,
 1.344, 1.341, 1.339 (first 18: 1.153, 1.145, 1.149, 1.151, 1.152); M1 monthly 1.087,
 1.092, 1.089, 1.088, 1.088: short series need the population's record longer.
+
+The record holds the errors of the ages the weights serve: of forecasts from the
+model's warm-up on, or where cold entities are served the blend (long seasons), from
+then (``Weighting.score``). With the errors of every origin, M1 yearly's young record
+was largely of origins with 1–7 values, where persistence wins, and held entities of
+20–40 values away from the trend experts: final-origin MASE 3.568 against 3.378.
 """
 
 from __future__ import annotations
@@ -45,9 +51,11 @@ class Population:
     apart, (2, S, E), discounted: a new entity's weights start from what works for the
     entities seen at its age, as if it had ``events`` resolved forecasts of that record.
 
-    Errors of a batch are collected by :meth:`update` and enter the record at
-    :meth:`commit`, after the batch: within a batch one entity may be a step ahead of
-    another, and no forecast may depend on a value later than its origin."""
+    Errors are collected by :meth:`update` and enter the record at :meth:`commit`,
+    which the engine calls between the rounds of a batch where no later round holds a
+    value older than those errors' (``Engine.process``), else after the batch: within a
+    batch one entity may be a step ahead of another, and no forecast may depend on a
+    value later than its origin."""
 
     def __init__(self, horizons: int, experts: int, events: float,
                  smoothing: float = 0.001, clip: float = CLIP) -> None:
@@ -75,7 +83,7 @@ class Population:
                 self._count[g] += rows.sum(dim=0)
 
     def commit(self) -> None:
-        """The batch's errors enter the record."""
+        """The errors collected since the last commit enter the record."""
         count = self._count  # (2, S)
         if not bool(count.any()):
             return

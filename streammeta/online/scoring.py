@@ -86,7 +86,7 @@ class Scorer:
         return drifted
 
     def commit(self) -> None:
-        """A batch is done: its errors enter the population's records."""
+        """The errors collected since the last commit enter the population's records."""
         if self.experts is not None:
             self.experts.commit()
         if self.calibration is not None:

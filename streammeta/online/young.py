@@ -1,8 +1,7 @@
 """Young entities' intervals: at least what the entity's own naive errors say.
 
-Before an entity has served errors of its own at a step h (and in an evaluation's first
-batch, before the population has any: its record enters after the batch), its
-calibrated offsets are the population's, or the model's own quantiles, and the
+Before an entity has served errors of its own at a step h (and before the population
+has any), its calibrated offsets are the population's, or the model's own quantiles, and the
 model's spread ignores how far the entity's values move in h steps. So every level q
 of a young warm entity's interval is at least as far from the served point as
 

@@ -34,6 +34,13 @@ def test_rounds_put_each_entitys_observations_in_arrival_order() -> None:
     assert [r.tolist() for r in parts] == [[0, 1, 5], [2, 4], [3]]
 
 
+def test_records_settle_between_rounds_only_where_no_older_value_follows() -> None:
+    aligned = rounds.timed(np.array([5, 3, 5, 3]), np.array([0, 0, 1, 1]))
+    assert [settled for _, settled in aligned] == [False, True]
+    staggered = rounds.timed(np.array([5, 3, 5, 3, 5]), np.array([0, 7, 1, 8, 9]))
+    assert [settled for _, settled in staggered] == [False, False, True]
+
+
 def test_one_batch_equals_one_observation_at_a_time(cfg: Config) -> None:
     rng = np.random.default_rng(1)
     values = rng.normal(10, 2, size=(3, 40))
@@ -54,6 +61,39 @@ def test_one_batch_equals_one_observation_at_a_time(cfg: Config) -> None:
     for slot in range(3):
         origins = f.origin_ts[f.slots == slot]
         assert (np.diff(origins) == STEP).all() and len(origins) == 40
+    # The population's records learn within the batch as they do from one step per
+    # batch: the same forecasts, weights and quantiles (a replayed history forecasts as
+    # the live stream would have).
+    np.testing.assert_allclose(result.forecasts.point, single_points(cfg, entities, ts, vals),
+                               rtol=1e-5, atol=1e-5)
+
+
+def single_points(cfg: Config, entities: list[str], ts: np.ndarray,
+                  vals: np.ndarray) -> np.ndarray:
+    engine, k = Engine(cfg), len(entities)
+    return np.concatenate([engine.process(entities, ts[i: i + k], vals[i: i + k]).forecasts.point
+                           for i in range(0, len(ts), k)])
+
+
+def test_a_batch_never_lets_a_forecast_learn_from_a_later_value(cfg: Config) -> None:
+    """Entity b runs 20 steps ahead of a in one batch (time order, as a replay of
+    series that start apart): a's forecasts may not depend on b's values later than
+    their origin, through the population's records."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(10, 2, size=40), rng.normal(10, 2, size=40)
+    names = ["a"] * 40 + ["b"] * 40
+    ts = np.concatenate([np.arange(40), np.arange(20, 60)]).astype(np.int64) * STEP
+    order = np.argsort(ts, kind="stable")
+
+    def a_points(b_values: np.ndarray) -> np.ndarray:
+        vals = np.concatenate([a, b_values])[order]
+        result = Engine(cfg).process([names[i] for i in order], ts[order], vals)
+        f = result.forecasts
+        return f.point[f.slots == 0]
+
+    changed = b.copy()
+    changed[20:] += 50.0  # b's values at times 40..59: after every origin of a
+    np.testing.assert_array_equal(a_points(b), a_points(changed))
 
 
 def test_late_duplicate_and_misaligned_are_rejected_without_touching_state(cfg: Config) -> None:
