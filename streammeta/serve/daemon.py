@@ -102,8 +102,7 @@ class Daemon:
         self.metrics = metrics if metrics is not None else Metrics()
         self.engine = engine if engine is not None else assemble.engine(config)
         self.health = health if health is not None else LoopHealth(config.metrics.stall_after_s)
-        self.notifier = notifier
-        self.checkpointer = checkpointer
+        self.notifier, self.checkpointer = notifier, checkpointer
         self.keeper = None if checkpointer is None else StateKeeper(
             checkpointer, source, self.metrics, self.engine, config.checkpoint.expired)
         self.memory_link, self.between_batches = memory_link, between_batches
@@ -172,6 +171,9 @@ class Daemon:
                     rate = (self.observations - reported_obs) / (now - last_report)
                     self.on_progress(self.progress(now - started, rate))
                     last_report, reported_obs = now, self.observations
+            now = time.monotonic()  # a last report: where the run ended (served version too)
+            self.on_progress(self.progress(now - started, (self.observations - reported_obs)
+                                           / max(now - last_report, 1e-3)))
         finally:
             self._shutdown()
 
