@@ -387,3 +387,18 @@ def test_what_exists_when_the_loop_starts_is_out_of_the_collectors_full_passes(
         assert len(sink.forecasts) == 12
     finally:
         gc.unfreeze()
+
+
+def test_a_run_ends_with_a_progress_report_of_where_it_ended(cfg: Config) -> None:
+    """However short the run (no 10-second report falls inside it), the last report
+    holds every observation and the version the forecasts ended on."""
+    records = good_records(entities=4, steps=12)
+    source = MemorySource(records, batch_size=10)
+    reports = []
+    daemon = Daemon(cfg, source, MemorySink(), on_progress=reports.append,
+                    progress_every_s=3600.0)
+    params, _ = daemon.engine.serving()
+    daemon.offer_params(params, 7)  # a promotion, swapped in before the first batch
+    run_until_drained(daemon, source)
+    assert len(reports) == 1
+    assert reports[-1].observations == len(records) and reports[-1].model_version == 7
