@@ -12,6 +12,7 @@ from streammeta.config import Config
 from streammeta.serve.daemon import Progress
 
 if TYPE_CHECKING:
+    from streammeta.meta.outer import OuterResult
     from streammeta.serve.service import Service
 
 
@@ -51,6 +52,8 @@ def run_demo(
               f"memory {config.memory.topic or 'off'})")
         service = Service(config, on_progress=_print_progress)
         service.daemon.progress_every_s = 2.0
+        if service.outer is not None:  # each verdict as it comes, beside the metrics
+            service.outer.on_result = _also(service.outer.on_result, _print_verdict)
         install_handlers(service.stop)
         stop_replay = threading.Event()
         writer = make_writer(config.kafka)
@@ -96,6 +99,21 @@ def _outer_summary(service: Service) -> str:
     promoted = sum(r.promoted for r in outer.results)
     return (f"outer loop: {len(outer.results)} runs, {promoted} promoted, "
             f"{len(outer.results) - promoted} rejected; forecasts ended on model v{served}")
+
+
+def _also(first: Callable[[OuterResult], None] | None,
+          then: Callable[[OuterResult], None]) -> Callable[[OuterResult], None]:
+    def both(result: OuterResult) -> None:
+        if first is not None:
+            first(result)
+        then(result)
+    return both
+
+
+def _print_verdict(r: OuterResult) -> None:
+    print(f"outer loop: v{r.version} {'promoted' if r.promoted else 'rejected'} (held-out "
+          f"loss {r.candidate_loss:.4f} vs serving {r.serving_loss:.4f}, {r.seconds:.1f} s)",
+          flush=True)
 
 
 def _stop_when_drained(service: Service, feeder: threading.Thread, total: int) -> None:
