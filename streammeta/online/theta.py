@@ -29,9 +29,13 @@ TREND_SHARES = (0.5, 1.0)
 BETAS = (0.0, 0.02, 0.05, 0.1, 0.2)
 PHIS = (0.8, 0.88, 0.94, 0.98)
 SEASONALITY_Z = 1.645  # the seasonality test's two-sided 90% limit (the classical theta method's)
-# The smoothing reads at most the last SES_SPAN values: at the slowest rate (0.05) a
-# value that old weighs 0.95**60 ≈ 5% of the newest, and the cost stays bounded.
-SES_SPAN = 60
+# The smoothing and the damped trend read the whole ring (``experts.THETA_HISTORY``: 144
+# values and more): at the slowest rate (0.05) a level of the last few weeks of a daily
+# series. Final-origin MASE with the last 60 values / the ring: ETT daily means (m = 7)
+# 0.686 / 0.669, vic_elec daily 1.499 / 1.454, M1 monthly 1.073 / 1.070, quarterly
+# 1.640 / 1.638, aus_retail quarters 1.225 / 1.230; the damped trend on the last 60
+# (its grid is 20 times the smoothing's): 0.677 / 1.469. A forecast costs about twice
+# as much (41 → 90 µs per entity at 144 values, one thread).
 
 
 def theta(x: Tensor, n: Tensor, horizon: int, indices: Tensor | None = None) -> Tensor:
@@ -53,7 +57,7 @@ def theta(x: Tensor, n: Tensor, horizon: int, indices: Tensor | None = None) -> 
         x = x - _by_phase(indices, (n - W) % indices.shape[1], W)
     z = x  # model units: with asinh about logarithms, so season and trend are multiplicative
     alphas = torch.tensor(ALPHAS, dtype=x.dtype)  # (G,)
-    first = torch.maximum(start, torch.tensor(W - SES_SPAN)).clamp(max=W - 1)  # (B,)
+    first = start.clamp(max=W - 1)  # (B,)
     level = torch.gather(z, 1, first[:, None]).expand(B, len(ALPHAS))
     sse = torch.zeros(B, len(ALPHAS), dtype=x.dtype)
     active = (col[None, :] > first[:, None]).to(x.dtype)  # (B, W)
