@@ -74,7 +74,7 @@ from streammeta.online.analogues import Analogues, length_for, span
 from streammeta.online.cells import clear as clear_cells
 from streammeta.online.cells import put as put_cells
 from streammeta.online.cells import take as take_cells
-from streammeta.online.hedge import expert_loss, loss_clip, pooled, update, weights
+from streammeta.online.hedge import expert_loss, follow, loss_clip, update
 from streammeta.online.horizons import persistence_judged, persistence_steps
 from streammeta.online.level import serves as level_serves
 from streammeta.online.level import shift as level_shift
@@ -342,8 +342,8 @@ class Weighting:
         prior = self.population.prior(young, resolved, self.fade)
         allow = (torch.where(young[:, None, None], self._allowed_young, self._allowed)
                  if bool(young.any()) else self._allowed)  # no young: no (B, S, E) mask
-        w = weights(pooled(arena.experts.index_select(0, slots), self.season), self.rate, prior,
-                    longseason.allow_theta(allow, n, self.theta_until, THETA_COLUMNS))
+        w = follow(arena.experts.index_select(0, slots), prior, self.season, self.rate,
+                   longseason.allow_theta(allow, n, self.theta_until, THETA_COLUMNS))
         step = slope(history[:, :R], n - 1, self.window, self.season)
         th = self._theta(arena, slots, n, recent, history)  # (B, H, 3) THETA, TREND, DAMPED
         kept = torch.cat([th[:, :, :2], self._analogue(slots, ts, n, history)[:, :, None],

@@ -308,6 +308,22 @@ def test_the_damped_expert_follows_a_fading_trend_where_the_theta_lines_overshoo
                                experts.theta(other, short, H)[:, :, 2])
 
 
+def test_without_a_season_the_prior_weighs_against_the_record_alike_at_every_horizon() -> None:
+    """m = 1 pools each scored horizon's record with the one below; the population's
+    prior is pooled alike, so a prior and a record that pull apart by the same amount
+    balance at every scored horizon, not only at the first."""
+    horizons = (1, 2, 4)
+    allowed = experts.allowed(horizons, 1)
+    record = torch.zeros(1, len(horizons), experts.EXPERTS)
+    prior = torch.zeros(1, len(horizons), experts.EXPERTS)
+    record[0, :, experts.DAMPED] = 2.0  # the entity's own record: theta ahead
+    prior[0, :, experts.THETA] = 2.0  # the population's: the damped trend ahead
+    w = hedge.follow(record, prior, 1, 0.5, allowed)
+    torch.testing.assert_close(w[0, :, experts.DAMPED], w[0, :, experts.THETA])
+    seasonal = hedge.follow(record, prior, 4, 0.5, experts.allowed(horizons, 4))
+    torch.testing.assert_close(seasonal[0, :, experts.DAMPED], seasonal[0, :, experts.THETA])
+
+
 def test_without_a_season_a_far_horizon_with_a_thin_record_follows_the_nearer_one() -> None:
     """m = 1: the weights of a scored horizon follow its own record plus the one below,
     so a far horizon that has resolved nothing yet is not served with even weights when
