@@ -77,8 +77,8 @@ def follow(record: Tensor, prior: Tensor, season: int, rate: float,
     ``prior`` (B, S, E), both pooled alike (:func:`pooled`): pooling the record alone
     doubled its weight against the prior's beyond the first scored horizon at m = 1.
     Final-origin MASE with the prior pooled too: M4 hourly summed to days (m = 1, H = 14)
-    1.769 → 1.681, aus_retail years 3.243 → 3.200, M1 yearly 3.378 → 3.368, weekly ETT
-    (m = 1) 1.158 → 1.155; rolling 3.698 → 3.700 and 2.766 → 2.769."""
+    1.769 → 1.681, aus_retail years 3.243 → 3.200, M1 yearly 3.378 → 3.368; rolling on
+    the first 3.698 → 3.700, weekly ETT (m = 1) 2.766 → 2.769."""
     return weights(pooled(record, season), rate, pooled(prior, season), allowed)
 
 
