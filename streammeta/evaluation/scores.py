@@ -156,7 +156,10 @@ def entity_mean(values: np.ndarray, entity: np.ndarray) -> float:
 
 
 def owa(smape: float, mase: float, smape_naive2: float, mase_naive2: float) -> float:
-    """Overall weighted average relative to Naive2 (M4)."""
+    """Overall weighted average relative to Naive2 (M4); NaN where Naive2's sMAPE or
+    MASE is zero or undefined (constant series: Naive2 is exact, MASE has no scale)."""
+    if not (smape_naive2 > 0 and mase_naive2 > 0):  # also False for NaN
+        return float("nan")
     return 0.5 * (smape / smape_naive2 + mase / mase_naive2)
 
 

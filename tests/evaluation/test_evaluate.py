@@ -336,3 +336,28 @@ def test_rolling_warm_up_leaves_short_seasonal_series_something_to_score(
         assert math.isfinite(row["mase"]) and math.isfinite(row["smape"])
     assert any("warm-up cut from 3 seasons (156) to 53" in n for n in payload["notes"])
     assert main([*args, "--warmup", "100"]) == 2  # 100 + 13 > 104 values: nothing to score
+
+
+def test_constant_series_are_scored_not_a_crash(tmp_path: Path) -> None:
+    """A flat series (a sensor stuck at one value, a product never sold) has MASE
+    scale 0 and Naive2 is exact on it: with only such series ``evaluate`` stopped on a
+    ZeroDivisionError in OWA. Now the errors it can state are reported, MASE and OWA
+    are NaN, and a mix with varying series scores those."""
+    days = [str(d) for d in np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-04-30"))]
+    flat = ["entity,ts,value"] + [f"c{k},{d}T00:00:00Z,{5.0 * k}" for k in range(3) for d in days]
+    path = tmp_path / "flat.csv"
+    path.write_text("\n".join(flat) + "\n")
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(path), "--format", "long", "--protocol",
+            "final-origin", "--horizon", "7", "--season", "7", "--methods", "streammeta",
+            "naive2", "--json", str(out), "-q"]
+    assert main(args) == 0
+    for row in json.loads(out.read_text())["results"]:
+        assert math.isnan(row["mase"]) and math.isnan(row["owa"])
+        assert row["smape"] < 1.0  # flat forecasts of flat series
+    mixed = _seasonal_csv(tmp_path / "mixed.csv", "entity,ts,value", "v", days, 7, 50, 10,
+                          1.0, seed=4)
+    mixed.write_text(mixed.read_text() + "\n".join(flat[1:]) + "\n")
+    assert main([*args[:2], str(mixed), *args[3:]]) == 0
+    ours = next(r for r in json.loads(out.read_text())["results"] if r["method"] == "streammeta")
+    assert math.isfinite(ours["mase"]) and math.isfinite(ours["owa"])
