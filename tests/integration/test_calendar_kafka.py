@@ -1,0 +1,95 @@
+"""A monthly stream (``series.freq = "MS"``) through the broker as another producer
+writes it: librdkafka, zstd batches, ISO-8601 dates. The daemon is SIGKILLed twice in
+the middle; every observation still gets one forecast whose targets are the next
+months' first days, and every entity's state equals an uninterrupted run's."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import torch
+from streamcheck import PARTITIONS
+from test_daemon_kafka import committed_total, read_to_end, start_daemon, wait_for
+
+from streammeta.config import Config
+from streammeta.online.engine import Engine
+from streammeta.persistence.checkpoint import CheckpointStore
+
+pytestmark = pytest.mark.integration
+confluent_kafka = pytest.importorskip("confluent_kafka")
+ENTITIES, MONTHS, H = 60, 48, 6
+MONTH_STARTS = np.arange(np.datetime64("2019-01"), np.datetime64("2019-01") + MONTHS + H)
+
+
+def _ms(month: np.datetime64) -> int:
+    return int(month.astype("datetime64[ms]").astype(np.int64))
+
+
+def test_a_monthly_zstd_stream_survives_sigkills(kafka_config: Config, tmp_path: Path) -> None:
+    config = kafka_config.replace("series", freq="MS", season=12, horizon=H).replace(
+        "checkpoint", every_records=600, every_s=3600).replace(
+        "meta", enabled=False).replace("kafka", max_poll_records=300)
+    rng = np.random.default_rng(5)
+    values = 100 + 10 * np.sin(np.arange(MONTHS)[:, None] * np.pi / 6) + rng.normal(
+        0, 1, (MONTHS, ENTITIES)).cumsum(axis=0)
+    producer = confluent_kafka.Producer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                                         "compression.type": "zstd", "linger.ms": 20})
+    for t in range(MONTHS):
+        for e in range(ENTITIES):
+            doc = {"entity": f"e{e}", "ts": f"{MONTH_STARTS[t]}-01T00:00:00Z",
+                   "value": float(values[t, e])}
+            producer.produce(config.kafka.input_topic, key=f"e{e}", value=orjson.dumps(doc))
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    del producer  # librdkafka would log reconnects to the broker the fixture stops
+    total = MONTHS * ENTITIES
+    path = tmp_path / "config.toml"
+    for point in (total // 4, total // 2):
+        daemon = start_daemon(config, path)
+        wait_for(lambda p=point: committed_total(config) >= p, timeout_s=180,
+                 what=f"{point} records committed")
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(30)
+    daemon = start_daemon(config, path)
+    try:
+        wait_for(lambda: committed_total(config) >= total, timeout_s=180,
+                 what="every record committed")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
+    finally:
+        daemon.kill()
+
+    forecasts = {}
+    for record in read_to_end(config, config.kafka.forecast_topic):
+        doc = orjson.loads(record.value)
+        forecasts[(doc["entity"], doc["origin"])] = doc
+    assert set(forecasts) == {(f"e{e}", _ms(MONTH_STARTS[t])) for t in range(MONTHS)
+                              for e in range(ENTITIES)}  # 0 lost
+    for t in (0, MONTHS // 2, MONTHS - 1):
+        doc = forecasts[("e0", _ms(MONTH_STARTS[t]))]
+        assert doc["step_ms"] == 0 and doc["freq"] == "MS"
+        assert doc["ts"] == [_ms(m) for m in MONTH_STARTS[t + 1:t + 1 + H]]
+        assert all(np.isfinite(doc["point"]))
+
+    reference = Engine(config)  # 0 applied twice, 0 skipped
+    names = [f"e{e}" for e in range(ENTITIES)]
+    months = MONTH_STARTS.astype(np.int64)  # the engine's units of a calendar frequency
+    for t in range(MONTHS):
+        reference.process(names, np.full(ENTITIES, months[t]), values[t])
+    restored = Engine(config)
+    store = CheckpointStore(config.checkpoint.dir, member="probe",
+                            options=config.checkpoint.options())
+    for p in range(PARTITIONS):
+        found = store.latest_for(p)
+        assert found is not None, f"no checkpoint of partition {p}"
+        restored.restore_partition(p, found[1]["partitions"][p])
+    for name, slot in reference.arena.index.items():
+        other = restored.arena.index[name]
+        assert int(restored.arena.count[other]) == MONTHS, name
+        torch.testing.assert_close(restored.arena.ring[other], reference.arena.ring[slot])
+        torch.testing.assert_close(restored.arena.phi[other], reference.arena.phi[slot],
+                                   rtol=1e-3, atol=1e-4)
