@@ -103,6 +103,7 @@ class Forecaster:
         self._lock = threading.Lock()
         self._started = False
         self._latest = _Latest(self.config.series.horizon, len(self.levels))
+        self._tz: Any = None  # the newest update's ds time zone: the forecasts' ds take it
 
     # -- the stream ---------------------------------------------------------------
     def update(self, frame: Any) -> Any:
@@ -123,6 +124,7 @@ class Forecaster:
         if self.loop is not None and self.outer_loop == "background" and not self._started:
             self.loop.start()
             self._started = True
+        self._tz = obs.tz
         parts: list[tuple[Forecasts, int, int]] = []  # forecasts, batch start, version
         for lo in range(0, len(obs), self.batch_size):
             hi = min(lo + self.batch_size, len(obs))
@@ -149,7 +151,7 @@ class Forecaster:
         return frames.forecasts(latest.names, self.frequency.to_ms(latest.cutoff[:n]),
                                 self.frequency.targets(latest.cutoff[:n], latest.horizon),
                                 latest.point[:n].copy(), latest.quantiles[:n].copy(), self.levels,
-                                latest.version[:n], latest.warm[:n])
+                                latest.version[:n], latest.warm[:n], self._tz)
 
     @property
     def version(self) -> int:
@@ -196,7 +198,7 @@ class Forecaster:
                                 self.frequency.to_ms(origin[order]),
                                 self.frequency.targets(origin[order], self.config.series.horizon),
                                 point[order], quantiles[order], self.levels, version[order],
-                                warm[order])
+                                warm[order], self._tz)
 
     # -- state ----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -208,7 +210,8 @@ class Forecaster:
         payload = checkpointer.snapshot()
         payload["forecaster"] = {"config": _config_state(self.config),
                                  "observations": self.observations,
-                                 "latest": self._latest.export()}
+                                 "latest": self._latest.export(),
+                                 "tz": None if self._tz is None else str(self._tz)}
         return Path(store.save(payload).path)
 
     @classmethod
@@ -232,6 +235,7 @@ class Forecaster:
         checkpointer.restore_partitions([PARTITION])
         forecaster._latest.restore(state["latest"], path)
         forecaster.observations = int(state["observations"])
+        forecaster._tz = state.get("tz")
         return forecaster
 
     # -- the background loop ----------------------------------------------------------

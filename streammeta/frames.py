@@ -53,6 +53,7 @@ class Observations:
     entities: list[str]  # (N,)
     units: np.ndarray  # (N,) int64 in the frequency's units (ms, or months)
     values: np.ndarray  # (N,) float64
+    tz: Any = None  # the time zone of a zone-aware ds column (the forecasts' ds take it)
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -109,7 +110,14 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     problems.raise_any()
     order = np.argsort(units, kind="stable")  # (N,) time order; an entity's rows keep theirs
     return Observations(order, [entities[i] for i in order.tolist()], units[order],
-                        values[order])
+                        values[order], _zone(frame["ds"]))
+
+
+def _zone(column: Any) -> Any:
+    """The time zone of a zone-aware datetime column; None for any other ``ds``."""
+    if not pandas().api.types.is_datetime64_any_dtype(column):
+        return None
+    return getattr(column.dt, "tz", None)
 
 
 def _entities(column: Any, max_length: int, problems: _Problems) -> list[str]:
@@ -193,15 +201,16 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
 
 def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray,
               point: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...],
-              version: np.ndarray, warm: np.ndarray) -> Any:
-    """B forecasts (point (B, H), quantiles (B, Q, H)) → B·H rows of the long format.
+              version: np.ndarray, warm: np.ndarray, tz: Any = None) -> Any:
+    """B forecasts (point (B, H), quantiles (B, Q, H)) → B·H rows of the long format,
+    ``cutoff`` and ``ds`` naive UTC or, given ``tz``, in that time zone.
     The frame may share memory with the arrays given: pass arrays nobody changes later."""
     pd = pandas()
     B, H = point.shape
     columns: dict[str, Any] = {
         "unique_id": np.repeat(np.array(entities, dtype=object), H),
-        "cutoff": _datetimes(np.repeat(cutoff_ms, H)),
-        "ds": _datetimes(targets_ms.reshape(-1)),
+        "cutoff": _datetimes(np.repeat(cutoff_ms, H), tz),
+        "ds": _datetimes(targets_ms.reshape(-1), tz),
         "step": np.tile(np.arange(1, H + 1), B),
         POINT: point.reshape(-1),
     }
@@ -213,10 +222,13 @@ def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray
     return pd.DataFrame(columns, copy=False)
 
 
-def _datetimes(ms: np.ndarray) -> np.ndarray:
+def _datetimes(ms: np.ndarray, tz: Any = None) -> Any:
     """Epoch ms → datetime64[ns], pandas' default unit (numpy does it ~15x faster than
-    pandas.to_datetime)."""
-    return np.asarray(ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[ns]")
+    pandas.to_datetime); with ``tz``, zone-aware in that zone."""
+    naive = np.asarray(ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[ns]")
+    if tz is None:
+        return naive
+    return pandas().DatetimeIndex(naive).tz_localize("UTC").tz_convert(tz)
 
 
 def empty(horizon: int, levels: tuple[float, ...]) -> Any:

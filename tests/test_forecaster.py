@@ -81,6 +81,25 @@ def test_calendar_months_target_the_next_months() -> None:
                                                             "2022-09-01"]
 
 
+def test_zone_aware_times_come_back_in_their_zone(tmp_path: Path) -> None:
+    """ds in Europe/Berlin across the switch to summer time: the forecasts' cutoff and
+    ds were naive UTC, so a user's merge on ds with their own frame matched nothing."""
+    ds = pd.date_range("2024-03-30", periods=60, freq="h", tz="Europe/Berlin")
+    frame = pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(60.0) % 24})
+    f = forecaster()
+    out = f.update(frame)
+    assert str(out["ds"].dt.tz) == "Europe/Berlin" == str(out["cutoff"].dt.tz)
+    assert out["cutoff"].tolist()[::H] == ds.tolist()
+    last = f.forecast()
+    assert last["ds"].tolist() == [ds[-1] + pd.Timedelta(hours=k) for k in range(1, H + 1)]
+    f.save(tmp_path / "state")
+    again = Forecaster.load(tmp_path / "state", outer_loop="off").forecast()
+    assert again["ds"].tolist() == last["ds"].tolist()
+    naive = forecaster().update(frame.assign(ds=ds.tz_convert("UTC").tz_localize(None)))
+    assert naive["ds"].dt.tz is None  # naive in, naive (UTC) out
+    assert naive["ds"].tolist() == out["ds"].dt.tz_convert("UTC").dt.tz_localize(None).tolist()
+
+
 @pytest.mark.parametrize(("change", "match"), [
     (lambda d: d.drop(columns="y"), "lacks column"),
     (lambda d: d.iloc[[0, 2, 1]], r"row 1: ds is before .*\(late\)"),
