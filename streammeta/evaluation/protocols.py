@@ -209,12 +209,12 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
     series = datasets.load(args.data, args.format, base.series.frequency)
     if args.limit_series:
         series = series[: args.limit_series]
-    if args.format == "long" and not base.series.frequency.calendar:
-        # A calendar series.freq counts calendar steps itself (run_engine): the data's
-        # own dates are kept; without one, uneven spacing goes on a fixed grid.
+    if args.format == "long":
+        # Values one step apart: a calendar series.freq counts calendar steps itself
+        # (run_engine), so the data's own dates are kept where none is skipped.
         from streammeta.io import tables
 
-        series, note = tables.on_step_grid(series)
+        series, note = tables.on_step_grid(series, base.series.frequency, args.data)
         if note:
             notes.append(note)
     step = step_of(series)

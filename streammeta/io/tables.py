@@ -6,20 +6,23 @@
   datetime column (naive means UTC), epoch ms, or ISO-8601 text.
 * :func:`on_step_grid`: calendar months, quarters or years are not a fixed number
   of milliseconds apart, so the engine (one ``series.step_ms``) would reject
-  most of them as misaligned. The evaluation places such data on a grid: every
-  distinct timestamp of the data set, in order, becomes one step, so entities
-  stay aligned with each other and each keeps its order and spacing in steps.
+  most of them as misaligned, and a series with gaps would be scored against values
+  its forecasts were not for. The evaluation places each series' values one step
+  apart, in order.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streammeta.errors import DataError
 from streammeta.io.series import Series, group, long_columns, parse_ts
+
+if TYPE_CHECKING:
+    from streammeta.io.frequency import Frequency
 
 
 def _pandas() -> Any:
@@ -65,10 +68,35 @@ def load_parquet(path: Path) -> list[Series]:
     return group(entities, ts, values, None, path)
 
 
-def on_step_grid(series: list[Series]) -> tuple[list[Series], str | None]:
-    """``series`` unchanged if every spacing is the same, else re-timed: the k-th
-    distinct timestamp of the data set at ``first + k * step``, step the median
-    spacing (about a month for monthly data); → (series, a note or None)."""
+def on_step_grid(series: list[Series], frequency: Frequency | None = None,
+                 source: object = "the data") -> tuple[list[Series], str | None]:
+    """``series`` unchanged where every entity's values are one step apart, else
+    re-timed so that they are: evaluation scores value by value (an origin's truth is
+    the next H values, whatever their timestamps), so a series with a gap would have
+    the engine forecast the missing steps (it fills short gaps) and be scored against
+    the values after them. With a calendar ``frequency`` each series keeps its first
+    date and takes the next ones of the calendar; otherwise the step is the median
+    spacing (about a month for monthly data without ``series.freq``) and each series
+    starts at its first timestamp's place among the data set's distinct timestamps,
+    so entities stay aligned where none has a gap. → (series, a note or None). Two
+    values of one entity at one time raise :class:`DataError`."""
+    for s in series:
+        same = np.flatnonzero(np.diff(s.ts) == 0)
+        if len(same):
+            when = np.datetime64(int(s.ts[same[0]]), "ms")
+            raise DataError(f"{source}: series {s.entity!r} has two values at {when}: "
+                            "evaluate needs one per time (the daemon dead-letters the later "
+                            "one as 'duplicate')")
+    if frequency is not None and frequency.calendar:
+        units = [frequency.to_units(s.ts)[0] for s in series]
+        if all(bool((np.diff(u) == frequency.step).all()) for u in units):
+            return series, None
+        steps = [u[0] + np.arange(len(u)) * frequency.step for u in units]
+        out = [Series(s.entity, frequency.to_ms(k), s.values)
+               for s, k in zip(series, steps, strict=True)]
+        return out, (f"some series skip dates of freq {frequency.name!r}: each series' "
+                     "values are placed on consecutive dates from its first (evaluate "
+                     "scores value by value)")
     diffs = [np.diff(s.ts) for s in series if len(s) > 1]
     if not diffs:
         return series, None
@@ -78,7 +106,9 @@ def on_step_grid(series: list[Series]) -> tuple[list[Series], str | None]:
         return series, None
     stamps = np.unique(np.concatenate([s.ts for s in series]))
     first = int(stamps[0])
-    out = [Series(s.entity, first + np.searchsorted(stamps, s.ts) * step, s.values)
+    out = [Series(s.entity, first + (int(np.searchsorted(stamps, s.ts[0]))
+                                     + np.arange(len(s), dtype=np.int64)) * step, s.values)
            for s in series]
-    return out, (f"timestamps are not a fixed step apart (calendar months?): each distinct "
-                 f"timestamp is placed one step of {step} ms after the previous one")
+    return out, (f"timestamps are not a fixed step apart (calendar months without "
+                 f"series.freq, or gaps): each series' values are placed one step of {step} "
+                 "ms apart from its first (evaluate scores value by value)")

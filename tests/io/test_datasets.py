@@ -308,3 +308,28 @@ def test_calendar_months_are_placed_on_a_step_grid(tmp_path: Path) -> None:
     assert np.diff(a.ts).tolist() == [step, step] and b.ts.tolist() == a.ts[1:].tolist()
     same, none = tables.on_step_grid([Series("h", np.arange(3) * HOUR, np.ones(3))])
     assert none is None and same[0].ts.tolist() == [0, HOUR, 2 * HOUR]
+
+
+def test_each_series_is_placed_one_step_apart_and_duplicates_are_refused(
+        tmp_path: Path) -> None:
+    """evaluate scores an origin against the next H values: a series with a gap was
+    scored against values after it, for forecasts the engine made of the missing
+    steps (it fills short gaps)."""
+    from streammeta.io import frequency, tables
+
+    path = write(tmp_path, "g.csv", "entity,ts,value\na,2020-01-01,1\na,2020-01-02,2\n"
+                                    "a,2020-01-04,4\nb,2020-01-02,5\nb,2020-01-03,6\n")
+    (a, b), note = tables.on_step_grid(datasets.load(path, "long"))
+    day = 86_400_000
+    assert note is not None and "gaps" in note
+    assert np.diff(a.ts).tolist() == [day, day] and b.ts[0] == a.ts[1]
+    assert a.values.tolist() == [1.0, 2.0, 4.0]
+    months = write(tmp_path, "m.csv", "entity,ts,value\na,2020-01-01,1\na,2020-02-01,2\n"
+                                      "a,2020-04-01,4\n")
+    (m,), note = tables.on_step_grid(datasets.load(months, "long"), frequency.parse("MS"))
+    assert note is not None and "'MS'" in note
+    assert [str(np.datetime64(int(t), "ms"))[:10] for t in m.ts] == [
+        "2020-01-01", "2020-02-01", "2020-03-01"]
+    dup = write(tmp_path, "d.csv", "entity,ts,value\na,2020-01-01,1\na,2020-01-01,2\n")
+    with pytest.raises(DataError, match="'a' has two values at 2020-01-01"):
+        tables.on_step_grid(datasets.load(dup, "long"), source=dup)
