@@ -24,11 +24,30 @@ def test_task_buffer_keeps_recent_entities_and_orders_histories() -> None:
     # Rows still holding their entity's first value: the young one, not the wrapped ones.
     assert young.born_rows(2).tolist() == [0] and young.born_rows(4).tolist() == []
     assert buffer.born_rows(2).tolist() == []
-    buffer.observe(torch.tensor([1]), torch.tensor([14.0]), fresh=torch.tensor([False]))
+    for t in range(4, 11):  # entity 0 goes quiet: 7 values of entity 1, its spacing was 2
+        buffer.observe(torch.tensor([1]), torch.tensor([10.0 + t]), fresh=torch.tensor([False]))
     buffer.observe(torch.tensor([5]), torch.tensor([50.0]), fresh=torch.tensor([True]))
-    assert int(buffer.row_of_slot[0]) == -1  # the least recently updated entity made room
-    assert buffer.histories(buffer.row_of_slot[torch.tensor([1])], 2).tolist() == [[13, 14]]
+    assert int(buffer.row_of_slot[0]) == -1  # the quiet entity made room
+    assert buffer.histories(buffer.row_of_slot[torch.tensor([1])], 2).tolist() == [[19, 20]]
     assert buffer.histories(buffer.row_of_slot[torch.tensor([5])], 1).tolist() == [[50]]
+
+
+def test_more_entities_than_rows_in_turn_keep_the_rows_they_hold() -> None:
+    """Ten entities in turn, four rows: taking the least recently updated row handed
+    each row on before its entity came back, so no row held a task's two values (the
+    outer loop never ran on 48,000 monthly series). Those that hold rows keep them;
+    when they go quiet, the others take the rows."""
+    buffer = TaskBuffer(capacity=4, length=5, max_slots=20)
+    for t in range(8):
+        buffer.observe(torch.arange(10), torch.full((10,), float(t)),
+                       fresh=torch.full((10,), t == 0))
+    assert len(buffer.full_rows(5)) == 4
+    assert sorted(buffer.slot_of_row.tolist()) == [0, 1, 2, 3]
+    for t in range(8, 20):  # 0..3 stop sending: after three of their spacings, room
+        buffer.observe(torch.arange(4, 10), torch.full((6,), float(t)),
+                       fresh=torch.zeros(6, dtype=torch.bool))
+    assert set(buffer.slot_of_row.tolist()) <= set(range(4, 10))
+    assert len(buffer.full_rows(5)) == 4
 
 
 def test_a_new_entity_takes_no_row_when_none_is_free_and_all_are_fresh() -> None:
