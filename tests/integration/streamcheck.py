@@ -4,11 +4,14 @@ uninterrupted run of the same stream (0 applied twice, 0 skipped)."""
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+
 import numpy as np
 import orjson
 import torch
 from support import STEP
-from test_daemon_kafka import read_to_end
+from test_daemon_kafka import committed_total, read_to_end, start_daemon, wait_for
 
 from streammeta.config import Config
 from streammeta.io.codec import encode_observation
@@ -41,14 +44,29 @@ def assert_every_observation_forecast(config: Config, values: np.ndarray) -> int
     return len(forecasts) - total
 
 
-def assert_state_equals_an_uninterrupted_run(config: Config, values: np.ndarray) -> None:
+def finish_stream(config: Config, path: Path, total: int, timeout_s: float = 300) -> None:
+    """Start the daemon, wait until ``total`` records are committed, SIGTERM it: exit 0."""
+    daemon = start_daemon(config, path)
+    try:
+        wait_for(lambda: committed_total(config) >= total, timeout_s=timeout_s,
+                 what="every record committed")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
+    finally:
+        daemon.kill()
+
+
+def assert_state_equals_an_uninterrupted_run(config: Config, values: np.ndarray,
+                                             stamps: np.ndarray | None = None) -> None:
     """Compares the newest checkpoint of every partition with a fresh engine that
-    processed the whole stream once."""
+    processed the whole stream once; ``stamps`` (steps,): each step's time in the
+    engine's units (default hourly ms: ``t * STEP``)."""
     steps, entities = values.shape
+    stamps = np.arange(steps, dtype=np.int64) * STEP if stamps is None else stamps
     reference = Engine(config)
     names = [f"e{e}" for e in range(entities)]
     for t in range(steps):
-        reference.process(names, np.full(entities, t * STEP, dtype=np.int64), values[t])
+        reference.process(names, np.full(entities, stamps[t], dtype=np.int64), values[t])
     restored = Engine(config)
     store = CheckpointStore(config.checkpoint.dir, member="probe",
                             options=config.checkpoint.options())

@@ -18,6 +18,7 @@ from streamcheck import (
     assert_every_observation_forecast,
     assert_state_equals_an_uninterrupted_run,
     encode_steps,
+    finish_stream,
     random_walks,
 )
 from test_daemon_kafka import committed_total, produce, start_daemon, wait_for
@@ -65,15 +66,7 @@ def test_sigkill_loses_nothing_and_applies_nothing_twice(kafka_config: Config,
     # what is committed, so the last start must catch up (replay what its restored
     # checkpoints miss, then the new records) before the stream counts as done.
     produce(config, encode_steps(values, range(STEPS - TAIL, STEPS)))
-    daemon = start_daemon(config, path)
-    try:
-        wait_for(lambda: committed_total(config) >= total, timeout_s=300,
-                 what="every record committed")
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=60) == 0
-    finally:
-        daemon.kill()
-
+    finish_stream(config, path, total)
     duplicates = assert_every_observation_forecast(config, values)
     assert_state_equals_an_uninterrupted_run(config, values)
     print(f"\n{KILLS} kills over {total} records; duplicates published: "
