@@ -88,8 +88,10 @@ def on_step_grid(series: list[Series], frequency: Frequency | None = None,
                             "evaluate needs one per time (the daemon dead-letters the later "
                             "one as 'duplicate')")
     if frequency is not None and frequency.calendar:
-        units = [frequency.to_units(s.ts)[0] for s in series]
-        if all(bool((np.diff(u) == frequency.step).all()) for u in units):
+        placed = [frequency.to_units(s.ts) for s in series]
+        units = [u for u, _ in placed]
+        if all(bool((np.diff(u) == frequency.step).all()) for u in units) or not all(
+                bool(on.all()) for _, on in placed):  # a date off the calendar: its error
             return series, None
         steps = [u[0] + np.arange(len(u)) * frequency.step for u in units]
         out = [Series(s.entity, frequency.to_ms(k), s.values)

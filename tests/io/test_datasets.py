@@ -330,6 +330,10 @@ def test_each_series_is_placed_one_step_apart_and_duplicates_are_refused(
     assert note is not None and "'MS'" in note
     assert [str(np.datetime64(int(t), "ms"))[:10] for t in m.ts] == [
         "2020-01-01", "2020-02-01", "2020-03-01"]
+    # Dates off the calendar are left as they are, for the engine to refuse them.
+    off = write(tmp_path, "o.csv", "entity,ts,value\na,2020-01-15,1\na,2020-03-15,2\n")
+    kept, none = tables.on_step_grid(datasets.load(off, "long"), frequency.parse("MS"))
+    assert none is None and kept[0].ts.tolist() == datasets.load(off, "long")[0].ts.tolist()
     dup = write(tmp_path, "d.csv", "entity,ts,value\na,2020-01-01,1\na,2020-01-01,2\n")
     with pytest.raises(DataError, match="'a' has two values at 2020-01-01"):
         tables.on_step_grid(datasets.load(dup, "long"), source=dup)
