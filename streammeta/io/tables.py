@@ -89,13 +89,11 @@ def on_step_grid(series: list[Series], frequency: Frequency | None = None,
                             "one as 'duplicate')")
     if frequency is not None and frequency.calendar:
         placed = [frequency.to_units(s.ts) for s in series]
-        units = [u for u, _ in placed]
-        if all(bool((np.diff(u) == frequency.step).all()) for u in units) or not all(
-                bool(on.all()) for _, on in placed):  # a date off the calendar: its error
+        off = not all(bool(on.all()) for _, on in placed)  # the engine refuses such dates
+        if off or all(bool((np.diff(u) == frequency.step).all()) for u, _ in placed):
             return series, None
-        steps = [u[0] + np.arange(len(u)) * frequency.step for u in units]
-        out = [Series(s.entity, frequency.to_ms(k), s.values)
-               for s, k in zip(series, steps, strict=True)]
+        out = [Series(s.entity, frequency.to_ms(u[0] + np.arange(len(u)) * frequency.step),
+                      s.values) for s, (u, _) in zip(series, placed, strict=True)]
         return out, (f"some series skip dates of freq {frequency.name!r}: each series' "
                      "values are placed on consecutive dates from its first (evaluate "
                      "scores value by value)")
