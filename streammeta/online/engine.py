@@ -95,8 +95,8 @@ class Engine:
         self.warm_at = warm_at(m, s.season)
         drift, horizons = config.drift, scored_horizons(s.horizon, s.season)
         self._experts = experts.Weighting(
-            config.experts, horizons, s.horizon, s.season, m.window, self.warm_at, a.loss
-        ) if config.experts.enabled else None
+            config.experts, horizons, s.horizon, s.season, m.window, self.warm_at, a.loss,
+            s.transform) if config.experts.enabled else None
         self._calibration = Calibration(
             config.calibration, horizons, s.horizon, s.quantiles, self.warm_at, s.season
         ) if config.calibration.enabled else None

@@ -79,7 +79,7 @@ from streammeta.online.horizons import persistence_judged, persistence_steps
 from streammeta.online.level import serves as level_serves
 from streammeta.online.level import shift as level_shift
 from streammeta.online.population import YOUNG_FOR, Population, fill
-from streammeta.online.theta import seasonal_indices, theta
+from streammeta.online.theta import seasonal_indices, signed
 from streammeta.online.trend import slope
 
 if TYPE_CHECKING:
@@ -228,15 +228,15 @@ class Weighting:
     (:meth:`commit`, when ``Engine.process`` says)."""
 
     def __init__(self, config: ExpertsConfig, horizons: tuple[int, ...], horizon: int,
-                 season: int, window: int, warm_at: int = 0, loss: str = "mae") -> None:
+                 season: int, window: int, warm_at: int = 0, loss: str = "mae",
+                 transform: str = "asinh") -> None:
         self.rate, self.discount = config.rate, config.discount
         self.fade = config.prior_fade  # the population's record (population.prior)
-        # The experts' loss (expert_loss): experts.loss, or "auto" the adaptation's.
-        self.loss = loss if config.loss == "auto" else config.loss
+        self.loss = loss if config.loss == "auto" else config.loss  # expert_loss's
         self._clip = loss_clip(self.loss)
         self.young_until = warm_at + YOUNG_FOR  # values seen: younger entities are young
         self.window = window  # the drift expert's span
-        self.season, self.horizon = season, horizon
+        self.season, self.horizon, self.asinh = season, horizon, transform == "asinh"
         self.serves_theta = season < THETA_SEASONS_BELOW
         self.theta_until = longseason.theta_until(season, self.serves_theta)  # values seen
         self._h = torch.tensor(horizons)  # (S,)
@@ -370,9 +370,9 @@ class Weighting:
 
     def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None,
                history: Tensor) -> Tensor:
-        """The THETA, TREND and DAMPED forecasts (B, H, 3); where they do not serve
-        the season (m ≥ 24), THETA and TREND (B, H, 2), zeros but for the rows short of
-        two seasons (``longseason.unadjusted``)."""
+        """The THETA, TREND and DAMPED forecasts (B, H, 3) (``theta.signed``); where they
+        do not serve the season (m ≥ 24), THETA and TREND (B, H, 2), zeros but for the
+        rows short of two seasons (``longseason.unadjusted``)."""
         m = self.season
         if recent is None:  # a long season: the rows short of two seasons only
             return longseason.unadjusted(history, n, self.theta_until, arena.ring_len, self.horizon)
@@ -382,7 +382,7 @@ class Weighting:
             if bool(due.any()):
                 arena.season_indices[slots[due]] = seasonal_indices(recent[due], n[due], m)
             indices = arena.season_indices[slots]
-        return theta(recent, n, self.horizon, indices)
+        return signed(recent, n, self.horizon, indices, m, self.asinh)
 
     def _analogue(self, slots: Tensor, ts: Tensor, n: Tensor, history: Tensor) -> Tensor:
         """The ANALOGUE forecasts (B, H) of young entities, NaN for the others; the

@@ -11,6 +11,7 @@ from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.online import cells, experts, hedge
 from streammeta.online.engine import Engine
+from streammeta.online.theta import signed, theta
 
 
 def small(**experts_changes: object) -> Config:
@@ -130,7 +131,7 @@ def test_the_theta_experts_follow_a_seasonal_trend_and_ignore_noise_for_a_season
     n = torch.tensor([W])
     indices = experts.seasonal_indices(x, n, m)
     assert float(indices.abs().max()) > 5  # the season is found
-    f = experts.theta(x, n, H, indices)  # (1, H, 3)
+    f = theta(x, n, H, indices)  # (1, H, 3)
     trend_error = (f[0, :, 1] - truth[W:]).abs().mean()
     seasonal_naive = (x[0, W - m:].repeat(2)[:H] - truth[W:]).abs().mean()
     assert float(trend_error) < 0.25 * float(seasonal_naive)
@@ -146,7 +147,7 @@ def test_the_theta_experts_read_only_the_entity_s_own_values() -> None:
     n = torch.tensor([25])
     other = x.clone()
     other[:, :15] = 1e6  # not the entity's: columns before its first value
-    torch.testing.assert_close(experts.theta(x, n, 6), experts.theta(other, n, 6))
+    torch.testing.assert_close(theta(x, n, 6), theta(other, n, 6))
     torch.testing.assert_close(experts.seasonal_indices(x, n, 4),
                                experts.seasonal_indices(other, n, 4))
 
@@ -294,18 +295,37 @@ def test_the_damped_expert_follows_a_fading_trend_where_the_theta_lines_overshoo
     B, T, H = 200, 30, 8
     values = fading_trends(B, T + H, seed=1)
     x = torch.asinh(torch.tensor(values[:, :T], dtype=torch.float32))  # model units
-    f = torch.sinh(experts.theta(x, torch.full((B,), T), H)).numpy()  # (B, H, 3)
+    f = torch.sinh(theta(x, torch.full((B,), T), H)).numpy()  # (B, H, 3)
     truth = values[:, T:]
-    theta, trend, damped = (float(np.abs(f[:, :, k] - truth).mean()) for k in range(3))
+    lines, trend, damped = (float(np.abs(f[:, :, k] - truth).mean()) for k in range(3))
     persistence = float(np.abs(values[:, T - 1 : T] - truth).mean())
     assert damped < 0.95 * persistence
-    assert damped < 0.95 * theta and 2 * damped < trend
+    assert damped < 0.95 * lines and 2 * damped < trend
     # The grid's choice reads only the entity's own values, as the theta lines do.
     other = x.clone()
     other[:, :10] = 1e3
     short = torch.full((B,), T - 10)
-    torch.testing.assert_close(experts.theta(x, short, H)[:, :, 2],
-                               experts.theta(other, short, H)[:, :, 2])
+    torch.testing.assert_close(theta(x, short, H)[:, :, 2],
+                               theta(other, short, H)[:, :, 2])
+
+
+def test_the_theta_experts_smooth_a_series_that_crosses_zero_on_its_values() -> None:
+    """Noise about 5 with a spread of 4, so that a tenth of the values are at or below
+    0: in asinh units (about logarithms) the dips are a log scale's outliers, and the
+    smoothing follows the newest value. On the values, the theta experts' level is
+    within 5% of the true mean's error; rows that stay above 0 are not touched."""
+    B, W, H = 200, 120, 14
+    rng = np.random.default_rng(3)
+    values = 5 + rng.normal(0, 4, (B, W + H))
+    x = torch.asinh(torch.tensor(values[:, :W], dtype=torch.float32))  # model units
+    n = torch.full((B,), W)
+    truth = values[:, W:]
+    f = torch.sinh(signed(x, n, H)).numpy()  # (B, H, 3)
+    best = float(np.abs(5 - truth).mean())
+    assert float(np.abs(f[:, :, 0] - truth).mean()) < 1.05 * best
+    assert float(np.abs(values[:, W - 1 : W] - truth).mean()) > 1.3 * best  # persistence
+    positive = x.abs() + 1.0
+    assert torch.equal(signed(positive, n, H), theta(positive, n, H))
 
 
 def test_without_a_season_the_prior_weighs_against_the_record_alike_at_every_horizon() -> None:
