@@ -370,12 +370,12 @@ class Weighting:
 
     def _theta(self, arena: Arena, slots: Tensor, n: Tensor, recent: Tensor | None,
                history: Tensor) -> Tensor:
-        """The THETA, TREND and DAMPED forecasts (B, H, 3) (``theta.signed``); where they
-        do not serve the season (m ≥ 24), THETA and TREND (B, H, 2), zeros but for the
-        rows short of two seasons (``longseason.unadjusted``)."""
+        """THETA, TREND and DAMPED (B, H, 3) (``theta.signed``); where they do not serve the
+        season (m ≥ 24), THETA and TREND (B, H, 2) of the rows short of two seasons only."""
         m = self.season
         if recent is None:  # a long season: the rows short of two seasons only
-            return longseason.unadjusted(history, n, self.theta_until, arena.ring_len, self.horizon)
+            return longseason.unadjusted(history, n, self.theta_until, arena.ring_len,
+                                         self.horizon, self.asinh)
         indices = None
         if m > 1:  # the seasonal indices, refreshed once a season
             due = n % m == 0

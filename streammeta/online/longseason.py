@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from streammeta.online.analogues import span
-from streammeta.online.theta import theta
+from streammeta.online.theta import signed
 
 NEVER = 2**62  # values seen: a rule that never applies
 
@@ -78,15 +78,17 @@ def allow_theta(allow: Tensor, n: Tensor, until: int, columns: slice) -> Tensor:
     return out
 
 
-def unadjusted(history: Tensor, n: Tensor, until: int, ring_len: int, horizon: int) -> Tensor:
+def unadjusted(history: Tensor, n: Tensor, until: int, ring_len: int, horizon: int,
+               asinh: bool = True) -> Tensor:
     """The THETA and TREND forecasts (B, H, 2) of the rows whose values seen n (B,) are
-    below ``until``, from their rings (``history`` (B, 2R)) with no seasonal indices;
-    zeros for the others (they do not serve them)."""
+    below ``until``, from their rings (``history`` (B, 2R)) with no seasonal indices
+    (on the values where a row reaches zero: ``theta.signed``); zeros for the others
+    (they do not serve them)."""
     out = torch.zeros(len(n), horizon, 2)
     rows = torch.nonzero(n < until)[:, 0]
     if len(rows):
         x = span(history[rows], n[rows] - ring_len, ring_len)
-        out[rows] = theta(x, n[rows], horizon)[:, :, :2]  # no damped trend there
+        out[rows] = signed(x, n[rows], horizon, asinh=asinh)[:, :, :2]  # no damped trend there
     return out
 
 
