@@ -241,6 +241,12 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
         if test is None:
             notes.append("no test file: the last H values of each series are held out")
             short = sum(len(s) <= h + 1 for s in series for h in horizons)
+            longest = max((len(s) for s in series), default=0)
+            if longest <= max(horizons) + 1:
+                raise DataError(f"{args.data}: final-origin: nothing to score: the last H "
+                                f"values of each series are held out, which leaves a series "
+                                f"of at most H + 1 = {max(horizons) + 1} values nothing to "
+                                f"forecast from, and the longest has {longest} (--horizon H)")
             if short:
                 notes.append(f"{short} series with at most H + 1 values left out (nothing "
                              "to forecast from)")

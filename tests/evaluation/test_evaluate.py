@@ -361,3 +361,16 @@ def test_constant_series_are_scored_not_a_crash(tmp_path: Path) -> None:
     assert main([*args[:2], str(mixed), *args[3:]]) == 0
     ours = next(r for r in json.loads(out.read_text())["results"] if r["method"] == "streammeta")
     assert math.isfinite(ours["mase"]) and math.isfinite(ours["owa"])
+
+
+def test_final_origin_on_series_all_too_short_stops_saying_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Held-out test values leave a series of at most H + 1 values nothing to forecast
+    from; where no series is longer, ``evaluate`` stopped on a numpy TypeError."""
+    path = tmp_path / "short.csv"
+    path.write_text("unique_id,ds,y\na,2021-01-01,1.0\na,2021-01-02,2.0\nb,2021-01-01,3.0\n")
+    args = ["evaluate", "--data", str(path), "--format", "long", "--protocol",
+            "final-origin", "--horizon", "14", "--season", "7", "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "nothing to score" in err and "longest has 2" in err and "--horizon" in err
