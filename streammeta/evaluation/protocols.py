@@ -74,8 +74,12 @@ class Task:
         standardised = self.protocol == "ett"
         self.scale = np.empty(len(self.ent))
         self.std = np.ones(len(self.ent))
+        # Each entity's origins by one sort: a scan of all origins per entity was
+        # quadratic (16,000 series of 60 daily values: 2.8 s here).
+        order = np.argsort(self.ent, kind="stable")
+        bounds = np.searchsorted(self.ent[order], np.arange(len(self.stream) + 1))
         for k, s in enumerate(self.stream):  # per entity: prefix statistics of its history
-            rows = np.flatnonzero(self.ent == k)
+            rows = order[bounds[k]:bounds[k + 1]]
             self.scale[rows] = M.seasonal_scale(s.values, self.season)[self.pos[rows]]
             if not standardised:
                 self.std[rows] = M.history_std(s.values)[self.pos[rows]]

@@ -12,6 +12,7 @@ from streammeta import config as config_mod
 from streammeta.cli import main
 from streammeta.evaluation import evaluate as E
 from streammeta.evaluation import protocols as P
+from streammeta.evaluation import scores as M
 from streammeta.io import datasets
 
 HOUR = datasets.HOUR_MS
@@ -86,6 +87,19 @@ def test_rolling_scores_each_forecast_against_the_next_h_values() -> None:
     assert cold.sum() == P.COLD_START
     assert task.pos[cold].tolist() == list(range(17, 17 + P.COLD_START))
     assert task.pos.max() == 300 - 1 - 12
+
+
+def test_each_origin_is_scaled_by_its_own_entitys_history() -> None:
+    """MASE's scale and the MSE units are each origin's entity's prefix statistics,
+    whatever the entities' lengths (the origins are grouped with one sort)."""
+    rng = np.random.default_rng(7)
+    series = [datasets.Series(f"e{k}", np.arange(n) * HOUR, rng.uniform(1, 9) * rng.normal(
+        size=n)) for k, n in enumerate([40, 25, 90, 17])]
+    task = P.rolling_task(series, horizon=4, season=3, step_ms=HOUR, warmup=5)
+    for k, s in enumerate(series):
+        rows = task.ent == k
+        assert np.array_equal(task.scale[rows], M.seasonal_scale(s.values, 3)[task.pos[rows]])
+        assert np.array_equal(task.std[rows], M.history_std(s.values)[task.pos[rows]])
 
 
 # -- leakage ---------------------------------------------------------------------------
