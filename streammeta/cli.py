@@ -135,12 +135,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from streammeta.evaluation.protocols import check_step
     from streammeta.io import datasets
     from streammeta.meta.pretrain import pretrain, too_short
 
     config = load_config(args)
     _setup_logging(config)
     series = datasets.load(args.data, args.format, config.series.frequency)
+    check_step(series, config.series, args.data)
     reason = too_short(config, series)
     if reason:
         print(f"warning: {reason}", file=sys.stderr)

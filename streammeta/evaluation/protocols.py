@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streammeta.config import Config
+from streammeta.config import Config, SeriesConfig
 from streammeta.errors import DataError
 from streammeta.evaluation import scores as M
 from streammeta.io import datasets
@@ -195,6 +195,22 @@ def step_of(series: list[datasets.Series]) -> int:
     return datasets.HOUR_MS
 
 
+def check_step(series: list[datasets.Series], configured: SeriesConfig,
+               source: object) -> None:
+    """Refuse data whose values are not one step of a fixed ``series.freq`` apart: the
+    engine counts in that step, so it rejected every value (epoch seconds read as ms)
+    or took each as a gap, and the scores came out as garbage with exit status 0."""
+    frequency = configured.frequency
+    if not configured.freq or frequency.calendar or not any(len(s) > 1 for s in series):
+        return
+    step = step_of(series)
+    if step != frequency.step_ms:
+        raise DataError(f"{source}: the values are {step} ms apart, but series.freq "
+                        f"{frequency.name!r} is a step of {frequency.step_ms} ms: set "
+                        "series.freq (STREAMMETA_SERIES_FREQ) to the data's step, with "
+                        "the timestamps as datetimes, ISO-8601 or epoch milliseconds")
+
+
 # M4's (and M1's) subsets by the name of their files: (horizon, season).
 M4_SUBSETS = {"hourly": (48, 24), "daily": (14, 1), "weekly": (13, 1), "monthly": (18, 12),
               "quarterly": (8, 4), "yearly": (6, 1)}
@@ -222,6 +238,7 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
         if note:
             notes.append(note)
     step = step_of(series)
+    check_step(series, base.series, args.data)
     subset, train = None, None
     if args.format == "m4":
         train = datasets.resolve_m4(args.data)
