@@ -47,6 +47,11 @@ def load_parquet(path: Path) -> list[Series]:
         raise DataError(f"{path}: no data rows")
     header = [str(c) for c in frame.columns]
     ie, it, iv = long_columns(header, path)
+    for j in (ie, it):  # null: "None" as an id, NaT as the year -292 million
+        null = np.flatnonzero(frame.iloc[:, j].isna().to_numpy())
+        if len(null):
+            raise DataError(f"{path}: row {int(null[0]) + 1}: column {header[j]!r} is "
+                            f"missing ({len(null)} row(s) without one)")
     stamps = frame.iloc[:, it]
     if pd.api.types.is_datetime64_any_dtype(stamps):
         if getattr(stamps.dt, "tz", None) is not None:

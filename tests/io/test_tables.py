@@ -102,3 +102,20 @@ def test_parquet_timestamps_with_a_time_zone_or_as_text(tmp_path: Path) -> None:
     aware.assign(ds=["2020-01-01T00:00:00Z", "nonsense"]).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DataError, match=r"column 'ds'.*nonsense"):
         datasets.load(tmp_path / "t.parquet", "long")
+
+
+def test_parquet_rows_without_an_id_or_a_time_are_refused_naming_the_row(
+        tmp_path: Path) -> None:
+    """A null id became a series named "None", a NaT the year -292 million (its series
+    re-timed around it): both silently. Refused, as an empty cell of a CSV is."""
+    frame = m1_long(2)
+    for column, row in (("unique_id", 3), ("ds", 5)):
+        broken = frame.astype({column: object})
+        broken.loc[row, column] = None
+        broken.to_parquet(tmp_path / "b.parquet")
+        with pytest.raises(DataError, match=rf"row {row + 1}: column '{column}' is missing"):
+            datasets.load(tmp_path / "b.parquet", "long")
+    frame.loc[5, "ds"] = pd.NaT  # a datetime column's own null
+    frame.to_parquet(tmp_path / "nat.parquet")
+    with pytest.raises(DataError, match=r"row 6: column 'ds' is missing"):
+        datasets.load(tmp_path / "nat.parquet", "long")
