@@ -167,8 +167,11 @@ def _values(column: Any, problems: _Problems) -> np.ndarray:
         problems.add(np.flatnonzero(wrong), Reason.WRONG_TYPE, "y is not a number")
         column = numbers.where(~wrong, 0.0)
     values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    problems.add(np.flatnonzero(~np.isfinite(values)), Reason.NON_FINITE,
-                 "y is missing, NaN or infinite")
+    finite = np.isfinite(values)
+    problems.add(np.flatnonzero(~finite), Reason.NON_FINITE, "y is missing, NaN or infinite")
+    problems.add(np.flatnonzero(finite & (np.abs(values) > np.finfo(np.float32).max)),
+                 Reason.NON_FINITE, "y is beyond ±3.4e38, the float32 range the engine "
+                 "computes in")
     return values
 
 
