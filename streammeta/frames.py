@@ -64,6 +64,7 @@ class _Problems:
 
     def __init__(self, frame: Any) -> None:
         self.index = frame.index
+        self.ids, self.times = frame["unique_id"], frame["ds"]
         self.found: list[tuple[int, Reason, str]] = []
 
     def add(self, positions: np.ndarray, reason: Reason, what: str) -> None:
@@ -73,8 +74,9 @@ class _Problems:
         if not self.found:
             return
         self.found.sort(key=lambda item: item[0])
-        shown = "; ".join(f"row {label(self.index, p)!r}: {what} ({reason.value})"
-                          for p, reason, what in self.found[:_SHOWN])
+        shown = "; ".join(f"row {label(self.index, p)!r} (unique_id "
+                          f"{label(self.ids.array, p)!r}, ds {self.times.iloc[p]}): {what} "
+                          f"({reason.value})" for p, reason, what in self.found[:_SHOWN])
         more = len(self.found) - _SHOWN
         raise DataError(f"{len(self.found)} row(s) the daemon would dead-letter, nothing "
                         f"applied: {shown}" + (f"; and {more} more" if more > 0 else ""))
@@ -193,10 +195,17 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
     has = previous != none  # a new entity's first row has no previous
     gap = units[by_entity] - np.where(has, previous, 0)
     where = by_entity
-    problems.add(where[has & (gap < 0)], Reason.LATE,
+    within = has & ~first  # against the row before it in the frame
+    problems.add(where[within & (gap < 0)], Reason.LATE,
                  "ds is before the entity's previous ds (rows of a unique_id must be in "
-                 "time order, after any earlier update)")
-    problems.add(where[has & (gap == 0)], Reason.DUPLICATE, "ds repeats the entity's previous ds")
+                 "time order: sort the frame by ds)")
+    problems.add(where[within & (gap == 0)], Reason.DUPLICATE,
+                 "ds repeats the entity's previous ds")
+    for k in np.flatnonzero(has & first & (gap <= 0)).tolist():  # against an earlier update
+        newest = np.datetime64(int(frequency.to_ms(previous[k])), "ms")
+        problems.add(where[k:k + 1], Reason.LATE if gap[k] < 0 else Reason.DUPLICATE,
+                     f"ds is not after {newest} UTC, the newest ds an earlier update applied "
+                     "for this unique_id")
     problems.add(where[has & (gap > 0) & (gap % frequency.step != 0)], Reason.MISALIGNED,
                  f"ds is not a whole number of steps of {frequency.name!r} after the "
                  "entity's previous ds")
