@@ -151,7 +151,8 @@ class Forecaster:
         return frames.forecasts(latest.names, self.frequency.to_ms(latest.cutoff[:n]),
                                 self.frequency.targets(latest.cutoff[:n], latest.horizon),
                                 latest.point[:n].copy(), latest.quantiles[:n].copy(), self.levels,
-                                latest.version[:n], latest.warm[:n], self._tz)
+                                latest.version[:n], latest.warm[:n], self._tz,
+                                self.frequency.wall_clock)
 
     @property
     def version(self) -> int:
@@ -198,7 +199,7 @@ class Forecaster:
                                 self.frequency.to_ms(origin[order]),
                                 self.frequency.targets(origin[order], self.config.series.horizon),
                                 point[order], quantiles[order], self.levels, version[order],
-                                warm[order], self._tz)
+                                warm[order], self._tz, self.frequency.wall_clock)
 
     # -- state ----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:

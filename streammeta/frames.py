@@ -102,7 +102,7 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
                         f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))})")
     problems = _Problems(frame)
     entities = _entities(frame["unique_id"], max_id_length, problems)
-    ts = _timestamps(frame["ds"], problems)
+    ts = _timestamps(frame["ds"], problems, frequency.wall_clock)
     values = _values(frame["y"], problems)
     units, on = frequency.to_units(ts)
     problems.add(np.flatnonzero(~on), Reason.MISALIGNED,
@@ -134,14 +134,15 @@ def _entities(column: Any, max_length: int, problems: _Problems) -> list[str]:
     return names
 
 
-def _timestamps(column: Any, problems: _Problems) -> np.ndarray:
-    """ds → (N,) epoch ms; bad cells are reported and read as 0."""
+def _timestamps(column: Any, problems: _Problems, wall: bool = False) -> np.ndarray:
+    """ds → (N,) epoch ms (a zone-aware column's wall-clock time, given ``wall``); bad
+    cells are reported and read as 0."""
     pd = pandas()
     null = column.isna().to_numpy()
     problems.add(np.flatnonzero(null), Reason.MISSING_FIELD, "ds is missing")
     if pd.api.types.is_datetime64_any_dtype(column):
         if getattr(column.dt, "tz", None) is not None:
-            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+            column = (column if wall else column.dt.tz_convert("UTC")).dt.tz_localize(None)
         ms = column.to_numpy().astype("datetime64[ms]").astype(np.int64)
         return np.where(null, 0, ms)
     if pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column):
@@ -154,7 +155,7 @@ def _timestamps(column: Any, problems: _Problems) -> np.ndarray:
             if isinstance(raw, bool):
                 raise ValueError(f"timestamp {raw!r} is a boolean")
             out[k] = datasets.parse_ts(raw.isoformat() if hasattr(raw, "isoformat")
-                                       else str(raw))
+                                       else str(raw), wall)
         except (ValueError, OverflowError) as exc:
             problems.add(np.array([k]), Reason.BAD_TIMESTAMP, f"ds: {exc}")
     return out
@@ -204,7 +205,7 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
     for k in np.flatnonzero(has & first & (gap <= 0)).tolist():  # against an earlier update
         newest = np.datetime64(int(frequency.to_ms(previous[k])), "ms")
         problems.add(where[k:k + 1], Reason.LATE if gap[k] < 0 else Reason.DUPLICATE,
-                     f"ds is not after {newest} UTC, the newest ds an earlier update applied "
+                     f"ds is not after {newest}, the newest ds an earlier update applied "
                      "for this unique_id")
     problems.add(where[has & (gap > 0) & (gap % frequency.step != 0)], Reason.MISALIGNED,
                  f"ds is not a whole number of steps of {frequency.name!r} after the "
@@ -213,16 +214,18 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
 
 def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray,
               point: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...],
-              version: np.ndarray, warm: np.ndarray, tz: Any = None) -> Any:
+              version: np.ndarray, warm: np.ndarray, tz: Any = None,
+              wall: bool = False) -> Any:
     """B forecasts (point (B, H), quantiles (B, Q, H)) → B·H rows of the long format,
-    ``cutoff`` and ``ds`` naive UTC or, given ``tz``, in that time zone.
+    ``cutoff`` and ``ds`` naive UTC or, given ``tz``, in that time zone (the times
+    being its wall-clock ones, given ``wall``: ``Frequency.wall_clock``).
     The frame may share memory with the arrays given: pass arrays nobody changes later."""
     pd = pandas()
     B, H = point.shape
     columns: dict[str, Any] = {
         "unique_id": np.repeat(np.array(entities, dtype=object), H),
-        "cutoff": _datetimes(np.repeat(cutoff_ms, H), tz),
-        "ds": _datetimes(targets_ms.reshape(-1), tz),
+        "cutoff": _datetimes(np.repeat(cutoff_ms, H), tz, wall),
+        "ds": _datetimes(targets_ms.reshape(-1), tz, wall),
         "step": np.tile(np.arange(1, H + 1), B),
         POINT: point.reshape(-1),
     }
@@ -234,12 +237,16 @@ def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray
     return pd.DataFrame(columns, copy=False)
 
 
-def _datetimes(ms: np.ndarray, tz: Any = None) -> Any:
+def _datetimes(ms: np.ndarray, tz: Any = None, wall: bool = False) -> Any:
     """Epoch ms → datetime64[ns], pandas' default unit (numpy does it ~15x faster than
-    pandas.to_datetime); with ``tz``, zone-aware in that zone."""
+    pandas.to_datetime); with ``tz``, zone-aware in that zone (``ms`` its wall-clock
+    times, given ``wall``; one that the zone skips moves forward)."""
     naive = np.asarray(ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[ns]")
     if tz is None:
         return naive
+    if wall:
+        return pandas().DatetimeIndex(naive).tz_localize(tz, ambiguous="NaT",
+                                                         nonexistent="shift_forward")
     return pandas().DatetimeIndex(naive).tz_localize("UTC").tz_convert(tz)
 
 

@@ -145,7 +145,8 @@ def _stream(task: Task, config: Config) -> tuple[list[str], np.ndarray, np.ndarr
         units, on = frequency.to_units(s.ts)
         if not bool(on.all()):
             at = int(np.flatnonzero(~on)[0])
-            raise DataError(f"{s.entity}: timestamp {s.ts[at]} ms is not a date of freq "
+            when = np.datetime64(int(s.ts[at]), "ms")
+            raise DataError(f"series {s.entity!r}: {when} (UTC) is not a date of freq "
                             f"{frequency.name!r} (series.freq)")
         stream.append(datasets.Series(s.entity, units, s.values))
     return datasets.interleave(stream, task.arrival_gap, frequency.step)

@@ -133,7 +133,8 @@ def _numbers(cells: list[str], width: int, lines: Sequence[int],
     return values.reshape(-1, width)
 
 
-def _timestamps(cells: list[str], lines: Sequence[int], path: Path) -> np.ndarray:
+def _timestamps(cells: list[str], lines: Sequence[int], path: Path,
+                wall: bool = False) -> np.ndarray:
     try:  # all epoch ms: one numpy call
         return np.array(cells, dtype=np.int64)
     except (ValueError, OverflowError):
@@ -147,7 +148,7 @@ def _timestamps(cells: list[str], lines: Sequence[int], path: Path) -> np.ndarra
     out: list[int] = []  # mixed kinds or time zones: one by one, naming a bad cell
     for raw, line in zip(cells, lines, strict=True):
         try:
-            out.append(parse_ts(raw))
+            out.append(parse_ts(raw, wall))
         except (ValueError, OverflowError) as exc:
             raise DataError(f"{path}:{line}: {exc}") from None
     try:
@@ -242,14 +243,15 @@ def find_m4_test(train_path: PathLike) -> Path | None:
     return None
 
 
-def load_long(path: PathLike) -> list[Series]:
+def load_long(path: PathLike, wall: bool = False) -> list[Series]:
     """Series of a long CSV ``entity,ts,value`` (or ``unique_id,ds,y``), entities in
-    order of first appearance; Parquet by its ``.parquet`` name."""
+    order of first appearance; Parquet by its ``.parquet`` name. ``wall``: times with
+    an offset or zone count in its wall clock (``Frequency.wall_clock``)."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":
         from streammeta.io import tables
 
-        return tables.load_parquet(path)
+        return tables.load_parquet(path, wall)
     header, lines, rows = _records(path)
     ie, it, iv = long_columns(header, path)
     need = max(ie, it, iv) + 1
@@ -257,7 +259,7 @@ def load_long(path: PathLike) -> list[Series]:
         if len(row) < need:
             raise DataError(f"{path}:{line}: expected at least {need} columns, got {len(row)}")
     entities = [row[ie] for row in rows]
-    ts = _timestamps([row[it] for row in rows], lines, path)
+    ts = _timestamps([row[it] for row in rows], lines, path, wall)
     values = _numbers([row[iv] for row in rows], 1, lines, lambda _: _column(header, iv),
                       path)[:, 0]
     return group(entities, ts, values, lines, path)
@@ -293,7 +295,8 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
     """Load ``path`` in format ``fmt`` (one of :data:`FORMATS`); for ``m4`` see
     :func:`resolve_m4`. ``frequency`` (``series.freq``, else ``series.step_ms``): the
     clock an M4 file, which has no timestamps, is placed on (default hourly); the
-    other formats keep their own timestamps."""
+    other formats keep their own timestamps (a long file's with an offset or zone in
+    its wall clock where ``frequency`` steps whole days: ``Frequency.wall_clock``)."""
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     path = Path(path)
@@ -306,7 +309,9 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
         raise DataError(f"{path}: is a directory, expected a {fmt} file")
     if fmt == "m4":
         return load_m4(path, frequency=frequency)
-    return load_long(path) if fmt == "long" else load_ett(path)
+    if fmt == "long":
+        return load_long(path, frequency is not None and frequency.wall_clock)
+    return load_ett(path)
 
 
 # -- one stream ------------------------------------------------------------------------

@@ -35,7 +35,9 @@ def _pandas() -> Any:
     return pandas
 
 
-def load_parquet(path: Path) -> list[Series]:
+def load_parquet(path: Path, wall: bool = False) -> list[Series]:
+    """The series of a long Parquet file; ``wall``: a zone-aware ``ts`` counts in its
+    zone's wall clock (``Frequency.wall_clock``), else in UTC."""
     pd = _pandas()
     try:
         frame = pd.read_parquet(path)
@@ -55,13 +57,13 @@ def load_parquet(path: Path) -> list[Series]:
     stamps = frame.iloc[:, it]
     if pd.api.types.is_datetime64_any_dtype(stamps):
         if getattr(stamps.dt, "tz", None) is not None:
-            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+            stamps = (stamps if wall else stamps.dt.tz_convert("UTC")).dt.tz_localize(None)
         ts = stamps.to_numpy().astype("datetime64[ms]").astype(np.int64)
     elif pd.api.types.is_integer_dtype(stamps):
         ts = stamps.to_numpy(dtype=np.int64)
     else:
         try:
-            ts = np.array([parse_ts(str(v)) for v in stamps], dtype=np.int64)
+            ts = np.array([parse_ts(str(v), wall) for v in stamps], dtype=np.int64)
         except ValueError as exc:
             raise DataError(f"{path}: column {header[it]!r}: {exc}") from None
     values = pd.to_numeric(frame.iloc[:, iv], errors="coerce").to_numpy(dtype=np.float64)
