@@ -94,12 +94,19 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     entity's newest timestamp in units, None for an entity not seen yet."""
     pd = pandas()
     if not isinstance(frame, pd.DataFrame):
+        package = type(frame).__module__.split(".")[0]
+        kind = type(frame).__name__ if package == "builtins" else (
+            f"{package}.{type(frame).__name__}")  # polars' is a DataFrame too
+        hint = " (convert it with .to_pandas())" if hasattr(frame, "to_pandas") else ""
         raise DataError(f"expected a pandas DataFrame with columns {', '.join(COLUMNS)}, "
-                        f"got {type(frame).__name__}")
+                        f"got a {kind}{hint}")
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
+        named = [c for c in missing if c in (frame.index.names or [])]
+        hint = f"; {', '.join(named)} in the index: .reset_index()" if named else ""
         raise DataError(f"the frame lacks column(s) {', '.join(missing)} (it needs "
-                        f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))})")
+                        f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))}"
+                        f"{hint})")
     problems = _Problems(frame)
     entities = _entities(frame["unique_id"], max_id_length, problems)
     ts = _timestamps(frame["ds"], problems, frequency.wall_clock)

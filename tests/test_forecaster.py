@@ -234,8 +234,17 @@ def test_background_outer_loop_is_the_daemons_thread() -> None:
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="outer_loop"):
         Forecaster(outer_loop="sometimes")  # type: ignore[arg-type]
-    with pytest.raises(DataError, match="expected a pandas DataFrame"):
+    with pytest.raises(DataError, match=r"expected a pandas DataFrame.*got a list$"):
         forecaster().update([("a", 1, 2.0)])
+    # A polars frame is a "DataFrame" too: it is named by its package, with the way out.
+    polars_like = type("DataFrame", (), {"__module__": "polars.dataframe.frame",
+                                         "to_pandas": lambda self: None})()
+    with pytest.raises(DataError, match=r"got a polars\.DataFrame \(convert it with "
+                       r"\.to_pandas\(\)\)"):
+        forecaster().update(polars_like)
+    frame = pd.DataFrame({"unique_id": ["a"], "ds": ["2024-01-01"], "y": [1.0]})
+    with pytest.raises(DataError, match=r"unique_id in the index: \.reset_index\(\)"):
+        forecaster().update(frame.set_index("unique_id"))
 
 
 def test_an_empty_frame_gives_no_forecasts() -> None:
