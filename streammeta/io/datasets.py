@@ -42,7 +42,14 @@ import numpy as np
 
 from streammeta.errors import DataError
 from streammeta.io.frequency import Frequency
-from streammeta.io.series import Series, group, long_columns, parse_ts
+from streammeta.io.series import (
+    ABSENT,
+    MISSING_VALUE,
+    Series,
+    group,
+    long_columns,
+    parse_ts,
+)
 
 M4_START_MS = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp() * 1000)
 HOUR_MS = 3_600_000
@@ -260,8 +267,13 @@ def load_long(path: PathLike, wall: bool = False) -> list[Series]:
             raise DataError(f"{path}:{line}: expected at least {need} columns, got {len(row)}")
     entities = [row[ie] for row in rows]
     ts = _timestamps([row[it] for row in rows], lines, path, wall)
-    values = _numbers([row[iv] for row in rows], 1, lines, lambda _: _column(header, iv),
-                      path)[:, 0]
+    cells = [row[iv] for row in rows]
+    try:
+        values = _numbers(cells, 1, lines, lambda _: _column(header, iv), path)[:, 0]
+    except DataError as exc:
+        if not any(cell.strip().lower() in ABSENT for cell in cells):
+            raise
+        raise DataError(f"{exc}: {MISSING_VALUE}") from None
     return group(entities, ts, values, lines, path)
 
 

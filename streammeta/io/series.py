@@ -67,6 +67,10 @@ def parse_ts(raw: str, wall: bool = False) -> int:
 
 
 LONG_COLUMNS = (("entity", "ts", "value"), ("unique_id", "ds", "y"))
+# What to do about missing values in a long table, said with the refusal.
+MISSING_VALUE = ("drop the rows without a value (missing values are gaps: evaluate scores "
+                 "the values left one step apart, the daemon fills short gaps)")
+ABSENT = ("", "nan", "na", "n/a", "null", "none", "<na>")  # how CSVs write a missing value
 
 
 def long_columns(header: Sequence[str], path: Path) -> tuple[int, int, int]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from streammeta.errors import DataError
-from streammeta.io.series import Series, group, long_columns, parse_ts
+from streammeta.io.series import MISSING_VALUE, Series, group, long_columns, parse_ts
 
 if TYPE_CHECKING:
     from streammeta.io.frequency import Frequency
@@ -69,8 +69,10 @@ def load_parquet(path: Path, wall: bool = False) -> list[Series]:
     values = pd.to_numeric(frame.iloc[:, iv], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
-        raise DataError(f"{path}: row {int(bad[0]) + 1}: column {header[iv]!r}: "
-                        f"{frame.iloc[int(bad[0]), iv]!r} is not a finite number")
+        cell = frame.iloc[int(bad[0]), iv]
+        cell = cell.item() if hasattr(cell, "item") else cell  # nan, not np.float64(nan)
+        raise DataError(f"{path}: row {int(bad[0]) + 1}: column {header[iv]!r}: {cell!r} is "
+                        f"not a finite number ({len(bad)} row(s) so): {MISSING_VALUE}")
     entities = [str(e) for e in frame.iloc[:, ie].tolist()]
     return group(entities, ts, values, None, path)
 

@@ -138,6 +138,8 @@ def test_ett_columns_are_entities_on_the_utc_date_clock(tmp_path: Path) -> None:
     ("long", "entity,ts,value\na,1.5,1\n", r"x\.csv:2: timestamp '1\.5' is not a whole"),
     ("long", "entity,ts,value\na,0,1\n\na,1,high\n", r"x\.csv:4: column 'value': 'high'"),
     ("long", "entity,ts,value\na,0,1\n,1,2\n", r"x\.csv:3: empty entity id"),
+    ("long", "unique_id,ds,y\na,0,1\na,1,\na,2,NaN\n",  # what to do is said
+     r"x\.csv:3: column 'y': '' is not a number: drop the rows without a value"),
     ("ett", "time,OT\n0,1\n", r"x\.csv:1: the first column must be 'date'"),
     ("ett", "date\n2016-07-01,\n", "no variable columns"),
     ("ett", "date,OT,OT\n2016-07-01,1,2\n", "unique name"),

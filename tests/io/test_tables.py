@@ -115,6 +115,10 @@ def test_parquet_rows_without_an_id_or_a_time_are_refused_naming_the_row(
         broken.to_parquet(tmp_path / "b.parquet")
         with pytest.raises(DataError, match=rf"row {row + 1}: column '{column}' is missing"):
             datasets.load(tmp_path / "b.parquet", "long")
+    frame.assign(y=frame["y"].where(frame.index != 7)).to_parquet(tmp_path / "y.parquet")
+    with pytest.raises(DataError, match=r"row 8: column 'y': nan is not a finite number "
+                       r"\(1 row\(s\) so\): drop the rows without a value"):
+        datasets.load(tmp_path / "y.parquet", "long")
     frame.loc[5, "ds"] = pd.NaT  # a datetime column's own null
     frame.to_parquet(tmp_path / "nat.parquet")
     with pytest.raises(DataError, match=r"row 6: column 'ds' is missing"):
