@@ -41,7 +41,7 @@ from streammeta.config import Config
 from streammeta.errors import DataError
 from streammeta.evaluation import backtest, baselines, peers
 from streammeta.evaluation import scores as M
-from streammeta.evaluation.protocols import Task, load_tasks, plot_rows
+from streammeta.evaluation.protocols import Task, load_tasks, plot_rows, unscaled_note
 from streammeta.evaluation.runs import Evaluation, MethodRun
 from streammeta.io import datasets
 
@@ -379,6 +379,7 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
     if unknown:
         raise DataError(f"unknown method {unknown[0]!r}: expected some of {', '.join(METHODS)}")
     tasks, notes = load_tasks(args, config)
+    notes += [n for n in map(unscaled_note, tasks) if n]
     if not peers.available() and any(m in PEER_METHODS for m in methods):
         if args.methods:
             raise DataError("the peers need statsforecast: pip install 'streammeta[eval]'")

@@ -122,6 +122,18 @@ def final_origin_task(series: list[datasets.Series], test: dict[str, np.ndarray]
                 ("smape", "mase", "owa", "mse", "mae", "pinball", "coverage"), train_rows=-1)
 
 
+def unscaled_note(task: Task) -> str | None:
+    """Say how many origins MASE (and the scaled pinball) leave out: those whose
+    history has no seasonal scale (fewer than m + 1 values, or flat). The table's MASE
+    averaged the rest without a word (one-year weekly series at m = 52: all of them)."""
+    unscaled = int((~(task.scale > 0)).sum())
+    if not unscaled or "mase" not in task.metrics:
+        return None
+    return (f"{task.label}: MASE and pinball leave out {unscaled} of {len(task.scale)} "
+            f"origins whose history has no seasonal scale (fewer than m + 1 = "
+            f"{task.season + 1} values, or flat); the other metrics score them")
+
+
 def default_warmup(series: list[datasets.Series], season: int) -> int:
     """The rolling protocol's warm-up: 3 seasons, but at most half the median series'
     length and at least m + 1 values (MASE's seasonal scale needs a season of history).

@@ -416,3 +416,25 @@ def test_data_not_one_step_of_the_frequency_apart_is_refused(
     assert main([args[0], "--data", str(seconds), *args[3:]]) == 2
     assert "86400 ms apart" in capsys.readouterr().err
     assert main(args) == 0  # the data's own step
+
+
+def test_origins_without_a_seasonal_scale_are_said_to_be_left_out_of_mase(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A year of weekly values at m = 52 leaves no origin a seasonal scale: MASE was
+    NaN (or, in a mix, the mean of the other series) with nothing said."""
+    weeks = np.datetime64("2020-01-05") + 7 * np.arange(60)
+    path = _seasonal_csv(tmp_path / "weekly.csv", "unique_id,ds,y", "w",
+                         [str(day) for day in weeks], 52, 20, 3, 0.5, seed=6)
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "W-SUN")
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(path), "--format", "long", "--protocol",
+            "final-origin", "--horizon", "13", "--season", "52", "--methods", "naive",
+            "--json", str(out), "-q"]
+    assert main(args) == 0
+    notes = json.loads(out.read_text())["notes"]
+    assert "final-origin H=13: MASE and pinball leave out 3 of 3 origins whose history " \
+           "has no seasonal scale (fewer than m + 1 = 53 values, or flat); the other " \
+           "metrics score them" in notes
+    args[args.index("52")] = "12"
+    assert main(args) == 0  # m = 12: every origin has a scale
+    assert not any("leave out" in n for n in json.loads(out.read_text())["notes"])
