@@ -119,7 +119,9 @@ def parse(spec: str, step_ms: int = 3_600_000) -> Frequency:
         raise ValueError(_expected(spec))
     if _IRREGULAR.match(alias):
         raise ValueError(f"unsupported frequency {spec!r}: expected {_ACCEPTED} (business "
-                         "days and semi-months are not regular steps)")
+                         "days and semi-months are not regular steps; values on business "
+                         "days can go with D: the engine fills each weekend as a gap of "
+                         "two steps, evaluate places the values one step apart)")
     if anchor and not _anchored(alias, anchor):
         raise ValueError(f"unknown frequency {spec!r}: expected {_ACCEPTED}; an anchor after "
                          "a dash is a weekday for W (W-MON), a month for QS, QE, YS, YE "
