@@ -175,8 +175,10 @@ def _values(column: Any, problems: _Problems) -> np.ndarray:
         wrong = numbers.isna().to_numpy() & column.notna().to_numpy()
         wrong |= np.array([isinstance(v, bool | str) for v in column.tolist()], dtype=bool)
         problems.add(np.flatnonzero(wrong), Reason.WRONG_TYPE, "y is not a number")
-        column = numbers.where(~wrong, 0.0)
-    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        # Not Series.where: on a boolean column it warned of pandas' future downcasting.
+        values = np.where(wrong, 0.0, numbers.to_numpy(dtype=np.float64, na_value=np.nan))
+    else:
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
     finite = np.isfinite(values)
     problems.add(np.flatnonzero(~finite), Reason.NON_FINITE, "y is missing, NaN or infinite")
     problems.add(np.flatnonzero(finite & (np.abs(values) > np.finfo(np.float32).max)),

@@ -127,6 +127,8 @@ def test_zone_aware_days_and_months_are_the_zones_dates(tmp_path: Path) -> None:
      r"row 2 \(.*\): ds is not a whole number of steps .*\(misaligned_timestamp\)"),
     (lambda d: d.assign(y=[1.0, np.nan, 2.0]), r"row 1 \(.*\): y is missing.*\(non_finite\)"),
     (lambda d: d.assign(y=[1.0, "2", 3.0]), r"\(wrong_type\)"),
+    (lambda d: d.assign(y=[True, False, True]), r"row 0 \(.*\): y is not a number"),
+    (lambda d: d.assign(y=pd.array([True, None, False], dtype="boolean")), r"\(wrong_type\)"),
     (lambda d: d.assign(y=[1.0, 1e39, 3.0]), r"row 1 \(.*\): y is beyond .*\(non_finite\)"),
     (lambda d: d.assign(unique_id=["a", "", "a"]), r"\(entity_empty\)"),
     (lambda d: d.assign(ds=["2024-01-01", "yesterday", "2024-01-02"]), r"\(bad_timestamp\)"),
