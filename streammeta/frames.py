@@ -29,6 +29,7 @@ from streammeta.io.frequency import Frequency
 COLUMNS = ("unique_id", "ds", "y")
 POINT = "streammeta"
 _SHOWN = 3  # bad rows named in an error message
+_NS_LIMIT_MS = np.iinfo(np.int64).max // 1_000_000  # datetime64[ns] spans ±this many ms
 
 
 def pandas() -> Any:
@@ -248,9 +249,15 @@ def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray
 
 def _datetimes(ms: np.ndarray, tz: Any = None, wall: bool = False) -> Any:
     """Epoch ms → datetime64[ns], pandas' default unit (numpy does it ~15x faster than
-    pandas.to_datetime); with ``tz``, zone-aware in that zone (``ms`` its wall-clock
+    pandas.to_datetime), or [ms] for dates beyond the years 1677–2262 that ns spans;
+    with ``tz``, zone-aware in that zone (``ms`` its wall-clock
     times, given ``wall``; one that the zone skips moves forward)."""
-    naive = np.asarray(ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[ns]")
+    ms = np.asarray(ms, dtype=np.int64)
+    naive = ms.astype("datetime64[ms]")
+    # Kept in ms where ns cannot hold them (before 1677-09-21 or after 2262-04-11):
+    # cast, they wrapped around to other dates without a word.
+    if not len(ms) or int(np.abs(ms).max()) < _NS_LIMIT_MS:
+        naive = naive.astype("datetime64[ns]")
     if tz is None:
         return naive
     if wall:

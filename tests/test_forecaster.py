@@ -118,6 +118,20 @@ def test_zone_aware_days_and_months_are_the_zones_dates(tmp_path: Path) -> None:
                                                       tz="Europe/Berlin"))
 
 
+def test_dates_beyond_the_years_nanoseconds_span_come_back_as_given() -> None:
+    """A yearly series from 1600, or forecasts past 2262, were cast to datetime64[ns]
+    and wrapped round to other dates (1600 came back as 2184-07-20 23:34:33.709)."""
+    old = Forecaster("YS", 1, 3, config=SMALL, outer_loop="off")
+    out = old.update(pd.DataFrame({"unique_id": "a", "ds": ["1600-01-01", "1601-01-01"],
+                                   "y": [1.0, 2.0]}))
+    assert out["cutoff"].tolist()[::3] == [pd.Timestamp("1600-01-01"), pd.Timestamp("1601")]
+    assert out["ds"].tolist()[:3] == [pd.Timestamp(f"{y}-01-01") for y in (1601, 1602, 1603)]
+    late = Forecaster("YS", 1, 3, config=SMALL, outer_loop="off")
+    late.update(pd.DataFrame({"unique_id": "a", "ds": ["2261-01-01"], "y": [1.0]}))
+    assert late.forecast()["ds"].tolist() == [pd.Timestamp(f"{y}-01-01")
+                                              for y in (2262, 2263, 2264)]
+
+
 @pytest.mark.parametrize(("change", "match"), [
     (lambda d: d.drop(columns="y"), "lacks column"),
     (lambda d: d.iloc[[0, 2, 1]],
