@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -130,6 +131,19 @@ def test_dates_beyond_the_years_nanoseconds_span_come_back_as_given() -> None:
     late.update(pd.DataFrame({"unique_id": "a", "ds": ["2261-01-01"], "y": [1.0]}))
     assert late.forecast()["ds"].tolist() == [pd.Timestamp(f"{y}-01-01")
                                               for y in (2262, 2263, 2264)]
+
+
+@pytest.mark.parametrize("tz", ["dateutil/Europe/Berlin", "Europe/Berlin",
+                                dt.timezone(dt.timedelta(hours=5, minutes=30))])
+def test_a_saved_zone_is_read_back_whatever_its_library(tmp_path: Path, tz: object) -> None:
+    """A dateutil zone was saved as its str, tzfile('/usr/share/zoneinfo/...'), and
+    the loaded state's forecast() failed on it (UnknownTimeZoneError)."""
+    ds = pd.date_range("2024-03-20", periods=10, freq="D", tz=tz)
+    f = Forecaster("D", 7, 3, config=SMALL, outer_loop="off")
+    f.update(pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(10.0)}))
+    f.save(tmp_path / "state")
+    again = Forecaster.load(tmp_path / "state", outer_loop="off").forecast()
+    assert again["ds"].tolist() == f.forecast()["ds"].tolist()
 
 
 @pytest.mark.parametrize(("change", "match"), [
