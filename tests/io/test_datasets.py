@@ -155,6 +155,21 @@ def test_bad_files_name_the_file_line_and_problem(tmp_path: Path, fmt: str, text
         datasets.load(write(tmp_path, "x.csv", text), fmt)
 
 
+def test_a_gzip_compressed_csv_is_read_as_the_csv(tmp_path: Path) -> None:
+    """Public data sets come as data.csv.gz: it was refused as not UTF-8 (byte 1)."""
+    import gzip
+
+    text = "unique_id,ds,y\na,2020-01-01,1.5\na,2020-01-02,2.5\n"
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(text.encode()))
+    (plain,) = datasets.load(write(tmp_path, "d.csv", text), "long")
+    (packed,) = datasets.load(tmp_path / "d.csv.gz", "long")
+    assert packed.values.tolist() == plain.values.tolist() == [1.5, 2.5]
+    assert packed.ts.tolist() == plain.ts.tolist()
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(text.encode())[:20])
+    with pytest.raises(DataError, match=r"t\.csv\.gz: not a readable gzip file"):
+        datasets.load(tmp_path / "t.csv.gz", "long")
+
+
 def test_malformed_encoding_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "x.csv", b"V1,V2\nH1,1\nH2,\xff\n")
     with pytest.raises(DataError, match=r"x\.csv:3: not UTF-8"):
