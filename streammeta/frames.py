@@ -110,7 +110,7 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
                         f"{hint})")
     problems = _Problems(frame)
     entities = _entities(frame["unique_id"], max_id_length, problems)
-    ts = _timestamps(frame["ds"], problems, frequency.wall_clock)
+    ts = _timestamps(_period_starts(frame["ds"], frequency), problems, frequency.wall_clock)
     values = _values(frame["y"], problems)
     units, on = frequency.to_units(ts)
     problems.add(np.flatnonzero(~on), Reason.MISALIGNED,
@@ -140,6 +140,17 @@ def _entities(column: Any, max_length: int, problems: _Problems) -> list[str]:
     problems.add(np.flatnonzero(lengths > max_length), Reason.ENTITY_TOO_LONG,
                  f"unique_id is longer than series.max_entity_id_length ({max_length})")
     return names
+
+
+def _period_starts(column: Any, frequency: Frequency) -> Any:
+    """A pandas Period column (``pd.period_range``) as the timestamps ``frequency`` takes:
+    each period's first day, its last for a calendar frequency anchored at the end
+    ("ME"). As text ("2020-01", "2020-01-06/2020-01-12") it was refused."""
+    if not isinstance(column.dtype, pandas().PeriodDtype):
+        return column
+    if frequency.anchor == "end":
+        return column.dt.end_time.dt.normalize()
+    return column.dt.start_time
 
 
 def _timestamps(column: Any, problems: _Problems, wall: bool = False) -> np.ndarray:

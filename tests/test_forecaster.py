@@ -119,6 +119,18 @@ def test_zone_aware_days_and_months_are_the_zones_dates(tmp_path: Path) -> None:
                                                       tz="Europe/Berlin"))
 
 
+def test_a_period_column_is_its_periods_first_or_last_days() -> None:
+    """pd.period_range months were read as text ("2020-01") and refused."""
+    months = pd.period_range("2020-01", periods=3, freq="M")
+    frame = pd.DataFrame({"unique_id": "a", "ds": months, "y": [1.0, 2.0, 3.0]})
+    for freq, first, target in (("MS", "2020-01-01", "2020-04-01"),
+                                ("ME", "2020-01-31", "2020-04-30")):
+        f = Forecaster(freq, 12, 2, config=SMALL, outer_loop="off")
+        out = f.update(frame)
+        assert out["cutoff"].iloc[0] == pd.Timestamp(first)
+        assert f.forecast()["ds"].iloc[0] == pd.Timestamp(target)
+
+
 def test_dates_beyond_the_years_nanoseconds_span_come_back_as_given() -> None:
     """A yearly series from 1600, or forecasts past 2262, were cast to datetime64[ns]
     and wrapped round to other dates (1600 came back as 2184-07-20 23:34:33.709)."""
