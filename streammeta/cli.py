@@ -135,12 +135,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from streammeta.evaluation.protocols import check_step
     from streammeta.io import datasets
     from streammeta.meta.pretrain import pretrain, too_short
 
     config = load_config(args)
     _setup_logging(config)
     series = datasets.load(args.data, args.format, config.series.frequency)
+    check_step(series, config.series, args.data)
     reason = too_short(config, series)
     if reason:
         print(f"warning: {reason}", file=sys.stderr)
@@ -160,13 +162,15 @@ def _backtest_file(config: Config, series: list[Series], path: str) -> tuple[boo
     held-out series' last H origins, as a final origin is judged."""
     from streammeta.evaluation.backtest import prefer_pretrained
     from streammeta.evaluation.evaluate import engine_config, mean_mase
-    from streammeta.evaluation.protocols import final_origin_task
+    from streammeta.evaluation.protocols import final_origin_task, step_of
 
     H, m = config.series.horizon, config.series.season
     long_enough = [s for s in series if len(s) > H + 1]
     if not long_enough:
         return True, "no series long enough to backtest"
-    task = final_origin_task(long_enough, None, H, m, config.series.step_ms)
+    # The data's step, as evaluate takes it: with series.step_ms (hourly by default)
+    # daily values were 24 steps apart for the engine, and the verdict came from that.
+    task = final_origin_task(long_enough, None, H, m, step_of(long_enough))
     seeded = engine_config(config, task, "streammeta")
     pretrained = engine_config(config.replace("model", init=path), task, "streammeta")
     assert seeded is not None and pretrained is not None

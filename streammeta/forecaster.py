@@ -151,7 +151,8 @@ class Forecaster:
         return frames.forecasts(latest.names, self.frequency.to_ms(latest.cutoff[:n]),
                                 self.frequency.targets(latest.cutoff[:n], latest.horizon),
                                 latest.point[:n].copy(), latest.quantiles[:n].copy(), self.levels,
-                                latest.version[:n], latest.warm[:n], self._tz)
+                                latest.version[:n], latest.warm[:n], self._tz,
+                                self.frequency.wall_clock)
 
     @property
     def version(self) -> int:
@@ -198,7 +199,7 @@ class Forecaster:
                                 self.frequency.to_ms(origin[order]),
                                 self.frequency.targets(origin[order], self.config.series.horizon),
                                 point[order], quantiles[order], self.levels, version[order],
-                                warm[order], self._tz)
+                                warm[order], self._tz, self.frequency.wall_clock)
 
     # -- state ----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -211,7 +212,7 @@ class Forecaster:
         payload["forecaster"] = {"config": _config_state(self.config),
                                  "observations": self.observations,
                                  "latest": self._latest.export(),
-                                 "tz": None if self._tz is None else str(self._tz)}
+                                 "tz": None if self._tz is None else _zone_name(self._tz)}
         return Path(store.save(payload).path)
 
     @classmethod
@@ -330,6 +331,20 @@ class _Latest:
         self.cutoff, self.point = saved["cutoff"].numpy().copy(), point.copy()
         self.quantiles = saved["quantiles"].numpy().copy()
         self.version, self.warm = saved["version"].numpy().copy(), saved["warm"].numpy().copy()
+
+
+def _zone_name(tz: Any) -> str:
+    """A name pandas reads back as the zone ``tz``: zoneinfo's key, pytz's zone,
+    dateutil's file ("dateutil/Europe/Berlin": its str, tzfile('/usr/share/…'), made
+    a loaded state's forecast() fail), else its str ("UTC+01:00")."""
+    for attribute in ("key", "zone"):
+        name = getattr(tz, attribute, None)
+        if isinstance(name, str):
+            return name
+    filename = getattr(tz, "_filename", None)
+    if isinstance(filename, str):
+        return "dateutil/" + filename.rpartition("zoneinfo/")[2]
+    return str(tz)
 
 
 def _config_state(config: Config) -> dict[str, dict[str, Any]]:

@@ -29,6 +29,7 @@ from streammeta.io.frequency import Frequency
 COLUMNS = ("unique_id", "ds", "y")
 POINT = "streammeta"
 _SHOWN = 3  # bad rows named in an error message
+_NS_LIMIT_MS = np.iinfo(np.int64).max // 1_000_000  # datetime64[ns] spans ±this many ms
 
 
 def pandas() -> Any:
@@ -64,6 +65,7 @@ class _Problems:
 
     def __init__(self, frame: Any) -> None:
         self.index = frame.index
+        self.ids, self.times = frame["unique_id"], frame["ds"]
         self.found: list[tuple[int, Reason, str]] = []
 
     def add(self, positions: np.ndarray, reason: Reason, what: str) -> None:
@@ -73,8 +75,9 @@ class _Problems:
         if not self.found:
             return
         self.found.sort(key=lambda item: item[0])
-        shown = "; ".join(f"row {label(self.index, p)!r}: {what} ({reason.value})"
-                          for p, reason, what in self.found[:_SHOWN])
+        shown = "; ".join(f"row {label(self.index, p)!r} (unique_id "
+                          f"{label(self.ids.array, p)!r}, ds {self.times.iloc[p]}): {what} "
+                          f"({reason.value})" for p, reason, what in self.found[:_SHOWN])
         more = len(self.found) - _SHOWN
         raise DataError(f"{len(self.found)} row(s) the daemon would dead-letter, nothing "
                         f"applied: {shown}" + (f"; and {more} more" if more > 0 else ""))
@@ -92,15 +95,22 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     entity's newest timestamp in units, None for an entity not seen yet."""
     pd = pandas()
     if not isinstance(frame, pd.DataFrame):
+        package = type(frame).__module__.split(".")[0]
+        kind = type(frame).__name__ if package == "builtins" else (
+            f"{package}.{type(frame).__name__}")  # polars' is a DataFrame too
+        hint = " (convert it with .to_pandas())" if hasattr(frame, "to_pandas") else ""
         raise DataError(f"expected a pandas DataFrame with columns {', '.join(COLUMNS)}, "
-                        f"got {type(frame).__name__}")
+                        f"got a {kind}{hint}")
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
+        named = [c for c in missing if c in (frame.index.names or [])]
+        hint = f"; {', '.join(named)} in the index: .reset_index()" if named else ""
         raise DataError(f"the frame lacks column(s) {', '.join(missing)} (it needs "
-                        f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))})")
+                        f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))}"
+                        f"{hint})")
     problems = _Problems(frame)
     entities = _entities(frame["unique_id"], max_id_length, problems)
-    ts = _timestamps(frame["ds"], problems)
+    ts = _timestamps(_period_starts(frame["ds"], frequency), problems, frequency.wall_clock)
     values = _values(frame["y"], problems)
     units, on = frequency.to_units(ts)
     problems.add(np.flatnonzero(~on), Reason.MISALIGNED,
@@ -132,14 +142,26 @@ def _entities(column: Any, max_length: int, problems: _Problems) -> list[str]:
     return names
 
 
-def _timestamps(column: Any, problems: _Problems) -> np.ndarray:
-    """ds → (N,) epoch ms; bad cells are reported and read as 0."""
+def _period_starts(column: Any, frequency: Frequency) -> Any:
+    """A pandas Period column (``pd.period_range``) as the timestamps ``frequency`` takes:
+    each period's first day, its last for a calendar frequency anchored at the end
+    ("ME"). As text ("2020-01", "2020-01-06/2020-01-12") it was refused."""
+    if not isinstance(column.dtype, pandas().PeriodDtype):
+        return column
+    if frequency.anchor == "end":
+        return column.dt.end_time.dt.normalize()
+    return column.dt.start_time
+
+
+def _timestamps(column: Any, problems: _Problems, wall: bool = False) -> np.ndarray:
+    """ds → (N,) epoch ms (a zone-aware column's wall-clock time, given ``wall``); bad
+    cells are reported and read as 0."""
     pd = pandas()
     null = column.isna().to_numpy()
     problems.add(np.flatnonzero(null), Reason.MISSING_FIELD, "ds is missing")
     if pd.api.types.is_datetime64_any_dtype(column):
         if getattr(column.dt, "tz", None) is not None:
-            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+            column = (column if wall else column.dt.tz_convert("UTC")).dt.tz_localize(None)
         ms = column.to_numpy().astype("datetime64[ms]").astype(np.int64)
         return np.where(null, 0, ms)
     if pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column):
@@ -152,7 +174,7 @@ def _timestamps(column: Any, problems: _Problems) -> np.ndarray:
             if isinstance(raw, bool):
                 raise ValueError(f"timestamp {raw!r} is a boolean")
             out[k] = datasets.parse_ts(raw.isoformat() if hasattr(raw, "isoformat")
-                                       else str(raw))
+                                       else str(raw), wall)
         except (ValueError, OverflowError) as exc:
             problems.add(np.array([k]), Reason.BAD_TIMESTAMP, f"ds: {exc}")
     return out
@@ -165,10 +187,15 @@ def _values(column: Any, problems: _Problems) -> np.ndarray:
         wrong = numbers.isna().to_numpy() & column.notna().to_numpy()
         wrong |= np.array([isinstance(v, bool | str) for v in column.tolist()], dtype=bool)
         problems.add(np.flatnonzero(wrong), Reason.WRONG_TYPE, "y is not a number")
-        column = numbers.where(~wrong, 0.0)
-    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    problems.add(np.flatnonzero(~np.isfinite(values)), Reason.NON_FINITE,
-                 "y is missing, NaN or infinite")
+        # Not Series.where: on a boolean column it warned of pandas' future downcasting.
+        values = np.where(wrong, 0.0, numbers.to_numpy(dtype=np.float64, na_value=np.nan))
+    else:
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(values)
+    problems.add(np.flatnonzero(~finite), Reason.NON_FINITE, "y is missing, NaN or infinite")
+    problems.add(np.flatnonzero(finite & (np.abs(values) > np.finfo(np.float32).max)),
+                 Reason.NON_FINITE, "y is beyond ±3.4e38, the float32 range the engine "
+                 "computes in")
     return values
 
 
@@ -190,10 +217,17 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
     has = previous != none  # a new entity's first row has no previous
     gap = units[by_entity] - np.where(has, previous, 0)
     where = by_entity
-    problems.add(where[has & (gap < 0)], Reason.LATE,
+    within = has & ~first  # against the row before it in the frame
+    problems.add(where[within & (gap < 0)], Reason.LATE,
                  "ds is before the entity's previous ds (rows of a unique_id must be in "
-                 "time order, after any earlier update)")
-    problems.add(where[has & (gap == 0)], Reason.DUPLICATE, "ds repeats the entity's previous ds")
+                 "time order: sort the frame by ds)")
+    problems.add(where[within & (gap == 0)], Reason.DUPLICATE,
+                 "ds repeats the entity's previous ds")
+    for k in np.flatnonzero(has & first & (gap <= 0)).tolist():  # against an earlier update
+        newest = np.datetime64(int(frequency.to_ms(previous[k])), "ms")
+        problems.add(where[k:k + 1], Reason.LATE if gap[k] < 0 else Reason.DUPLICATE,
+                     f"ds is not after {newest}, the newest ds an earlier update applied "
+                     "for this unique_id")
     problems.add(where[has & (gap > 0) & (gap % frequency.step != 0)], Reason.MISALIGNED,
                  f"ds is not a whole number of steps of {frequency.name!r} after the "
                  "entity's previous ds")
@@ -201,16 +235,18 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
 
 def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray,
               point: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...],
-              version: np.ndarray, warm: np.ndarray, tz: Any = None) -> Any:
+              version: np.ndarray, warm: np.ndarray, tz: Any = None,
+              wall: bool = False) -> Any:
     """B forecasts (point (B, H), quantiles (B, Q, H)) → B·H rows of the long format,
-    ``cutoff`` and ``ds`` naive UTC or, given ``tz``, in that time zone.
+    ``cutoff`` and ``ds`` naive UTC or, given ``tz``, in that time zone (the times
+    being its wall-clock ones, given ``wall``: ``Frequency.wall_clock``).
     The frame may share memory with the arrays given: pass arrays nobody changes later."""
     pd = pandas()
     B, H = point.shape
     columns: dict[str, Any] = {
         "unique_id": np.repeat(np.array(entities, dtype=object), H),
-        "cutoff": _datetimes(np.repeat(cutoff_ms, H), tz),
-        "ds": _datetimes(targets_ms.reshape(-1), tz),
+        "cutoff": _datetimes(np.repeat(cutoff_ms, H), tz, wall),
+        "ds": _datetimes(targets_ms.reshape(-1), tz, wall),
         "step": np.tile(np.arange(1, H + 1), B),
         POINT: point.reshape(-1),
     }
@@ -222,12 +258,22 @@ def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray
     return pd.DataFrame(columns, copy=False)
 
 
-def _datetimes(ms: np.ndarray, tz: Any = None) -> Any:
+def _datetimes(ms: np.ndarray, tz: Any = None, wall: bool = False) -> Any:
     """Epoch ms → datetime64[ns], pandas' default unit (numpy does it ~15x faster than
-    pandas.to_datetime); with ``tz``, zone-aware in that zone."""
-    naive = np.asarray(ms, dtype=np.int64).astype("datetime64[ms]").astype("datetime64[ns]")
+    pandas.to_datetime), or [ms] for dates beyond the years 1677–2262 that ns spans;
+    with ``tz``, zone-aware in that zone (``ms`` its wall-clock
+    times, given ``wall``; one that the zone skips moves forward)."""
+    ms = np.asarray(ms, dtype=np.int64)
+    naive = ms.astype("datetime64[ms]")
+    # Kept in ms where ns cannot hold them (before 1677-09-21 or after 2262-04-11):
+    # cast, they wrapped around to other dates without a word.
+    if not len(ms) or int(np.abs(ms).max()) < _NS_LIMIT_MS:
+        naive = naive.astype("datetime64[ns]")
     if tz is None:
         return naive
+    if wall:
+        return pandas().DatetimeIndex(naive).tz_localize(tz, ambiguous="NaT",
+                                                         nonexistent="shift_forward")
     return pandas().DatetimeIndex(naive).tz_localize("UTC").tz_convert(tz)
 
 

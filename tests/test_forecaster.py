@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -100,14 +101,75 @@ def test_zone_aware_times_come_back_in_their_zone(tmp_path: Path) -> None:
     assert naive["ds"].tolist() == out["ds"].dt.tz_convert("UTC").dt.tz_localize(None).tolist()
 
 
+def test_zone_aware_days_and_months_are_the_zones_dates(tmp_path: Path) -> None:
+    """Daily ds at Berlin midnights across the switch to summer time are 23 hours
+    apart in UTC, and Berlin's month starts are 23:00 UTC the day before: both were
+    refused as misaligned. Steps of whole days count the zone's wall clock."""
+    days = pd.date_range("2024-03-20", periods=20, freq="D", tz="Europe/Berlin")
+    f = Forecaster("D", 7, 3, config=SMALL, outer_loop="off")
+    f.update(pd.DataFrame({"unique_id": "a", "ds": days, "y": np.arange(20.0)}))
+    assert f.forecast()["ds"].tolist() == [days[-1] + pd.Timedelta(days=k) for k in (1, 2, 3)]
+    months = pd.date_range("2023-10-01", periods=8, freq="MS", tz="Europe/Berlin")
+    m = Forecaster("MS", 12, 3, config=SMALL, outer_loop="off")
+    out = m.update(pd.DataFrame({"unique_id": "a", "ds": months, "y": np.arange(8.0)}))
+    assert out["cutoff"].tolist()[::3] == months.tolist()
+    m.save(tmp_path / "state")
+    again = Forecaster.load(tmp_path / "state", outer_loop="off").forecast()
+    assert again["ds"].tolist() == list(pd.date_range("2024-06-01", periods=3, freq="MS",
+                                                      tz="Europe/Berlin"))
+
+
+def test_a_period_column_is_its_periods_first_or_last_days() -> None:
+    """pd.period_range months were read as text ("2020-01") and refused."""
+    months = pd.period_range("2020-01", periods=3, freq="M")
+    frame = pd.DataFrame({"unique_id": "a", "ds": months, "y": [1.0, 2.0, 3.0]})
+    for freq, first, target in (("MS", "2020-01-01", "2020-04-01"),
+                                ("ME", "2020-01-31", "2020-04-30")):
+        f = Forecaster(freq, 12, 2, config=SMALL, outer_loop="off")
+        out = f.update(frame)
+        assert out["cutoff"].iloc[0] == pd.Timestamp(first)
+        assert f.forecast()["ds"].iloc[0] == pd.Timestamp(target)
+
+
+def test_dates_beyond_the_years_nanoseconds_span_come_back_as_given() -> None:
+    """A yearly series from 1600, or forecasts past 2262, were cast to datetime64[ns]
+    and wrapped round to other dates (1600 came back as 2184-07-20 23:34:33.709)."""
+    old = Forecaster("YS", 1, 3, config=SMALL, outer_loop="off")
+    out = old.update(pd.DataFrame({"unique_id": "a", "ds": ["1600-01-01", "1601-01-01"],
+                                   "y": [1.0, 2.0]}))
+    assert out["cutoff"].tolist()[::3] == [pd.Timestamp("1600-01-01"), pd.Timestamp("1601")]
+    assert out["ds"].tolist()[:3] == [pd.Timestamp(f"{y}-01-01") for y in (1601, 1602, 1603)]
+    late = Forecaster("YS", 1, 3, config=SMALL, outer_loop="off")
+    late.update(pd.DataFrame({"unique_id": "a", "ds": ["2261-01-01"], "y": [1.0]}))
+    assert late.forecast()["ds"].tolist() == [pd.Timestamp(f"{y}-01-01")
+                                              for y in (2262, 2263, 2264)]
+
+
+@pytest.mark.parametrize("tz", ["dateutil/Europe/Berlin", "Europe/Berlin",
+                                dt.timezone(dt.timedelta(hours=5, minutes=30))])
+def test_a_saved_zone_is_read_back_whatever_its_library(tmp_path: Path, tz: object) -> None:
+    """A dateutil zone was saved as its str, tzfile('/usr/share/zoneinfo/...'), and
+    the loaded state's forecast() failed on it (UnknownTimeZoneError)."""
+    ds = pd.date_range("2024-03-20", periods=10, freq="D", tz=tz)
+    f = Forecaster("D", 7, 3, config=SMALL, outer_loop="off")
+    f.update(pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(10.0)}))
+    f.save(tmp_path / "state")
+    again = Forecaster.load(tmp_path / "state", outer_loop="off").forecast()
+    assert again["ds"].tolist() == f.forecast()["ds"].tolist()
+
+
 @pytest.mark.parametrize(("change", "match"), [
     (lambda d: d.drop(columns="y"), "lacks column"),
-    (lambda d: d.iloc[[0, 2, 1]], r"row 1: ds is before .*\(late\)"),
+    (lambda d: d.iloc[[0, 2, 1]],
+     r"row 1 \(unique_id 'a', ds 2024-01-01 01:00:00\): ds is before .*sort the frame.*\(late\)"),
     (lambda d: d.iloc[[0, 1, 1]], r"\(duplicate\)"),
     (lambda d: d.assign(ds=d["ds"] + pd.to_timedelta([0, 0, 30], unit="min")),
-     r"row 2: ds is not a whole number of steps .*\(misaligned_timestamp\)"),
-    (lambda d: d.assign(y=[1.0, np.nan, 2.0]), r"row 1: y is missing.*\(non_finite\)"),
+     r"row 2 \(.*\): ds is not a whole number of steps .*\(misaligned_timestamp\)"),
+    (lambda d: d.assign(y=[1.0, np.nan, 2.0]), r"row 1 \(.*\): y is missing.*\(non_finite\)"),
     (lambda d: d.assign(y=[1.0, "2", 3.0]), r"\(wrong_type\)"),
+    (lambda d: d.assign(y=[True, False, True]), r"row 0 \(.*\): y is not a number"),
+    (lambda d: d.assign(y=pd.array([True, None, False], dtype="boolean")), r"\(wrong_type\)"),
+    (lambda d: d.assign(y=[1.0, 1e39, 3.0]), r"row 1 \(.*\): y is beyond .*\(non_finite\)"),
     (lambda d: d.assign(unique_id=["a", "", "a"]), r"\(entity_empty\)"),
     (lambda d: d.assign(ds=["2024-01-01", "yesterday", "2024-01-02"]), r"\(bad_timestamp\)"),
 ])
@@ -129,9 +191,12 @@ def test_off_calendar_dates_and_rows_older_than_the_last_update_are_refused() ->
         f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-01-15"], "y": [1.0]}))
     f.update(pd.DataFrame({"unique_id": ["a", "a"], "ds": ["2020-01-01", "2020-02-01"],
                            "y": [1.0, 2.0]}))
-    with pytest.raises(DataError, match=r"\(duplicate\)"):
+    # Named with the newest ds applied (a frame loaded from elsewhere does not show it).
+    newest = r"ds is not after 2020-02-01T00:00:00.000, the newest ds an earlier update"
+    with pytest.raises(DataError, match=rf"\(unique_id 'a', ds 2020-02-01\): {newest}.*"
+                       r"\(duplicate\)"):
         f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-02-01"], "y": [1.0]}))
-    with pytest.raises(DataError, match=r"\(late\)"):
+    with pytest.raises(DataError, match=rf"{newest}.*\(late\)"):
         f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-01-01"], "y": [1.0]}))
     out = f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-05-01"], "y": [3.0]}))
     assert out["cutoff"].iloc[0] == pd.Timestamp("2020-05-01")  # a gap is fine
@@ -211,8 +276,17 @@ def test_background_outer_loop_is_the_daemons_thread() -> None:
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="outer_loop"):
         Forecaster(outer_loop="sometimes")  # type: ignore[arg-type]
-    with pytest.raises(DataError, match="expected a pandas DataFrame"):
+    with pytest.raises(DataError, match=r"expected a pandas DataFrame.*got a list$"):
         forecaster().update([("a", 1, 2.0)])
+    # A polars frame is a "DataFrame" too: it is named by its package, with the way out.
+    polars_like = type("DataFrame", (), {"__module__": "polars.dataframe.frame",
+                                         "to_pandas": lambda self: None})()
+    with pytest.raises(DataError, match=r"got a polars\.DataFrame \(convert it with "
+                       r"\.to_pandas\(\)\)"):
+        forecaster().update(polars_like)
+    frame = pd.DataFrame({"unique_id": ["a"], "ds": ["2024-01-01"], "y": [1.0]})
+    with pytest.raises(DataError, match=r"unique_id in the index: \.reset_index\(\)"):
+        forecaster().update(frame.set_index("unique_id"))
 
 
 def test_an_empty_frame_gives_no_forecasts() -> None:

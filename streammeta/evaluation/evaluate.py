@@ -41,7 +41,7 @@ from streammeta.config import Config
 from streammeta.errors import DataError
 from streammeta.evaluation import backtest, baselines, peers
 from streammeta.evaluation import scores as M
-from streammeta.evaluation.protocols import Task, load_tasks, plot_rows
+from streammeta.evaluation.protocols import Task, load_tasks, plot_rows, unscaled_note
 from streammeta.evaluation.runs import Evaluation, MethodRun
 from streammeta.io import datasets
 
@@ -145,7 +145,8 @@ def _stream(task: Task, config: Config) -> tuple[list[str], np.ndarray, np.ndarr
         units, on = frequency.to_units(s.ts)
         if not bool(on.all()):
             at = int(np.flatnonzero(~on)[0])
-            raise DataError(f"{s.entity}: timestamp {s.ts[at]} ms is not a date of freq "
+            when = np.datetime64(int(s.ts[at]), "ms")
+            raise DataError(f"series {s.entity!r}: {when} (UTC) is not a date of freq "
                             f"{frequency.name!r} (series.freq)")
         stream.append(datasets.Series(s.entity, units, s.values))
     return datasets.interleave(stream, task.arrival_gap, frequency.step)
@@ -378,6 +379,7 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
     if unknown:
         raise DataError(f"unknown method {unknown[0]!r}: expected some of {', '.join(METHODS)}")
     tasks, notes = load_tasks(args, config)
+    notes += [n for n in map(unscaled_note, tasks) if n]
     if not peers.available() and any(m in PEER_METHODS for m in methods):
         if args.methods:
             raise DataError("the peers need statsforecast: pip install 'streammeta[eval]'")

@@ -21,6 +21,7 @@ Formats (``fmt`` of :func:`load`):
 * ``ett`` — the ETT CSVs: a ``date`` column (UTC) and one column per variable;
   every variable is one entity named after its column.
 
+A CSV may be gzip-compressed (``Daily-train.csv.gz``): it is read as the CSV.
 A file that cannot be used raises :class:`DataError` naming the file, the line
 and what is wrong. The real data sets live beside the repository in
 ``../shared/data`` (see :func:`default_data_dir`); a small M4 subset ships with
@@ -30,6 +31,7 @@ the package (:func:`bundled_m4`).
 from __future__ import annotations
 
 import csv
+import gzip
 import importlib.resources
 import io
 import itertools
@@ -42,7 +44,14 @@ import numpy as np
 
 from streammeta.errors import DataError
 from streammeta.io.frequency import Frequency
-from streammeta.io.series import Series, group, long_columns, parse_ts
+from streammeta.io.series import (
+    ABSENT,
+    MISSING_VALUE,
+    Series,
+    group,
+    long_columns,
+    parse_ts,
+)
 
 M4_START_MS = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp() * 1000)
 HOUR_MS = 3_600_000
@@ -76,6 +85,11 @@ def _text(path: Path) -> str:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if data[:2] == b"\x1f\x8b":  # gzip (data.csv.gz): it was "not UTF-8 text (byte 1)"
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable gzip file ({exc})") from None
     if not data.strip():
         raise DataError(f"{path}: empty file")
     try:
@@ -133,7 +147,8 @@ def _numbers(cells: list[str], width: int, lines: Sequence[int],
     return values.reshape(-1, width)
 
 
-def _timestamps(cells: list[str], lines: Sequence[int], path: Path) -> np.ndarray:
+def _timestamps(cells: list[str], lines: Sequence[int], path: Path,
+                wall: bool = False) -> np.ndarray:
     try:  # all epoch ms: one numpy call
         return np.array(cells, dtype=np.int64)
     except (ValueError, OverflowError):
@@ -147,7 +162,7 @@ def _timestamps(cells: list[str], lines: Sequence[int], path: Path) -> np.ndarra
     out: list[int] = []  # mixed kinds or time zones: one by one, naming a bad cell
     for raw, line in zip(cells, lines, strict=True):
         try:
-            out.append(parse_ts(raw))
+            out.append(parse_ts(raw, wall))
         except (ValueError, OverflowError) as exc:
             raise DataError(f"{path}:{line}: {exc}") from None
     try:
@@ -242,14 +257,15 @@ def find_m4_test(train_path: PathLike) -> Path | None:
     return None
 
 
-def load_long(path: PathLike) -> list[Series]:
+def load_long(path: PathLike, wall: bool = False) -> list[Series]:
     """Series of a long CSV ``entity,ts,value`` (or ``unique_id,ds,y``), entities in
-    order of first appearance; Parquet by its ``.parquet`` name."""
+    order of first appearance; Parquet by its ``.parquet`` name. ``wall``: times with
+    an offset or zone count in its wall clock (``Frequency.wall_clock``)."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":
         from streammeta.io import tables
 
-        return tables.load_parquet(path)
+        return tables.load_parquet(path, wall)
     header, lines, rows = _records(path)
     ie, it, iv = long_columns(header, path)
     need = max(ie, it, iv) + 1
@@ -257,9 +273,14 @@ def load_long(path: PathLike) -> list[Series]:
         if len(row) < need:
             raise DataError(f"{path}:{line}: expected at least {need} columns, got {len(row)}")
     entities = [row[ie] for row in rows]
-    ts = _timestamps([row[it] for row in rows], lines, path)
-    values = _numbers([row[iv] for row in rows], 1, lines, lambda _: _column(header, iv),
-                      path)[:, 0]
+    ts = _timestamps([row[it] for row in rows], lines, path, wall)
+    cells = [row[iv] for row in rows]
+    try:
+        values = _numbers(cells, 1, lines, lambda _: _column(header, iv), path)[:, 0]
+    except DataError as exc:
+        if not any(cell.strip().lower() in ABSENT for cell in cells):
+            raise
+        raise DataError(f"{exc}: {MISSING_VALUE}") from None
     return group(entities, ts, values, lines, path)
 
 
@@ -293,7 +314,8 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
     """Load ``path`` in format ``fmt`` (one of :data:`FORMATS`); for ``m4`` see
     :func:`resolve_m4`. ``frequency`` (``series.freq``, else ``series.step_ms``): the
     clock an M4 file, which has no timestamps, is placed on (default hourly); the
-    other formats keep their own timestamps."""
+    other formats keep their own timestamps (a long file's with an offset or zone in
+    its wall clock where ``frequency`` steps whole days: ``Frequency.wall_clock``)."""
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     path = Path(path)
@@ -306,7 +328,9 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
         raise DataError(f"{path}: is a directory, expected a {fmt} file")
     if fmt == "m4":
         return load_m4(path, frequency=frequency)
-    return load_long(path) if fmt == "long" else load_ett(path)
+    if fmt == "long":
+        return load_long(path, frequency is not None and frequency.wall_clock)
+    return load_ett(path)
 
 
 # -- one stream ------------------------------------------------------------------------

@@ -63,6 +63,15 @@ class Frequency:
         return self.unit == "month"
 
     @property
+    def wall_clock(self) -> bool:
+        """Whether zone-aware times are read as the zone's wall-clock time: for steps
+        of whole days (``"D"``, ``"W"``, calendar months), whose dates are local
+        midnights a day apart though 23 or 25 hours apart in UTC across a change of
+        daylight saving time, and on the 1st in the zone though not in UTC. Shorter
+        steps count in UTC (an hour of the wall clock repeats in autumn)."""
+        return self.calendar or self.step % DAY_MS == 0
+
+    @property
     def step_ms(self) -> int:
         """The step in ms for a fixed frequency; 0 for a calendar one (no fixed length)."""
         return 0 if self.calendar else self.step
@@ -110,7 +119,9 @@ def parse(spec: str, step_ms: int = 3_600_000) -> Frequency:
         raise ValueError(_expected(spec))
     if _IRREGULAR.match(alias):
         raise ValueError(f"unsupported frequency {spec!r}: expected {_ACCEPTED} (business "
-                         "days and semi-months are not regular steps)")
+                         "days and semi-months are not regular steps; values on business "
+                         "days can go with D: the engine fills each weekend as a gap of "
+                         "two steps, evaluate places the values one step apart)")
     if anchor and not _anchored(alias, anchor):
         raise ValueError(f"unknown frequency {spec!r}: expected {_ACCEPTED}; an anchor after "
                          "a dash is a weekday for W (W-MON), a month for QS, QE, YS, YE "

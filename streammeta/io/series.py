@@ -42,8 +42,9 @@ class Series:
         return len(self.values)
 
 
-def parse_ts(raw: str) -> int:
-    """Epoch ms (integral) or ISO-8601 (naive means UTC) → epoch ms; ValueError if neither."""
+def parse_ts(raw: str, wall: bool = False) -> int:
+    """Epoch ms (integral) or ISO-8601 (naive means UTC) → epoch ms; ValueError if neither.
+    ``wall``: an offset is dropped, the wall-clock time kept (``Frequency.wall_clock``)."""
     try:
         return int(raw)
     except ValueError:
@@ -60,12 +61,16 @@ def parse_ts(raw: str) -> int:
         parsed = datetime.fromisoformat(raw.strip())
     except ValueError:
         raise ValueError(f"timestamp {raw!r} is neither epoch ms nor ISO-8601") from None
-    if parsed.tzinfo is None:
+    if parsed.tzinfo is None or wall:
         parsed = parsed.replace(tzinfo=UTC)
     return (parsed - _EPOCH) // _MS  # exact integer arithmetic, no float rounding
 
 
 LONG_COLUMNS = (("entity", "ts", "value"), ("unique_id", "ds", "y"))
+# What to do about missing values in a long table, said with the refusal.
+MISSING_VALUE = ("drop the rows without a value (missing values are gaps: evaluate scores "
+                 "the values left one step apart, the daemon fills short gaps)")
+ABSENT = ("", "nan", "na", "n/a", "null", "none", "<na>")  # how CSVs write a missing value
 
 
 def long_columns(header: Sequence[str], path: Path) -> tuple[int, int, int]:

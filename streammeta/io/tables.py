@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from streammeta.errors import DataError
-from streammeta.io.series import Series, group, long_columns, parse_ts
+from streammeta.io.series import MISSING_VALUE, Series, group, long_columns, parse_ts
 
 if TYPE_CHECKING:
     from streammeta.io.frequency import Frequency
@@ -35,7 +35,9 @@ def _pandas() -> Any:
     return pandas
 
 
-def load_parquet(path: Path) -> list[Series]:
+def load_parquet(path: Path, wall: bool = False) -> list[Series]:
+    """The series of a long Parquet file; ``wall``: a zone-aware ``ts`` counts in its
+    zone's wall clock (``Frequency.wall_clock``), else in UTC."""
     pd = _pandas()
     try:
         frame = pd.read_parquet(path)
@@ -47,23 +49,30 @@ def load_parquet(path: Path) -> list[Series]:
         raise DataError(f"{path}: no data rows")
     header = [str(c) for c in frame.columns]
     ie, it, iv = long_columns(header, path)
+    for j in (ie, it):  # null: "None" as an id, NaT as the year -292 million
+        null = np.flatnonzero(frame.iloc[:, j].isna().to_numpy())
+        if len(null):
+            raise DataError(f"{path}: row {int(null[0]) + 1}: column {header[j]!r} is "
+                            f"missing ({len(null)} row(s) without one)")
     stamps = frame.iloc[:, it]
     if pd.api.types.is_datetime64_any_dtype(stamps):
         if getattr(stamps.dt, "tz", None) is not None:
-            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+            stamps = (stamps if wall else stamps.dt.tz_convert("UTC")).dt.tz_localize(None)
         ts = stamps.to_numpy().astype("datetime64[ms]").astype(np.int64)
     elif pd.api.types.is_integer_dtype(stamps):
         ts = stamps.to_numpy(dtype=np.int64)
     else:
         try:
-            ts = np.array([parse_ts(str(v)) for v in stamps], dtype=np.int64)
+            ts = np.array([parse_ts(str(v), wall) for v in stamps], dtype=np.int64)
         except ValueError as exc:
             raise DataError(f"{path}: column {header[it]!r}: {exc}") from None
     values = pd.to_numeric(frame.iloc[:, iv], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
-        raise DataError(f"{path}: row {int(bad[0]) + 1}: column {header[iv]!r}: "
-                        f"{frame.iloc[int(bad[0]), iv]!r} is not a finite number")
+        cell = frame.iloc[int(bad[0]), iv]
+        cell = cell.item() if hasattr(cell, "item") else cell  # nan, not np.float64(nan)
+        raise DataError(f"{path}: row {int(bad[0]) + 1}: column {header[iv]!r}: {cell!r} is "
+                        f"not a finite number ({len(bad)} row(s) so): {MISSING_VALUE}")
     entities = [str(e) for e in frame.iloc[:, ie].tolist()]
     return group(entities, ts, values, None, path)
 

@@ -76,26 +76,33 @@ class Round:
 def admit(arena: Arena, rows: np.ndarray, slots_np: np.ndarray, ts_np: np.ndarray,
           y_np: np.ndarray, step: int, transform: str, result: Result) -> Round:
     """Reject observations whose timestamp is not a whole number of steps after
-    their entity's last one; the rest, with the steps missing before each. ``ts`` and
-    ``step`` in one unit: ms, or months for a calendar frequency
-    (``streammeta.io.frequency``)."""
+    their entity's last one, or whose value float32 cannot hold (beyond ±3.4e38: as
+    inf it made every later forecast of the entity NaN); the rest, with the steps
+    missing before each. ``ts`` and ``step`` in one unit: ms, or months for a calendar
+    frequency (``streammeta.io.frequency``)."""
     slots = torch.from_numpy(slots_np)
     ts = torch.from_numpy(ts_np)
+    raw = torch.from_numpy(y_np).to(torch.float32)
     count = arena.count[slots]
     delta = ts - arena.last_ts[slots]
     seen = count > 0
-    bad = seen & ((delta <= 0) | (delta % step != 0))
+    huge = ~torch.isfinite(raw)
+    bad = (seen & ((delta <= 0) | (delta % step != 0))) | huge
     if bool(bad.any()):
         for i in torch.nonzero(bad).flatten().tolist():
+            if bool(huge[i]):
+                result.rejected.append((int(rows[i]), Reason.NON_FINITE,
+                                        f"value {float(y_np[i])!r} is beyond float32"))
+                continue
             d = int(delta[i])
             reason = (Reason.DUPLICATE if d == 0 else Reason.LATE if d < 0
                       else Reason.MISALIGNED)
             result.rejected.append((int(rows[i]), reason,
                                     f"ts {int(ts[i])} vs last {int(ts[i]) - d}"))
         keep = ~bad
-        rows, y_np = rows[keep.numpy()], y_np[keep.numpy()]
+        rows, raw = rows[keep.numpy()], raw[keep]
         slots, ts, delta, seen = slots[keep], ts[keep], delta[keep], seen[keep]
-    y = model.to_model_units(torch.from_numpy(y_np).to(torch.float32), transform)
+    y = model.to_model_units(raw, transform)
     gap = torch.where(seen, delta // step - 1, torch.zeros_like(delta))
     return Round(rows, slots, ts, y, gap)
 

@@ -12,6 +12,7 @@ from streammeta import config as config_mod
 from streammeta.cli import main
 from streammeta.evaluation import evaluate as E
 from streammeta.evaluation import protocols as P
+from streammeta.evaluation import scores as M
 from streammeta.io import datasets
 
 HOUR = datasets.HOUR_MS
@@ -86,6 +87,19 @@ def test_rolling_scores_each_forecast_against_the_next_h_values() -> None:
     assert cold.sum() == P.COLD_START
     assert task.pos[cold].tolist() == list(range(17, 17 + P.COLD_START))
     assert task.pos.max() == 300 - 1 - 12
+
+
+def test_each_origin_is_scaled_by_its_own_entitys_history() -> None:
+    """MASE's scale and the MSE units are each origin's entity's prefix statistics,
+    whatever the entities' lengths (the origins are grouped with one sort)."""
+    rng = np.random.default_rng(7)
+    series = [datasets.Series(f"e{k}", np.arange(n) * HOUR, rng.uniform(1, 9) * rng.normal(
+        size=n)) for k, n in enumerate([40, 25, 90, 17])]
+    task = P.rolling_task(series, horizon=4, season=3, step_ms=HOUR, warmup=5)
+    for k, s in enumerate(series):
+        rows = task.ent == k
+        assert np.array_equal(task.scale[rows], M.seasonal_scale(s.values, 3)[task.pos[rows]])
+        assert np.array_equal(task.std[rows], M.history_std(s.values)[task.pos[rows]])
 
 
 # -- leakage ---------------------------------------------------------------------------
@@ -361,3 +375,66 @@ def test_constant_series_are_scored_not_a_crash(tmp_path: Path) -> None:
     assert main([*args[:2], str(mixed), *args[3:]]) == 0
     ours = next(r for r in json.loads(out.read_text())["results"] if r["method"] == "streammeta")
     assert math.isfinite(ours["mase"]) and math.isfinite(ours["owa"])
+
+
+def test_final_origin_on_series_all_too_short_stops_saying_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Held-out test values leave a series of at most H + 1 values nothing to forecast
+    from; where no series is longer, ``evaluate`` stopped on a numpy TypeError."""
+    path = tmp_path / "short.csv"
+    path.write_text("unique_id,ds,y\na,2021-01-01,1.0\na,2021-01-02,2.0\nb,2021-01-01,3.0\n")
+    args = ["evaluate", "--data", str(path), "--format", "long", "--protocol",
+            "final-origin", "--horizon", "14", "--season", "7", "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "nothing to score" in err and "longest has 2" in err and "--horizon" in err
+
+
+def test_data_not_one_step_of_the_frequency_apart_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Daily values with ``series.freq = "h"``, or epoch seconds read as milliseconds:
+    the engine counts in the frequency's step, so it took each value as a gap of 23
+    hours (MASE 5.8 against seasonal naive's 0.93) or rejected them all, and the run
+    exited 0. It is refused, naming both steps."""
+    days = [str(d) for d in np.arange(np.datetime64("2021-01-01"), np.datetime64("2021-05-01"))]
+    path = _seasonal_csv(tmp_path / "daily.csv", "unique_id,ds,y", "d", days, 7, 50, 5, 1.0,
+                         seed=3)
+    args = ["evaluate", "--data", str(path), "--format", "long", "--protocol", "rolling",
+            "--horizon", "7", "--season", "7", "--methods", "streammeta", "naive", "-q"]
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "h")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "86400000 ms apart" in err and "'h' is a step of 3600000 ms" in err
+    assert main(["pretrain", "--data", str(path), "--format", "long", "--out",
+                 str(tmp_path / "p.smp"), "--steps", "1", "-q"]) == 2
+    assert "'h' is a step of 3600000 ms" in capsys.readouterr().err
+    seconds = tmp_path / "seconds.csv"
+    seconds.write_text("unique_id,ds,y\n" + "".join(
+        f"s,{1609459200 + 86400 * k},{k % 7}.5\n" for k in range(60)))
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "D")
+    assert main([args[0], "--data", str(seconds), *args[3:]]) == 2
+    assert "86400 ms apart" in capsys.readouterr().err
+    assert main(args) == 0  # the data's own step
+
+
+def test_origins_without_a_seasonal_scale_are_said_to_be_left_out_of_mase(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A year of weekly values at m = 52 leaves no origin a seasonal scale: MASE was
+    NaN (or, in a mix, the mean of the other series) with nothing said."""
+    weeks = np.datetime64("2020-01-05") + 7 * np.arange(60)
+    path = _seasonal_csv(tmp_path / "weekly.csv", "unique_id,ds,y", "w",
+                         [str(day) for day in weeks], 52, 20, 3, 0.5, seed=6)
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "W-SUN")
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(path), "--format", "long", "--protocol",
+            "final-origin", "--horizon", "13", "--season", "52", "--methods", "naive",
+            "--json", str(out), "-q"]
+    assert main(args) == 0
+    notes = json.loads(out.read_text())["notes"]
+    assert "final-origin H=13: MASE and pinball leave out 3 of 3 origins whose history " \
+           "has no seasonal scale (fewer than m + 1 = 53 values, or flat); the other " \
+           "metrics score them" in notes
+    args[args.index("52")] = "12"
+    assert main(args) == 0  # m = 12: every origin has a scale
+    assert not any("leave out" in n for n in json.loads(out.read_text())["notes"])

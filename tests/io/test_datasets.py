@@ -138,6 +138,8 @@ def test_ett_columns_are_entities_on_the_utc_date_clock(tmp_path: Path) -> None:
     ("long", "entity,ts,value\na,1.5,1\n", r"x\.csv:2: timestamp '1\.5' is not a whole"),
     ("long", "entity,ts,value\na,0,1\n\na,1,high\n", r"x\.csv:4: column 'value': 'high'"),
     ("long", "entity,ts,value\na,0,1\n,1,2\n", r"x\.csv:3: empty entity id"),
+    ("long", "unique_id,ds,y\na,0,1\na,1,\na,2,NaN\n",  # what to do is said
+     r"x\.csv:3: column 'y': '' is not a number: drop the rows without a value"),
     ("ett", "time,OT\n0,1\n", r"x\.csv:1: the first column must be 'date'"),
     ("ett", "date\n2016-07-01,\n", "no variable columns"),
     ("ett", "date,OT,OT\n2016-07-01,1,2\n", "unique name"),
@@ -151,6 +153,21 @@ def test_bad_files_name_the_file_line_and_problem(tmp_path: Path, fmt: str, text
                                                    message: str) -> None:
     with pytest.raises(DataError, match=message):
         datasets.load(write(tmp_path, "x.csv", text), fmt)
+
+
+def test_a_gzip_compressed_csv_is_read_as_the_csv(tmp_path: Path) -> None:
+    """Public data sets come as data.csv.gz: it was refused as not UTF-8 (byte 1)."""
+    import gzip
+
+    text = "unique_id,ds,y\na,2020-01-01,1.5\na,2020-01-02,2.5\n"
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(text.encode()))
+    (plain,) = datasets.load(write(tmp_path, "d.csv", text), "long")
+    (packed,) = datasets.load(tmp_path / "d.csv.gz", "long")
+    assert packed.values.tolist() == plain.values.tolist() == [1.5, 2.5]
+    assert packed.ts.tolist() == plain.ts.tolist()
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(text.encode())[:20])
+    with pytest.raises(DataError, match=r"t\.csv\.gz: not a readable gzip file"):
+        datasets.load(tmp_path / "t.csv.gz", "long")
 
 
 def test_malformed_encoding_names_the_line(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ def test_the_config_error_says_what_is_expected_once(spec: str) -> None:
     message = str(caught.value)
     assert "expected expected" not in message
     assert message.count("expected a fixed step (ms, s, min, h, D, W") == 1
+    if spec == "B":  # and what to do instead
+        assert "values on business days can go with D" in message
 
 
 def test_a_bad_frequency_in_config_names_the_key() -> None:

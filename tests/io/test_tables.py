@@ -102,3 +102,47 @@ def test_parquet_timestamps_with_a_time_zone_or_as_text(tmp_path: Path) -> None:
     aware.assign(ds=["2020-01-01T00:00:00Z", "nonsense"]).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DataError, match=r"column 'ds'.*nonsense"):
         datasets.load(tmp_path / "t.parquet", "long")
+
+
+def test_parquet_rows_without_an_id_or_a_time_are_refused_naming_the_row(
+        tmp_path: Path) -> None:
+    """A null id became a series named "None", a NaT the year -292 million (its series
+    re-timed around it): both silently. Refused, as an empty cell of a CSV is."""
+    frame = m1_long(2)
+    for column, row in (("unique_id", 3), ("ds", 5)):
+        broken = frame.astype({column: object})
+        broken.loc[row, column] = None
+        broken.to_parquet(tmp_path / "b.parquet")
+        with pytest.raises(DataError, match=rf"row {row + 1}: column '{column}' is missing"):
+            datasets.load(tmp_path / "b.parquet", "long")
+    frame.assign(y=frame["y"].where(frame.index != 7)).to_parquet(tmp_path / "y.parquet")
+    with pytest.raises(DataError, match=r"row 8: column 'y': nan is not a finite number "
+                       r"\(1 row\(s\) so\): drop the rows without a value"):
+        datasets.load(tmp_path / "y.parquet", "long")
+    frame.loc[5, "ds"] = pd.NaT  # a datetime column's own null
+    frame.to_parquet(tmp_path / "nat.parquet")
+    with pytest.raises(DataError, match=r"row 6: column 'ds' is missing"):
+        datasets.load(tmp_path / "nat.parquet", "long")
+
+
+def test_zone_aware_months_and_days_are_the_zones_dates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Berlin's month starts are 23:00 UTC the day before: with series.freq "MS" a
+    zone-aware Parquet or a CSV with offsets was refused as off the calendar. Steps
+    of whole days read such times in their zone's wall clock; shorter ones in UTC."""
+    frame = m1_long(2)
+    frame["ds"] = frame["ds"].dt.tz_localize("Europe/Berlin")
+    frame.to_parquet(tmp_path / "m.parquet")
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    for name in ("m.parquet", "m.csv"):
+        a, _ = datasets.load(tmp_path / name, "long", parse("MS"))
+        assert a.ts[:2].tolist() == [631152000000, 633830400000]  # 1990-01-01, -02-01
+        assert datasets.load(tmp_path / name, "long", parse("h"))[0].ts[0] == 631148400000
+    days = pd.date_range("2024-03-20", periods=20, freq="D", tz="Europe/Berlin")
+    pd.DataFrame({"unique_id": "d", "ds": days, "y": 1.0}).to_csv(tmp_path / "d.csv")
+    (d,) = datasets.load(tmp_path / "d.csv", "long", parse("D"))
+    assert set(np.diff(d.ts).tolist()) == {86_400_000}  # 23 hours apart in UTC on the 31st
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "MS")
+    assert main(["evaluate", "--data", str(tmp_path / "m.parquet"), "--format", "long",
+                 "--protocol", "final-origin", "--horizon", "6", "--season", "12",
+                 "--methods", "streammeta", "naive", "-q"]) == 0

@@ -109,3 +109,25 @@ def test_series_too_short_for_a_whole_task_pretrain_on_young_tasks(cfg: Config) 
                              s.values[:layout.young_length - 1]) for s in series]
     with pytest.raises(DataError, match=f"young tasks {layout.young_length}"):
         meta_train(cfg, short, steps=1, progress=False)
+
+
+def test_pretrain_backtests_daily_values_one_day_apart_without_a_frequency(
+        cfg: Config, tmp_path: Path) -> None:
+    """``streammeta pretrain``'s backtest takes the data's step, as ``evaluate`` does:
+    with ``series.freq`` unset it gave the engine ``series.step_ms`` (hourly), so daily
+    values were 24 steps apart, and the verdict on the file (MASE 3.8 against 0.66 on
+    twelve daily series) came from forecasts across gaps."""
+    from streammeta.cli import _backtest_file
+    from streammeta.meta.pretrain import pretrain
+
+    values = related_family(12, 200, seed=6)
+    ts = np.arange(values.shape[1], dtype=np.int64) * 86_400_000
+    series = [datasets.Series(f"s{i}", ts, v) for i, v in enumerate(values)]
+    path = tmp_path / "daily.csv"
+    path.write_text("unique_id,ds,y\n" + "".join(
+        f"{s.entity},{t},{v}\n" for s in series for t, v in zip(s.ts, s.values, strict=True)))
+    out = tmp_path / "daily.smp"
+    cfg = cfg.replace("series", season=7, horizon=7)
+    pretrain(cfg, str(path), "long", str(out), steps=2, progress=False)
+    unset = _backtest_file(cfg, series, str(out))
+    assert unset == _backtest_file(cfg.replace("series", freq="D"), series, str(out))

@@ -109,6 +109,18 @@ def test_late_duplicate_and_misaligned_are_rejected_without_touching_state(cfg: 
     assert torch.equal(engine.arena.ring[0, :3], before[0, :3])
 
 
+def test_a_value_beyond_float32_is_rejected_not_the_entitys_end(cfg: Config) -> None:
+    """1e39 is a finite double but inf in the engine's float32: admitted, it made every
+    later forecast of its entity NaN. It is rejected as non_finite; the entity goes on."""
+    for transform in ("none", "asinh"):
+        engine = Engine(cfg.replace("series", transform=transform))
+        feed(engine, "a", [float(v) for v in range(1, 31)])
+        result = feed(engine, "a", [-1e39, 31.0, 32.0], start=30)
+        assert [(i, r) for i, r, _ in result.rejected] == [(0, Reason.NON_FINITE)]
+        after = feed(engine, "a", [float(v) for v in range(33, 60)], start=32)
+        assert bool(torch.isfinite(torch.as_tensor(after.forecasts.point)).all())
+
+
 def test_duplicate_inside_one_batch_is_caught(cfg: Config) -> None:
     engine = Engine(cfg)
     ts = np.array([0, STEP, STEP], dtype=np.int64)
