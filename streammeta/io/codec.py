@@ -286,11 +286,19 @@ class Decoder:
             raise _Invalid(Reason.ENTITY_EMPTY, "entity is empty")
         if len(entity) > self.max_entity_id_length:
             raise _Invalid(Reason.ENTITY_TOO_LONG, f"entity id of {len(entity)} characters")
-        if record.key is not None and record.key != entity.encode("utf-8", "surrogatepass"):
+        try:  # a lone surrogate escape ("\ud800") decodes, but is no UTF-8 key or JSON out
+            key = entity.encode()
+        except UnicodeEncodeError:
+            raise _Invalid(Reason.NOT_JSON, "entity holds a lone surrogate escape: "
+                           "not UTF-8") from None
+        if record.key is not None and record.key != key:
             raise _Invalid(Reason.KEY_MISMATCH, "message key differs from the entity field")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _Invalid(Reason.WRONG_TYPE, f"value is {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer literal beyond a double, as 1e400 is
+            raise _Invalid(Reason.NON_FINITE, "value is beyond a double's range") from None
         if not math.isfinite(value):
             raise _Invalid(Reason.NON_FINITE, "value is not finite")
         return entity, parse_ts(ts_raw), value

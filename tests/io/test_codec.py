@@ -50,6 +50,8 @@ def decode_one(value: bytes | None, key: bytes | None = None) -> tuple[object, R
     (b'{"entity": "a", "ts": 0, "value": NaN}', Reason.NON_FINITE),
     (b'{"entity": "a", "ts": 0, "value": -Infinity}', Reason.NON_FINITE),
     (b'{"entity": "a", "ts": 0, "value": 1e400}', Reason.NON_FINITE),
+    (b'{"entity": "a", "ts": 0, "value": ' + b"9" * 400 + b"}", Reason.NON_FINITE),
+    (b'{"entity": "\\ud800", "ts": 0, "value": 1}', Reason.NOT_JSON),  # no UTF-8 key
     (b'{"entity": "", "ts": 0, "value": 1}', Reason.ENTITY_EMPTY),
     (b'{"entity": "' + b"x" * 17 + b'", "ts": 0, "value": 1}', Reason.ENTITY_TOO_LONG),
     (b'{"entity": "a", "ts": "yesterday", "value": 1}', Reason.BAD_TIMESTAMP),
@@ -63,6 +65,9 @@ def test_key_must_match_the_entity() -> None:
     assert decode_one(b'{"entity": "a", "ts": 0, "value": 1}', key=b"b") == (
         None, Reason.KEY_MISMATCH)
     assert decode_one(b'{"entity": "a", "ts": 0, "value": 1}', key=b"a")[1] is None
+    # a key of the lone surrogate's bytes does not make it an entity id forecasts can carry
+    assert decode_one(b'{"entity": "\\ud800", "ts": 0, "value": 1}', key=b"\xed\xa0\x80") == (
+        None, Reason.NOT_JSON)
 
 
 @pytest.mark.parametrize(("ts", "ms"), [
