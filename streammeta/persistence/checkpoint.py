@@ -36,6 +36,7 @@ from streammeta.meta.versions import coherent
 from streammeta.online.model import ModelShape, Params
 from streammeta.persistence.container import FORMAT, Payload, pack, unpack
 from streammeta.persistence.manifest import Entry, Index, encode, manifest_name
+from streammeta.persistence.params import checked
 from streammeta.persistence.store import FileStore, open_store
 from streammeta.persistence.width import params_width
 
@@ -237,8 +238,7 @@ class Checkpointer:
             model = payload.get("model")
             if model:
                 if self.restores_params:
-                    self.engine.swap(model["params"], int(model["version"]))
-                    _log_restored(path, model, self.engine)
+                    _serve(path, model, self.engine)
                 if "memory" in payload:
                     try:
                         entries = self.engine.restore_memory(payload["memory"])
@@ -405,6 +405,15 @@ def _reset_phi(state: dict[str, Any], phi0: Any) -> None:
         rows["phi"] = phi0.detach().to(rows["phi"].dtype).expand_as(rows["phi"]).clone()
         if "anchor" in rows:
             rows["anchor"] = rows["anchor"].new_zeros(rows["anchor"].shape)
+
+
+def _serve(path: object, model: dict[str, Any], engine: Checkpointed) -> None:
+    """Serve a checkpoint's θ if it fits the configured model but for its width; else
+    ParameterFileError naming the file and the tensor (it would fail in the first batch)."""
+    params = checked(str(path), model["params"], engine.shape, " (the checkpoint was "
+                     "written with other series/model settings)", any_width=True)
+    engine.swap(params, int(model["version"]))
+    _log_restored(path, model, engine)
 
 
 def _log_restored(path: object, model: dict[str, Any], engine: Checkpointed) -> None:

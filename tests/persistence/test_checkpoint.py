@@ -241,6 +241,24 @@ def test_state_in_other_units_is_refused(tmp_path: Path) -> None:
         params_io.load(path, raw.shape)
 
 
+def test_parameters_of_another_window_are_refused_at_start(tmp_path: Path) -> None:
+    """θ of a checkpoint written with another ``model.window`` (or ``context_dim``)
+    cannot be served: a restart refuses it naming the tensor, as a parameter file of
+    that shape is refused, instead of serving it and failing in the first batch on a
+    matrix product (a RuntimeError at every restart)."""
+    original = small_engine()
+    feed(original, range(20))
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    for change in ({"window": 24}, {"context_dim": 8}):
+        other = small_engine(small_config().replace("model", **change))
+        with pytest.raises(ParameterFileError, match=r"ckpt-.*: \w+ has shape .* this "
+                           r"configuration needs .*model settings"):
+            checkpointer(other, CheckpointStore(tmp_path, member="b")).restore_model()
+        assert other.version == 0  # still the configured θ
+
+
 def test_state_saved_before_anchors_and_the_guard_existed_restores(tmp_path: Path) -> None:
     """Rows of an older version have no ``anchor``, ``phi_origin`` or ``guard``: they
     restore (checkpoint and spill file alike) as entities whose φ shrinks towards φ₀
