@@ -32,8 +32,10 @@ from typing import Any, Protocol
 
 from streammeta.config import CheckpointConfig
 from streammeta.errors import ParameterFileError
+from streammeta.io.frequency import Frequency
 from streammeta.meta.versions import coherent
 from streammeta.online.model import ModelShape, Params
+from streammeta.persistence import steps
 from streammeta.persistence.container import FORMAT, Payload, pack, unpack
 from streammeta.persistence.manifest import Entry, Index, encode, manifest_name
 from streammeta.persistence.params import checked
@@ -212,11 +214,10 @@ class Checkpointer:
     """
 
     def __init__(self, store: CheckpointStore, engine: Checkpointed, config: CheckpointConfig,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = store
-        self.engine = engine
-        self.every_s = config.every_s
-        self.every_records = config.every_records
+                 clock: Callable[[], float] = time.monotonic, *,
+                 frequency: Frequency | None = None) -> None:  # series.freq: persistence/steps
+        self.store, self.engine, self.frequency = store, engine, frequency
+        self.every_s, self.every_records = config.every_s, config.every_records
         self.clock = clock
         self.positions: dict[int, int] = {}
         self.epochs: dict[int, int] = {}  # partition -> fencing epoch of this ownership
@@ -269,6 +270,7 @@ class Checkpointer:
             self.epochs[p] = max(generation, 0)
             self.published.discard(p)
         for p, path, payload in self.store.holders(partitions):
+            steps.check(path, p, payload, self.frequency)
             state = payload["partitions"][p]
             written = payload.get("model") or {}
             if not coherent(written.get("line"), int(written.get("version", 0)), self.line):
@@ -323,6 +325,7 @@ class Checkpointer:
             "partitions": {p: {"offset": self.positions[p], "epoch": self.epochs.get(p, 0),
                                **self.engine.export_partition(p)} for p in owned},
         }
+        payload.update(steps.record(self.frequency))  # the units of the rows' timestamps
         memory = self.engine.export_memory()
         if memory is not None:
             payload["memory"] = memory
