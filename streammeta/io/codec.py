@@ -10,7 +10,8 @@ Forecast (key = entity id; value = JSON)::
      "point": [H], "quantiles": {"0.1": [H], ...}, "model_version": n, "warm": bool,
      "produced_at": <ms>}
 
-Dead letter: the original key and value bytes unchanged, with headers
+Dead letter: the original key and value bytes unchanged (a value over the record
+limit cut to it, and ``streammeta.value.truncated``: its length), with headers
 ``streammeta.reason``, ``streammeta.detail``, ``streammeta.source.topic``,
 ``streammeta.source.partition`` and ``streammeta.source.offset``.
 """
@@ -120,18 +121,33 @@ class Records(Sequence[Record]):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """``limit``: the most bytes of the record's value the dead letter carries (an
+    oversize record's value, perhaps megabytes that arrived compressed, would be
+    refused by the producer or the broker, and its batch re-sent for ever)."""
+
     record: Record
     reason: Reason
     detail: str
+    limit: int | None = None
+
+    @property
+    def value(self) -> bytes | None:
+        """The value the dead letter carries: the record's, cut to ``limit`` bytes."""
+        value = self.record.value
+        return value if value is None or self.limit is None else value[:self.limit]
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        headers = [
             ("streammeta.reason", self.reason.value.encode()),
             ("streammeta.detail", self.detail.encode("utf-8", "replace")[:1000]),
             ("streammeta.source.topic", self.record.topic.encode()),
             ("streammeta.source.partition", str(self.record.partition).encode()),
             ("streammeta.source.offset", str(self.record.offset).encode()),
         ]
+        value = self.record.value
+        if value is not None and self.limit is not None and len(value) > self.limit:
+            headers.append(("streammeta.value.truncated", str(len(value)).encode()))
+        return headers
 
 
 @dataclass
@@ -256,7 +272,7 @@ class Decoder:
             try:
                 entity, ts, value = self._one(record)
             except _Invalid as bad:
-                dead.append(DeadLetter(record, bad.reason, bad.detail))
+                dead.append(DeadLetter(record, bad.reason, bad.detail, self.max_record_bytes))
                 continue
             out.entities.append(entity)
             out.ts.append(ts)
