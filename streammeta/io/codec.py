@@ -10,8 +10,9 @@ Forecast (key = entity id; value = JSON)::
      "point": [H], "quantiles": {"0.1": [H], ...}, "model_version": n, "warm": bool,
      "produced_at": <ms>}
 
-Dead letter: the original key and value bytes unchanged (a value over the record
-limit cut to it, and ``streammeta.value.truncated``: its length), with headers
+Dead letter: the original key and value bytes unchanged (a key or value over the
+record limit cut to it, and ``streammeta.key.truncated`` or
+``streammeta.value.truncated``: its length), with headers
 ``streammeta.reason``, ``streammeta.detail``, ``streammeta.source.topic``,
 ``streammeta.source.partition`` and ``streammeta.source.offset``.
 """
@@ -121,9 +122,10 @@ class Records(Sequence[Record]):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """``limit``: the most bytes of the record's value the dead letter carries (an
-    oversize record's value, perhaps megabytes that arrived compressed, would be
-    refused by the producer or the broker, and its batch re-sent for ever)."""
+    """``limit``: the most bytes of the record's key and of its value the dead letter
+    carries (an oversize record's value or key, perhaps megabytes that arrived
+    compressed, would be refused by the producer or the broker, and its batch re-sent
+    for ever)."""
 
     record: Record
     reason: Reason
@@ -131,10 +133,14 @@ class DeadLetter:
     limit: int | None = None
 
     @property
+    def key(self) -> bytes | None:
+        """The key the dead letter carries: the record's, cut to ``limit`` bytes."""
+        return _cut(self.record.key, self.limit)
+
+    @property
     def value(self) -> bytes | None:
         """The value the dead letter carries: the record's, cut to ``limit`` bytes."""
-        value = self.record.value
-        return value if value is None or self.limit is None else value[:self.limit]
+        return _cut(self.record.value, self.limit)
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -144,10 +150,14 @@ class DeadLetter:
             ("streammeta.source.partition", str(self.record.partition).encode()),
             ("streammeta.source.offset", str(self.record.offset).encode()),
         ]
-        value = self.record.value
-        if value is not None and self.limit is not None and len(value) > self.limit:
-            headers.append(("streammeta.value.truncated", str(len(value)).encode()))
+        for name, raw in (("key", self.record.key), ("value", self.record.value)):
+            if raw is not None and self.limit is not None and len(raw) > self.limit:
+                headers.append((f"streammeta.{name}.truncated", str(len(raw)).encode()))
         return headers
+
+
+def _cut(raw: bytes | None, limit: int | None) -> bytes | None:
+    return raw if raw is None or limit is None else raw[:limit]
 
 
 @dataclass

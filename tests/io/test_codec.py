@@ -97,21 +97,27 @@ def test_dead_letter_headers_carry_reason_and_source() -> None:
     assert headers["streammeta.source.offset"] == b"77"
 
 
-def test_an_oversize_value_is_dead_lettered_cut_to_the_limit() -> None:
-    """A record over series.max_record_bytes may be far larger than a producer or broker
-    takes (compressed on its way in: 2 MB of padding is a few KB of zstd): sent back
-    whole, the dead letter was refused (MSG_SIZE_TOO_LARGE) and the batch re-sent for
-    ever, stalling the partition. Its first max_record_bytes go out, with its size."""
+def test_an_oversize_value_or_key_is_dead_lettered_cut_to_the_limit() -> None:
+    """A record over series.max_record_bytes (or a key that long) may be far larger than
+    a producer or broker takes (compressed on its way in: 2 MB of padding is a few KB
+    of zstd): sent back whole, the dead letter was refused (MSG_SIZE_TOO_LARGE) and
+    the batch re-sent for ever, stalling the partition. Its first max_record_bytes go
+    out, with its size."""
     from streammeta.config import KafkaConfig
     from streammeta.io.producing import ProducerSink
 
     raw = b'{"entity": "a", "ts": 0, "value": 1, "pad": "' + b"p" * 2_000_000 + b'"}'
-    _, dead = Decoder(max_record_bytes=4096).decode([record(raw, b"a"), record(b"nope", b"b")])
-    big, small = dead
+    long_key = b"k" * 2_000_000  # a key_mismatch's key
+    _, dead = Decoder(max_record_bytes=4096).decode([
+        record(raw, b"a"), record(b"nope", b"b"),
+        record(b'{"entity": "a", "ts": 0, "value": 1}', long_key)])
+    big, small, keyed = dead
     assert big.reason is Reason.OVERSIZE and big.record.value == raw  # the record is kept
-    assert big.value == raw[:4096]
+    assert big.value == raw[:4096] and big.key == b"a"
     assert dict(big.headers())["streammeta.value.truncated"] == str(len(raw)).encode()
     assert small.value == b"nope" and "streammeta.value.truncated" not in dict(small.headers())
+    assert keyed.reason is Reason.KEY_MISMATCH and keyed.key == long_key[:4096]
+    assert dict(keyed.headers())["streammeta.key.truncated"] == b"2000000"
 
     sent: list[tuple[str, bytes | None, bytes | None]] = []
 
@@ -121,7 +127,8 @@ def test_an_oversize_value_is_dead_lettered_cut_to_the_limit() -> None:
             sent.append((topic, key, value))
 
     ProducerSink(KafkaConfig(), Producer()).send_dead_letters(dead)  # type: ignore[arg-type]
-    assert [(k, len(v or b"")) for _, k, v in sent] == [(b"a", 4096), (b"b", 4)]
+    assert [(len(k or b""), len(v or b"")) for _, k, v in sent] == [(1, 4096), (1, 4),
+                                                                    (4096, 36)]
 
 
 def test_forecast_messages_follow_the_contract() -> None:
