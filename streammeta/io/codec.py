@@ -24,7 +24,7 @@ import math
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
 from typing import overload
 
@@ -126,6 +126,9 @@ class _Invalid(Exception):
         self.reason, self.detail = reason, detail
 
 
+_EPOCH, _MS = datetime(1970, 1, 1, tzinfo=UTC), timedelta(milliseconds=1)
+
+
 def parse_ts(raw: object) -> int:
     """Epoch milliseconds (int, or integral float) or ISO-8601 (naive means UTC) → epoch ms."""
     if isinstance(raw, bool):
@@ -147,7 +150,7 @@ def parse_ts(raw: object) -> int:
             raise _Invalid(Reason.BAD_TIMESTAMP, "ts is not ISO-8601") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
+        return (parsed - _EPOCH) // _MS  # exact: timestamp() * 1000 is a float, 1 ms off
     raise _Invalid(Reason.WRONG_TYPE, f"ts is {type(raw).__name__}")
 
 

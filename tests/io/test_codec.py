@@ -82,6 +82,27 @@ def test_timestamps_become_epoch_ms(ts: object, ms: int) -> None:
     assert decode_one(raw) == (("a", ms, 2.5), None)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-62135596800000, 253402300799999), st.sampled_from(["Z", "+05:30", "-08:00"]))
+def test_an_iso_timestamp_in_milliseconds_is_read_exactly(ms: int, zone: str) -> None:
+    """``datetime.timestamp() * 1000`` is a float: 0.8% of millisecond ISO timestamps
+    between 1900 and 2100 came out 1 ms early ("1970-02-19T02:33:13.464Z" as
+    4242793463), misaligned on a sub-second step and off the origin the producer wrote."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    hours, minutes = (0, 0) if zone == "Z" else (int(zone[:3]), int(zone[0] + zone[4:]))
+    local = timezone(timedelta(hours=hours, minutes=minutes))
+    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    try:
+        text = when.astimezone(local).isoformat(timespec="milliseconds")
+    except OverflowError:  # beyond year 1..9999 in that zone
+        return
+    raw = f'{{"entity": "a", "ts": "{text}", "value": 1}}'.encode()
+    assert decode_one(raw) == (("a", ms, 1.0), None)
+    assert decode_one(b'{"entity": "a", "ts": "1970-02-19T02:33:13.464Z", "value": 1}') == (
+        ("a", 4242793464, 1.0), None)
+
+
 def test_index_maps_observations_back_to_the_batch() -> None:
     good = encode_observation("a", 0, 1.0)[1]
     obs, dead = Decoder().decode([record(b"x"), record(good), record(b"[]"), record(good)])
