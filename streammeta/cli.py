@@ -188,6 +188,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------
+def _at_least_zero(text: str) -> float:
+    """A rate or a duration: a finite number >= 0 (argparse names the option)."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streammeta",
@@ -221,11 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", "Start an embedded Kafka-compatible broker (Tansu), replay bundled M4 "
                "hourly data into it and run the daemon on it, printing live progress.",
                cmd_demo)
-    demo.add_argument("--rate", type=float, default=500.0,
+    demo.add_argument("--rate", type=_at_least_zero, default=500.0,
                       help="observations per second to replay (default 500: the bundled "
                       "data then lasts about 100 s, long enough for the outer loop to "
                       "promote a few versions; 0 = unpaced)")
-    demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+    demo.add_argument("--duration", type=_at_least_zero, default=None, metavar="SECONDS",
                       help="stop after this many seconds (default: until Ctrl-C or the data "
                       "is consumed)")
     demo.add_argument("--data", metavar="PATH", help="data set to replay instead of the "
@@ -240,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--data", required=True, metavar="PATH")
     replay.add_argument("--format", choices=("m4", "long", "ett"), required=True,
                         help=FORMAT_HELP)
-    replay.add_argument("--rate", type=float, default=0.0,
+    replay.add_argument("--rate", type=_at_least_zero, default=0.0,
                         help="observations per second (default 0 = as fast as possible)")
     replay.add_argument("--limit", type=int, default=None, help="stop after N observations")
     replay.add_argument("--bootstrap-servers", help="override kafka.bootstrap_servers")

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from support import STEP
 
 from streammeta import assemble
 from streammeta.config import Config
+from streammeta.errors import ConfigError
 from streammeta.online import model
 from streammeta.online.engine import Engine
 from streammeta.persistence import params as params_io
@@ -43,3 +45,16 @@ def test_theta_comes_from_model_init_else_from_the_given_params(small: Config,
         torch.testing.assert_close(params[name], value)
     given = model.init_params(shape, seed=8, inner_lr=0.1)
     assert assemble.engine(small, params=given, version=2).serving() == (given, 2)
+
+
+def test_state_too_large_to_reserve_names_engine_max_entities(small: Config) -> None:
+    """Every entity's state is reserved at start: a configuration whose
+    ``engine.max_entities`` slots do not fit (a long season or horizon times a million
+    entities) stopped ``run`` with the allocator's RuntimeError traceback; it is now a
+    configuration error naming the key and the bytes asked for."""
+
+
+    huge = small.replace("engine", max_entities=50_000_000).replace("series", season=10000)
+    with pytest.raises(ConfigError, match=r"'engine.max_entities': got 50000000, expected "
+                       r"fewer entities .*\d+ bytes"):
+        assemble.engine(huge)

@@ -93,3 +93,18 @@ def test_run_logs_json_and_warns_about_an_unknown_variable(tmp_path: Path) -> No
     assert records[0]["message"] == (
         "unknown environment variable STREAMMETA_METRICS_PROT (did you mean "
         "STREAMMETA_METRICS_PORT, metrics.port?): ignored")
+
+
+@pytest.mark.parametrize("argv", [
+    ["replay", "--data", "x.csv", "--format", "long", "--rate", "-1"],
+    ["demo", "--rate", "-5"], ["demo", "--rate", "nan"], ["demo", "--duration", "-1"]])
+def test_a_negative_rate_or_duration_is_refused_by_the_parser(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``replay --rate -1`` connected to Kafka and then stopped on a ValueError
+    traceback; ``demo --rate -5`` replayed nothing and said only "0 observations"."""
+    from streammeta.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert f"argument {argv[-2]}: expected a number >= 0" in capsys.readouterr().err

@@ -38,6 +38,16 @@ def test_repository_config_is_valid_and_states_the_defaults() -> None:
     ("[adaptation]\ninner_lr = -1", "adaptation.inner_lr"),
     ("[adaptation]\nshrink = 1.0", "adaptation.shrink"),
     ("[series]\ntransform = 'log'", "series.transform"),
+    # one topic in two roles: a replica's memory entries or task samples were read back as
+    # observations (and dead-lettered), observations as versions
+    ("[memory]\ntopic = 'streammeta.observations'", "memory.topic"),
+    ("[meta]\nsamples_topic = 'streammeta.observations'", "meta.samples_topic"),
+    ("[meta]\nversions_topic = 'streammeta.forecasts'", "meta.versions_topic"),
+    ("[meta]\nlease_topic = 'streammeta.task-samples'", "meta.lease_topic"),
+    # steps whose forecast targets overflowed 64-bit ms (wrapped to negative timestamps)
+    ("[series]\nfreq = '1000000000000W'", "series.freq"),
+    ("[series]\nfreq = '100000000YS'", "series.freq"),
+    ("[series]\nstep_ms = 4611686018427387904", "series.step_ms"),
     ("[kafka]\nacks = '0'", "kafka.acks"),
     ("[kafka]\nsession_timeout_ms = 1000", "kafka.session_timeout_ms"),
     ("[kafka]\nforecast_topic = 'streammeta.observations'", "kafka.forecast_topic"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from streammeta.errors import ConfigError
-from streammeta.io.frequency import Frequency
+from streammeta.io.frequency import DAY_MS, Frequency
 from streammeta.io.frequency import parse as parse_frequency
 
 
@@ -18,6 +18,9 @@ def check(key: str, value: object, ok: bool, expected: str) -> None:
     """A bad value fails with the key, the value and what was expected."""
     if not ok:
         raise ConfigError(key, value, expected)
+
+
+_CENTURY_MS = 100 * 366 * DAY_MS
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,18 @@ class SeriesConfig:
     def __post_init__(self) -> None:
         check("series.transform", self.transform, self.transform in ("none", "asinh"),
                "none or asinh")
-        check("series.step_ms", self.step_ms, self.step_ms >= 1, "a positive integer (ms)")
+        # At most a century a step: H targets after any timestamp the contract takes
+        # (|ts| < 2**62 ms) stay within 64 bits (a wider step wrapped them negative).
+        check("series.step_ms", self.step_ms, 1 <= self.step_ms <= _CENTURY_MS,
+              "a positive integer (ms) of at most 100 years")
         try:
-            parse_frequency(self.freq, self.step_ms)
+            frequency = parse_frequency(self.freq, self.step_ms)
         except ValueError as exc:
             # The message after "unknown frequency 'X': " says what is expected.
             why = str(exc).split(": ", 1)[1]
             raise ConfigError("series.freq", self.freq, why.removeprefix("expected ")) from None
+        check("series.freq", self.freq, frequency.step <= (
+            1200 if frequency.calendar else _CENTURY_MS), "a step of at most 100 years")
         check("series.season", self.season, 1 <= self.season <= 10000, "an integer in [1, 10000]")
         check("series.horizon", self.horizon, 1 <= self.horizon <= 1000, "an integer in [1, 1000]")
         check("series.quantiles", self.quantiles,

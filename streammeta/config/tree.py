@@ -22,6 +22,7 @@ from streammeta.config.sections import (
     MetricsConfig,
     ModelConfig,
     SeriesConfig,
+    check,
 )
 
 ENV_PREFIX = envvars.ENV_PREFIX
@@ -47,6 +48,20 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        """One topic in two roles is refused (the [kafka] three are checked there): a
+        replica read its own memory entries or task samples back as observations."""
+        k, m = self.kafka, self.meta
+        seen = {k.input_topic: "kafka.input_topic", k.forecast_topic: "kafka.forecast_topic",
+                k.dead_letter_topic: "kafka.dead_letter_topic"}
+        for key, topic in (("meta.versions_topic", m.versions_topic),
+                           ("meta.samples_topic", m.samples_topic),
+                           ("meta.lease_topic", m.lease_topic),
+                           ("memory.topic", self.memory.topic)):
+            check(key, topic, topic not in seen, f"a topic of its own (not {seen.get(topic)}'s)")
+            if topic:
+                seen[topic] = key
 
     def resolved(self, offline: bool = False) -> Config:
         """This configuration with model.window and model.warm_after made concrete

@@ -10,22 +10,23 @@ Forecast (key = entity id; value = JSON)::
      "point": [H], "quantiles": {"0.1": [H], ...}, "model_version": n, "warm": bool,
      "produced_at": <ms>}
 
-Dead letter: the original key and value bytes unchanged, with headers
+Dead letter: the original key and value bytes unchanged (a key or value over the
+record limit cut to it, and ``streammeta.key.truncated`` or
+``streammeta.value.truncated``: its length), with headers
 ``streammeta.reason``, ``streammeta.detail``, ``streammeta.source.topic``,
 ``streammeta.source.partition`` and ``streammeta.source.offset``.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
-from typing import NamedTuple, overload
+from typing import overload
 
 import numpy as np
 import orjson
@@ -39,37 +40,12 @@ from streammeta.io.decimal_text import (
 )
 from streammeta.io.frequency import Frequency
 
+# Re-exported: a record, a dead letter and its reason are part of the wire formats.
+from streammeta.io.records import DeadLetter as DeadLetter
+from streammeta.io.records import Reason as Reason
+from streammeta.io.records import Record as Record
+
 CONTRACT_VERSION = 1
-
-
-class Reason(enum.StrEnum):
-    """Why a record was dead-lettered (the ``reason`` label of the metric)."""
-
-    NOT_JSON = "not_json"
-    NOT_OBJECT = "not_object"
-    MISSING_FIELD = "missing_field"
-    WRONG_TYPE = "wrong_type"
-    NON_FINITE = "non_finite"
-    OVERSIZE = "oversize"
-    ENTITY_EMPTY = "entity_empty"
-    ENTITY_TOO_LONG = "entity_too_long"
-    KEY_MISMATCH = "key_mismatch"
-    BAD_TIMESTAMP = "bad_timestamp"
-    MISALIGNED = "misaligned_timestamp"
-    LATE = "late"
-    DUPLICATE = "duplicate"
-    CAPACITY = "capacity"
-
-
-class Record(NamedTuple):
-    """One consumed message and where it came from (a tuple: made per message, cheaply)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int = 0
 
 
 class Records(Sequence[Record]):
@@ -118,22 +94,6 @@ class Records(Sequence[Record]):
         return map(self.__getitem__, range(len(self)))
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    record: Record
-    reason: Reason
-    detail: str
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            ("streammeta.reason", self.reason.value.encode()),
-            ("streammeta.detail", self.detail.encode("utf-8", "replace")[:1000]),
-            ("streammeta.source.topic", self.record.topic.encode()),
-            ("streammeta.source.partition", str(self.record.partition).encode()),
-            ("streammeta.source.offset", str(self.record.offset).encode()),
-        ]
-
-
 @dataclass
 class Observations:
     """Decoded observations of a batch, columnar; ``index[i]`` points into the batch."""
@@ -166,6 +126,9 @@ class _Invalid(Exception):
         self.reason, self.detail = reason, detail
 
 
+_EPOCH, _MS = datetime(1970, 1, 1, tzinfo=UTC), timedelta(milliseconds=1)
+
+
 def parse_ts(raw: object) -> int:
     """Epoch milliseconds (int, or integral float) or ISO-8601 (naive means UTC) → epoch ms."""
     if isinstance(raw, bool):
@@ -187,7 +150,7 @@ def parse_ts(raw: object) -> int:
             raise _Invalid(Reason.BAD_TIMESTAMP, "ts is not ISO-8601") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
+        return (parsed - _EPOCH) // _MS  # exact: timestamp() * 1000 is a float, 1 ms off
     raise _Invalid(Reason.WRONG_TYPE, f"ts is {type(raw).__name__}")
 
 
@@ -256,7 +219,7 @@ class Decoder:
             try:
                 entity, ts, value = self._one(record)
             except _Invalid as bad:
-                dead.append(DeadLetter(record, bad.reason, bad.detail))
+                dead.append(DeadLetter(record, bad.reason, bad.detail, self.max_record_bytes))
                 continue
             out.entities.append(entity)
             out.ts.append(ts)
@@ -286,11 +249,19 @@ class Decoder:
             raise _Invalid(Reason.ENTITY_EMPTY, "entity is empty")
         if len(entity) > self.max_entity_id_length:
             raise _Invalid(Reason.ENTITY_TOO_LONG, f"entity id of {len(entity)} characters")
-        if record.key is not None and record.key != entity.encode("utf-8", "surrogatepass"):
+        try:  # a lone surrogate escape ("\ud800") decodes, but is no UTF-8 key or JSON out
+            key = entity.encode()
+        except UnicodeEncodeError:
+            raise _Invalid(Reason.NOT_JSON, "entity holds a lone surrogate escape: "
+                           "not UTF-8") from None
+        if record.key is not None and record.key != key:
             raise _Invalid(Reason.KEY_MISMATCH, "message key differs from the entity field")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _Invalid(Reason.WRONG_TYPE, f"value is {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer literal beyond a double, as 1e400 is
+            raise _Invalid(Reason.NON_FINITE, "value is beyond a double's range") from None
         if not math.isfinite(value):
             raise _Invalid(Reason.NON_FINITE, "value is not finite")
         return entity, parse_ts(ts_raw), value

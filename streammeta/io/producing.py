@@ -35,10 +35,11 @@ class ProducerSink:
             send(topic, key, value, headers)
 
     def send_dead_letters(self, letters: list[DeadLetter]) -> None:
-        # The original key and value, unchanged: a tombstone's null value stays null.
+        # The original key and value, unchanged: a tombstone's null value stays null
+        # (an oversize key or value is cut to the record limit: DeadLetter.key, .value).
         for letter in letters:
-            self._producer.send(self.cfg.dead_letter_topic, letter.record.key,
-                                letter.record.value, letter.headers())
+            self._producer.send(self.cfg.dead_letter_topic, letter.key, letter.value,
+                                letter.headers())
 
     def flush(self, timeout_s: float, waiting: Callable[[], object] | None = None) -> None:
         self._producer.flush(timeout_s, waiting)

@@ -32,10 +32,13 @@ from typing import Any, Protocol
 
 from streammeta.config import CheckpointConfig
 from streammeta.errors import ParameterFileError
+from streammeta.io.frequency import Frequency
 from streammeta.meta.versions import coherent
 from streammeta.online.model import ModelShape, Params
+from streammeta.persistence import steps
 from streammeta.persistence.container import FORMAT, Payload, pack, unpack
 from streammeta.persistence.manifest import Entry, Index, encode, manifest_name
+from streammeta.persistence.params import checked
 from streammeta.persistence.store import FileStore, open_store
 from streammeta.persistence.width import params_width
 
@@ -211,11 +214,10 @@ class Checkpointer:
     """
 
     def __init__(self, store: CheckpointStore, engine: Checkpointed, config: CheckpointConfig,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = store
-        self.engine = engine
-        self.every_s = config.every_s
-        self.every_records = config.every_records
+                 clock: Callable[[], float] = time.monotonic, *,
+                 frequency: Frequency | None = None) -> None:  # series.freq: persistence/steps
+        self.store, self.engine, self.frequency = store, engine, frequency
+        self.every_s, self.every_records = config.every_s, config.every_records
         self.clock = clock
         self.positions: dict[int, int] = {}
         self.epochs: dict[int, int] = {}  # partition -> fencing epoch of this ownership
@@ -237,8 +239,7 @@ class Checkpointer:
             model = payload.get("model")
             if model:
                 if self.restores_params:
-                    self.engine.swap(model["params"], int(model["version"]))
-                    _log_restored(path, model, self.engine)
+                    _serve(path, model, self.engine)
                 if "memory" in payload:
                     try:
                         entries = self.engine.restore_memory(payload["memory"])
@@ -269,6 +270,7 @@ class Checkpointer:
             self.epochs[p] = max(generation, 0)
             self.published.discard(p)
         for p, path, payload in self.store.holders(partitions):
+            steps.check(path, p, payload, self.frequency)
             state = payload["partitions"][p]
             written = payload.get("model") or {}
             if not coherent(written.get("line"), int(written.get("version", 0)), self.line):
@@ -323,6 +325,7 @@ class Checkpointer:
             "partitions": {p: {"offset": self.positions[p], "epoch": self.epochs.get(p, 0),
                                **self.engine.export_partition(p)} for p in owned},
         }
+        payload.update(steps.record(self.frequency))  # the units of the rows' timestamps
         memory = self.engine.export_memory()
         if memory is not None:
             payload["memory"] = memory
@@ -405,6 +408,15 @@ def _reset_phi(state: dict[str, Any], phi0: Any) -> None:
         rows["phi"] = phi0.detach().to(rows["phi"].dtype).expand_as(rows["phi"]).clone()
         if "anchor" in rows:
             rows["anchor"] = rows["anchor"].new_zeros(rows["anchor"].shape)
+
+
+def _serve(path: object, model: dict[str, Any], engine: Checkpointed) -> None:
+    """Serve a checkpoint's θ if it fits the configured model but for its width; else
+    ParameterFileError naming the file and the tensor (it would fail in the first batch)."""
+    params = checked(str(path), model["params"], engine.shape, " (the checkpoint was "
+                     "written with other series/model settings)", any_width=True)
+    engine.swap(params, int(model["version"]))
+    _log_restored(path, model, engine)
 
 
 def _log_restored(path: object, model: dict[str, Any], engine: Checkpointed) -> None:

@@ -84,7 +84,11 @@ class LocalStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.root = Path(directory)
         self.url = str(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # under a file, a missing mount, no permission
+            raise StoreError(f"checkpoint.dir {self.url}: cannot create the directory "
+                             f"({exc.strerror or exc})") from None
 
     def list(self, prefix: str = "") -> list[str]:
         folder = self.root / prefix

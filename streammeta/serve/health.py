@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from streammeta.errors import ConfigError
 
 
 class LoopHealth:
@@ -48,7 +51,14 @@ class HealthServer:
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: LoopHealth):
         handler = _make_handler(registry, health)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:  # a port taken (another daemon on the host), a bad host
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise ConfigError("metrics.port", port, f"a port free to listen on at {host} "
+                                  f"({exc.strerror}; 0 takes any free one)") from None
+            raise ConfigError("metrics.host", host, f"an address of this machine to listen "
+                              f"on ({exc.strerror or exc})") from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="streammeta-http", daemon=True)

@@ -66,7 +66,8 @@ class Service:
                 if config.engine.evict:
                     spill = SpillStore(store.files, store.member)
             engine = assemble.engine(config, spill)
-            checkpointer = Checkpointer(store, engine, c) if store is not None else None
+            checkpointer = None if store is None else Checkpointer(
+                store, engine, c, frequency=config.series.frequency)
             # meta.role ingest: θ comes from the trainer through the versions topic.
             self.follow: Follow | None = None
             if config.meta.role == "ingest":

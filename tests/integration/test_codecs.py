@@ -73,3 +73,34 @@ def test_compressed_observations_in_compressed_forecasts_out(each_client: Config
     assert service.daemon.dead_letters == 0
     origins = {(key, orjson.loads(value)["origin"]) for key, value in forecasts}
     assert len(forecasts) == len(origins) == len(good)
+
+
+def test_an_oversize_record_that_arrived_compressed_does_not_stall_its_partition(
+        kafka_config: Config) -> None:
+    """2 MB of padding is a few KB of zstd, so the broker takes it; its dead letter
+    carried it back whole and uncompressed, which the producer refuses
+    (MSG_SIZE_TOO_LARGE): the batch was re-sent for ever and nothing after the record
+    was forecast or committed; so with a key that long. The dead letter now carries
+    the first series.max_record_bytes of each and its size."""
+    config = kafka_config.replace("meta", enabled=False).replace("checkpoint", dir="")
+    big = b'{"entity": "e0", "ts": 0, "value": 1, "pad": "' + b"p" * 2_000_000 + b'"}'
+    good = observations(entities=1, steps=range(1, 20))  # e0, on big's partition
+    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                         "compression.type": "zstd", "message.max.bytes": 4_000_000})
+    long_key = b"k" * 2_000_000  # a key_mismatch, as large
+    for key, value in [(b"e0", big), (long_key, good[0][1]), *good]:
+        producer.produce(config.kafka.input_topic, value, key, partition=0)  # one partition
+    assert producer.flush(30) == 0
+    service = Service(config)
+    thread = threading.Thread(target=service.run)
+    thread.start()
+    try:
+        wait_for(lambda: service.daemon.observations >= len(good), timeout_s=30,
+                 what="the records after the oversize one")
+        letters = read_with_librdkafka(config, config.kafka.dead_letter_topic, 2)
+    finally:
+        service.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    limit = config.series.max_record_bytes
+    assert sorted(letters) == [(b"e0", big[:limit]), (long_key[:limit], good[0][1])]

@@ -136,7 +136,8 @@ def test_observations_in_forecasts_and_dead_letters_out(each_client: Config) -> 
         letters = read_topic(kafka_config, kafka_config.kafka.dead_letter_topic,
                              len(bad) + len(late))
         assert len(letters) == len(bad) + len(late)
-        expected = {v: reason for _, v, reason in BAD}
+        limit = kafka_config.series.max_record_bytes  # an oversize value comes back cut to it
+        expected = {v if v is None else v[:limit]: reason for _, v, reason in BAD}
         expected[late[0][1]], expected[late[1][1]] = "late", "duplicate"
         for record in letters:
             headers = dict(record.headers)

@@ -55,7 +55,8 @@ def test_entries_published_by_one_replica_reach_another(shared: Config) -> None:
     sender, receiver = link(shared), link(shared)
     try:
         sender.publish([(f"e{i}", keys[i], values[i], 7) for i in range(3)])
-        produce(shared.replace("kafka", input_topic=shared.memory.topic),
+        writer = shared.replace("memory", topic="")  # a writer to the memory topic itself
+        produce(writer.replace("kafka", input_topic=shared.memory.topic),
                 [(b"junk", b"not an entry"), (None, encode_entry(keys[0], values[0], 1))])
         sender.producer.flush()
         got = receive_all(receiver, 3, invalid=2)

@@ -50,6 +50,8 @@ def decode_one(value: bytes | None, key: bytes | None = None) -> tuple[object, R
     (b'{"entity": "a", "ts": 0, "value": NaN}', Reason.NON_FINITE),
     (b'{"entity": "a", "ts": 0, "value": -Infinity}', Reason.NON_FINITE),
     (b'{"entity": "a", "ts": 0, "value": 1e400}', Reason.NON_FINITE),
+    (b'{"entity": "a", "ts": 0, "value": ' + b"9" * 400 + b"}", Reason.NON_FINITE),
+    (b'{"entity": "\\ud800", "ts": 0, "value": 1}', Reason.NOT_JSON),  # no UTF-8 key
     (b'{"entity": "", "ts": 0, "value": 1}', Reason.ENTITY_EMPTY),
     (b'{"entity": "' + b"x" * 17 + b'", "ts": 0, "value": 1}', Reason.ENTITY_TOO_LONG),
     (b'{"entity": "a", "ts": "yesterday", "value": 1}', Reason.BAD_TIMESTAMP),
@@ -63,6 +65,9 @@ def test_key_must_match_the_entity() -> None:
     assert decode_one(b'{"entity": "a", "ts": 0, "value": 1}', key=b"b") == (
         None, Reason.KEY_MISMATCH)
     assert decode_one(b'{"entity": "a", "ts": 0, "value": 1}', key=b"a")[1] is None
+    # a key of the lone surrogate's bytes does not make it an entity id forecasts can carry
+    assert decode_one(b'{"entity": "\\ud800", "ts": 0, "value": 1}', key=b"\xed\xa0\x80") == (
+        None, Reason.NOT_JSON)
 
 
 @pytest.mark.parametrize(("ts", "ms"), [
@@ -75,6 +80,27 @@ def test_key_must_match_the_entity() -> None:
 def test_timestamps_become_epoch_ms(ts: object, ms: int) -> None:
     raw = f'{{"entity": "a", "ts": {ts}, "value": 2.5, "unit": "C"}}'.encode()
     assert decode_one(raw) == (("a", ms, 2.5), None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-62135596800000, 253402300799999), st.sampled_from(["Z", "+05:30", "-08:00"]))
+def test_an_iso_timestamp_in_milliseconds_is_read_exactly(ms: int, zone: str) -> None:
+    """``datetime.timestamp() * 1000`` is a float: 0.8% of millisecond ISO timestamps
+    between 1900 and 2100 came out 1 ms early ("1970-02-19T02:33:13.464Z" as
+    4242793463), misaligned on a sub-second step and off the origin the producer wrote."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    hours, minutes = (0, 0) if zone == "Z" else (int(zone[:3]), int(zone[0] + zone[4:]))
+    local = timezone(timedelta(hours=hours, minutes=minutes))
+    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    try:
+        text = when.astimezone(local).isoformat(timespec="milliseconds")
+    except OverflowError:  # beyond year 1..9999 in that zone
+        return
+    raw = f'{{"entity": "a", "ts": "{text}", "value": 1}}'.encode()
+    assert decode_one(raw) == (("a", ms, 1.0), None)
+    assert decode_one(b'{"entity": "a", "ts": "1970-02-19T02:33:13.464Z", "value": 1}') == (
+        ("a", 4242793464, 1.0), None)
 
 
 def test_index_maps_observations_back_to_the_batch() -> None:
@@ -90,6 +116,40 @@ def test_dead_letter_headers_carry_reason_and_source() -> None:
     assert headers["streammeta.source.topic"] == b"obs"
     assert headers["streammeta.source.partition"] == b"5"
     assert headers["streammeta.source.offset"] == b"77"
+
+
+def test_an_oversize_value_or_key_is_dead_lettered_cut_to_the_limit() -> None:
+    """A record over series.max_record_bytes (or a key that long) may be far larger than
+    a producer or broker takes (compressed on its way in: 2 MB of padding is a few KB
+    of zstd): sent back whole, the dead letter was refused (MSG_SIZE_TOO_LARGE) and
+    the batch re-sent for ever, stalling the partition. Its first max_record_bytes go
+    out, with its size."""
+    from streammeta.config import KafkaConfig
+    from streammeta.io.producing import ProducerSink
+
+    raw = b'{"entity": "a", "ts": 0, "value": 1, "pad": "' + b"p" * 2_000_000 + b'"}'
+    long_key = b"k" * 2_000_000  # a key_mismatch's key
+    _, dead = Decoder(max_record_bytes=4096).decode([
+        record(raw, b"a"), record(b"nope", b"b"),
+        record(b'{"entity": "a", "ts": 0, "value": 1}', long_key)])
+    big, small, keyed = dead
+    assert big.reason is Reason.OVERSIZE and big.record.value == raw  # the record is kept
+    assert big.value == raw[:4096] and big.key == b"a"
+    assert dict(big.headers())["streammeta.value.truncated"] == str(len(raw)).encode()
+    assert small.value == b"nope" and "streammeta.value.truncated" not in dict(small.headers())
+    assert keyed.reason is Reason.KEY_MISMATCH and keyed.key == long_key[:4096]
+    assert dict(keyed.headers())["streammeta.key.truncated"] == b"2000000"
+
+    sent: list[tuple[str, bytes | None, bytes | None]] = []
+
+    class Producer:
+        def send(self, topic: str, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
+            sent.append((topic, key, value))
+
+    ProducerSink(KafkaConfig(), Producer()).send_dead_letters(dead)  # type: ignore[arg-type]
+    assert [(len(k or b""), len(v or b"")) for _, k, v in sent] == [(1, 4096), (1, 4),
+                                                                    (4096, 36)]
 
 
 def test_forecast_messages_follow_the_contract() -> None:

@@ -241,6 +241,56 @@ def test_state_in_other_units_is_refused(tmp_path: Path) -> None:
         params_io.load(path, raw.shape)
 
 
+def test_parameters_of_another_window_are_refused_at_start(tmp_path: Path) -> None:
+    """θ of a checkpoint written with another ``model.window`` (or ``context_dim``)
+    cannot be served: a restart refuses it naming the tensor, as a parameter file of
+    that shape is refused, instead of serving it and failing in the first batch on a
+    matrix product (a RuntimeError at every restart)."""
+    original = small_engine()
+    feed(original, range(20))
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    for change in ({"window": 24}, {"context_dim": 8}):
+        other = small_engine(small_config().replace("model", **change))
+        with pytest.raises(ParameterFileError, match=r"ckpt-.*: \w+ has shape .* this "
+                           r"configuration needs .*model settings"):
+            checkpointer(other, CheckpointStore(tmp_path, member="b")).restore_model()
+        assert other.version == 0  # still the configured θ
+
+
+def test_state_kept_at_another_step_is_refused(tmp_path: Path) -> None:
+    """An entity's last timestamp is kept in the frequency's units (ms, or months for a
+    calendar one): hourly state restored under ``series.freq = "MS"`` made every record
+    "late" (648 months against 104,400,000 ms) for ever, and under "30min" half-hour
+    values continued hourly histories. Another step is refused, naming both; the same
+    step under another spelling ("h" for step_ms 3,600,000), and files written before
+    the step was recorded, restore as before."""
+    from streammeta.io.frequency import parse
+
+    hourly = small_engine()
+    feed(hourly, range(20))
+    saver = Checkpointer(CheckpointStore(tmp_path, member="a"), hourly, RARELY,
+                         frequency=parse("", STEP))
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    for freq in ("MS", "30min", "D"):
+        config = small_config().replace("series", freq=freq)
+        other = small_engine(config)
+        restorer = Checkpointer(CheckpointStore(tmp_path, member="b"), other, RARELY,
+                                frequency=config.series.frequency)
+        with pytest.raises(ParameterFileError, match=rf"partition 0's state was kept at "
+                           rf"series.freq '3600000ms' .* this configuration has '{freq}'"):
+            restorer.restore_partitions([0])
+    same = small_config().replace("series", freq="h")
+    restorer = Checkpointer(CheckpointStore(tmp_path, member="c"), small_engine(same), RARELY,
+                            frequency=same.series.frequency)
+    assert restorer.restore_partitions([0, 1]) == {0: 60, 1: 60}
+    unrecorded = small_config().replace("series", freq="MS")
+    assert checkpointer(small_engine(unrecorded), CheckpointStore(
+        tmp_path, member="d")).restore_partitions([0]) == {0: 60}  # the caller's choice
+
+
 def test_state_saved_before_anchors_and_the_guard_existed_restores(tmp_path: Path) -> None:
     """Rows of an older version have no ``anchor``, ``phi_origin`` or ``guard``: they
     restore (checkpoint and spill file alike) as entities whose φ shrinks towards φ₀

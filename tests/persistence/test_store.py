@@ -47,6 +47,15 @@ def test_plain_paths_and_file_urls_stay_local(tmp_path: Path) -> None:
     assert isinstance(open_store("memory://x"), FsspecStore)
 
 
+def test_a_directory_that_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
+    """``run`` with a checkpoint.dir under a file (or a missing mount) stopped with
+    a NotADirectoryError traceback; it is a StoreError (exit 2) naming the setting."""
+    (tmp_path / "file").write_text("")
+    for where in (tmp_path / "file" / "ckpt", f"file://{tmp_path}/file/ckpt"):
+        with pytest.raises(StoreError, match=r"checkpoint.dir .*file/ckpt.*: cannot create"):
+            CheckpointStore(where, member="a")
+
+
 def test_a_crash_mid_write_leaves_no_file_under_the_name(tmp_path: Path) -> None:
     files = LocalStore(tmp_path)
     (tmp_path / "ckpt-0000000000001-a.smck.tmp").write_bytes(b"half")  # killed mid-write

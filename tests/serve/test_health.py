@@ -71,3 +71,22 @@ def test_each_metrics_object_has_its_own_registry() -> None:
     a.forecasts.inc()
     assert a.registry.get_sample_value("streammeta_forecasts_published_total") == 1
     assert b.registry.get_sample_value("streammeta_forecasts_published_total") == 0
+
+
+def test_a_port_in_use_or_a_bad_host_names_the_setting() -> None:
+    """A second daemon on one host (metrics.port 9464 taken) stopped ``run`` with an
+    ``OSError: [Errno 98] Address already in use`` traceback; it is a configuration
+    error naming the key (exit 2)."""
+    import socket
+
+    from streammeta.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"'metrics.port': got {port}, expected a port "
+                           r"free .*Address already in use"):
+            HealthServer("127.0.0.1", port, Metrics().registry, LoopHealth(30.0))
+    with pytest.raises(ConfigError, match=r"'metrics.host': got 'no.such.host.invalid'"):
+        HealthServer("no.such.host.invalid", 0, Metrics().registry, LoopHealth(30.0))
