@@ -47,6 +47,12 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
             f"{path}: θ was learned on values with series.transform = "
             f"{written_for.get('transform', 'none')!r}, this configuration has "
             f"{shape.transform!r}")
+    levels = written_for.get("quantiles")
+    if levels is not None and [round(float(q), 9) for q in levels] != [
+            round(q, 9) for q in shape.quantiles]:  # as many levels, others: quietly wrong
+        raise ParameterFileError(
+            f"{path}: θ was learned for series.quantiles = {list(levels)}, this "
+            f"configuration has {list(shape.quantiles)}")
     params = checked(str(path), payload.get("params"), shape,
                      f" (file written for {payload.get('shape')})")
     return params, int(payload.get("version", 0))

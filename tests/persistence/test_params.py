@@ -32,6 +32,17 @@ def test_parameter_files_round_trip_and_refuse_bad_content(small: Config, tmp_pa
         params_io.load(path, engine.shape)
 
 
+def test_a_file_for_other_quantile_levels_is_refused(small: Config, tmp_path: Path) -> None:
+    """As many levels but others: θ's quantile outputs would serve as the wrong levels."""
+    engine = Engine(small)
+    path = params_io.save(tmp_path / "p.smp", engine.serving()[0], 1, engine.shape)
+    levels = tuple(0.05 if q == 0.1 else 0.95 if q == 0.9 else q for q in small.series.quantiles)
+    assert levels != tuple(small.series.quantiles)
+    other = Engine(small.replace("series", quantiles=levels))
+    with pytest.raises(ParameterFileError, match=r"series\.quantiles"):
+        params_io.load(path, other.shape)
+
+
 def test_a_file_of_another_kind_is_refused(small: Config, tmp_path: Path) -> None:
     from streammeta.persistence.container import FORMAT, write_file
 
