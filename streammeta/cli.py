@@ -143,6 +143,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _setup_logging(config)
     series = datasets.load(args.data, args.format, config.series.frequency)
     check_step(series, config.series, args.data)
+    config = config.for_values(s.values for s in series)
     reason = too_short(config, series)
     if reason:
         print(f"warning: {reason}", file=sys.stderr)

@@ -21,6 +21,7 @@ def check(key: str, value: object, ok: bool, expected: str) -> None:
 
 
 _CENTURY_MS = 100 * 366 * DAY_MS
+TRANSFORMS = ("auto", "none", "asinh")  # series.transform
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,15 @@ class SeriesConfig:
     max_entity_id_length: int = 256
     max_record_bytes: int = 4096
     # Values the model sees: "asinh" ≈ log for large values (multiplicative seasonality,
-    # positive-looking forecasts) and defined for every real; "none" = as they come.
-    transform: str = "asinh"
+    # positive-looking forecasts) and defined for every real; "none" = as they come;
+    # "auto": "none" where the data holds a value at or below 0 (signed data has no
+    # logarithm), decided where the data is seen first (evaluate, pretrain: the θ file
+    # keeps it, and run --init takes it from there), else "asinh" (Config.resolved).
+    transform: str = "auto"
 
     def __post_init__(self) -> None:
-        check("series.transform", self.transform, self.transform in ("none", "asinh"),
-               "none or asinh")
+        check("series.transform", self.transform, self.transform in TRANSFORMS,
+               "auto, none or asinh")
         # At most a century a step: H targets after any timestamp the contract takes
         # (|ts| < 2**62 ms) stay within 64 bits (a wider step wrapped them negative).
         check("series.step_ms", self.step_ms, 1 <= self.step_ms <= _CENTURY_MS,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from streammeta import envvars
 from streammeta.config.kafka import KafkaConfig
@@ -79,7 +82,24 @@ class Config:
 
             hidden = width(model.init)
         hidden = hidden or (OFFLINE_HIDDEN if offline else ONLINE_HIDDEN)
-        return self.replace("model", window=window, warm_after=warm, hidden=hidden)
+        resolved = self.replace("model", window=window, warm_after=warm, hidden=hidden)
+        if self.series.transform != "auto":
+            return resolved
+        transform = "asinh"  # the units of the parameter file, else for positive data
+        if model.init:
+            from streammeta.persistence.width import units
+
+            transform = units(model.init)
+        return resolved.replace("series", transform=transform)
+
+    def for_values(self, values: Iterable[np.ndarray]) -> Config:
+        """``series.transform = "auto"`` decided by the data a process sees first: "none"
+        where a value is at or below 0 (it has no logarithm), else "asinh" (with
+        ``model.init``, the file's: :meth:`resolved`)."""
+        if self.series.transform != "auto" or self.model.init:  # a θ file's units rule
+            return self
+        signed = any(bool((v[np.isfinite(v)] <= 0).any()) for v in values)
+        return self.replace("series", transform="none" if signed else "asinh")
 
     def replace(self, section: str, **changes: Any) -> Config:
         """A copy with some keys of one section changed (validated again)."""

@@ -392,7 +392,11 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
     evaluations = []
     with tempfile.TemporaryDirectory(prefix="streammeta-evaluate-") as scratch:
         for task in tasks:
-            task_config = config
+            task_config = config.for_values(task.seen_first())
+            if task_config.series.transform != config.series.transform:
+                notes.append(f"{task.label}: series.transform auto: "
+                             f"{task_config.series.transform}, from the values before "
+                             "the first scored forecast")
             if args.init:  # "{h}" in the name: one parameter file per horizon
                 task_config = config.replace("model", init=str(args.init).format(h=task.horizon))
             if args.pretrain:

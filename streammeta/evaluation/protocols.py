@@ -59,9 +59,21 @@ class Task:
     # Leading values of each stream that offline pretraining may use: -1 all of them
     # (final origin: the training parts), None none (rolling).
     train_rows: int | None = None
+
     truth: np.ndarray = field(init=False)  # (N, H)
     scale: np.ndarray = field(init=False)  # (N,) MASE scale from the history
     std: np.ndarray = field(init=False)  # (N,) units of MSE and MAE
+
+    def seen_first(self) -> list[np.ndarray]:
+        """The values each series shows before its first scored forecast (what decides
+        ``series.transform = "auto"``): its training part (final origin), the train rows
+        (ett), its values up to its first origin (rolling)."""
+        if self.train_rows is not None:
+            return [s.values if self.train_rows < 0 else s.values[:self.train_rows]
+                    for s in self.stream]
+        entities, at = np.unique(self.ent, return_index=True)  # entity-major: first origins
+        return [self.stream[e].values[: int(p) + 1]
+                for e, p in zip(entities.tolist(), self.pos[at].tolist(), strict=True)]
 
     def __post_init__(self) -> None:
         H = self.horizon

@@ -216,11 +216,18 @@ def loss_per_row(
 
 def to_model_units(values: Tensor, transform: str) -> Tensor:
     """Observed values → the values the model and the entity state hold."""
-    return torch.asinh(values) if transform == "asinh" else values
+    return torch.asinh(values) if _asinh(transform) else values
 
 
 def from_model_units(values: Tensor, transform: str) -> Tensor:
-    return torch.sinh(values) if transform == "asinh" else values
+    return torch.sinh(values) if _asinh(transform) else values
+
+
+def _asinh(transform: str) -> bool:
+    """Whether ``transform`` (resolved: ``Config.resolved``) is asinh; "auto" is refused."""
+    if transform not in ("asinh", "none"):
+        raise ValueError(f"series.transform {transform!r} used unresolved")
+    return transform == "asinh"
 
 
 def normalise(window: Tensor) -> tuple[Tensor, Tensor, Tensor]:

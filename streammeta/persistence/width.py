@@ -32,6 +32,23 @@ def _width(path: str, mtime_ns: int, size: int) -> int:
     return params_width(path, payload.get("params"))
 
 
+def units(path: str | Path) -> str:
+    """The ``series.transform`` the parameter file ``path`` was learned in (files that
+    do not record it: "none", as ``params.load`` reads them)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise ParameterFileError(f"{path}: {exc.strerror or exc}") from exc
+    return _units(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _units(path: str, mtime_ns: int, size: int) -> str:
+    shape = read_file(Path(path)).get("shape") or {}
+    return str(shape.get("transform", "none"))
+
+
 def params_width(where: str, params: object) -> int:
     """The width of θ ``params`` (the columns of its first layer)."""
     try:

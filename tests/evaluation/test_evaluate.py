@@ -89,6 +89,21 @@ def test_rolling_scores_each_forecast_against_the_next_h_values() -> None:
     assert task.pos.max() == 300 - 1 - 12
 
 
+def test_automatic_units_are_decided_by_the_values_before_the_first_forecast() -> None:
+    """series.transform = "auto" in a rolling task reads each series' warm-up only: a
+    series that goes below 0 after its first origin does not change the units."""
+    t = np.arange(60, dtype=np.float64)
+    later = np.where(t > 30, -5.0, 5.0)  # signed only after the warm-up
+    series = [datasets.Series("a", t.astype(np.int64) * HOUR, later)]
+    task = P.rolling_task(series, horizon=4, season=3, step_ms=HOUR, warmup=10)
+    assert [len(v) for v in task.seen_first()] == [10]
+    auto = _config().replace("series", transform="auto")
+    assert auto.for_values(task.seen_first()).series.transform == "asinh"
+    early = [datasets.Series("a", t.astype(np.int64) * HOUR, later[::-1].copy())]
+    task = P.rolling_task(early, horizon=4, season=3, step_ms=HOUR, warmup=10)
+    assert auto.for_values(task.seen_first()).series.transform == "none"
+
+
 def test_each_origin_is_scaled_by_its_own_entitys_history() -> None:
     """MASE's scale and the MSE units are each origin's entity's prefix statistics,
     whatever the entities' lengths (the origins are grouped with one sort)."""

@@ -119,7 +119,7 @@ def test_young_tasks_follow_the_engine_through_an_entitys_first_forecasts(
         torch.testing.assert_close(phis, torch.stack([p[e] for p in served_phi]))
         _, mean, scale = model.normalise(raw_xq[e])
         point, _ = model.point_and_spread(learner.params, xq[e], phis)
-        point = model.from_model_units(point * scale + mean, config.series.transform)
+        point = model.from_model_units(point * scale + mean, engine.shape.transform)
         torch.testing.assert_close(point, torch.stack([p[e] for p in served_point]),
                                    rtol=1e-4, atol=1e-4)
 

@@ -82,3 +82,23 @@ def test_the_automatic_width_is_the_files_else_128(small: Config, tmp_path: Path
     path.write_bytes(b"not a parameter file")
     with pytest.raises(ParameterFileError):
         from_file.resolved()
+
+
+def test_automatic_units_follow_the_data_then_the_parameter_file(small: Config,
+                                                                 tmp_path: Path) -> None:
+    """series.transform = "auto": signed data (a value at or below 0 has no logarithm)
+    gives "none", positive data "asinh", and without data (the daemon's start) the
+    parameter file's units serve, else asinh; an explicit setting is kept."""
+    import numpy as np
+
+    auto = small.replace("series", transform="auto")
+    signed, positive = [np.array([3.0, -0.5, 2.0])], [np.array([3.0, 0.5, np.nan])]
+    assert auto.for_values(signed).series.transform == "none"
+    assert auto.for_values(positive).series.transform == "asinh"
+    assert auto.resolved().series.transform == "asinh"
+    assert small.replace("series", transform="asinh").for_values(signed).series.transform == "asinh"
+    pretrained = auto.for_values(signed)
+    engine = Engine(pretrained)
+    path = params_io.save(tmp_path / "p.smp", engine.serving()[0], 3, engine.shape)
+    served = assemble.engine(auto.replace("model", init=str(path)).for_values(positive))
+    assert served.shape.transform == "none" and served.version == 3
