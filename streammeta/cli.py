@@ -303,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="only the first N series")
     evaluate.add_argument("--warmup", type=int, metavar="W", help="rolling: values before "
                           "an entity's first scored forecast (default 3 seasons, at most "
-                          "half the median series' length, at least a season and one)")
+                          "half the median series' length and its length less H, at "
+                          "least a season and one)")
     evaluate.add_argument("--arrival-gap", type=int, default=0, metavar="STEPS",
                           help="rolling: series k starts k*STEPS steps after the first")
     evaluate.add_argument("--batch-size", type=int, default=5000,

@@ -146,13 +146,15 @@ def unscaled_note(task: Task) -> str | None:
             f"{task.season + 1} values, or flat); the other metrics score them")
 
 
-def default_warmup(series: list[datasets.Series], season: int) -> int:
+def default_warmup(series: list[datasets.Series], season: int, horizon: int = 0) -> int:
     """The rolling protocol's warm-up: 3 seasons, but at most half the median series'
-    length and at least m + 1 values (MASE's seasonal scale needs a season of history).
-    With m = 52 on two years of weekly values, 3 seasons (156) scored nothing: every
-    method's row was NaN. The development sets (M4 hourly, fpp3) keep 3 seasons."""
+    length, at most its length less the horizon (so that it scores a forecast), and at
+    least m + 1 values (MASE's seasonal scale needs a season of history). With m = 52
+    on two years of weekly values, 3 seasons (156) scored nothing: every method's row
+    was NaN; 80 hourly values with H = 48 had half of them (40) as warm-up, and nothing
+    to score. The development sets (M4 hourly, fpp3) keep 3 seasons."""
     median = int(np.median([len(s) for s in series])) if series else 0
-    return max(1, min(3 * season, max(season + 1, median // 2)))
+    return max(1, min(3 * season, max(season + 1, min(median // 2, median - horizon))))
 
 
 def rolling_task(series: list[datasets.Series], horizon: int, season: int, step_ms: int,
@@ -297,7 +299,7 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
                              "to forecast from)")
         return [final_origin_task(series, test, h, season, step) for h in horizons], notes
     if args.protocol == "rolling":
-        warmup = args.warmup or default_warmup(series, season)
+        warmup = args.warmup or default_warmup(series, season, max(horizons))
         longest = max((len(s) for s in series), default=0)
         if all(longest - 1 - h < warmup - 1 for h in horizons):
             raise DataError(f"{args.data}: rolling: nothing to score: a forecast is scored "
@@ -306,7 +308,8 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
                             "(--warmup W sets the warm-up, --horizon H)")
         if not args.warmup and warmup < 3 * season:
             notes.append(f"warm-up cut from 3 seasons ({3 * season}) to {warmup} values: "
-                         "half the median series' length (--warmup W sets it)")
+                         "at most half the median series' length, and its length less "
+                         "H (--warmup W sets it)")
         notes.append(f"warm-up {warmup} values; cold_start = forecasts at positions "
                      f"{warmup - 1}..{warmup - 2 + COLD_START}; arrival gap "
                      f"{args.arrival_gap} steps")

@@ -367,6 +367,32 @@ def test_rolling_warm_up_leaves_short_seasonal_series_something_to_score(
     assert main([*args, "--warmup", "100"]) == 2  # 100 + 13 > 104 values: nothing to score
 
 
+def test_rolling_warm_up_leaves_a_horizon_longer_than_half_the_series_something(
+        tmp_path: Path) -> None:
+    """80 hourly values with H = 48 and m = 24: the warm-up was half the median length
+    (40), 40 + 48 > 80, and ``evaluate`` refused with exit 2 although a warm-up of
+    m + 1 leaves forecasts with their whole horizon. It is now at most the median
+    length less H (32): every series is scored."""
+    hours = [str(np.datetime64("2021-03-01T00") + k) for k in range(80)]
+    path = tmp_path / "short_hourly.csv"
+    rng = np.random.default_rng(3)
+    with path.open("w") as f:
+        f.write("entity,ts,value\n")
+        for k in range(3):
+            values = 30 + 5 * np.sin(2 * math.pi * np.arange(80) / 24 + k) + rng.normal(0, 0.3, 80)
+            f.writelines(f"h{k},{t}:00:00Z,{v:.3f}\n" for t, v in zip(hours, values, strict=True))
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--data", str(path), "--format", "long", "--protocol",
+                 "rolling", "--horizon", "48", "--season", "24", "--methods", "streammeta",
+                 "seasonal-naive", "--json", str(out), "-q"]) == 0
+    payload = json.loads(out.read_text())
+    for row in payload["results"]:
+        assert math.isfinite(row["mase"]) and math.isfinite(row["smape"])
+    assert any("to 32 values" in n for n in payload["notes"])
+    series = datasets.load(path, "long")
+    assert P.default_warmup(series, 24, 48) == 32 and P.default_warmup(series, 24) == 40
+
+
 def test_constant_series_are_scored_not_a_crash(tmp_path: Path) -> None:
     """A flat series (a sensor stuck at one value, a product never sold) has MASE
     scale 0 and Naive2 is exact on it: with only such series ``evaluate`` stopped on a
