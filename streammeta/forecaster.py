@@ -46,7 +46,7 @@ from streammeta.config import CheckpointConfig, Config
 from streammeta.errors import DataError, ParameterFileError
 from streammeta.meta.outer import OuterLoop, OuterResult, attach
 from streammeta.online import model
-from streammeta.online.engine import Forecasts
+from streammeta.online.engine import Engine, Forecasts
 from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -83,20 +83,16 @@ class Forecaster:
         cfg = base.replace("series", **changes) if changes else base
         if outer_loop == "off":
             cfg = cfg.replace("meta", enabled=False)
+        # series.transform = "auto" without a θ file: decided by the first update's values
+        self._auto = cfg if cfg.series.transform == "auto" and not cfg.model.init else None
         self.config = cfg.resolved()
         self.outer_loop: OuterMode = outer_loop if self.config.meta.enabled else "off"
         self.frequency = self.config.series.frequency
         self.levels = self.config.series.quantiles
-        self.engine = assemble.engine(self.config)  # the daemon's: model.init, task memory
-        self.loop: OuterLoop | None = None
+        self.engine, self.loop = _machinery(self.config, self.outer_loop, self._offer)
         self.batch_size = batch_size
         if self.outer_loop == "inline":
-            # evaluate's schedule: no pacing sleeps, promoted versions served at once.
-            paced = self.config.replace("meta", cpu_share=1.0)
-            self.loop = attach(paced, self.engine, self.engine.swap)
             self.batch_size = min(batch_size, self.config.meta.every_observations)
-        elif self.outer_loop == "background":
-            self.loop = attach(self.config, self.engine, self._offer)
         self.observations = 0  # accepted so far (saved, restored)
         self._last_outer = 0  # task buffer count at the inline loop's last run
         self._offered: tuple[model.Params, int] | None = None
@@ -121,6 +117,11 @@ class Forecaster:
             raise DataError(f"{new} new unique_id(s) would exceed engine.max_entities "
                             f"({self.config.engine.max_entities}; the daemon dead-letters "
                             "them as 'capacity'), nothing applied")
+        if self._auto is not None and len(obs):  # nothing applied yet: the engine is empty
+            decided, self._auto = self._auto.for_values([obs.values]).resolved(), None
+            if decided != self.config:  # "none": a value at or below 0, as evaluate decides
+                self.config = decided
+                self.engine, self.loop = _machinery(decided, self.outer_loop, self._offer)
         if self.loop is not None and self.outer_loop == "background" and not self._started:
             self.loop.start()
             self._started = True
@@ -231,6 +232,7 @@ class Forecaster:
         state = payload["forecaster"]
         forecaster = cls(config=config or _config_from(state["config"], path),
                          outer_loop=outer_loop, batch_size=batch_size)
+        forecaster._auto = None  # the state's units are the configuration's
         checkpointer = Checkpointer(store, forecaster.engine, _NEVER)
         checkpointer.restore_model()
         checkpointer.restore_partitions([PARTITION])
@@ -258,6 +260,18 @@ class Forecaster:
                 f"horizon={s.horizon}, entities={len(self._latest)}, "
                 f"observations={self.observations}, version={self.version}, "
                 f"outer_loop={self.outer_loop!r})")
+
+
+def _machinery(config: Config, outer_loop: OuterMode,
+               offer: Any) -> tuple[Engine, OuterLoop | None]:
+    """The daemon's engine (model.init, task memory) and the outer loop beside it."""
+    engine = assemble.engine(config)
+    if outer_loop == "inline":
+        # evaluate's schedule: no pacing sleeps, promoted versions served at once.
+        return engine, attach(config.replace("meta", cpu_share=1.0), engine, engine.swap)
+    if outer_loop == "background":
+        return engine, attach(config, engine, offer)
+    return engine, None
 
 
 class _Latest:

@@ -294,3 +294,30 @@ def test_an_empty_frame_gives_no_forecasts() -> None:
     out = f.update(pd.DataFrame({"unique_id": [], "ds": [], "y": []}))
     assert len(out) == 0 and "streammeta-q-90" in out.columns
     assert len(f.forecast()) == 0
+
+
+def test_signed_data_gets_the_transform_evaluate_gives_it(tmp_path: Path) -> None:
+    """``series.transform = "auto"``: evaluate takes "none" for data with a value at or
+    below 0 and the Forecaster took asinh (built before any data), so the same rows gave
+    other forecasts (ETT daily means: up to 7x apart). It decides from its first update,
+    and gives evaluate's final-origin forecasts."""
+    from streammeta.cli import main
+
+    n, h = 3, 7
+    frame = hourly(n=n, length=60)
+    frame["y"] = frame["y"] - frame["y"].mean()  # signed around 0
+    frame["ds"] = np.tile(pd.date_range("2023-01-01", periods=60, freq="D"), n)
+    path, out = tmp_path / "signed.csv", tmp_path / "fo.csv"
+    frame.assign(ds=frame["ds"].dt.strftime("%Y-%m-%dT00:00:00Z")).to_csv(path, index=False)
+    assert main(["evaluate", "--data", str(path), "--format", "long", "--protocol",
+                 "final-origin", "--season", "7", "--horizon", str(h), "--methods",
+                 "streammeta", "-q", "--forecasts-out", str(out)]) == 0
+    theirs = pd.read_csv(out).set_index("id").to_numpy()
+    fc = Forecaster("D", 7, h, config=SMALL)
+    fc.update(frame.groupby("unique_id").head(60 - h))
+    assert fc.config.series.transform == "none"
+    ours = fc.forecast().pivot(index="unique_id", columns="step", values="streammeta")
+    np.testing.assert_allclose(ours.to_numpy(), theirs, rtol=1e-4, atol=1e-4)
+    positive = Forecaster("D", 7, h, config=SMALL)
+    positive.update(frame.assign(y=frame["y"] - frame["y"].min() + 1))
+    assert positive.config.series.transform == "asinh"
