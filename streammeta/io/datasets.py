@@ -17,7 +17,9 @@ Formats (``fmt`` of :func:`load`):
   ms or ISO-8601 (naive means UTC); rows in any order; CSV, or Parquet when the
   name ends in ``.parquet`` (:mod:`streammeta.io.tables`, needs pandas and
   pyarrow: the ``eval`` extra). Each entity keeps its rows sorted by ``ts`` (ties
-  in file order: duplicates are kept, for the daemon to dead-letter).
+  in file order: duplicates are kept, for the daemon to dead-letter). Integer
+  times 1 apart (Nixtla's ``ds`` = 1, 2, 3, … where a data set has no dates) are
+  positions, placed as an M4 file's values are (:func:`positions_on_clock`).
 * ``ett`` — the ETT CSVs: a ``date`` column (UTC) and one column per variable;
   every variable is one entity named after its column.
 
@@ -329,8 +331,29 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
     if fmt == "m4":
         return load_m4(path, frequency=frequency)
     if fmt == "long":
-        return load_long(path, frequency is not None and frequency.wall_clock)
+        series = load_long(path, frequency is not None and frequency.wall_clock)
+        return positions_on_clock(series, frequency) if frequency is not None else series
     return load_ett(path)
+
+
+def positions_on_clock(series: list[Series], frequency: Frequency,
+                       start_ms: int = M4_START_MS) -> list[Series]:
+    """Integer times 1 apart (Nixtla's ``ds`` = 1, 2, 3, … of data sets without dates,
+    statsforecast's ``freq=1``), which read as epoch ms are 1 ms apart, placed on
+    ``frequency``'s clock as an M4 file's values are: position p at p − (the smallest)
+    steps after 2017-01-01, on its calendar for a calendar frequency. A daily or
+    monthly ``series.freq`` refused them as off its step or calendar. Anything else
+    (median spacing not 1 ms, or a frequency of 1 ms) is returned unchanged."""
+    diffs = [np.diff(s.ts) for s in series if len(s) > 1]
+    if not diffs or frequency.step_ms == 1 or int(np.median(np.concatenate(diffs))) != 1:
+        return series
+    low = min(int(s.ts.min()) for s in series if len(s))
+    if frequency.calendar:
+        first = int(frequency.to_units(np.array([start_ms], dtype=np.int64))[0][0])
+        return [Series(s.entity, frequency.to_ms(first + (s.ts - low) * frequency.step),
+                       s.values) for s in series]
+    return [Series(s.entity, start_ms + (s.ts - low) * frequency.step_ms, s.values)
+            for s in series]
 
 
 # -- one stream ------------------------------------------------------------------------

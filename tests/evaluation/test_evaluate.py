@@ -479,3 +479,35 @@ def test_origins_without_a_seasonal_scale_are_said_to_be_left_out_of_mase(
     args[args.index("52")] = "12"
     assert main(args) == 0  # m = 12: every origin has a scale
     assert not any("leave out" in n for n in json.loads(out.read_text())["notes"])
+
+
+@pytest.mark.parametrize("freq", ["MS", "D"])
+def test_integer_positions_as_ds_are_scored_as_the_same_values_with_dates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, freq: str) -> None:
+    """Nixtla's data sets without dates have ``ds`` = 1, 2, 3, …; read as epoch ms they
+    were 1 ms apart, and with ``series.freq`` set (the one setting a user gives besides
+    season and horizon) ``evaluate`` refused them (off 'MS', or '1 ms apart, but D').
+    They are positions, placed as an M4 file's values are: the scores are those of the
+    same values with dates."""
+    rng = np.random.default_rng(8)
+    months = [str(np.datetime64("2001-01") + k) for k in range(48)]
+    dated, indexed = ["unique_id,ds,y"], ["unique_id,ds,y"]
+    for k, start in enumerate((0, 6)):  # the second series starts 6 steps later
+        n = 48 - start
+        values = 50 + 8 * np.sin(2 * math.pi * np.arange(n) / 12) + rng.normal(0, 1, n)
+        for j, v in enumerate(values):
+            dated.append(f"s{k},{months[start + j]}-01,{v:.4f}")
+            indexed.append(f"s{k},{start + j + 1},{v:.4f}")
+    (tmp_path / "dated.csv").write_text("\n".join(dated) + "\n")
+    (tmp_path / "indexed.csv").write_text("\n".join(indexed) + "\n")
+    scores = {}
+    for name, env in (("dated", "MS"), ("indexed", freq)):
+        monkeypatch.setenv("STREAMMETA_SERIES_FREQ", env)
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--data", str(tmp_path / f"{name}.csv"), "--format", "long",
+                     "--protocol", "rolling", "--season", "12", "--horizon", "6", "--methods",
+                     "streammeta", "seasonal-naive", "--json", str(out), "-q"]) == 0
+        scores[name] = [(r["method"], r["slice"], r["mase"], r["smape"])
+                        for r in json.loads(out.read_text())["results"]]
+    assert scores["indexed"] == scores["dated"]
+    assert all(math.isfinite(mase) for _, _, mase, _ in scores["indexed"])
