@@ -53,6 +53,11 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
         raise ParameterFileError(
             f"{path}: θ was learned for series.quantiles = {list(levels)}, this "
             f"configuration has {list(shape.quantiles)}")
+    season = written_for.get("season")
+    if season is not None and int(season) != shape.season:  # the window may be the same
+        raise ParameterFileError(
+            f"{path}: θ was learned for series.season = {season}, this configuration "
+            f"has {shape.season}")
     params = checked(str(path), payload.get("params"), shape,
                      f" (file written for {payload.get('shape')})")
     return params, int(payload.get("version", 0))

@@ -43,6 +43,18 @@ def test_a_file_for_other_quantile_levels_is_refused(small: Config, tmp_path: Pa
         params_io.load(path, other.shape)
 
 
+def test_a_file_for_another_season_is_refused(small: Config, tmp_path: Path) -> None:
+    """θ's linear path starts as seasonal naive of its series.season (and learns from
+    there): where the window is the same (a set model.window; 16 for every season up to
+    5, 168 from 56 on) a file learned for m = 1 served m = 4 silently, as naive."""
+    engine = Engine(small)
+    path = params_io.save(tmp_path / "p.smp", engine.serving()[0], 1, engine.shape)
+    other = Engine(small.replace("series", season=small.series.season + 1))
+    assert other.shape.window == engine.shape.window  # the shapes alone would pass
+    with pytest.raises(ParameterFileError, match=r"series\.season = 4, this configuration has 5"):
+        params_io.load(path, other.shape)
+
+
 def test_a_file_of_another_kind_is_refused(small: Config, tmp_path: Path) -> None:
     from streammeta.persistence.container import FORMAT, write_file
 
