@@ -277,10 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help=FORMAT_HELP)
     evaluate.add_argument("--protocol", choices=("final-origin", "rolling", "ett"),
                           required=True)
-    evaluate.add_argument("--horizon", type=int, help="forecast steps (default: 48 for M4; "
-                          "1, 24 and 48 for the ett protocol; else series.horizon)")
-    evaluate.add_argument("--season", type=int, help="seasonal period in steps (default: 24 "
-                          "for M4 and ETT, else series.season)")
+    evaluate.add_argument("--horizon", type=int, help="forecast steps (default: "
+                          "series.horizon where set, else an M4 file's subset's by its name, "
+                          "e.g. 18 for Monthly-train.csv; 1, 24 and 48 for the ett protocol; "
+                          "else series.horizon)")
+    evaluate.add_argument("--season", type=int, help="seasonal period in steps (default: "
+                          "series.season where set, else an M4 file's subset's by its name, "
+                          "e.g. 12 for Monthly-train.csv; 24 for ETT; else series.season)")
     evaluate.add_argument("--init", metavar="FILE", help="parameter file to start from; "
                           "'{h}' in the name is replaced by the horizon")
     evaluate.add_argument("--pretrain", type=int, metavar="STEPS", help="meta-train offline "

@@ -268,12 +268,18 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
     subset, train = None, None
     if args.format == "m4":
         train = datasets.resolve_m4(args.data)
-        subset = m4_subset(train) or M4_SUBSETS["hourly"]  # M4 hourly: the first use
-    default_season = subset[1] if subset else (24 if args.format == "ett"
-                                                else base.series.season)
+        subset = m4_subset(train)
+    # --season/--horizon, else series.season/horizon where set (not the built-in 24/48:
+    # they were overridden by 24/48 on an M4 file not named after a subset, or by the
+    # subset's), else the subset's, ETT's, the built-in ones.
+    built_in = SeriesConfig()
+    own_season = base.series.season != built_in.season
+    own_horizon = base.series.horizon != built_in.horizon
+    default_season = (subset[1] if subset and not own_season else 24
+                      if args.format == "ett" and not own_season else base.series.season)
     season = args.season or default_season
-    if args.horizon:
-        horizons = [args.horizon]
+    if args.horizon or own_horizon:
+        horizons = [args.horizon or base.series.horizon]
     elif args.protocol == "ett":
         horizons = [1, 24, 48]
     else:

@@ -511,3 +511,37 @@ def test_integer_positions_as_ds_are_scored_as_the_same_values_with_dates(
                         for r in json.loads(out.read_text())["results"]]
     assert scores["indexed"] == scores["dated"]
     assert all(math.isfinite(mase) for _, _, mase, _ in scores["indexed"])
+
+
+@pytest.mark.parametrize("name", ["shop", "Monthly"])
+def test_series_season_and_horizon_set_in_the_configuration_hold_for_m4_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """STREAMMETA_SERIES_SEASON / _HORIZON (or config.toml) were replaced on an M4-format
+    file by M4 hourly's 24 / 48 where its name names no subset (a test file of 6 values:
+    "fewer than 48 values"), and by the subset's (Monthly: 12 / 18). As set, they hold;
+    --season and --horizon still come first."""
+    rng = np.random.default_rng(2)
+    train = [["V1"] + [f"V{j + 2}" for j in range(30)]]
+    test = [["V1"] + [f"V{j + 2}" for j in range(6)]]
+    for k in range(3):
+        values = 40 + 6 * np.sin(2 * math.pi * np.arange(36) / 4 + k) + rng.normal(0, 0.5, 36)
+        train.append([f"s{k}"] + [f"{v:.3f}" for v in values[:30]])
+        test.append([f"s{k}"] + [f"{v:.3f}" for v in values[30:]])
+    for part, rows in (("train", train), ("test", test)):
+        (tmp_path / f"{name}-{part}.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    monkeypatch.setenv("STREAMMETA_SERIES_SEASON", "4")
+    monkeypatch.setenv("STREAMMETA_SERIES_HORIZON", "6")
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "QS")
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(tmp_path / f"{name}-train.csv"), "--format", "m4",
+            "--protocol", "final-origin", "--methods", "streammeta", "seasonal-naive",
+            "--json", str(out), "-q"]
+    assert main(args) == 0
+    configured = json.loads(out.read_text())["results"]
+    assert {r["horizon"] for r in configured} == {6}
+    assert main([*args, "--season", "4", "--horizon", "6"]) == 0
+    flagged = json.loads(out.read_text())["results"]
+    assert [(r["method"], r["mase"]) for r in configured] == [
+        (r["method"], r["mase"]) for r in flagged]
+    assert main([*args, "--horizon", "3"]) == 0  # a flag over the configuration
+    assert {r["horizon"] for r in json.loads(out.read_text())["results"]} == {3}
