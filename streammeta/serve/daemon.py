@@ -104,7 +104,7 @@ class Daemon:
         self.health = health if health is not None else LoopHealth(config.metrics.stall_after_s)
         self.notifier, self.checkpointer = notifier, checkpointer
         self.keeper = None if checkpointer is None else StateKeeper(
-            checkpointer, source, self.metrics, self.engine, config.checkpoint.expired)
+            checkpointer, source, self.metrics, self.engine, config)
         self.memory_link, self.between_batches = memory_link, between_batches
         if memory_link is not None:
             self.engine.share_memory()
