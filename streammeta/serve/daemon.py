@@ -108,7 +108,7 @@ class Daemon:
         self.memory_link, self.between_batches = memory_link, between_batches
         if memory_link is not None:
             self.engine.share_memory()
-        self.on_progress, self.progress_every_s = on_progress or _log_progress, progress_every_s
+        self.on_progress, self.progress_every_s = on_progress or log_progress, progress_every_s
         self.decoder = Decoder(config.series.max_record_bytes, config.series.max_entity_id_length)
         self.frequency = config.series.frequency
         self.encoder = ForecastEncoder(self.frequency, config.series.quantiles)
@@ -362,7 +362,7 @@ def _observe_latency(metrics: Metrics, records: Records) -> None:
             metrics.record_latency.observe(max(0.0, now_ms - timestamp_ms) / 1000)
 
 
-def _log_progress(p: Progress) -> None:
+def log_progress(p: Progress) -> None:
     log.info(
         "%.0f s: %d observations (%.0f/s), %d entities, %d dead letters, model v%d, "
         "online error %.3f (seasonal naive %.3f)", p.seconds, p.observations, p.events_per_s,
