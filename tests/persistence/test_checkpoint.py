@@ -291,6 +291,32 @@ def test_state_kept_at_another_step_is_refused(tmp_path: Path) -> None:
         tmp_path, member="d")).restore_partitions([0]) == {0: 60}  # the caller's choice
 
 
+def test_state_and_parameters_of_other_quantile_levels_are_refused(tmp_path: Path) -> None:
+    """θ's quantile outputs and each entity's calibration offsets are learned for the
+    levels of ``series.quantiles``; as many other levels fit every tensor, so a
+    checkpoint of 0.1/0.5/0.9 restored under 0.05/0.5/0.95 served the old intervals
+    under the new labels, quietly. Refused at start (θ) and at assignment (state),
+    naming both; the same levels, and files written before they were recorded, restore."""
+    original = small_engine()
+    feed(original, range(20))
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    levels = original.shape.quantiles
+    other = small_config().replace("series", quantiles=[0.05, 0.5, 0.95])
+    assert len(levels) == 3 and tuple(levels) != (0.05, 0.5, 0.95)
+    restorer = checkpointer(small_engine(other), CheckpointStore(tmp_path, member="b"))
+    with pytest.raises(ParameterFileError, match=r"θ was learned for series.quantiles = "
+                       r"\[0.1, 0.5, 0.9\], this configuration has \[0.05, 0.5, 0.95\]"):
+        restorer.restore_model()
+    with pytest.raises(ParameterFileError, match=r"partition 0's state was learned for "
+                       r"series.quantiles"):
+        restorer.restore_partitions([0])
+    same = checkpointer(small_engine(), CheckpointStore(tmp_path, member="c"))
+    assert same.restore_model() == 0
+    assert same.restore_partitions([0, 1]) == {0: 60, 1: 60}
+
+
 def test_state_saved_before_anchors_and_the_guard_existed_restores(tmp_path: Path) -> None:
     """Rows of an older version have no ``anchor``, ``phi_origin`` or ``guard``: they
     restore (checkpoint and spill file alike) as entities whose φ shrinks towards φ₀
