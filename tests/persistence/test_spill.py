@@ -121,6 +121,46 @@ def test_a_checkpoint_carries_evicted_entities_to_a_new_owner(cfg: Config,
     assert_same_state(second, spill_b, reference)
 
 
+def test_partitions_restored_past_the_cap_spill_their_oldest(cfg: Config,
+                                                            tmp_path: Path) -> None:
+    """A survivor takes a dead replica's partitions over: together they hold more
+    entities than its engine.max_entities (or the cap was lowered before a restart).
+    The least recently observed go to the spill store, resident ones first, then the
+    partition's own, and every entity continues exactly. Before, the restore stopped
+    the replica with a ValueError (exit 1, and again at every restart); without a
+    spill store it is refused naming the key (exit 2)."""
+    from streammeta.errors import ParameterFileError
+
+    batches = stream(entities=30, steps=60)
+    reference = assemble.engine(cfg)
+    run(reference, batches)
+    first = assemble.engine(cfg)  # uncapped: holds all 30
+    run(first, batches[:40])
+    saver = Checkpointer(CheckpointStore(tmp_path, "a"), first, EVERY_MINUTE)
+    saver.advance({0: 111, 1: 222}, 0)
+    saver.save()
+    spill = SpillStore(tmp_path, "b")
+    survivor = assemble.engine(cfg.replace("engine", max_entities=22), spill)
+    loader = Checkpointer(CheckpointStore(tmp_path, "b"), survivor, EVERY_MINUTE)
+    assert loader.restore_partitions([1]) == {1: 222}  # 15 entities
+    assert loader.restore_partitions([0]) == {0: 111}  # and 15 more: 8 must go
+    assert len(survivor.arena) == 22 and len(spill) == 8
+    run(survivor, batches[40:])
+    assert_same_state(survivor, spill, reference)
+    small = SpillStore(tmp_path, "d")  # one partition alone over the cap: its oldest go
+    alone = assemble.engine(cfg.replace("engine", max_entities=12), small)
+    Checkpointer(CheckpointStore(tmp_path, "d"), alone, EVERY_MINUTE).restore_partitions([0])
+    assert len(alone.arena) == 12 and len(small.of_partition(0)) == 3
+    on_disk = small.take(list(small.index))
+    assert max(on_disk["last_ts"].tolist()) <= min(
+        int(alone.arena.last_ts[s]) for s in alone.arena.index.values())
+    uncapped = assemble.engine(cfg.replace("engine", max_entities=12))  # no spill store
+    with pytest.raises(ParameterFileError, match=r"partition 0's state holds 15 entities, "
+                       r"0 are resident, engine.max_entities is 12"):
+        Checkpointer(CheckpointStore(tmp_path, "c"), uncapped,
+                     EVERY_MINUTE).restore_partitions([0])
+
+
 def test_spill_files_are_deleted_only_when_nothing_can_need_them(cfg: Config,
                                                                  tmp_path: Path) -> None:
     engine = assemble.engine(cfg.replace("engine", max_entities=2), SpillStore(tmp_path, "a"))
