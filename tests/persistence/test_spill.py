@@ -187,3 +187,29 @@ def test_spill_files_are_deleted_only_when_nothing_can_need_them(cfg: Config,
     time.sleep(0.01)
     saver.save()
     assert kept <= set((tmp_path / "spill" / "a").glob("*.smck"))
+
+
+def test_a_batch_of_more_entities_than_the_cap_is_processed_in_parts(cfg: Config,
+                                                                     tmp_path: Path) -> None:
+    """A poll holding more distinct entities than engine.max_entities, some of them
+    evicted: one engine step could not page them all back in (ValueError: the replica
+    stopped, and again after each restart, on the same records). The daemon steps it in
+    parts that fit; every entity's state equals an uncapped engine's."""
+    from streammeta.serve.daemon import process_in_parts
+
+    batches = stream(entities=30, steps=60)
+    reference = assemble.engine(cfg)
+    run(reference, batches)
+    spill = SpillStore(tmp_path, "a")
+    capped = assemble.engine(cfg.replace("engine", max_entities=12), spill)
+    forecasts = 0
+    for start in range(0, 60, 3):  # three steps a poll: ~60 records of ~30 entities
+        names = [name for b in batches[start:start + 3] for name in b[0]]
+        ts, values, parts = (np.concatenate([b[k] for b in batches[start:start + 3]])
+                             for k in (1, 2, 3))
+        result = process_in_parts(capped, names, ts, values, parts)
+        assert not result.rejected
+        assert sorted(result.forecasts.obs_index.tolist()) == list(range(len(names)))
+        forecasts += len(result.forecasts)
+    assert forecasts == sum(len(b[0]) for b in batches)
+    assert_same_state(capped, spill, reference)
