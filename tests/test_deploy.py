@@ -99,3 +99,20 @@ def test_watchdog_is_longer_than_the_stall_timeout() -> None:
     # The loop stops pinging when it stalls; systemd should not act before /healthz would.
     watchdog = _seconds(r"^WatchdogSec=(\d+)$", DEPLOY / "systemd" / "streammeta.service")
     assert watchdog >= config.MetricsConfig().stall_after_s
+
+
+def test_the_compose_replay_finds_the_bundled_data() -> None:
+    """The replay service's ``--data "$(python -c '...')"`` runs in the image: the
+    snippet must import and print an existing file. It imported ``streammeta.datasets``,
+    which does not exist, so the service replayed nothing (ImportError, empty --data)."""
+    import subprocess
+    import sys
+
+    text = (DEPLOY / "compose.yaml").read_text()
+    snippets = re.findall(r"\$\$\(python -c '([^']+)'\)", text)
+    assert snippets, "no python -c snippet in the compose replay command"
+    for snippet in snippets:
+        out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True,
+                             cwd=ROOT, check=False)
+        assert out.returncode == 0, out.stderr
+        assert Path(out.stdout.strip()).is_file(), out.stdout

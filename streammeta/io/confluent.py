@@ -267,18 +267,22 @@ class ConfluentSource(GroupFacts):
 
     def lag(self) -> dict[int, int]:
         """Records behind the end of each assigned partition (from the last fetch)."""
-        out: dict[int, int] = {}
+        return {p: max(0, high - position) for (_, p), (position, high)
+                in self.ends().items() if position is not None and high is not None}
+
+    def ends(self, partitions: list[TP] | None = None) -> dict[TP, tuple[int | None, int | None]]:
+        """Position and end (high watermark of the last fetch) of each of these assigned
+        partitions (all if None); None where not known yet (the position: until a record
+        of the partition was read since it was assigned)."""
+        wanted = [tp for tp in self.consumer.assignment()
+                  if partitions is None or (tp.topic, tp.partition) in partitions]
         try:
-            positions = self.consumer.position(self.consumer.assignment())
+            marks = [(tp, self.consumer.get_watermark_offsets(tp, cached=True)[1])
+                     for tp in self.consumer.position(wanted)]
         except KafkaException:
-            return out
-        for tp in positions:
-            if tp.offset < 0:
-                continue
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0:
-                out[tp.partition] = max(0, high - tp.offset)
-        return out
+            return {}
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None,
+                                           high if high >= 0 else None) for tp, high in marks}
 
     def close(self) -> None:
         """Leave the group within what is left of the shutdown (best effort): a frozen

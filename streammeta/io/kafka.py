@@ -255,17 +255,23 @@ class KafkaSource(GroupFacts):
 
     def lag(self) -> dict[int, int]:
         """Records behind the end of each assigned partition (from the last fetch)."""
-        out: dict[int, int] = {}
+        return {p: max(0, high - position) for (_, p), (position, high)
+                in self.ends().items() if position is not None and high is not None}
+
+    def ends(self, partitions: list[TP] | None = None) -> dict[TP, tuple[int | None, int | None]]:
+        """Position and end (high watermark of the last fetch) of each of these
+        assigned partitions (all assigned if None); None where not known yet."""
+        out: dict[TP, tuple[int | None, int | None]] = {}
+        wanted = None if partitions is None else set(partitions)
         for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)  # end_offsets() is wrong on Tansu
-            if end is None:
+            if wanted is not None and (tp.topic, tp.partition) not in wanted:
                 continue
+            end = self.consumer.highwater(tp)  # end_offsets() is wrong on Tansu
             try:
                 position = self.consumer.position(tp, timeout_ms=0)
             except KafkaError:
-                continue
-            if position is not None:
-                out[tp.partition] = max(0, end - position)
+                position = None
+            out[(tp.topic, tp.partition)] = (position, end)
         return out
 
     def close(self) -> None:

@@ -126,16 +126,13 @@ class Arena:
 
     def slots_for(self, entities: list[str], partitions: np.ndarray | None = None) -> np.ndarray:
         """Slot of each entity, allocating new ones; ``FREE`` where capacity is exhausted.
-
-        ``partitions`` (aligned with ``entities``) records which input partition a
-        new entity's state belongs to, so it can follow the partition to another
-        replica.
-        """
+        ``partitions`` (aligned) tags each entity's state with the input partition of its
+        newest record, so that the state follows that partition to another replica (also
+        once the topic's partitions grew and its key moved to another one)."""
         index = self.index
         slots = list(map(index.get, entities, itertools.repeat(FREE)))  # get() from C
         if FREE in slots:
             new_slots: list[int] = []
-            new_rows: list[int] = []
             for i, entity in enumerate(entities):
                 if slots[i] != FREE:
                     continue
@@ -145,15 +142,18 @@ class Arena:
                     if slot == FREE:
                         continue
                     new_slots.append(slot)
-                    new_rows.append(i)
                 slots[i] = slot
             if new_slots:
                 fresh = torch.tensor(new_slots)
                 self.reset(fresh)
                 self.occupied[fresh] = True
-                self.partition[fresh] = 0 if partitions is None else torch.from_numpy(
-                    np.asarray(partitions)[new_rows].astype(np.int32))
-        return np.asarray(slots, dtype=np.int64)
+                self.partition[fresh] = 0
+        out = np.asarray(slots, dtype=np.int64)
+        if partitions is not None:
+            known = out != FREE
+            self.partition[torch.from_numpy(out[known])] = torch.from_numpy(
+                np.asarray(partitions, dtype=np.int32)[known])
+        return out
 
     def _allocate(self, entity: str) -> int:
         if len(self.index) >= self.max_entities:

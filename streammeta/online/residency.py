@@ -69,6 +69,8 @@ class Residency:
                 f"partition {partition}'s state holds values with series.transform = "
                 f"{state.get('transform', 'none')!r}, this configuration needs "
                 f"{self.transform!r}")
+        if self.spill is not None:  # first: adopting forgets what the partition spilled
+            self.spill.adopt(partition, state.get("spilled", {}))
         if "rows" in state:
             rows = self.arena.upgrade(state["rows"])
             ring = rows.get("ring")
@@ -76,10 +78,37 @@ class Residency:
                 # a version that kept more or fewer values (experts.THETA_HISTORY)
                 rows["ring"] = relay(ring, rows["count"], self.arena.ring_len)
             self._check_shapes(rows)
-            self.arena.restore(rows)
-        if self.spill is not None:
-            self.spill.adopt(partition, state.get("spilled", {}))
+            self.arena.restore(self._fit(partition, rows))
         return len(state.get("rows", {}).get("names", []))
+
+    def _fit(self, partition: int, rows: dict[str, Any]) -> dict[str, Any]:
+        """Make room for a partition's rows under ``engine.max_entities``, as a batch of
+        new entities does: the least recently observed resident entities go to the
+        spill store, then, if the partition alone holds more, its own oldest rows.
+        Without a spill store, ParameterFileError naming the key. (Before, a survivor
+        restoring a dead replica's partitions past the cap stopped with a ValueError,
+        and again at every restart.)"""
+        arena, names = self.arena, rows["names"]
+        short = sum(n not in arena.index for n in names) - (arena.max_entities - len(arena))
+        if short <= 0:
+            return rows
+        if self.spill is None:
+            raise ParameterFileError(
+                f"partition {partition}'s state holds {len(names)} entities, {len(arena)} "
+                f"are resident, engine.max_entities is {arena.max_entities}: raise it, or "
+                "spill the least recently observed (engine.evict = true, checkpoints on)")
+        candidates = arena.occupied[:len(arena.names)].clone()
+        candidates[[arena.index[n] for n in names if n in arena.index]] = False
+        slots = torch.nonzero(candidates).flatten()
+        victims = slots[torch.argsort(arena.last_ts[slots], stable=True)[:short]]
+        if len(victims):
+            self.spill.put(arena.export(victims))
+            arena.remove(victims)
+        if short > len(victims):  # the partition alone exceeds the cap
+            order = torch.argsort(rows["last_ts"], stable=True)
+            self.spill.put(_select(rows, order[:short - len(victims)]))
+            rows = _select(rows, order[short - len(victims):])
+        return rows
 
     def drop(self, partitions: list[int], spilled: bool) -> None:
         """Forget the partitions' resident rows, and with ``spilled`` which files hold
@@ -98,3 +127,12 @@ class Residency:
                 raise ParameterFileError(
                     f"state field {field!r} has shape {got}, this configuration needs "
                     f"{want}; the checkpoint was written with other series/model settings")
+
+
+def _select(rows: dict[str, Any], order: torch.Tensor) -> dict[str, Any]:
+    """The rows at ``order`` of exported rows (other entries, e.g. horizons, as they are)."""
+    picked = dict(rows, names=[rows["names"][i] for i in order.tolist()])
+    for field in ROW_FIELDS:
+        if field in rows:
+            picked[field] = rows[field].index_select(0, order)
+    return picked

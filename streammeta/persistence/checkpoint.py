@@ -239,7 +239,7 @@ class Checkpointer:
             model = payload.get("model")
             if model:
                 if self.restores_params:
-                    _serve(path, model, self.engine)
+                    _serve(path, payload, self.engine)
                 if "memory" in payload:
                     try:
                         entries = self.engine.restore_memory(payload["memory"])
@@ -270,7 +270,7 @@ class Checkpointer:
             self.epochs[p] = max(generation, 0)
             self.published.discard(p)
         for p, path, payload in self.store.holders(partitions):
-            steps.check(path, p, payload, self.frequency)
+            steps.check(path, p, payload, self.frequency, self.engine.shape.quantiles)
             state = payload["partitions"][p]
             written = payload.get("model") or {}
             if not coherent(written.get("line"), int(written.get("version", 0)), self.line):
@@ -325,7 +325,7 @@ class Checkpointer:
             "partitions": {p: {"offset": self.positions[p], "epoch": self.epochs.get(p, 0),
                                **self.engine.export_partition(p)} for p in owned},
         }
-        payload.update(steps.record(self.frequency))  # the units of the rows' timestamps
+        payload.update(steps.record(self.frequency, self.engine.shape.quantiles))  # units, levels
         memory = self.engine.export_memory()
         if memory is not None:
             payload["memory"] = memory
@@ -410,9 +410,12 @@ def _reset_phi(state: dict[str, Any], phi0: Any) -> None:
             rows["anchor"] = rows["anchor"].new_zeros(rows["anchor"].shape)
 
 
-def _serve(path: object, model: dict[str, Any], engine: Checkpointed) -> None:
+def _serve(path: object, payload: dict[str, Any], engine: Checkpointed) -> None:
     """Serve a checkpoint's θ if it fits the configured model but for its width; else
-    ParameterFileError naming the file and the tensor (it would fail in the first batch)."""
+    ParameterFileError naming the file and the tensor (it would fail in the first batch)
+    or the quantile levels it was learned for."""
+    steps.check_levels(path, payload, engine.shape.quantiles, "θ was")
+    model = payload["model"]
     params = checked(str(path), model["params"], engine.shape, " (the checkpoint was "
                      "written with other series/model settings)", any_width=True)
     engine.swap(params, int(model["version"]))

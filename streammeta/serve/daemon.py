@@ -10,6 +10,7 @@ flushes, commits and returns.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import threading
 import time
@@ -38,7 +39,7 @@ from streammeta.io.streams import Sink, Source, TopicPartition, next_offsets
 from streammeta.meta.memory import MemoryLink
 from streammeta.online import model
 from streammeta.online.engine import Engine
-from streammeta.online.result import Result
+from streammeta.online.result import Result, concat
 from streammeta.persistence.checkpoint import Checkpointer
 from streammeta.serve.delivery import Batch, Delivery
 from streammeta.serve.health import LoopHealth
@@ -104,11 +105,11 @@ class Daemon:
         self.health = health if health is not None else LoopHealth(config.metrics.stall_after_s)
         self.notifier, self.checkpointer = notifier, checkpointer
         self.keeper = None if checkpointer is None else StateKeeper(
-            checkpointer, source, self.metrics, self.engine, config.checkpoint.expired)
+            checkpointer, source, self.metrics, self.engine, config)
         self.memory_link, self.between_batches = memory_link, between_batches
         if memory_link is not None:
             self.engine.share_memory()
-        self.on_progress, self.progress_every_s = on_progress or _log_progress, progress_every_s
+        self.on_progress, self.progress_every_s = on_progress or log_progress, progress_every_s
         self.decoder = Decoder(config.series.max_record_bytes, config.series.max_entity_id_length)
         self.frequency = config.series.frequency
         self.encoder = ForecastEncoder(self.frequency, config.series.quantiles)
@@ -217,7 +218,7 @@ class Daemon:
             partitions = partitions[np.asarray(obs.index, dtype=np.intp)]
         if self._settle:  # its first checkpoint must hold exactly the acknowledged state
             self.delivery.complete()
-        result = self.engine.process(obs.entities, ts, values, partitions)
+        result = process_in_parts(self.engine, obs.entities, ts, values, partitions)
         for i, reason, detail in result.rejected:
             dead.append(DeadLetter(records[obs.index[i]], reason, detail))
         f = result.forecasts
@@ -362,9 +363,41 @@ def _observe_latency(metrics: Metrics, records: Records) -> None:
             metrics.record_latency.observe(max(0.0, now_ms - timestamp_ms) / 1000)
 
 
-def _log_progress(p: Progress) -> None:
+def log_progress(p: Progress) -> None:
     log.info(
         "%.0f s: %d observations (%.0f/s), %d entities, %d dead letters, model v%d, "
         "online error %.3f (seasonal naive %.3f)", p.seconds, p.observations, p.events_per_s,
         p.entities, p.dead_letters, p.model_version, p.error_model, p.error_naive)
 
+
+def process_in_parts(engine: Engine, entities: list[str], ts: np.ndarray, values: np.ndarray,
+                     partitions: np.ndarray) -> Result:
+    """``engine.process``, in consecutive parts of at most ``engine.max_entities``
+    distinct entities each: a poll holding more could not page its evicted entities
+    back in at once (ValueError, the replica stopped, and again after each restart).
+    Each entity's records keep their order; the parts' results are joined."""
+    cap = engine.arena.max_entities
+    if len(entities) <= cap:
+        return engine.process(entities, ts, values, partitions)
+    cuts, seen = [0], set[str]()
+    for i, entity in enumerate(entities):
+        if entity not in seen and len(seen) == cap:
+            cuts.append(i)
+            seen.clear()
+        seen.add(entity)
+    cuts.append(len(entities))
+    results = []
+    for a, b in itertools.pairwise(cuts):
+        part = engine.process(entities[a:b], ts[a:b], values[a:b], partitions[a:b])
+        part.forecasts.obs_index += a
+        part.rejected = [(i + a, reason, detail) for i, reason, detail in part.rejected]
+        results.append(part)
+    joined = results[0]
+    joined.forecasts = concat([r.forecasts for r in results])
+    for r in results[1:]:
+        joined.rejected += r.rejected
+        joined.recalled += r.recalled
+        for name in ("scored", "gap_steps", "resets", "drifts", "evicted", "paged_in",
+                     "guarded"):
+            setattr(joined, name, getattr(joined, name) + getattr(r, name))
+    return joined

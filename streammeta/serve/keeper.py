@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from streammeta.config import Config
 from streammeta.errors import BrokerError
 from streammeta.io.codec import Record
 from streammeta.io.streams import Source, TopicPartition, next_offsets
@@ -22,13 +23,22 @@ from streammeta.serve.metrics import Metrics
 
 # The loop's own log: operators follow (and alert on) one logger for the loop.
 log = logging.getLogger("streammeta.serve.daemon")
+# How long a restored offset must stay beyond its partition's end, with nothing read
+# from it, before it is taken as outside the log (fetches answer every 25-100 ms: a
+# high watermark cached from an earlier assignment is replaced well within this).
+BEYOND_END_S = 5.0
 
 
 class StateKeeper:
     def __init__(self, checkpointer: Checkpointer, source: Source, metrics: Metrics,
-                 engine: Engine, expired: str = "keep") -> None:
+                 engine: Engine, config: Config) -> None:
         self.checkpointer = checkpointer
-        self.expired = expired  # checkpoint.expired: keep or drop state past retention
+        # Keep or drop the state of a restored offset outside the log (checkpoint.expired);
+        # where an offset beyond the partition's end goes (kafka.auto_offset_reset).
+        self.expired, self.reset = config.checkpoint.expired, config.kafka.auto_offset_reset
+        # Restored offsets not yet seen inside their partition's log: → (offset, since
+        # when the partition's end was seen below it, or None).
+        self._unconfirmed: dict[TopicPartition, tuple[int, float | None]] = {}
         self.source = source
         self.metrics = metrics
         self.engine = engine
@@ -94,6 +104,8 @@ class StateKeeper:
             # or an idle input leaves the group's offsets behind a commit that failed
             # on revocation (a session lost to a frozen broker).
             self.to_commit.update({(topic[p], p): offset for p, offset in resume.items()})
+            self._unconfirmed.update({(topic[p], p): (offset, None)
+                                      for p, offset in resume.items() if offset > 0})
         self.metrics.entities.set(len(self.engine))
         log.info("assigned partitions %s; state restored in %.3f s", [p for _, p in partitions],
                  time.perf_counter() - started)
@@ -101,7 +113,10 @@ class StateKeeper:
     def commit_restored(self, polled: Sequence[Record],
                         commit: Callable[[dict[TopicPartition, int]], None]) -> None:
         """Commit the offsets restored since the last call (now assigned), but for the
-        partitions of the batch just polled: that batch's own commit follows."""
+        partitions of the batch just polled: that batch's own commit follows. First,
+        restored offsets found beyond their partition's end move as Kafka would."""
+        if self._unconfirmed:
+            self._beyond_end()
         if self.to_commit:
             batch = next_offsets(polled).keys()
             restored, self.to_commit = self.to_commit, {}
@@ -131,9 +146,58 @@ class StateKeeper:
                 self.checkpointer.expire(p, first, keep_state=keep)
                 resume[p] = first
 
+    def _beyond_end(self) -> None:
+        """A restored offset beyond the end of its partition (the topic deleted and
+        recreated, its log truncated): Kafka answers the fetch with
+        OFFSET_OUT_OF_RANGE and the client moves to ``kafka.auto_offset_reset``; a
+        broker that answers an empty fetch instead (Tansu) would leave the partition
+        waiting there while the records below it are never read. So once a partition's
+        end, from fetches, has stayed below its restored offset for ``BEYOND_END_S``
+        with nothing read, it moves there too: its earliest offset (or its end, with
+        ``latest``), its state kept (or dropped, ``checkpoint.expired = "cold"``)."""
+        ends = getattr(self.source, "ends", None)
+        marks = ends(list(self._unconfirmed)) if callable(ends) else {}
+        now = time.monotonic()
+        for tp, (offset, since) in list(self._unconfirmed.items()):
+            if tp not in marks:  # revoked (or the client cannot tell now)
+                del self._unconfirmed[tp]
+                continue
+            position, end = marks[tp]  # librdkafka: no position until a record is read
+            if end is None:  # not fetched yet
+                continue
+            if (position is not None and position != offset) or end >= offset:
+                del self._unconfirmed[tp]  # read from, or inside the log
+            elif since is None:
+                self._unconfirmed[tp] = (offset, now)
+            elif now - since >= BEYOND_END_S and self.source.ready():
+                del self._unconfirmed[tp]
+                self._move_beyond_end(tp, offset, end)
+
+    def _move_beyond_end(self, tp: TopicPartition, offset: int, end: int) -> None:
+        target = end
+        if self.reset == "earliest":
+            earliest_of = getattr(self.source, "earliest", None)
+            try:
+                target = earliest_of([tp]).get(tp, 0) if callable(earliest_of) else 0
+            except BrokerError as exc:
+                log.warning("partition %d: earliest offset unknown (%s); from 0", tp[1], exc)
+                target = 0
+        keep = self.expired == "keep"
+        log.warning(
+            "partition %d: checkpoint offset %d is beyond the partition's end %d (the topic "
+            "was recreated or its log truncated); continuing from %d (kafka.auto_offset_reset "
+            "= %s) with its state %s", tp[1], offset, end, target, self.reset,
+            "kept" if keep else "dropped (entities start cold)")
+        self.metrics.checkpoint_expired.inc()
+        self.checkpointer.expire(tp[1], target, keep_state=keep)
+        self.source.seek({tp: target})
+        self.to_commit[tp] = target
+
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Save the partitions' state and forget it."""
         started = time.perf_counter()
+        for tp in partitions:
+            self._unconfirmed.pop(tp, None)
         try:
             self.checkpointer.release([p for _, p in partitions])
         except OSError as exc:  # the new owner restores an older checkpoint and replays

@@ -131,8 +131,9 @@ class Metrics:
             "streammeta_checkpoint_size_bytes", "Size of the last checkpoint file.", registry=r)
         self.checkpoint_expired = Counter(
             "streammeta_checkpoint_expired",
-            "Partitions restored from a checkpoint whose offset retention has deleted; "
-            "they continue from the earliest retained offset.", registry=r)
+            "Partitions restored from a checkpoint whose offset is outside the log (deleted "
+            "by retention, or beyond the partition's end); they continue from the earliest "
+            "retained offset (beyond the end: from kafka.auto_offset_reset).", registry=r)
         self.checkpoint_failures = Counter(
             "streammeta_checkpoint_failures", "Checkpoints that could not be written.",
             registry=r)

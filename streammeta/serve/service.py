@@ -15,7 +15,7 @@ from streammeta.meta.memory import MemoryLink
 from streammeta.meta.outer import OuterLoop, attach
 from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
 from streammeta.persistence.spill import SpillStore
-from streammeta.serve.daemon import Daemon, Notifier, Progress
+from streammeta.serve.daemon import Daemon, Notifier, Progress, log_progress
 from streammeta.serve.health import HealthServer, LoopHealth
 from streammeta.serve.ingest import Follow
 from streammeta.serve.metrics import Metrics
@@ -80,7 +80,9 @@ class Service:
                                   "'all' or 'ingest' here (a trainer runs with `streammeta train`)")
             self.daemon = Daemon(config, source, sink, self.metrics, engine=engine,
                                  health=self.health, notifier=notifier,
-                                 on_progress=on_progress, checkpointer=checkpointer,
+                                 on_progress=_with_status(on_progress or log_progress,
+                                                          notifier),
+                                 checkpointer=checkpointer,
                                  memory_link=memory_link, between_batches=self.follow)
             self.outer: OuterLoop | None = None
             if config.meta.enabled and self.follow is None:
@@ -133,3 +135,18 @@ class Service:
                                       self.daemon.memory_link)
             elif self.server is not None:
                 self.server.stop()
+
+
+def _with_status(report: Callable[[Progress], None],
+                 notifier: Notifier) -> Callable[[Progress], None]:
+    """Each progress report also becomes the service manager's status line (systemd:
+    ``STATUS=``, shown by ``systemctl status``), as deploy/systemd/README.md says."""
+    status = getattr(notifier, "status", None)
+    if not callable(status):
+        return report
+
+    def both(p: Progress) -> None:
+        report(p)
+        status(f"{p.observations} observations ({p.events_per_s:.0f}/s), {p.entities} "
+               f"entities, {p.dead_letters} dead letters, model v{p.model_version}")
+    return both

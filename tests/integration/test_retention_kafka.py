@@ -151,3 +151,39 @@ def test_a_checkpoint_below_the_log_start_continues_from_the_earliest_retained_r
     print("\nrecords deleted by the broker" if not retention.refused else
           f"\nthe broker does not delete records ({retention.refused}): retention stood in "
           "for by the earliest offsets given to the consumer")
+
+
+def test_a_checkpoint_beyond_the_partitions_end_continues_from_its_earliest_record(
+    each_client: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The input topic deleted and recreated (its offsets begin again at 0) under a
+    checkpoint that read each partition up to offset 1000. Kafka answers a fetch there
+    with OFFSET_OUT_OF_RANGE and the client resets; the embedded broker answers empty
+    fetches, and the daemon waited at 1000, never reading the records below it (before:
+    not one forecast). Now each partition moves to its earliest record, logged and
+    counted once, and every observation is forecast."""
+    config = each_client.replace("meta", enabled=False)
+    empty = Engine(config)
+    CheckpointStore(config.checkpoint.dir, member="before",
+                    options=config.checkpoint.options()).save(
+        {"partitions": {p: {"offset": 1000, **empty.export_partition(p)}
+                        for p in range(PARTITIONS)}})
+    sent = observations(ENTITIES, range(5))
+    produce(config, sent)
+    service = Service(config)
+    thread = threading.Thread(target=service.run)
+    with caplog.at_level(logging.WARNING, logger="streammeta.serve.daemon"):
+        thread.start()
+        try:
+            wait_for(lambda: len(read_topic(config, config.kafka.forecast_topic, len(sent),
+                                            1)) >= len(sent), timeout_s=40, what="forecasts")
+        finally:
+            service.stop()
+            thread.join(60)
+    forecasts = read_topic(config, config.kafka.forecast_topic, len(sent))
+    assert sorted((r.key, orjson.loads(r.value)["origin"]) for r in forecasts) == sorted(
+        (f"e{e}".encode(), t * STEP) for e in range(ENTITIES) for t in range(5))
+    assert caplog.text.count("checkpoint offset 1000 is beyond the partition's end") \
+        == PARTITIONS
+    assert service.metrics.registry.get_sample_value(
+        "streammeta_checkpoint_expired_total") == PARTITIONS

@@ -291,6 +291,60 @@ def test_state_kept_at_another_step_is_refused(tmp_path: Path) -> None:
         tmp_path, member="d")).restore_partitions([0]) == {0: 60}  # the caller's choice
 
 
+def test_state_and_parameters_of_other_quantile_levels_are_refused(tmp_path: Path) -> None:
+    """θ's quantile outputs and each entity's calibration offsets are learned for the
+    levels of ``series.quantiles``; as many other levels fit every tensor, so a
+    checkpoint of 0.1/0.5/0.9 restored under 0.05/0.5/0.95 served the old intervals
+    under the new labels, quietly. Refused at start (θ) and at assignment (state),
+    naming both; the same levels, and files written before they were recorded, restore."""
+    original = small_engine()
+    feed(original, range(20))
+    saver = checkpointer(original, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 60, 1: 60}, 120)
+    saver.save()
+    levels = original.shape.quantiles
+    other = small_config().replace("series", quantiles=[0.05, 0.5, 0.95])
+    assert len(levels) == 3 and tuple(levels) != (0.05, 0.5, 0.95)
+    restorer = checkpointer(small_engine(other), CheckpointStore(tmp_path, member="b"))
+    with pytest.raises(ParameterFileError, match=r"θ was learned for series.quantiles = "
+                       r"\[0.1, 0.5, 0.9\], this configuration has \[0.05, 0.5, 0.95\]"):
+        restorer.restore_model()
+    with pytest.raises(ParameterFileError, match=r"partition 0's state was learned for "
+                       r"series.quantiles"):
+        restorer.restore_partitions([0])
+    same = checkpointer(small_engine(), CheckpointStore(tmp_path, member="c"))
+    assert same.restore_model() == 0
+    assert same.restore_partitions([0, 1]) == {0: 60, 1: 60}
+
+
+def test_an_entitys_state_follows_the_partition_its_records_now_come_from(
+    tmp_path: Path
+) -> None:
+    """The input topic's partitions grew (4 to 8): a key's records now come from another
+    partition (p or p + 4). Its state was tagged with the partition of its first record
+    for good, so once the two partitions had different owners the new one's owner
+    started the entity cold (measured on the embedded broker: 50 of 100 entities cold
+    with 3 replicas after the grow) while the old one's kept a copy no record reached.
+    The state now goes with the partition of the newest record."""
+    engine = small_engine()
+    feed(engine, range(12))  # e0, e2, e4 from partition 0; e1, e3, e5 from 1
+    names = [f"e{i}" for i in range(6)]
+    for t in range(12, 15):  # after the grow, e1 and e5 come from partition 5
+        engine.process(names, np.full(6, t * STEP, dtype=np.int64), np.full(6, 10.0),
+                       np.array([0, 5, 0, 1, 0, 5]))
+    saver = checkpointer(engine, CheckpointStore(tmp_path, member="a"))
+    saver.advance({0: 45, 1: 27, 5: 6}, 78)
+    saver.save()
+    new_owner = small_engine()
+    restorer = checkpointer(new_owner, CheckpointStore(tmp_path, member="b"))
+    assert restorer.restore_partitions([5]) == {5: 6}
+    assert sorted(new_owner.arena.index) == ["e1", "e5"]
+    assert {int(new_owner.arena.count[s]) for s in new_owner.arena.index.values()} == {15}
+    old_owner = small_engine()
+    checkpointer(old_owner, CheckpointStore(tmp_path, member="c")).restore_partitions([1])
+    assert sorted(old_owner.arena.index) == ["e3"]
+
+
 def test_state_saved_before_anchors_and_the_guard_existed_restores(tmp_path: Path) -> None:
     """Rows of an older version have no ``anchor``, ``phi_origin`` or ``guard``: they
     restore (checkpoint and spill file alike) as entities whose φ shrinks towards φ₀

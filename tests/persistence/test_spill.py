@@ -121,6 +121,46 @@ def test_a_checkpoint_carries_evicted_entities_to_a_new_owner(cfg: Config,
     assert_same_state(second, spill_b, reference)
 
 
+def test_partitions_restored_past_the_cap_spill_their_oldest(cfg: Config,
+                                                            tmp_path: Path) -> None:
+    """A survivor takes a dead replica's partitions over: together they hold more
+    entities than its engine.max_entities (or the cap was lowered before a restart).
+    The least recently observed go to the spill store, resident ones first, then the
+    partition's own, and every entity continues exactly. Before, the restore stopped
+    the replica with a ValueError (exit 1, and again at every restart); without a
+    spill store it is refused naming the key (exit 2)."""
+    from streammeta.errors import ParameterFileError
+
+    batches = stream(entities=30, steps=60)
+    reference = assemble.engine(cfg)
+    run(reference, batches)
+    first = assemble.engine(cfg)  # uncapped: holds all 30
+    run(first, batches[:40])
+    saver = Checkpointer(CheckpointStore(tmp_path, "a"), first, EVERY_MINUTE)
+    saver.advance({0: 111, 1: 222}, 0)
+    saver.save()
+    spill = SpillStore(tmp_path, "b")
+    survivor = assemble.engine(cfg.replace("engine", max_entities=22), spill)
+    loader = Checkpointer(CheckpointStore(tmp_path, "b"), survivor, EVERY_MINUTE)
+    assert loader.restore_partitions([1]) == {1: 222}  # 15 entities
+    assert loader.restore_partitions([0]) == {0: 111}  # and 15 more: 8 must go
+    assert len(survivor.arena) == 22 and len(spill) == 8
+    run(survivor, batches[40:])
+    assert_same_state(survivor, spill, reference)
+    small = SpillStore(tmp_path, "d")  # one partition alone over the cap: its oldest go
+    alone = assemble.engine(cfg.replace("engine", max_entities=12), small)
+    Checkpointer(CheckpointStore(tmp_path, "d"), alone, EVERY_MINUTE).restore_partitions([0])
+    assert len(alone.arena) == 12 and len(small.of_partition(0)) == 3
+    on_disk = small.take(list(small.index))
+    assert max(on_disk["last_ts"].tolist()) <= min(
+        int(alone.arena.last_ts[s]) for s in alone.arena.index.values())
+    uncapped = assemble.engine(cfg.replace("engine", max_entities=12))  # no spill store
+    with pytest.raises(ParameterFileError, match=r"partition 0's state holds 15 entities, "
+                       r"0 are resident, engine.max_entities is 12"):
+        Checkpointer(CheckpointStore(tmp_path, "c"), uncapped,
+                     EVERY_MINUTE).restore_partitions([0])
+
+
 def test_spill_files_are_deleted_only_when_nothing_can_need_them(cfg: Config,
                                                                  tmp_path: Path) -> None:
     engine = assemble.engine(cfg.replace("engine", max_entities=2), SpillStore(tmp_path, "a"))
@@ -147,3 +187,29 @@ def test_spill_files_are_deleted_only_when_nothing_can_need_them(cfg: Config,
     time.sleep(0.01)
     saver.save()
     assert kept <= set((tmp_path / "spill" / "a").glob("*.smck"))
+
+
+def test_a_batch_of_more_entities_than_the_cap_is_processed_in_parts(cfg: Config,
+                                                                     tmp_path: Path) -> None:
+    """A poll holding more distinct entities than engine.max_entities, some of them
+    evicted: one engine step could not page them all back in (ValueError: the replica
+    stopped, and again after each restart, on the same records). The daemon steps it in
+    parts that fit; every entity's state equals an uncapped engine's."""
+    from streammeta.serve.daemon import process_in_parts
+
+    batches = stream(entities=30, steps=60)
+    reference = assemble.engine(cfg)
+    run(reference, batches)
+    spill = SpillStore(tmp_path, "a")
+    capped = assemble.engine(cfg.replace("engine", max_entities=12), spill)
+    forecasts = 0
+    for start in range(0, 60, 3):  # three steps a poll: ~60 records of ~30 entities
+        names = [name for b in batches[start:start + 3] for name in b[0]]
+        ts, values, parts = (np.concatenate([b[k] for b in batches[start:start + 3]])
+                             for k in (1, 2, 3))
+        result = process_in_parts(capped, names, ts, values, parts)
+        assert not result.rejected
+        assert sorted(result.forecasts.obs_index.tolist()) == list(range(len(names)))
+        forecasts += len(result.forecasts)
+    assert forecasts == sum(len(b[0]) for b in batches)
+    assert_same_state(capped, spill, reference)

@@ -208,3 +208,31 @@ def test_the_daemon_notifies_ready_watchdog_and_stopping(receiver: Receiver) -> 
     assert "WATCHDOG=1" in received
     assert received[-1] == "STOPPING=1"
     assert set(received) == {"READY=1", "WATCHDOG=1", "STOPPING=1"}
+
+
+def test_the_service_reports_its_progress_as_the_status_line(receiver: Receiver) -> None:
+    """deploy/systemd/README.md: ``systemctl status streammeta`` shows the daemon's STATUS=
+    line. Before, the service never sent one (READY=1 alone)."""
+    from streammeta.serve.service import Service
+
+    config = config_mod.load(None, env={}).replace("model", window=12, hidden=16).replace(
+        "series", season=4, horizon=6).replace("meta", enabled=False).replace(
+        "metrics", enabled=False).replace("checkpoint", dir="")
+    records = [Record("obs", 0, t * 8 + e, *encode_observation(f"e{e}", t * 3_600_000, 1.0 + e))
+               for t in range(10) for e in range(8)]
+    source = MemorySource(records, batch_size=16)
+    service = Service(config, source=source, sink=MemorySink(),
+                      notifier=systemd.Notifier(env=receiver.env))
+    original_poll = source.poll
+
+    def poll(timeout_s: float) -> list[Record]:
+        if source.exhausted():
+            service.stop()
+        return original_poll(timeout_s)
+
+    source.poll = poll  # type: ignore[method-assign]
+    service.run()
+    statuses = [m for m in receiver.pending() if m.startswith("STATUS=")]
+    assert statuses, "no STATUS= line"
+    assert statuses[-1] == "STATUS=80 observations (" + statuses[-1].split("(")[1]
+    assert "8 entities, 0 dead letters, model v0" in statuses[-1]
