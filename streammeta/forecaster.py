@@ -44,7 +44,7 @@ from streammeta import assemble, frames
 from streammeta import config as config_io
 from streammeta.config import CheckpointConfig, Config
 from streammeta.errors import DataError, ParameterFileError
-from streammeta.meta.outer import OuterLoop, OuterResult, attach
+from streammeta.meta.outer import OuterLoop, OuterResult, attach, period
 from streammeta.online import model
 from streammeta.online.engine import Engine, Forecasts
 from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
@@ -91,10 +91,7 @@ class Forecaster:
         self.levels = self.config.series.quantiles
         self.engine, self.loop = _machinery(self.config, self.outer_loop, self._offer)
         self.batch_size = batch_size
-        if self.outer_loop == "inline":
-            self.batch_size = min(batch_size, self.config.meta.every_observations)
         self.observations = 0  # accepted so far (saved, restored)
-        self._last_outer = 0  # task buffer count at the inline loop's last run
         self._offered: tuple[model.Params, int] | None = None
         self._lock = threading.Lock()
         self._started = False
@@ -127,8 +124,11 @@ class Forecaster:
             self._started = True
         self._tz = obs.tz
         parts: list[tuple[Forecasts, int, int]] = []  # forecasts, batch start, version
-        for lo in range(0, len(obs), self.batch_size):
-            hi = min(lo + self.batch_size, len(obs))
+        size = self.batch_size
+        if self.outer_loop == "inline" and self.loop is not None:  # none longer than a period
+            size = min(size, period(self.config.meta.every_observations, len(self._latest) + new))
+        for lo in range(0, len(obs), size):
+            hi = min(lo + size, len(obs))
             self._swap_if_offered()
             result = self.engine.process(obs.entities[lo:hi], obs.units[lo:hi],
                                          obs.values[lo:hi],
@@ -168,10 +168,7 @@ class Forecaster:
     def _run_outer_loop(self) -> None:
         if self.outer_loop != "inline" or self.loop is None:
             return
-        buffer = self.loop.buffer
-        if buffer.observed - self._last_outer >= self.config.meta.every_observations:
-            self._last_outer = buffer.observed
-            self.loop.run_once()
+        self.loop.run_if_due()
 
     def _offer(self, params: model.Params, version: int) -> None:
         with self._lock:  # from the background loop's thread

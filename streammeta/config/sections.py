@@ -169,7 +169,9 @@ class MetaConfig:
     # side still holds the interpreter lock that ingestion needs while it launches).
     cpu_share: float = 0.15
     every_s: float = 60.0
-    every_observations: int = 200_000
+    # 0: automatic, 50 new observations per entity the task buffer holds (at least 350,
+    # at most 200,000): streammeta.meta.outer.period.
+    every_observations: int = 0
     steps: int = 20
     tasks_per_step: int = 128
     support_windows: int = 4
@@ -221,7 +223,7 @@ class MetaConfig:
                "a float in [0, 1]")
         check("meta.every_s", self.every_s, self.every_s > 0, "seconds > 0")
         check("meta.every_observations", self.every_observations,
-               self.every_observations >= 1, "an integer >= 1")
+               self.every_observations >= 0, "an integer >= 0 (0: automatic)")
         for name in ("steps", "tasks_per_step", "support_windows", "query_windows",
                      "window_stride", "buffer_entities"):
             check(f"meta.{name}", getattr(self, name), 1 <= getattr(self, name) <= 10_000_000,

@@ -6,8 +6,8 @@ one stream in global time order (:func:`datasets.interleave`), fed to
 engine forecasts t+1..t+H at every observation t from data up to t and adapts
 online; the outer loop, when enabled, runs synchronously every
 ``meta.every_observations`` observations (``--outer-every``; the daemon's count
-trigger — its wall-clock trigger means nothing in a replay), between batches, so
-no batch is longer than that. Baselines
+trigger, by default 50 per entity: ``outer.period`` — its wall-clock trigger means
+nothing in a replay), between batches, so no batch is longer than that. Baselines
 (:mod:`streammeta.evaluation.baselines`) and the statsforecast peers
 (:mod:`streammeta.evaluation.peers`) see the same values; what is scored is defined in
 :mod:`streammeta.evaluation.protocols`, the metrics in :mod:`streammeta.evaluation.scores`, the
@@ -96,12 +96,12 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
     loop = None
     if config.meta.enabled:
         # Same meta-learning; no pacing sleeps (they only share the daemon's CPU).
-        paced = config.replace("meta", cpu_share=1.0)
+        paced = config.replace("meta", cpu_share=1.0,
+                               every_observations=outer_every or config.meta.every_observations)
         loop = outer.attach(paced, engine, engine.swap)
-    every = outer_every or config.meta.every_observations
-    if loop is not None:  # the loop runs between batches: none longer than its period
-        batch_size = min(batch_size, every)
-    last_outer = 0
+        # The loop runs between batches: none longer than its period.
+        batch_size = min(batch_size, outer.period(paced.meta.every_observations,
+                                                  len(task.stream)))
     bar = tqdm(total=len(names), desc=name, unit="obs", disable=not progress, leave=False)
     for lo in range(0, len(names), batch_size):
         hi = min(lo + batch_size, len(names))
@@ -115,10 +115,7 @@ def run_engine(task: Task, config: Config, name: str, rows: np.ndarray, batch_si
         slot = plot_slot[o[keep]]
         quant[slot[slot >= 0]] = f.quantiles[keep][slot >= 0]
         if loop is not None:
-            observed = loop.buffer.observed
-            if observed - last_outer >= every:
-                last_outer = observed
-                loop.run_once()
+            loop.run_if_due()
         bar.update(hi - lo)
     bar.close()
     seconds = time.perf_counter() - started

@@ -36,6 +36,11 @@ from streammeta.online.forecast import warm_at
 
 log = logging.getLogger(__name__)
 
+# meta.every_observations = 0: the loop runs after PER_ENTITY new values per entity,
+# every LEAST observations at the most often and MOST at the least (the fixed default
+# before; a daemon's meta.every_s triggers it as well).
+PER_ENTITY, LEAST, MOST = 50, 350, 200_000
+
 
 @dataclass
 class OuterResult:
@@ -152,8 +157,19 @@ class OuterLoop:
         if share < 1.0:
             self._stop.wait(seconds * (1.0 - share) / share)
 
+    def period(self) -> int:
+        return period(self.config.every_observations, self.buffer.entities())
+
     def due(self) -> bool:
-        return self.buffer.observed - self._observed_at_last >= self.config.every_observations
+        return self.buffer.observed - self._observed_at_last >= self.period()
+
+    def run_if_due(self) -> OuterResult | None:
+        """Run now if the count trigger is due: the schedule of a replay (``evaluate``,
+        the inline ``Forecaster``), which has no clock."""
+        if not self.due():
+            return None
+        self._observed_at_last = self.buffer.observed
+        return self.run_once()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="streammeta-outer", daemon=True)
@@ -186,6 +202,15 @@ class OuterLoop:
         except Exception:  # a failed meta-step must not take down ingestion
             log.exception("outer loop step failed")
             return None
+
+
+def period(every_observations: int, entities: int) -> int:
+    """Observations between count-triggered runs: ``meta.every_observations``, or where
+    it is 0 (automatic) ``PER_ENTITY`` per entity the task buffer holds, within
+    [``LEAST``, ``MOST``]. A fixed count meant nothing across populations: at 200,000 a
+    stream of 7 sensors (ETTh2 replayed, 100,000 values) or 152 monthly series never ran
+    the loop, and θ stayed the initial one."""
+    return every_observations or min(MOST, max(LEAST, PER_ENTITY * entities))
 
 
 def attach(config: Config, engine: Engine, publish: Callable[[model.Params, int], None],

@@ -47,6 +47,10 @@ class TaskBuffer:
         self.cycle = 0  # observed between a refused entity's two values (0: not known)
         self.lock = threading.Lock()
 
+    def entities(self) -> int:
+        """Rows that hold an entity now."""
+        return int((self.slot_of_row >= 0).sum())
+
     def observe(self, slots: Tensor, values: Tensor, fresh: Tensor) -> None:
         """One round's new values of entities ``slots`` (B,); ``fresh`` marks entities
         whose history starts now (new, or restarted cold)."""

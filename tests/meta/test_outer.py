@@ -317,6 +317,25 @@ def test_a_few_long_lived_entities_are_split_in_time(cfg: Config) -> None:
     assert seen & set(values[:, -layout.query_span - 1].tolist())  # up to just before them
 
 
+def test_by_default_the_loop_runs_after_fifty_values_per_entity(cfg: Config) -> None:
+    """meta.every_observations = 0 (the default): the count trigger scales with the
+    entities the task buffer holds. At the old fixed 200,000 a replay of 7 sensors
+    (ETTh2, 100,000 values) or 152 monthly series never ran the loop."""
+    assert Config().meta.every_observations == 0
+    cfg = cfg.replace("meta", every_observations=0)
+    engine = Engine(cfg)
+    loop = outer.attach(cfg, engine, engine.swap)
+    names = [f"e{i}" for i in range(7)]
+    for t in range(50):  # 7 entities: every 350 observations (LEAST)
+        assert not loop.due()
+        engine.process(names, np.full(7, t * STEP), np.ones(7, dtype=np.float32))
+    assert loop.period() == 350 and loop.due()
+    loop.run_if_due()  # too short for a task yet: it tries, and the count starts again
+    assert not loop.due()
+    assert outer.period(0, 100) == 5000 and outer.period(0, 8192) == outer.MOST
+    assert outer.period(1234, 100) == 1234  # a set count is kept
+
+
 def test_the_loop_thread_keeps_to_one_torch_thread(cfg: Config) -> None:
     """A second OpenMP team in the process (the loop thread's, idle between runs) made
     every engine batch 2.4x slower: the loop's own torch work runs on one thread, and
