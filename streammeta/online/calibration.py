@@ -209,6 +209,9 @@ class Calibration:
         self._nominal = nominal  # (Q,)
         self._h = torch.tensor(horizons)  # (S,)
         self._lags = young.lags(horizons, season)  # (S,) the young floor's naive lags
+        # Corrections learn from forecasts made with a season seen (see :meth:`score`):
+        # from values seen ``start`` on.
+        self._start = max(warm_at, season)
         # (S, H) the interpolation over the scored horizons, stored transposed: a
         # transposed view made the (B, Q, S) @ (S, H) product 2-3 times slower.
         self._weights = interpolation(horizons, horizon).T.contiguous()
@@ -226,13 +229,20 @@ class Calibration:
         if not bool(valid.any()):
             return
         clear_cells(arena.pending_served, slots, cell)
+        # A season longer than the warm-up (m = 288 of 5-minute values, warm at 72): the
+        # forecasts made before a season is seen have no seasonal naive to lean on, and
+        # their errors (r at the clip) set corrections that the constant step then took
+        # thousands of forecasts to undo (0.1-0.9 intervals 27 wide where the errors are
+        # about 1). They are not learnt from; the young floor covers them. Seasons within
+        # the warm-up are unchanged: every warm origin has seen one.
+        valid &= (j[:, None] - self._h[None, :]) >= self._start - 1
         r = ((y[:, None] - kept[:, :, 0]) / kept[:, :, 1]).nan_to_num(0.0).clamp(-CLIP, CLIP)
         d = arena.calibration.index_select(0, slots)  # (B, S, Q)
         # Judged against the offsets served at the origin, not today's: errors of
         # neighbouring targets are correlated, and today's have already moved with them.
         below = (r[:, :, None] < kept[:, :, 2:]).to(d.dtype)
         # The entity's resolved forecasts at each scored horizon, this one included.
-        t = (j[:, None] - self._h[None, :] - self.warm_at + 2).clamp(min=1).to(d.dtype)
+        t = (j[:, None] - self._h[None, :] - self._start + 2).clamp(min=1).to(d.dtype)
         eta = torch.clamp(self._gain[None, None, :] / (t[:, :, None] + PRIOR), min=self.rate)
         step = (eta * self.record.spread[None, :, None]
                 * (self.levels[None, None, :] - below) * valid[:, :, None])
