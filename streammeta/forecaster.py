@@ -42,8 +42,8 @@ import torch
 
 from streammeta import assemble, frames
 from streammeta import config as config_io
-from streammeta.config import CheckpointConfig, Config
-from streammeta.errors import DataError, ParameterFileError
+from streammeta.config import CheckpointConfig, Config, EngineConfig
+from streammeta.errors import ConfigError, DataError, ParameterFileError
 from streammeta.meta.outer import OuterLoop, OuterResult, attach, period
 from streammeta.online import model
 from streammeta.online.engine import Engine, Forecasts
@@ -89,7 +89,8 @@ class Forecaster:
         self.outer_loop: OuterMode = outer_loop if self.config.meta.enabled else "off"
         self.frequency = self.config.series.frequency
         self.levels = self.config.series.quantiles
-        self.engine, self.loop = _machinery(self.config, self.outer_loop, self._offer)
+        self.config, self.engine, self.loop = _machinery(self.config, self.outer_loop,
+                                                         self._offer)
         self.batch_size = batch_size
         self.observations = 0  # accepted so far (saved, restored)
         self._offered: tuple[model.Params, int] | None = None
@@ -116,9 +117,9 @@ class Forecaster:
                             "them as 'capacity'), nothing applied")
         if self._auto is not None and len(obs):  # nothing applied yet: the engine is empty
             decided, self._auto = self._auto.for_values([obs.values]).resolved(), None
-            if decided != self.config:  # "none": a value at or below 0, as evaluate decides
-                self.config = decided
-                self.engine, self.loop = _machinery(decided, self.outer_loop, self._offer)
+            if decided.series != self.config.series:  # "none": a value at or below 0
+                self.config, self.engine, self.loop = _machinery(decided, self.outer_loop,
+                                                                 self._offer)
         if self.loop is not None and self.outer_loop == "background" and not self._started:
             self.loop.start()
             self._started = True
@@ -260,15 +261,34 @@ class Forecaster:
 
 
 def _machinery(config: Config, outer_loop: OuterMode,
-               offer: Any) -> tuple[Engine, OuterLoop | None]:
-    """The daemon's engine (model.init, task memory) and the outer loop beside it."""
-    engine = assemble.engine(config)
+               offer: Any) -> tuple[Config, Engine, OuterLoop | None]:
+    """The daemon's engine (model.init, task memory) and the outer loop beside it, and
+    the configuration they hold. The default ``engine.max_entities`` (a million) is
+    lowered by quarters to what this machine can reserve: a notebook's 5-minute data
+    with a day's horizon needs 43 GB of state for a million entities, and the
+    ``Forecaster`` refused to start. A cap the user set is kept (and refused, as ``run``
+    refuses it)."""
+    lowered = config.engine.max_entities == EngineConfig().max_entities
+    while True:
+        try:
+            engine = assemble.engine(config)
+            break
+        except ConfigError as exc:
+            cap = config.engine.max_entities
+            if exc.key != "engine.max_entities" or not lowered or cap < 16:
+                raise
+            config = config.replace("engine", max_entities=cap // 4)
+    if lowered and config.engine.max_entities != EngineConfig().max_entities:
+        log.warning("engine.max_entities lowered to %d: the state of more entities cannot be "
+                    "reserved here (set engine.max_entities to choose)",
+                    config.engine.max_entities)
     if outer_loop == "inline":
         # evaluate's schedule: no pacing sleeps, promoted versions served at once.
-        return engine, attach(config.replace("meta", cpu_share=1.0), engine, engine.swap)
+        return config, engine, attach(config.replace("meta", cpu_share=1.0), engine,
+                                      engine.swap)
     if outer_loop == "background":
-        return engine, attach(config, engine, offer)
-    return engine, None
+        return config, engine, attach(config, engine, offer)
+    return config, engine, None
 
 
 class _Latest:

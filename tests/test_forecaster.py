@@ -11,7 +11,7 @@ from support import related_family
 
 from streammeta import Forecaster
 from streammeta.config import Config
-from streammeta.errors import DataError, ParameterFileError
+from streammeta.errors import ConfigError, DataError, ParameterFileError
 
 pd = pytest.importorskip("pandas")
 
@@ -322,3 +322,18 @@ def test_signed_data_gets_the_transform_evaluate_gives_it(tmp_path: Path) -> Non
     positive = Forecaster("D", 7, h, config=SMALL)
     positive.update(frame.assign(y=frame["y"] - frame["y"].min() + 1))
     assert positive.config.series.transform == "asinh"
+
+
+def test_the_default_entity_cap_is_lowered_to_what_the_machine_can_reserve() -> None:
+    """5-minute values with a daily season and a long horizon: a million entities' state
+    cannot be reserved (before: ConfigError at construction, no forecast at all)."""
+    pd = pytest.importorskip("pandas")
+    fc = Forecaster(freq="5min", season=288, horizon=1000, outer_loop="off")
+    assert 16 <= fc.config.engine.max_entities < 1_000_000
+    ds = pd.date_range("2024-01-01", periods=400, freq="5min")
+    fc.update(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 50 + np.sin(np.arange(400))}))
+    assert fc.forecast().shape[0] == 1000
+    with pytest.raises(ConfigError, match=r"engine\.max_entities"):  # a cap the user set
+        Forecaster(freq="5min", season=288, horizon=1000, outer_loop="off",
+                   config=Config().replace("engine", max_entities=999_999))
+
