@@ -263,25 +263,8 @@ class Forecaster:
 def _machinery(config: Config, outer_loop: OuterMode,
                offer: Any) -> tuple[Config, Engine, OuterLoop | None]:
     """The daemon's engine (model.init, task memory) and the outer loop beside it, and
-    the configuration they hold. The default ``engine.max_entities`` (a million) is
-    lowered by quarters to what this machine can reserve: a notebook's 5-minute data
-    with a day's horizon needs 43 GB of state for a million entities, and the
-    ``Forecaster`` refused to start. A cap the user set is kept (and refused, as ``run``
-    refuses it)."""
-    lowered = config.engine.max_entities == EngineConfig().max_entities
-    while True:
-        try:
-            engine = assemble.engine(config)
-            break
-        except ConfigError as exc:
-            cap = config.engine.max_entities
-            if exc.key != "engine.max_entities" or not lowered or cap < 16:
-                raise
-            config = config.replace("engine", max_entities=cap // 4)
-    if lowered and config.engine.max_entities != EngineConfig().max_entities:
-        log.warning("engine.max_entities lowered to %d: the state of more entities cannot be "
-                    "reserved here (set engine.max_entities to choose)",
-                    config.engine.max_entities)
+    the configuration they hold (:func:`_reservable`)."""
+    config, engine = _reservable(config)
     if outer_loop == "inline":
         # evaluate's schedule: no pacing sleeps, promoted versions served at once.
         return config, engine, attach(config.replace("meta", cpu_share=1.0), engine,
@@ -289,6 +272,29 @@ def _machinery(config: Config, outer_loop: OuterMode,
     if outer_loop == "background":
         return config, engine, attach(config, engine, offer)
     return config, engine, None
+
+
+def _reservable(config: Config) -> tuple[Config, Engine]:
+    """The engine, with the default ``engine.max_entities`` (a million) lowered by
+    quarters to what this machine can reserve: a notebook's 5-minute data with a day's
+    horizon needs 43 GB of state for a million entities, and the ``Forecaster`` refused
+    to start. A cap the user set is kept (and refused, as ``run`` refuses it)."""
+    default = EngineConfig().max_entities
+    lowerable = config.engine.max_entities == default
+    while True:
+        try:
+            engine = assemble.engine(config)
+        except ConfigError as exc:
+            cap = config.engine.max_entities
+            if exc.key != "engine.max_entities" or not lowerable or cap < 16:
+                raise
+            config = config.replace("engine", max_entities=cap // 4)
+            continue
+        if lowerable and config.engine.max_entities != default:
+            log.warning("engine.max_entities lowered to %d: the state of more entities "
+                        "cannot be reserved here (set engine.max_entities to choose)",
+                        config.engine.max_entities)
+        return config, engine
 
 
 class _Latest:
