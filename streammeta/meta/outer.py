@@ -59,13 +59,16 @@ class OuterLoop:
                  serving: Callable[[], tuple[model.Params, int]],
                  publish: Callable[[model.Params, int], None],
                  on_result: Callable[[OuterResult], None] | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, on_step: Callable[[], None] | None = None) -> None:
         self.buffer = buffer
         self.learner = learner
         self.config = config
         self.serving = serving
         self.publish = publish
         self.on_result = on_result
+        # Called after each meta-step and after judging: a caller that runs the loop in
+        # its own thread (the trainer) keeps its heartbeat and group membership there.
+        self.on_step = on_step if on_step is not None else (lambda: None)
         self.generator = torch.Generator().manual_seed(seed)
         self.version = serving()[1]
         self._stop = threading.Event()
@@ -119,6 +122,7 @@ class OuterLoop:
                                              generator=self.generator)]
             young = buffer.histories(pick, layout.young_length, oldest=True)
             losses.append(self.learner.step(histories, young, buffer.anchors(pick)))
+            self.on_step()
             self._pace(time.perf_counter() - step_started)
         self.version = max(self.version, serving_version) + 1
         candidate = self.learner.snapshot()
@@ -131,6 +135,7 @@ class OuterLoop:
         candidate_loss = self.learner.evaluate(candidate, held_histories, held_young,
                                                held_anchors)
         serving_loss = self.learner.evaluate(params, held_histories, held_young, held_anchors)
+        self.on_step()
         self._pace(time.perf_counter() - judged)
         promoted = candidate_loss <= serving_loss * (1.0 + self.config.tolerance)
         if promoted:

@@ -59,7 +59,7 @@ class Trainer:
         self.intake = SampleIntake(buffer, 4 * meta.buffer_entities, config.model.context_dim)
         self.outer = OuterLoop(buffer, learner_for(run_config, self._serving[0]),
                                run_config.meta, self.serving, self.publish, self._result,
-                               seed=config.model.seed)
+                               seed=config.model.seed, on_step=self._between_steps)
         self.samples = make_tail(cfg, meta.samples_topic)
         self.versions = VersionFollower(make_tail(cfg, meta.versions_topic), shape)
         self.writer = make_writer(dataclasses.replace(cfg, input_topic=meta.versions_topic))
@@ -99,6 +99,14 @@ class Trainer:
         self.metrics.trainer_tasks_per_second.set(rate)
         log.info("trainer: %d tasks in %.2f s (%.0f tasks/s, judging included) on %s", tasks,
                  result.seconds, rate, self.outer.learner.device)
+
+    def _between_steps(self) -> None:
+        """Within a run of the outer loop, which this thread runs: a run on the CPU
+        can outlast ``metrics.stall_after_s`` (``/healthz`` and the liveness probe
+        would fail a trainer that is working) and the group's poll interval (the
+        lease would move away mid-run)."""
+        self.health.beat()
+        self.lease.poll(0)
 
     # -- the lease -----------------------------------------------------------------
     def _assigned(self, partitions: list[TopicPartition]) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+import torch
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 from streamcheck import PARTITIONS, STEP, random_walks
@@ -36,6 +37,7 @@ from streammeta.io.codec import encode_observation
 from streammeta.io.edge import ensure_topics, make_tail, role_topics
 from streammeta.meta import versions
 from streammeta.online import model
+from streammeta.serve.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 ENTITIES = 200
@@ -231,3 +233,42 @@ def test_two_replicas_serve_one_trainers_versions(kafka_config: Config, tmp_path
           f"served by both replicas: median {np.nanmedian(delays) * 1000:.0f} ms, max "
           f"{np.nanmax(delays) * 1000:.0f} ms; moved partitions {sorted(moved)} at step "
           f"{moved_at}, error ratio after/before vs the others ×{ratio:.2f}")
+
+
+def test_a_run_longer_than_the_stall_bound_keeps_the_trainer_alive(
+        kafka_config: Config) -> None:
+    """The trainer runs the outer loop in its own loop's thread: a run on the CPU (a
+    wide model, many tasks) can outlast ``metrics.stall_after_s``. The heartbeat goes on
+    between meta-steps, so ``/healthz`` (the liveness probe) does not fail a trainer
+    that is working, and the lease is polled meanwhile."""
+    config = small(kafka_config).replace("metrics", stall_after_s=1.0).replace(
+        "meta", steps=8, every_s=3600.0, every_observations=1)
+    ensure_topics(config.kafka, PARTITIONS, extra=role_topics(config.meta, PARTITIONS))
+    trainer = Trainer(config)
+    buffer = trainer.outer.buffer
+    values = torch.tensor(random_walks(buffer.length, 64, seed=3), dtype=torch.float32)
+    for t in range(len(values)):  # 64 entities' histories, as the replicas' samples give
+        buffer.observe(torch.arange(64), values[t], torch.full((64,), t == 0))
+    step = trainer.outer.learner.step
+
+    def slow(*args: torch.Tensor) -> float:  # each meta-step as long as a wide model's
+        time.sleep(0.3)
+        return step(*args)
+
+    trainer.outer.learner.step = slow  # type: ignore[method-assign]
+    runner = threading.Thread(target=trainer.run, daemon=True)
+    runner.start()
+    probes: list[tuple[bool, str]] = []
+    try:
+        wait_for(lambda: trainer.leading, timeout_s=60, what="the trainer taking the lease")
+        deadline = time.monotonic() + 90
+        while not trainer.outer.results and time.monotonic() < deadline:
+            probes.append(trainer.health.alive())
+            time.sleep(0.05)
+    finally:
+        trainer.stop()
+        runner.join(30)
+    assert trainer.outer.results, "no outer-loop run"
+    assert trainer.outer.results[0].seconds > 2 * config.metrics.stall_after_s
+    assert all(alive for alive, _ in probes), next(why for alive, why in probes if not alive)
+    assert trainer.leading  # the lease stayed with it through the run
