@@ -66,9 +66,11 @@ class Forecaster:
 
     ``freq``, ``season`` and ``horizon`` set ``series.freq``, ``series.season`` and
     ``series.horizon`` of ``config`` (a :class:`Config`, a ``config.toml`` path read
-    as ``streammeta run`` reads it, or None for the defaults)."""
+    as ``streammeta run`` reads it, or None for the defaults). An integer ``freq`` is
+    statsforecast's for integer ``ds`` (1, 2, 3, … of data sets without dates): ``ds``
+    are positions ``freq`` apart, and the forecasts' ``cutoff`` and ``ds`` positions too."""
 
-    def __init__(self, freq: str | None = None, season: int | None = None,
+    def __init__(self, freq: str | int | None = None, season: int | None = None,
                  horizon: int | None = None, *, config: Config | str | os.PathLike[str] | None
                  = None, outer_loop: OuterMode = "inline", batch_size: int = 5000) -> None:
         if outer_loop not in ("inline", "background", "off"):
@@ -78,8 +80,8 @@ class Forecaster:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         base = config if isinstance(config, Config) else (
             config_io.load(config) if config is not None else Config())
-        changes = {k: v for k, v in (("freq", freq), ("season", season), ("horizon", horizon))
-                   if v is not None}
+        changes = _series(freq, season, horizon)
+        self.integer = "step_ms" in changes
         cfg = base.replace("series", **changes) if changes else base
         if outer_loop == "off":
             cfg = cfg.replace("meta", enabled=False)
@@ -109,7 +111,7 @@ class Forecaster:
         previous one or a fraction of a step after it) raises :class:`DataError`
         naming it and its reason, and nothing is applied."""
         obs = frames.observations(frame, self.frequency, self.config.series.max_entity_id_length,
-                                  self._latest.last_units)
+                                  self._latest.last_units, self.integer)
         new = sum(e not in self._latest.index for e in set(obs.entities))
         if len(self._latest) + new > self.config.engine.max_entities:
             raise DataError(f"{new} new unique_id(s) would exceed engine.max_entities "
@@ -154,7 +156,7 @@ class Forecaster:
                                 self.frequency.targets(latest.cutoff[:n], latest.horizon),
                                 latest.point[:n].copy(), latest.quantiles[:n].copy(), self.levels,
                                 latest.version[:n], latest.warm[:n], self._tz,
-                                self.frequency.wall_clock)
+                                self.frequency.wall_clock, self.integer)
 
     @property
     def version(self) -> int:
@@ -198,7 +200,7 @@ class Forecaster:
                                 self.frequency.to_ms(origin[order]),
                                 self.frequency.targets(origin[order], self.config.series.horizon),
                                 point[order], quantiles[order], self.levels, version[order],
-                                warm[order], self._tz, self.frequency.wall_clock)
+                                warm[order], self._tz, self.frequency.wall_clock, self.integer)
 
     # -- state ----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -210,7 +212,7 @@ class Forecaster:
         payload = checkpointer.snapshot()
         payload["forecaster"] = {"config": _config_state(self.config),
                                  "observations": self.observations,
-                                 "latest": self._latest.export(),
+                                 "latest": self._latest.export(), "integer": self.integer,
                                  "tz": None if self._tz is None else _zone_name(self._tz)}
         return Path(store.save(payload).path)
 
@@ -231,6 +233,7 @@ class Forecaster:
         forecaster = cls(config=config or _config_from(state["config"], path),
                          outer_loop=outer_loop, batch_size=batch_size)
         forecaster._auto = None  # the state's units are the configuration's
+        forecaster.integer = bool(state.get("integer", False))
         checkpointer = Checkpointer(store, forecaster.engine, _NEVER)
         checkpointer.restore_model()
         checkpointer.restore_partitions([PARTITION])
@@ -254,10 +257,22 @@ class Forecaster:
 
     def __repr__(self) -> str:
         s = self.config.series
-        return (f"Forecaster(freq={self.frequency.name!r}, season={s.season}, "
-                f"horizon={s.horizon}, entities={len(self._latest)}, "
+        return (f"Forecaster(freq={s.step_ms if self.integer else self.frequency.name!r}, "
+                f"season={s.season}, horizon={s.horizon}, entities={len(self._latest)}, "
                 f"observations={self.observations}, version={self.version}, "
                 f"outer_loop={self.outer_loop!r})")
+
+
+def _series(freq: str | int | None, season: int | None, horizon: int | None) -> dict[str, Any]:
+    """The ``series`` keys of the constructor's arguments; an integer ``freq`` (integer
+    ``ds``: positions, read as epoch ms) is a fixed step of that many ms."""
+    changes: dict[str, Any] = {k: v for k, v in (("freq", freq), ("season", season),
+                                                 ("horizon", horizon)) if v is not None}
+    if isinstance(freq, int) and not isinstance(freq, bool):
+        if freq < 1:
+            raise ValueError(f"an integer freq is the step between integer ds, >= 1; got {freq}")
+        changes.update(freq="", step_ms=freq)
+    return changes
 
 
 def _machinery(config: Config, outer_loop: OuterMode,

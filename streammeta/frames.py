@@ -67,6 +67,7 @@ class _Problems:
         self.index = frame.index
         self.ids, self.times = frame["unique_id"], frame["ds"]
         self.found: list[tuple[int, Reason, str]] = []
+        self.hint = ""  # added where a row is misaligned
 
     def add(self, positions: np.ndarray, reason: Reason, what: str) -> None:
         self.found += [(int(p), reason, what) for p in np.asarray(positions).tolist()]
@@ -79,8 +80,9 @@ class _Problems:
                           f"{label(self.ids.array, p)!r}, ds {self.times.iloc[p]}): {what} "
                           f"({reason.value})" for p, reason, what in self.found[:_SHOWN])
         more = len(self.found) - _SHOWN
+        hint = self.hint if any(r is Reason.MISALIGNED for _, r, _ in self.found) else ""
         raise DataError(f"{len(self.found)} row(s) the daemon would dead-letter, nothing "
-                        f"applied: {shown}" + (f"; and {more} more" if more > 0 else ""))
+                        f"applied: {shown}" + (f"; and {more} more" if more > 0 else "") + hint)
 
 
 def label(index: Any, position: int) -> object:
@@ -90,9 +92,10 @@ def label(index: Any, position: int) -> object:
 
 
 def observations(frame: Any, frequency: Frequency, max_id_length: int,
-                 last: Callable[[str], int | None]) -> Observations:
+                 last: Callable[[str], int | None], integer: bool = False) -> Observations:
     """Check ``frame`` and order its rows for the engine; ``last(entity)`` is the
-    entity's newest timestamp in units, None for an entity not seen yet."""
+    entity's newest timestamp in units, None for an entity not seen yet; ``integer``:
+    ``ds`` are positions (an integer ``freq``), anything else is refused."""
     pd = pandas()
     if not isinstance(frame, pd.DataFrame):
         package = type(frame).__module__.split(".")[0]
@@ -109,6 +112,11 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
                         f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))}"
                         f"{hint})")
     problems = _Problems(frame)
+    if _check_kind(frame["ds"], integer) and not integer:
+        # 1, 2, 3, … with freq "D" were refused as off its step, with no word of why
+        problems.hint = ("; integer ds are read as epoch milliseconds: for positions 1, 2, "
+                         "3, … pass an integer freq, as statsforecast does (Forecaster(freq=1, "
+                         "...))")
     entities = _entities(frame["unique_id"], max_id_length, problems)
     ts = _timestamps(_period_starts(frame["ds"], frequency), problems, frequency.wall_clock)
     values = _values(frame["y"], problems)
@@ -116,11 +124,22 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     problems.add(np.flatnonzero(~on), Reason.MISALIGNED,
                  f"ds is not a date of freq {frequency.name!r}")
     problems.raise_any()  # the order checks below need clean ids and times
-    _check_order(entities, units, frequency, last, problems)
+    _check_order(entities, units, frequency, last, problems, integer)
     problems.raise_any()
     order = np.argsort(units, kind="stable")  # (N,) time order; an entity's rows keep theirs
     return Observations(order, [entities[i] for i in order.tolist()], units[order],
                         values[order], _zone(frame["ds"]))
+
+
+def _check_kind(column: Any, integer: bool) -> bool:
+    """Whether ``ds`` holds integers; refuses any other ``ds`` with an integer ``freq``
+    (statsforecast's ``freq=1``: positions)."""
+    pd = pandas()
+    ints = bool(pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column))
+    if integer and not ints:
+        raise DataError(f"an integer freq takes integer ds (positions 1, 2, 3, …); ds is "
+                        f"{column.dtype}: give a frequency such as 'h', 'D' or 'MS'")
+    return ints
 
 
 def _zone(column: Any) -> Any:
@@ -200,9 +219,11 @@ def _values(column: Any, problems: _Problems) -> np.ndarray:
 
 
 def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
-                 last: Callable[[str], int | None], problems: _Problems) -> None:
+                 last: Callable[[str], int | None], problems: _Problems,
+                 integer: bool = False) -> None:
     """Per entity, in frame order: each ds a whole number of steps after the previous
-    one (the entity's newest before this frame, for its first row)."""
+    one (the entity's newest before this frame, for its first row); ``integer``: ds are
+    positions."""
     codes_of: dict[str, int] = {}
     codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities),
                         dtype=np.int64, count=len(entities))
@@ -224,29 +245,34 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
     problems.add(where[within & (gap == 0)], Reason.DUPLICATE,
                  "ds repeats the entity's previous ds")
     for k in np.flatnonzero(has & first & (gap <= 0)).tolist():  # against an earlier update
-        newest = np.datetime64(int(frequency.to_ms(previous[k])), "ms")
+        ms = int(frequency.to_ms(previous[k]))
+        newest = ms if integer else np.datetime64(ms, "ms")
         problems.add(where[k:k + 1], Reason.LATE if gap[k] < 0 else Reason.DUPLICATE,
                      f"ds is not after {newest}, the newest ds an earlier update applied "
                      "for this unique_id")
+    name = frequency.step if integer else repr(frequency.name)
     problems.add(where[has & (gap > 0) & (gap % frequency.step != 0)], Reason.MISALIGNED,
-                 f"ds is not a whole number of steps of {frequency.name!r} after the "
+                 f"ds is not a whole number of steps of {name} after the "
                  "entity's previous ds")
 
 
 def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray,
               point: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...],
               version: np.ndarray, warm: np.ndarray, tz: Any = None,
-              wall: bool = False) -> Any:
+              wall: bool = False, integer: bool = False) -> Any:
     """B forecasts (point (B, H), quantiles (B, Q, H)) → B·H rows of the long format,
     ``cutoff`` and ``ds`` naive UTC or, given ``tz``, in that time zone (the times
-    being its wall-clock ones, given ``wall``: ``Frequency.wall_clock``).
+    being its wall-clock ones, given ``wall``: ``Frequency.wall_clock``); integers
+    as given (positions), given ``integer``.
     The frame may share memory with the arrays given: pass arrays nobody changes later."""
     pd = pandas()
     B, H = point.shape
     columns: dict[str, Any] = {
         "unique_id": np.repeat(np.array(entities, dtype=object), H),
-        "cutoff": _datetimes(np.repeat(cutoff_ms, H), tz, wall),
-        "ds": _datetimes(targets_ms.reshape(-1), tz, wall),
+        "cutoff": np.repeat(cutoff_ms, H) if integer else _datetimes(np.repeat(cutoff_ms, H),
+                                                                      tz, wall),
+        "ds": targets_ms.reshape(-1) if integer else _datetimes(targets_ms.reshape(-1), tz,
+                                                                 wall),
         "step": np.tile(np.arange(1, H + 1), B),
         POINT: point.reshape(-1),
     }

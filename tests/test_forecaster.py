@@ -202,6 +202,33 @@ def test_off_calendar_dates_and_rows_older_than_the_last_update_are_refused() ->
     assert out["cutoff"].iloc[0] == pd.Timestamp("2020-05-01")  # a gap is fine
 
 
+def test_integer_ds_are_positions_with_an_integer_freq_as_in_statsforecast(
+        tmp_path: Path) -> None:
+    """Data sets without dates come with ds = 1, 2, 3, … and statsforecast's
+    ``freq=1``: ``Forecaster(1, ...)`` took them with a TypeError, and with a ``freq``
+    of days they were refused as off its step, with no word of why."""
+    dated = hourly(n=3, length=60)
+    positions = dated.assign(ds=np.tile(np.arange(1, 61), 3))
+    f = Forecaster(1, 24, H, config=SMALL, outer_loop="off")
+    out = f.update(positions)
+    assert out["cutoff"].tolist()[:: H] == positions["ds"].tolist()
+    assert (out["ds"] - out["cutoff"]).tolist() == list(range(1, H + 1)) * len(positions)
+    # Positions are the dates' steps: the same forecasts as the dated rows give.
+    same = forecaster().update(dated)
+    np.testing.assert_array_equal(out["streammeta"].to_numpy(), same["streammeta"].to_numpy())
+    assert repr(f).startswith("Forecaster(freq=1,")
+    f.save(tmp_path)
+    loaded = Forecaster.load(tmp_path, outer_loop="off")
+    later = loaded.update(positions.iloc[[59]].assign(ds=61))
+    assert later["cutoff"].tolist() == [61] * H and later["ds"].tolist() == list(range(62, 68))
+    with pytest.raises(DataError, match=r"integer freq takes integer ds"):
+        Forecaster(1, 24, H, config=SMALL).update(dated)
+    with pytest.raises(DataError, match=r"pass an integer freq, as statsforecast does"):
+        Forecaster("D", 7, H, config=SMALL).update(positions)
+    with pytest.raises(ValueError, match=r"integer freq is the step"):
+        Forecaster(0, 24, H)
+
+
 def test_rows_are_applied_in_time_order_whatever_the_frame_order() -> None:
     frame = hourly(n=3, length=40)
     by_time = frame.sort_values("ds", kind="stable")
