@@ -161,8 +161,10 @@ def seasonal_indices(x: Tensor, n: Tensor, season: int) -> Tensor:
     theta experts forecast a seasonal entity without its season until four seasons
     (M4 hourly summed to 2 h, m = 12: 7% of the series found seasonal at three
     seasons, 89% at four; with the pairs' mean 89% at three). On white noise the test
-    now flags 7–10% of the entities at any length, its nominal two-sided 10%; the
-    classical estimator flagged 1% at three seasons and 7% at twelve."""
+    now flags 7–12% of the entities from two seasons to twelve, about its nominal
+    two-sided 10%; the classical estimator flagged about 1% at three seasons and 6–7%
+    at twelve (docs/evaluation.md, "The theta experts' seasonality test on three
+    seasons")."""
     B, W = x.shape
     if season <= 1 or 2 * season > W or B == 0:
         return x.new_zeros(B, max(season, 1))
