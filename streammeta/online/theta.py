@@ -151,7 +151,20 @@ def seasonal_indices(x: Tensor, n: Tensor, season: int) -> Tensor:
     """Additive seasonal indices (B, m) by phase (absolute index mod m), by classical
     decomposition (centred moving average) of x (B, W) as :func:`theta` takes it;
     zero for entities with fewer than two seasons or no significant autocorrelation at
-    the season's lag (Bartlett's limit). The engine refreshes them once a season."""
+    the season's lag (Bartlett's limit). The engine refreshes them once a season.
+
+    The lag-k autocorrelation is the mean product of the c − k pairs k apart over the
+    variance of the entity's c values (:func:`autocorrelation`), not their sum over c
+    times the variance, the classical estimator, which shrinks it by (c − k)/c: at
+    three seasons by a third, so that not even a periodic series passed the test
+    (r_m ≤ 2/3 against a limit of about 0.8 for a smooth shape at m = 12), and the
+    theta experts forecast a seasonal entity without its season until four seasons
+    (M4 hourly summed to 2 h, m = 12: 7% of the series found seasonal at three
+    seasons, 89% at four; with the pairs' mean 89% at three). On white noise the test
+    now flags 7–12% of the entities from two seasons to twelve, about its nominal
+    two-sided 10%; the classical estimator flagged about 1% at three seasons and 6–7%
+    at twelve (docs/evaluation.md, "The theta experts' seasonality test on three
+    seasons")."""
     B, W = x.shape
     if season <= 1 or 2 * season > W or B == 0:
         return x.new_zeros(B, max(season, 1))
@@ -163,9 +176,7 @@ def seasonal_indices(x: Tensor, n: Tensor, season: int) -> Tensor:
     used = mask.to(x.dtype)
     c = count.clamp(min=1).to(x.dtype)
     r = (x - (x * used).sum(dim=1, keepdim=True) / c[:, None]) * used
-    energy = r.square().sum(dim=1).clamp(min=1e-12)
-    acf = torch.stack([(r[:, k:] * r[:, :-k]).sum(dim=1) / energy
-                       for k in range(1, season + 1)], dim=1)  # (B, m)
+    acf = autocorrelation(r, c, season)  # (B, m)
     limit = SEASONALITY_Z * torch.sqrt((1 + 2 * acf[:, :-1].square().sum(dim=1)) / c)
     seasonal = (count >= 2 * season) & (acf[:, -1].abs() > limit)
     # The centred moving average (2×m for an even m) from running sums.
@@ -184,3 +195,14 @@ def seasonal_indices(x: Tensor, n: Tensor, season: int) -> Tensor:
     indices = total / seen.clamp(min=1)
     indices = indices - indices.mean(dim=1, keepdim=True)
     return torch.where(seasonal[:, None], indices, torch.zeros_like(indices))
+
+
+def autocorrelation(r: Tensor, count: Tensor, lags: int) -> Tensor:
+    """(B, lags) the autocorrelation at lags 1..``lags`` of the deviations r (B, W) from
+    each row's mean, zero outside its ``count`` (B,) newest values: the mean product of
+    the pairs k apart over the mean square (:func:`seasonal_indices` says why not the
+    sum over the count)."""
+    energy = r.square().sum(dim=1).clamp(min=1e-12)
+    return torch.stack([(r[:, k:] * r[:, :-k]).sum(dim=1) / energy
+                        * (count / (count - k).clamp(min=1)) for k in range(1, lags + 1)],
+                       dim=1)

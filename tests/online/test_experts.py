@@ -139,6 +139,29 @@ def test_the_theta_experts_follow_a_seasonal_trend_and_ignore_noise_for_a_season
     assert bool((experts.seasonal_indices(noise, torch.full((4,), W), m) == 0).all())
 
 
+def test_three_seasons_of_a_seasonal_series_are_enough_for_the_theta_experts_season() -> None:
+    """Three seasons of a smooth season (m = 12, 36 values): the seasonality test finds
+    it, and THETA forecasts the next two seasons with it, well inside the error of the
+    same forecast without it (the classical autocorrelation, summed over the 24 pairs
+    and divided by 36, stayed under the test's limit: no season before four). White
+    noise of the same length is taken for a season about as often as the test's
+    nominal 10%."""
+    m, W, H = 12, 36, 24
+    t = torch.arange(W + H, dtype=torch.float32)
+    truth = 50 + 6 * torch.sin(2 * torch.pi * t / m)
+    gen = torch.Generator().manual_seed(7)
+    x = (truth[:W] + torch.randn(W, generator=gen) * 0.3)[None, :]
+    n = torch.tensor([W])
+    indices = experts.seasonal_indices(x, n, m)
+    assert float(indices.abs().max()) > 4  # the season is found
+    with_season = (theta(x, n, H, indices)[0, :, 0] - truth[W:]).abs().mean()
+    without = (theta(x, n, H)[0, :, 0] - truth[W:]).abs().mean()
+    assert float(with_season) < 0.2 * float(without)
+    noise = torch.randn(2000, W, generator=gen)
+    flagged = (experts.seasonal_indices(noise, torch.full((2000,), W), m) != 0).any(dim=1)
+    assert 0.03 < float(flagged.float().mean()) < 0.15
+
+
 def test_the_theta_experts_read_only_the_entity_s_own_values() -> None:
     """An entity with fewer values than the ring holds: whatever the ring holds before
     its first value does not change its theta forecasts."""
