@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from streammeta import config as config_mod
+from streammeta.cli import main
 from streammeta.config import Config, ConfigError
 
 
@@ -102,6 +103,20 @@ def test_syntax_errors_and_missing_files(tmp_path: Path) -> None:
         config_mod.load(write(tmp_path, "[kafka\n"), env={})
     with pytest.raises(ConfigError, match=r"existing config\.toml"):
         config_mod.load(tmp_path / "missing.toml", env={})
+
+
+def test_a_directory_or_a_file_not_utf8_is_a_config_error_not_a_traceback(
+        tmp_path: Path) -> None:
+    """`check-config DIR` stopped on IsADirectoryError, a config.toml saved as UTF-16
+    (Windows editors) on UnicodeDecodeError: tracebacks, exit 1, not the exit 2 and
+    the message of every other bad configuration."""
+    with pytest.raises(ConfigError, match=r"a readable config\.toml"):
+        config_mod.load(tmp_path, env={})
+    utf16 = tmp_path / "utf16.toml"
+    utf16.write_bytes("[series]\nseason = 12\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match=r"a UTF-8 TOML file \(byte 0 is not UTF-8\)"):
+        config_mod.load(utf16, env={})
+    assert main(["check-config", str(utf16)]) == 2
 
 
 def test_effective_config_masks_secrets_and_round_trips(tmp_path: Path) -> None:
