@@ -139,6 +139,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from streammeta.io import datasets
     from streammeta.meta.pretrain import pretrain, too_short
 
+    _check_outputs(out=args.out)  # before the training, not after it
     config = load_config(args)
     _setup_logging(config)
     series = datasets.load(args.data, args.format, config.series.frequency)
@@ -181,11 +182,34 @@ def _backtest_file(config: Config, series: list[Series], path: str) -> tuple[boo
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from streammeta.evaluation.evaluate import run
 
+    _check_outputs(json=args.json, per_series=args.per_series,
+                   forecasts_out=args.forecasts_out, report=args.report)
     # --init may name one file per horizon ("{h}"): evaluate applies it per task.
     config = config_mod.load(_config_path(args.config))
     _setup_logging(config, "WARNING")
     run(args, config)
     return 0
+
+
+def _check_outputs(report: str | None = None, **files: str | None) -> None:
+    """Refuse output paths that cannot be written before the work, which may take
+    hours: a directory given for a file (--json DIR), a folder under a file. They
+    stopped pretrain and evaluate with a traceback at the end, the results lost."""
+    from streammeta.errors import DataError
+
+    wanted = [(f"--{k.replace('_', '-')}", v, False) for k, v in files.items()]
+    for option, value, folder in [*wanted, ("--report", report, True)]:
+        if not value:
+            continue
+        path = Path(value)
+        if path.is_dir() != folder and path.exists():
+            raise DataError(f"{option} {value}: is a {'file' if folder else 'directory'}, "
+                            f"expected {'a directory' if folder else 'a file name'}")
+        try:
+            (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"{option} {value}: cannot create its directory "
+                            f"({exc.strerror or exc}: {exc.filename})") from None
 
 
 # -- parser --------------------------------------------------------------------------

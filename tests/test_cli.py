@@ -108,3 +108,30 @@ def test_a_negative_rate_or_duration_is_refused_by_the_parser(
         main(argv)
     assert stopped.value.code == 2
     assert f"argument {argv[-2]}: expected a number >= 0" in capsys.readouterr().err
+
+
+def test_output_paths_that_cannot_be_written_are_refused_before_the_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`evaluate --json DIR` (or --per-series, --forecasts-out) and `pretrain --out DIR`
+    ran the whole back-test or training and then stopped on IsADirectoryError, the
+    results lost (pretrain also left DIR.tmp beside it); a --report that is a file, or
+    a folder under a file, on FileExistsError. They are refused first, exit 2."""
+    data = tmp_path / "q.csv"
+    data.write_text("unique_id,ds,y\n" + "".join(f"a,{t},{t % 4 + 1}\n" for t in range(1, 41)))
+    base = ["--data", str(data), "--format", "long"]
+    evaluate = ["evaluate", *base, "--protocol", "final-origin", "--horizon", "4",
+                "--season", "4", "--methods", "naive", "-q"]
+    cases = [([*evaluate, "--json", str(tmp_path)], "--json"),
+             ([*evaluate, "--per-series", str(tmp_path)], "--per-series"),
+             ([*evaluate, "--forecasts-out", str(tmp_path)], "--forecasts-out"),
+             ([*evaluate, "--report", str(data)], "--report"),
+             ([*evaluate, "--json", str(data / "out.json")], "--json"),
+             (["pretrain", *base, "--out", str(tmp_path), "--steps", "1", "-q"], "--out")]
+    for argv, option in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"streammeta: error: {option} "), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.csv"]  # nothing written
+    assert not Path(f"{tmp_path}.tmp").exists()
+    assert main([*evaluate, "--json", str(tmp_path / "new" / "out.json")]) == 0
+    assert json.loads((tmp_path / "new" / "out.json").read_text())["results"]
