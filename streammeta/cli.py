@@ -66,10 +66,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for message in unknown:
         print(f"streammeta: error: {message}", file=sys.stderr)
     config = config_mod.load(args.path if args.path else _config_path(None))
+    if config.model.init:  # read as run reads it: not only that the file exists
+        _check_init(config)
     if unknown:
         return 2
     print(config_mod.to_toml(config), end="")
     return 0
+
+
+def _check_init(config: Config) -> None:
+    """``model.init`` loaded against the shape ``run`` would serve: a file that is no
+    parameter file, or one learned for another season, window, quantiles or units,
+    passed check-config and then stopped run."""
+    from streammeta.errors import ConfigError
+    from streammeta.online.model import ModelShape
+    from streammeta.persistence import params as params_io
+
+    try:
+        params_io.load(config.model.init, ModelShape.of(config.resolved()))
+    except StreamMetaError as exc:
+        raise ConfigError("model.init", config.model.init,
+                          f"a parameter file this configuration can serve ({exc})") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

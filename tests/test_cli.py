@@ -135,3 +135,25 @@ def test_output_paths_that_cannot_be_written_are_refused_before_the_work(
     assert not Path(f"{tmp_path}.tmp").exists()
     assert main([*evaluate, "--json", str(tmp_path / "new" / "out.json")]) == 0
     assert json.loads((tmp_path / "new" / "out.json").read_text())["results"]
+
+
+def test_check_config_reads_model_init_as_run_would(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config only checked that model.init exists: a CSV, or θ learned for another
+    series.season, passed (exit 0) and `run` then stopped on it (exit 2)."""
+    from streammeta import config as config_mod
+    from streammeta.online import model
+    from streammeta.persistence import params as params_io
+
+    quarterly = config_mod.load(None, env={}).replace("series", season=4, horizon=8)
+    shape = model.ModelShape.of(quarterly.resolved())
+    theta = params_io.save(tmp_path / "q.pt", model.init_params(shape, seed=0), 1, shape)
+    other = tmp_path / "data.csv"
+    other.write_text("unique_id,ds,y\na,1,2.0\n")
+    for path, season, expected in ((theta, "4", 0), (theta, "24", 2), (other, "4", 2)):
+        config = tmp_path / "c.toml"
+        config.write_text(f'[series]\nseason = {season}\nhorizon = 8\n[model]\ninit = "{path}"\n')
+        assert main(["check-config", str(config)]) == expected, (path, season)
+        err = capsys.readouterr().err
+        if expected:
+            assert err.startswith(f"streammeta: error: config key 'model.init': got '{path}'")
