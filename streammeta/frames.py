@@ -110,7 +110,8 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
                         f"{hint})")
     problems = _Problems(frame)
     entities = _entities(frame["unique_id"], max_id_length, problems)
-    ts = _timestamps(_period_starts(frame["ds"], frequency), problems, frequency.wall_clock)
+    ds = _arrow_times(_period_starts(frame["ds"], frequency))
+    ts = _timestamps(ds, problems, frequency.wall_clock)
     values = _values(frame["y"], problems)
     units, on = frequency.to_units(ts)
     problems.add(np.flatnonzero(~on), Reason.MISALIGNED,
@@ -120,7 +121,7 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     problems.raise_any()
     order = np.argsort(units, kind="stable")  # (N,) time order; an entity's rows keep theirs
     return Observations(order, [entities[i] for i in order.tolist()], units[order],
-                        values[order], _zone(frame["ds"]))
+                        values[order], _zone(ds))
 
 
 def _zone(column: Any) -> Any:
@@ -151,6 +152,24 @@ def _period_starts(column: Any, frequency: Frequency) -> Any:
     if frequency.anchor == "end":
         return column.dt.end_time.dt.normalize()
     return column.dt.start_time
+
+
+def _arrow_times(column: Any) -> Any:
+    """A pyarrow-backed timestamp column (``convert_dtypes(dtype_backend="pyarrow")``,
+    ``pd.read_parquet(..., dtype_backend="pyarrow")``, polars' ``to_pandas(
+    use_pyarrow_extension_array=True)``) as numpy's datetime64 of its unit and zone.
+    pandas does not count it a datetime column: its rows were read one by one as text,
+    and its zone was lost (the forecasts came back naive)."""
+    pd = pandas()
+    if not isinstance(column.dtype, pd.ArrowDtype):
+        return column
+    import pyarrow  # an ArrowDtype column exists: so does pyarrow
+
+    arrow = column.dtype.pyarrow_dtype
+    if not pyarrow.types.is_timestamp(arrow):
+        return column
+    return column.astype(pd.DatetimeTZDtype(arrow.unit, arrow.tz) if arrow.tz
+                         else f"datetime64[{arrow.unit}]")
 
 
 def _timestamps(column: Any, problems: _Problems, wall: bool = False) -> np.ndarray:

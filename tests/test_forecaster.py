@@ -337,3 +337,24 @@ def test_the_default_entity_cap_is_lowered_to_what_the_machine_can_reserve() -> 
         Forecaster(freq="5min", season=288, horizon=1000, outer_loop="off",
                    config=Config().replace("engine", max_entities=999_999))
 
+
+
+def test_a_pyarrow_backed_ds_keeps_its_zone() -> None:
+    """A pyarrow-backed timestamp column (convert_dtypes(dtype_backend="pyarrow"),
+    read_parquet(dtype_backend="pyarrow")) is no datetime column to pandas: its rows
+    were read as text and its zone lost, the forecasts' cutoff and ds naive where the
+    same frame with numpy's dtype gave them in Europe/Berlin."""
+    days = pd.date_range("2024-03-20", periods=20, freq="D", tz="Europe/Berlin")
+    frame = pd.DataFrame({"unique_id": "a", "ds": days, "y": np.arange(20.0)})
+    arrow = frame.convert_dtypes(dtype_backend="pyarrow")
+    assert isinstance(arrow["ds"].dtype, pd.ArrowDtype)
+    want = Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(frame)
+    got = Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(arrow)
+    assert str(got["ds"].dt.tz) == "Europe/Berlin" == str(got["cutoff"].dt.tz)
+    pd.testing.assert_frame_equal(got, want)
+    hourly = frame.assign(ds=pd.date_range("2024-03-30", periods=20, freq="h",
+                                           tz="Europe/Berlin"))
+    want = Forecaster("h", 24, 3, config=SMALL, outer_loop="off").update(hourly)
+    got = Forecaster("h", 24, 3, config=SMALL, outer_loop="off").update(
+        hourly.convert_dtypes(dtype_backend="pyarrow"))
+    pd.testing.assert_frame_equal(got, want)
