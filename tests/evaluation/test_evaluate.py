@@ -545,3 +545,24 @@ def test_series_season_and_horizon_set_in_the_configuration_hold_for_m4_files(
         (r["method"], r["mase"]) for r in flagged]
     assert main([*args, "--horizon", "3"]) == 0  # a flag over the configuration
     assert {r["horizon"] for r in json.loads(out.read_text())["results"]} == {3}
+
+
+def test_the_transform_note_names_the_init_files_units(tmp_path: Path) -> None:
+    """With --init, a θ file's units serve (here "none", learned on signed values), but
+    the note said "series.transform auto: asinh, from the values before the first
+    scored forecast" for positive data: the units that did not serve."""
+    from streammeta.online import model
+    from streammeta.persistence import params as params_io
+
+    signed = _config().replace("series", season=4, horizon=4, transform="none").resolved()
+    shape = model.ModelShape.of(signed)
+    theta = params_io.save(tmp_path / "none.pt", model.init_params(shape, seed=0), 1, shape)
+    data = tmp_path / "q.csv"
+    data.write_text("unique_id,ds,y\n" + "".join(
+        f"s{k},{t},{10 + k + t % 4}\n" for k in range(3) for t in range(1, 41)))
+    out = tmp_path / "out.json"
+    assert main(["evaluate", "--data", str(data), "--format", "long", "--protocol",
+                 "final-origin", "--horizon", "4", "--season", "4", "--init", str(theta),
+                 "--methods", "streammeta", "-q", "--json", str(out)]) == 0
+    notes = [n for n in json.loads(out.read_text())["notes"] if "series.transform" in n]
+    assert notes == ["final-origin H=4: series.transform auto: none, the --init file's"]
