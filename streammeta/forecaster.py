@@ -228,6 +228,7 @@ class Forecaster:
         where, payload = saved
         path = Path(where)
         state = payload["forecaster"]
+        config = _in_saved_units(config, state["config"])
         forecaster = cls(config=config or _config_from(state["config"], path),
                          outer_loop=outer_loop, batch_size=batch_size)
         forecaster._auto = None  # the state's units are the configuration's
@@ -387,6 +388,15 @@ def _zone_name(tz: Any) -> str:
 def _config_state(config: Config) -> dict[str, dict[str, Any]]:
     """The sections that shape the engine, as plain values (no Kafka secrets)."""
     return {name: dataclasses.asdict(getattr(config, name)) for name in _SAVED_SECTIONS}
+
+
+def _in_saved_units(config: Config | None, state: dict[str, dict[str, Any]]) -> Config | None:
+    """``config`` with ``series.transform = "auto"`` set to the units the saved state was
+    decided in: "auto" before any data is asinh, which refused state learned on values
+    at or below 0 ("none")."""
+    if config is None or config.series.transform != "auto" or config.model.init:
+        return config
+    return config.replace("series", transform=state["series"]["transform"])
 
 
 def _config_from(state: dict[str, dict[str, Any]], path: Path) -> Config:

@@ -358,3 +358,20 @@ def test_a_pyarrow_backed_ds_keeps_its_zone() -> None:
     got = Forecaster("h", 24, 3, config=SMALL, outer_loop="off").update(
         hourly.convert_dtypes(dtype_backend="pyarrow"))
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_load_with_an_automatic_transform_takes_the_states_units(tmp_path: Path) -> None:
+    """series.transform = "auto" (the default) is decided by a Forecaster's first update:
+    "none" for values at or below 0. Forecaster.load(config=...) with that same
+    default config took "auto" as asinh, as before any data, and refused the state
+    ("holds values with series.transform = 'none', this configuration needs 'asinh'")."""
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    frame = pd.DataFrame({"unique_id": "a", "ds": months, "y": np.arange(30.0) % 12 - 3})
+    config = SMALL.replace("series", freq="MS", season=12, horizon=3)
+    f = Forecaster(config=config, outer_loop="off")
+    f.update(frame.iloc[:20])
+    assert f.config.series.transform == "none"
+    f.save(tmp_path / "state")
+    loaded = Forecaster.load(tmp_path / "state", config=config, outer_loop="off")
+    assert loaded.config.series.transform == "none"
+    pd.testing.assert_frame_equal(loaded.update(frame.iloc[20:]), f.update(frame.iloc[20:]))
