@@ -205,7 +205,7 @@ class Forecaster:
         """Write the state into ``directory`` (created; earlier saves there are pruned)
         as a checkpoint file of the daemon's format; → the file."""
         store = CheckpointStore(directory, member=MEMBER, keep=1)
-        checkpointer = Checkpointer(store, self.engine, _NEVER)
+        checkpointer = Checkpointer(store, self.engine, _NEVER, frequency=self.frequency)
         checkpointer.advance({PARTITION: self.observations}, 0)
         payload = checkpointer.snapshot()
         payload["forecaster"] = {"config": _config_state(self.config),
@@ -232,7 +232,8 @@ class Forecaster:
         forecaster = cls(config=config or _config_from(state["config"], path),
                          outer_loop=outer_loop, batch_size=batch_size)
         forecaster._auto = None  # the state's units are the configuration's
-        checkpointer = Checkpointer(store, forecaster.engine, _NEVER)
+        checkpointer = Checkpointer(store, forecaster.engine, _NEVER,  # at another step:
+                                    frequency=forecaster.frequency)  # refused, as by run
         checkpointer.restore_model()
         checkpointer.restore_partitions([PARTITION])
         forecaster._latest.restore(state["latest"], path)

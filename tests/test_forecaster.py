@@ -360,6 +360,24 @@ def test_a_pyarrow_backed_ds_keeps_its_zone() -> None:
     pd.testing.assert_frame_equal(got, want)
 
 
+def test_load_with_another_step_is_refused(tmp_path: Path) -> None:
+    """Forecaster.load(config=...) with series.freq "D" took state saved at "MS": the
+    entities' months since 1970 were read as days (the latest forecast's cutoff
+    1970-01-01 00:00:00.629) and "2MS" continued monthly histories as two-monthly.
+    Refused as `run` refuses a checkpoint kept at another step, naming both."""
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    f = Forecaster("MS", 12, 3, config=SMALL, outer_loop="off")
+    f.update(pd.DataFrame({"unique_id": "a", "ds": months, "y": np.arange(30.0) % 12}))
+    f.save(tmp_path / "state")
+    for freq in ("D", "2MS"):
+        other = SMALL.replace("series", freq=freq, season=12, horizon=3)
+        with pytest.raises(ParameterFileError, match=rf"'MS' .*this configuration has '{freq}'"):
+            Forecaster.load(tmp_path / "state", config=other, outer_loop="off")
+    same = SMALL.replace("series", freq="MS", season=12, horizon=3)
+    loaded = Forecaster.load(tmp_path / "state", config=same, outer_loop="off")
+    assert loaded.forecast()["cutoff"].iloc[0] == months[-1]
+
+
 def test_load_with_an_automatic_transform_takes_the_states_units(tmp_path: Path) -> None:
     """series.transform = "auto" (the default) is decided by a Forecaster's first update:
     "none" for values at or below 0. Forecaster.load(config=...) with that same
