@@ -119,6 +119,7 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     problems.raise_any()  # the order checks below need clean ids and times
     _check_order(entities, units, frequency, last, problems)
     problems.raise_any()
+    _check_spacing(entities, units, frequency)
     order = np.argsort(units, kind="stable")  # (N,) time order; an entity's rows keep theirs
     return Observations(order, [entities[i] for i in order.tolist()], units[order],
                         values[order], _zone(ds))
@@ -250,6 +251,29 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
     problems.add(where[has & (gap > 0) & (gap % frequency.step != 0)], Reason.MISALIGNED,
                  f"ds is not a whole number of steps of {frequency.name!r} after the "
                  "entity's previous ds")
+
+
+def _check_spacing(entities: list[str], units: np.ndarray, frequency: Frequency) -> None:
+    """Refuse a frame none of whose series' consecutive rows is one step of ``freq``
+    apart (3 pairs at least): its data has another step. Without ``freq`` (hourly by
+    default) daily rows were taken as 23-hour gaps, interpolated, and forecast by the
+    hour; monthly ones each restarted their series cold, a gap beyond
+    ``series.max_gap_fill``; all silently. Gaps between some rows stay fine."""
+    codes_of: dict[str, int] = {}
+    codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities),
+                        dtype=np.int64, count=len(entities))
+    by_entity = np.lexsort((np.arange(len(codes)), codes))  # entity, then frame order
+    same = codes[by_entity][1:] == codes[by_entity][:-1]
+    gaps = np.diff(units[by_entity])[same]  # (pairs,) in the frequency's units
+    if len(gaps) < 3 or bool((gaps == frequency.step).any()):
+        return
+    median = int(np.median(gaps))
+    apart = (f"{median} months" if frequency.calendar
+             else str(pandas().Timedelta(median, unit="ms")))
+    raise DataError(f"no row of the frame is one step of freq {frequency.name!r} after its "
+                    f"series' previous row (the median is {apart}): set freq to the data's "
+                    "step (Forecaster(freq='D'), 'MS', ...; without one it is hourly), "
+                    "nothing applied")
 
 
 def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray,

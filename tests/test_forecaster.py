@@ -393,3 +393,25 @@ def test_load_with_an_automatic_transform_takes_the_states_units(tmp_path: Path)
     loaded = Forecaster.load(tmp_path / "state", config=config, outer_loop="off")
     assert loaded.config.series.transform == "none"
     pd.testing.assert_frame_equal(loaded.update(frame.iloc[20:]), f.update(frame.iloc[20:]))
+
+
+def test_a_frame_of_another_step_than_freq_is_refused() -> None:
+    """Forecaster() is hourly unless told: daily rows were taken as 23-hour gaps,
+    interpolated and forecast by the hour, monthly rows each restarted their series
+    cold (a gap beyond series.max_gap_fill), silently. A frame none of whose rows is
+    one step after its series' previous one is refused; gaps between some are not."""
+    days = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-01", periods=30),
+                         "y": np.arange(30.0) + 1})
+    with pytest.raises(DataError, match=r"freq '3600000ms' .*the median is 1 days"):
+        Forecaster(config=SMALL, outer_loop="off").update(days)
+    months = days.assign(ds=pd.date_range("2020-01-01", periods=30, freq="MS"))
+    with pytest.raises(DataError, match=r"freq 'D' .*the median is 31 days"):
+        Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(months)
+    quarters = days.assign(ds=pd.date_range("2000-01-01", periods=30, freq="QS"))
+    with pytest.raises(DataError, match=r"freq 'MS' .*the median is 3 months"):
+        Forecaster("MS", 12, 3, config=SMALL, outer_loop="off").update(quarters)
+    gappy = days.drop(index=[3, 4, 10, 20])  # some rows one day apart: gaps as in run
+    f = Forecaster("D", 7, 3, config=SMALL, outer_loop="off")
+    assert len(f.update(gappy)) == 3 * len(gappy)
+    one_a_day = days.iloc[[29]].assign(ds=pd.Timestamp("2020-02-05"))  # one pair: a gap
+    assert len(f.update(one_a_day)) == 3
