@@ -126,8 +126,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from streammeta.evaluation.protocols import check_calendar, check_step
+    from streammeta.io import datasets
     from streammeta.io.edge import make_writer
-    from streammeta.io.replay import observations_from_file, replay
+    from streammeta.io.replay import replay
 
     config = load_config(args)
     _setup_logging(config)
@@ -136,8 +138,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.topic:
         config = config.replace("kafka", input_topic=args.topic)
     kafka = config.kafka
-    entities, ts, values = observations_from_file(args.data, args.format,
-                                                  frequency=config.series.frequency)
+    series = datasets.load(args.data, args.format, config.series.frequency)
+    check_step(series, config.series, args.data, step_ms=True)  # what the daemon would
+    check_calendar(series, config.series, args.data)  # reject, or take as gaps: refused
+    entities, ts, values = datasets.interleave(series)
     writer = make_writer(kafka)
     stop = threading.Event()
     install_stop_handlers(stop.set)
@@ -152,7 +156,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from streammeta.evaluation.protocols import check_step
+    from streammeta.evaluation.protocols import check_calendar, check_step
     from streammeta.io import datasets
     from streammeta.meta.pretrain import pretrain, too_short
 
@@ -161,6 +165,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _setup_logging(config)
     series = datasets.load(args.data, args.format, config.series.frequency)
     check_step(series, config.series, args.data)
+    check_calendar(series, config.series, args.data)
     config = config.for_values(s.values for s in series)
     reason = too_short(config, series)
     if reason:

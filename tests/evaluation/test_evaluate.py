@@ -459,6 +459,39 @@ def test_data_not_one_step_of_the_frequency_apart_is_refused(
     assert main(args) == 0  # the data's own step
 
 
+
+def test_data_of_another_calendar_step_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Quarter starts with series.freq = "MS" are month starts 3 apart: evaluate placed
+    each series' values on consecutive months ("some series skip dates", a note) and
+    scored them at the wrong season; replay sent them for the daemon to fill two months
+    between each, all with exit 0. Refused, naming both steps; so are dates off the
+    calendar (under "QE"), as the daemon would dead-letter them."""
+    quarters = [str(q) for q in np.arange(np.datetime64("2000-01"), np.datetime64("2015-01"),
+                                          3).astype("datetime64[D]")]
+    path = _seasonal_csv(tmp_path / "q.csv", "unique_id,ds,y", "q", quarters, 4, 50, 5, 1.0,
+                         seed=4)
+    evaluate = ["evaluate", "--data", str(path), "--format", "long", "--protocol",
+                "final-origin", "--horizon", "4", "--season", "4", "--methods", "naive", "-q"]
+    replay = ["replay", "--data", str(path), "--format", "long", "--bootstrap-servers",
+              "127.0.0.1:1", "-q"]
+    pretrain = ["pretrain", "--data", str(path), "--format", "long", "--out",
+                str(tmp_path / "p.smp"), "--steps", "1", "-q"]
+    for freq, expected in (("MS", "3 months apart, but series.freq 'MS' is a step of 1 month:"),
+                           ("QE", "series 'q0': 2000-01-01T00:00:00.000 (UTC) is not a date "
+                                  "of freq 'QE'")):
+        monkeypatch.setenv("STREAMMETA_SERIES_FREQ", freq)
+        for argv in (evaluate, replay, pretrain):
+            assert main(argv) == 2, (freq, argv[0])
+            assert expected in capsys.readouterr().err, (freq, argv[0])
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "")  # replay: the daemon's series.step_ms
+    assert main(replay) == 2
+    assert "but series.step_ms (no series.freq set) is a step of 3600000 ms" in (
+        capsys.readouterr().err)
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "QS")
+    assert main(evaluate) == 0
+
 def test_origins_without_a_seasonal_scale_are_said_to_be_left_out_of_mase(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A year of weekly values at m = 52 leaves no origin a seasonal scale: MASE was
