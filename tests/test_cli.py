@@ -157,3 +157,15 @@ def test_check_config_reads_model_init_as_run_would(
         err = capsys.readouterr().err
         if expected:
             assert err.startswith(f"streammeta: error: config key 'model.init': got '{path}'")
+
+
+def test_demo_refuses_data_of_another_step_before_starting(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo --data daily.csv` with the default hourly step ran the daemon on values it
+    took as 23-hour gaps, forecasting them by the hour; refused as replay refuses it."""
+    daily = tmp_path / "daily.csv"
+    daily.write_text("unique_id,ds,y\n" + "".join(
+        f"a,2021-01-{d:02d},{d % 7 + 1}\n" for d in range(1, 29)))
+    assert main(["demo", "--data", str(daily), "--format", "long", "--duration", "1"]) == 2
+    assert "but series.step_ms (no series.freq set) is a step of 3600000 ms" in (
+        capsys.readouterr().err)
