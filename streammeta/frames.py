@@ -255,7 +255,7 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
 
 def _check_spacing(entities: list[str], units: np.ndarray, frequency: Frequency) -> None:
     """Refuse a frame none of whose series' consecutive rows is one step of ``freq``
-    apart (3 pairs at least): its data has another step. Without ``freq`` (hourly by
+    apart (one series with 4 rows at least): its data has another step. Without ``freq`` (hourly by
     default) daily rows were taken as 23-hour gaps, interpolated, and forecast by the
     hour; monthly ones each restarted their series cold, a gap beyond
     ``series.max_gap_fill``; all silently. Gaps between some rows stay fine."""
@@ -265,8 +265,9 @@ def _check_spacing(entities: list[str], units: np.ndarray, frequency: Frequency)
     by_entity = np.lexsort((np.arange(len(codes)), codes))  # entity, then frame order
     same = codes[by_entity][1:] == codes[by_entity][:-1]
     gaps = np.diff(units[by_entity])[same]  # (pairs,) in the frequency's units
-    if len(gaps) < 3 or bool((gaps == frequency.step).any()):
-        return
+    pairs = np.bincount(codes[by_entity][1:][same], minlength=1)  # per series
+    if int(pairs.max()) < 3 or bool((gaps == frequency.step).any()):
+        return  # a few rows each (Friday and Monday of daily values) may all be gaps
     median = int(np.median(gaps))
     apart = (f"{median} months" if frequency.calendar
              else str(pandas().Timedelta(median, unit="ms")))

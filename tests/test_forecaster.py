@@ -415,3 +415,6 @@ def test_a_frame_of_another_step_than_freq_is_refused() -> None:
     assert len(f.update(gappy)) == 3 * len(gappy)
     one_a_day = days.iloc[[29]].assign(ds=pd.Timestamp("2020-02-05"))  # one pair: a gap
     assert len(f.update(one_a_day)) == 3
+    friday_monday = pd.DataFrame({"unique_id": np.repeat(["b", "c", "d", "e"], 2), "ds": np.tile(
+        pd.to_datetime(["2020-01-03", "2020-01-06"]), 4), "y": 1.0})  # a gap in each
+    assert len(f.update(friday_monday)) == 3 * 8
