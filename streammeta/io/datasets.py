@@ -50,6 +50,7 @@ from streammeta.io.series import (
     ABSENT,
     MISSING_VALUE,
     Series,
+    from_iso,
     group,
     long_columns,
     parse_ts,
@@ -156,7 +157,7 @@ def _timestamps(cells: list[str], lines: Sequence[int], path: Path,
     except (ValueError, OverflowError):
         pass
     try:  # all naive ISO-8601 (as in ETT): numpy converts the datetimes at once
-        parsed = [datetime.fromisoformat(raw) for raw in cells]
+        parsed = [from_iso(raw) for raw in cells]
         if not any(p.tzinfo for p in parsed):
             return np.array(parsed, dtype="datetime64[ms]").astype(np.int64)
     except ValueError:
