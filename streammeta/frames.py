@@ -80,7 +80,19 @@ class _Problems:
                           f"({reason.value})" for p, reason, what in self.found[:_SHOWN])
         more = len(self.found) - _SHOWN
         raise DataError(f"{len(self.found)} row(s) the daemon would dead-letter, nothing "
-                        f"applied: {shown}" + (f"; and {more} more" if more > 0 else ""))
+                        f"applied: {shown}" + (f"; and {more} more" if more > 0 else "")
+                        + self._hint())
+
+    def _hint(self) -> str:
+        """Integer ds are epoch ms: years (1949) or positions (1, 2, 3) are 1 ms apart."""
+        pd = pandas()
+        integers = pd.api.types.is_integer_dtype(self.times) and not (
+            pd.api.types.is_bool_dtype(self.times))
+        if not integers or all(r != Reason.MISALIGNED for _, r, _ in self.found):
+            return ""
+        return (". An integer ds is epoch milliseconds: years or positions 1, 2, 3 are 1 ms "
+                "apart; give dates (pd.to_datetime(df.ds.astype(str), format='%Y'), or "
+                "pd.date_range(start, periods=n, freq=...))")
 
 
 def label(index: Any, position: int) -> object:

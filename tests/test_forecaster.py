@@ -418,3 +418,18 @@ def test_a_frame_of_another_step_than_freq_is_refused() -> None:
     friday_monday = pd.DataFrame({"unique_id": np.repeat(["b", "c", "d", "e"], 2), "ds": np.tile(
         pd.to_datetime(["2020-01-03", "2020-01-06"]), 4), "y": 1.0})  # a gap in each
     assert len(f.update(friday_monday)) == 3 * 8
+
+
+def test_integer_years_or_positions_are_told_to_be_dates() -> None:
+    """An integer ds is epoch ms (docs/python-api.md), so Nixtla's positions 1, 2, 3 or
+    a column of years were refused row by row as off the frequency, saying nothing of
+    why; the refusal now says what an integer ds is and how to give dates."""
+    for ds in (np.arange(1949, 1979), np.arange(1, 31)):
+        frame = pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(30.0) + 1})
+        with pytest.raises(DataError, match=r"misaligned_timestamp\).*An integer ds is epoch "
+                                            r"milliseconds: years or positions"):
+            Forecaster("YS", 1, 3, config=SMALL, outer_loop="off").update(frame)
+    ms = pd.date_range("2020-01-01", periods=30, freq="D").asi8 // 1_000_000
+    out = Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(
+        pd.DataFrame({"unique_id": "a", "ds": ms, "y": np.arange(30.0) + 1}))
+    assert len(out) == 90  # epoch ms themselves are fine
