@@ -251,15 +251,17 @@ def check_calendar(series: list[datasets.Series], configured: SeriesConfig,
     frequency = configured.frequency
     if not frequency.calendar:
         return
+    steps = []  # (pairs,) of every series, in months
     for s in series:
-        _, on = frequency.to_units(s.ts)
+        units, on = frequency.to_units(s.ts)
         if not bool(on.all()):
             when = np.datetime64(int(s.ts[int(np.flatnonzero(~on)[0])]), "ms")
             raise DataError(f"{source}: series {s.entity!r}: {when} (UTC) is not a date of "
                             f"freq {frequency.name!r} (series.freq)")
-    first = next((s for s in series if len(s) > 1), None)
-    step = 0 if first is None else int(np.median(np.diff(frequency.to_units(first.ts)[0])))
-    if first is not None and step != frequency.step:
+        steps.append(np.diff(units))
+    pairs = np.concatenate(steps) if steps else np.zeros(0, dtype=np.int64)
+    step = int(np.median(pairs)) if len(pairs) else frequency.step
+    if step != frequency.step:  # the median of all: a series' gaps are gaps
         months = f"{frequency.step} month" + ("s" if frequency.step > 1 else "")
         raise DataError(f"{source}: the values are {step} months apart, but series.freq "
                         f"{frequency.name!r} is a step of {months}: set series.freq "

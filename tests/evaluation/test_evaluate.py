@@ -491,6 +491,10 @@ def test_data_of_another_calendar_step_is_refused(
         capsys.readouterr().err)
     monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "QS")
     assert main(evaluate) == 0
+    gappy = tmp_path / "gappy.csv"  # a first series of two values a gap apart: a gap
+    gappy.write_text(path.read_text().replace("unique_id,ds,y\n", "unique_id,ds,y\n"
+                                              "g,2000-01-01,5\ng,2000-07-01,6\n"))
+    assert main([evaluate[0], "--data", str(gappy), *evaluate[3:]]) == 0
 
 def test_origins_without_a_seasonal_scale_are_said_to_be_left_out_of_mase(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
