@@ -232,7 +232,7 @@ def check_step(series: list[datasets.Series], configured: SeriesConfig,
     if (not configured.freq and not step_ms) or frequency.calendar or not any(
             len(s) > 1 for s in series):
         return
-    step = step_of(series)
+    step = int(np.median(np.concatenate([np.diff(s.ts) for s in series])))  # of them all
     if step != frequency.step_ms:
         key = (f"series.freq {frequency.name!r}" if configured.freq
                else "series.step_ms (no series.freq set)")

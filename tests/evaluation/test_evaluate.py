@@ -10,6 +10,7 @@ import pytest
 
 from streammeta import config as config_mod
 from streammeta.cli import main
+from streammeta.errors import DataError
 from streammeta.evaluation import evaluate as E
 from streammeta.evaluation import protocols as P
 from streammeta.evaluation import scores as M
@@ -603,3 +604,16 @@ def test_the_transform_note_names_the_init_files_units(tmp_path: Path) -> None:
                  "--methods", "streammeta", "-q", "--json", str(out)]) == 0
     notes = [n for n in json.loads(out.read_text())["notes"] if "series.transform" in n]
     assert notes == ["final-origin H=4: series.transform auto: none, the --init file's"]
+
+
+def test_the_step_checked_is_that_of_all_series_not_the_first() -> None:
+    """A first series of two values a gap apart is a gap, not the data's step: the
+    check refused a whole daily file ("172800000 ms apart") for its first series."""
+    day = 86_400_000
+    series = [datasets.Series("g", np.array([0, 2 * day]), np.array([1.0, 2.0])),
+              datasets.Series("a", np.arange(28) * day, np.arange(28.0))]
+    daily = _config().replace("series", freq="D").series
+    P.check_step(series, daily, "d.csv")
+    P.check_step(series, daily, "d.csv", step_ms=True)
+    with pytest.raises(DataError, match=r"86400000 ms apart, but series\.step_ms"):
+        P.check_step(series, _config().series, "d.csv", step_ms=True)  # hourly
