@@ -246,6 +246,23 @@ def _at_least_zero(text: str) -> float:
     return number
 
 
+def _whole(low: int) -> Callable[[str], int]:
+    """An integer >= ``low`` (argparse names the option): --batch-size 0 and --horizon -2
+    stopped evaluate with a traceback, --batch-size -1 scored nothing with exit 0,
+    --limit-series -3 left the last 3 series out, silently."""
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = low - 1
+        if number < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return number
+
+    parse.__name__ = f"integer >= {low}"  # argparse's "invalid <name> value" otherwise
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streammeta",
@@ -300,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=FORMAT_HELP)
     replay.add_argument("--rate", type=_at_least_zero, default=0.0,
                         help="observations per second (default 0 = as fast as possible)")
-    replay.add_argument("--limit", type=int, default=None, help="stop after N observations")
+    replay.add_argument("--limit", type=_whole(0), default=None, help="stop after N observations")
     replay.add_argument("--bootstrap-servers", help="override kafka.bootstrap_servers")
     replay.add_argument("--topic", help="override kafka.input_topic")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -311,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--format", choices=("m4", "long", "ett"), required=True,
                      help=FORMAT_HELP)
     pre.add_argument("--out", required=True, metavar="FILE", help="parameter file to write")
-    pre.add_argument("--steps", type=int, default=500, help="meta-updates (default 500)")
+    pre.add_argument("--steps", type=_whole(1), default=500, help="meta-updates (default 500)")
     pre.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     evaluate = add("evaluate", "Back-test the engine (no Kafka) on a data set replayed as a "
@@ -323,16 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help=FORMAT_HELP)
     evaluate.add_argument("--protocol", choices=("final-origin", "rolling", "ett"),
                           required=True)
-    evaluate.add_argument("--horizon", type=int, help="forecast steps (default: "
+    evaluate.add_argument("--horizon", type=_whole(1), help="forecast steps (default: "
                           "series.horizon where set, else an M4 file's subset's by its name, "
                           "e.g. 18 for Monthly-train.csv; 1, 24 and 48 for the ett protocol; "
                           "else series.horizon)")
-    evaluate.add_argument("--season", type=int, help="seasonal period in steps (default: "
+    evaluate.add_argument("--season", type=_whole(1), help="seasonal period in steps (default: "
                           "series.season where set, else an M4 file's subset's by its name, "
                           "e.g. 12 for Monthly-train.csv; 24 for ETT; else series.season)")
     evaluate.add_argument("--init", metavar="FILE", help="parameter file to start from; "
                           "'{h}' in the name is replaced by the horizon")
-    evaluate.add_argument("--pretrain", type=int, metavar="STEPS", help="meta-train offline "
+    evaluate.add_argument("--pretrain", type=_whole(0), metavar="STEPS", help="meta-train offline "
                           "first on the training values (ett: train rows; final-origin: the "
                           "training parts)")
     evaluate.add_argument("--methods", nargs="+", metavar="METHOD",
@@ -340,26 +357,26 @@ def build_parser() -> argparse.ArgumentParser:
                           "no-outer-loop no-memory no-guard naive seasonal-naive naive2 "
                           "holt-winters snarimax auto-ets auto-arima auto-theta (the last "
                           "three: statsforecast peers, skipped if it is not installed)")
-    evaluate.add_argument("--peer-origins", type=int, metavar="K", help="rolling, ett: the "
+    evaluate.add_argument("--peer-origins", type=_whole(1), metavar="K", help="rolling, ett: the "
                           "peers refit about K times per entity, every whole number of "
                           "seasons (default 4; ett 8)")
-    evaluate.add_argument("--peer-series", type=int, metavar="N", help="the peers forecast "
+    evaluate.add_argument("--peer-series", type=_whole(1), metavar="N", help="the peers forecast "
                           "N entities only, evenly spaced (default all); every method is "
                           "also scored on them (slice 'peers')")
-    evaluate.add_argument("--peer-window", type=int, metavar="W", help="the peers fit the "
+    evaluate.add_argument("--peer-window", type=_whole(1), metavar="W", help="the peers fit the "
                           "last W values of each history (default all; ett 30 seasons)")
-    evaluate.add_argument("--limit-series", type=int, metavar="N",
+    evaluate.add_argument("--limit-series", type=_whole(1), metavar="N",
                           help="only the first N series")
-    evaluate.add_argument("--warmup", type=int, metavar="W", help="rolling: values before "
+    evaluate.add_argument("--warmup", type=_whole(1), metavar="W", help="rolling: values before "
                           "an entity's first scored forecast (default 3 seasons, at most "
                           "half the median series' length and its length less H, at "
                           "least a season and one)")
-    evaluate.add_argument("--arrival-gap", type=int, default=0, metavar="STEPS",
+    evaluate.add_argument("--arrival-gap", type=_whole(0), default=0, metavar="STEPS",
                           help="rolling: series k starts k*STEPS steps after the first")
-    evaluate.add_argument("--batch-size", type=int, default=5000,
+    evaluate.add_argument("--batch-size", type=_whole(1), default=5000,
                           help="records per engine batch (default 5000; at most "
                           "--outer-every while the outer loop is on)")
-    evaluate.add_argument("--outer-every", type=int, metavar="N", help="observations between "
+    evaluate.add_argument("--outer-every", type=_whole(0), metavar="N", help="observations between "
                           "outer-loop runs (default meta.every_observations)")
     evaluate.add_argument("--forecasts-out", metavar="CSV", help="write the engine's "
                           "forecasts (final-origin: M4 submission shape id,F1..FH)")

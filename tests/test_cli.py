@@ -110,6 +110,28 @@ def test_a_negative_rate_or_duration_is_refused_by_the_parser(
     assert f"argument {argv[-2]}: expected a number >= 0" in capsys.readouterr().err
 
 
+
+_EVALUATE = ["evaluate", "--data", "x.csv", "--format", "long", "--protocol", "rolling"]
+
+
+@pytest.mark.parametrize(("argv", "low"), [
+    ([*_EVALUATE, "--batch-size", "0"], 1), ([*_EVALUATE, "--batch-size", "-1"], 1),
+    ([*_EVALUATE, "--horizon", "-2"], 1), ([*_EVALUATE, "--season", "0"], 1),
+    ([*_EVALUATE, "--limit-series", "-3"], 1), ([*_EVALUATE, "--warmup", "-3"], 1),
+    ([*_EVALUATE, "--arrival-gap", "-2"], 0), ([*_EVALUATE, "--peer-origins", "0"], 1),
+    (["pretrain", "--data", "x.csv", "--format", "long", "--out", "p", "--steps", "-1"], 1),
+    (["replay", "--data", "x.csv", "--format", "long", "--limit", "-5"], 0)])
+def test_counts_below_their_least_are_refused_by_the_parser(
+        argv: list[str], low: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """evaluate --batch-size 0, --horizon -2, --arrival-gap -2 stopped on a ValueError or
+    IndexError traceback; --batch-size -1 scored nothing (all NaN) with exit 0;
+    --limit-series -3 left the last three series out and --warmup -3 scored from
+    before the start, silently; --season 0 and --peer-origins 0 were taken as unset."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert f"argument {argv[-2]}: expected an integer >= {low}" in capsys.readouterr().err
+
 def test_output_paths_that_cannot_be_written_are_refused_before_the_work(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`evaluate --json DIR` (or --per-series, --forecasts-out) and `pretrain --out DIR`
