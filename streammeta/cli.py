@@ -68,6 +68,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = config_mod.load(args.path if args.path else _config_path(None))
     if config.model.init:  # read as run reads it: not only that the file exists
         _check_init(config)
+    if config.meta.device.startswith("cuda"):  # one this machine has, as run needs
+        config_mod.resolve_device(config.meta.device)
     if unknown:
         return 2
     print(config_mod.to_toml(config), end="")

@@ -135,3 +135,25 @@ def test_effective_config_masks_secrets_and_round_trips(tmp_path: Path) -> None:
 def test_sections_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().series.horizon = 3  # type: ignore[misc]
+
+
+def test_a_cuda_device_this_machine_lacks_is_a_config_error(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """meta.device = "cuda" on a machine whose torch sees no GPU passed check-config and
+    stopped run on torch's AssertionError ("Torch not compiled with CUDA enabled"),
+    exit 1; "cudafoo" passed the syntax check. Both are refused naming the key."""
+    import torch
+
+    from streammeta import Forecaster
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="it sees no CUDA device"):
+        config_mod.resolve_device("cuda:0")
+    assert config_mod.resolve_device("auto") == "cpu"
+    with pytest.raises(ConfigError, match=r"'cuda\[:N\]'"):
+        config_mod.load(None, env={"STREAMMETA_META_DEVICE": "cudafoo"})
+    monkeypatch.setenv("STREAMMETA_META_DEVICE", "cuda")
+    assert main(["check-config"]) == 2
+    assert "config key 'meta.device': got 'cuda'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"meta\.device"):
+        Forecaster("D", 7, 3, config=Config().replace("meta", device="cuda"))
