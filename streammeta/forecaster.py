@@ -397,7 +397,7 @@ def _in_saved_units(config: Config | None, state: dict[str, dict[str, Any]]) -> 
     at or below 0 ("none")."""
     if config is None or config.series.transform != "auto" or config.model.init:
         return config
-    return config.replace("series", transform=state["series"]["transform"])
+    return config.replace("series", transform=state["series"].get("transform", "auto"))
 
 
 def _config_from(state: dict[str, dict[str, Any]], path: Path) -> Config:
