@@ -260,15 +260,16 @@ def find_m4_test(train_path: PathLike) -> Path | None:
     return None
 
 
-def load_long(path: PathLike, wall: bool = False) -> list[Series]:
+def load_long(path: PathLike, wall: bool = False, end: bool = False) -> list[Series]:
     """Series of a long CSV ``entity,ts,value`` (or ``unique_id,ds,y``), entities in
     order of first appearance; Parquet by its ``.parquet`` name. ``wall``: times with
-    an offset or zone count in its wall clock (``Frequency.wall_clock``)."""
+    an offset or zone count in its wall clock (``Frequency.wall_clock``); ``end``: a
+    Parquet's pandas periods are their last days (``"ME"``), else their first."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":
         from streammeta.io import tables
 
-        return tables.load_parquet(path, wall)
+        return tables.load_parquet(path, wall, end)
     header, lines, rows = _records(path)
     ie, it, iv = long_columns(header, path)
     need = max(ie, it, iv) + 1
@@ -332,7 +333,8 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
     if fmt == "m4":
         return load_m4(path, frequency=frequency)
     if fmt == "long":
-        series = load_long(path, frequency is not None and frequency.wall_clock)
+        series = load_long(path, frequency is not None and frequency.wall_clock,
+                           frequency is not None and frequency.anchor == "end")
         return positions_on_clock(series, frequency) if frequency is not None else series
     return load_ett(path)
 
