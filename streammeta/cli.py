@@ -66,10 +66,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for message in unknown:
         print(f"streammeta: error: {message}", file=sys.stderr)
     config = config_mod.load(args.path if args.path else _config_path(None))
+    if config.model.init:  # read as run reads it: not only that the file exists
+        _check_init(config)
+    if config.meta.device.startswith("cuda"):  # one this machine has, as run needs
+        config_mod.resolve_device(config.meta.device)
     if unknown:
         return 2
     print(config_mod.to_toml(config), end="")
     return 0
+
+
+def _check_init(config: Config) -> None:
+    """``model.init`` loaded against the shape ``run`` would serve: a file that is no
+    parameter file, or one learned for another season, window, quantiles or units,
+    passed check-config and then stopped run."""
+    from streammeta.errors import ConfigError
+    from streammeta.online.model import ModelShape
+    from streammeta.persistence import params as params_io
+
+    try:
+        params_io.load(config.model.init, ModelShape.of(config.resolved()))
+    except StreamMetaError as exc:
+        raise ConfigError("model.init", config.model.init,
+                          f"a parameter file this configuration can serve ({exc})") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -109,8 +128,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from streammeta.evaluation.protocols import check_calendar, check_step
+    from streammeta.io import datasets
     from streammeta.io.edge import make_writer
-    from streammeta.io.replay import observations_from_file, replay
+    from streammeta.io.replay import replay
 
     config = load_config(args)
     _setup_logging(config)
@@ -119,8 +140,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.topic:
         config = config.replace("kafka", input_topic=args.topic)
     kafka = config.kafka
-    entities, ts, values = observations_from_file(args.data, args.format,
-                                                  frequency=config.series.frequency)
+    series = datasets.load(args.data, args.format, config.series.frequency)
+    check_step(series, config.series, args.data, step_ms=True)  # what the daemon would
+    check_calendar(series, config.series, args.data)  # reject, or take as gaps: refused
+    entities, ts, values = datasets.interleave(series)
     writer = make_writer(kafka)
     stop = threading.Event()
     install_stop_handlers(stop.set)
@@ -135,14 +158,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from streammeta.evaluation.protocols import check_step
+    from streammeta.evaluation.protocols import check_calendar, check_step
     from streammeta.io import datasets
     from streammeta.meta.pretrain import pretrain, too_short
 
+    _check_outputs(out=args.out)  # before the training, not after it
     config = load_config(args)
     _setup_logging(config)
     series = datasets.load(args.data, args.format, config.series.frequency)
     check_step(series, config.series, args.data)
+    check_calendar(series, config.series, args.data)
     config = config.for_values(s.values for s in series)
     reason = too_short(config, series)
     if reason:
@@ -181,11 +206,34 @@ def _backtest_file(config: Config, series: list[Series], path: str) -> tuple[boo
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from streammeta.evaluation.evaluate import run
 
+    _check_outputs(json=args.json, per_series=args.per_series,
+                   forecasts_out=args.forecasts_out, report=args.report)
     # --init may name one file per horizon ("{h}"): evaluate applies it per task.
     config = config_mod.load(_config_path(args.config))
     _setup_logging(config, "WARNING")
     run(args, config)
     return 0
+
+
+def _check_outputs(report: str | None = None, **files: str | None) -> None:
+    """Refuse output paths that cannot be written before the work, which may take
+    hours: a directory given for a file (--json DIR), a folder under a file. They
+    stopped pretrain and evaluate with a traceback at the end, the results lost."""
+    from streammeta.errors import DataError
+
+    wanted = [(f"--{k.replace('_', '-')}", v, False) for k, v in files.items()]
+    for option, value, folder in [*wanted, ("--report", report, True)]:
+        if not value:
+            continue
+        path = Path(value)
+        if path.is_dir() != folder and path.exists():
+            raise DataError(f"{option} {value}: is a {'file' if folder else 'directory'}, "
+                            f"expected {'a directory' if folder else 'a file name'}")
+        try:
+            (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"{option} {value}: cannot create its directory "
+                            f"({exc.strerror or exc}: {exc.filename})") from None
 
 
 # -- parser --------------------------------------------------------------------------
@@ -198,6 +246,23 @@ def _at_least_zero(text: str) -> float:
     if not 0 <= number < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return number
+
+
+def _whole(low: int) -> Callable[[str], int]:
+    """An integer >= ``low`` (argparse names the option): --batch-size 0 and --horizon -2
+    stopped evaluate with a traceback, --batch-size -1 scored nothing with exit 0,
+    --limit-series -3 left the last 3 series out, silently."""
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = low - 1
+        if number < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return number
+
+    parse.__name__ = f"integer >= {low}"  # argparse's "invalid <name> value" otherwise
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=FORMAT_HELP)
     replay.add_argument("--rate", type=_at_least_zero, default=0.0,
                         help="observations per second (default 0 = as fast as possible)")
-    replay.add_argument("--limit", type=int, default=None, help="stop after N observations")
+    replay.add_argument("--limit", type=_whole(0), default=None, help="stop after N observations")
     replay.add_argument("--bootstrap-servers", help="override kafka.bootstrap_servers")
     replay.add_argument("--topic", help="override kafka.input_topic")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -265,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--format", choices=("m4", "long", "ett"), required=True,
                      help=FORMAT_HELP)
     pre.add_argument("--out", required=True, metavar="FILE", help="parameter file to write")
-    pre.add_argument("--steps", type=int, default=500, help="meta-updates (default 500)")
+    pre.add_argument("--steps", type=_whole(1), default=500, help="meta-updates (default 500)")
     pre.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     evaluate = add("evaluate", "Back-test the engine (no Kafka) on a data set replayed as a "
@@ -277,16 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help=FORMAT_HELP)
     evaluate.add_argument("--protocol", choices=("final-origin", "rolling", "ett"),
                           required=True)
-    evaluate.add_argument("--horizon", type=int, help="forecast steps (default: "
+    evaluate.add_argument("--horizon", type=_whole(1), help="forecast steps (default: "
                           "series.horizon where set, else an M4 file's subset's by its name, "
                           "e.g. 18 for Monthly-train.csv; 1, 24 and 48 for the ett protocol; "
                           "else series.horizon)")
-    evaluate.add_argument("--season", type=int, help="seasonal period in steps (default: "
+    evaluate.add_argument("--season", type=_whole(1), help="seasonal period in steps (default: "
                           "series.season where set, else an M4 file's subset's by its name, "
                           "e.g. 12 for Monthly-train.csv; 24 for ETT; else series.season)")
     evaluate.add_argument("--init", metavar="FILE", help="parameter file to start from; "
                           "'{h}' in the name is replaced by the horizon")
-    evaluate.add_argument("--pretrain", type=int, metavar="STEPS", help="meta-train offline "
+    evaluate.add_argument("--pretrain", type=_whole(0), metavar="STEPS", help="meta-train offline "
                           "first on the training values (ett: train rows; final-origin: the "
                           "training parts)")
     evaluate.add_argument("--methods", nargs="+", metavar="METHOD",
@@ -294,26 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
                           "no-outer-loop no-memory no-guard naive seasonal-naive naive2 "
                           "holt-winters snarimax auto-ets auto-arima auto-theta (the last "
                           "three: statsforecast peers, skipped if it is not installed)")
-    evaluate.add_argument("--peer-origins", type=int, metavar="K", help="rolling, ett: the "
+    evaluate.add_argument("--peer-origins", type=_whole(1), metavar="K", help="rolling, ett: the "
                           "peers refit about K times per entity, every whole number of "
                           "seasons (default 4; ett 8)")
-    evaluate.add_argument("--peer-series", type=int, metavar="N", help="the peers forecast "
+    evaluate.add_argument("--peer-series", type=_whole(1), metavar="N", help="the peers forecast "
                           "N entities only, evenly spaced (default all); every method is "
                           "also scored on them (slice 'peers')")
-    evaluate.add_argument("--peer-window", type=int, metavar="W", help="the peers fit the "
+    evaluate.add_argument("--peer-window", type=_whole(1), metavar="W", help="the peers fit the "
                           "last W values of each history (default all; ett 30 seasons)")
-    evaluate.add_argument("--limit-series", type=int, metavar="N",
+    evaluate.add_argument("--limit-series", type=_whole(1), metavar="N",
                           help="only the first N series")
-    evaluate.add_argument("--warmup", type=int, metavar="W", help="rolling: values before "
+    evaluate.add_argument("--warmup", type=_whole(1), metavar="W", help="rolling: values before "
                           "an entity's first scored forecast (default 3 seasons, at most "
                           "half the median series' length and its length less H, at "
                           "least a season and one)")
-    evaluate.add_argument("--arrival-gap", type=int, default=0, metavar="STEPS",
+    evaluate.add_argument("--arrival-gap", type=_whole(0), default=0, metavar="STEPS",
                           help="rolling: series k starts k*STEPS steps after the first")
-    evaluate.add_argument("--batch-size", type=int, default=5000,
+    evaluate.add_argument("--batch-size", type=_whole(1), default=5000,
                           help="records per engine batch (default 5000; at most "
                           "--outer-every while the outer loop is on)")
-    evaluate.add_argument("--outer-every", type=int, metavar="N", help="observations between "
+    evaluate.add_argument("--outer-every", type=_whole(0), metavar="N", help="observations between "
                           "outer-loop runs (default meta.every_observations)")
     evaluate.add_argument("--forecasts-out", metavar="CSV", help="write the engine's "
                           "forecasts (final-origin: M4 submission shape id,F1..FH)")

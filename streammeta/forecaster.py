@@ -207,7 +207,7 @@ class Forecaster:
         """Write the state into ``directory`` (created; earlier saves there are pruned)
         as a checkpoint file of the daemon's format; → the file."""
         store = CheckpointStore(directory, member=MEMBER, keep=1)
-        checkpointer = Checkpointer(store, self.engine, _NEVER)
+        checkpointer = Checkpointer(store, self.engine, _NEVER, frequency=self.frequency)
         checkpointer.advance({PARTITION: self.observations}, 0)
         payload = checkpointer.snapshot()
         payload["forecaster"] = {"config": _config_state(self.config),
@@ -227,19 +227,18 @@ class Forecaster:
         saved = next(((p, s) for p, s in store.newest() if "forecaster" in s), None)
         if saved is None:
             raise ParameterFileError(f"{directory}: no state saved by Forecaster.save")
-        where, payload = saved
-        path = Path(where)
-        state = payload["forecaster"]
+        path, state = Path(saved[0]), saved[1]["forecaster"]
+        config = _in_saved_units(config, state["config"])
         forecaster = cls(config=config or _config_from(state["config"], path),
                          outer_loop=outer_loop, batch_size=batch_size)
         forecaster._auto = None  # the state's units are the configuration's
         forecaster.integer = bool(state.get("integer", False))
-        checkpointer = Checkpointer(store, forecaster.engine, _NEVER)
+        checkpointer = Checkpointer(store, forecaster.engine, _NEVER,  # at another step:
+                                    frequency=forecaster.frequency)  # refused, as by run
         checkpointer.restore_model()
         checkpointer.restore_partitions([PARTITION])
         forecaster._latest.restore(state["latest"], path)
-        forecaster.observations = int(state["observations"])
-        forecaster._tz = state.get("tz")
+        forecaster.observations, forecaster._tz = int(state["observations"]), state.get("tz")
         return forecaster
 
     # -- the background loop ----------------------------------------------------------
@@ -402,6 +401,15 @@ def _zone_name(tz: Any) -> str:
 def _config_state(config: Config) -> dict[str, dict[str, Any]]:
     """The sections that shape the engine, as plain values (no Kafka secrets)."""
     return {name: dataclasses.asdict(getattr(config, name)) for name in _SAVED_SECTIONS}
+
+
+def _in_saved_units(config: Config | None, state: dict[str, dict[str, Any]]) -> Config | None:
+    """``config`` with ``series.transform = "auto"`` set to the units the saved state was
+    decided in: "auto" before any data is asinh, which refused state learned on values
+    at or below 0 ("none")."""
+    if config is None or config.series.transform != "auto" or config.model.init:
+        return config
+    return config.replace("series", transform=state["series"].get("transform", "auto"))
 
 
 def _config_from(state: dict[str, dict[str, Any]], path: Path) -> Config:

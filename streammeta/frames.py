@@ -67,7 +67,7 @@ class _Problems:
         self.index = frame.index
         self.ids, self.times = frame["unique_id"], frame["ds"]
         self.found: list[tuple[int, Reason, str]] = []
-        self.hint = ""  # added where a row is misaligned
+        self.positions = False  # ds are positions (an integer freq): no hint on them
 
     def add(self, positions: np.ndarray, reason: Reason, what: str) -> None:
         self.found += [(int(p), reason, what) for p in np.asarray(positions).tolist()]
@@ -80,9 +80,23 @@ class _Problems:
                           f"{label(self.ids.array, p)!r}, ds {self.times.iloc[p]}): {what} "
                           f"({reason.value})" for p, reason, what in self.found[:_SHOWN])
         more = len(self.found) - _SHOWN
-        hint = self.hint if any(r is Reason.MISALIGNED for _, r, _ in self.found) else ""
         raise DataError(f"{len(self.found)} row(s) the daemon would dead-letter, nothing "
-                        f"applied: {shown}" + (f"; and {more} more" if more > 0 else "") + hint)
+                        f"applied: {shown}" + (f"; and {more} more" if more > 0 else "")
+                        + self._hint())
+
+    def _hint(self) -> str:
+        """Integer ds are epoch ms (but with an integer ``freq``): years (1949) or
+        positions (1, 2, 3) are 1 ms apart."""
+        pd = pandas()
+        integers = pd.api.types.is_integer_dtype(self.times) and not (
+            pd.api.types.is_bool_dtype(self.times))
+        if self.positions or not integers or all(r != Reason.MISALIGNED
+                                                 for _, r, _ in self.found):
+            return ""
+        return (". An integer ds is epoch milliseconds: years or positions 1, 2, 3 are 1 ms "
+                "apart; for positions pass an integer freq, as statsforecast does "
+                "(Forecaster(freq=1, ...)), or give dates (pd.to_datetime(df.ds.astype(str), "
+                "format='%Y'), or pd.date_range(start, periods=n, freq=...))")
 
 
 def label(index: Any, position: int) -> object:
@@ -112,13 +126,11 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
                         f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))}"
                         f"{hint})")
     problems = _Problems(frame)
-    if _check_kind(frame["ds"], integer) and not integer:
-        # 1, 2, 3, … with freq "D" were refused as off its step, with no word of why
-        problems.hint = ("; integer ds are read as epoch milliseconds: for positions 1, 2, "
-                         "3, … pass an integer freq, as statsforecast does (Forecaster(freq=1, "
-                         "...))")
+    _check_kind(frame["ds"], integer)
+    problems.positions = integer
     entities = _entities(frame["unique_id"], max_id_length, problems)
-    ts = _timestamps(_period_starts(frame["ds"], frequency), problems, frequency.wall_clock)
+    ds = _arrow_times(_period_starts(frame["ds"], frequency))
+    ts = _timestamps(ds, problems, frequency.wall_clock)
     values = _values(frame["y"], problems)
     units, on = frequency.to_units(ts)
     problems.add(np.flatnonzero(~on), Reason.MISALIGNED,
@@ -126,20 +138,20 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     problems.raise_any()  # the order checks below need clean ids and times
     _check_order(entities, units, frequency, last, problems, integer)
     problems.raise_any()
+    _check_spacing(entities, units, frequency)
     order = np.argsort(units, kind="stable")  # (N,) time order; an entity's rows keep theirs
     return Observations(order, [entities[i] for i in order.tolist()], units[order],
-                        values[order], _zone(frame["ds"]))
+                        values[order], _zone(ds))
 
 
-def _check_kind(column: Any, integer: bool) -> bool:
-    """Whether ``ds`` holds integers; refuses any other ``ds`` with an integer ``freq``
-    (statsforecast's ``freq=1``: positions)."""
+def _check_kind(column: Any, integer: bool) -> None:
+    """Refuse a ``ds`` of anything but integers with an integer ``freq`` (statsforecast's
+    ``freq=1``: positions)."""
     pd = pandas()
-    ints = bool(pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column))
-    if integer and not ints:
+    if integer and not (pd.api.types.is_integer_dtype(column)
+                        and not pd.api.types.is_bool_dtype(column)):
         raise DataError(f"an integer freq takes integer ds (positions 1, 2, 3, …); ds is "
                         f"{column.dtype}: give a frequency such as 'h', 'D' or 'MS'")
-    return ints
 
 
 def _zone(column: Any) -> Any:
@@ -170,6 +182,24 @@ def _period_starts(column: Any, frequency: Frequency) -> Any:
     if frequency.anchor == "end":
         return column.dt.end_time.dt.normalize()
     return column.dt.start_time
+
+
+def _arrow_times(column: Any) -> Any:
+    """A pyarrow-backed timestamp column (``convert_dtypes(dtype_backend="pyarrow")``,
+    ``pd.read_parquet(..., dtype_backend="pyarrow")``, polars' ``to_pandas(
+    use_pyarrow_extension_array=True)``) as numpy's datetime64 of its unit and zone.
+    pandas does not count it a datetime column: its rows were read one by one as text,
+    and its zone was lost (the forecasts came back naive)."""
+    pd = pandas()
+    if not isinstance(column.dtype, pd.ArrowDtype):
+        return column
+    import pyarrow  # an ArrowDtype column exists: so does pyarrow
+
+    arrow = column.dtype.pyarrow_dtype
+    if not pyarrow.types.is_timestamp(arrow):
+        return column
+    return column.astype(pd.DatetimeTZDtype(arrow.unit, arrow.tz) if arrow.tz
+                         else f"datetime64[{arrow.unit}]")
 
 
 def _timestamps(column: Any, problems: _Problems, wall: bool = False) -> np.ndarray:
@@ -254,6 +284,30 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
     problems.add(where[has & (gap > 0) & (gap % frequency.step != 0)], Reason.MISALIGNED,
                  f"ds is not a whole number of steps of {name} after the "
                  "entity's previous ds")
+
+
+def _check_spacing(entities: list[str], units: np.ndarray, frequency: Frequency) -> None:
+    """Refuse a frame none of whose series' consecutive rows is one step of ``freq``
+    apart (one series with 4 rows at least): its data has another step. Without ``freq`` (hourly by
+    default) daily rows were taken as 23-hour gaps, interpolated, and forecast by the
+    hour; monthly ones each restarted their series cold, a gap beyond
+    ``series.max_gap_fill``; all silently. Gaps between some rows stay fine."""
+    codes_of: dict[str, int] = {}
+    codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities),
+                        dtype=np.int64, count=len(entities))
+    by_entity = np.lexsort((np.arange(len(codes)), codes))  # entity, then frame order
+    same = codes[by_entity][1:] == codes[by_entity][:-1]
+    gaps = np.diff(units[by_entity])[same]  # (pairs,) in the frequency's units
+    pairs = np.bincount(codes[by_entity][1:][same], minlength=1)  # per series
+    if int(pairs.max()) < 3 or bool((gaps == frequency.step).any()):
+        return  # a few rows each (Friday and Monday of daily values) may all be gaps
+    median = int(np.median(gaps))
+    apart = (f"{median} months" if frequency.calendar
+             else str(pandas().Timedelta(median, unit="ms")))
+    raise DataError(f"no row of the frame is one step of freq {frequency.name!r} after its "
+                    f"series' previous row (the median is {apart}): set freq to the data's "
+                    "step (Forecaster(freq='D'), 'MS', ...; without one it is hourly), "
+                    "nothing applied")
 
 
 def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray,

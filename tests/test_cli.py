@@ -108,3 +108,86 @@ def test_a_negative_rate_or_duration_is_refused_by_the_parser(
         main(argv)
     assert stopped.value.code == 2
     assert f"argument {argv[-2]}: expected a number >= 0" in capsys.readouterr().err
+
+
+
+_EVALUATE = ["evaluate", "--data", "x.csv", "--format", "long", "--protocol", "rolling"]
+
+
+@pytest.mark.parametrize(("argv", "low"), [
+    ([*_EVALUATE, "--batch-size", "0"], 1), ([*_EVALUATE, "--batch-size", "-1"], 1),
+    ([*_EVALUATE, "--horizon", "-2"], 1), ([*_EVALUATE, "--season", "0"], 1),
+    ([*_EVALUATE, "--limit-series", "-3"], 1), ([*_EVALUATE, "--warmup", "-3"], 1),
+    ([*_EVALUATE, "--arrival-gap", "-2"], 0), ([*_EVALUATE, "--peer-origins", "0"], 1),
+    (["pretrain", "--data", "x.csv", "--format", "long", "--out", "p", "--steps", "-1"], 1),
+    (["replay", "--data", "x.csv", "--format", "long", "--limit", "-5"], 0)])
+def test_counts_below_their_least_are_refused_by_the_parser(
+        argv: list[str], low: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """evaluate --batch-size 0, --horizon -2, --arrival-gap -2 stopped on a ValueError or
+    IndexError traceback; --batch-size -1 scored nothing (all NaN) with exit 0;
+    --limit-series -3 left the last three series out and --warmup -3 scored from
+    before the start, silently; --season 0 and --peer-origins 0 were taken as unset."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert f"argument {argv[-2]}: expected an integer >= {low}" in capsys.readouterr().err
+
+def test_output_paths_that_cannot_be_written_are_refused_before_the_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`evaluate --json DIR` (or --per-series, --forecasts-out) and `pretrain --out DIR`
+    ran the whole back-test or training and then stopped on IsADirectoryError, the
+    results lost (pretrain also left DIR.tmp beside it); a --report that is a file, or
+    a folder under a file, on FileExistsError. They are refused first, exit 2."""
+    data = tmp_path / "q.csv"
+    data.write_text("unique_id,ds,y\n" + "".join(f"a,{t},{t % 4 + 1}\n" for t in range(1, 41)))
+    base = ["--data", str(data), "--format", "long"]
+    evaluate = ["evaluate", *base, "--protocol", "final-origin", "--horizon", "4",
+                "--season", "4", "--methods", "naive", "-q"]
+    cases = [([*evaluate, "--json", str(tmp_path)], "--json"),
+             ([*evaluate, "--per-series", str(tmp_path)], "--per-series"),
+             ([*evaluate, "--forecasts-out", str(tmp_path)], "--forecasts-out"),
+             ([*evaluate, "--report", str(data)], "--report"),
+             ([*evaluate, "--json", str(data / "out.json")], "--json"),
+             (["pretrain", *base, "--out", str(tmp_path), "--steps", "1", "-q"], "--out")]
+    for argv, option in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"streammeta: error: {option} "), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.csv"]  # nothing written
+    assert not Path(f"{tmp_path}.tmp").exists()
+    assert main([*evaluate, "--json", str(tmp_path / "new" / "out.json")]) == 0
+    assert json.loads((tmp_path / "new" / "out.json").read_text())["results"]
+
+
+def test_check_config_reads_model_init_as_run_would(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config only checked that model.init exists: a CSV, or θ learned for another
+    series.season, passed (exit 0) and `run` then stopped on it (exit 2)."""
+    from streammeta import config as config_mod
+    from streammeta.online import model
+    from streammeta.persistence import params as params_io
+
+    quarterly = config_mod.load(None, env={}).replace("series", season=4, horizon=8)
+    shape = model.ModelShape.of(quarterly.resolved())
+    theta = params_io.save(tmp_path / "q.pt", model.init_params(shape, seed=0), 1, shape)
+    other = tmp_path / "data.csv"
+    other.write_text("unique_id,ds,y\na,1,2.0\n")
+    for path, season, expected in ((theta, "4", 0), (theta, "24", 2), (other, "4", 2)):
+        config = tmp_path / "c.toml"
+        config.write_text(f'[series]\nseason = {season}\nhorizon = 8\n[model]\ninit = "{path}"\n')
+        assert main(["check-config", str(config)]) == expected, (path, season)
+        err = capsys.readouterr().err
+        if expected:
+            assert err.startswith(f"streammeta: error: config key 'model.init': got '{path}'")
+
+
+def test_demo_refuses_data_of_another_step_before_starting(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo --data daily.csv` with the default hourly step ran the daemon on values it
+    took as 23-hour gaps, forecasting them by the hour; refused as replay refuses it."""
+    daily = tmp_path / "daily.csv"
+    daily.write_text("unique_id,ds,y\n" + "".join(
+        f"a,2021-01-{d:02d},{d % 7 + 1}\n" for d in range(1, 29)))
+    assert main(["demo", "--data", str(daily), "--format", "long", "--duration", "1"]) == 2
+    assert "but series.step_ms (no series.freq set) is a step of 3600000 ms" in (
+        capsys.readouterr().err)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from streammeta import config as config_mod
+from streammeta.cli import main
 from streammeta.config import Config, ConfigError
 
 
@@ -104,6 +105,20 @@ def test_syntax_errors_and_missing_files(tmp_path: Path) -> None:
         config_mod.load(tmp_path / "missing.toml", env={})
 
 
+def test_a_directory_or_a_file_not_utf8_is_a_config_error_not_a_traceback(
+        tmp_path: Path) -> None:
+    """`check-config DIR` stopped on IsADirectoryError, a config.toml saved as UTF-16
+    (Windows editors) on UnicodeDecodeError: tracebacks, exit 1, not the exit 2 and
+    the message of every other bad configuration."""
+    with pytest.raises(ConfigError, match=r"a readable config\.toml"):
+        config_mod.load(tmp_path, env={})
+    utf16 = tmp_path / "utf16.toml"
+    utf16.write_bytes("[series]\nseason = 12\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match=r"a UTF-8 TOML file \(byte 0 is not UTF-8\)"):
+        config_mod.load(utf16, env={})
+    assert main(["check-config", str(utf16)]) == 2
+
+
 def test_effective_config_masks_secrets_and_round_trips(tmp_path: Path) -> None:
     env = {"STREAMMETA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
            "STREAMMETA_KAFKA_SASL_MECHANISM": "PLAIN",
@@ -120,3 +135,25 @@ def test_effective_config_masks_secrets_and_round_trips(tmp_path: Path) -> None:
 def test_sections_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().series.horizon = 3  # type: ignore[misc]
+
+
+def test_a_cuda_device_this_machine_lacks_is_a_config_error(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """meta.device = "cuda" on a machine whose torch sees no GPU passed check-config and
+    stopped run on torch's AssertionError ("Torch not compiled with CUDA enabled"),
+    exit 1; "cudafoo" passed the syntax check. Both are refused naming the key."""
+    import torch
+
+    from streammeta import Forecaster
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="it sees no CUDA device"):
+        config_mod.resolve_device("cuda:0")
+    assert config_mod.resolve_device("auto") == "cpu"
+    with pytest.raises(ConfigError, match=r"'cuda\[:N\]'"):
+        config_mod.load(None, env={"STREAMMETA_META_DEVICE": "cudafoo"})
+    monkeypatch.setenv("STREAMMETA_META_DEVICE", "cuda")
+    assert main(["check-config"]) == 2
+    assert "config key 'meta.device': got 'cuda'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"meta\.device"):
+        Forecaster("D", 7, 3, config=Config().replace("meta", device="cuda"))

@@ -223,7 +223,7 @@ def test_integer_ds_are_positions_with_an_integer_freq_as_in_statsforecast(
     assert later["cutoff"].tolist() == [61] * H and later["ds"].tolist() == list(range(62, 68))
     with pytest.raises(DataError, match=r"integer freq takes integer ds"):
         Forecaster(1, 24, H, config=SMALL).update(dated)
-    with pytest.raises(DataError, match=r"pass an integer freq, as statsforecast does"):
+    with pytest.raises(DataError, match=r"for positions pass an integer freq"):
         Forecaster("D", 7, H, config=SMALL).update(positions)
     with pytest.raises(ValueError, match=r"integer freq is the step"):
         Forecaster(0, 24, H)
@@ -364,3 +364,99 @@ def test_the_default_entity_cap_is_lowered_to_what_the_machine_can_reserve() -> 
         Forecaster(freq="5min", season=288, horizon=1000, outer_loop="off",
                    config=Config().replace("engine", max_entities=999_999))
 
+
+
+def test_a_pyarrow_backed_ds_keeps_its_zone() -> None:
+    """A pyarrow-backed timestamp column (convert_dtypes(dtype_backend="pyarrow"),
+    read_parquet(dtype_backend="pyarrow")) is no datetime column to pandas: its rows
+    were read as text and its zone lost, the forecasts' cutoff and ds naive where the
+    same frame with numpy's dtype gave them in Europe/Berlin."""
+    days = pd.date_range("2024-03-20", periods=20, freq="D", tz="Europe/Berlin")
+    frame = pd.DataFrame({"unique_id": "a", "ds": days, "y": np.arange(20.0)})
+    arrow = frame.convert_dtypes(dtype_backend="pyarrow")
+    assert isinstance(arrow["ds"].dtype, pd.ArrowDtype)
+    want = Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(frame)
+    got = Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(arrow)
+    assert str(got["ds"].dt.tz) == "Europe/Berlin" == str(got["cutoff"].dt.tz)
+    pd.testing.assert_frame_equal(got, want)
+    hourly = frame.assign(ds=pd.date_range("2024-03-30", periods=20, freq="h",
+                                           tz="Europe/Berlin"))
+    want = Forecaster("h", 24, 3, config=SMALL, outer_loop="off").update(hourly)
+    got = Forecaster("h", 24, 3, config=SMALL, outer_loop="off").update(
+        hourly.convert_dtypes(dtype_backend="pyarrow"))
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_load_with_another_step_is_refused(tmp_path: Path) -> None:
+    """Forecaster.load(config=...) with series.freq "D" took state saved at "MS": the
+    entities' months since 1970 were read as days (the latest forecast's cutoff
+    1970-01-01 00:00:00.629) and "2MS" continued monthly histories as two-monthly.
+    Refused as `run` refuses a checkpoint kept at another step, naming both."""
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    f = Forecaster("MS", 12, 3, config=SMALL, outer_loop="off")
+    f.update(pd.DataFrame({"unique_id": "a", "ds": months, "y": np.arange(30.0) % 12}))
+    f.save(tmp_path / "state")
+    for freq in ("D", "2MS"):
+        other = SMALL.replace("series", freq=freq, season=12, horizon=3)
+        with pytest.raises(ParameterFileError, match=rf"'MS' .*this configuration has '{freq}'"):
+            Forecaster.load(tmp_path / "state", config=other, outer_loop="off")
+    same = SMALL.replace("series", freq="MS", season=12, horizon=3)
+    loaded = Forecaster.load(tmp_path / "state", config=same, outer_loop="off")
+    assert loaded.forecast()["cutoff"].iloc[0] == months[-1]
+
+
+def test_load_with_an_automatic_transform_takes_the_states_units(tmp_path: Path) -> None:
+    """series.transform = "auto" (the default) is decided by a Forecaster's first update:
+    "none" for values at or below 0. Forecaster.load(config=...) with that same
+    default config took "auto" as asinh, as before any data, and refused the state
+    ("holds values with series.transform = 'none', this configuration needs 'asinh'")."""
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    frame = pd.DataFrame({"unique_id": "a", "ds": months, "y": np.arange(30.0) % 12 - 3})
+    config = SMALL.replace("series", freq="MS", season=12, horizon=3)
+    f = Forecaster(config=config, outer_loop="off")
+    f.update(frame.iloc[:20])
+    assert f.config.series.transform == "none"
+    f.save(tmp_path / "state")
+    loaded = Forecaster.load(tmp_path / "state", config=config, outer_loop="off")
+    assert loaded.config.series.transform == "none"
+    pd.testing.assert_frame_equal(loaded.update(frame.iloc[20:]), f.update(frame.iloc[20:]))
+
+
+def test_a_frame_of_another_step_than_freq_is_refused() -> None:
+    """Forecaster() is hourly unless told: daily rows were taken as 23-hour gaps,
+    interpolated and forecast by the hour, monthly rows each restarted their series
+    cold (a gap beyond series.max_gap_fill), silently. A frame none of whose rows is
+    one step after its series' previous one is refused; gaps between some are not."""
+    days = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2020-01-01", periods=30),
+                         "y": np.arange(30.0) + 1})
+    with pytest.raises(DataError, match=r"freq '3600000ms' .*the median is 1 days"):
+        Forecaster(config=SMALL, outer_loop="off").update(days)
+    months = days.assign(ds=pd.date_range("2020-01-01", periods=30, freq="MS"))
+    with pytest.raises(DataError, match=r"freq 'D' .*the median is 31 days"):
+        Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(months)
+    quarters = days.assign(ds=pd.date_range("2000-01-01", periods=30, freq="QS"))
+    with pytest.raises(DataError, match=r"freq 'MS' .*the median is 3 months"):
+        Forecaster("MS", 12, 3, config=SMALL, outer_loop="off").update(quarters)
+    gappy = days.drop(index=[3, 4, 10, 20])  # some rows one day apart: gaps as in run
+    f = Forecaster("D", 7, 3, config=SMALL, outer_loop="off")
+    assert len(f.update(gappy)) == 3 * len(gappy)
+    one_a_day = days.iloc[[29]].assign(ds=pd.Timestamp("2020-02-05"))  # one pair: a gap
+    assert len(f.update(one_a_day)) == 3
+    friday_monday = pd.DataFrame({"unique_id": np.repeat(["b", "c", "d", "e"], 2), "ds": np.tile(
+        pd.to_datetime(["2020-01-03", "2020-01-06"]), 4), "y": 1.0})  # a gap in each
+    assert len(f.update(friday_monday)) == 3 * 8
+
+
+def test_integer_years_or_positions_are_told_to_be_dates() -> None:
+    """An integer ds is epoch ms (docs/python-api.md), so Nixtla's positions 1, 2, 3 or
+    a column of years were refused row by row as off the frequency, saying nothing of
+    why; the refusal now says what an integer ds is and how to give dates."""
+    for ds in (np.arange(1949, 1979), np.arange(1, 31)):
+        frame = pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(30.0) + 1})
+        with pytest.raises(DataError, match=r"misaligned_timestamp\).*An integer ds is epoch "
+                                            r"milliseconds: years or positions"):
+            Forecaster("YS", 1, 3, config=SMALL, outer_loop="off").update(frame)
+    ms = pd.date_range("2020-01-01", periods=30, freq="D").asi8 // 1_000_000
+    out = Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(
+        pd.DataFrame({"unique_id": "a", "ds": ms, "y": np.arange(30.0) + 1}))
+    assert len(out) == 90  # epoch ms themselves are fine

@@ -91,8 +91,14 @@ def load(path: str | os.PathLike[str] | None = None,
                 data = tomllib.load(handle)
         except FileNotFoundError:
             raise ConfigError("(file)", str(path), "an existing config.toml") from None
+        except UnicodeDecodeError as exc:  # TOML is UTF-8: a UTF-16 or Latin-1 file
+            raise ConfigError("(file)", str(path), f"a UTF-8 TOML file (byte {exc.start} "
+                              "is not UTF-8)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("(file)", str(path), f"valid TOML ({exc})") from None
+        except OSError as exc:  # a directory, no permission
+            raise ConfigError("(file)", str(path), f"a readable config.toml "
+                              f"({exc.strerror or exc})") from None
     tables = sections()
     for unknown in sorted(set(data) - set(tables)):
         raise ConfigError(unknown, "[section]", f"one of the sections {sorted(tables)}")

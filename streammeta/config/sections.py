@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,8 @@ class MetaConfig:
             check(f"meta.{name}", getattr(self, name), bool(getattr(self, name)),
                    "a topic name")
         check("meta.device", self.device,
-               self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+               self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)
+               is not None,  # "cudafoo", "cuda:x" were taken and failed in torch
                "'auto', 'cpu' or 'cuda[:N]'")
         check("meta.cpu_share", self.cpu_share, 0 < self.cpu_share <= 1, "a float in (0, 1]")
         check("meta.young_share", self.young_share, 0 <= self.young_share <= 1,

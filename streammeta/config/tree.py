@@ -121,10 +121,22 @@ SECRET_KEYS = frozenset(
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``."""
-    if name != "auto":
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``. A ``cuda[:N]`` this
+    machine's torch does not see is a :class:`ConfigError` naming ``meta.device``: it
+    stopped run on torch's AssertionError ("Torch not compiled with CUDA enabled")."""
+    if name == "cpu":
         return name
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    index = int(name.partition(":")[2] or 0)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        from streammeta.errors import ConfigError
+
+        seen = f"{count} CUDA device(s)" if count else "no CUDA device"
+        raise ConfigError("meta.device", name, f"'auto' or 'cpu', or a CUDA device this "
+                          f"machine's torch sees (it sees {seen})")
+    return name
 

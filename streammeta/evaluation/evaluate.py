@@ -389,13 +389,17 @@ def run(args: argparse.Namespace, config: Config) -> list[Evaluation]:
     evaluations = []
     with tempfile.TemporaryDirectory(prefix="streammeta-evaluate-") as scratch:
         for task in tasks:
-            task_config = config.for_values(task.seen_first())
+            task_config = config
+            if args.init:  # "{h}" in the name: one parameter file per horizon
+                task_config = config.replace("model", init=str(args.init).format(h=task.horizon))
+            task_config = task_config.for_values(task.seen_first())  # a θ file's units rule
             if task_config.series.transform != config.series.transform:
                 notes.append(f"{task.label}: series.transform auto: "
                              f"{task_config.series.transform}, from the values before "
                              "the first scored forecast")
-            if args.init:  # "{h}" in the name: one parameter file per horizon
-                task_config = config.replace("model", init=str(args.init).format(h=task.horizon))
+            elif args.init and config.series.transform == "auto":
+                notes.append(f"{task.label}: series.transform auto: "
+                             f"{task_config.resolved().series.transform}, the --init file's")
             if args.pretrain:
                 path, note = pretrain_params(task, task_config, args.pretrain, Path(scratch),
                                              progress=not args.quiet)

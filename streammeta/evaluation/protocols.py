@@ -222,19 +222,50 @@ def step_of(series: list[datasets.Series]) -> int:
 
 
 def check_step(series: list[datasets.Series], configured: SeriesConfig,
-               source: object) -> None:
+               source: object, step_ms: bool = False) -> None:
     """Refuse data whose values are not one step of a fixed ``series.freq`` apart: the
     engine counts in that step, so it rejected every value (epoch seconds read as ms)
-    or took each as a gap, and the scores came out as garbage with exit status 0."""
+    or took each as a gap, and the scores came out as garbage with exit status 0.
+    Given ``step_ms`` (replay: the daemon's step), ``series.step_ms`` where no freq is
+    set (evaluate and pretrain take the data's own step there)."""
     frequency = configured.frequency
-    if not configured.freq or frequency.calendar or not any(len(s) > 1 for s in series):
+    if (not configured.freq and not step_ms) or frequency.calendar or not any(
+            len(s) > 1 for s in series):
         return
-    step = step_of(series)
+    step = int(np.median(np.concatenate([np.diff(s.ts) for s in series])))  # of them all
     if step != frequency.step_ms:
-        raise DataError(f"{source}: the values are {step} ms apart, but series.freq "
-                        f"{frequency.name!r} is a step of {frequency.step_ms} ms: set "
-                        "series.freq (STREAMMETA_SERIES_FREQ) to the data's step, with "
-                        "the timestamps as datetimes, ISO-8601 or epoch milliseconds")
+        key = (f"series.freq {frequency.name!r}" if configured.freq
+               else "series.step_ms (no series.freq set)")
+        raise DataError(f"{source}: the values are {step} ms apart, but {key} is a step of "
+                        f"{frequency.step_ms} ms: set series.freq (STREAMMETA_SERIES_FREQ) "
+                        "to the data's step, with the timestamps as datetimes, ISO-8601 or "
+                        "epoch milliseconds")
+
+
+def check_calendar(series: list[datasets.Series], configured: SeriesConfig,
+                   source: object) -> None:
+    """Refuse data off a calendar ``series.freq``: a date not on its calendar (the daemon
+    dead-letters it), or values another number of its steps apart (quarter starts under
+    "MS": evaluate placed them on consecutive months, the daemon filled two months
+    between each, replay sent them so), as :func:`check_step` refuses a fixed one."""
+    frequency = configured.frequency
+    if not frequency.calendar:
+        return
+    steps = []  # (pairs,) of every series, in months
+    for s in series:
+        units, on = frequency.to_units(s.ts)
+        if not bool(on.all()):
+            when = np.datetime64(int(s.ts[int(np.flatnonzero(~on)[0])]), "ms")
+            raise DataError(f"{source}: series {s.entity!r}: {when} (UTC) is not a date of "
+                            f"freq {frequency.name!r} (series.freq)")
+        steps.append(np.diff(units))
+    pairs = np.concatenate(steps) if steps else np.zeros(0, dtype=np.int64)
+    step = int(np.median(pairs)) if len(pairs) else frequency.step
+    if step != frequency.step:  # the median of all: a series' gaps are gaps
+        months = f"{frequency.step} month" + ("s" if frequency.step > 1 else "")
+        raise DataError(f"{source}: the values are {step} months apart, but series.freq "
+                        f"{frequency.name!r} is a step of {months}: set series.freq "
+                        "(STREAMMETA_SERIES_FREQ) to the data's step")
 
 
 # M4's (and M1's) subsets by the name of their files: (horizon, season).
@@ -260,6 +291,7 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
         # (run_engine), so the data's own dates are kept where none is skipped.
         from streammeta.io import tables
 
+        check_calendar(series, base.series, args.data)
         series, note = tables.on_step_grid(series, base.series.frequency, args.data)
         if note:
             notes.append(note)

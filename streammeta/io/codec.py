@@ -44,6 +44,7 @@ from streammeta.io.frequency import Frequency
 from streammeta.io.records import DeadLetter as DeadLetter
 from streammeta.io.records import Reason as Reason
 from streammeta.io.records import Record as Record
+from streammeta.io.series import from_iso
 
 CONTRACT_VERSION = 1
 
@@ -145,7 +146,7 @@ def parse_ts(raw: object) -> int:
         return int(raw)
     if isinstance(raw, str):
         try:
-            parsed = datetime.fromisoformat(raw)
+            parsed = from_iso(raw)
         except ValueError:
             raise _Invalid(Reason.BAD_TIMESTAMP, "ts is not ISO-8601") from None
         if parsed.tzinfo is None:

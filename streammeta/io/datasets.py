@@ -50,6 +50,7 @@ from streammeta.io.series import (
     ABSENT,
     MISSING_VALUE,
     Series,
+    from_iso,
     group,
     long_columns,
     parse_ts,
@@ -156,7 +157,7 @@ def _timestamps(cells: list[str], lines: Sequence[int], path: Path,
     except (ValueError, OverflowError):
         pass
     try:  # all naive ISO-8601 (as in ETT): numpy converts the datetimes at once
-        parsed = [datetime.fromisoformat(raw) for raw in cells]
+        parsed = [from_iso(raw) for raw in cells]
         if not any(p.tzinfo for p in parsed):
             return np.array(parsed, dtype="datetime64[ms]").astype(np.int64)
     except ValueError:
@@ -259,15 +260,16 @@ def find_m4_test(train_path: PathLike) -> Path | None:
     return None
 
 
-def load_long(path: PathLike, wall: bool = False) -> list[Series]:
+def load_long(path: PathLike, wall: bool = False, end: bool = False) -> list[Series]:
     """Series of a long CSV ``entity,ts,value`` (or ``unique_id,ds,y``), entities in
     order of first appearance; Parquet by its ``.parquet`` name. ``wall``: times with
-    an offset or zone count in its wall clock (``Frequency.wall_clock``)."""
+    an offset or zone count in its wall clock (``Frequency.wall_clock``); ``end``: a
+    Parquet's pandas periods are their last days (``"ME"``), else their first."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":
         from streammeta.io import tables
 
-        return tables.load_parquet(path, wall)
+        return tables.load_parquet(path, wall, end)
     header, lines, rows = _records(path)
     ie, it, iv = long_columns(header, path)
     need = max(ie, it, iv) + 1
@@ -331,7 +333,8 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
     if fmt == "m4":
         return load_m4(path, frequency=frequency)
     if fmt == "long":
-        series = load_long(path, frequency is not None and frequency.wall_clock)
+        series = load_long(path, frequency is not None and frequency.wall_clock,
+                           frequency is not None and frequency.anchor == "end")
         return positions_on_clock(series, frequency) if frequency is not None else series
     return load_ett(path)
 

@@ -6,6 +6,7 @@ whatever its file format (CSV in ``streammeta.io.datasets``, Parquet in
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,22 @@ class Series:
         return len(self.values)
 
 
+_YEAR_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def from_iso(raw: str) -> datetime:
+    """``datetime.fromisoformat``, plus ISO-8601's calendar month ``"1949-01"`` (the first
+    day, 00:00), as monthly data sets write their dates (AirPassengers) and pandas reads
+    them; Python's parser refused it, and so did ``evaluate`` and the daemon."""
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        month = _YEAR_MONTH.match(raw)
+        if month is None or not 1 <= int(month.group(2)) <= 12:
+            raise
+        return datetime(int(month.group(1)), int(month.group(2)), 1)
+
+
 def parse_ts(raw: str, wall: bool = False) -> int:
     """Epoch ms (integral) or ISO-8601 (naive means UTC) → epoch ms; ValueError if neither.
     ``wall``: an offset is dropped, the wall-clock time kept (``Frequency.wall_clock``)."""
@@ -58,7 +75,7 @@ def parse_ts(raw: str, wall: bool = False) -> int:
             return int(number)
         raise ValueError(f"timestamp {raw!r} is not a whole number of milliseconds")
     try:
-        parsed = datetime.fromisoformat(raw.strip())
+        parsed = from_iso(raw.strip())
     except ValueError:
         raise ValueError(f"timestamp {raw!r} is neither epoch ms nor ISO-8601") from None
     if parsed.tzinfo is None or wall:

@@ -35,9 +35,12 @@ def _pandas() -> Any:
     return pandas
 
 
-def load_parquet(path: Path, wall: bool = False) -> list[Series]:
+def load_parquet(path: Path, wall: bool = False, end: bool = False) -> list[Series]:
     """The series of a long Parquet file; ``wall``: a zone-aware ``ts`` counts in its
-    zone's wall clock (``Frequency.wall_clock``), else in UTC."""
+    zone's wall clock (``Frequency.wall_clock``), else in UTC. A pandas Period ``ts``
+    (``PeriodIndex`` written by ``to_parquet``) is each period's first day, its last
+    given ``end`` (``"ME"``, ``"QE"``, ``"YE"``), as ``Forecaster`` takes it; it was
+    refused as text ("timestamp '1995Q1' is neither epoch ms nor ISO-8601")."""
     pd = _pandas()
     try:
         frame = pd.read_parquet(path)
@@ -55,6 +58,8 @@ def load_parquet(path: Path, wall: bool = False) -> list[Series]:
             raise DataError(f"{path}: row {int(null[0]) + 1}: column {header[j]!r} is "
                             f"missing ({len(null)} row(s) without one)")
     stamps = frame.iloc[:, it]
+    if isinstance(stamps.dtype, pd.PeriodDtype):
+        stamps = stamps.dt.end_time.dt.normalize() if end else stamps.dt.start_time
     if pd.api.types.is_datetime64_any_dtype(stamps):
         if getattr(stamps.dt, "tz", None) is not None:
             stamps = (stamps if wall else stamps.dt.tz_convert("UTC")).dt.tz_localize(None)

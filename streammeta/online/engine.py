@@ -121,8 +121,8 @@ class Engine:
             m.window + config.memory.mature_after, self._arena.ring_len))
         self._residency = Residency(self._arena, spill, s.transform)
         self._tasks: TaskRecorder | None = None
-        # In the units process() is given: ms, or months for a calendar frequency.
-        self._step, self._max_gap_fill = s.frequency.step, s.max_gap_fill
+        # Its units are process()'s: ms, or months for a calendar frequency.
+        self._frequency, self._max_gap_fill = s.frequency, s.max_gap_fill
         self._ew_span = 4 * max(m.window, s.season)  # running normaliser memory (values)
 
     # -- parameters ---------------------------------------------------------------
@@ -173,11 +173,10 @@ class Engine:
                result: Result, settled: bool) -> Forecasts:
         if settled:  # the errors so far enter the population's records (rounds.timed)
             self._scorer.commit()
-        arena, guard, params = self._arena, self._guard, self._params
-        r = rounds.admit(arena, rows, slots, ts, y, self._step, self.shape.transform, result)
+        arena, guard, params, freq = self._arena, self._guard, self._params, self._frequency
+        r = rounds.admit(arena, rows, slots, ts, y, freq, self.shape.transform, result)
         if bool((r.gap > 0).any()):
-            rounds.fill_gaps(arena, r.slots, r.y, r.gap, self._max_gap_fill, self._step,
-                             result)
+            rounds.fill_gaps(arena, r.slots, r.y, r.gap, self._max_gap_fill, freq.step, result)
         ring = arena.ring.index_select(0, r.slots)  # (B, R) one gather for the whole round
         drifted = self._scorer.score(arena, r.slots, r.y, result, ring)
         guarding = guard.active(self._version)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from streammeta.io.codec import Reason
+from streammeta.io.frequency import Frequency
 from streammeta.online import experts, model
 from streammeta.online.arena import FREE, NEXT_ORIGIN, NEXT_SERVED, Arena
 from streammeta.online.result import Result
@@ -74,12 +75,14 @@ class Round:
 
 
 def admit(arena: Arena, rows: np.ndarray, slots_np: np.ndarray, ts_np: np.ndarray,
-          y_np: np.ndarray, step: int, transform: str, result: Result) -> Round:
+          y_np: np.ndarray, frequency: Frequency, transform: str, result: Result) -> Round:
     """Reject observations whose timestamp is not a whole number of steps after
     their entity's last one, or whose value float32 cannot hold (beyond ±3.4e38: as
     inf it made every later forecast of the entity NaN); the rest, with the steps
-    missing before each. ``ts`` and ``step`` in one unit: ms, or months for a calendar
-    frequency (``streammeta.io.frequency``)."""
+    missing before each. ``ts`` in ``frequency``'s units: ms, or months for a calendar
+    one (``streammeta.io.frequency``); a rejection's detail gives both times in ms
+    and UTC, as the producer wrote them."""
+    step = frequency.step
     slots = torch.from_numpy(slots_np)
     ts = torch.from_numpy(ts_np)
     raw = torch.from_numpy(y_np).to(torch.float32)
@@ -98,13 +101,22 @@ def admit(arena: Arena, rows: np.ndarray, slots_np: np.ndarray, ts_np: np.ndarra
             reason = (Reason.DUPLICATE if d == 0 else Reason.LATE if d < 0
                       else Reason.MISALIGNED)
             result.rejected.append((int(rows[i]), reason,
-                                    f"ts {int(ts[i])} vs last {int(ts[i]) - d}"))
+                                    f"ts {_instant(frequency, int(ts[i]))} vs last "
+                                    f"{_instant(frequency, int(ts[i]) - d)}"))
         keep = ~bad
         rows, raw = rows[keep.numpy()], raw[keep]
         slots, ts, delta, seen = slots[keep], ts[keep], delta[keep], seen[keep]
     y = model.to_model_units(raw, transform)
     gap = torch.where(seen, delta // step - 1, torch.zeros_like(delta))
     return Round(rows, slots, ts, y, gap)
+
+
+def _instant(frequency: Frequency, units: int) -> str:
+    """A time in ``frequency``'s units as epoch ms and UTC: ``1577836800000
+    (2020-01-01T00:00:00Z)``. A calendar frequency's units are months since 1970-01,
+    which shown bare ("ts 591 vs last 617") read as milliseconds."""
+    ms = int(frequency.to_ms(np.array([units], dtype=np.int64))[0])
+    return f"{ms} ({np.datetime_as_string(np.datetime64(ms, 'ms'), unit='s')}Z)"
 
 
 def fill_gaps(arena: Arena, slots: Tensor, y: Tensor, gap: Tensor, max_gap_fill: int,

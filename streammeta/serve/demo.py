@@ -24,15 +24,18 @@ def run_demo(
     duration: float | None,
     install_handlers: Callable[[Callable[[], None]], None],
 ) -> int:
+    from streammeta.evaluation.protocols import check_calendar, check_step
     from streammeta.io import datasets
     from streammeta.io.broker import EmbeddedBroker
     from streammeta.io.edge import ensure_topics, make_writer
-    from streammeta.io.replay import observations_from_file, replay
+    from streammeta.io.replay import replay
     from streammeta.serve.service import Service
 
     path = data if data else str(datasets.bundled_m4())
-    entities, ts, values = observations_from_file(path, fmt,
-                                                  frequency=config.series.frequency)
+    series = datasets.load(path, fmt, config.series.frequency)
+    check_step(series, config.series, path, step_ms=True)  # as replay: not data the
+    check_calendar(series, config.series, path)  # daemon would reject or fill as gaps
+    entities, ts, values = datasets.interleave(series)
     print(f"streammeta demo: {len(entities)} observations of {len(set(entities))} entities "
           f"from {path}")
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="streammeta-") as state:

@@ -10,6 +10,7 @@ import pytest
 
 from streammeta import config as config_mod
 from streammeta.cli import main
+from streammeta.errors import DataError
 from streammeta.evaluation import evaluate as E
 from streammeta.evaluation import protocols as P
 from streammeta.evaluation import scores as M
@@ -459,6 +460,43 @@ def test_data_not_one_step_of_the_frequency_apart_is_refused(
     assert main(args) == 0  # the data's own step
 
 
+
+def test_data_of_another_calendar_step_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Quarter starts with series.freq = "MS" are month starts 3 apart: evaluate placed
+    each series' values on consecutive months ("some series skip dates", a note) and
+    scored them at the wrong season; replay sent them for the daemon to fill two months
+    between each, all with exit 0. Refused, naming both steps; so are dates off the
+    calendar (under "QE"), as the daemon would dead-letter them."""
+    quarters = [str(q) for q in np.arange(np.datetime64("2000-01"), np.datetime64("2015-01"),
+                                          3).astype("datetime64[D]")]
+    path = _seasonal_csv(tmp_path / "q.csv", "unique_id,ds,y", "q", quarters, 4, 50, 5, 1.0,
+                         seed=4)
+    evaluate = ["evaluate", "--data", str(path), "--format", "long", "--protocol",
+                "final-origin", "--horizon", "4", "--season", "4", "--methods", "naive", "-q"]
+    replay = ["replay", "--data", str(path), "--format", "long", "--bootstrap-servers",
+              "127.0.0.1:1", "-q"]
+    pretrain = ["pretrain", "--data", str(path), "--format", "long", "--out",
+                str(tmp_path / "p.smp"), "--steps", "1", "-q"]
+    for freq, expected in (("MS", "3 months apart, but series.freq 'MS' is a step of 1 month:"),
+                           ("QE", "series 'q0': 2000-01-01T00:00:00.000 (UTC) is not a date "
+                                  "of freq 'QE'")):
+        monkeypatch.setenv("STREAMMETA_SERIES_FREQ", freq)
+        for argv in (evaluate, replay, pretrain):
+            assert main(argv) == 2, (freq, argv[0])
+            assert expected in capsys.readouterr().err, (freq, argv[0])
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "")  # replay: the daemon's series.step_ms
+    assert main(replay) == 2
+    assert "but series.step_ms (no series.freq set) is a step of 3600000 ms" in (
+        capsys.readouterr().err)
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "QS")
+    assert main(evaluate) == 0
+    gappy = tmp_path / "gappy.csv"  # a first series of two values a gap apart: a gap
+    gappy.write_text(path.read_text().replace("unique_id,ds,y\n", "unique_id,ds,y\n"
+                                              "g,2000-01-01,5\ng,2000-07-01,6\n"))
+    assert main([evaluate[0], "--data", str(gappy), *evaluate[3:]]) == 0
+
 def test_origins_without_a_seasonal_scale_are_said_to_be_left_out_of_mase(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A year of weekly values at m = 52 leaves no origin a seasonal scale: MASE was
@@ -545,3 +583,37 @@ def test_series_season_and_horizon_set_in_the_configuration_hold_for_m4_files(
         (r["method"], r["mase"]) for r in flagged]
     assert main([*args, "--horizon", "3"]) == 0  # a flag over the configuration
     assert {r["horizon"] for r in json.loads(out.read_text())["results"]} == {3}
+
+
+def test_the_transform_note_names_the_init_files_units(tmp_path: Path) -> None:
+    """With --init, a θ file's units serve (here "none", learned on signed values), but
+    the note said "series.transform auto: asinh, from the values before the first
+    scored forecast" for positive data: the units that did not serve."""
+    from streammeta.online import model
+    from streammeta.persistence import params as params_io
+
+    signed = _config().replace("series", season=4, horizon=4, transform="none").resolved()
+    shape = model.ModelShape.of(signed)
+    theta = params_io.save(tmp_path / "none.pt", model.init_params(shape, seed=0), 1, shape)
+    data = tmp_path / "q.csv"
+    data.write_text("unique_id,ds,y\n" + "".join(
+        f"s{k},{t},{10 + k + t % 4}\n" for k in range(3) for t in range(1, 41)))
+    out = tmp_path / "out.json"
+    assert main(["evaluate", "--data", str(data), "--format", "long", "--protocol",
+                 "final-origin", "--horizon", "4", "--season", "4", "--init", str(theta),
+                 "--methods", "streammeta", "-q", "--json", str(out)]) == 0
+    notes = [n for n in json.loads(out.read_text())["notes"] if "series.transform" in n]
+    assert notes == ["final-origin H=4: series.transform auto: none, the --init file's"]
+
+
+def test_the_step_checked_is_that_of_all_series_not_the_first() -> None:
+    """A first series of two values a gap apart is a gap, not the data's step: the
+    check refused a whole daily file ("172800000 ms apart") for its first series."""
+    day = 86_400_000
+    series = [datasets.Series("g", np.array([0, 2 * day]), np.array([1.0, 2.0])),
+              datasets.Series("a", np.arange(28) * day, np.arange(28.0))]
+    daily = _config().replace("series", freq="D").series
+    P.check_step(series, daily, "d.csv")
+    P.check_step(series, daily, "d.csv", step_ms=True)
+    with pytest.raises(DataError, match=r"86400000 ms apart, but series\.step_ms"):
+        P.check_step(series, _config().series, "d.csv", step_ms=True)  # hourly

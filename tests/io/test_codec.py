@@ -76,10 +76,17 @@ def test_key_must_match_the_entity() -> None:
     ('"2023-11-14T22:13:20Z"', 1700000000000),
     ('"2023-11-14T23:13:20+01:00"', 1700000000000),
     ('"2023-11-14T22:13:20"', 1700000000000),  # naive means UTC
+    ('"2023-11"', 1698796800000),  # ISO-8601's calendar month: its first day, 00:00 UTC
 ])
 def test_timestamps_become_epoch_ms(ts: object, ms: int) -> None:
     raw = f'{{"entity": "a", "ts": {ts}, "value": 2.5, "unit": "C"}}'.encode()
     assert decode_one(raw) == (("a", ms, 2.5), None)
+
+
+def test_a_month_out_of_range_is_a_bad_timestamp() -> None:
+    for month in ('"2023-13"', '"2023-00"', '"2023-1"', '" 2023-11"'):
+        raw = f'{{"entity": "a", "ts": {month}, "value": 1}}'.encode()
+        assert decode_one(raw) == (None, Reason.BAD_TIMESTAMP), month
 
 
 @settings(max_examples=500, deadline=None)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streammeta.errors import DataError
-from streammeta.io import datasets
+from streammeta.io import datasets, frequency
 from streammeta.io.datasets import Series
 
 HOUR = datasets.HOUR_MS
@@ -354,3 +354,19 @@ def test_each_series_is_placed_one_step_apart_and_duplicates_are_refused(
     dup = write(tmp_path, "d.csv", "entity,ts,value\na,2020-01-01,1\na,2020-01-01,2\n")
     with pytest.raises(DataError, match="'a' has two values at 2020-01-01"):
         tables.on_step_grid(datasets.load(dup, "long"), source=dup)
+
+
+def test_a_long_csv_of_year_month_dates_is_read_as_month_starts(tmp_path: Path) -> None:
+    """Monthly data sets write their dates as ISO-8601's calendar month ("1949-01",
+    AirPassengers), which pandas reads as the month's first day; Python's parser
+    refused them ("timestamp '1949-01' is neither epoch ms nor ISO-8601")."""
+    path = tmp_path / "air.csv"
+    path.write_text("unique_id,ds,y\n" + "".join(
+        f"air,{1949 + k // 12}-{k % 12 + 1:02d},{100 + k}\n" for k in range(24)))
+    (series,) = datasets.load(path, "long", frequency.parse("MS"))
+    assert series.ts.tolist() == [
+        int(np.datetime64(f"{1949 + k // 12}-{k % 12 + 1:02d}-01", "ms").astype(np.int64))
+        for k in range(24)]
+    path.write_text("unique_id,ds,y\nair,1949-13,1\n")
+    with pytest.raises(DataError, match="'1949-13' is neither epoch ms nor ISO-8601"):
+        datasets.load(path, "long")

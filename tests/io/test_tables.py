@@ -146,3 +146,18 @@ def test_zone_aware_months_and_days_are_the_zones_dates(
     assert main(["evaluate", "--data", str(tmp_path / "m.parquet"), "--format", "long",
                  "--protocol", "final-origin", "--horizon", "6", "--season", "12",
                  "--methods", "streammeta", "naive", "-q"]) == 0
+
+
+def test_a_parquet_of_pandas_periods_is_read_as_forecaster_reads_them(tmp_path: Path) -> None:
+    """A frame with a PeriodIndex ds (quarters, months) written by to_parquet keeps the
+    Period type: evaluate refused it ("timestamp '1995Q1' is neither epoch ms nor
+    ISO-8601") though Forecaster.update takes the same frame. Each period is its first
+    day, its last under a calendar freq anchored at the end."""
+    quarters = pd.period_range("1995Q1", periods=8, freq="Q")
+    frame = pd.DataFrame({"unique_id": "a", "ds": quarters, "y": np.arange(8.0) + 1})
+    path = tmp_path / "q.parquet"
+    frame.to_parquet(path)
+    assert isinstance(pd.read_parquet(path)["ds"].dtype, pd.PeriodDtype)
+    for freq, days in (("QS", quarters.start_time), ("QE", quarters.end_time.normalize())):
+        (series,) = datasets.load(path, "long", parse(freq))
+        assert series.ts.tolist() == (days.asi8 // 1_000_000).tolist(), freq

@@ -266,3 +266,24 @@ def test_warm_after_is_at_least_a_season_and_at_most_the_window(cfg: Config) -> 
     assert Engine(cfg.replace("model", warm_after=2)).warm_at == 4
     assert Engine(cfg.replace("model", warm_after=72)).warm_at == 12
     assert Engine(cfg.replace("model", warm_after=0)).warm_at == 12
+
+
+def test_a_rejections_detail_shows_times_as_written_not_calendar_units(cfg: Config) -> None:
+    """A calendar frequency's engine units are months since 1970-01: a late monthly
+    value's dead letter read "ts 591 vs last 617", as if milliseconds. It shows both
+    times in epoch ms and UTC, as the producer wrote them."""
+    frequency = cfg.replace("series", freq="ME").series.frequency
+    engine = Engine(cfg.replace("series", freq="ME"))
+    months = np.arange(600, 618, dtype=np.int64)  # 2020-01 .. 2021-06
+    engine.process(["a"] * len(months), months, np.arange(len(months), dtype=np.float64))
+    result = engine.process(["a", "a"], np.array([591, 617], dtype=np.int64),
+                            np.array([1.0, 2.0]))
+    late, duplicate = (detail for _, _, detail in result.rejected)
+    last = int(frequency.to_ms(np.array([617]))[0])
+    assert late == (f"ts {int(frequency.to_ms(np.array([591]))[0])} (2019-04-30T00:00:00Z) "
+                    f"vs last {last} (2021-06-30T00:00:00Z)")
+    assert duplicate == f"ts {last} (2021-06-30T00:00:00Z) vs last {last} (2021-06-30T00:00:00Z)"
+    hourly = Engine(cfg).process(["b", "b"], np.array([STEP, 0], dtype=np.int64),
+                                 np.array([1.0, 2.0]))
+    assert hourly.rejected[0][2] == (f"ts 0 (1970-01-01T00:00:00Z) vs last {STEP} "
+                                     f"(1970-01-01T01:00:00Z)")
