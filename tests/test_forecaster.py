@@ -295,9 +295,12 @@ def test_background_outer_loop_is_the_daemons_thread() -> None:
         while not f.outer_results and time.monotonic() < deadline:
             time.sleep(0.1)
         assert f.outer_results, "the background loop never ran"
-        result = f.outer_results[0]
+        first = f.outer_results[0]
         out = f.update(hourly(n=12, length=1, start="2024-01-09 08:00"))
-        assert out["model_version"].iloc[0] == (result.version if result.promoted else 0)
+        # Later runs may promote meanwhile: a promoted version serves from the next batch.
+        served = int(out["model_version"].iloc[0])
+        assert served in {0} | {r.version for r in f.outer_results if r.promoted}
+        assert served != 0 or not first.promoted
     assert not f.loop._thread.is_alive()
 
 
