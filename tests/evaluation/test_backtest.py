@@ -33,6 +33,9 @@ def _setup(tmp_path: Path, scramble: float) -> tuple[bool, str]:
     # The model alone serves: with the experts, a θ thrown far off gets no weight.
     config = config_mod.load(None, env={}).replace(
         "series", season=7, horizon=7, step_ms=DAY).replace("experts", enabled=False)
+    # θ from a file is fine-tuned online at meta.pretrain_lr, a seeded one at meta.meta_lr:
+    # the same step here, so that only θ differs between the two.
+    config = config.replace("meta", pretrain_lr=config.meta.meta_lr)
     task = P.final_origin_task(series, None, 7, 7, DAY)
     params, _ = params_io.initial(config)
     gen = torch.Generator().manual_seed(0)
