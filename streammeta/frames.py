@@ -134,7 +134,7 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     values = _values(frame["y"], problems)
     units, on = frequency.to_units(ts)
     problems.add(np.flatnonzero(~on), Reason.MISALIGNED,
-                 f"ds is not a date of freq {frequency.name!r}")
+                 f"ds is not a date of freq {frequency.name!r}: {frequency.dates}")
     problems.raise_any()  # the order checks below need clean ids and times
     _check_order(entities, units, frequency, last, problems, integer)
     problems.raise_any()

@@ -187,7 +187,8 @@ def test_rows_the_daemon_would_dead_letter_are_refused_and_nothing_applied(
 
 def test_off_calendar_dates_and_rows_older_than_the_last_update_are_refused() -> None:
     f = Forecaster("MS", 12, 3, config=SMALL, outer_loop="off")
-    with pytest.raises(DataError, match=r"not a date of freq 'MS' \(misaligned_timestamp\)"):
+    with pytest.raises(DataError, match=r"not a date of freq 'MS': the first day of a month "
+                                        r"at 00:00 UTC .*\(misaligned_timestamp\)"):
         f.update(pd.DataFrame({"unique_id": ["a"], "ds": ["2020-01-15"], "y": [1.0]}))
     f.update(pd.DataFrame({"unique_id": ["a", "a"], "ds": ["2020-01-01", "2020-02-01"],
                            "y": [1.0, 2.0]}))
@@ -227,6 +228,17 @@ def test_integer_ds_are_positions_with_an_integer_freq_as_in_statsforecast(
         Forecaster("D", 7, H, config=SMALL).update(positions)
     with pytest.raises(ValueError, match=r"integer freq is the step"):
         Forecaster(0, 24, H)
+
+
+def test_month_starts_under_pandas_month_end_aliases_are_told_the_start_aliases() -> None:
+    """pandas' "M", "Q" and "A" are month, quarter and year ends: data dated on the 1st
+    was refused under them naming only the alias."""
+    starts = pd.DataFrame({"unique_id": "a", "y": np.arange(30.0),
+                           "ds": pd.date_range("2020-01-01", periods=30, freq="MS")})
+    for alias in ("M", "Q", "A"):
+        with pytest.raises(DataError, match=r"the last day of a month at 00:00 UTC \(the "
+                                            r"1st: 'MS', 'QS', 'YS'\)"):
+            Forecaster(alias, 12, H, config=SMALL, outer_loop="off").update(starts)
 
 
 def test_rows_are_applied_in_time_order_whatever_the_frame_order() -> None:

@@ -144,7 +144,7 @@ def _stream(task: Task, config: Config) -> tuple[list[str], np.ndarray, np.ndarr
             at = int(np.flatnonzero(~on)[0])
             when = np.datetime64(int(s.ts[at]), "ms")
             raise DataError(f"series {s.entity!r}: {when} (UTC) is not a date of freq "
-                            f"{frequency.name!r} (series.freq)")
+                            f"{frequency.name!r} (series.freq): {frequency.dates}")
         stream.append(datasets.Series(s.entity, units, s.values))
     return datasets.interleave(stream, task.arrival_gap, frequency.step)
 

@@ -257,7 +257,7 @@ def check_calendar(series: list[datasets.Series], configured: SeriesConfig,
         if not bool(on.all()):
             when = np.datetime64(int(s.ts[int(np.flatnonzero(~on)[0])]), "ms")
             raise DataError(f"{source}: series {s.entity!r}: {when} (UTC) is not a date of "
-                            f"freq {frequency.name!r} (series.freq)")
+                            f"freq {frequency.name!r} (series.freq): {frequency.dates}")
         steps.append(np.diff(units))
     pairs = np.concatenate(steps) if steps else np.zeros(0, dtype=np.int64)
     step = int(np.median(pairs)) if len(pairs) else frequency.step

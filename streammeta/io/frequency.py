@@ -72,6 +72,17 @@ class Frequency:
         return self.calendar or self.step % DAY_MS == 0
 
     @property
+    def dates(self) -> str:
+        """A calendar frequency's dates in words, naming the aliases of the other end:
+        pandas' "M", "Q" and "A" are month, quarter and year *ends*, which data dated on
+        the 1st does not meet (it was refused naming only the alias)."""
+        if not self.calendar:
+            return f"{self.step} ms apart"
+        if self.anchor == "start":
+            return "the first day of a month at 00:00 UTC (month ends: 'ME', 'QE', 'YE')"
+        return "the last day of a month at 00:00 UTC (the 1st: 'MS', 'QS', 'YS')"
+
+    @property
     def step_ms(self) -> int:
         """The step in ms for a fixed frequency; 0 for a calendar one (no fixed length)."""
         return 0 if self.calendar else self.step

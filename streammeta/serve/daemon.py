@@ -340,12 +340,11 @@ def _on_calendar(frequency: Frequency, records: Records, obs: Observations,
     _, on = frequency.to_units(np.asarray(obs.ts, dtype=np.int64))
     if bool(on.all()):
         return obs
-    day = "first" if frequency.anchor == "start" else "last"
     for i in np.nonzero(~on)[0].tolist():
         utc = np.datetime_as_string(np.datetime64(obs.ts[i], "ms"), unit="s")
         dead.append(DeadLetter(records[obs.index[i]], Reason.MISALIGNED,
                                f"ts {obs.ts[i]} ({utc}Z) is not a date of series.freq "
-                               f"{frequency.name!r}: the {day} day of a month at 00:00 UTC"))
+                               f"{frequency.name!r}: {frequency.dates}"))
     return obs.subset(on)
 
 

@@ -110,7 +110,7 @@ def test_a_monthly_stream_is_forecast_on_the_calendar_with_gaps_and_misalignment
     assert [letter.reason for letter in sink.dead_letters] == [Reason.MISALIGNED]
     assert sink.dead_letters[0].detail == (  # the instant in UTC: an offset shows there
         f"ts {ms(2020, 11, 15)} (2020-11-15T00:00:00Z) is not a date of series.freq 'MS': "
-        "the first day of a month at 00:00 UTC")
+        "the first day of a month at 00:00 UTC (month ends: 'ME', 'QE', 'YE')")
     assert len(sink.forecasts) == len(dates) - 1
     last = orjson.loads(sink.forecasts[-1][1])
     assert last["origin"] == ms(2023, 4, 1) and last["freq"] == "MS" and last["step_ms"] == 0
