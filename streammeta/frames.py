@@ -63,11 +63,11 @@ class Observations:
 class _Problems:
     """Bad rows found so far: (frame position, reason, what is wrong)."""
 
-    def __init__(self, frame: Any) -> None:
+    def __init__(self, frame: Any, positions: bool = False) -> None:
         self.index = frame.index
         self.ids, self.times = frame["unique_id"], frame["ds"]
         self.found: list[tuple[int, Reason, str]] = []
-        self.positions = False  # ds are positions (an integer freq): no hint on them
+        self.positions = positions  # ds are positions (an integer freq): no hint on them
 
     def add(self, positions: np.ndarray, reason: Reason, what: str) -> None:
         self.found += [(int(p), reason, what) for p in np.asarray(positions).tolist()]
@@ -87,11 +87,8 @@ class _Problems:
     def _hint(self) -> str:
         """Integer ds are epoch ms (but with an integer ``freq``): years (1949) or
         positions (1, 2, 3) are 1 ms apart."""
-        pd = pandas()
-        integers = pd.api.types.is_integer_dtype(self.times) and not (
-            pd.api.types.is_bool_dtype(self.times))
-        if self.positions or not integers or all(r != Reason.MISALIGNED
-                                                 for _, r, _ in self.found):
+        if self.positions or not _integers(self.times) or all(r != Reason.MISALIGNED
+                                                               for _, r, _ in self.found):
             return ""
         return (". An integer ds is epoch milliseconds: years or positions 1, 2, 3 are 1 ms "
                 "apart; for positions pass an integer freq, as statsforecast does "
@@ -125,9 +122,10 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
         raise DataError(f"the frame lacks column(s) {', '.join(missing)} (it needs "
                         f"{', '.join(COLUMNS)}; it has {', '.join(map(str, frame.columns))}"
                         f"{hint})")
-    problems = _Problems(frame)
-    _check_kind(frame["ds"], integer)
-    problems.positions = integer
+    if integer and not _integers(frame["ds"]):  # statsforecast's freq=1: positions
+        raise DataError(f"an integer freq takes integer ds (positions 1, 2, 3, …); ds is "
+                        f"{frame['ds'].dtype}: give a frequency such as 'h', 'D' or 'MS'")
+    problems = _Problems(frame, integer)
     entities = _entities(frame["unique_id"], max_id_length, problems)
     ds = _arrow_times(_period_starts(frame["ds"], frequency))
     ts = _timestamps(ds, problems, frequency.wall_clock)
@@ -144,14 +142,10 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
                         values[order], _zone(ds))
 
 
-def _check_kind(column: Any, integer: bool) -> None:
-    """Refuse a ``ds`` of anything but integers with an integer ``freq`` (statsforecast's
-    ``freq=1``: positions)."""
+def _integers(column: Any) -> bool:
+    """Whether ``ds`` is an integer column (booleans are not)."""
     pd = pandas()
-    if integer and not (pd.api.types.is_integer_dtype(column)
-                        and not pd.api.types.is_bool_dtype(column)):
-        raise DataError(f"an integer freq takes integer ds (positions 1, 2, 3, …); ds is "
-                        f"{column.dtype}: give a frequency such as 'h', 'D' or 'MS'")
+    return bool(pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column))
 
 
 def _zone(column: Any) -> Any:
@@ -213,7 +207,7 @@ def _timestamps(column: Any, problems: _Problems, wall: bool = False) -> np.ndar
             column = (column if wall else column.dt.tz_convert("UTC")).dt.tz_localize(None)
         ms = column.to_numpy().astype("datetime64[ms]").astype(np.int64)
         return np.where(null, 0, ms)
-    if pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column):
+    if _integers(column):
         return np.where(null, 0, column.to_numpy(dtype=np.int64, na_value=0))
     out = np.zeros(len(column), dtype=np.int64)
     for k, (raw, absent) in enumerate(zip(column.tolist(), null.tolist(), strict=True)):
@@ -248,18 +242,24 @@ def _values(column: Any, problems: _Problems) -> np.ndarray:
     return values
 
 
+def _by_entity(entities: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The distinct entities in order of appearance, each row's code among them (N,),
+    and the rows ordered by entity, then frame order (N,)."""
+    codes_of: dict[str, int] = {}
+    codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities),
+                        dtype=np.int64, count=len(entities))
+    return list(codes_of), codes, np.lexsort((np.arange(len(codes)), codes))
+
+
 def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
                  last: Callable[[str], int | None], problems: _Problems,
                  integer: bool = False) -> None:
     """Per entity, in frame order: each ds a whole number of steps after the previous
     one (the entity's newest before this frame, for its first row); ``integer``: ds are
     positions."""
-    codes_of: dict[str, int] = {}
-    codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities),
-                        dtype=np.int64, count=len(entities))
+    names, codes, by_entity = _by_entity(entities)
     none = np.iinfo(np.int64).min
-    known = np.array([none if (t := last(e)) is None else t for e in codes_of], dtype=np.int64)
-    by_entity = np.lexsort((np.arange(len(codes)), codes))  # (N,) entity, then frame order
+    known = np.array([none if (t := last(e)) is None else t for e in names], dtype=np.int64)
     first = np.ones(len(codes), dtype=bool)
     first[1:] = codes[by_entity][1:] != codes[by_entity][:-1]
     previous = np.empty(len(codes), dtype=np.int64)
@@ -292,10 +292,7 @@ def _check_spacing(entities: list[str], units: np.ndarray, frequency: Frequency)
     default) daily rows were taken as 23-hour gaps, interpolated, and forecast by the
     hour; monthly ones each restarted their series cold, a gap beyond
     ``series.max_gap_fill``; all silently. Gaps between some rows stay fine."""
-    codes_of: dict[str, int] = {}
-    codes = np.fromiter((codes_of.setdefault(e, len(codes_of)) for e in entities),
-                        dtype=np.int64, count=len(entities))
-    by_entity = np.lexsort((np.arange(len(codes)), codes))  # entity, then frame order
+    _, codes, by_entity = _by_entity(entities)
     same = codes[by_entity][1:] == codes[by_entity][:-1]
     gaps = np.diff(units[by_entity])[same]  # (pairs,) in the frequency's units
     pairs = np.bincount(codes[by_entity][1:][same], minlength=1)  # per series
@@ -321,12 +318,14 @@ def forecasts(entities: list[str], cutoff_ms: np.ndarray, targets_ms: np.ndarray
     The frame may share memory with the arrays given: pass arrays nobody changes later."""
     pd = pandas()
     B, H = point.shape
+
+    def times(ms: np.ndarray) -> Any:
+        return ms if integer else _datetimes(ms, tz, wall)
+
     columns: dict[str, Any] = {
         "unique_id": np.repeat(np.array(entities, dtype=object), H),
-        "cutoff": np.repeat(cutoff_ms, H) if integer else _datetimes(np.repeat(cutoff_ms, H),
-                                                                      tz, wall),
-        "ds": targets_ms.reshape(-1) if integer else _datetimes(targets_ms.reshape(-1), tz,
-                                                                 wall),
+        "cutoff": times(np.repeat(cutoff_ms, H)),
+        "ds": times(targets_ms.reshape(-1)),
         "step": np.tile(np.arange(1, H + 1), B),
         POINT: point.reshape(-1),
     }
