@@ -160,7 +160,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from streammeta.evaluation.protocols import check_calendar, check_step
     from streammeta.io import datasets
-    from streammeta.meta.pretrain import pretrain, too_short
+    from streammeta.meta.pretrain import pretrain, too_short, worse
 
     _check_outputs(out=args.out)  # before the training, not after it
     config = load_config(args)
@@ -177,6 +177,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     young = " (young tasks only: no series holds a whole task)" if result["young_only"] else ""
     print(f"wrote {args.out}: {int(result['tasks'])} tasks{young}; held-out meta-loss "
           f"{result['held_out_loss_before']:.4f} → {result['held_out_loss_after']:.4f}")
+    if worse(result):
+        print(f"warning: {worse(result)}: it overfits the training series (evaluate "
+              "--pretrain serves the seeded θ then)",
+              file=sys.stderr)
     kept, note = _backtest_file(config, series, args.out)
     print(note if kept else f"warning: {note}; without --init (model.init) it would",
           file=sys.stdout if kept else sys.stderr)
