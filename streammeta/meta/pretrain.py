@@ -29,11 +29,19 @@ from streammeta.online import model
 from streammeta.online.forecast import warm_at
 from streammeta.persistence import params as params_io
 
+# At most this many histories in the pool (~150 MB at M4 daily's 85 values each): at
+# season 1 every step starts one, and M4 daily's 10 million values took 7 GB of memory.
+# Every development set's pool is smaller (M4 hourly ~15,000).
+POOL_LIMIT = 500_000
 
-def task_pool(series: list[datasets.Series], length: int, stride: int) -> tuple[Tensor, Tensor]:
-    """Every history of ``length`` values (every ``stride`` steps) of every series:
-    → (windows (N, T), index of the series each came from (N,)); none if no series
-    is that long."""
+
+def task_pool(series: list[datasets.Series], length: int, stride: int,
+              limit: int = POOL_LIMIT) -> tuple[Tensor, Tensor]:
+    """Every history of ``length`` values (every ``stride`` steps, a multiple of it
+    where there would be more than ``limit``) of every series: → (windows (N, T),
+    index of the series each came from (N,)); none if no series is that long."""
+    count = sum((len(s) - length) // stride + 1 for s in series if len(s) >= length)
+    stride *= -(-count // limit) if count > limit else 1
     pools, owners = [], []
     for k, s in enumerate(series):
         if len(s) >= length:

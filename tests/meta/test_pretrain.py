@@ -103,6 +103,14 @@ def test_the_task_pool_is_every_stride_of_every_long_enough_series() -> None:
     assert task_pool(series, length=11, stride=1)[0].shape == (0, 11)
 
 
+def test_the_task_pool_is_bounded_by_widening_its_stride() -> None:
+    """At season 1 every step starts a history: M4 daily's 10 million values made a
+    pool of 7 GB. Beyond ``limit`` the stride widens, spread over whole series."""
+    series = [datasets.Series("a", np.arange(10, dtype=np.int64), np.arange(10.0))]
+    pool, _ = task_pool(series, length=4, stride=1, limit=3)  # 7 histories at stride 1
+    assert pool.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+
+
 def test_series_too_short_for_a_whole_task_pretrain_on_young_tasks(cfg: Config) -> None:
     """Yearly-like series (shorter than a whole task) meta-train on their first
     forecasts instead of being refused; shorter still is refused, named."""
