@@ -301,14 +301,16 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
     if args.format == "m4":
         train = datasets.resolve_m4(args.data)
         subset = m4_subset(train)
-    # --season/--horizon, else series.season/horizon where set (not the built-in 24/48:
-    # they were overridden by 24/48 on an M4 file not named after a subset, or by the
-    # subset's), else the subset's, ETT's, the built-in ones.
+    # --season/--horizon, else series.season/horizon where set (not 0, the automatic
+    # season, nor the built-in horizon 48: they were overridden by 24/48 on an M4 file not
+    # named after a subset, or by the subset's), else the subset's, ETT's 24, the
+    # frequency's season (24 hourly) and the built-in horizon.
     built_in = SeriesConfig()
-    own_season = base.series.season != built_in.season
+    own_season = base.series.season != 0
     own_horizon = base.series.horizon != built_in.horizon
     default_season = (subset[1] if subset and not own_season else 24
-                      if args.format == "ett" and not own_season else base.series.season)
+                      if args.format == "ett" and not own_season
+                      else base.series.resolved_season)
     season = args.season or default_season
     if args.horizon or own_horizon:
         horizons = [args.horizon or base.series.horizon]

@@ -346,6 +346,52 @@ def test_evaluate_an_m4_file_with_a_frequency_forecasts_every_series(
         assert chosen[method]["mase"] == pytest.approx(plain[method]["mase"], rel=1e-6)
 
 
+def _task_season(data: Path, fmt: str, config: config_mod.Config, *extra: str) -> int:
+    from streammeta.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--data", str(data), "--format", fmt,
+                                      "--protocol", "final-origin", "--horizon", "6", *extra])
+    tasks, _ = P.load_tasks(args, config)
+    return tasks[0].season
+
+
+def test_an_unset_season_is_the_m4_subsets_else_the_frequencys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """series.season = 0 (the default) is not "set": an M4 file named after its subset
+    keeps the subset's season whatever the frequency (M1 monthly 12, hourly 24); another
+    name takes the frequency's (it took 24 whatever the frequency: quarters were scored
+    at a 24-quarter season). A season set wins, 24 included (an explicit 24 was taken
+    for the built-in default and replaced by the subset's)."""
+    import streammeta
+
+    m1 = Path(streammeta.__file__).parent / "data" / "m1_monthly_subset.csv"
+    base = config_mod.load(None, env={})
+    assert _task_season(m1, "m4", base) == 12
+    assert _task_season(m1, "m4", base.replace("series", freq="MS")) == 12
+    assert _task_season(m1, "m4", base.replace("series", freq="D")) == 12
+    assert _task_season(datasets.bundled_m4(), "m4", base.replace("series", freq="D")) == 24
+    assert _task_season(m1, "m4", base.replace("series", season=24)) == 24
+    assert _task_season(m1, "m4", base.replace("series", season=24), "--season", "3") == 3
+    shop = tmp_path / "shop-train.csv"
+    shop.write_text("V1," + ",".join(f"V{j + 2}" for j in range(40)) + "\n" + "".join(
+        f"s{k}," + ",".join(str(10 + k + j % 4) for j in range(40)) + "\n" for k in range(3)))
+    assert _task_season(shop, "m4", base) == 24  # hourly by default, as before
+    assert _task_season(shop, "m4", base.replace("series", freq="QS")) == 4
+    assert _task_season(shop, "m4", base.replace("series", freq="QS", season=2)) == 2
+    # End to end from the environment: the bundled M1 monthly subset under "MS" alone is
+    # scored at 12, as --season 12 scores it.
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(m1), "--format", "m4", "--protocol", "final-origin",
+            "--limit-series", "6", "--methods", "seasonal-naive", "--json", str(out), "-q"]
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "MS")
+    scores = []
+    for extra in ([], ["--season", "12"], ["--season", "24"]):
+        assert main([*args, *extra]) == 0
+        scores.append([(r["method"], r["mase"], r["smape"])
+                       for r in json.loads(out.read_text())["results"]])
+    assert scores[0] == scores[1] != scores[2]
+
+
 def test_rolling_warm_up_leaves_short_seasonal_series_something_to_score(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two years of weekly values with m = 52: a warm-up of 3 seasons (156) left every
