@@ -164,7 +164,8 @@ def test_a_cuda_device_this_machine_lacks_is_a_config_error(
 @pytest.mark.parametrize(("freq", "season"), [
     ("", 24), ("h", 24), ("30min", 48), ("15min", 96), ("2h", 12), ("6h", 4), ("D", 7),
     ("W", 52), ("W-SUN", 52), ("MS", 12), ("ME", 12), ("M", 12), ("2MS", 6), ("QS", 4),
-    ("QE-DEC", 4), ("YS", 1), ("YE", 1), ("5h", 1), ("2D", 1), ("30s", 1),
+    ("QE-DEC", 4), ("YS", 1), ("YE", 1), ("5h", 1), ("2D", 1), ("30s", 1), ("5min", 288),
+    ("min", 60), ("2min", 30), ("7min", 1),
 ])
 def test_the_season_follows_the_frequency_unless_set(
         tmp_path: Path, freq: str, season: int) -> None:
