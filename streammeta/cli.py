@@ -356,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "else series.horizon)")
     evaluate.add_argument("--season", type=_whole(1), help="seasonal period in steps (default: "
                           "series.season where set, else an M4 file's subset's by its name, "
-                          "e.g. 12 for Monthly-train.csv; 24 for ETT; else the frequency's: "
-                          "24 hourly, 7 daily, 12 for MS)")
+                          "e.g. 12 for Monthly-train.csv; else series.freq's, else the data's "
+                          "step's: 24 hourly (ETTh), 96 for 15min (ETTm), 7 daily, 12 for MS)")
     evaluate.add_argument("--init", metavar="FILE", help="parameter file to start from; "
                           "'{h}' in the name is replaced by the horizon")
     evaluate.add_argument("--pretrain", type=_whole(0), metavar="STEPS", help="meta-train offline "

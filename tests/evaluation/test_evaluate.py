@@ -704,3 +704,20 @@ def test_a_pretrained_theta_whose_held_out_meta_loss_rose_does_not_serve(
     out = capsys.readouterr().out
     assert "pretrained 5 meta-steps on the training values" in out
     assert "it rose, the seeded θ serves" in out and "backtest on" not in out
+
+
+def test_without_a_season_or_freq_a_long_file_takes_its_steps_season(
+        tmp_path: Path) -> None:
+    """Daily values with neither --season nor series.freq were given the built-in 24 (a
+    24-day season: seasonal naive and every seasonal expert a day of the week off)."""
+    days = [str(d) for d in np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-07-01"))]
+    path = _seasonal_csv(tmp_path / "daily.csv", "unique_id,ds,y", "d", days, 7, 50, 10, 0.5,
+                         seed=5)
+    maes = []
+    for season in ([], ["--season", "7"], ["--season", "24"]):
+        out = tmp_path / "r.json"
+        assert main(["evaluate", "--data", str(path), "--format", "long", "--protocol",
+                     "final-origin", "--horizon", "7", "--methods", "seasonal-naive",
+                     *season, "--json", str(out), "-q"]) == 0
+        maes.append(json.loads(out.read_text())["results"][0]["mae"])
+    assert maes[0] == maes[1] < maes[2] / 2
