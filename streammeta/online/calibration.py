@@ -208,7 +208,8 @@ class Calibration:
         self.record = Record(len(horizons), self.levels, nominal)
         self._nominal = nominal  # (Q,)
         self._h = torch.tensor(horizons)  # (S,)
-        self._lags = young.lags(horizons, season)  # (S,) the young floor's naive lags
+        # The young floor's naive lags: each scored horizon's seasonal one, then its own.
+        self._lags = young.lags(horizons, season) + list(horizons)  # (2S,)
         # Corrections learn from forecasts made with a season seen (see :meth:`score`):
         # from values seen ``start`` on.
         self._start = max(warm_at, season)
@@ -264,7 +265,12 @@ class Calibration:
         w = torch.where(unchecked[None, :] | ~warm[:, None], 1.0, w)
         if not bool((w > 0.02).any()):
             return None
-        s, k = young.naive_spread(history, n, ring_len, self._lags)  # (B, S)
+        S = len(self._h)
+        s, k = young.naive_spread(history, n, ring_len, self._lags)  # (B, 2S)
+        # Warm rows (the experts' blend serves, persistence in it): the better naive's.
+        # Cold rows are served seasonal naive, and keep its lag.
+        better = (s[:, S:] < s[:, :S]) & (k[:, S:] > 0) & warm[:, None]
+        s, k = torch.where(better, s[:, S:], s[:, :S]), torch.where(better, k[:, S:], k[:, :S])
         least = young.student(self._nominal, k) * (w * s)[:, None, :]  # (B, Q, S)
         return torch.matmul(least, self._weights)  # (B, Q, H)
 

@@ -11,7 +11,11 @@ at each scored horizon s, interpolated between them as the offsets are (linear i
 ŝ(ℓ) is the root mean square of the entity's y_i − y_(i−ℓ) over the values its ring
 holds, ℓ = s (no season) or m·⌈s/m⌉ (the lag from which seasonal naive forecasts step
 s; where no pair is ℓ apart yet, the longest lag ℓ' with one × √(ℓ/ℓ'), a random
-walk's), k the pairs it is from, t_q(k) Student's q-quantile with k degrees of freedom
+walk's) — for a warm entity the smaller of ŝ(m·⌈s/m⌉) and ŝ(s), the errors of the
+better of seasonal naive and naive (both are among the experts that serve it; the
+seasonal lag alone made the intervals of trending monthly series too wide: M1 monthly
+covered 0.856, pinball 0.763, against 0.840 and 0.759) — k the pairs it is from,
+t_q(k) Student's q-quantile with k degrees of freedom
 (a new error over the root mean square of k earlier ones, of zero mean), and t the
 entity's resolved forecasts at s: the floor fades as the entity's own calibration takes
 over, but not before the population's record holds errors at s (until then the

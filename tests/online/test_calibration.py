@@ -258,3 +258,23 @@ def test_a_season_longer_than_the_warm_up_is_calibrated_on_forecasts_made_with_i
     # Here 3.7 against errors of 2.3 (a normal's 0.1-0.9 range is 2.1 mean absolute
     # errors); learnt from the first forecasts too: 7.4.
     assert width < 2 * error
+
+
+def test_young_intervals_are_not_widened_past_the_naive_errors_by_an_idle_season() -> None:
+    """A season on data that has none (random walks, m = 12): the young floor of warm
+    entities was the spread of 12-step differences at every horizon up to 12, √12 times
+    a step's, and their intervals covered 0.98 at step 1. It is the smaller of the
+    seasonal lag's and the horizon's own spread: the better of seasonal naive's and
+    naive's errors. Cold entities, served seasonal naive, keep its lag."""
+    config = config_mod.load(None, env={}).replace("model", hidden=16).replace(
+        "series", season=12, horizon=6).replace("meta", enabled=False)
+    rng = np.random.default_rng(3)
+    n, T = 300, 40
+    values = 200 + np.cumsum(rng.normal(0.0, 1.0, (n, T)) * rng.uniform(0.5, 3.0, (n, 1)),
+                             axis=1)
+    inside = one_batch(Engine(config), values)
+    warm = inside[:, config.resolved().model.warm_after - 1:]
+    assert abs(np.nanmean(warm) - 0.8) < 0.05
+    assert abs(np.nanmean(warm[:, :, 0]) - 0.8) < 0.07
+    cold = inside[:, 1: config.resolved().model.warm_after - 1]
+    assert abs(np.nanmean(cold) - 0.8) < 0.08
