@@ -178,6 +178,10 @@ def producer_settings(cfg: KafkaConfig, faults: Faults, operation: str = "produc
         "compression.type": cfg.compression_type,
         "request.timeout.ms": cfg.request_timeout_ms,
         "delivery.report.only.error": True,
+        # The Java client's (and kafka-python's) hash of the key: an entity's records
+        # written by `streammeta replay` go where every other producer's go, and its
+        # forecasts to the same partition number (librdkafka's default is CRC32).
+        "partitioner": "murmur2_random",
     })
     return s
 
