@@ -23,7 +23,8 @@ Formats (``fmt`` of :func:`load`):
 * ``ett`` — the ETT CSVs: a ``date`` column (UTC) and one column per variable;
   every variable is one entity named after its column.
 
-A CSV may be gzip-compressed (``Daily-train.csv.gz``): it is read as the CSV.
+A CSV may be compressed as pandas reads it (``Daily-train.csv.gz``, ``.bz2``, ``.xz``,
+``.zst``, or a ``.zip`` of the one file): it is read as the CSV.
 A file that cannot be used raises :class:`DataError` naming the file, the line
 and what is wrong. The real data sets live beside the repository in
 ``../shared/data`` (see :func:`default_data_dir`); a small M4 subset ships with
@@ -33,7 +34,6 @@ the package (:func:`bundled_m4`).
 from __future__ import annotations
 
 import csv
-import gzip
 import importlib.resources
 import io
 import itertools
@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from streammeta.errors import DataError
+from streammeta.io.compressed import decompressed
 from streammeta.io.frequency import Frequency
 from streammeta.io.series import (
     ABSENT,
@@ -88,11 +89,7 @@ def _text(path: Path) -> str:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if data[:2] == b"\x1f\x8b":  # gzip (data.csv.gz): it was "not UTF-8 text (byte 1)"
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable gzip file ({exc})") from None
+    data = decompressed(path, data)
     if not data.strip():
         raise DataError(f"{path}: empty file")
     try:
