@@ -257,13 +257,26 @@ def find_m4_test(train_path: PathLike) -> Path | None:
     return None
 
 
+def is_parquet(path: Path) -> bool:
+    """Named ``*.parquet``, or a Parquet file by its magic bytes (``data.pq``, ``.parq``:
+    they were read as CSV and refused as "not UTF-8 text (byte 7)")."""
+    if path.suffix.lower() == ".parquet":
+        return True
+    try:
+        with open(path, "rb") as file:
+            return file.read(4) == b"PAR1"
+    except OSError:  # a folder, or no such file: the CSV reader says which
+        return False
+
+
 def load_long(path: PathLike, wall: bool = False, end: bool = False) -> list[Series]:
     """Series of a long CSV ``entity,ts,value`` (or ``unique_id,ds,y``), entities in
-    order of first appearance; Parquet by its ``.parquet`` name. ``wall``: times with
-    an offset or zone count in its wall clock (``Frequency.wall_clock``); ``end``: a
-    Parquet's pandas periods are their last days (``"ME"``), else their first."""
+    order of first appearance; Parquet by its name or content (:func:`is_parquet`).
+    ``wall``: times with an offset or zone count in its wall clock
+    (``Frequency.wall_clock``); ``end``: a Parquet's pandas periods are their last days
+    (``"ME"``), else their first."""
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
+    if is_parquet(path):
         from streammeta.io import tables
 
         return tables.load_parquet(path, wall, end)
@@ -320,7 +333,7 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     path = Path(path)
-    if path.suffix.lower() == ".parquet" and fmt != "long":
+    if fmt != "long" and is_parquet(path):
         raise DataError(f"{path}: a Parquet file is read in the long format (--format long: "
                         f"columns entity, ts, value or unique_id, ds, y), not as {fmt}")
     if fmt == "m4":
