@@ -492,3 +492,16 @@ def test_integer_years_or_positions_are_told_to_be_dates() -> None:
     out = Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(
         pd.DataFrame({"unique_id": "a", "ds": ms, "y": np.arange(30.0) + 1}))
     assert len(out) == 90  # epoch ms themselves are fine
+
+
+def test_forecast_lists_series_by_their_first_ds_as_documented() -> None:
+    """docs/python-api.md said "in order of first appearance", read as the frame's
+    order; the series come in the order their first rows were applied (time order)."""
+    frame = pd.concat([pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=5,
+                                                                          freq="D"), "y": 1.0})
+                       for uid, start in (("a", "2021-01-01"), ("b", "2020-01-01"),
+                                          ("c", "2020-06-01"))], ignore_index=True)
+    f = Forecaster("D", 7, 2, config=SMALL, outer_loop="off")
+    out = f.update(frame)
+    assert list(dict.fromkeys(out.unique_id)) == ["a", "b", "c"]  # the frame's order
+    assert list(dict.fromkeys(f.forecast().unique_id)) == ["b", "c", "a"]  # first ds
