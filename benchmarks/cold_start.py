@@ -93,7 +93,7 @@ def run(config: Config, series: list[datasets.Series], gap: int, every: int,
     engine = (make_engine(config, params) if make_engine is not None
               else assemble.engine(config, params=params))
     loop = outer.attach(config, engine, engine.swap) if with_outer else None
-    H, m = config.series.horizon, config.series.season
+    H, m = config.series.horizon, config.series.resolved_season
     captured: dict[str, list[tuple[int, np.ndarray]]] = {s.entity: [] for s in series}
     seen: dict[str, int] = {}
     started = time.perf_counter()

@@ -44,7 +44,7 @@ class OracleMemory(MemoryStore):
     series: ClassVar[dict[str, datasets.Series]] = {}  # set per data set by main()
 
     def __init__(self, config: Config) -> None:
-        super().__init__(1, key_dim(config.series.season), config.model.context_dim)
+        super().__init__(1, key_dim(config.series.resolved_season), config.model.context_dim)
         self.config = config
         self.engine: Engine | None = None  # whose serving parameters the oracle adapts
 

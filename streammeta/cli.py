@@ -72,7 +72,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config_mod.resolve_device(config.meta.device)
     if unknown:
         return 2
-    print(config_mod.to_toml(config), end="")
+    text = config_mod.to_toml(config)
+    if not config.series.season:  # automatic: the season the frequency gives
+        text = text.replace("\nseason = 0\n", f"\nseason = {config.series.resolved_season}"
+                            "  # (from the frequency; 0 = automatic)\n", 1)
+    print(text, end="")
     return 0
 
 
@@ -160,7 +164,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from streammeta.evaluation.protocols import check_calendar, check_step
     from streammeta.io import datasets
-    from streammeta.meta.pretrain import pretrain, too_short
+    from streammeta.meta.pretrain import pretrain, too_short, worse
 
     _check_outputs(out=args.out)  # before the training, not after it
     config = load_config(args)
@@ -177,6 +181,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     young = " (young tasks only: no series holds a whole task)" if result["young_only"] else ""
     print(f"wrote {args.out}: {int(result['tasks'])} tasks{young}; held-out meta-loss "
           f"{result['held_out_loss_before']:.4f} → {result['held_out_loss_after']:.4f}")
+    if worse(result):
+        print(f"warning: {worse(result)}: it overfits the training series (evaluate "
+              "--pretrain serves the seeded θ then)",
+              file=sys.stderr)
     kept, note = _backtest_file(config, series, args.out)
     print(note if kept else f"warning: {note}; without --init (model.init) it would",
           file=sys.stdout if kept else sys.stderr)
@@ -190,7 +198,7 @@ def _backtest_file(config: Config, series: list[Series], path: str) -> tuple[boo
     from streammeta.evaluation.evaluate import engine_config, mean_mase
     from streammeta.evaluation.protocols import final_origin_task, step_of
 
-    H, m = config.series.horizon, config.series.season
+    H, m = config.series.horizon, config.series.resolved_season
     long_enough = [s for s in series if len(s) > H + 1]
     if not long_enough:
         return True, "no series long enough to backtest"
@@ -348,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "else series.horizon)")
     evaluate.add_argument("--season", type=_whole(1), help="seasonal period in steps (default: "
                           "series.season where set, else an M4 file's subset's by its name, "
-                          "e.g. 12 for Monthly-train.csv; 24 for ETT; else series.season)")
+                          "e.g. 12 for Monthly-train.csv; else series.freq's, else the data's "
+                          "step's: 24 hourly (ETTh), 96 for 15min (ETTm), 7 daily, 12 for MS)")
     evaluate.add_argument("--init", metavar="FILE", help="parameter file to start from; "
                           "'{h}' in the name is replaced by the horizon")
     evaluate.add_argument("--pretrain", type=_whole(0), metavar="STEPS", help="meta-train offline "

@@ -66,9 +66,10 @@ class Forecaster:
 
     ``freq``, ``season`` and ``horizon`` set ``series.freq``, ``series.season`` and
     ``series.horizon`` of ``config`` (a :class:`Config`, a ``config.toml`` path read
-    as ``streammeta run`` reads it, or None for the defaults). An integer ``freq`` is
-    statsforecast's for integer ``ds`` (1, 2, 3, … of data sets without dates): ``ds``
-    are positions ``freq`` apart, and the forecasts' ``cutoff`` and ``ds`` positions too."""
+    as ``streammeta run`` reads it, or None for the defaults); no season: the frequency's
+    (24 for "h", 7 "D", 12 "MS"). An integer ``freq`` is statsforecast's for integer
+    ``ds`` (1, 2, 3, … of data sets without dates): ``ds`` are positions ``freq`` apart,
+    and the forecasts' ``cutoff`` and ``ds`` positions too (season 1 unless given)."""
 
     def __init__(self, freq: str | int | None = None, season: int | None = None,
                  horizon: int | None = None, *, config: Config | str | os.PathLike[str] | None
@@ -80,7 +81,7 @@ class Forecaster:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         base = config if isinstance(config, Config) else (
             config_io.load(config) if config is not None else Config())
-        changes = _series(freq, season, horizon)
+        changes = _series(freq, season, horizon, base.series.season)
         self.integer = "step_ms" in changes
         cfg = base.replace("series", **changes) if changes else base
         if outer_loop == "off":
@@ -263,15 +264,20 @@ class Forecaster:
                 f"outer_loop={self.outer_loop!r})")
 
 
-def _series(freq: str | int | None, season: int | None, horizon: int | None) -> dict[str, Any]:
+def _series(freq: str | int | None, season: int | None, horizon: int | None,
+            configured_season: int = 0) -> dict[str, Any]:
     """The ``series`` keys of the constructor's arguments; an integer ``freq`` (integer
-    ``ds``: positions, read as epoch ms) is a fixed step of that many ms."""
+    ``ds``: positions, read as epoch ms) is a fixed step of that many ms, with a season
+    of 1 where none is given (``configured_season`` 0: positions have no frequency to
+    take one from)."""
     changes: dict[str, Any] = {k: v for k, v in (("freq", freq), ("season", season),
                                                  ("horizon", horizon)) if v is not None}
     if isinstance(freq, int) and not isinstance(freq, bool):
         if freq < 1:
             raise ValueError(f"an integer freq is the step between integer ds, >= 1; got {freq}")
         changes.update(freq="", step_ms=freq)
+        if season is None and not configured_season:
+            changes["season"] = 1
     return changes
 
 

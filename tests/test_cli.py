@@ -30,11 +30,12 @@ def test_check_config_prints_the_effective_config_with_secrets_masked(
 
 def test_check_config_fails_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text("[series]\nseason = 0\n")
+    path.write_text("[series]\nseason = -1\n")
     done = subprocess.run([sys.executable, "-m", "streammeta", "check-config", str(path)],
                           capture_output=True, text=True)
     assert done.returncode == 2
-    assert "config key 'series.season': got 0, expected an integer in [1, 10000]" in done.stderr
+    assert ("config key 'series.season': got -1, expected 0 (from the frequency) or an "
+            "integer in [1, 10000]") in done.stderr
 
 
 @pytest.mark.parametrize("command", ["run", "demo", "replay", "check-config"])
@@ -179,6 +180,28 @@ def test_check_config_reads_model_init_as_run_would(
         err = capsys.readouterr().err
         if expected:
             assert err.startswith(f"streammeta: error: config key 'model.init': got '{path}'")
+
+
+def test_check_config_takes_a_theta_file_of_the_season_the_frequency_gives(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """θ learned for monthly data (season 12) was refused under freq = "MS" alone: the
+    season was 24 whatever the frequency. It is the frequency's, here 12."""
+    from streammeta import config as config_mod
+    from streammeta.online import model
+    from streammeta.persistence import params as params_io
+
+    monthly = config_mod.load(None, env={}).replace("series", freq="MS", season=12, horizon=8)
+    shape = model.ModelShape.of(monthly)
+    theta = params_io.save(tmp_path / "m.pt", model.init_params(shape, seed=0), 1, shape)
+    config = tmp_path / "c.toml"
+    for freq, expected in (("MS", 0), ("h", 2)):
+        config.write_text(f'[series]\nfreq = "{freq}"\nhorizon = 8\n[model]\ninit = "{theta}"\n')
+        assert main(["check-config", str(config)]) == expected, freq
+        said = capsys.readouterr()
+        if expected:
+            assert "θ was learned for series.season = 12, this configuration has 24" in said.err
+        else:
+            assert "season = 12  # (from the frequency; 0 = automatic)" in said.out
 
 
 def test_demo_refuses_data_of_another_step_before_starting(

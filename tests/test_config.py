@@ -39,6 +39,8 @@ def test_repository_config_is_valid_and_states_the_defaults() -> None:
     ("[adaptation]\ninner_lr = -1", "adaptation.inner_lr"),
     ("[adaptation]\nshrink = 1.0", "adaptation.shrink"),
     ("[series]\ntransform = 'log'", "series.transform"),
+    ("[series]\nseason = -1", "series.season"),
+    ("[series]\nseason = 10001", "series.season"),
     # one topic in two roles: a replica's memory entries or task samples were read back as
     # observations (and dead-lettered), observations as versions
     ("[memory]\ntopic = 'streammeta.observations'", "memory.topic"),
@@ -157,3 +159,48 @@ def test_a_cuda_device_this_machine_lacks_is_a_config_error(
     assert "config key 'meta.device': got 'cuda'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"meta\.device"):
         Forecaster("D", 7, 3, config=Config().replace("meta", device="cuda"))
+
+
+@pytest.mark.parametrize(("freq", "season"), [
+    ("", 24), ("h", 24), ("30min", 48), ("15min", 96), ("2h", 12), ("6h", 4), ("D", 7),
+    ("W", 52), ("W-SUN", 52), ("MS", 12), ("ME", 12), ("M", 12), ("2MS", 6), ("QS", 4),
+    ("QE-DEC", 4), ("YS", 1), ("YE", 1), ("5h", 1), ("2D", 1), ("30s", 1), ("5min", 288),
+    ("min", 60), ("2min", 30), ("7min", 1),
+])
+def test_the_season_follows_the_frequency_unless_set(
+        tmp_path: Path, freq: str, season: int) -> None:
+    """series.season was 24 whatever the frequency: a configuration with only
+    freq = "MS" served a season of 24 months. 0 (the default) is the frequency's."""
+    loaded = config_mod.load(write(tmp_path, f'[series]\nfreq = "{freq}"\n'), env={})
+    assert loaded.series.season == 0  # automatic, as written
+    resolved = loaded.resolved()
+    assert resolved.series.season == loaded.series.resolved_season == season
+    assert resolved.resolved() == resolved  # resolving again changes nothing
+    # From the environment alike, and a season set wins over the frequency's.
+    env = {"STREAMMETA_SERIES_FREQ": freq}
+    assert config_mod.load(None, env=env).resolved().series.season == season
+    env["STREAMMETA_SERIES_SEASON"] = "5"
+    assert config_mod.load(None, env=env).resolved().series.season == 5
+
+
+def test_the_automatic_season_sizes_the_window_as_a_set_one_does() -> None:
+    """The window and warm-up come from the resolved season: monthly data looks back
+    3 years (36), as with season = 12 set; hourly 168, as before."""
+    monthly = Config().replace("series", freq="MS").resolved()
+    assert monthly.model == Config().replace("series", freq="MS", season=12).resolved().model
+    assert (monthly.model.window, monthly.model.warm_after) == (36, 24)
+    hourly = Config().resolved()
+    assert (hourly.series.season, hourly.model.window, hourly.model.warm_after) == (24, 168, 72)
+    assert Config().replace("series", step_ms=86_400_000).resolved().series.season == 7
+
+
+def test_check_config_prints_the_season_it_resolved(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(write(tmp_path, '[series]\nfreq = "MS"\n'))]) == 0
+    out = capsys.readouterr().out
+    assert "season = 12  # (from the frequency; 0 = automatic)" in out
+    assert tomllib.loads(out)["series"]["season"] == 12
+    assert main(["check-config", str(write(tmp_path, '[series]\nfreq = "MS"\nseason = 3\n'))
+                 ]) == 0
+    out = capsys.readouterr().out
+    assert "\nseason = 3\n" in out and "from the frequency" not in out

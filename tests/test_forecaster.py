@@ -70,6 +70,29 @@ def test_forecast_is_each_entitys_newest_and_warm_after_the_warm_up() -> None:
     assert not bool(out["warm"].iloc[0])
 
 
+def test_the_season_is_the_frequencys_unless_given(tmp_path: Path) -> None:
+    """``Forecaster(freq="MS", horizon=...)`` without a season served a 24-month one
+    (series.season's old default, whatever the frequency): 12, the same forecasts as
+    with season=12 given; a season given, here or in the configuration, wins."""
+    frame = pd.DataFrame({"unique_id": "a", "y": 10 + np.sin(np.arange(40) * np.pi / 6),
+                          "ds": pd.date_range("2020-01-01", periods=40, freq="MS")})
+    auto = Forecaster(freq="MS", horizon=3, config=SMALL, outer_loop="off")
+    assert auto.config.series.season == 12 and auto.config.model.window == 36
+    assert "season=12," in repr(auto)
+    given = Forecaster("MS", 12, 3, config=SMALL, outer_loop="off")
+    np.testing.assert_array_equal(auto.update(frame)["streammeta"].to_numpy(),
+                                  given.update(frame)["streammeta"].to_numpy())
+    auto.save(tmp_path)
+    assert Forecaster.load(tmp_path, outer_loop="off").config.series.season == 12
+    for freq, season in (("D", 7), ("W", 52), ("QS", 4), ("YS", 1), ("30min", 48)):
+        assert Forecaster(freq, horizon=3, config=SMALL).config.series.season == season
+    assert Forecaster("MS", 6, 3, config=SMALL).config.series.season == 6
+    set_in_config = SMALL.replace("series", season=3)
+    assert Forecaster("MS", horizon=3, config=set_in_config).config.series.season == 3
+    assert Forecaster(horizon=3, config=SMALL).config.series.season == 24  # hourly
+    assert Forecaster(1, horizon=3, config=SMALL).config.series.season == 1  # positions
+
+
 def test_calendar_months_target_the_next_months() -> None:
     f = Forecaster("MS", 12, 3, config=SMALL, outer_loop="off")
     frame = pd.DataFrame({"unique_id": 7, "ds": pd.date_range("2020-01-01", periods=30,

@@ -32,7 +32,10 @@ class SeriesConfig:
     # fixed step_ms below.
     freq: str = ""
     step_ms: int = 3_600_000
-    season: int = 24
+    # Seasonal period in steps; 0 = from the frequency (Frequency.season, resolved by
+    # Config.resolved): steps per day for a step that divides a day (24 hourly, 48 for
+    # "30min"), 7 daily, 52 weekly, 12 monthly, 4 quarterly, 1 yearly or otherwise.
+    season: int = 0
     horizon: int = 48
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     # Gaps up to this many missing steps are filled by linear interpolation
@@ -62,7 +65,8 @@ class SeriesConfig:
             raise ConfigError("series.freq", self.freq, why.removeprefix("expected ")) from None
         check("series.freq", self.freq, frequency.step <= (
             1200 if frequency.calendar else _CENTURY_MS), "a step of at most 100 years")
-        check("series.season", self.season, 1 <= self.season <= 10000, "an integer in [1, 10000]")
+        check("series.season", self.season, 0 <= self.season <= 10000,
+              "0 (from the frequency) or an integer in [1, 10000]")
         check("series.horizon", self.horizon, 1 <= self.horizon <= 1000, "an integer in [1, 1000]")
         check("series.quantiles", self.quantiles,
                len(self.quantiles) >= 1 and all(0 < q < 1 for q in self.quantiles)
@@ -79,6 +83,11 @@ class SeriesConfig:
     def frequency(self) -> Frequency:
         """The frequency that ``freq`` (else ``step_ms``) names."""
         return parse_frequency(self.freq, self.step_ms)
+
+    @property
+    def resolved_season(self) -> int:
+        """``season``, or where it is 0 (automatic) the frequency's (Frequency.season)."""
+        return self.season or self.frequency.season
 
 
 @dataclass(frozen=True)

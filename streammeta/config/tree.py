@@ -67,11 +67,12 @@ class Config:
                 seen[topic] = key
 
     def resolved(self, offline: bool = False) -> Config:
-        """This configuration with model.window and model.warm_after made concrete
-        where they are 0 (automatic), from series.season; and model.hidden: the width
+        """This configuration with series.season made concrete where it is 0
+        (automatic), from the frequency (SeriesConfig.resolved_season); model.window and
+        model.warm_after where they are 0, from the season; and model.hidden: the width
         of the parameter file model.init, else OFFLINE_HIDDEN where θ is to be
         meta-trained offline (``offline``), else ONLINE_HIDDEN."""
-        m, model = self.series.season, self.model
+        m, model = self.series.resolved_season, self.model
         sub_daily = m >= 24  # a weekly cycle rides on the daily one: a longer look back
         window = model.window or min(max((7 if sub_daily else 3) * m, 16), 168)
         warm = model.warm_after or (
@@ -83,6 +84,8 @@ class Config:
             hidden = width(model.init)
         hidden = hidden or (OFFLINE_HIDDEN if offline else ONLINE_HIDDEN)
         resolved = self.replace("model", window=window, warm_after=warm, hidden=hidden)
+        if m != self.series.season:
+            resolved = resolved.replace("series", season=m)
         if self.series.transform != "auto":
             return resolved
         transform = "asinh"  # the units of the parameter file, else for positive data

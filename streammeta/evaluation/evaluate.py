@@ -315,7 +315,7 @@ def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
                     progress: bool) -> tuple[Path | None, str]:
     """Meta-train θ offline on the task's training values → (parameter file, note);
     no file where the series are too short for it to pay (``pretrain.too_short``)."""
-    from streammeta.meta.pretrain import pretrain, too_short
+    from streammeta.meta.pretrain import pretrain, too_short, worse
     from streammeta.persistence import params as params_io
 
     if task.train_rows is None:
@@ -339,10 +339,12 @@ def pretrain_params(task: Task, config: Config, steps: int, directory: Path,
     started = time.perf_counter()
     result = pretrain(cfg, str(data), "long", str(path), steps, progress=progress)
     young = ", young tasks only: no whole task fits" if result["young_only"] else ""
-    return path, (f"{task.label}: pretrained {steps} meta-steps on the training values "
-                  f"(model.hidden = {params_io.width(path)}{young}) in "
-                  f"{time.perf_counter() - started:.0f} s, held-out meta-loss "
-                  f"{result['held_out_loss_before']:.4f} -> {result['held_out_loss_after']:.4f}")
+    note = (f"{task.label}: pretrained {steps} meta-steps on the training values "
+            f"(model.hidden = {params_io.width(path)}{young}) in "
+            f"{time.perf_counter() - started:.0f} s, held-out meta-loss "
+            f"{result['held_out_loss_before']:.4f} -> {result['held_out_loss_after']:.4f}")
+    # A rise: overfit to the training series, whatever a backtest on a few series says.
+    return (None, f"{note}: it rose, the seeded θ serves") if worse(result) else (path, note)
 
 
 def mean_mase(task: Task, config: Config, batch_size: int = 5000,

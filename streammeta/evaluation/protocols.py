@@ -35,6 +35,7 @@ from streammeta.config import Config, SeriesConfig
 from streammeta.errors import DataError
 from streammeta.evaluation import scores as M
 from streammeta.io import datasets
+from streammeta.io.frequency import parse as parse_frequency
 
 COLD_START = 48  # forecasts per entity in the cold-start slice
 ETT_MONTHS_HOURS = 20 * 30 * 24  # the literature's "first 20 months" of hourly rows
@@ -312,14 +313,18 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
     if args.format == "m4":
         train = datasets.resolve_m4(args.data)
         subset = m4_subset(train)
-    # --season/--horizon, else series.season/horizon where set (not the built-in 24/48:
-    # they were overridden by 24/48 on an M4 file not named after a subset, or by the
-    # subset's), else the subset's, ETT's, the built-in ones.
+    # --season/--horizon, else series.season/horizon where set (not 0, the automatic
+    # season, nor the built-in horizon 48: they were overridden by 24/48 on an M4 file not
+    # named after a subset, or by the subset's), else the subset's, the frequency's where
+    # series.freq is set, else the data's step's (24 for ETTh's hours, 96 for ETTm's
+    # quarter hours, 7 for days; M4-format files carry no step: 24), and the built-in
+    # horizon.
     built_in = SeriesConfig()
-    own_season = base.series.season != built_in.season
+    own_season = base.series.season != 0
     own_horizon = base.series.horizon != built_in.horizon
-    default_season = (subset[1] if subset and not own_season else 24
-                      if args.format == "ett" and not own_season else base.series.season)
+    default_season = (subset[1] if subset and not own_season
+                      else base.series.resolved_season if own_season or base.series.freq
+                      else parse_frequency("", step).season)
     season = args.season or default_season
     if args.horizon or own_horizon:
         horizons = [args.horizon or base.series.horizon]

@@ -82,7 +82,8 @@ def _confluent(config: Config, faults: Faults, deadline: Deadline,
         sink = ConfluentSink(cfg, deadline, faults, liveness)
         link = None
         if config.memory.enabled and config.memory.topic:
-            link = ConfluentMemoryLink(cfg, config.memory.topic, key_dim(config.series.season),
+            link = ConfluentMemoryLink(cfg, config.memory.topic,
+                                       key_dim(config.series.resolved_season),
                                        config.model.context_dim, on_error=on_error)
         return sink, link
 
@@ -106,7 +107,8 @@ def _kafka_python(config: Config, faults: Faults, deadline: Deadline,
         sink = kafka_edge.KafkaSink(cfg, deadline)
         link = None
         if config.memory.enabled and config.memory.topic:
-            link = KafkaMemoryLink(cfg, config.memory.topic, key_dim(config.series.season),
+            link = KafkaMemoryLink(cfg, config.memory.topic,
+                                   key_dim(config.series.resolved_season),
                                    config.model.context_dim, on_error=on_error)
         return sink, link
 

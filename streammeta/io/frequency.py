@@ -83,6 +83,29 @@ class Frequency:
         return "the last day of a month at 00:00 UTC (the 1st: 'MS', 'QS', 'YS')"
 
     @property
+    def season(self) -> int:
+        """The seasonal period this frequency suggests, in steps (``series.season = 0``):
+        a step of 5 minutes or more that divides a day → steps per day (``"h"`` → 24,
+        ``"30min"`` → 48, ``"5min"`` → 288), finer than 5 minutes → steps per hour
+        (``"min"`` → 60: a day of minutes would make each entity's ring 1,441 values, and
+        the reservation of ``engine.max_entities`` five times that at 5 minutes); a day
+        → 7 (a week of days); a week → 52 (a year of weeks); calendar steps that divide
+        a year → steps per year (``"MS"`` → 12, ``"QS"`` → 4, ``"YS"`` → 1); any other
+        step → 1 (no season). Steps under a minute (and statsforecast's integer
+        positions) get 1."""
+        if self.calendar:
+            return 12 // self.step if 12 % self.step == 0 else 1
+        if self.step == DAY_MS:
+            return 7
+        if self.step == 7 * DAY_MS:
+            return 52
+        if 60_000 <= self.step < DAY_MS and DAY_MS % self.step == 0:
+            per_day = DAY_MS // self.step
+            hour = DAY_MS // 24
+            return per_day if per_day <= 288 else hour // self.step if hour % self.step == 0 else 1
+        return 1
+
+    @property
     def step_ms(self) -> int:
         """The step in ms for a fixed frequency; 0 for a calendar one (no fixed length)."""
         return 0 if self.calendar else self.step

@@ -72,8 +72,8 @@ def store_for(config: Config) -> MemoryStore | None:
     mem = config.memory
     if not mem.enabled:
         return None
-    return MemoryStore(mem.capacity, key_dim(config.series.season), config.model.context_dim,
-                       mem.k, mem.temperature, mem.min_similarity)
+    return MemoryStore(mem.capacity, key_dim(config.series.resolved_season),
+                       config.model.context_dim, mem.k, mem.temperature, mem.min_similarity)
 
 
 class MemoryStore:

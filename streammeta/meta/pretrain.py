@@ -29,11 +29,19 @@ from streammeta.online import model
 from streammeta.online.forecast import warm_at
 from streammeta.persistence import params as params_io
 
+# At most this many histories in the pool (~150 MB at M4 daily's 85 values each): at
+# season 1 every step starts one, and M4 daily's 10 million values took 7 GB of memory.
+# Every development set's pool is smaller (M4 hourly ~15,000).
+POOL_LIMIT = 500_000
 
-def task_pool(series: list[datasets.Series], length: int, stride: int) -> tuple[Tensor, Tensor]:
-    """Every history of ``length`` values (every ``stride`` steps) of every series:
-    → (windows (N, T), index of the series each came from (N,)); none if no series
-    is that long."""
+
+def task_pool(series: list[datasets.Series], length: int, stride: int,
+              limit: int = POOL_LIMIT) -> tuple[Tensor, Tensor]:
+    """Every history of ``length`` values (every ``stride`` steps, a multiple of it
+    where there would be more than ``limit``) of every series: → (windows (N, T),
+    index of the series each came from (N,)); none if no series is that long."""
+    count = sum((len(s) - length) // stride + 1 for s in series if len(s) >= length)
+    stride *= -(-count // limit) if count > limit else 1
     pools, owners = [], []
     for k, s in enumerate(series):
         if len(s) >= length:
@@ -52,18 +60,29 @@ def split_pool(series: list[datasets.Series], layout: TaskLayout, holdout: float
     whether they are young tasks only. Whole tasks where some series are long enough
     to train on and to hold out; else young tasks — an entity's first forecasts, which
     short series have (a yearly series of 20 values has no whole task)."""
+    split = _split(series, layout, holdout)
+    if split is not None:
+        pool, held, young = split
+        pool = model.to_model_units(pool, transform)
+        return pool[~held], pool[held][:2048], young
+    longest = max((len(s) for s in series), default=0)
+    raise DataError(f"too few series long enough to train on and hold some out: tasks need "
+                    f"{layout.length} values (young tasks {layout.young_length}), the "
+                    f"longest series has {longest}")
+
+
+def _split(series: list[datasets.Series], layout: TaskLayout,
+           holdout: float) -> tuple[Tensor, Tensor, bool] | None:
+    """The pool of whole tasks, else of young tasks, whose series fall on both sides of
+    the hold-out: (histories, held out or not, young); None where there is none."""
     for length, young in ((layout.length, False), (layout.young_length, True)):
         if young and not layout.young:
             break
         pool, owner = task_pool(series, length, stride=layout.season)
         held = held_out(owner, holdout)
         if bool(held.any()) and not bool(held.all()):
-            pool = model.to_model_units(pool, transform)
-            return pool[~held], pool[held][:2048], young
-    longest = max((len(s) for s in series), default=0)
-    raise DataError(f"too few series long enough to train on and hold some out: tasks need "
-                    f"{layout.length} values (young tasks {layout.young_length}), the "
-                    f"longest series has {longest}")
+            return pool, held, young
+    return None
 
 
 # Offline meta-training paid where every series holds a whole task (M4 hourly, ETT);
@@ -76,14 +95,26 @@ WHOLE_SHARE = 0.5
 
 def too_short(config: Config, series: list[datasets.Series]) -> str:
     """Why offline meta-training is not worth it on ``series`` ('' where it is): fewer
-    than ``WHOLE_SHARE`` of them hold a whole task."""
+    than ``WHOLE_SHARE`` of them hold a whole task, or none can be held out."""
     layout = offline_layout(config.resolved(offline=True))
     share = sum(len(s) >= layout.length for s in series) / max(len(series), 1)
-    if share >= WHOLE_SHARE:
-        return ""
-    return (f"{share:.0%} of the series hold the {layout.length} values of a whole task "
-            f"(fewer than {WHOLE_SHARE:.0%}); on such short series a pretrained θ served "
-            "worse than the seeded one (docs/meta-learning.md)")
+    if share < WHOLE_SHARE:
+        return (f"{share:.0%} of the series hold the {layout.length} values of a whole task "
+                f"(fewer than {WHOLE_SHARE:.0%}); on such short series a pretrained θ served "
+                "worse than the seeded one (docs/meta-learning.md)")
+    if _split(series, layout, config.meta.holdout) is None:  # one series, say
+        return (f"too few series ({len(series)}) to train on some and hold others out "
+                f"(meta.holdout = {config.meta.holdout}): a pretrained θ could not be checked "
+                "on series it never saw")
+    return ""
+
+
+def worse(stats: dict[str, float]) -> str:
+    """Why a pretrained θ should not serve from its held-out meta-loss ('' where it
+    fell): a rise is overfitting to the training series (docs/meta-learning.md)."""
+    before, after = stats["held_out_loss_before"], stats["held_out_loss_after"]
+    return "" if not after > before else (
+        f"its held-out meta-loss rose ({before:.4f} -> {after:.4f})")
 
 
 def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,

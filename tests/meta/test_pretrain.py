@@ -103,6 +103,14 @@ def test_the_task_pool_is_every_stride_of_every_long_enough_series() -> None:
     assert task_pool(series, length=11, stride=1)[0].shape == (0, 11)
 
 
+def test_the_task_pool_is_bounded_by_widening_its_stride() -> None:
+    """At season 1 every step starts a history: M4 daily's 10 million values made a
+    pool of 7 GB. Beyond ``limit`` the stride widens, spread over whole series."""
+    series = [datasets.Series("a", np.arange(10, dtype=np.int64), np.arange(10.0))]
+    pool, _ = task_pool(series, length=4, stride=1, limit=3)  # 7 histories at stride 1
+    assert pool.tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+
+
 def test_series_too_short_for_a_whole_task_pretrain_on_young_tasks(cfg: Config) -> None:
     """Yearly-like series (shorter than a whole task) meta-train on their first
     forecasts instead of being refused; shorter still is refused, named."""
@@ -141,3 +149,29 @@ def test_pretrain_backtests_daily_values_one_day_apart_without_a_frequency(
     pretrain(cfg, str(path), "long", str(out), steps=2, progress=False)
     unset = _backtest_file(cfg, series, str(out))
     assert unset == _backtest_file(cfg.replace("series", freq="D"), series, str(out))
+
+
+def test_pretrain_with_only_a_monthly_frequency_learns_for_a_season_of_12(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``STREAMMETA_SERIES_FREQ=MS`` alone: the file was learned (and backtested) for a
+    season of 24 months, and a daemon with the same frequency and season 12 refused it.
+    The season is the frequency's, 12, in the file and in the backtest."""
+    from streammeta.cli import main
+    from streammeta.errors import ParameterFileError
+    from streammeta.io.datasets import bundled_m4
+
+    monkeypatch.setenv("STREAMMETA_SERIES_FREQ", "MS")
+    monkeypatch.setenv("STREAMMETA_SERIES_HORIZON", "6")
+    monthly = bundled_m4().parent / "m1_monthly_subset.csv"
+    out = tmp_path / "m1.smp"
+    assert main(["pretrain", "--data", str(monthly), "--format", "m4", "--out", str(out),
+                 "--steps", "2", "-q"]) == 0
+    said = capsys.readouterr()
+    assert "backtest on" in said.out + said.err
+    config = config_mod.load(None).resolved(offline=True)
+    assert config.series.season == 12
+    params_io.load(out, model.ModelShape.of(config))
+    with pytest.raises(ParameterFileError, match=r"series\.season = 12, this configuration "
+                                                 r"has 24"):
+        params_io.load(out, model.ModelShape.of(config.replace("series", season=24)))
