@@ -413,3 +413,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamMetaError as exc:
         print(f"streammeta: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before a command's own handlers (or with none)
+        print("streammeta: interrupted", file=sys.stderr)
+        return 130

@@ -149,8 +149,8 @@ class Forecaster:
         return self._frame(obs, parts)
 
     def forecast(self) -> Any:
-        """The latest forecast of every entity (H rows each), in the format of
-        :meth:`update`'s result, entities in order of first appearance."""
+        """The latest forecast of every entity (H rows each) as :meth:`update` gives
+        them, entities in the order their first rows were applied (by first ``ds``)."""
         latest = self._latest
         n = len(latest)
         return frames.forecasts(latest.names, self.frequency.to_ms(latest.cutoff[:n]),

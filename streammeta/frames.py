@@ -90,10 +90,33 @@ class _Problems:
         if self.positions or not _integers(self.times) or all(r != Reason.MISALIGNED
                                                                for _, r, _ in self.found):
             return ""
+        other = unit_hint(self.times)
+        if other:
+            return other
         return (". An integer ds is epoch milliseconds: years or positions 1, 2, 3 are 1 ms "
                 "apart; for positions pass an integer freq, as statsforecast does "
                 "(Forecaster(freq=1, ...)), or give dates (pd.to_datetime(df.ds.astype(str), "
                 "format='%Y'), or pd.date_range(start, periods=n, freq=...))")
+
+
+# Epoch times in another unit than ms, known by their size: now is 1.7e9 s, 1.7e15 µs,
+# 1.7e18 ns; as ms those were 1970-01 to 1973, or millennia from now. Lower bounds.
+_OTHER_UNITS = ((1e17, "ns", "nanoseconds"), (1e14, "us", "microseconds"),
+                (1e11, "", ""), (1e8, "s", "seconds"))
+
+
+def unit_hint(times: Any) -> str:
+    """For integer ds that look like epoch seconds, microseconds or nanoseconds (Unix
+    time; ``df.ds.astype("int64")`` is nanoseconds), a sentence saying so; else ""."""
+    if not _integers(times) or not times.notna().any():
+        return ""
+    size = float(np.median(np.abs(times.dropna().to_numpy(dtype=np.float64))))
+    unit, name = next(((u, n) for bound, u, n in _OTHER_UNITS if size >= bound), ("", ""))
+    if not unit:
+        return ""
+    example = pandas().to_datetime(int(np.median(times.dropna())), unit=unit)
+    return (f". An integer ds is epoch milliseconds, and these look like epoch {name} "
+            f"(their median {example}): give dates, pd.to_datetime(df.ds, unit={unit!r})")
 
 
 def label(index: Any, position: int) -> object:
@@ -136,7 +159,7 @@ def observations(frame: Any, frequency: Frequency, max_id_length: int,
     problems.raise_any()  # the order checks below need clean ids and times
     _check_order(entities, units, frequency, last, problems, integer)
     problems.raise_any()
-    _check_spacing(entities, units, frequency)
+    _check_spacing(entities, units, frequency, unit_hint(frame["ds"]))
     order = np.argsort(units, kind="stable")  # (N,) time order; an entity's rows keep theirs
     return Observations(order, [entities[i] for i in order.tolist()], units[order],
                         values[order], _zone(ds))
@@ -286,7 +309,8 @@ def _check_order(entities: list[str], units: np.ndarray, frequency: Frequency,
                  "entity's previous ds")
 
 
-def _check_spacing(entities: list[str], units: np.ndarray, frequency: Frequency) -> None:
+def _check_spacing(entities: list[str], units: np.ndarray, frequency: Frequency,
+                   hint: str = "") -> None:
     """Refuse a frame none of whose series' consecutive rows is one step of ``freq``
     apart (one series with 4 rows at least): its data has another step. Without ``freq`` (hourly by
     default) daily rows were taken as 23-hour gaps, interpolated, and forecast by the
@@ -299,8 +323,15 @@ def _check_spacing(entities: list[str], units: np.ndarray, frequency: Frequency)
     if int(pairs.max()) < 3 or bool((gaps == frequency.step).any()):
         return  # a few rows each (Friday and Monday of daily values) may all be gaps
     median = int(np.median(gaps))
-    apart = (f"{median} months" if frequency.calendar
-             else str(pandas().Timedelta(median, unit="ms")))
+    try:
+        apart = (f"{median} months" if frequency.calendar
+                 else str(pandas().Timedelta(median, unit="ms")))
+    except (OverflowError, ValueError):  # beyond pandas' 292 years (ns in ms)
+        apart = f"{median} ms"
+    if hint:
+        raise DataError(f"no row of the frame is one step of freq {frequency.name!r} after "
+                        f"its series' previous row (the median is {apart}){hint}, nothing "
+                        "applied")
     raise DataError(f"no row of the frame is one step of freq {frequency.name!r} after its "
                     f"series' previous row (the median is {apart}): set freq to the data's "
                     "step (Forecaster(freq='D'), 'MS', ...; without one it is hourly), "

@@ -485,6 +485,23 @@ def test_a_frame_of_another_step_than_freq_is_refused() -> None:
     assert len(f.update(friday_monday)) == 3 * 8
 
 
+@pytest.mark.parametrize(("unit", "per_ms"), [("s", 1e-3), ("us", 1e3), ("ns", 1e6)])
+def test_integer_epoch_seconds_micro_or_nanoseconds_are_named(unit: str, per_ms: float) -> None:
+    """Integer ds in another unit than ms (Unix seconds; ``df.ds.astype("int64")`` or
+    ``.asi8``: nanoseconds): nanoseconds raised pandas' OutOfBoundsTimedelta, "Cannot
+    cast 86400000000000 from ms to 'ns'", microseconds were refused as "1000 days"
+    apart and seconds as years or positions (pass freq=1), none saying what they are."""
+    ms = pd.date_range("2020-01-01", periods=30, freq="D").asi8 // 1_000_000
+    frame = pd.DataFrame({"unique_id": "a", "ds": (ms * per_ms).astype(np.int64),
+                          "y": np.arange(30.0) + 1})
+    for freq in ("D", "MS"):
+        with pytest.raises(DataError, match=rf"look like epoch .*pd\.to_datetime\(df\.ds, "
+                                            rf"unit='{unit}'\)"):
+            Forecaster(freq, 7, 3, config=SMALL, outer_loop="off").update(frame)
+    fixed = frame.assign(ds=pd.to_datetime(frame.ds, unit=unit))  # what the hint says
+    assert len(Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(fixed)) == 90
+
+
 def test_integer_years_or_positions_are_told_to_be_dates() -> None:
     """An integer ds is epoch ms (docs/python-api.md), so Nixtla's positions 1, 2, 3 or
     a column of years were refused row by row as off the frequency, saying nothing of
@@ -498,3 +515,16 @@ def test_integer_years_or_positions_are_told_to_be_dates() -> None:
     out = Forecaster("D", 7, 3, config=SMALL, outer_loop="off").update(
         pd.DataFrame({"unique_id": "a", "ds": ms, "y": np.arange(30.0) + 1}))
     assert len(out) == 90  # epoch ms themselves are fine
+
+
+def test_forecast_lists_series_by_their_first_ds_as_documented() -> None:
+    """docs/python-api.md said "in order of first appearance", read as the frame's
+    order; the series come in the order their first rows were applied (time order)."""
+    frame = pd.concat([pd.DataFrame({"unique_id": uid, "ds": pd.date_range(start, periods=5,
+                                                                          freq="D"), "y": 1.0})
+                       for uid, start in (("a", "2021-01-01"), ("b", "2020-01-01"),
+                                          ("c", "2020-06-01"))], ignore_index=True)
+    f = Forecaster("D", 7, 2, config=SMALL, outer_loop="off")
+    out = f.update(frame)
+    assert list(dict.fromkeys(out.unique_id)) == ["a", "b", "c"]  # the frame's order
+    assert list(dict.fromkeys(f.forecast().unique_id)) == ["b", "c", "a"]  # first ds

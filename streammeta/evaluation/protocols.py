@@ -222,6 +222,9 @@ def step_of(series: list[datasets.Series]) -> int:
     return datasets.HOUR_MS
 
 
+CENTURY_MS = 100 * 366 * 86_400_000  # series.step_ms's largest
+
+
 def check_step(series: list[datasets.Series], configured: SeriesConfig,
                source: object, step_ms: bool = False) -> None:
     """Refuse data whose values are not one step of a fixed ``series.freq`` apart: the
@@ -230,10 +233,18 @@ def check_step(series: list[datasets.Series], configured: SeriesConfig,
     Given ``step_ms`` (replay: the daemon's step), ``series.step_ms`` where no freq is
     set (evaluate and pretrain take the data's own step there)."""
     frequency = configured.frequency
-    if (not configured.freq and not step_ms) or frequency.calendar or not any(
-            len(s) > 1 for s in series):
+    if not any(len(s) > 1 for s in series):
         return
     step = int(np.median(np.concatenate([np.diff(s.ts) for s in series])))  # of them all
+    if step > CENTURY_MS:  # the data's own step (no freq) stopped on series.step_ms's range
+        size = float(np.median(np.abs(np.concatenate([s.ts for s in series]))))
+        unit = "nanoseconds" if size >= 1e17 else "microseconds" if size >= 1e14 else ""
+        raise DataError(f"{source}: the values are {step} ms apart, more than 100 years: an "
+                        "integer time is epoch milliseconds" + (
+                            f", and these look like epoch {unit} (a datetime column's "
+                            "int64)" if unit else "") + "; give datetimes or ISO-8601")
+    if (not configured.freq and not step_ms) or frequency.calendar:
+        return
     if step != frequency.step_ms:
         key = (f"series.freq {frequency.name!r}" if configured.freq
                else "series.step_ms (no series.freq set)")

@@ -116,6 +116,9 @@ class EmbeddedBroker:
         except BrokerError as exc:
             self.stop()
             raise BrokerError(f"{exc}\n--- broker log ---\n{self.log_tail()}") from None
+        except BaseException:  # Ctrl-C while waiting: ``with`` has not entered, no __exit__
+            self.stop()
+            raise
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:

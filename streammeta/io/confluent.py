@@ -34,6 +34,7 @@ from streammeta.io.confluent_settings import (
     Liveness,
     consumer_settings,
     describe,
+    explain,
     is_persistent,
     producer_settings,
 )
@@ -210,7 +211,7 @@ class ConfluentSource(GroupFacts):
             offset = message.offset()
             if offset is not None and offset >= 0:
                 where += f" offset {offset}"
-        cause = describe(error)
+        cause = explain(error, self.cfg)
         if error.code() in _MISSING_TOPIC:
             what = "may not be read" if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED \
                 else "does not exist"

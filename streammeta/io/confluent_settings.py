@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
-from streammeta.io.faults import Faults
+from streammeta.io.faults import Faults, assignor_mismatch
 
 log = logging.getLogger("streammeta.io.kafka")
 library_log = logging.getLogger("confluent_kafka")
@@ -36,7 +36,7 @@ PERSISTENT = frozenset({
     KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError._AUTHENTICATION,
     KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._BAD_COMPRESSION, KafkaError._BAD_MSG,
     KafkaError.INVALID_MSG, KafkaError._SSL, KafkaError._UNSUPPORTED_FEATURE,
-    KafkaError.UNSUPPORTED_COMPRESSION_TYPE,
+    KafkaError.UNSUPPORTED_COMPRESSION_TYPE, KafkaError.INCONSISTENT_GROUP_PROTOCOL,
 })
 ASSIGNORS = {"auto": "cooperative-sticky", "cooperative-sticky": "cooperative-sticky",
              "sticky": "cooperative-sticky", "range": "range", "roundrobin": "roundrobin"}
@@ -53,6 +53,13 @@ _TIMING = re.compile(r" \(after \d+ms in state [A-Z_]+\)")
 
 def describe(error: KafkaError) -> str:
     return f"{error.name()}: {_TIMING.sub('', error.str())}"
+
+
+def explain(error: KafkaError, cfg: KafkaConfig) -> str:
+    """:func:`describe`, with what to change where the error alone does not say."""
+    if error.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+        return assignor_mismatch(cfg.group_id, cfg.client, cfg.assignor, describe(error))
+    return describe(error)
 
 
 class Liveness:
@@ -130,7 +137,7 @@ def _wired(cfg: KafkaConfig, faults: Faults, operation: str,
     s = client_settings(cfg)
 
     def on_error(error: KafkaError) -> None:  # client-wide errors (brokers down, auth)
-        faults.error(operation, describe(error), persistent=is_persistent(error))
+        faults.error(operation, explain(error, cfg), persistent=is_persistent(error))
 
     s["error_cb"] = on_error
     if liveness is not None:
@@ -178,6 +185,10 @@ def producer_settings(cfg: KafkaConfig, faults: Faults, operation: str = "produc
         "compression.type": cfg.compression_type,
         "request.timeout.ms": cfg.request_timeout_ms,
         "delivery.report.only.error": True,
+        # The Java client's (and kafka-python's) hash of the key: an entity's records
+        # written by `streammeta replay` go where every other producer's go, and its
+        # forecasts to the same partition number (librdkafka's default is CRC32).
+        "partitioner": "murmur2_random",
     })
     return s
 

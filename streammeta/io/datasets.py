@@ -23,7 +23,8 @@ Formats (``fmt`` of :func:`load`):
 * ``ett`` — the ETT CSVs: a ``date`` column (UTC) and one column per variable;
   every variable is one entity named after its column.
 
-A CSV may be gzip-compressed (``Daily-train.csv.gz``): it is read as the CSV.
+A CSV may be compressed as pandas reads it (``Daily-train.csv.gz``, ``.bz2``, ``.xz``,
+``.zst``, or a ``.zip`` of the one file): it is read as the CSV.
 A file that cannot be used raises :class:`DataError` naming the file, the line
 and what is wrong. The real data sets live beside the repository in
 ``../shared/data`` (see :func:`default_data_dir`); a small M4 subset ships with
@@ -33,7 +34,6 @@ the package (:func:`bundled_m4`).
 from __future__ import annotations
 
 import csv
-import gzip
 import importlib.resources
 import io
 import itertools
@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from streammeta.errors import DataError
+from streammeta.io.compressed import decompressed
 from streammeta.io.frequency import Frequency
 from streammeta.io.series import (
     ABSENT,
@@ -88,11 +89,7 @@ def _text(path: Path) -> str:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if data[:2] == b"\x1f\x8b":  # gzip (data.csv.gz): it was "not UTF-8 text (byte 1)"
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable gzip file ({exc})") from None
+    data = decompressed(path, data)
     if not data.strip():
         raise DataError(f"{path}: empty file")
     try:
@@ -260,13 +257,26 @@ def find_m4_test(train_path: PathLike) -> Path | None:
     return None
 
 
+def is_parquet(path: Path) -> bool:
+    """Named ``*.parquet``, or a Parquet file by its magic bytes (``data.pq``, ``.parq``:
+    they were read as CSV and refused as "not UTF-8 text (byte 7)")."""
+    if path.suffix.lower() == ".parquet":
+        return True
+    try:
+        with open(path, "rb") as file:
+            return file.read(4) == b"PAR1"
+    except OSError:  # a folder, or no such file: the CSV reader says which
+        return False
+
+
 def load_long(path: PathLike, wall: bool = False, end: bool = False) -> list[Series]:
     """Series of a long CSV ``entity,ts,value`` (or ``unique_id,ds,y``), entities in
-    order of first appearance; Parquet by its ``.parquet`` name. ``wall``: times with
-    an offset or zone count in its wall clock (``Frequency.wall_clock``); ``end``: a
-    Parquet's pandas periods are their last days (``"ME"``), else their first."""
+    order of first appearance; Parquet by its name or content (:func:`is_parquet`).
+    ``wall``: times with an offset or zone count in its wall clock
+    (``Frequency.wall_clock``); ``end``: a Parquet's pandas periods are their last days
+    (``"ME"``), else their first."""
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
+    if is_parquet(path):
         from streammeta.io import tables
 
         return tables.load_parquet(path, wall, end)
@@ -323,7 +333,7 @@ def load(path: PathLike, fmt: str, frequency: Frequency | None = None) -> list[S
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     path = Path(path)
-    if path.suffix.lower() == ".parquet" and fmt != "long":
+    if fmt != "long" and is_parquet(path):
         raise DataError(f"{path}: a Parquet file is read in the long format (--format long: "
                         f"columns entity, ts, value or unique_id, ds, y), not as {fmt}")
     if fmt == "m4":

@@ -33,6 +33,18 @@ ErrorCounter = Callable[[str], None]
 CLEAR_AFTER_S = 5.0
 
 
+def assignor_mismatch(group: str, client: str, assignor: str, cause: str) -> str:
+    """The cause of a join refused as INCONSISTENT_GROUP_PROTOCOL, explained: the other
+    members of the group chose partition assignors this member does not have (a
+    rolling change of ``kafka.client`` or ``kafka.assignor``). Bare, the client's
+    error named no setting: one client retried it for ever, the other stopped."""
+    return (f"the members of group {group!r} use a partition assignor this member has not "
+            f"(kafka.client {client!r}, kafka.assignor {assignor!r}; 'auto' is "
+            "cooperative-sticky with confluent, sticky with kafka-python): the replicas of a "
+            "group need the same kafka.client and kafka.assignor, or kafka.assignor 'range' "
+            f"or 'roundrobin' on every one ({cause})")
+
+
 @dataclass
 class _Fault:
     operation: str

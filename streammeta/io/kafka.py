@@ -27,6 +27,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
+    InconsistentGroupProtocolError,
     KafkaError,
     KafkaTimeoutError,
     NoBrokersAvailable,
@@ -37,7 +38,7 @@ from kafka.structs import OffsetAndMetadata
 from streammeta.config import KafkaConfig
 from streammeta.errors import BrokerError
 from streammeta.io.codec import Records
-from streammeta.io.faults import Deadline, ErrorCounter, Faults
+from streammeta.io.faults import Deadline, ErrorCounter, Faults, assignor_mismatch
 from streammeta.io.kafka_group import GroupFacts
 from streammeta.io.kafka_settings import (
     ASSIGNORS,
@@ -166,8 +167,11 @@ class KafkaSource(GroupFacts):
             batches = self.consumer.poll(timeout_ms=int(timeout_s * 1000))
         except KafkaError as exc:
             where = self._drop_broken_fetch()
-            self.faults.error("poll", _describe(exc),
-                              persistent=not exc.retriable, where=where)
+            cause = _describe(exc)
+            if isinstance(exc, InconsistentGroupProtocolError):
+                cause = assignor_mismatch(self.cfg.group_id, self.cfg.client, self.cfg.assignor,
+                                          cause)
+            self.faults.error("poll", cause, persistent=not exc.retriable, where=where)
             self._healthy = False
             self.faults.check()
             return Records.of([])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import threading
 import time
@@ -36,6 +37,11 @@ def run_demo(
     check_step(series, config.series, path, step_ms=True)  # as replay: not data the
     check_calendar(series, config.series, path)  # daemon would reject or fill as gaps
     entities, ts, values = datasets.interleave(series)
+    if threading.current_thread() is threading.main_thread():
+        # Until the daemon's handlers take over, SIGTERM unwinds as Ctrl-C does, so the
+        # broker (in a session of its own, out of the terminal's reach) is stopped on the
+        # way out; killed by SIGTERM's default action it kept running, orphaned.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"streammeta demo: {len(entities)} observations of {len(set(entities))} entities "
           f"from {path}")
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="streammeta-") as state:

@@ -479,6 +479,26 @@ def test_final_origin_on_series_all_too_short_stops_saying_so(
     assert "nothing to score" in err and "longest has 2" in err and "--horizon" in err
 
 
+def test_epoch_nanoseconds_are_refused_as_such_without_a_freq(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``df.ds.astype("int64")`` written to a CSV is epoch nanoseconds. Without
+    ``series.freq`` evaluate and pretrain take the data's own step, and stopped on a
+    key the user never set: "config key 'series.step_ms': got 86400000000000, expected
+    a positive integer (ms) of at most 100 years"."""
+    path = tmp_path / "ns.csv"
+    path.write_text("unique_id,ds,y\n" + "".join(
+        f"s{e},{(1609459200000 + 86400000 * k) * 10**6},{(k + e) % 7}.5\n"
+        for e in range(3) for k in range(60)))
+    common = ["--data", str(path), "--format", "long", "-q"]
+    assert main(["evaluate", *common, "--protocol", "final-origin", "--horizon", "7",
+                 "--season", "7", "--methods", "streammeta", "naive"]) == 2
+    err = capsys.readouterr().err
+    assert "ms apart, more than 100 years" in err and "epoch nanoseconds" in err, err
+    assert "series.step_ms" not in err, err
+    assert main(["pretrain", *common, "--out", str(tmp_path / "p.smp"), "--steps", "1"]) == 2
+    assert "epoch nanoseconds" in capsys.readouterr().err
+
+
 def test_data_not_one_step_of_the_frequency_apart_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,15 @@ and the outer loop, whose promoted versions must reach the forecasts it serves."
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +58,48 @@ def test_the_demo_serves_versions_the_outer_loop_promotes(
                and sum(1 for v, _, _ in lines[i + 1:] if v) >= 3]
     assert reached and served >= max(reached), out
     assert served <= runs
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_start_up_stops_the_demos_broker(signum: int, tmp_path: Path) -> None:
+    # `timeout 5 streammeta demo`, or a kill while it starts: the broker runs in a
+    # session of its own (a terminal's Ctrl-C must not stop it before the daemon), so
+    # the demo must stop it on its way out. SIGTERM before the daemon's handlers left
+    # it running, orphaned, holding its port; Ctrl-C there printed a traceback.
+    env = {**os.environ, "STREAMMETA_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "streammeta", "demo", "--duration", "60"], cwd=tmp_path,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
+    assert demo.stdout is not None
+    port = None
+    for line in demo.stdout:  # the signal as soon as the broker is up
+        found = re.search(r"embedded Tansu broker on 127\.0\.0\.1:(\d+)", line)
+        if found:
+            port = int(found.group(1))
+            demo.send_signal(signum)
+            break
+    out, err = demo.communicate(timeout=60)
+    assert port is not None, out + err
+    listening = _listening(port, within_s=5.0)
+    if listening:  # the test's own leftover: found by its unique port, stopped
+        found = subprocess.run(["pgrep", "-f", f"listener-url tcp://127.0.0.1:{port} "],
+                               capture_output=True, text=True, check=False).stdout.split()
+        for pid in found:
+            os.kill(int(pid), signal.SIGINT)
+    assert not listening, f"the broker on port {port} outlived the demo\n{err}"
+    assert demo.returncode in (0, 130), (demo.returncode, err)
+    assert "Traceback" not in err, err
+
+
+def _listening(port: int, within_s: float) -> bool:
+    """Whether something still accepts connections on ``port`` after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.2)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,49 @@ def test_a_gzip_compressed_csv_is_read_as_the_csv(tmp_path: Path) -> None:
     (tmp_path / "t.csv.gz").write_bytes(gzip.compress(text.encode())[:20])
     with pytest.raises(DataError, match=r"t\.csv\.gz: not a readable gzip file"):
         datasets.load(tmp_path / "t.csv.gz", "long")
+
+
+def _zipped(text: str, *members: str) -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in members:
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("suffix", [".bz2", ".xz", ".zip", ".zst"])
+def test_a_csv_compressed_as_pandas_reads_it_is_read_as_the_csv(tmp_path: Path,
+                                                                 suffix: str) -> None:
+    """pandas (and so a statsforecast user's files) reads .bz2, .xz, .zip and .zst
+    CSVs as it reads .gz; evaluate, pretrain and replay refused them as "not UTF-8
+    text (byte 10)", which sent the user looking for an encoding problem."""
+    import bz2
+    import lzma
+
+    import zstandard
+
+    text = "unique_id,ds,y\na,2020-01-01,1.5\na,2020-01-02,2.5\n"
+    packed_bytes = {".bz2": lambda: bz2.compress(text.encode()),
+                    ".xz": lambda: lzma.compress(text.encode()),
+                    ".zip": lambda: _zipped(text, "d.csv"),
+                    ".zst": lambda: zstandard.ZstdCompressor().compress(text.encode())}[suffix]()
+    (tmp_path / f"d.csv{suffix}").write_bytes(packed_bytes)
+    (plain,) = datasets.load(write(tmp_path, "d.csv", text), "long")
+    (packed,) = datasets.load(tmp_path / f"d.csv{suffix}", "long")
+    assert packed.values.tolist() == plain.values.tolist() == [1.5, 2.5]
+    assert packed.ts.tolist() == plain.ts.tolist()
+    (tmp_path / f"t.csv{suffix}").write_bytes(packed_bytes[:30])
+    with pytest.raises(DataError, match=r"t\.csv\.[a-z0-9]+: not a readable [a-z0-9]+ file"):
+        datasets.load(tmp_path / f"t.csv{suffix}", "long")
+
+
+def test_a_zip_of_several_files_is_refused_naming_them(tmp_path: Path) -> None:
+    (tmp_path / "d.zip").write_bytes(_zipped("unique_id,ds,y\n", "a.csv", "b.csv"))
+    with pytest.raises(DataError, match=r"d\.zip: a zip archive of 2 files \('a\.csv', "
+                                        r"'b\.csv'\), where one CSV was expected"):
+        datasets.load(tmp_path / "d.zip", "long")
 
 
 def test_malformed_encoding_names_the_line(tmp_path: Path) -> None:

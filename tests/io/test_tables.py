@@ -37,6 +37,22 @@ def m1_long(n: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@pytest.mark.parametrize("name", ["m1.pq", "m1.parq", "m1"])
+def test_a_parquet_named_otherwise_is_read_as_parquet(tmp_path: Path, name: str) -> None:
+    """Parquet files are also named .pq or .parq, or nothing: they were read as CSV and
+    refused as "not UTF-8 text (byte 7)"."""
+    frame = m1_long(3)
+    frame.to_parquet(tmp_path / "m1.parquet")
+    frame.to_parquet(tmp_path / name)
+    named = datasets.load(tmp_path / "m1.parquet", "long")
+    other = datasets.load(tmp_path / name, "long")
+    assert [s.entity for s in other] == [s.entity for s in named]
+    assert all(np.array_equal(a.values, b.values) and np.array_equal(a.ts, b.ts)
+               for a, b in zip(other, named, strict=True))
+    with pytest.raises(DataError, match=r"a Parquet file is read in the long format"):
+        datasets.load(tmp_path / name, "m4")
+
+
 def test_evaluate_scores_a_long_parquet_as_the_m4_csv(tmp_path: Path) -> None:
     m1_long(12).to_parquet(tmp_path / "m1.parquet")
     common = ["--protocol", "final-origin", "--horizon", "18", "--season", "12",
