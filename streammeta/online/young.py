@@ -46,21 +46,24 @@ def naive_spread(history: Tensor, n: Tensor, ring_len: int,
     no two values); ``history`` (B, 2R) as ``Arena.history``, n (B,) values seen."""
     R = ring_len
     x = torch.gather(history, 1, ((n - 1) % R + R)[:, None] - torch.arange(R - 1, -1, -1))
-    full = bool((n >= R).all())  # the steady state: every value of the ring is the entity's
-    seen = None if full else torch.arange(R)[None, :] >= (R - n)[:, None]  # (B, R)
+    held = n.clamp(max=R)  # the entity's values: the ring's newest ``held``
+    first = R - held  # (B,) where they start
+    full = bool((held == R).all())  # the steady state: every value is the entity's
+    if not full:  # the others are not the entity's, and may be anything: zeroed
+        mine = torch.arange(R)[None, :] >= first[:, None]  # (B, R)
+        x = torch.where(mine, x, 0.0)
+        older = mine.to(x.dtype)  # a pair counts where its older end is the entity's
     # The longest lag with a pair so far, per row: what a lag without one is scaled from.
     best = (torch.zeros(len(n)), torch.zeros(len(n), dtype=torch.long), torch.ones(len(n)))
     out: dict[int, tuple[Tensor, Tensor]] = {}
     for lag in sorted({1, *at}):
         if lag < R:
             diff = x[:, lag:] - x[:, :-lag]
-            if seen is None:
-                pairs = torch.full((len(n),), R - lag, dtype=torch.long)
-            else:
-                ok = seen[:, :-lag]
-                diff = torch.where(ok, diff, 0.0)
-                pairs = ok.sum(dim=1)
-            s = (diff.square_().sum(dim=1) / pairs.clamp(min=1)).sqrt()
+            if not full:
+                diff = diff.mul_(older[:, :-lag])
+            total = diff.square_().sum(dim=1)
+            pairs = (held - lag).clamp(min=0)
+            s = (total / pairs.clamp(min=1)).sqrt()
             has = pairs > 0
             best = (torch.where(has, s, best[0]), torch.where(has, pairs, best[1]),
                     torch.where(has, float(lag), best[2]))

@@ -278,3 +278,28 @@ def test_young_intervals_are_not_widened_past_the_naive_errors_by_an_idle_season
     assert abs(np.nanmean(warm[:, :, 0]) - 0.8) < 0.07
     cold = inside[:, 1: config.resolved().model.warm_after - 1]
     assert abs(np.nanmean(cold) - 0.8) < 0.08
+
+
+def test_the_young_floors_spread_is_each_entitys_own_lagged_differences() -> None:
+    """``young.naive_spread`` against a direct computation: the root mean square of
+    y_i − y_(i−ℓ) over the values each entity has (the rest of its ring is anything,
+    NaN included), and the pairs it is from."""
+    from streammeta.online import young
+
+    R, rng = 30, np.random.default_rng(4)
+    n = torch.tensor([0, 1, 2, 5, 29, 30, 31, 75])
+    history = torch.full((len(n), 2 * R), float("nan"))
+    values = {}
+    for row, count in enumerate(n.tolist()):
+        values[row] = rng.normal(10, 3, count)
+        for i, v in enumerate(values[row]):  # the arena's ring, written twice
+            history[row, i % R] = history[row, i % R + R] = float(v)
+    lags = [1, 3, 12, 29]
+    spread, pairs = young.naive_spread(history, n, R, lags)
+    for row, count in enumerate(n.tolist()):
+        held = values[row][-R:] if count else values[row]
+        for j, lag in enumerate(lags):
+            if len(held) > lag:
+                diff = held[lag:] - held[:-lag]
+                assert pairs[row, j] == len(diff)
+                assert spread[row, j] == pytest.approx(np.sqrt(np.mean(diff**2)), rel=1e-5)
