@@ -67,10 +67,14 @@ def test_a_signal_during_start_up_stops_the_demos_broker(signum: int, tmp_path: 
     # the demo must stop it on its way out. SIGTERM before the daemon's handlers left
     # it running, orphaned, holding its port; Ctrl-C there printed a traceback.
     env = {**os.environ, "STREAMMETA_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"}
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "streammeta", "demo", "--duration", "60"], cwd=tmp_path,
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal (a test worker may ignore SIGINT,
+    # which a child inherits). Set in the child, not by preexec_fn: that forks the whole
+    # worker, which fails with ENOMEM once it holds large reservations.
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)"
+             "; sys.argv = ['streammeta', 'demo', '--duration', '60']"
+             "; runpy.run_module('streammeta', run_name='__main__')")
+    demo = subprocess.Popen([sys.executable, "-c", start], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert demo.stdout is not None
     port = None
     for line in demo.stdout:  # the signal as soon as the broker is up
