@@ -183,8 +183,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
           f"{result['held_out_loss_before']:.4f} → {result['held_out_loss_after']:.4f}")
     if worse(result):
         print(f"warning: {worse(result)}: it overfits the training series (evaluate "
-              "--pretrain serves the seeded θ then)",
-              file=sys.stderr)
+              "--pretrain serves the seeded θ then)", file=sys.stderr)
     kept, note = _backtest_file(config, series, args.out)
     print(note if kept else f"warning: {note}; without --init (model.init) it would",
           file=sys.stdout if kept else sys.stderr)
