@@ -214,3 +214,16 @@ def test_demo_refuses_data_of_another_step_before_starting(
     assert main(["demo", "--data", str(daily), "--format", "long", "--duration", "1"]) == 2
     assert "but series.step_ms (no series.freq set) is a step of 3600000 ms" in (
         capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("role", ["ingest", "trainer"])
+def test_demo_refuses_a_replicas_role_before_starting(
+        role: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`STREAMMETA_META_ROLE=ingest streammeta demo` started the broker and then failed
+    on "topic 'streammeta.versions' does not exist": a replica's role in one process
+    that has no trainer. Refused by key before the broker starts."""
+    monkeypatch.setenv("STREAMMETA_META_ROLE", role)
+    assert main(["demo", "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "config key 'meta.role'" in err and "all in the demo" in err
+    assert "does not exist" not in err

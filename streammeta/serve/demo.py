@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from streammeta.config import Config
+from streammeta.errors import ConfigError
 from streammeta.serve.daemon import Progress
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ def run_demo(
     from streammeta.io.replay import replay
     from streammeta.serve.service import Service
 
+    if config.meta.role != "all":  # before the broker: one process has no trainer
+        raise ConfigError("meta.role", config.meta.role, "all in the demo (one process: "
+                          "roles ingest and trainer are for `streammeta run` replicas beside "
+                          "one `streammeta train`)")
     path = data if data else str(datasets.bundled_m4())
     series = datasets.load(path, fmt, config.series.frequency)
     check_step(series, config.series, path, step_ms=True)  # as replay: not data the
