@@ -53,11 +53,14 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
         raise ParameterFileError(
             f"{path}: θ was learned for series.quantiles = {list(levels)}, this "
             f"configuration has {list(shape.quantiles)}")
-    season = written_for.get("season")
-    if season is not None and int(season) != shape.season:  # the window may be the same
-        raise ParameterFileError(
-            f"{path}: θ was learned for series.season = {season}, this configuration "
-            f"has {shape.season}")
+    # The season first: the window may be the same. The horizon and the window would
+    # be refused by a tensor's shape, which does not say which key differs.
+    for key, have in (("series.season", shape.season), ("series.horizon", shape.horizon),
+                      ("model.window", shape.window)):
+        written = written_for.get(key.split(".")[1])
+        if written is not None and int(written) != have:
+            raise ParameterFileError(f"{path}: θ was learned for {key} = {written}, this "
+                                     f"configuration has {have}")
     params = checked(str(path), payload.get("params"), shape,
                      f" (file written for {payload.get('shape')})")
     return params, int(payload.get("version", 0))

@@ -55,6 +55,20 @@ def test_a_file_for_another_season_is_refused(small: Config, tmp_path: Path) -> 
         params_io.load(path, other.shape)
 
 
+@pytest.mark.parametrize(("section", "key"), [("series", "horizon"), ("model", "window")])
+def test_a_file_for_another_horizon_or_window_names_the_key(
+        small: Config, tmp_path: Path, section: str, key: str) -> None:
+    """Refused by a tensor's shape ("lin_w has shape (21, 14) ..."), which did not say
+    that the file was learned for another series.horizon or model.window."""
+    engine = Engine(small)
+    path = params_io.save(tmp_path / "p.smp", engine.serving()[0], 1, engine.shape)
+    have = getattr(getattr(small, section), key)
+    other = Engine(small.replace(section, **{key: have + 2}))
+    with pytest.raises(ParameterFileError,
+                       match=rf"{section}\.{key} = {have}, this configuration has {have + 2}"):
+        params_io.load(path, other.shape)
+
+
 def test_a_file_of_another_kind_is_refused(small: Config, tmp_path: Path) -> None:
     from streammeta.persistence.container import FORMAT, write_file
 
