@@ -62,7 +62,9 @@ def split_pool(series: list[datasets.Series], layout: TaskLayout, holdout: float
     short series have (a yearly series of 20 values has no whole task)."""
     split = _split(series, layout, holdout)
     if split is not None:
-        pool, held, young = split
+        length, young = split
+        pool, owner = task_pool(series, length, stride=layout.season)
+        held = held_out(owner, holdout)
         pool = model.to_model_units(pool, transform)
         return pool[~held], pool[held][:2048], young
     longest = max((len(s) for s in series), default=0)
@@ -72,16 +74,17 @@ def split_pool(series: list[datasets.Series], layout: TaskLayout, holdout: float
 
 
 def _split(series: list[datasets.Series], layout: TaskLayout,
-           holdout: float) -> tuple[Tensor, Tensor, bool] | None:
-    """The pool of whole tasks, else of young tasks, whose series fall on both sides of
-    the hold-out: (histories, held out or not, young); None where there is none."""
+           holdout: float) -> tuple[int, bool] | None:
+    """The task length (whole tasks, else young ones) whose series fall on both sides
+    of the hold-out, and whether young; None where there is none. From the series'
+    lengths alone: ``too_short`` asks before any pool is built."""
     for length, young in ((layout.length, False), (layout.young_length, True)):
         if young and not layout.young:
             break
-        pool, owner = task_pool(series, length, stride=layout.season)
-        held = held_out(owner, holdout)
+        held = held_out(torch.tensor([k for k, s in enumerate(series) if len(s) >= length],
+                                     dtype=torch.long), holdout)
         if bool(held.any()) and not bool(held.all()):
-            return pool, held, young
+            return length, young
     return None
 
 
