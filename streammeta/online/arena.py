@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streammeta.online import cells, drift
+from streammeta.online import cells, drift, young
 from streammeta.online.analogues import span
 from streammeta.online.experts import EXPERTS, KEPT, THETA_SEASONS_BELOW
 from streammeta.online.horizons import legacy, remap
@@ -42,6 +42,9 @@ BY_HORIZON = (("pending", 2, float("nan")), ("experts", 1, None),
               ("pending_experts", 2, float("nan")), ("calibration", 1, None),
               ("pending_served", 2, float("nan")))
 PENDING = ("pending", "pending_experts", "pending_served")  # kept in cells (online.cells)
+# Rows saved before the theta experts: no seasonal adjustment until the entity's next
+# refresh, at most a season away; before calibration: the population's, none pending.
+MISSING = {"season_indices": 0.0, "calibration": 0.0, "pending_served": float("nan")}
 
 
 class Arena:
@@ -57,8 +60,7 @@ class Arena:
         context_dim: int,  # C
         horizon: int,  # H
         scored_horizons: int,  # S
-        max_entities: int,
-        phi0: Tensor,
+        max_entities: int, phi0: Tensor,
         experts: int = EXPERTS,  # E
         season: int = 1,  # m
         quantiles: int = 3,  # Q
@@ -105,11 +107,10 @@ class Arena:
         # targets arrive: (N, P, 2 + Q).
         self.calibration = torch.empty(N, scored_horizons, quantiles)  # (N, S, Q)
         self.pending_served = torch.empty(N, P, 2 + quantiles)
+        # online.young's sums at these lags (N, L): not checkpointed; resum rebuilds them.
+        self.spread_lags = young.spread_lags(horizons, season, ring_len)
+        self.lag_sums = torch.empty(N, len(self.spread_lags), dtype=torch.float64)
         self.occupied = torch.zeros(N, dtype=torch.bool)  # (N,)
-        # Rows saved before the theta experts: no seasonal adjustment until the entity's
-        # next refresh, at most a season away; before calibration: the population's, none pending.
-        self._missing = {"season_indices": 0.0, "calibration": 0.0,
-                         "pending_served": float("nan")}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -216,7 +217,8 @@ class Arena:
             assert isinstance(count, Tensor)
             rows = {**rows, "ring": relay(ring, count, self.ring_len)}
         for field in ROW_FIELDS:
-            getattr(self, field)[slots] = rows.get(field, self._missing.get(field))
+            getattr(self, field)[slots] = rows.get(field, MISSING.get(field))
+        resum(self, slots)
         self.occupied[slots] = True
         return slots
 
@@ -225,6 +227,7 @@ class Arena:
         self.count[slots] = 0
         self.last_ts[slots] = 0
         self.ring[slots] = 0.0
+        self.lag_sums[slots] = 0.0
         self.ew_mean[slots] = 0.0
         self.ew_var[slots] = 0.0
         self.pending[slots] = float("nan")
@@ -244,6 +247,13 @@ class Arena:
         consecutive absolute indices is a contiguous slice (see :func:`window`)."""
         rows = self.ring.index_select(0, slots)  # (B, R); faster than ring[slots]
         return torch.cat([rows, rows], dim=1)
+
+
+def resum(arena: Arena, slots: Tensor) -> None:
+    """Rebuild the slots' ``lag_sums`` from their rings, after writes other than
+    ``rounds.append``'s (restored rows, interpolated gaps)."""
+    arena.lag_sums[slots] = young.pair_sums(arena.ring[slots], arena.count[slots],
+                                            arena.spread_lags)
 
 
 def upgrade_rows(rows: dict[str, Any], horizons: tuple[int, ...] = (),

@@ -186,6 +186,9 @@ class Arena(Protocol):
     horizon: int
     calibration: Tensor  # (N, S, Q) the entities' corrections d
     pending_served: Tensor  # (N, P, 2 + Q) served forecast, σ and offsets u (online.cells)
+    ring_len: int
+    lag_sums: Tensor  # (N, L) online.young.pair_sums at ``spread_lags``
+    spread_lags: tuple[int, ...]
 
     def cells(self, target: Tensor) -> Tensor: ...
 
@@ -252,8 +255,7 @@ class Calibration:
         # entities come and go it keeps the level an entity's own correction is from.
         self.record.update((r[:, :, None] - d).clamp(-CLIP, CLIP), valid)
 
-    def young(self, history: Tensor, n: Tensor, ring_len: int,
-              warm: Tensor) -> Tensor | None:
+    def young(self, arena: Arena, slots: Tensor, n: Tensor, warm: Tensor) -> Tensor | None:
         """(B, Q, H) each level's least offset from the served point (``online.young``),
         in model units, signed as its normal quantile; cold rows (not ``warm``) the whole
         floor. None where no row's weight is above 0.02."""
@@ -266,7 +268,8 @@ class Calibration:
         if not bool((w > 0.02).any()):
             return None
         S = len(self._h)
-        s, k = young.naive_spread(history, n, ring_len, self._lags)  # (B, 2S)
+        s, k = young.naive_spread(arena.lag_sums.index_select(0, slots), n, arena.ring_len,
+                                  arena.spread_lags, self._lags)  # (B, 2S)
         # Warm rows (the experts' blend serves, persistence in it): the better naive's.
         # Cold rows are served seasonal naive, and keep its lag.
         better = (s[:, S:] < s[:, :S]) & (k[:, S:] > 0) & warm[:, None]

@@ -103,7 +103,7 @@ class Forecaster:
             point, quant = self.experts.serve(arena, slots, ts, n, history, ring, cells, warm,
                                               point, quant, self._seasonal(history, n, R))
         if self.calibration is not None:
-            quant = self._calibrated(arena, slots, cells, warm, point, spread, quant, history, n)
+            quant = self._calibrated(arena, slots, cells, warm, point, spread, quant, n)
         point, quant = (model.from_model_units(point, self.shape.transform),
                         model.from_model_units(quant, self.shape.transform))
         if recent is None:
@@ -158,12 +158,11 @@ class Forecaster:
         return point, spread
 
     def _calibrated(self, arena: Arena, slots: Tensor, cells: Tensor, warm: Tensor,
-                    point: Tensor, spread: Tensor, quant: Tensor, history: Tensor,
-                    n: Tensor) -> Tensor:
+                    point: Tensor, spread: Tensor, quant: Tensor, n: Tensor) -> Tensor:
         """Warm rows' quantiles from calibration (model units); cold rows keep theirs."""
         assert self.calibration is not None
         floor = scale(arena, slots)
-        least = self.calibration.young(history, n, arena.ring_len, warm)
+        least = self.calibration.young(arena, slots, n, warm)
         if bool(warm.all()):
             return self.calibration.serve(arena, slots, cells, point, spread, floor, least)
         if least is not None:  # cold rows: seasonal naive's, at least the young floor

@@ -18,8 +18,8 @@ from torch import Tensor
 
 from streammeta.io.codec import Reason
 from streammeta.io.frequency import Frequency
-from streammeta.online import experts, model
-from streammeta.online.arena import FREE, NEXT_ORIGIN, NEXT_SERVED, Arena
+from streammeta.online import experts, model, young
+from streammeta.online.arena import FREE, NEXT_ORIGIN, NEXT_SERVED, Arena, resum
 from streammeta.online.result import Result
 
 
@@ -142,6 +142,7 @@ def fill_gaps(arena: Arena, slots: Tensor, y: Tensor, gap: Tensor, max_gap_fill:
         arena.forget(si, idx)  # targets never observed
     arena.guard[s, NEXT_SERVED:NEXT_ORIGIN + 1] = float("nan")  # made for a filled step
     arena.count[s] += g
+    resum(arena, s)
     arena.last_ts[s] += g * step
     result.gap_steps += int(g.sum())
 
@@ -151,6 +152,10 @@ def append(arena: Arena, slots: Tensor, ts: Tensor, y: Tensor, ew_span: int,
     """The values join the rings; the running mean and variance move. ``rows`` (B, R),
     the slots' rows of ``arena.ring`` read before, take the values too."""
     j = arena.count[slots]
+    if arena.spread_lags:  # the young floor's sums (online.young), before y overwrites
+        before = arena.ring.index_select(0, slots) if rows is None else rows
+        arena.lag_sums[slots] = young.moved(arena.lag_sums[slots], before, j, y,
+                                            arena.spread_lags)
     arena.ring[slots, j % arena.ring_len] = y
     if rows is not None:
         rows[torch.arange(len(slots)), j % arena.ring_len] = y

@@ -9,9 +9,10 @@ of a young warm entity's interval is at least as far from the served point as
 
 at each scored horizon s, interpolated between them as the offsets are (linear in √h).
 ŝ(ℓ) is the root mean square of the entity's y_i − y_(i−ℓ) over the values its ring
-holds, ℓ = s (no season) or m·⌈s/m⌉ (the lag from which seasonal naive forecasts step
-s; where no pair is ℓ apart yet, the longest lag ℓ' with one × √(ℓ/ℓ'), a random
-walk's) — for a warm entity the smaller of ŝ(m·⌈s/m⌉) and ŝ(s), the errors of the
+holds (from the sums of squares the arena keeps as values join, ``Arena.lag_sums``),
+ℓ = s (no season) or m·⌈s/m⌉ (the lag from which seasonal naive forecasts step s;
+where no pair is ℓ apart yet, the longest lag ℓ' with one × √(ℓ/ℓ'), a random walk's)
+— for a warm entity the smaller of ŝ(m·⌈s/m⌉) and ŝ(s), the errors of the
 better of seasonal naive and naive (both are among the experts that serve it; the
 seasonal lag alone made the intervals of trending monthly series too wide: M1 monthly
 covered 0.856, pinball 0.763, against 0.840 and 0.759) — k the pairs it is from,
@@ -40,30 +41,56 @@ def lags(horizons: tuple[int, ...], season: int) -> list[int]:
     return [h if season <= 1 else season * math.ceil(h / season) for h in horizons]
 
 
-def naive_spread(history: Tensor, n: Tensor, ring_len: int,
+def spread_lags(horizons: tuple[int, ...], season: int, ring_len: int) -> tuple[int, ...]:
+    """The lags ℓ < R whose sums the arena keeps (:func:`pair_sums`): 1, each scored
+    horizon's own and its seasonal one (:func:`lags`)."""
+    return tuple(sorted(lag for lag in {1, *lags(horizons, season), *horizons}
+                        if lag < ring_len))
+
+
+def pair_sums(ring: Tensor, n: Tensor, at: tuple[int, ...]) -> Tensor:
+    """(B, L) float64 Σ (y_i − y_(i−ℓ))² over the pairs the rings (B, R) hold whose
+    older end is the entity's (n (B,) values seen), at each lag ℓ < R of ``at``: what
+    :func:`moved` keeps up to date one value at a time."""
+    R = ring.shape[1]
+    x = torch.gather(ring, 1, ((n - 1)[:, None] - torch.arange(R - 1, -1, -1)) % R)
+    mine = torch.arange(R)[None, :] >= (R - n.clamp(max=R))[:, None]  # (B, R)
+    x = torch.where(mine, x, 0.0)  # the others are not the entity's, and may be anything
+    out = torch.empty(len(n), len(at), dtype=torch.float64)
+    for i, lag in enumerate(at):
+        diff = (x[:, lag:] - x[:, :-lag]).to(torch.float64).square_()
+        out[:, i] = diff.mul_(mine[:, :-lag]).sum(dim=1)
+    return out
+
+
+def moved(sums: Tensor, rows: Tensor, j: Tensor, y: Tensor, lags: tuple[int, ...]) -> Tensor:
+    """The sums (B, L) of :func:`pair_sums` once y (B,) joins the rings ``rows`` (B, R,
+    read before it) at absolute index j (B,): its pair with y_(j−ℓ) joins, and the
+    value it overwrites (index j − R) takes its pair with y_(j−R+ℓ) away. Each pair
+    leaves as the same float64 it joined as: the sums drift by rounding only."""
+    R, at = rows.shape[1], torch.tensor(lags)
+    back = torch.gather(rows, 1, (j[:, None] - at[None, :]) % R)  # (B, L) y_(j−ℓ)
+    joins = (y[:, None] - back).to(torch.float64).square_().mul_(j[:, None] >= at[None, :])
+    old = torch.gather(rows, 1, (j % R)[:, None])  # y_(j−R)
+    partner = torch.gather(rows, 1, (j[:, None] - R + at[None, :]) % R)
+    leaves = (partner - old).to(torch.float64).square_().mul_((j >= R)[:, None])
+    return (sums + joins).sub_(leaves).clamp_(min=0.0)
+
+
+def naive_spread(sums: Tensor, n: Tensor, ring_len: int, kept: tuple[int, ...],
                  at: list[int]) -> tuple[Tensor, Tensor]:
     """(B, S) ŝ at each lag of ``at`` and (B, S) the pairs k it is from (0:
-    no two values); ``history`` (B, 2R) as ``Arena.history``, n (B,) values seen."""
+    no two values); ``sums`` (B, L) :func:`pair_sums` at the lags ``kept``, n (B,)
+    values seen."""
     R = ring_len
-    x = torch.gather(history, 1, ((n - 1) % R + R)[:, None] - torch.arange(R - 1, -1, -1))
     held = n.clamp(max=R)  # the entity's values: the ring's newest ``held``
-    first = R - held  # (B,) where they start
-    full = bool((held == R).all())  # the steady state: every value is the entity's
-    if not full:  # the others are not the entity's, and may be anything: zeroed
-        mine = torch.arange(R)[None, :] >= first[:, None]  # (B, R)
-        x = torch.where(mine, x, 0.0)
-        older = mine.to(x.dtype)  # a pair counts where its older end is the entity's
     # The longest lag with a pair so far, per row: what a lag without one is scaled from.
     best = (torch.zeros(len(n)), torch.zeros(len(n), dtype=torch.long), torch.ones(len(n)))
     out: dict[int, tuple[Tensor, Tensor]] = {}
     for lag in sorted({1, *at}):
         if lag < R:
-            diff = x[:, lag:] - x[:, :-lag]
-            if not full:
-                diff = diff.mul_(older[:, :-lag])
-            total = diff.square_().sum(dim=1)
             pairs = (held - lag).clamp(min=0)
-            s = (total / pairs.clamp(min=1)).sqrt()
+            s = (sums[:, kept.index(lag)] / pairs.clamp(min=1)).sqrt().to(torch.float32)
             has = pairs > 0
             best = (torch.where(has, s, best[0]), torch.where(has, pairs, best[1]),
                     torch.where(has, float(lag), best[2]))

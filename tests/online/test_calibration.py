@@ -281,25 +281,37 @@ def test_young_intervals_are_not_widened_past_the_naive_errors_by_an_idle_season
 
 
 def test_the_young_floors_spread_is_each_entitys_own_lagged_differences() -> None:
-    """``young.naive_spread`` against a direct computation: the root mean square of
-    y_i − y_(i−ℓ) over the values each entity has (the rest of its ring is anything,
-    NaN included), and the pairs it is from."""
-    from streammeta.online import young
+    """``young.naive_spread`` from the sums the arena keeps as values join (and rebuilds
+    on restore) against a direct computation: the root mean square of y_i − y_(i−ℓ)
+    over the values each entity's ring holds, and the pairs it is from."""
+    from streammeta.online import rounds, young
+    from streammeta.online.arena import Arena
 
     R, rng = 30, np.random.default_rng(4)
-    n = torch.tensor([0, 1, 2, 5, 29, 30, 31, 75])
-    history = torch.full((len(n), 2 * R), float("nan"))
-    values = {}
-    for row, count in enumerate(n.tolist()):
-        values[row] = rng.normal(10, 3, count)
-        for i, v in enumerate(values[row]):  # the arena's ring, written twice
-            history[row, i % R] = history[row, i % R + R] = float(v)
     lags = [1, 3, 12, 29]
-    spread, pairs = young.naive_spread(history, n, R, lags)
-    for row, count in enumerate(n.tolist()):
-        held = values[row][-R:] if count else values[row]
-        for j, lag in enumerate(lags):
-            if len(held) > lag:
-                diff = held[lag:] - held[:-lag]
-                assert pairs[row, j] == len(diff)
-                assert spread[row, j] == pytest.approx(np.sqrt(np.mean(diff**2)), rel=1e-5)
+
+    def arena() -> Arena:
+        return Arena(ring_len=R, context_dim=2, horizon=29, scored_horizons=4,
+                     max_entities=8, phi0=torch.zeros(2), horizons=tuple(lags))
+
+    counts = [0, 1, 2, 5, 29, 30, 31, 75]
+    a = arena()
+    slots = torch.from_numpy(a.slots_for([f"e{i}" for i in range(len(counts))]))
+    values = {row: rng.normal(10, 3, count) * 10.0**row for row, count in enumerate(counts)}
+    for step in range(max(counts)):  # one value at a time, as the engine's rounds add them
+        rows = [row for row, count in enumerate(counts) if count > step]
+        rounds.append(a, slots[rows], torch.zeros(len(rows), dtype=torch.int64), torch.tensor(
+            [values[row][step] for row in rows], dtype=torch.float32), ew_span=10)
+    restored = arena()
+    restored.restore(a.export(slots))
+    n = torch.tensor(counts)
+    assert torch.allclose(restored.lag_sums[slots], a.lag_sums[slots], rtol=1e-9, atol=0)
+    for kept in (a, restored):
+        spread, pairs = young.naive_spread(kept.lag_sums[slots], n, R, kept.spread_lags, lags)
+        for row in range(len(counts)):
+            held = np.float32(values[row][-R:])
+            for j, lag in enumerate(lags):
+                if len(held) > lag:
+                    diff = np.float64(held[lag:] - held[:-lag])
+                    assert pairs[row, j] == len(diff)
+                    assert spread[row, j] == pytest.approx(np.sqrt(np.mean(diff**2)), rel=1e-5)

@@ -142,6 +142,32 @@ def test_short_gap_is_interpolated_long_gap_restarts_cold(cfg: Config) -> None:
     assert not result.forecasts.warm[0]
 
 
+def test_the_young_floors_lag_sums_follow_the_rings_through_gaps_and_restarts(
+        cfg: Config) -> None:
+    """The arena keeps each entity's sums of squared lagged differences (the young
+    floor's spread, ``online.young``) as values join; interpolated gaps, cold restarts
+    and restored rows rebuild them: they are always what the rings hold."""
+    from streammeta.online import young
+
+    engine = Engine(cfg)
+    rng = np.random.default_rng(3)
+    steps = np.arange(200)
+    keep = {"a": steps, "b": steps[(steps < 60) | (steps > 62)],  # 3 missing: filled
+            "c": steps[(steps < 90) | (steps > 120)]}  # 30 missing: starts again
+    for t in steps.tolist():
+        names = [e for e, at in keep.items() if t in set(at.tolist())]
+        engine.process(names, np.full(len(names), t * STEP, dtype=np.int64),
+                       rng.normal(100, 5, len(names)))
+    arena = engine.arena
+    slots = torch.arange(3)
+    exact = young.pair_sums(arena.ring[slots], arena.count[slots], arena.spread_lags)
+    assert len(arena.spread_lags) > 1
+    assert torch.allclose(arena.lag_sums[slots], exact, rtol=1e-9, atol=0)
+    other = Engine(cfg)
+    other.restore_partition(0, engine.export_partition(0))
+    assert torch.allclose(other.arena.lag_sums[slots], exact, rtol=1e-9, atol=0)
+
+
 def test_cold_forecasts_are_naive_then_seasonal_naive_then_warm(cfg: Config) -> None:
     engine = Engine(cfg)
     r = feed(engine, "a", [1.0, 2.0])
