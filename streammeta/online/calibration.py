@@ -292,7 +292,7 @@ class Calibration:
         # The median is the served point; no level crosses it.
         u = torch.minimum(torch.maximum(u, self._low), self._high)
         uh = torch.matmul(u.transpose(1, 2), self._weights)  # (B, Q, H)
-        out = point[:, None, :] + uh * sigma[:, None, :]
+        out = uh.mul_(sigma[:, None, :]).add_(point[:, None, :])  # point + uh σ, in place
         if least is not None:  # young entities: at least their naive errors' interval
             out = young.widen(point, out, least, self._nominal)
         # A running maximum over the levels, one level at a time: torch.cummax over
