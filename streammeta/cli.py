@@ -82,14 +82,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def _check_init(config: Config) -> None:
     """``model.init`` loaded against the shape ``run`` would serve: a file that is no
-    parameter file, or one learned for another season, window, quantiles or units,
-    passed check-config and then stopped run."""
+    parameter file, or one learned for another frequency, season, window, quantiles or
+    units, passed check-config and then stopped run."""
     from streammeta.errors import ConfigError
     from streammeta.online.model import ModelShape
     from streammeta.persistence import params as params_io
 
     try:
-        params_io.load(config.model.init, ModelShape.of(config.resolved()))
+        params_io.load(config.model.init, ModelShape.of(config.resolved()),
+                       config.series.frequency)
     except StreamMetaError as exc:
         raise ConfigError("model.init", config.model.init,
                           f"a parameter file this configuration can serve ({exc})") from None
