@@ -103,6 +103,9 @@ def _reach(consumer: Consumer, cfg: KafkaConfig, faults: Faults) -> None:
                 consumer.close()
                 raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: "
                                   f"{refused or describe(exc.args[0])}") from None
+        except BaseException:  # a stop while starting (SIGTERM): the start is abandoned
+            consumer.close()
+            raise
 
 
 class ConfluentSource(GroupFacts):
