@@ -55,7 +55,8 @@ def _columns(messages: list[Message]) -> Records:
                    list(map(Message.partition, messages)),  # type: ignore[arg-type]
                    list(map(Message.offset, messages)),  # type: ignore[arg-type]
                    list(map(Message.key, messages)), list(map(Message.value, messages)),
-                   lambda i: _timestamp(messages[i].timestamp()))
+                   lambda i: _timestamp(messages[i].timestamp()),
+                   lambda i: cast(Any, messages[i].headers()) or ())
 _MISSING_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
                   KafkaError.TOPIC_AUTHORIZATION_FAILED)
 
