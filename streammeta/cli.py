@@ -88,14 +88,14 @@ def _check_init(config: Config) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streammeta.serve.service import Service
-
     config = load_config(args)
     if config.meta.role == "trainer":
         return _train(config)
     _setup_logging(config)
     stopper = Stopper()
     try:
+        from streammeta.serve.service import Service  # torch: seconds of a start too
+
         service = Service(config)
     except StartAbandoned:
         log.info("stopped while starting: nothing was consumed, nothing to commit")
@@ -110,11 +110,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(config: Config) -> int:
-    from streammeta.serve.trainer import Trainer
-
     _setup_logging(config)
     stopper = Stopper()
     try:
+        from streammeta.serve.trainer import Trainer
+
         trainer = Trainer(config)
     except StartAbandoned:
         log.info("stopped while starting: nothing was trained")
