@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 from streammeta.config import Config
 from streammeta.errors import ParameterFileError
@@ -82,24 +83,24 @@ def load(path: str | Path, shape: model.ModelShape,
     return params, int(payload.get("version", 0))
 
 
-def _check_frequency(path: Path, written: dict[str, object] | None,
+def _check_frequency(path: Path, written: dict[str, Any] | None,
                      frequency: Frequency) -> None:
     """ParameterFileError if θ was learned on data of another step than ``frequency``
-    (the same step spelt otherwise, "D" or step_ms 86400000, is the same); a warning
-    where the file does not say (written before files recorded it)."""
+    (the same step spelt otherwise, "D" or step_ms 86400000, is the same); a warning,
+    once, where the file does not say."""
     if written is None:
         if str(path) not in _WARNED:
             _WARNED.add(str(path))
             log.warning("%s: the file does not record the frequency of the data θ was "
-                        "learned on; it is served at series.freq %r (written before "
-                        "parameter files recorded it: check that it was learned at that "
-                        "step)", path, frequency.name)
+                        "learned on (written before files recorded it, or pretrained on "
+                        "steps of 28 days or more without series.freq); it is served at "
+                        "series.freq %r: check that it was learned at that step",
+                        path, frequency.name)
         return
-    if (written.get("unit"), int(str(written.get("step")))) != (frequency.unit,
-                                                                 frequency.step):
+    if (written["unit"], int(written["step"])) != (frequency.unit, frequency.step):
         raise ParameterFileError(
-            f"{path}: θ was learned for series.freq = {written.get('freq')!r} (steps of "
-            f"{written.get('step')} {written.get('unit')}), this configuration has "
+            f"{path}: θ was learned for series.freq = {written['freq']!r} (steps of "
+            f"{written['step']} {written['unit']}), this configuration has "
             f"{frequency.name!r} ({frequency.step} {frequency.unit})")
 
 
