@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from streammeta import config as config_mod
 from streammeta.config import Config
 from streammeta.errors import StreamMetaError
 from streammeta.io.datasets import Series
+from streammeta.serve.stopping import StartAbandoned, Stopper, install_stop_handlers
 
 log = logging.getLogger("streammeta")
 
@@ -49,15 +49,6 @@ def _setup_logging(config: Config, level: str | None = None) -> None:
         log.warning("%s: ignored", message)
 
 
-def install_stop_handlers(stop: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT only ask the loop to stop; it then flushes, commits and exits."""
-
-    def handler(signum: int, frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 # -- subcommands -------------------------------------------------------------------
@@ -82,28 +73,34 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def _check_init(config: Config) -> None:
     """``model.init`` loaded against the shape ``run`` would serve: a file that is no
-    parameter file, or one learned for another season, window, quantiles or units,
-    passed check-config and then stopped run."""
+    parameter file, or one learned for another frequency, season, window, quantiles or
+    units, passed check-config and then stopped run."""
     from streammeta.errors import ConfigError
     from streammeta.online.model import ModelShape
     from streammeta.persistence import params as params_io
 
     try:
-        params_io.load(config.model.init, ModelShape.of(config.resolved()))
+        params_io.load(config.model.init, ModelShape.of(config.resolved()),
+                       config.series.frequency)
     except StreamMetaError as exc:
         raise ConfigError("model.init", config.model.init,
                           f"a parameter file this configuration can serve ({exc})") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streammeta.serve.service import Service
-
     config = load_config(args)
     if config.meta.role == "trainer":
         return _train(config)
     _setup_logging(config)
-    service = Service(config)
-    install_stop_handlers(service.stop)
+    stopper = Stopper()
+    try:
+        from streammeta.serve.service import Service  # torch: seconds of a start too
+
+        service = Service(config)
+    except StartAbandoned:
+        log.info("stopped while starting: nothing was consumed, nothing to commit")
+        return 0
+    stopper.stop = service.stop
     service.run()
     return 0
 
@@ -113,11 +110,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(config: Config) -> int:
-    from streammeta.serve.trainer import Trainer
-
     _setup_logging(config)
-    trainer = Trainer(config)
-    install_stop_handlers(trainer.stop)
+    stopper = Stopper()
+    try:
+        from streammeta.serve.trainer import Trainer
+
+        trainer = Trainer(config)
+    except StartAbandoned:
+        log.info("stopped while starting: nothing was trained")
+        return 0
+    stopper.stop = trainer.stop
     trainer.run()
     return 0
 

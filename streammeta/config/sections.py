@@ -388,7 +388,9 @@ class CheckpointConfig:
     every_s: float = 60.0
     every_records: int = 1_000_000
     keep: int = 3
-    # Name of this replica in file names; empty = kafka.group_instance_id, else the host name.
+    # Name of this replica in file names (its files and θ line are found by it after a
+    # restart); empty = kafka.group_instance_id, else the host name. One running process
+    # a name: in a local directory a second is refused at start (persistence/claim.py).
     member: str = ""
 
     def __post_init__(self) -> None:

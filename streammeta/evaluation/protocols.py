@@ -144,7 +144,8 @@ def unscaled_note(task: Task) -> str | None:
         return None
     return (f"{task.label}: MASE and pinball leave out {unscaled} of {len(task.scale)} "
             f"origins whose history has no seasonal scale (fewer than m + 1 = "
-            f"{task.season + 1} values, or flat); the other metrics score them")
+            f"{task.season + 1} values, or flat: seasonal changes at most "
+            f"{M.FLAT_SHARE:g} of its mean |y|); the other metrics score them")
 
 
 def default_warmup(series: list[datasets.Series], season: int, horizon: int = 0) -> int:

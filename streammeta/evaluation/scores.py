@@ -5,7 +5,9 @@ observation at position t) for t+1..t+H. Per forecast:
 
 * sMAPE = 200/H · Σ_h |y−ŷ| / (|y|+|ŷ|), a term with |y|+|ŷ| = 0 counting 0 (M4);
 * MASE = mean_h |y−ŷ| / scale, scale = mean |y_i − y_{i−m}| over the entity's
-  history up to the origin (for M4 final origin: its whole training part);
+  history up to the origin (for M4 final origin: its whole training part); a history
+  whose scale is 0, or at most ``FLAT_SHARE`` (1e-6) of its mean |y|, is flat: MASE
+  (and the scaled pinball) leave the origin out, the other metrics score it;
 * MSE, MAE = mean_h of (y−ŷ)² and |y−ŷ| in standardised units: divided by
   ``std`` (1 where the values are already standardised, as in the ETT protocol).
 
@@ -66,15 +68,25 @@ def smape_terms(y: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(y) & np.isfinite(f), terms, np.nan)
 
 
+# A seasonal scale at most this share of the history's mean |y| is flat (0: MASE and
+# the scaled pinball leave the origin out). The engine computes in float32 (about 1e-7
+# of a value's size): errors below a few of its steps measure rounding, not forecasts,
+# and a series periodic but for float noise (1e-6·sin: scale ~1e-21) gave MASE 1e11.
+FLAT_SHARE = 1e-6
+
+
 def seasonal_scale(values: np.ndarray, m: int) -> np.ndarray:
     """Scale of MASE for an origin at every position t: mean |y_i − y_{i−m}| over
-    i = m..t, from the history up to t only → (T,); NaN where t < m."""
+    i = m..t, from the history up to t only → (T,); NaN where t < m; 0 (flat) where
+    it is at most ``FLAT_SHARE`` of the mean |y_i| over i = 0..t."""
     values = np.asarray(values, dtype=np.float64)
     out = np.full(len(values), np.nan)
     if len(values) <= m:
         return out
     diffs = np.abs(values[m:] - values[:-m])  # diffs[j] belongs to position j+m
-    out[m:] = np.cumsum(diffs) / np.arange(1, len(diffs) + 1)
+    scale = np.cumsum(diffs) / np.arange(1, len(diffs) + 1)
+    size = (np.cumsum(np.abs(values)) / np.arange(1, len(values) + 1))[m:]
+    out[m:] = np.where(scale > FLAT_SHARE * size, scale, 0.0)
     return out
 
 

@@ -54,16 +54,21 @@ class Records(Sequence[Record]):
 
     The decoder, ``next_offsets`` and the daemon read the columns; indexing makes a
     :class:`Record` only where one is needed (a dead letter, a latency sample).
-    ``timestamp_of(i)`` gives a record's timestamp (ms) on demand: only a few are read.
+    ``timestamp_of(i)`` gives a record's timestamp (ms) on demand: only a few are read;
+    ``headers_of(i)`` its headers, read by :meth:`with_headers` for dead letters only.
     """
 
-    __slots__ = ("keys", "offsets", "partitions", "timestamp_of", "topics", "values")
+    __slots__ = ("headers_of", "keys", "offsets", "partitions", "timestamp_of", "topics",
+                 "values")
 
     def __init__(self, topics: list[str], partitions: list[int], offsets: list[int],
                  keys: list[bytes | None], values: list[bytes | None],
-                 timestamp_of: Callable[[int], int]) -> None:
+                 timestamp_of: Callable[[int], int],
+                 headers_of: Callable[[int], Sequence[tuple[str, bytes | None]]] | None = None
+                 ) -> None:
         self.topics, self.partitions, self.offsets = topics, partitions, offsets
         self.keys, self.values, self.timestamp_of = keys, values, timestamp_of
+        self.headers_of = headers_of
 
     @classmethod
     def of(cls, records: Sequence[Record]) -> Records:
@@ -73,8 +78,10 @@ class Records(Sequence[Record]):
         rows = list(records)
         if not rows:
             return cls([], [], [], [], [], rows.__getitem__)  # type: ignore[arg-type]
-        topics, partitions, offsets, keys, values, stamps = map(list, zip(*rows, strict=True))
-        return cls(topics, partitions, offsets, keys, values, stamps.__getitem__)
+        topics, partitions, offsets, keys, values, stamps, headers = map(
+            list, zip(*rows, strict=True))
+        return cls(topics, partitions, offsets, keys, values, stamps.__getitem__,
+                   headers.__getitem__)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -90,6 +97,12 @@ class Records(Sequence[Record]):
             i += len(self)
         return Record(self.topics[i], self.partitions[i], self.offsets[i], self.keys[i],
                       self.values[i], self.timestamp_of(i))
+
+    def with_headers(self, i: int) -> Record:
+        """Record ``i`` with its headers: read for dead letters only (for every record
+        they cost about 7% of decoding one by one, ISO timestamps: 2.30 → 2.46 µs)."""
+        headers = () if self.headers_of is None else self.headers_of(i) or ()
+        return self[i]._replace(headers=headers)
 
     def __iter__(self) -> Iterator[Record]:
         return map(self.__getitem__, range(len(self)))
@@ -220,6 +233,8 @@ class Decoder:
             try:
                 entity, ts, value = self._one(record)
             except _Invalid as bad:
+                if isinstance(records, Records):
+                    record = records.with_headers(i)
                 dead.append(DeadLetter(record, bad.reason, bad.detail, self.max_record_bytes))
                 continue
             out.entities.append(entity)

@@ -55,7 +55,8 @@ def _columns(messages: list[Message]) -> Records:
                    list(map(Message.partition, messages)),  # type: ignore[arg-type]
                    list(map(Message.offset, messages)),  # type: ignore[arg-type]
                    list(map(Message.key, messages)), list(map(Message.value, messages)),
-                   lambda i: _timestamp(messages[i].timestamp()))
+                   lambda i: _timestamp(messages[i].timestamp()),
+                   lambda i: cast(Any, messages[i].headers()) or ())
 _MISSING_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
                   KafkaError.TOPIC_AUTHORIZATION_FAILED)
 
@@ -103,6 +104,9 @@ def _reach(consumer: Consumer, cfg: KafkaConfig, faults: Faults) -> None:
                 consumer.close()
                 raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: "
                                   f"{refused or describe(exc.args[0])}") from None
+        except BaseException:  # a stop while starting (SIGTERM): the start is abandoned
+            consumer.close()
+            raise
 
 
 class ConfluentSource(GroupFacts):

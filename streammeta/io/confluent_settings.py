@@ -197,12 +197,24 @@ def topic_partitions(consumer: Consumer, cfg: KafkaConfig, topic: str,
                      close: Callable[[], object], missing: str) -> list[int]:
     """The partitions of ``topic``; if the broker cannot be reached or the topic does not
     exist, ``close`` the caller's clients and raise :class:`BrokerError` (``missing``
-    names the topic in that message)."""
+    names the topic in that message). Asked in slices of a second up to
+    ``kafka.request_timeout_ms``: a signal (SIGTERM at start) is handled between them."""
+    deadline = time.monotonic() + cfg.request_timeout_ms / 1000
     try:
-        metadata = consumer.list_topics(topic, timeout=cfg.request_timeout_ms / 1000)
-    except KafkaException as exc:
+        while True:
+            try:
+                metadata = consumer.list_topics(
+                    topic, timeout=min(1.0, max(0.001, deadline - time.monotonic())))
+                break
+            except KafkaException as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)  # an error at once (refused) is not asked again at once
+                    continue
+                raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: "
+                                  f"{exc}") from None
+    except BaseException:  # BrokerError, or a stop while starting
         close()
-        raise BrokerError(f"cannot reach Kafka at {cfg.bootstrap_servers}: {exc}") from None
+        raise
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
         close()

@@ -193,7 +193,8 @@ class KafkaSource(GroupFacts):
         messages = [m for batch in batches.values() for m in batch]
         return Records(list(map(_TOPIC, messages)), list(map(_PARTITION, messages)),
                        list(map(_OFFSET, messages)), list(map(_KEY, messages)),
-                       list(map(_VALUE, messages)), lambda i: messages[i].timestamp)
+                       list(map(_VALUE, messages)), lambda i: messages[i].timestamp,
+                       lambda i: messages[i].headers or ())
 
     def _drop_broken_fetch(self) -> str:
         """Where a batch failed to parse (unknown codec, corrupt batch), and forget it.

@@ -1,14 +1,23 @@
 """A consumed record, why one was not used, and the dead letter that carries it back:
 the original key and value bytes (a key or value over ``series.max_record_bytes`` cut
-to it), with the headers of the dead-letter contract
+to it) and the original headers, with the headers of the dead-letter contract
 (``contracts/dead-letter-headers.schema.json``). ``codec`` re-exports them.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+
+# The names a dead letter writes itself: an original header of one of these names is
+# left out, so that each is there once and is the dead letter's.
+OWN_HEADERS = frozenset({
+    "streammeta.reason", "streammeta.detail", "streammeta.source.topic",
+    "streammeta.source.partition", "streammeta.source.offset",
+    "streammeta.key.truncated", "streammeta.value.truncated", "streammeta.headers.truncated"})
+HEADER_BYTES = 4096  # the original headers carried, where no limit is given
 
 
 class Reason(enum.StrEnum):
@@ -39,6 +48,7 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None
     timestamp_ms: int = 0
+    headers: Sequence[tuple[str, bytes | None]] = ()  # as the producer wrote them
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +74,20 @@ class DeadLetter:
         return _cut(self.record.value, self.limit)
 
     def headers(self) -> list[tuple[str, bytes]]:
-        headers = [
+        """The original record's headers (a null value as an empty one: kafka-python's
+        producer sends no null), then the contract's; originals beyond ``limit`` bytes
+        (names and values) are left out, and ``streammeta.headers.truncated`` says how
+        many bytes they all had."""
+        headers, size, total = [], 0, 0
+        for name, raw in self.record.headers:
+            if name in OWN_HEADERS:
+                continue
+            value = raw or b""
+            total += len(name.encode("utf-8", "replace")) + len(value)
+            if total <= (HEADER_BYTES if self.limit is None else self.limit):
+                headers.append((name, value))
+                size = total
+        headers += [
             ("streammeta.reason", self.reason.value.encode()),
             ("streammeta.detail", self.detail.encode("utf-8", "replace")[:1000]),
             ("streammeta.source.topic", self.record.topic.encode()),
@@ -74,6 +97,8 @@ class DeadLetter:
         for name, raw in (("key", self.record.key), ("value", self.record.value)):
             if raw is not None and self.limit is not None and len(raw) > self.limit:
                 headers.append((f"streammeta.{name}.truncated", str(len(raw)).encode()))
+        if total > size:
+            headers.append(("streammeta.headers.truncated", str(total).encode()))
         return headers
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
@@ -22,6 +23,8 @@ from tqdm import tqdm
 from streammeta.config import Config, resolve_device
 from streammeta.errors import DataError
 from streammeta.io import datasets
+from streammeta.io.frequency import Frequency
+from streammeta.io.frequency import parse as parse_frequency
 from streammeta.meta.layout import TaskLayout
 from streammeta.meta.learner import MetaLearner
 from streammeta.meta.tasks import held_out
@@ -127,8 +130,29 @@ def pretrain(config: Config, data: str, fmt: str, out: str, steps: int,
     series = datasets.load(data, fmt, config.series.frequency)
     params, stats = meta_train(config, series, steps, progress, name=data)
     params_io.save(Path(out), params, version=1, shape=model.ModelShape.of(config),
-                   note=f"pretrained on {Path(data).name} ({fmt}), {steps} steps")
+                   note=f"pretrained on {Path(data).name} ({fmt}), {steps} steps",
+                   frequency=learned_frequency(config, series))
     return stats
+
+
+def learned_frequency(config: Config, series: list[datasets.Series]) -> Frequency | None:
+    """The frequency of the data θ is learned on, which its file records: series.freq,
+    else the data's own step (a long or ETT file's; an M4 file's values, which carry
+    no times, are placed on series.step_ms's clock, as datasets.load does). None where
+    it cannot be told: steps of 28 days or more may be calendar months, quarters, years."""
+    if config.series.freq:
+        return config.series.frequency
+    gaps = [np.diff(s.ts) for s in series if len(s) > 1]
+    if not gaps:
+        return config.series.frequency
+    step = int(np.median(np.concatenate(gaps)))
+    if step >= 28 * 86_400_000:
+        return None
+    for alias, ms in (("W", 7 * 86_400_000), ("D", 86_400_000), ("h", 3_600_000),
+                      ("min", 60_000), ("s", 1000)):  # named as series.freq would be
+        if step % ms == 0:
+            return parse_frequency(f"{step // ms if step > ms else ''}{alias}")
+    return parse_frequency("", step)
 
 
 def offline_layout(config: Config) -> TaskLayout:

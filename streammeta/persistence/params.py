@@ -5,38 +5,53 @@ SHA-256, then a ``torch.save`` of tensors and plain values read with
 ``weights_only=True``), with ``kind: params``.
 A corrupt, truncated, foreign or shape-mismatched file is refused with
 :class:`~streammeta.errors.ParameterFileError`; with ``model.hidden = 0`` the file's
-width is the model's (``Config.resolved``, :func:`width`).
+width is the model's (``Config.resolved``, :func:`width`). A file records the
+frequency of the data it was learned on (``series.freq``, else the data's step); one
+of another step is refused where the configuration's frequency is given, and one that
+does not record it (written before) is served with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
+from typing import Any
 
 from streammeta.config import Config
 from streammeta.errors import ParameterFileError
+from streammeta.io.frequency import Frequency
 from streammeta.online import model
 from streammeta.persistence.container import FORMAT, read_file, write_file
 from streammeta.persistence.width import params_width, width
 
 __all__ = ["checked", "initial", "load", "params_width", "save", "width"]
 
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # files without a frequency, warned about once a process
+
 
 def save(path: str | Path, params: model.Params, version: int, shape: model.ModelShape,
-         note: str = "") -> Path:
+         note: str = "", frequency: Frequency | None = None) -> Path:
+    """Write θ; ``frequency``: the data's it was learned on (None: unknown)."""
     path = Path(path)
+    learned_on = {} if frequency is None else {"series": {
+        "freq": frequency.name, "unit": frequency.unit, "step": frequency.step}}
     write_file(path, {
         "format": FORMAT, "kind": "params", "version": version, "note": note,
         "shape": {"window": shape.window, "horizon": shape.horizon, "season": shape.season,
                   "context_dim": shape.context_dim, "hidden": shape.hidden,
                   "quantiles": list(shape.quantiles), "transform": shape.transform},
+        **learned_on,
         "params": {k: v.detach().cpu().clone() for k, v in params.items()},
     })
     return path
 
 
-def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
-    """θ and version from ``path``; refuses files that do not fit ``shape``."""
+def load(path: str | Path, shape: model.ModelShape,
+         frequency: Frequency | None = None) -> tuple[model.Params, int]:
+    """θ and version from ``path``; refuses files that do not fit ``shape`` or, given
+    ``frequency`` (series.freq, else series.step_ms), were learned at another step."""
     path = Path(path)
     payload = read_file(path)
     if payload.get("kind") != "params":
@@ -53,6 +68,8 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
         raise ParameterFileError(
             f"{path}: θ was learned for series.quantiles = {list(levels)}, this "
             f"configuration has {list(shape.quantiles)}")
+    if frequency is not None:  # before the season, which follows it by default
+        _check_frequency(path, payload.get("series"), frequency)
     # The season first: the window may be the same. The horizon and the window would
     # be refused by a tensor's shape, which does not say which key differs.
     for key, have in (("series.season", shape.season), ("series.horizon", shape.horizon),
@@ -64,6 +81,27 @@ def load(path: str | Path, shape: model.ModelShape) -> tuple[model.Params, int]:
     params = checked(str(path), payload.get("params"), shape,
                      f" (file written for {payload.get('shape')})")
     return params, int(payload.get("version", 0))
+
+
+def _check_frequency(path: Path, written: dict[str, Any] | None,
+                     frequency: Frequency) -> None:
+    """ParameterFileError if θ was learned on data of another step than ``frequency``
+    (the same step spelt otherwise, "D" or step_ms 86400000, is the same); a warning,
+    once, where the file does not say."""
+    if written is None:
+        if str(path) not in _WARNED:
+            _WARNED.add(str(path))
+            log.warning("%s: the file does not record the frequency of the data θ was "
+                        "learned on (written before files recorded it, or pretrained on "
+                        "steps of 28 days or more without series.freq); it is served at "
+                        "series.freq %r: check that it was learned at that step",
+                        path, frequency.name)
+        return
+    if (written["unit"], int(written["step"])) != (frequency.unit, frequency.step):
+        raise ParameterFileError(
+            f"{path}: θ was learned for series.freq = {written['freq']!r} (steps of "
+            f"{written['step']} {written['unit']}), this configuration has "
+            f"{frequency.name!r} ({frequency.step} {frequency.unit})")
 
 
 def checked(where: str, params: object, shape: model.ModelShape, note: str = "",
@@ -90,6 +128,6 @@ def initial(config: Config) -> tuple[model.Params, int]:
     ``model.init``, else a seeded initialisation (version 0)."""
     shape = model.ModelShape.of(config)
     if config.model.init:
-        return load(config.model.init, shape)
+        return load(config.model.init, shape, config.series.frequency)
     return model.init_params(shape, seed=config.model.seed,
                              inner_lr=config.adaptation.inner_lr), 0

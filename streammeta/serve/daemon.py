@@ -220,7 +220,7 @@ class Daemon:
             self.delivery.complete()
         result = process_in_parts(self.engine, obs.entities, ts, values, partitions)
         for i, reason, detail in result.rejected:
-            dead.append(DeadLetter(records[obs.index[i]], reason, detail))
+            dead.append(DeadLetter(records.with_headers(obs.index[i]), reason, detail))
         f = result.forecasts
         entities = list(map(obs.entities.__getitem__, f.obs_index.tolist()))
         # Copies the engine cannot touch again; formatted on the delivery's thread while
@@ -342,7 +342,7 @@ def _on_calendar(frequency: Frequency, records: Records, obs: Observations,
         return obs
     for i in np.nonzero(~on)[0].tolist():
         utc = np.datetime_as_string(np.datetime64(obs.ts[i], "ms"), unit="s")
-        dead.append(DeadLetter(records[obs.index[i]], Reason.MISALIGNED,
+        dead.append(DeadLetter(records.with_headers(obs.index[i]), Reason.MISALIGNED,
                                f"ts {obs.ts[i]} ({utc}Z) is not a date of series.freq "
                                f"{frequency.name!r}: {frequency.dates}"))
     return obs.subset(on)

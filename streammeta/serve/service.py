@@ -14,6 +14,7 @@ from streammeta.io.streams import Sink, Source
 from streammeta.meta.memory import MemoryLink
 from streammeta.meta.outer import OuterLoop, attach
 from streammeta.persistence.checkpoint import Checkpointer, CheckpointStore
+from streammeta.persistence.claim import MemberClaim, claim_member
 from streammeta.persistence.spill import SpillStore
 from streammeta.serve.daemon import Daemon, Notifier, Progress, log_progress
 from streammeta.serve.health import HealthServer, LoopHealth
@@ -49,7 +50,16 @@ class Service:
             self.server = HealthServer(config.metrics.host, config.metrics.port,
                                        self.metrics.registry, self.health)
         self.edge: KafkaEdge | None = None
+        self.claim: MemberClaim | None = None
         try:
+            store, spill = None, None
+            c = config.checkpoint
+            if c.dir:
+                member = c.member or config.kafka.group_instance_id or socket.gethostname()
+                store = CheckpointStore(c.dir, member=member, keep=c.keep, options=c.options())
+                self.claim = claim_member(store.files, store.member)  # one process a name
+                if config.engine.evict:
+                    spill = SpillStore(store.files, store.member)
             if source is None or sink is None:
                 self.edge = make_kafka_edge(config, on_error=self.metrics.count_error)
                 source, sink = self.edge.source, self.edge.sink
@@ -58,13 +68,6 @@ class Service:
                 from streammeta.serve import systemd
 
                 notifier = systemd.Notifier()
-            store, spill = None, None
-            c = config.checkpoint
-            if c.dir:
-                member = c.member or config.kafka.group_instance_id or socket.gethostname()
-                store = CheckpointStore(c.dir, member=member, keep=c.keep, options=c.options())
-                if config.engine.evict:
-                    spill = SpillStore(store.files, store.member)
             engine = assemble.engine(config, spill)
             checkpointer = None if store is None else Checkpointer(
                 store, engine, c, frequency=config.series.frequency)
@@ -103,6 +106,8 @@ class Service:
                     log.exception("closing %s after a failed start", type(client).__name__)
         if self.server is not None:
             self.server.stop()
+        if self.claim is not None:
+            self.claim.release()
 
     @property
     def metrics_url(self) -> str | None:
@@ -135,6 +140,8 @@ class Service:
                                       self.daemon.memory_link)
             elif self.server is not None:
                 self.server.stop()
+            if self.claim is not None:  # after the shutdown checkpoint
+                self.claim.release()
 
 
 def _with_status(report: Callable[[Progress], None],

@@ -35,6 +35,23 @@ def test_seasonal_scale_uses_the_history_up_to_each_origin() -> None:
     assert scale[2:].tolist() == pytest.approx([2.0, 2.5, 2.0, 1.75])
 
 
+def test_a_scale_tiny_against_the_series_size_is_flat_and_tiny_series_are_not() -> None:
+    """A series periodic but for float rounding had a seasonal scale of ~1e-21, which
+    MASE divided by (1e11 and more); at most 1e-6 of the history's mean |y| it is 0,
+    flat, like a constant series. A series that is merely small keeps its scale: MASE
+    does not depend on the units."""
+    t = np.arange(24 * 8)
+    periodic = 1e-6 * np.sin(2 * np.pi * t / 24)
+    assert 0 < np.abs(periodic[24:] - periodic[:-24]).max() < 1e-18  # noise, not 0
+    assert (M.seasonal_scale(periodic, 24)[24:] == 0).all()
+    level = 1e9 + np.sin(2 * np.pi * t / 24) * 1e-4  # changes of 1e-13 of its size
+    assert (M.seasonal_scale(level + np.arange(len(t)) * 1e-7, 24)[24:] == 0).all()
+    noisy = np.sin(2 * np.pi * t / 24) + np.random.default_rng(0).normal(0, 0.1, len(t))
+    for units in (1.0, 1e-20, 1e20):
+        assert M.seasonal_scale(noisy * units, 24)[24:] / units == pytest.approx(
+            M.seasonal_scale(noisy, 24)[24:])
+
+
 def test_history_std_is_the_population_std_of_each_prefix() -> None:
     values = np.array([1e6 + 1, 1e6 + 3, 1e6 + 5])
     assert M.history_std(values).tolist() == pytest.approx([0.0, 1.0, np.sqrt(8 / 3)])

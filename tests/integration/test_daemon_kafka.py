@@ -11,12 +11,14 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from support import STEP
 
 from streammeta import config as config_mod
+from streammeta import contracts
 from streammeta.config import Config
 from streammeta.io.codec import encode_observation
 from streammeta.serve.service import Service
@@ -161,6 +163,49 @@ def test_observations_in_forecasts_and_dead_letters_out(each_client: Config) -> 
         service.stop()
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_dead_letters_carry_the_original_headers(each_client: Config) -> None:
+    """A dead letter carried the original key and value but none of the record's
+    headers (a trace id, the producer's own): they come back, first, then the
+    contract's; an original header of a contract name is left out, and headers beyond
+    series.max_record_bytes are counted in streammeta.headers.truncated."""
+    config = each_client
+    service = Service(config)
+    thread = threading.Thread(target=service.run)
+    thread.start()
+    try:
+        producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all")
+        topic = config.kafka.input_topic
+        producer.send(topic, value=b"not json", headers=[
+            ("trace-id", b"t-1"), ("streammeta.reason", b"spoofed"), ("empty", b"")])
+        producer.send(topic, value=b"too big", headers=[("big", b"b" * 5000), ("after", b"x")])
+        for key, value in observations(entities=1, steps=range(3)):
+            producer.send(topic, key=key, value=value)
+        key, late = encode_observation("e0", 0, 1.0)  # the engine's dead letter
+        producer.send(topic, key=key, value=late, headers=[("trace-id", b"t-2")])
+        producer.flush()
+        producer.close()
+        wait_for(lambda: service.daemon.dead_letters >= 3, what="dead letters")
+        letters = {r.value: r.headers for r in read_topic(
+            config, config.kafka.dead_letter_topic, 3)}
+    finally:
+        service.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert set(letters) == {b"not json", b"too big", late}
+    names = [name for name, _ in letters[b"not json"]]
+    assert letters[b"not json"][:2] == [("trace-id", b"t-1"), ("empty", b"")]
+    assert names[2:] == list(contracts.DEAD_LETTER_HEADERS)  # each once: the contract's
+    assert dict(letters[b"not json"])["streammeta.reason"] == b"not_json"
+    assert letters[late][0] == ("trace-id", b"t-2")
+    assert dict(letters[late])["streammeta.reason"] == b"late"
+    big = dict(letters[b"too big"])
+    assert "big" not in big and "after" not in big  # 5,009 bytes, over 4,096
+    assert big["streammeta.headers.truncated"] == b"5009"
+    check = jsonschema.Draft202012Validator(contracts.load_schema("dead-letter-headers"))
+    for headers in letters.values():
+        check.validate(contracts.header_map(headers))
 
 
 def committed_total(config: Config) -> int:

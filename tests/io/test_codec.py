@@ -297,3 +297,21 @@ def test_typical_forecasts_are_fixed_width_text_that_reads_back_as_rounded() -> 
     assert b'"point":[  -1.250,  23.457,-123.457],"quantiles":{"0.5":[  -0.000,   0.000,' \
            b'  -0.000]}' in message
     assert orjson.loads(message)["point"] == [-1.25, 23.457, -123.457]
+
+
+def test_a_dead_letter_carries_the_records_headers_then_the_contracts() -> None:
+    """A trace id or any other header the producer set was dropped from dead letters.
+    Null values come back empty (kafka-python's producer sends none); a header named
+    as the contract's is left out (each of those is the dead letter's, once); headers
+    beyond the record limit are left out, and their size said."""
+    original = [("trace-id", b"t-1"), ("none", None), ("streammeta.reason", b"spoofed"),
+                ("big", b"b" * 100), ("after", b"x")]
+    letter = Decoder(max_record_bytes=64, max_entity_id_length=16).decode(
+        [Record("obs", 3, 7, None, b"not json", 0, original)])[1][0]
+    headers = letter.headers()
+    assert headers[:2] == [("trace-id", b"t-1"), ("none", b"")]
+    names = [name for name, _ in headers]
+    assert names.count("streammeta.reason") == 1 and "big" not in names
+    assert "after" not in names  # after one left out, the rest too: a prefix is kept
+    assert dict(headers)["streammeta.reason"] == b"not_json"
+    assert dict(headers)["streammeta.headers.truncated"] == b"124"  # 11 + 4 + 103 + 6

@@ -151,6 +151,29 @@ def test_pretrain_backtests_daily_values_one_day_apart_without_a_frequency(
     assert unset == _backtest_file(cfg.replace("series", freq="D"), series, str(out))
 
 
+def test_a_file_pretrained_on_daily_values_is_refused_at_another_frequency(
+        cfg: Config, tmp_path: Path) -> None:
+    """θ pretrained on daily values was served by a daemon of series.freq = "MS" where
+    the season and horizon agreed: the file records the data's step (here without
+    series.freq set: the data's own), and another frequency is refused naming it."""
+    from streammeta.errors import ParameterFileError
+    from streammeta.meta.pretrain import pretrain
+
+    values = related_family(12, 120, seed=3)
+    ts = np.arange(values.shape[1], dtype=np.int64) * 86_400_000
+    path = tmp_path / "daily.csv"
+    path.write_text("unique_id,ds,y\n" + "".join(
+        f"s{i},{t},{v}\n" for i, row in enumerate(values) for t, v in zip(ts, row, strict=True)))
+    out = tmp_path / "daily.smp"
+    cfg = cfg.replace("series", season=7, horizon=7)
+    pretrain(cfg, str(path), "long", str(out), steps=1, progress=False)
+    for daily in ("D", "24h"):
+        params_io.initial(cfg.replace("series", freq=daily).replace("model", init=str(out)))
+    with pytest.raises(ParameterFileError, match=r"series\.freq = 'D' \(steps of "
+                                                 r"86400000 ms\), this configuration has 'MS'"):
+        params_io.initial(cfg.replace("series", freq="MS").replace("model", init=str(out)))
+
+
 def test_pretrain_with_only_a_monthly_frequency_learns_for_a_season_of_12(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,32 @@ def test_a_file_for_another_horizon_or_window_names_the_key(
     with pytest.raises(ParameterFileError,
                        match=rf"{section}\.{key} = {have}, this configuration has {have + 2}"):
         params_io.load(path, other.shape)
+
+
+def test_a_file_learned_at_another_frequency_names_series_freq(
+        small: Config, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """θ learned on daily data was served under series.freq = "MS" (or any other step)
+    wherever the season and shapes agreed; the file records the frequency it was learned
+    at, and another step is refused naming the key and both values."""
+    daily = small.replace("series", freq="D")
+    engine = Engine(daily)
+    path = params_io.save(tmp_path / "p.smp", engine.serving()[0], 1, engine.shape,
+                          frequency=daily.series.frequency)
+    monthly = small.replace("series", freq="MS")  # the season is set: the shapes agree
+    with pytest.raises(ParameterFileError, match=r"series\.freq = 'D' \(steps of 86400000 "
+                                                 r"ms\), this configuration has 'MS'"):
+        params_io.initial(monthly.replace("model", init=str(path)))
+    params_io.initial(daily.replace("model", init=str(path)))
+    same = small.replace("series", freq="", step_ms=86_400_000)  # the same step spelt so
+    params_io.initial(same.replace("model", init=str(path)))
+    # A file that does not record it (written before) is served, with a warning naming
+    # the key, once.
+    old = params_io.save(tmp_path / "old.smp", engine.serving()[0], 1, engine.shape)
+    with caplog.at_level(logging.WARNING, logger="streammeta.persistence.params"):
+        for _ in range(2):
+            params_io.initial(monthly.replace("model", init=str(old)))
+    said = [r.getMessage() for r in caplog.records if "does not record" in r.getMessage()]
+    assert len(said) == 1 and "series.freq 'MS'" in said[0]
 
 
 def test_a_file_of_another_kind_is_refused(small: Config, tmp_path: Path) -> None:
