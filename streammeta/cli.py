@@ -164,7 +164,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from streammeta.evaluation.protocols import check_calendar, check_step
+    from streammeta.evaluation.protocols import check_calendar, check_step, for_data
     from streammeta.io import datasets
     from streammeta.meta.pretrain import pretrain, too_short, worse
 
@@ -174,14 +174,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     series = datasets.load(args.data, args.format, config.series.frequency)
     check_step(series, config.series, args.data)
     check_calendar(series, config.series, args.data)
-    config = config.for_values(s.values for s in series)
+    config = for_data(config.for_values(s.values for s in series), args.data, args.format,
+                      series)
     reason = too_short(config, series)
     if reason:
         print(f"warning: {reason}", file=sys.stderr)
     result = pretrain(config, args.data, args.format, args.out, steps=args.steps,
                       progress=not args.quiet)
     young = " (young tasks only: no series holds a whole task)" if result["young_only"] else ""
-    print(f"wrote {args.out}: {int(result['tasks'])} tasks{young}; held-out meta-loss "
+    print(f"wrote {args.out} (season {config.series.season}, horizon "
+          f"{config.series.horizon}): {int(result['tasks'])} tasks{young}; held-out meta-loss "
           f"{result['held_out_loss_before']:.4f} → {result['held_out_loss_after']:.4f}")
     if worse(result):
         print(f"warning: {worse(result)}: it overfits the training series (evaluate "

@@ -293,6 +293,30 @@ def m4_subset(path: Path) -> tuple[int, int] | None:
     return next((M4_SUBSETS[w] for w in words if w in M4_SUBSETS), None)
 
 
+def default_season(configured: SeriesConfig, subset: tuple[int, int] | None,
+                   step: int) -> int:
+    """The season where the command gives none: ``series.season`` where set, else an M4
+    file's subset's (:func:`m4_subset`), else ``series.freq``'s, else the data's step's
+    (24 for hours, 96 for quarter hours, 7 for days; M4-format files carry no step: 24)."""
+    if configured.season:
+        return configured.season
+    if subset:
+        return subset[1]
+    return configured.resolved_season if configured.freq else parse_frequency("", step).season
+
+
+def for_data(base: Config, path: str, fmt: str, series: list[datasets.Series]) -> Config:
+    """``pretrain``'s configuration for a data set: the season and horizon ``evaluate``
+    takes for it where the configuration leaves them to be chosen (a file learned for
+    the hourly defaults' season 24 from daily values was refused by ``run`` with
+    ``series.freq = "D"``, and one from ``Monthly-train.csv`` by ``evaluate``)."""
+    subset = m4_subset(datasets.resolve_m4(path)) if fmt == "m4" else None
+    s = base.series
+    horizon = subset[0] if subset and s.horizon == SeriesConfig().horizon else s.horizon
+    return base.replace("series", season=default_season(s, subset, step_of(series)),
+                        horizon=horizon)
+
+
 def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list[str]]:
     """The tasks that ``args`` ask for, and notes about what was found."""
     notes: list[str] = []
@@ -320,13 +344,8 @@ def load_tasks(args: argparse.Namespace, base: Config) -> tuple[list[Task], list
     # series.freq is set, else the data's step's (24 for ETTh's hours, 96 for ETTm's
     # quarter hours, 7 for days; M4-format files carry no step: 24), and the built-in
     # horizon.
-    built_in = SeriesConfig()
-    own_season = base.series.season != 0
-    own_horizon = base.series.horizon != built_in.horizon
-    default_season = (subset[1] if subset and not own_season
-                      else base.series.resolved_season if own_season or base.series.freq
-                      else parse_frequency("", step).season)
-    season = args.season or default_season
+    own_horizon = base.series.horizon != SeriesConfig().horizon
+    season = args.season or default_season(base.series, subset, step)
     if args.horizon or own_horizon:
         horizons = [args.horizon or base.series.horizon]
     elif args.protocol == "ett":

@@ -198,3 +198,25 @@ def test_pretrain_with_only_a_monthly_frequency_learns_for_a_season_of_12(
     with pytest.raises(ParameterFileError, match=r"series\.season = 12, this configuration "
                                                  r"has 24"):
         params_io.load(out, model.ModelShape.of(config.replace("series", season=24)))
+
+
+def test_pretrain_takes_the_season_evaluate_takes_for_daily_values(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Daily values and neither ``series.freq`` nor ``series.season``: the file was learned
+    for the hourly defaults' season 24, and ``run`` with ``series.freq = "D"`` (season 7)
+    refused it. ``pretrain`` takes the season ``evaluate`` takes, the data's step's."""
+    from streammeta.cli import main
+
+    days = 86_400_000
+    values = related_family(12, 200, seed=5)
+    rows = ["entity,ts,value"] + [f"e{e},{datasets.M4_START_MS + t * days},{values[e, t]:.4f}"
+                                  for e in range(12) for t in range(200)]
+    data = tmp_path / "daily.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "daily.smp"
+    assert main(["pretrain", "--data", str(data), "--format", "long", "--out", str(out),
+                 "--steps", "2", "-q"]) == 0
+    assert "(season 7, horizon 48)" in capsys.readouterr().out
+    daily = config_mod.load(None, env={"STREAMMETA_SERIES_FREQ": "D"}).resolved(offline=True)
+    params_io.load(out, model.ModelShape.of(daily.replace("series", transform="none")),
+                   daily.series.frequency)
