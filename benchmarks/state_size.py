@@ -5,7 +5,8 @@
 
 Prints each field's shape per entity, dtype and bytes, and the total: what resident
 memory and a checkpoint grow by per entity (engine-1m's RSS and checkpoint.py's file
-size follow it). Nothing is filled: the arena reserves its tensors unmapped.
+size follow it; the last two rows are resident only, not checkpointed). Nothing is
+filled: the arena reserves its tensors unmapped.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main() -> None:
     print(f"H = {s.horizon}, m = {s.season}, scored horizons {arena.horizons}")
     print("| field | per entity | dtype | bytes |\n|---|---|---|---:|")
     total = 0
-    for field in (*ROW_FIELDS, "occupied"):
+    # occupied and lag_sums (derived from the rings) are resident only: not in a checkpoint
+    for field in (*ROW_FIELDS, "occupied", "lag_sums"):
         t = getattr(arena, field)
         size = t[0].numel() * t.element_size()
         total += size

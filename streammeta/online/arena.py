@@ -50,7 +50,7 @@ MISSING = {"season_indices": 0.0, "calibration": 0.0, "pending_served": float("n
 class Arena:
     """All tensors are reserved for ``max_entities`` slots up front with
     ``torch.empty``: the kernel maps pages only when a slot is first written, so
-    resident memory grows with the entities present (5.8 KB each with the defaults,
+    resident memory grows with the entities present (5.9 KB each with the defaults,
     10.1 KB before the rings: ``benchmarks/state_size.py``), never copies on growth,
     and never doubles at a resize. Removed entities' slots are reused."""
 
