@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from streammeta import __version__, envvars, logs
 from streammeta import config as config_mod
@@ -49,8 +50,6 @@ def _setup_logging(config: Config, level: str | None = None) -> None:
         log.warning("%s: ignored", message)
 
 
-
-
 # -- subcommands -------------------------------------------------------------------
 def cmd_check_config(args: argparse.Namespace) -> int:
     unknown = envvars.unknown_variables(os.environ, config_mod.sections())
@@ -87,22 +86,37 @@ def _check_init(config: Config) -> None:
                           f"a parameter file this configuration can serve ({exc})") from None
 
 
+class _Served(Protocol):
+    def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def _serve(config: Config, start: Callable[[], _Served], abandoned: str) -> int:
+    """``start()`` (it waits for the broker and topics) then run until stopped; a
+    SIGTERM or SIGINT while it starts abandons the start, logged, and exits 0."""
+    _setup_logging(config)
+    stopper = Stopper()
+    try:
+        served = start()
+    except StartAbandoned:
+        log.info("stopped while starting: %s", abandoned)
+        return 0
+    stopper.stop = served.stop
+    served.run()
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args)
     if config.meta.role == "trainer":
         return _train(config)
-    _setup_logging(config)
-    stopper = Stopper()
-    try:
+
+    def start() -> _Served:
         from streammeta.serve.service import Service  # torch: seconds of a start too
 
-        service = Service(config)
-    except StartAbandoned:
-        log.info("stopped while starting: nothing was consumed, nothing to commit")
-        return 0
-    stopper.stop = service.stop
-    service.run()
-    return 0
+        return Service(config)
+
+    return _serve(config, start, "nothing was consumed, nothing to commit")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -110,18 +124,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(config: Config) -> int:
-    _setup_logging(config)
-    stopper = Stopper()
-    try:
+    def start() -> _Served:
         from streammeta.serve.trainer import Trainer
 
-        trainer = Trainer(config)
-    except StartAbandoned:
-        log.info("stopped while starting: nothing was trained")
-        return 0
-    stopper.stop = trainer.stop
-    trainer.run()
-    return 0
+        return Trainer(config)
+
+    return _serve(config, start, "nothing was trained")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
