@@ -55,11 +55,12 @@ def pair_sums(ring: Tensor, n: Tensor, at: tuple[int, ...]) -> Tensor:
     R = ring.shape[1]
     x = torch.gather(ring, 1, ((n - 1)[:, None] - torch.arange(R - 1, -1, -1)) % R)
     mine = torch.arange(R)[None, :] >= (R - n.clamp(max=R))[:, None]  # (B, R)
-    x = torch.where(mine, x, 0.0)  # the others are not the entity's, and may be anything
+    # The others are not the entity's, and may be anything; float64 before the
+    # differences: two float32 values near ±3.4e38 differ by more than float32 holds.
+    x = torch.where(mine, x, 0.0).to(torch.float64)
     out = torch.empty(len(n), len(at), dtype=torch.float64)
     for i, lag in enumerate(at):
-        diff = (x[:, lag:] - x[:, :-lag]).to(torch.float64).square_()
-        out[:, i] = diff.mul_(mine[:, :-lag]).sum(dim=1)
+        out[:, i] = (x[:, lag:] - x[:, :-lag]).square_().mul_(mine[:, :-lag]).sum(dim=1)
     return out
 
 
@@ -68,12 +69,12 @@ def moved(sums: Tensor, rows: Tensor, j: Tensor, y: Tensor, lags: tuple[int, ...
     read before it) at absolute index j (B,): its pair with y_(j−ℓ) joins, and the
     value it overwrites (index j − R) takes its pair with y_(j−R+ℓ) away. Each pair
     leaves as the same float64 it joined as: the sums drift by rounding only."""
-    R, at = rows.shape[1], torch.tensor(lags)
-    back = torch.gather(rows, 1, (j[:, None] - at[None, :]) % R)  # (B, L) y_(j−ℓ)
-    joins = (y[:, None] - back).to(torch.float64).square_().mul_(j[:, None] >= at[None, :])
-    old = torch.gather(rows, 1, (j % R)[:, None])  # y_(j−R)
-    partner = torch.gather(rows, 1, (j[:, None] - R + at[None, :]) % R)
-    leaves = (partner - old).to(torch.float64).square_().mul_((j >= R)[:, None])
+    R, at, f64 = rows.shape[1], torch.tensor(lags), torch.float64
+    back = torch.gather(rows, 1, (j[:, None] - at[None, :]) % R).to(f64)  # (B, L) y_(j−ℓ)
+    joins = (y.to(f64)[:, None] - back).square_().mul_(j[:, None] >= at[None, :])
+    old = torch.gather(rows, 1, (j % R)[:, None]).to(f64)  # y_(j−R)
+    partner = torch.gather(rows, 1, (j[:, None] - R + at[None, :]) % R).to(f64)
+    leaves = (partner - old).square_().mul_((j >= R)[:, None])
     return (sums + joins).sub_(leaves).clamp_(min=0.0)
 
 

@@ -315,3 +315,20 @@ def test_the_young_floors_spread_is_each_entitys_own_lagged_differences() -> Non
                     diff = np.float64(held[lag:] - held[:-lag])
                     assert pairs[row, j] == len(diff)
                     assert spread[row, j] == pytest.approx(np.sqrt(np.mean(diff**2)), rel=1e-5)
+
+
+def test_the_young_floors_sums_hold_values_near_the_float32_limit() -> None:
+    """Values a float32 holds (±3e38) whose differences it does not: the sums stay
+    finite as values join and leave, and equal the ones rebuilt from the ring."""
+    from streammeta.online import rounds, young
+    from streammeta.online.arena import Arena
+
+    a = Arena(ring_len=6, context_dim=2, horizon=2, scored_horizons=2, max_entities=1,
+              phi0=torch.zeros(2), horizons=(1, 2))
+    slots = torch.from_numpy(a.slots_for(["e"]))
+    for i in range(20):
+        rounds.append(a, slots, torch.zeros(1, dtype=torch.int64),
+                      torch.tensor([3e38 if i % 3 else -3e38]), ew_span=10)
+    assert bool(torch.isfinite(a.lag_sums[slots]).all())
+    exact = young.pair_sums(a.ring[slots], a.count[slots], a.spread_lags)
+    assert torch.allclose(a.lag_sums[slots], exact, rtol=1e-9, atol=0)
