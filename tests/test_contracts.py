@@ -129,6 +129,7 @@ def test_observations_the_replay_tool_writes_match_the_schema() -> None:
     {"entity": "s", "ts": "2023-11-14T22:13:20Z", "value": 3},
     {"entity": "s", "ts": "2023-11-14T22:13:20.250+01:00", "value": -1e9, "unit": "kW"},
     {"entity": "s", "ts": "2023-11-14", "value": 0},
+    {"entity": "s", "ts": "2023-11", "value": 0},  # the month's first day (README)
 ])
 def test_observations_producers_may_write(body: dict[str, Any]) -> None:
     validator("observation").validate(body)

@@ -49,6 +49,16 @@ _IRREGULAR = re.compile(
 DAY_MS = 86_400_000
 
 
+def utc_text(ms: int) -> str:
+    """An instant (epoch ms) in ISO-8601 UTC, to the millisecond where it is not a whole
+    second: a dead letter's ``1970-01-01T01:00:00.001Z`` was shown as ``...01:00:00Z``,
+    a valid hour under a rejection for not being one."""
+    instant = np.datetime64(ms, "ms")
+    if ms % 1000:
+        return f"{np.datetime_as_string(instant, unit='ms')}Z"
+    return f"{np.datetime_as_string(instant, unit='s')}Z"
+
+
 @dataclass(frozen=True)
 class Frequency:
     """A regular sampling frequency. ``step`` is in ``unit``s: "ms" or "month"."""

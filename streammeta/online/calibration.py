@@ -131,11 +131,11 @@ class Record:
         if not bool(count.any()):
             return
         keep = ((1.0 - SMOOTHING) ** count)[:, :, None]
-        # The old histogram's mass is renormalised to what it stands for: 1/SMOOTHING
-        # events at most, so that a batch weighs by its count against it.
-        mass = self.hist.sum(dim=2, keepdim=True).clamp(min=1e-12)
-        self.hist = (self.hist / mass * keep
-                     + batch / count.clamp(min=1)[:, :, None] * (1 - keep))
+        # The histogram's mass is its weight, 1 - (1 - SMOOTHING)^events: a batch weighs
+        # by its count against it. Renormalised to 1 at each commit, it counted the first
+        # commit's few errors as the whole past (one forecast per poll: the record was
+        # its first forecasts' for about a thousand more).
+        self.hist = self.hist * keep + batch / count.clamp(min=1)[:, :, None] * (1 - keep)
         self.seen += float(count[:, 0].sum())
         self._batch.zero_()
         self._settle()

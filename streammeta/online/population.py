@@ -89,8 +89,13 @@ class Population:
             return
         batch = self._sum / count.clamp(min=1)[:, :, None]  # (2, S, E) the batch's mean
         keep = ((1.0 - self.smoothing) ** count)[:, :, None]
-        merged = torch.where((self.count == 0)[:, :, None], batch,
-                             self.mean * keep + batch * (1 - keep))
+        # The record's own weight: 1 - (1 - smoothing)^count, as a forecast's weight falls
+        # by the smoothing per later forecast. Taken as 1, the first commit's few errors
+        # outweighed the next thousand, so the record depended on the polls' sizes: 60 M1
+        # monthly series, rolling, one observation per poll, MASE 1.345 against 1.255 in
+        # batches of 5000 (now 1.249 and 1.245).
+        held = (1.0 - (1.0 - self.smoothing) ** self.count)[:, :, None] * keep
+        merged = (self.mean * held + batch * (1 - keep)) / (held + (1 - keep)).clamp(min=1e-30)
         self.mean = torch.where((count > 0)[:, :, None], merged, self.mean)
         self.count += count
         self._sum.zero_()
@@ -117,7 +122,9 @@ class Population:
             mean = torch.cat([mean, mean.mean(dim=2, keepdim=True).repeat(1, 1, missing)], 2)
         if not isinstance(count, Tensor) or count.shape != self.count.shape:
             seen = float(state.get("seen", 0.0))  # type: ignore[arg-type]
-            count = torch.full_like(self.count, 1.0 if seen > 0 else 0.0)
+            # the forecasts behind it, spread evenly: its weight (commit) is theirs
+            count = torch.full_like(self.count, max(1.0, seen / self.count.numel())
+                                    if seen > 0 else 0.0)
         self.mean, self.count = mean.clone(), count.clone()
         return True
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from streammeta.io.codec import Reason
-from streammeta.io.frequency import Frequency
+from streammeta.io.frequency import Frequency, utc_text
 from streammeta.online import experts, model, young
 from streammeta.online.arena import FREE, NEXT_ORIGIN, NEXT_SERVED, Arena, resum
 from streammeta.online.result import Result
@@ -116,7 +116,7 @@ def _instant(frequency: Frequency, units: int) -> str:
     (2020-01-01T00:00:00Z)``. A calendar frequency's units are months since 1970-01,
     which shown bare ("ts 591 vs last 617") read as milliseconds."""
     ms = int(frequency.to_ms(np.array([units], dtype=np.int64))[0])
-    return f"{ms} ({np.datetime_as_string(np.datetime64(ms, 'ms'), unit='s')}Z)"
+    return f"{ms} ({utc_text(ms)})"
 
 
 def fill_gaps(arena: Arena, slots: Tensor, y: Tensor, gap: Tensor, max_gap_fill: int,

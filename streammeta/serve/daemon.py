@@ -34,7 +34,7 @@ from streammeta.io.codec import (
     Record,
     Records,
 )
-from streammeta.io.frequency import Frequency
+from streammeta.io.frequency import Frequency, utc_text
 from streammeta.io.streams import Sink, Source, TopicPartition, next_offsets
 from streammeta.meta.memory import MemoryLink
 from streammeta.online import model
@@ -341,9 +341,9 @@ def _on_calendar(frequency: Frequency, records: Records, obs: Observations,
     if bool(on.all()):
         return obs
     for i in np.nonzero(~on)[0].tolist():
-        utc = np.datetime_as_string(np.datetime64(obs.ts[i], "ms"), unit="s")
+        ts = int(obs.ts[i])
         dead.append(DeadLetter(records.with_headers(obs.index[i]), Reason.MISALIGNED,
-                               f"ts {obs.ts[i]} ({utc}Z) is not a date of series.freq "
+                               f"ts {ts} ({utc_text(ts)}) is not a date of series.freq "
                                f"{frequency.name!r}: {frequency.dates}"))
     return obs.subset(on)
 

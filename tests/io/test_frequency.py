@@ -95,6 +95,23 @@ def month_records(months: list[tuple[int, int, int]], entity: str = "store-1") -
             for i, date in enumerate(months)]
 
 
+@pytest.mark.parametrize(("freq", "stamps", "shown"), [
+    ("MS", [ms(2020, 1, 1), ms(2020, 2, 1) + 1], "2020-02-01T00:00:00.001Z) is not a date"),
+    ("h", [0, 3_600_001], "ts 3600001 (1970-01-01T01:00:00.001Z) vs last 0 (1970-01-01T00:00:00Z)"),
+])
+def test_a_dead_letter_shows_a_timestamp_a_millisecond_off_to_the_millisecond(
+        freq: str, stamps: list[int], shown: str) -> None:
+    """A ts 1 ms past a month start or an hour is misaligned; its detail showed the
+    instant to the second ("2020-02-01T00:00:00Z is not a date of 'MS'"), a valid one."""
+    config = config_mod.load(None, env={}).replace("series", freq=freq, horizon=3)
+    records = [Record("obs", 0, i, *encode_observation("a", t, 1.0))
+               for i, t in enumerate(stamps)]
+    source, sink = MemorySource(records), MemorySink()
+    run_until_drained(Daemon(config, source, sink), source)
+    assert [letter.reason for letter in sink.dead_letters] == [Reason.MISALIGNED]
+    assert shown in sink.dead_letters[0].detail
+
+
 def test_a_monthly_stream_is_forecast_on_the_calendar_with_gaps_and_misalignment() -> None:
     """Calendar months are 28–31 days apart: no fixed step_ms accepts them. With
     series.freq = "MS" every month is accepted, a skipped month is a gap, a mid-month

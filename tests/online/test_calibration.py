@@ -332,3 +332,20 @@ def test_the_young_floors_sums_hold_values_near_the_float32_limit() -> None:
     assert bool(torch.isfinite(a.lag_sums[slots]).all())
     exact = young.pair_sums(a.ring[slots], a.count[slots], a.spread_lags)
     assert torch.allclose(a.lag_sums[slots], exact, rtol=1e-9, atol=0)
+
+
+def test_the_record_does_not_depend_on_how_its_errors_were_split_into_commits() -> None:
+    """The daemon commits once per poll, one forecast at a time at a low rate: the
+    first commit's histogram was renormalised to stand for the whole past, and its few
+    errors set the offsets for about a thousand more forecasts."""
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    nominal = torch.distributions.Normal(0.0, 1.0).icdf(levels)
+    r = torch.randn(200, 1, generator=torch.Generator().manual_seed(2)) * 2.0  # (B, S)
+    r[:5] += 6.0  # the first few forecasts missed far above
+    at_once, one_by_one = (calibration.Record(1, levels, nominal) for _ in range(2))
+    at_once.update(r, torch.ones(200, 1, dtype=torch.bool))
+    at_once.commit()
+    for k in range(200):
+        one_by_one.update(r[k:k + 1], torch.ones(1, 1, dtype=torch.bool))
+        one_by_one.commit()
+    assert torch.allclose(one_by_one.offsets, at_once.offsets, atol=0.2)

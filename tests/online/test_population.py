@@ -77,3 +77,24 @@ def test_the_record_fades_as_an_entity_resolves_forecasts_of_its_own() -> None:
     own = torch.tensor([[[15.0, 5.0]]]).expand(4, 1, 2)  # its own: expert 1 better by 0.2
     w = weights(own, 0.5, prior)
     assert float(w[1, 0, 1]) < 0.01 and float(w[3, 0, 1]) > 0.99
+
+
+def test_the_record_does_not_depend_on_how_its_errors_were_split_into_commits() -> None:
+    """The daemon commits the record once per poll: one forecast at a time at a low
+    rate, thousands in a busy batch. The first commit's mean was taken whole, and each
+    later forecast moved it by the smoothing (0.001): committed one at a time, the first
+    of 50 forecasts outweighed the other 49 together (M1 monthly, one observation per
+    poll: MASE 1.345 against 1.255 in batches of 5000)."""
+    rng = torch.Generator().manual_seed(0)
+    errs = torch.rand(50, 1, 2, generator=rng) * 4  # (B, S=1, E=2)
+    valid, young = torch.ones(50, 1, dtype=torch.bool), torch.ones(50, 1, dtype=torch.bool)
+    at_once, one_by_one = Population(1, 2, 30.0), Population(1, 2, 30.0)
+    at_once.update(errs, valid, young)
+    at_once.commit()
+    for k in range(50):
+        one_by_one.update(errs[k:k + 1], valid[k:k + 1], young[k:k + 1])
+        one_by_one.commit()
+    assert torch.allclose(at_once.mean[YOUNG], errs.mean(dim=0))
+    # one by one, later forecasts weigh a little more (0.999 per forecast): within 1%
+    assert torch.allclose(one_by_one.mean[YOUNG], at_once.mean[YOUNG], rtol=0.01)
+    assert torch.equal(one_by_one.count, at_once.count)
