@@ -68,7 +68,7 @@ def test_a_checkpoint_of_the_cells_layout_restores_and_serves_the_same(tmp_path:
         # calibration's first steps are larger (stop 24): the pending cells are checked
         # exactly above; what is served from them agrees to within those changes. And
         # young entities' intervals are at least their naive errors' (stop 28): the
-        # median is as served, the other levels as far from it or further. Since stop 40
+        # levels as far from the point or further. Since stop 40
         # the population's record restored from that version weighs by the forecasts
         # behind it, not as the whole past, and an entity's weights drift from what that
         # version served (up to 3.6% on one point of 36; the median point 0.4% at most).
